@@ -1,0 +1,56 @@
+"""The ``spineseg`` command: a thin face over the core.
+
+Each sub-command lives in its own module under :mod:`spineseg_core.commands` and exposes
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Errors a user can cause
+(:class:`~spineseg_core.errors.SpinesegError`) print one line per problem, no traceback, and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import commands
+from .errors import SpinesegError
+
+
+def _command_modules() -> dict[str, object]:
+    mods = {}
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mods[info.name.replace("_", "-")] = importlib.import_module(
+            f"{commands.__name__}.{info.name}")
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spineseg", description="Spine MRI segmentation study: data, models, training, book.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, mod in _command_modules().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except SpinesegError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"spineseg {args.command}: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spineseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

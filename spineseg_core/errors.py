@@ -1,0 +1,29 @@
+"""Exceptions of the study.
+
+Every error a user can cause (bad data, bad parameter) is a :class:`SpinesegError`; the
+command line prints its message on one line, without a traceback, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SpinesegError(Exception):
+    """Base class of every user-facing error."""
+
+
+class DataError(SpinesegError):
+    """A data file or folder is not what the study expects.
+
+    The message always names the file and what was expected.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class ConfigError(SpinesegError, ValueError):
+    """A parameter has an invalid name, type or value."""

@@ -1,0 +1,51 @@
+"""Atomic writes: a result file is either its old content or its complete new content.
+
+Everything the study writes (checkpoints, CSVs, JSON) goes through a temporary file in the
+same folder, flushed and then renamed over the target, so an interrupted run never leaves a
+truncated file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success rename it onto ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(target: str | Path, text: str) -> None:
+    """Atomically write ``text`` to ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(target: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
+    """Atomically write ``target`` with ``writer(tmp_path)`` (e.g. ``df.to_csv``)."""
+    with atomic_path(target) as tmp:
+        writer(tmp)

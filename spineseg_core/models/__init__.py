@@ -1,0 +1,8 @@
+"""The twelve models of the study, built by name: ``build_model("transunet")``."""
+
+from .base import MultiOutput, SegmentationModel
+from .registry import (MODEL_NAMES, Family, ModelInfo, build_model, list_models, model_info,
+                       register_model)
+
+__all__ = ["MODEL_NAMES", "Family", "ModelInfo", "MultiOutput", "SegmentationModel",
+           "build_model", "list_models", "model_info", "register_model"]

@@ -1,0 +1,37 @@
+"""The paper's published numbers (Tables 1-3 of Zhou et al., ICMR 2022).
+
+Read from the CSV files shipped in ``spineseg_core/resources/paper`` — the one place the
+project keeps them — so the book and the tests can set our results beside the paper's.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+PAPER_CITATION = (
+    "Zhou, Y. et al. Review of Deep Learning Models for Spine Segmentation. "
+    "Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)."
+)
+
+
+def _read(name: str) -> pd.DataFrame:
+    path = resources.files("spineseg_core") / "resources" / "paper" / name
+    with resources.as_file(path) as p:
+        return pd.read_csv(p)
+
+
+def table1_overall() -> pd.DataFrame:
+    """Table 1: Dice, mIoU, FN rate, FP rate and recall (percent) per model."""
+    return _read("table1_overall.csv")
+
+
+def table2_per_class_dice() -> pd.DataFrame:
+    """Table 2: per-class Dice (percent) per model, classes in label order, plus mDice."""
+    return _read("table2_per_class_dice.csv")
+
+
+def table3_efficiency() -> pd.DataFrame:
+    """Table 3: backbone, parameters (M), reported GFLOPs (really GMACs) and memory (GB)."""
+    return _read("table3_efficiency.csv")
