@@ -1,0 +1,28 @@
+"""Data: dataset layouts, readers, preprocessing cache, slices, splits, augmentation, checks.
+
+Files (phantom or real) → :class:`VolumeCache` → :class:`SliceDataset`; :func:`build_datasets`
+does all of it for one training run. Knows nothing of models.
+"""
+
+from .augment import AugmentConfig, InPlaneMotion, SliceAugmentation, build_augmentation
+from .bundle import DataBundle, build_datasets
+from .cache import VolumeCache
+from .check import CheckReport, check_dataset
+from .layout import CaseRef, Layout, detect_layout, list_cases, scan_cases
+from .preprocess import (PREPROCESS_VERSION, PercentileNormalisation, normalise_percentile,
+                         preprocess_volume, resample_inplane)
+from .readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
+from .slices import SliceDataset
+from .splits import (Split, get_or_create_splits, load_splits, make_folds, make_split,
+                     save_splits)
+
+__all__ = [
+    "AugmentConfig", "InPlaneMotion", "SliceAugmentation", "build_augmentation",
+    "DataBundle", "build_datasets", "VolumeCache", "CheckReport", "check_dataset",
+    "CaseRef", "Layout", "detect_layout", "list_cases", "scan_cases",
+    "PREPROCESS_VERSION", "PercentileNormalisation", "normalise_percentile",
+    "preprocess_volume", "resample_inplane",
+    "SPIDER_LUT", "Volume", "load_case", "map_spider_labels", "read_array",
+    "SliceDataset", "Split", "get_or_create_splits", "load_splits", "make_folds", "make_split",
+    "save_splits",
+]

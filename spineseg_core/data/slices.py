@@ -1,0 +1,50 @@
+"""The 2D view of the study: every sagittal slice of a set of volumes as one torch Dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .readers import Volume
+
+SliceItem = dict[str, Any]
+"""``image`` FloatTensor (1, H, W), ``mask`` LongTensor (H, W), ``case_id`` str, ``slice_index`` int."""
+
+
+class SliceDataset(Dataset):
+    """All sagittal slices of ``volumes``, in volume order then slice order.
+
+    ``transform`` (e.g. :func:`~spineseg_core.data.augment.build_augmentation`) receives and
+    returns an item dict. With ``labelled_only=True`` (default) volumes without a mask are left
+    out; otherwise their items carry no ``mask`` key.
+    """
+
+    def __init__(self, volumes: Sequence[Volume], transform: Callable[[SliceItem], SliceItem] | None = None,
+                 *, labelled_only: bool = True) -> None:
+        self.volumes = [v for v in volumes if v.mask is not None or not labelled_only]
+        self.transform = transform
+        self.index: list[tuple[int, int]] = [
+            (vi, s) for vi, v in enumerate(self.volumes) for s in range(v.num_slices)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [v.case_id for v in self.volumes]
+
+    def __getitem__(self, i: int) -> SliceItem:
+        vi, s = self.index[i]
+        vol = self.volumes[vi]
+        item: SliceItem = {
+            "image": torch.from_numpy(np.array(vol.image[s], dtype=np.float32))[None],
+            "case_id": vol.case_id,
+            "slice_index": s,
+        }
+        if vol.mask is not None:
+            item["mask"] = torch.from_numpy(vol.mask[s].astype(np.int64))
+        return self.transform(item) if self.transform is not None else item
