@@ -1,0 +1,65 @@
+"""Where and with what a run was made: the ``env`` stamp of ``params.json``.
+
+A result is only comparable with another when the hardware and software behind it are known
+(nnU-Net keeps the same facts in ``debug.json``). Nothing here fails: an unknown fact is
+``None``.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str | None:
+    """Marketing name of the CPU (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def gpu_name() -> str | None:
+    """Name of the first CUDA device, or ``None`` without one."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return None
+
+
+def git_commit(repo: Path = _REPO) -> str | None:
+    """Commit hash of the working tree the package runs from, or ``None`` outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def env_stamp(device: str | torch.device | None = None) -> dict[str, object]:
+    """Host, CPU, GPU, library versions, git commit, device and thread count of this process."""
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "gpu": gpu_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": sys.version.split()[0],
+        "spineseg": __version__,
+        "git_commit": git_commit(),
+        "device": str(device) if device is not None else None,
+        "threads": torch.get_num_threads(),
+    }

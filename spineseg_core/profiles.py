@@ -1,0 +1,238 @@
+"""Training profiles and the one resolved configuration of a run.
+
+A *profile* is a named set of defaults sized for a kind of machine:
+
+* ``smoke`` — a few phantom cases at 64 px, one epoch: checks that everything runs (seconds).
+* ``cpu`` — the study's miniature on the embedded phantom, sized for a 2-core CPU: phantom
+  cases written at 256 px and trained at 128 px, the architectures unchanged.
+* ``paper`` — the paper's protocol for a GPU and the real MRSpineSeg data: 1x880x880 inputs,
+  Dice loss, Adam at 5e-4. The paper states no batch size (4 is our choice) and no learning
+  rate schedule (only the initial rate), so the rate is kept constant.
+
+:func:`resolve_config` overlays user overrides on a profile and validates every value (names,
+types, ranges, paths) before any training starts, raising a
+:class:`~spineseg_core.errors.ConfigError` that names the parameter and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+
+class Profile(StrEnum):
+    """Named default sets (see the module docstring)."""
+
+    SMOKE = "smoke"
+    CPU = "cpu"
+    PAPER = "paper"
+
+
+class DeviceChoice(StrEnum):
+    """Where to train: ``auto`` takes CUDA when present, else the CPU."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Scheduler(StrEnum):
+    """Learning-rate schedule per epoch. ``constant`` is the paper's (it gives only the initial
+    rate) and the default; ``cosine`` anneals to zero over ``epochs``."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every parameter of one training run (resolved: no ``None`` meaning "default" left).
+
+    ``data_dir=None`` trains on the procedural phantom (``phantom_cases`` cases written at
+    ``phantom_size`` px, generated once into the cache). ``out_dir=None`` uses
+    ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``k_folds=None`` is the paper's single 8:2
+    split (``fold`` must then be 0). ``max_train_slices_per_epoch=None`` uses every training
+    slice each epoch; a number draws that many at random per epoch.
+    """
+
+    model: str = "unet"
+    profile: Profile = Profile.CPU
+    data_dir: Path | None = None
+    phantom_cases: int = 40
+    phantom_size: int = 256
+    phantom_seed: int = 0
+    image_size: int = 128
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 5e-4
+    scheduler: Scheduler = Scheduler.CONSTANT
+    loss: str = "dice"
+    seed: int = 0
+    fold: int = 0
+    k_folds: int | None = None
+    max_cases: int | None = None
+    out_dir: Path | None = None
+    device: DeviceChoice = DeviceChoice.AUTO
+    num_workers: int = 0
+    threads: int | None = None
+    resume: bool = True
+    augment: bool = True
+    p_noise: float = 0.25
+    p_blur: float = 0.25
+    p_motion: float = 0.25
+    p_ghosting: float = 0.25
+    max_train_slices_per_epoch: int | None = None
+    val_every: int = 1
+    channels_last: bool = True
+    amp: bool = True
+    hd95: bool = True
+    skip_bad: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (paths and enums as strings)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = str(v) if isinstance(v, (Path, StrEnum)) else v
+        return out
+
+
+PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
+    Profile.SMOKE: dict(phantom_cases=6, phantom_size=64, image_size=64, epochs=1,
+                        batch_size=4, max_train_slices_per_epoch=32, hd95=False),
+    # The lead tunes this one entry: 40 phantom cases (32 train / 8 val), 128 px.
+    Profile.CPU: dict(phantom_cases=40, phantom_size=256, image_size=128, epochs=30,
+                      batch_size=8),
+    Profile.PAPER: dict(phantom_cases=200, phantom_size=880, image_size=880, epochs=120,
+                        batch_size=4),
+}
+"""Per-profile values; everything else comes from the :class:`TrainConfig` defaults."""
+
+_HINTS = typing.get_type_hints(TrainConfig)
+PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+"""Names :func:`resolve_config` accepts."""
+
+_POSITIVE = {"epochs", "phantom_cases", "phantom_size", "image_size", "batch_size", "val_every",
+             "k_folds", "max_cases", "max_train_slices_per_epoch", "threads"}
+_NON_NEGATIVE = {"seed", "fold", "num_workers", "phantom_seed"}
+_PROBABILITIES = {"p_noise", "p_blur", "p_motion", "p_ghosting"}
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the annotation ``hint``; convert str->Path/enum, int->float."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+    want = getattr(hint, "__name__", str(hint))
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected one of {', '.join(m.value for m in hint)}, "
+                              f"got {value!r}") from None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is Path:
+        if isinstance(value, (str, Path)) and str(value):
+            return Path(value).expanduser()
+        want = "a path"
+    raise ConfigError(f"{name}: expected {want}, got {value!r} ({type(value).__name__})")
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    for name in _POSITIVE | _NON_NEGATIVE:
+        v = getattr(cfg, name)
+        if v is None:
+            continue
+        if name in _POSITIVE and v < 1:
+            raise ConfigError(f"{name}: expected a positive integer, got {v}")
+        if name in _NON_NEGATIVE and v < 0:
+            raise ConfigError(f"{name}: expected an integer >= 0, got {v}")
+    for name in _PROBABILITIES:
+        v = getattr(cfg, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{name}: expected a probability in [0, 1], got {v}")
+    if not (0.0 < cfg.lr < 1.0):
+        raise ConfigError(f"lr: expected a learning rate in (0, 1), got {cfg.lr}")
+    if cfg.k_folds is None:
+        if cfg.fold != 0:
+            raise ConfigError(f"fold: the single 8:2 split (k_folds=None) has only fold 0, "
+                              f"got {cfg.fold}")
+    else:
+        if cfg.k_folds < 2:
+            raise ConfigError(f"k_folds: expected >= 2 (or None for the 8:2 split), "
+                              f"got {cfg.k_folds}")
+        if cfg.fold >= cfg.k_folds:
+            raise ConfigError(f"fold: expected 0..{cfg.k_folds - 1} for k_folds={cfg.k_folds}, "
+                              f"got {cfg.fold}")
+    if cfg.data_dir is None and cfg.phantom_cases < 2:
+        raise ConfigError(f"phantom_cases: need at least 2 cases to split, got "
+                          f"{cfg.phantom_cases}")
+
+
+def _check_names(cfg: TrainConfig) -> None:
+    from .losses import LossName
+    from .models import model_info
+
+    try:
+        model_info(cfg.model)
+    except ConfigError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    try:
+        LossName(cfg.loss)
+    except ValueError:
+        raise ConfigError(f"loss: expected one of {', '.join(m.value for m in LossName)}, "
+                          f"got {cfg.loss!r}") from None
+    if cfg.data_dir is not None and not cfg.data_dir.is_dir():
+        raise ConfigError(f"data_dir: expected an existing folder, got {str(cfg.data_dir)!r}")
+    if cfg.device is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available "
+                          "(use 'auto' or 'cpu')")
+
+
+def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> TrainConfig:
+    """The validated :class:`TrainConfig` of ``profile`` with ``overrides`` applied.
+
+    An override of ``None`` keeps the profile's value (so notebook and command-line parameters
+    can default to ``None``). Unknown names, wrong types and out-of-range values raise
+    :class:`ConfigError` naming the parameter.
+    """
+    prof = _coerce("profile", profile, Profile)
+    unknown = sorted(set(overrides) - set(PARAMETERS))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(PARAMETERS)}")
+    values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], "profile": prof}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
+    cfg = TrainConfig(**checked)
+    _check_ranges(cfg)
+    _check_names(cfg)
+    return cfg
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config saved with :meth:`TrainConfig.to_dict` (e.g. from ``params.json``)."""
+    known = {k: v for k, v in values.items() if k in PARAMETERS}
+    return TrainConfig(**{k: _coerce(k, v, _HINTS[k]) for k, v in known.items()})

@@ -1,0 +1,125 @@
+"""The run folder: where one training run leaves everything (see CONTRIBUTING, "Run folder
+contract"), and how to read it back.
+
+``metrics.json`` is written last, so its presence means the run finished. The best weights are
+a plain safetensors file next to ``model.json`` (the build arguments), so a model rebuilds
+without the training code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .errors import DataError
+from .profiles import TrainConfig
+
+
+def cache_root() -> Path:
+    """Folder for generated data and caches: ``$SPINESEG_CACHE``, else ``<repo>/.cache`` when
+    running from a checkout, else ``~/.cache/spineseg``."""
+    env = os.environ.get("SPINESEG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "spineseg_core").is_dir():
+        return repo / ".cache"
+    return Path.home() / ".cache" / "spineseg"
+
+
+def runs_root() -> Path:
+    """Default parent of run folders: ``$SPINESEG_RUNS``, else ``./runs``."""
+    return Path(os.environ.get("SPINESEG_RUNS", "runs"))
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """``runs/<profile>/<model>/seed_<s>/fold_<f>/``, or ``cfg.out_dir`` when set."""
+    if cfg.out_dir is not None:
+        return Path(cfg.out_dir)
+    return runs_root() / str(cfg.profile) / cfg.model / f"seed_{cfg.seed}" / f"fold_{cfg.fold}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of every file of one run folder, and readers for them."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    params = property(lambda self: self.path / "params.json")
+    history = property(lambda self: self.path / "history.csv")
+    metrics = property(lambda self: self.path / "metrics.json")
+    per_class = property(lambda self: self.path / "per_class.csv")
+    per_case = property(lambda self: self.path / "per_case.csv")
+    predictions = property(lambda self: self.path / "predictions.npz")
+    checkpoint_last = property(lambda self: self.path / "checkpoint_last.pt")
+    checkpoint_best = property(lambda self: self.path / "checkpoint_best.safetensors")
+    model_json = property(lambda self: self.path / "model.json")
+    notebook = property(lambda self: self.path / "notebook.ipynb")
+
+    RESULT_FILES = ("params.json", "history.csv", "metrics.json", "per_class.csv",
+                    "per_case.csv", "predictions.npz", "checkpoint_last.pt",
+                    "checkpoint_best.safetensors", "model.json")
+    """Files a finished run leaves (``notebook.ipynb`` comes from papermill)."""
+
+    def is_finished(self) -> bool:
+        return self.metrics.is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_last.is_file()
+
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            raise DataError(path, "missing: is this a finished run folder?")
+        return json.loads(path.read_text())
+
+    def load_metrics(self) -> dict[str, Any]:
+        return self._read_json(self.metrics)
+
+    def load_params(self) -> dict[str, Any]:
+        return self._read_json(self.params)
+
+    def load_model_json(self) -> dict[str, Any]:
+        return self._read_json(self.model_json)
+
+    def load_history(self) -> pd.DataFrame:
+        if not self.history.is_file():
+            raise DataError(self.history, "missing: the run has not finished an epoch")
+        return pd.read_csv(self.history)
+
+    def load_per_class(self) -> pd.DataFrame:
+        return pd.read_csv(self.per_class)
+
+    def load_per_case(self) -> pd.DataFrame:
+        return pd.read_csv(self.per_case)
+
+    def clear(self) -> None:
+        """Delete this run's result files (a fresh start with ``resume=False``)."""
+        for name in (*self.RESULT_FILES, "notebook.ipynb"):
+            (self.path / name).unlink(missing_ok=True)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the best model of a run (``model.json`` + ``checkpoint_best.safetensors``), in
+    evaluation mode on ``device``."""
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    run = RunFolder(Path(run_dir))
+    spec = run.load_model_json()
+    if not run.checkpoint_best.is_file():
+        raise DataError(run.checkpoint_best, "missing: the run has no best checkpoint yet")
+    kwargs = dict(spec["build_kwargs"])
+    model = build_model(kwargs.pop("name"), **kwargs)
+    model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
+    return model.to(device).eval()

@@ -1,0 +1,351 @@
+"""One training run, following the paper's protocol: fit, validate, checkpoint, resume.
+
+:func:`run_training` takes a resolved :class:`~spineseg_core.profiles.TrainConfig` and leaves a
+complete run folder behind (CONTRIBUTING, "Run folder contract"). Choices the paper leaves open
+are documented where they are made:
+
+* Adam at the configured rate; the schedule is constant by default (the paper gives only the
+  initial rate), cosine on request.
+* Validation with every metric after each epoch (every ``val_every`` epochs); the best
+  checkpoint is the one with the highest pooled validation Dice.
+* Reproducible on the CPU: every generator is seeded, deterministic algorithms are requested,
+  the shuffling generator is re-seeded from ``(seed, epoch)`` each epoch and every random state
+  is saved per epoch, so an interrupted run resumed from ``checkpoint_last.pt`` ends with the
+  same metrics as an uninterrupted one.
+* On CUDA: bf16 autocast and channels-last tensors; the training step never waits for the
+  device (the loss is summed on the device and read once per epoch; finiteness is checked
+  every :data:`GPU_CHECK_EVERY` steps). On the CPU: fp32, checked every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from .envinfo import env_stamp
+from .errors import ConfigError, SpinesegError
+from .io import write_json, write_with
+from .losses import build_loss, class_weights_from_frequencies, total_loss
+from .models import MultiOutput, build_model
+from .profiles import DeviceChoice, Scheduler, TrainConfig
+from .runs import RunFolder, cache_root, default_run_dir
+from .train_eval import evaluate, write_final_results
+from .train_state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
+                          seed_worker, set_rng_state)
+
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr",
+                                    "fpr", "recall", "dice3d", "lr", "epoch_seconds")
+"""Columns of ``history.csv`` (CONTRIBUTING)."""
+
+RESUMABLE_CHANGES: frozenset[str] = frozenset(
+    {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95"})
+"""Parameters that may differ when a run is resumed (they do not change what was learnt)."""
+
+GPU_CHECK_EVERY = 50
+"""On CUDA, steps between checks of the loss for NaN/inf (each check waits for the device)."""
+
+
+class NonFiniteLossError(SpinesegError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(choice: DeviceChoice) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU."""
+    if choice is DeviceChoice.CUDA or (choice is DeviceChoice.AUTO and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _data_key(root: Path) -> str:
+    root = root.resolve()
+    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+
+
+def data_root(cfg: TrainConfig) -> Path:
+    """The dataset folder of a run: ``cfg.data_dir``, or the phantom generated once into the
+    cache (``<cache>/phantom/n<cases>_px<size>_seed<seed>``)."""
+    if cfg.data_dir is not None:
+        return cfg.data_dir
+    from .data.phantom import ensure_phantom
+
+    root = (cache_root() / "phantom" /
+            f"n{cfg.phantom_cases}_px{cfg.phantom_size}_seed{cfg.phantom_seed}")
+    return Path(ensure_phantom(root, cases=cfg.phantom_cases, seed=cfg.phantom_seed,
+                               size=cfg.phantom_size))
+
+
+def prepare_data(cfg: TrainConfig):
+    """Build the training and validation slice datasets of ``cfg`` (a ``DataBundle``)."""
+    from .data import AugmentConfig, build_datasets
+
+    root = data_root(cfg)
+    key = _data_key(root)
+    augment = AugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur, p_motion=cfg.p_motion,
+                            p_ghosting=cfg.p_ghosting, enabled=cfg.augment)
+    folds = f"k{cfg.k_folds}" if cfg.k_folds else "8to2"
+    return build_datasets(root, image_size=cfg.image_size,
+                          cache_dir=cache_root() / "volumes" / key,
+                          splits_path=cache_root() / "splits" / key / f"seed_{cfg.seed}_{folds}.json",
+                          seed=cfg.seed, fold=cfg.fold, k_folds=cfg.k_folds, augment=augment,
+                          max_cases=cfg.max_cases, skip_bad=cfg.skip_bad)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def _train_loader(dataset, cfg: TrainConfig, epoch: int, pin: bool) -> DataLoader:
+    g = _epoch_generator(cfg.seed, epoch)
+    n = len(dataset)
+    num = min(cfg.max_train_slices_per_epoch or n, n)
+    sampler = RandomSampler(dataset, num_samples=num, generator=g)
+    # drop_last avoids a batch of one, which BatchNorm after global pooling cannot train on.
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, generator=g,
+                      drop_last=num > cfg.batch_size, pin_memory=pin)
+
+
+def _val_loader(dataset, cfg: TrainConfig, pin: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
+                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, pin_memory=pin)
+
+
+def _float_outputs(out: Tensor | MultiOutput) -> Tensor | MultiOutput:
+    if isinstance(out, MultiOutput):
+        return MultiOutput(tuple(o.float() for o in out.logits), out.weights)
+    return out.float()
+
+
+def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
+    weights = None
+    if cfg.loss == "weighted_ce":
+        freq = np.zeros(20, dtype=np.float64)
+        for vol in train_set.volumes:
+            freq += np.bincount(vol.mask.ravel(), minlength=20)[:20]
+        weights = class_weights_from_frequencies(freq / max(freq.sum(), 1.0))
+    return build_loss(cfg.loss, class_weights=weights)
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
+    if cfg.scheduler is Scheduler.COSINE:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
+
+
+def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, run: RunFolder) -> None:
+    now = cfg.to_dict()
+    diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now
+            if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if diff:
+        raise ConfigError(f"{run.path}: holds a run with other parameters ({'; '.join(diff)}); "
+                          "use resume=False to start over or choose another out_dir")
+
+
+def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
+
+
+def _history_row(epoch: int, train_loss: float, val: dict[str, float] | None, val_loss: float,
+                 lr: float, seconds: float) -> dict[str, float]:
+    val = val or {}
+    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+            **{k: val.get(k, math.nan) for k in ("dice", "miou", "fnr", "fpr", "recall")},
+            "dice3d": val.get("dice3d_mean", math.nan), "lr": lr, "epoch_seconds": seconds}
+
+
+def _write_history(run: RunFolder, history: list[dict[str, float]]) -> None:
+    frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    write_with(run.history, lambda p: frame.to_csv(p, index=False))
+
+
+def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
+                 loss_fn: nn.Module, device: torch.device, cfg: TrainConfig, epoch: int,
+                 autocast: Callable[[], AbstractContextManager]) -> float:
+    """One pass over ``loader``; returns the mean loss. Raises on a non-finite loss."""
+    model.train()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    bad_step = torch.full((), -1, device=device, dtype=torch.long)
+
+    def fail(step: int) -> None:
+        raise NonFiniteLossError(
+            f"model {cfg.model}: non-finite training loss at epoch {epoch}, step {step + 1} "
+            f"(lr {cfg.lr}, loss {cfg.loss}); the run folder keeps the checkpoint of the "
+            f"last completed epoch")
+
+    steps = 0
+    bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
+               unit="batch", dynamic_ncols=True)
+    for step, batch in enumerate(bar):
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["mask"].to(device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            out = model(x)
+        loss = total_loss(_float_outputs(out), y, loss_fn)
+        if device.type == "cpu":
+            if not math.isfinite(float(loss)):
+                fail(step)
+        else:
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()),
+                                   torch.full_like(bad_step, step), bad_step)
+            if (step + 1) % GPU_CHECK_EVERY == 0 and int(bad_step) >= 0:
+                fail(int(bad_step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach().to(torch.float64)
+        steps += 1
+    if device.type != "cpu" and int(bad_step) >= 0:
+        fail(int(bad_step))
+    return float(loss_sum) / max(steps, 1)
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.model`` as ``cfg`` says and return the final metrics (``metrics.json``).
+
+    With ``cfg.resume`` an existing ``checkpoint_last.pt`` of the same parameters is continued
+    (a finished run with as many epochs is returned as is); without it the folder's results
+    are deleted and the run starts over.
+    """
+    run = RunFolder(default_run_dir(cfg))
+    device = resolve_device(cfg.device)
+    _configure_backend(cfg, device)
+    state: dict[str, Any] | None = None
+    if not cfg.resume:
+        run.clear()
+    elif run.has_checkpoint():
+        state = load_state(run.checkpoint_last)
+        _check_resumable(state["config"], cfg, run)
+        if run.is_finished() and state["epoch"] >= cfg.epochs:
+            tqdm.write(f"{run.path}: finished run found ({state['epoch']} epochs), reused")
+            return run.load_metrics()
+    run.metrics.unlink(missing_ok=True)  # the run is unfinished from here on
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_json(run.params, {**cfg.to_dict(), "run_dir": str(run.path),
+                            "env": env_stamp(device)})
+
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg)
+    if len(data.train) == 0 or len(data.val) == 0:
+        raise ConfigError(f"data: the split left {len(data.train)} training and "
+                          f"{len(data.val)} validation slices; need at least one of each")
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    write_json(run.model_json, {"model": cfg.model, "build_kwargs": model.init_kwargs(),
+                                "image_size": cfg.image_size,
+                                "num_params": sum(p.numel() for p in model.parameters())})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = _scheduler(cfg, opt)
+    loss_fn = _build_loss(cfg, data.train).to(device)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def autocast() -> AbstractContextManager:
+        if use_amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    pin = device.type == "cuda"
+    val_loader = _val_loader(data.val, cfg, pin)
+    history: list[dict[str, float]] = []
+    start_epoch, best_dice, best_epoch, train_seconds = 1, -math.inf, 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+            sched.T_max = cfg.epochs
+        set_rng_state(state["rng"])
+        history = [dict(r) for r in state["history"]]
+        start_epoch = int(state["epoch"]) + 1
+        best_dice, best_epoch = float(state["best_dice"]), int(state["best_epoch"])
+        train_seconds = float(state["train_seconds"])
+        _write_history(run, history)
+
+    for epoch in tqdm(range(start_epoch, cfg.epochs + 1), desc=f"{cfg.model} ({cfg.profile})",
+                      initial=start_epoch - 1, total=cfg.epochs, unit="epoch",
+                      dynamic_ncols=True):
+        t0 = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        loader = _train_loader(data.train, cfg, epoch, pin)
+        train_loss = _train_epoch(model, loader, opt, loss_fn, device, cfg, epoch, autocast)
+        sched.step()
+        val, val_loss = None, math.nan
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+            res = evaluate(model, val_loader, device, loss_fn, autocast=autocast,
+                           channels_last=cfg.channels_last)
+            val, val_loss = res.acc.summary(with_hd95=False), res.loss
+            score = val["dice"] if math.isfinite(val["dice"]) else -math.inf
+            if score > best_dice or best_epoch == 0:
+                best_dice, best_epoch = score, epoch
+                write_with(run.checkpoint_best,
+                           lambda p: save_file(cpu_state_dict(model), str(p),
+                                               metadata={"model": cfg.model,
+                                                         "epoch": str(epoch)}))
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        history.append(_history_row(epoch, train_loss, val, val_loss, lr, seconds))
+        _write_history(run, history)
+        save_state(run.checkpoint_last, {
+            "config": cfg.to_dict(), "epoch": epoch, "model": cpu_state_dict(model),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": rng_state(), "best_dice": best_dice, "best_epoch": best_epoch,
+            "train_seconds": train_seconds, "history": history})
+        shown = f"dice {val['dice']:.4f} (best {best_dice:.4f} @ {best_epoch})" if val else ""
+        tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "
+                   f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
+
+    return _finish(run, cfg, model, data, val_loader, loss_fn, device, autocast,
+                   best_epoch=best_epoch, train_seconds=train_seconds,
+                   epochs_completed=len(history))
+
+
+def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, val_loader: DataLoader,
+            loss_fn: nn.Module, device: torch.device,
+            autocast: Callable[[], AbstractContextManager], *, best_epoch: int,
+            train_seconds: float, epochs_completed: int) -> dict[str, Any]:
+    """Evaluate the best checkpoint on the validation set; write the result files, then
+    ``metrics.json`` last."""
+    model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
+    res = evaluate(model, val_loader, device, loss_fn, autocast=autocast,
+                   channels_last=cfg.channels_last, keep_slices=True)
+    spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.val_volumes}
+    summary = write_final_results(run, res, spacing, with_hd95=cfg.hd95)
+    metrics = {
+        **_nan_to_none(summary), "best_epoch": best_epoch, "epochs_completed": epochs_completed,
+        "train_seconds": round(train_seconds, 3), "n_val_cases": len(res.acc.case_ids),
+        "n_val_slices": res.n_slices, "params": sum(p.numel() for p in model.parameters()),
+        "model": cfg.model, "profile": str(cfg.profile), "seed": cfg.seed, "fold": cfg.fold,
+    }
+    write_json(run.metrics, metrics)
+    tqdm.write(f"{cfg.model}: best epoch {best_epoch}, validation " +
+               json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}))
+    return metrics
