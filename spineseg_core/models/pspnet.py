@@ -67,7 +67,7 @@ class _UpStage(nn.Sequential):
 
 
 class PSPNet(nn.Module):
-    """Dilated ResNet → pyramid pooling → :class:`PSPHead` decoder (see the module docstring)."""
+    """Dilated ResNet → pyramid pooling → :class:`PSPHead` decoder (see the module doc)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 20, backbone_depth: int = 34,
                  head: PSPHead | str | None = None, bins: Sequence[int] = (1, 2, 3, 6),
