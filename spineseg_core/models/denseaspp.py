@@ -7,9 +7,9 @@ features are upsampled x2, so the atrous head always runs at stride 8. Five atro
 with the outputs of every earlier branch. A branch is [BN-ReLU] - 1x1 conv to ``d_feature0``
 (336) - BN-ReLU - dilated 3x3 conv to ``d_feature1`` (168) - dropout; the first branch reads
 the transition's output after a ReLU and skips the leading BN-ReLU. The classifier is
-dropout + 1x1 conv over all ``832 + 5 * 168`` channels; the wrapper upsamples the stride-8 logits. This
-gives Table 3's 18 M parameters / 124 GMACs; ``output_stride=8`` (backbone dilated from the
-third block) costs ~236 GMACs.
+dropout + 1x1 conv over all ``832 + 5 * 168`` channels; the wrapper upsamples the stride-8
+logits. This gives Table 3's 18 M parameters / 124 GMACs; ``output_stride=8`` (backbone
+dilated from the third block) costs ~236 GMACs.
 """
 
 from __future__ import annotations
