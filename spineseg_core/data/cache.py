@@ -3,7 +3,10 @@
 Each entry is an uncompressed ``.npz`` named after the case and a key that hashes everything its
 content depends on: the source files' paths, sizes and modification times, the target size, the
 normalisation and :data:`~spineseg_core.data.preprocess.PREPROCESS_VERSION`. Changing any of
-them makes a new entry. Entries are written atomically; an unreadable entry is rebuilt.
+them makes a new entry; an entry made for an older version of the same source files (same
+settings) is deleted when its replacement is written, while entries of other sizes stay, so
+profiles can share one cache folder. Entries are written atomically; an unreadable entry is
+rebuilt.
 Images are stored as float16 (values in ``[0, 1]``, resolution ~5e-4) to halve the disk
 footprint at 880 px, and returned as float32.
 """
@@ -45,20 +48,28 @@ class VolumeCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, ref: CaseRef) -> str:
-        """Hash of everything the cached content of ``ref`` depends on."""
+    def settings_key(self) -> str:
+        """Hash of the preprocessing settings (size, normalisation, dtype, version)."""
         payload = {
-            "image": _file_stamp(ref.image_path),
-            "mask": _file_stamp(ref.mask_path),
             "size": self.size,
             "normalise": self.normalise.key if self.normalise is not None else None,
             "dtype": self.image_dtype.name,
             "version": PREPROCESS_VERSION,
         }
-        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+    def key(self, ref: CaseRef) -> str:
+        """Hash of everything the cached content of ``ref`` depends on."""
+        payload = {"image": _file_stamp(ref.image_path), "mask": _file_stamp(ref.mask_path),
+                   "settings": self.settings_key()}
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _prefix(self, ref: CaseRef) -> str:
+        return f"{ref.subset}_{ref.case_id}-{self.size}px-{self.settings_key()}-"
 
     def path_for(self, ref: CaseRef) -> Path:
-        return self.cache_dir / f"{ref.subset}_{ref.case_id}-{self.key(ref)}{CACHE_SUFFIX}"
+        """The entry of ``ref``: ``<subset>_<case>-<size>px-<settings>-<key>.npz``."""
+        return self.cache_dir / f"{self._prefix(ref)}{self.key(ref)}{CACHE_SUFFIX}"
 
     def get(self, ref: CaseRef) -> Volume:
         """The preprocessed volume of ``ref``: from disk if cached, else built and stored."""
@@ -99,7 +110,7 @@ class VolumeCache:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
-        for stale in self.cache_dir.glob(f"{ref.subset}_{ref.case_id}-*{CACHE_SUFFIX}"):
+        for stale in self.cache_dir.glob(f"{self._prefix(ref)}*{CACHE_SUFFIX}"):
             if stale != path:
                 stale.unlink(missing_ok=True)
 
