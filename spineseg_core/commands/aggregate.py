@@ -1,0 +1,27 @@
+"""``spineseg aggregate``: the finished runs of a profile → ``results/<profile>/``
+(see :mod:`spineseg_core.results`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "aggregate a profile's finished runs into the tables and figures the book reads"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", help="profile whose runs to read (default: cpu)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<profile>)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and slices")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..results import aggregate
+
+    out = args.out or Path("results") / args.profile
+    bundle = aggregate(args.profile, args.runs_dir, out, n_boot=args.n_boot, seed=args.seed)
+    print(f"{out}: {bundle['n_runs']} runs of {len(bundle['models'])} models, "
+          f"{len(bundle['files'])} files, bundle sha256 {bundle['bundle_sha256']}")
+    return 0

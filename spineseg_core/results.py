@@ -1,0 +1,448 @@
+"""Aggregation: the finished run folders of a profile → the small tidy files the book reads.
+
+:func:`aggregate` reads every run folder under ``<runs_dir>/<profile>/`` (the run-folder
+contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``:
+
+============================  ==============================================================
+``runs.csv``                  one row per run: model, display name, family, seed, fold, loss,
+                              device and every ``metrics.json`` field
+``models.csv``                per model: mean and std over runs of each metric, the metric
+                              pooled over validation subjects and its bootstrap 95 % CI
+``per_class.csv``             model x class: mean over runs of each per-class score
+``history.csv``               every run's per-epoch history, stacked
+``per_case.csv``              every run's per-subject table, stacked
+``classes.csv``               per class: share of validation subjects and of pixels it covers
+``dataset.json``              what the runs trained on (phantom or real, sizes, split)
+``figure18.npz``              best, worst and random validation slices (by Dice averaged over
+                              models), with every model's prediction on the same slices
+``losses.csv``                runs of the loss comparison (groups ``<profile>-loss-<loss>``)
+``bundle.json``               provenance and a SHA-256 of every other file of the folder
+============================  ==============================================================
+
+Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
+left alone and hashed into the bundle too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import io
+from .errors import DataError, SpinesegError
+from .labels import FOREGROUND, LABELS
+
+METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
+"""The paper's Table 1 metrics, fractions in [0, 1]."""
+
+SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
+"""Metrics of ``metrics.json`` summarised per model (mean and std over runs)."""
+
+_SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall": "recall"}
+PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
+N_RANDOM_SLICES = 3
+BUNDLE = "bundle.json"
+
+
+def find_runs(group_dir: str | Path) -> list[Path]:
+    """Finished run folders (holding ``metrics.json``) under ``group_dir``, sorted."""
+    group_dir = Path(group_dir)
+    return sorted(p.parent for p in group_dir.glob("*/seed_*/fold_*/metrics.json"))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "missing (every finished run folder must hold it)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc})") from None
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(path, "missing (every finished run folder must hold it)")
+    df = pd.read_csv(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing columns {missing}; has {list(df.columns)}")
+    return df
+
+
+def _model_meta(model: str) -> dict[str, str]:
+    from .models import model_info
+
+    try:
+        info = model_info(model)
+    except SpinesegError:
+        return {"display_name": model, "family": "", "backbone": ""}
+    return {"display_name": info.display_name, "family": str(info.family),
+            "backbone": info.backbone}
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """One finished run folder read into memory (everything but predictions)."""
+
+    path: Path
+    key: dict[str, Any]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    history: pd.DataFrame
+    per_class: pd.DataFrame
+    per_case: pd.DataFrame
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Read the files of one finished run, checking the contract's columns."""
+    run_dir = Path(run_dir)
+    metrics = _read_json(run_dir / "metrics.json")
+    params = _read_json(run_dir / "params.json")
+    missing = [k for k in ("model", "seed", "fold", *METRICS) if k not in metrics]
+    if missing:
+        raise DataError(run_dir / "metrics.json", f"missing fields {missing}")
+    model = str(metrics["model"])
+    key = {"model": model, **_model_meta(model), "seed": int(metrics["seed"]),
+           "fold": int(metrics["fold"]), "loss": str(params.get("loss", "")),
+           "device": str((params.get("env") or {}).get("device") or params.get("device", ""))}
+    history = _read_csv(run_dir / "history.csv", ("epoch", "dice"))
+    per_class = _read_csv(run_dir / "per_class.csv", ("class_value", "class_name", "dice"))
+    per_case = _read_csv(run_dir / "per_case.csv",
+                         ("case_id", "class_value", "tp", "fp", "fn", "tn"))
+    return LoadedRun(run_dir, key, metrics, params, history, per_class, per_case)
+
+
+def _stack(runs: Sequence[LoadedRun], attr: str) -> pd.DataFrame:
+    cols = ("model", "display_name", "seed", "fold")
+    frames = []
+    for run in runs:
+        df = getattr(run, attr).copy()
+        for i, c in enumerate(cols):
+            df.insert(i, c, run.key[c])
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def runs_table(runs: Sequence[LoadedRun], root: Path | None = None) -> pd.DataFrame:
+    """One row per run: its key columns then every ``metrics.json`` field."""
+    rows = []
+    for run in runs:
+        fields = {k: v for k, v in run.metrics.items() if k not in run.key and k != "profile"}
+        rel = run.path.relative_to(root) if root and run.path.is_relative_to(root) else run.path
+        rows.append({**run.key, **fields, "profile": run.metrics.get("profile", ""),
+                     "run_dir": str(rel)})
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return df
+    from .models.registry import MODEL_NAMES
+
+    order = {m: i for i, m in enumerate(MODEL_NAMES)}
+    df["_order"] = df["model"].map(lambda m: order.get(m, len(order)))
+    df = df.sort_values(["_order", "model", "seed", "fold"], kind="stable", ignore_index=True)
+    return df.drop(columns="_order")
+
+
+def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Table 1 metrics from pooled counts ``(..., 19, 4)`` (tp, fp, fn, tn), mean over classes.
+
+    Uses :func:`spineseg_core.metrics.scores`, so absent classes are skipped exactly as in the
+    runs' own ``metrics.json``.
+    """
+    from .metrics import Counts, scores
+
+    t = torch.as_tensor(counts, dtype=torch.float64)
+    s = scores(Counts(t[..., 0], t[..., 1], t[..., 2], t[..., 3]))
+    return {m: torch.nanmean(s[_SCORE_OF[m]], dim=-1).numpy() for m in METRICS}
+
+
+def subject_counts(per_case: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Counts per validation subject ``(n_subjects, 19, 4)``, summed over the subject's runs."""
+    fg = per_case[per_case["class_value"].isin(FOREGROUND)]
+    grouped = fg.groupby(["case_id", "class_value"])[["tp", "fp", "fn", "tn"]].sum()
+    cases = sorted(grouped.index.get_level_values(0).unique(), key=str)
+    full = pd.MultiIndex.from_product([cases, list(FOREGROUND)], names=grouped.index.names)
+    arr = grouped.reindex(full, fill_value=0).to_numpy(np.int64)
+    return [str(c) for c in cases], arr.reshape(len(cases), len(FOREGROUND), 4)
+
+
+def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+    """Pooled metric and percentile bootstrap CI over validation subjects.
+
+    Subjects are drawn with replacement (``n_boot`` times, generator seeded with ``seed``);
+    each draw pools the drawn subjects' TP/FP/FN/TN per class and recomputes the mean over
+    classes. Returns ``{metric: (pooled, low, high)}``.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    _, counts = subject_counts(per_case)
+    if len(counts) == 0:
+        return {m: (float("nan"),) * 3 for m in METRICS}
+    point = pooled_scores(counts.sum(axis=0))
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(counts), np.full(len(counts), 1 / len(counts)), size=n_boot)
+    boot = np.einsum("bn,nck->bck", weights, counts)
+    sampled = pooled_scores(boot)
+    alpha = (1 - level) / 2
+    out = {}
+    for m in METRICS:
+        low, high = np.nanquantile(sampled[m], [alpha, 1 - alpha])
+        out[m] = (float(point[m]), float(low), float(high))
+    return out
+
+
+def models_table(runs: pd.DataFrame, per_case: pd.DataFrame, n_boot: int = 1000,
+                 seed: int = 0) -> pd.DataFrame:
+    """Per model: ``n_runs``, mean/std over runs, pooled value and bootstrap CI per metric."""
+    rows = []
+    for model, grp in runs.groupby("model", sort=False):
+        row: dict[str, Any] = {"model": model, "display_name": grp["display_name"].iloc[0],
+                               "family": grp["family"].iloc[0],
+                               "backbone": grp["backbone"].iloc[0], "n_runs": len(grp),
+                               "params": grp["params"].iloc[0] if "params" in grp else np.nan}
+        for m in SUMMARY_METRICS:
+            if m in grp:
+                vals = pd.to_numeric(grp[m], errors="coerce")
+                row[f"{m}_mean"] = vals.mean()
+                row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+        ci = bootstrap_ci(per_case[per_case["model"] == model], n_boot, seed)
+        for m, (point, low, high) in ci.items():
+            row[f"{m}_pooled"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = point, low, high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Model x class: mean over runs of each per-class score (NaN runs skipped) and count."""
+    scores = [s for s in PER_CLASS_SCORES if s in per_class]
+    keys = ["model", "display_name", "class_value", "class_name"]
+    if "kind" in per_class:
+        keys.append("kind")
+    out = per_class.groupby(keys, sort=False)[scores].mean().reset_index()
+    counted = per_class.groupby(keys, sort=False)["dice"].count().reset_index(name="n_runs_scored")
+    return out.merge(counted, on=keys)
+
+
+def classes_table(per_case: pd.DataFrame, pixel_counts: np.ndarray) -> pd.DataFrame:
+    """Per class: share of validation subjects where it is present, share of pixels."""
+    first = per_case[per_case["model"] == per_case["model"].iloc[0]] if len(per_case) else per_case
+    first = first.drop_duplicates(["case_id", "class_value"])
+    present = (first.assign(present=(first["tp"] + first["fn"]) > 0)
+               .groupby("class_value")["present"].mean())
+    n_cases = first["case_id"].nunique()
+    total = pixel_counts.sum() or 1
+    return pd.DataFrame([{
+        "class_value": lab.value, "class_name": lab.name, "kind": str(lab.kind),
+        "subjects_present": float(present.get(lab.value, np.nan)),
+        "n_subjects": int(n_cases),
+        "pixel_fraction": float(pixel_counts[lab.value] / total)} for lab in LABELS])
+
+
+def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
+    path = run_dir / "predictions.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def figure18(pred_runs: dict[str, list[Path]], n_random: int = N_RANDOM_SLICES,
+             seed: int = 0) -> dict[str, np.ndarray] | None:
+    """Best, worst and ``n_random`` random validation slices with every model's prediction.
+
+    ``pred_runs`` maps each model to the run folders whose predictions stand for it (one seed,
+    all its folds). Slices are keyed by (case, slice index); only slices every model predicted
+    are eligible; they are ranked by the per-slice Dice averaged over models.
+    """
+    tables: dict[str, dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {}
+    for model, dirs in pred_runs.items():
+        table = {}
+        for d in dirs:
+            p = _predictions(d)
+            if p is None:
+                continue
+            for i, (case, idx) in enumerate(zip(p["case_id"], p["slice_index"])):
+                table[(str(case), int(idx))] = (p["image"][i], p["mask"][i], p["pred"][i],
+                                                float(p["dice"][i]))
+        if table:
+            tables[model] = table
+    if not tables:
+        return None
+    models = list(tables)
+    common = set.intersection(*(set(t) for t in tables.values()))
+    keys = sorted(common)
+    mean_dice = np.array([np.nanmean([tables[m][k][3] for m in models]) for k in keys])
+    valid = [i for i in range(len(keys)) if np.isfinite(mean_dice[i])]
+    if not valid:
+        return None
+    best = max(valid, key=lambda i: mean_dice[i])
+    worst = min(valid, key=lambda i: mean_dice[i])
+    rest = [i for i in valid if i not in (best, worst)]
+    rng = np.random.default_rng(seed)
+    randoms = sorted(rng.choice(rest, size=min(n_random, len(rest)), replace=False).tolist())
+    chosen = [best, worst, *randoms]
+    kinds = ["best", "worst", *[f"random{j + 1}" for j in range(len(randoms))]]
+    sel = [keys[i] for i in chosen]
+    return {
+        "models": np.array(models),
+        "display_names": np.array([_model_meta(m)["display_name"] for m in models]),
+        "kind": np.array(kinds),
+        "case_id": np.array([k[0] for k in sel]),
+        "slice_index": np.array([k[1] for k in sel], dtype=np.int64),
+        "image": np.stack([tables[models[0]][k][0] for k in sel]).astype(np.float16),
+        "mask": np.stack([tables[models[0]][k][1] for k in sel]).astype(np.uint8),
+        "pred": np.stack([[tables[m][k][2] for k in sel] for m in models]).astype(np.uint8),
+        "dice": np.array([[tables[m][k][3] for k in sel] for m in models]),
+        "mean_dice": mean_dice[chosen],
+    }
+
+
+def _pixel_counts(pred_runs: dict[str, list[Path]]) -> np.ndarray:
+    counts = np.zeros(len(LABELS), dtype=np.int64)
+    if not pred_runs:
+        return counts
+    for d in next(iter(pred_runs.values())):
+        p = _predictions(d)
+        if p is not None:
+            counts += np.bincount(p["mask"].ravel(), minlength=len(LABELS))[:len(LABELS)]
+    return counts
+
+
+def dataset_info(runs: Sequence[LoadedRun], classes: pd.DataFrame) -> dict[str, Any]:
+    """What the runs trained on, read from their ``params.json`` and ``metrics.json``."""
+    p = runs[0].params
+    data_dir = p.get("data_dir")
+    first_model = runs[0].key["model"]
+    same = [r for r in runs if r.key["model"] == first_model and r.key["seed"] == runs[0].key["seed"]]
+    return {
+        "data_kind": "phantom" if data_dir in (None, "", "None") else "real",
+        "data_dir": data_dir,
+        "phantom_cases": p.get("phantom_cases"), "phantom_size": p.get("phantom_size"),
+        "image_size": p.get("image_size"), "epochs": p.get("epochs"),
+        "batch_size": p.get("batch_size"), "lr": p.get("lr"), "loss": p.get("loss"),
+        "k_folds": p.get("k_folds"), "max_cases": p.get("max_cases"),
+        "folds": sorted({r.key["fold"] for r in runs}),
+        "seeds": sorted({r.key["seed"] for r in runs}),
+        "n_val_cases": int(sum(int(r.metrics.get("n_val_cases", 0)) for r in same)),
+        "n_val_slices": int(sum(int(r.metrics.get("n_val_slices", 0)) for r in same)),
+        "n_subjects_scored": int(classes["n_subjects"].iloc[0]) if len(classes) else 0,
+    }
+
+
+def losses_table(runs_dir: Path, profile: str) -> pd.DataFrame | None:
+    """Runs of the loss comparison: the profile's own runs and every ``<profile>-loss-*``."""
+    groups = sorted(runs_dir.glob(f"{profile}-loss-*"))
+    if not groups:
+        return None
+    rows = []
+    for group in [runs_dir / profile, *groups]:
+        for run_dir in find_runs(group):
+            run = load_run(run_dir)
+            rows.append({**run.key, "group": group.name,
+                         **{m: run.metrics.get(m) for m in SUMMARY_METRICS}})
+    return pd.DataFrame(rows) if rows else None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(out_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``bundle.json``: ``info`` plus the SHA-256 of every other file and their digest."""
+    files = {p.name: sha256(p) for p in sorted(out_dir.iterdir())
+             if p.is_file() and p.name != BUNDLE and not p.name.startswith(".")}
+    digest = hashlib.sha256("".join(f"{n}:{h}\n" for n, h in files.items()).encode()).hexdigest()
+    bundle = {**info, "files": files, "bundle_sha256": digest}
+    io.write_json(out_dir / BUNDLE, bundle)
+    return bundle
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    io.write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    io.write_with(path, writer)
+
+
+def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
+              n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Aggregate every finished run of ``profile``; returns the bundle written.
+
+    Raises :class:`DataError` when the profile has no finished run.
+    """
+    from .envinfo import git_commit
+
+    runs_dir = Path(runs_dir)
+    group = runs_dir / profile
+    out = Path(out_dir) if out_dir is not None else Path("results") / profile
+    dirs = find_runs(group)
+    if not dirs:
+        raise DataError(group, "no finished run (no */seed_*/fold_*/metrics.json); "
+                               f"run `spineseg study --profile {profile}` first")
+    loaded = [load_run(d) for d in dirs]
+    from .models.registry import MODEL_NAMES
+
+    rank = {m: i for i, m in enumerate(MODEL_NAMES)}
+    loaded.sort(key=lambda r: (rank.get(r.key["model"], len(rank)), r.key["model"],
+                               r.key["seed"], r.key["fold"]))
+    out.mkdir(parents=True, exist_ok=True)
+
+    runs = runs_table(loaded, runs_dir)
+    per_case = _stack(loaded, "per_case")
+    per_class = _stack(loaded, "per_class")
+    _write_csv(out / "runs.csv", runs)
+    _write_csv(out / "models.csv", models_table(runs, per_case, n_boot, seed))
+    _write_csv(out / "per_class.csv", per_class_table(per_class))
+    _write_csv(out / "history.csv", _stack(loaded, "history"))
+    _write_csv(out / "per_case.csv", per_case)
+
+    pred_runs: dict[str, list[Path]] = {}
+    for run in loaded:
+        first_seed = min(r.key["seed"] for r in loaded if r.key["model"] == run.key["model"])
+        if run.key["seed"] == first_seed:
+            pred_runs.setdefault(run.key["model"], []).append(run.path)
+    pred_runs = {m: pred_runs[m] for m in runs["model"].drop_duplicates() if m in pred_runs}
+    classes = classes_table(per_case, _pixel_counts(pred_runs))
+    _write_csv(out / "classes.csv", classes)
+    dataset = dataset_info(loaded, classes)
+    io.write_json(out / "dataset.json", dataset)
+    fig = figure18(pred_runs, seed=seed)
+    if fig is not None:
+        _write_npz(out / "figure18.npz", fig)
+    losses = losses_table(runs_dir, profile)
+    if losses is not None:
+        _write_csv(out / "losses.csv", losses)
+
+    envs = [r.params.get("env") or {} for r in loaded]
+    info = {
+        "profile": profile,
+        "data_kind": dataset["data_kind"],
+        "devices": sorted({str(e.get("device")) for e in envs if e.get("device")}),
+        "gpus": sorted({str(e.get("gpu")) for e in envs if e.get("gpu")}),
+        "hosts": sorted({str(e.get("host")) for e in envs if e.get("host")}),
+        "n_runs": len(loaded),
+        "models": list(runs["model"].drop_duplicates()),
+        "run_commits": sorted({str(e.get("git_commit")) for e in envs if e.get("git_commit")}),
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "n_boot": n_boot, "bootstrap_seed": seed,
+    }
+    return write_bundle(out, info)

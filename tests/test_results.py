@@ -1,0 +1,148 @@
+"""Aggregation of run folders into results/<profile>/ (fake runs with the contract's files)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_runs import make_fake_study, write_fake_run
+from spineseg_core.cli import main
+from spineseg_core.errors import DataError
+from spineseg_core.results import aggregate, bootstrap_ci, find_runs, subject_counts
+
+EXPECTED = {"runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
+            "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "bundle.json"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("agg")
+    runs = make_fake_study(root / "runs", profile="test", seeds=(0, 1))
+    out = root / "results" / "test"
+    bundle = aggregate("test", runs, out, n_boot=200)
+    return runs, out, bundle
+
+
+def test_writes_every_file(study):
+    _, out, bundle = study
+    assert {p.name for p in out.iterdir()} == EXPECTED
+    assert bundle["n_runs"] == 6
+    assert bundle["models"] == ["unet", "miniseg", "deeplabv3plus"]  # the study's order
+    assert bundle["data_kind"] == "phantom" and bundle["devices"] == ["cpu"]
+
+
+def test_runs_table_has_every_metrics_field(study):
+    runs_dir, out, _ = study
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 6
+    metrics = json.loads((runs_dir / "test/unet/seed_1/fold_0/metrics.json").read_text())
+    row = runs[(runs.model == "unet") & (runs.seed == 1)].iloc[0]
+    for key, value in metrics.items():
+        assert key in runs.columns
+        if isinstance(value, float):
+            assert row[key] == pytest.approx(value)
+    assert row["display_name"] == "U-Net" and row["family"] == "U-Net family"
+
+
+def test_models_mean_std_and_ci(study):
+    _, out, _ = study
+    runs = pd.read_csv(out / "runs.csv")
+    models = pd.read_csv(out / "models.csv").set_index("model")
+    for model, grp in runs.groupby("model"):
+        assert models.loc[model, "dice_mean"] == pytest.approx(grp["dice"].mean())
+        assert models.loc[model, "dice_std"] == pytest.approx(grp["dice"].std(ddof=1))
+        assert models.loc[model, "n_runs"] == 2
+        lo, hi = models.loc[model, ["dice_ci_low", "dice_ci_high"]]
+        assert lo <= models.loc[model, "dice_pooled"] <= hi
+        assert 0 <= lo < hi <= 1
+
+
+def test_pooled_equals_run_metric_for_a_single_run(tmp_path):
+    run = write_fake_run(tmp_path / "runs/p/unet/seed_0/fold_0", "unet", profile="p")
+    aggregate("p", tmp_path / "runs", tmp_path / "out", n_boot=50)
+    models = pd.read_csv(tmp_path / "out/models.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    for m in ("dice", "miou", "fnr", "fpr", "recall"):
+        assert models.loc[0, f"{m}_pooled"] == pytest.approx(metrics[m], abs=1e-12)
+    assert not (tmp_path / "out/losses.csv").exists()
+
+
+def _case_rows(case, tp, fp, fn, tn=100):
+    return [dict(model="m", case_id=case, class_value=v, tp=tp if v == 1 else 0,
+                 fp=fp if v == 1 else 0, fn=fn if v == 1 else 0, tn=tn) for v in range(20)]
+
+
+def test_bootstrap_by_hand():
+    # Two subjects, one class present: Dice 2*8/(16+2+2)=0.8 and 2*2/(4+4+4)=1/3.
+    per_case = pd.DataFrame(_case_rows("a", 8, 2, 2) + _case_rows("b", 2, 4, 4))
+    cases, counts = subject_counts(per_case)
+    assert cases == ["a", "b"] and counts.shape == (2, 19, 4)
+    ci = bootstrap_ci(per_case, n_boot=2000, seed=1)
+    point, low, high = ci["dice"]
+    assert point == pytest.approx(2 * 10 / (20 + 6 + 6))  # pooled counts, not mean of Dice
+    # Resamples are {a,a}, {a,b}, {b,b}: the 95 % interval spans from b alone to a alone.
+    assert low == pytest.approx(1 / 3) and high == pytest.approx(0.8)
+    assert bootstrap_ci(per_case, n_boot=2000, seed=1) == ci
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_ci(per_case, n_boot=0)
+
+
+def test_per_class_and_history(study):
+    _, out, _ = study
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert len(per_class) == 3 * 20
+    assert {"dice", "iou", "fnr", "fpr", "recall", "n_runs_scored"} <= set(per_class.columns)
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 6 * 3 and {"model", "seed", "fold", "epoch", "dice"} <= set(history)
+    classes = pd.read_csv(out / "classes.csv")
+    assert classes["pixel_fraction"].sum() == pytest.approx(1.0)
+    assert classes.loc[0, "class_name"] == "background"
+
+
+def test_figure18_same_slices_for_every_model(study):
+    _, out, _ = study
+    with np.load(out / "figure18.npz") as z:
+        assert list(z["kind"]) == ["best", "worst", "random1", "random2", "random3"]
+        assert z["pred"].shape == (3,) + z["mask"].shape
+        mean = z["dice"].mean(axis=0)
+        assert mean[0] == mean.max() and mean[1] == mean.min()
+        assert np.allclose(mean, z["mean_dice"])
+        assert len(set(zip(z["case_id"], z["slice_index"]))) == 5
+
+
+def test_losses_table(study):
+    _, out, _ = study
+    losses = pd.read_csv(out / "losses.csv")
+    assert set(losses["group"]) == {"test", "test-loss-ce"}
+    assert set(losses["loss"]) == {"dice", "ce"}
+
+
+def test_bundle_hashes_every_file(study):
+    _, out, bundle = study
+    assert set(bundle["files"]) == EXPECTED - {"bundle.json"}
+    for name, digest in bundle["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+
+
+def test_missing_runs_and_bad_files(tmp_path):
+    with pytest.raises(DataError, match="no finished run"):
+        aggregate("cpu", tmp_path, tmp_path / "out")
+    run = write_fake_run(tmp_path / "cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    pd.read_csv(run / "per_case.csv").drop(columns="tp").to_csv(run / "per_case.csv", index=False)
+    with pytest.raises(DataError, match=r"per_case.csv: missing columns \['tp'\]"):
+        aggregate("cpu", tmp_path, tmp_path / "out")
+    assert find_runs(tmp_path / "cpu") == [run]
+
+
+def test_cli_aggregate(tmp_path, capsys):
+    write_fake_run(tmp_path / "runs/cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    assert main(["aggregate", "--runs-dir", str(tmp_path / "runs"), "--out",
+                 str(tmp_path / "res"), "--n-boot", "20"]) == 0
+    assert "1 runs of 1 models" in capsys.readouterr().out
+    assert (tmp_path / "res/bundle.json").is_file()
+    assert main(["aggregate", "--profile", "gpu", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no finished run" in capsys.readouterr().err
