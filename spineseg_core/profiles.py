@@ -59,12 +59,15 @@ class TrainConfig:
 
     ``data_dir=None`` trains on the procedural phantom (``phantom_cases`` cases written at
     ``phantom_size`` px, generated once into the cache). ``out_dir=None`` uses
-    ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``k_folds=None`` is the paper's single 8:2
+    ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``model_kwargs`` are build overrides of the
+    architecture (e.g. ``{"base_width": 8}`` for a small U-Net in tests); ``None`` keeps the
+    paper's architecture. ``k_folds=None`` is the paper's single 8:2
     split (``fold`` must then be 0). ``max_train_slices_per_epoch=None`` uses every training
     slice each epoch; a number draws that many at random per epoch.
     """
 
     model: str = "unet"
+    model_kwargs: dict[str, Any] | None = None
     profile: Profile = Profile.CPU
     data_dir: Path | None = None
     phantom_cases: int = 40
@@ -153,6 +156,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif typing.get_origin(hint) is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        want = "a dict of str keys"
     elif hint is Path:
         if isinstance(value, (str, Path)) and str(value):
             return Path(value).expanduser()
@@ -199,6 +206,14 @@ def _check_names(cfg: TrainConfig) -> None:
         model_info(cfg.model)
     except ConfigError as exc:
         raise ConfigError(f"model: {exc}") from None
+    if cfg.model_kwargs:
+        from .models import build_model
+
+        with torch.device("meta"):
+            try:
+                build_model(cfg.model, **cfg.model_kwargs)
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise ConfigError(f"model_kwargs: {exc}") from None
     try:
         LossName(cfg.loss)
     except ValueError:

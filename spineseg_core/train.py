@@ -200,7 +200,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimize
 
     steps = 0
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
-               unit="batch", dynamic_ncols=True)
+               unit="batch", dynamic_ncols=True, mininterval=2.0)
     for step, batch in enumerate(bar):
         x = batch["image"].to(device, non_blocking=True)
         y = batch["mask"].to(device, non_blocking=True)
@@ -210,7 +210,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimize
             out = model(x)
         loss = total_loss(_float_outputs(out), y, loss_fn)
         if device.type == "cpu":
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 fail(step)
         else:
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()),
@@ -257,7 +257,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"data: the split left {len(data.train)} training and "
                           f"{len(data.val)} validation slices; need at least one of each")
     seed_everything(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model, **(cfg.model_kwargs or {})).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     write_json(run.model_json, {"model": cfg.model, "build_kwargs": model.init_kwargs(),

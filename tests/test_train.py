@@ -1,0 +1,201 @@
+"""Training runs: configuration errors, the run-folder contract, resume, non-finite loss."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _tiny_data import make_tiny_dataset
+
+from spineseg_core import train as train_mod
+from spineseg_core.errors import ConfigError, SpinesegError
+from spineseg_core.labels import NUM_CLASSES
+from spineseg_core.profiles import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
+from spineseg_core.runs import RunFolder, default_run_dir, load_model
+from spineseg_core.train import HISTORY_COLUMNS, run_training
+
+TINY_UNET = {"base_width": 4, "depth": 2}
+METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "dice3d_mean", "dice3d_std", "hd95_mean",
+               "best_epoch", "epochs_completed", "train_seconds", "n_val_cases", "n_val_slices",
+               "params", "model", "profile", "seed", "fold"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPINESEG_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_config(data_dir, out_dir, **kw) -> TrainConfig:
+    values = dict(data_dir=data_dir, out_dir=out_dir, image_size=32, batch_size=4,
+                  model_kwargs=TINY_UNET, threads=1, hd95=True)
+    values.update(kw)
+    return resolve_config("smoke", **values)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, parameter", [
+    ({"model": "no_such_net"}, "model"),
+    ({"loss": "focal"}, "loss"),
+    ({"epochs": "3"}, "epochs"),
+    ({"epochs": -2}, "epochs"),
+    ({"lr": "fast"}, "lr"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"resume": "yes"}, "resume"),
+    ({"device": "tpu"}, "device"),
+    ({"p_motion": 1.5}, "p_motion"),
+    ({"data_dir": "/no/such/folder"}, "data_dir"),
+    ({"fold": 3}, "fold"),
+    ({"model_kwargs": {"no_such_option": 1}}, "model_kwargs"),
+])
+def test_bad_parameter_is_named(overrides, parameter):
+    with pytest.raises(ConfigError, match=rf"^{parameter}: "):
+        resolve_config("smoke", **overrides)
+
+
+def test_unknown_profile_and_parameter():
+    with pytest.raises(ConfigError, match="profile: expected one of smoke, cpu, paper"):
+        resolve_config("laptop")
+    with pytest.raises(ConfigError, match="unknown parameter.*epoch_count"):
+        resolve_config("smoke", epoch_count=3)
+
+
+def test_profile_defaults_and_overrides():
+    cfg = resolve_config("smoke", epochs=None, lr=1e-3, data_dir=None)
+    assert cfg.profile is Profile.SMOKE
+    assert cfg.epochs == PROFILE_DEFAULTS[Profile.SMOKE]["epochs"]  # None keeps the default
+    assert cfg.lr == 1e-3 and cfg.data_dir is None
+    paper = resolve_config("paper")
+    assert (paper.image_size, paper.lr, paper.loss, paper.batch_size) == (880, 5e-4, "dice", 4)
+    assert resolve_config().profile is Profile.CPU and resolve_config().model == "unet"
+    assert default_run_dir(cfg).parts[-4:] == ("smoke", "unet", "seed_0", "fold_0")
+
+
+def test_bad_config_fails_before_any_file_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError):
+        resolve_config("smoke", model="nope", out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- a full run ------------------------------------------------------------------------------
+
+def test_smoke_run_writes_every_file(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=2)
+    metrics = run_training(cfg)
+    run = RunFolder(tmp_path / "run")
+    for name in RunFolder.RESULT_FILES:
+        assert (run.path / name).is_file(), name
+    assert run.is_finished() and run.has_checkpoint()
+
+    assert set(metrics) == METRIC_KEYS
+    assert json.loads(run.metrics.read_text()) == metrics
+    assert metrics["epochs_completed"] == 2 and metrics["best_epoch"] in (1, 2)
+    assert metrics["n_val_cases"] == 1 and metrics["n_val_slices"] == 3
+    assert 0.0 <= metrics["dice"] <= 1.0
+
+    history = run.load_history()
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2]
+    assert history["lr"].tolist() == [5e-4, 5e-4]
+
+    per_class = run.load_per_class()
+    assert len(per_class) == NUM_CLASSES
+    assert per_class["class_value"].tolist() == list(range(NUM_CLASSES))
+    per_case = run.load_per_case()
+    assert {"case_id", "class_value", "dice", "hd95"} <= set(per_case.columns)
+    assert len(per_case) == NUM_CLASSES - 1
+
+    with np.load(run.predictions) as npz:
+        assert npz["image"].dtype == np.float16 and npz["pred"].dtype == np.uint8
+        assert npz["image"].shape == npz["mask"].shape == npz["pred"].shape == (3, 32, 32)
+        assert npz["case_id"].tolist() == [metrics_case := npz["case_id"][0]] * 3
+        assert npz["slice_index"].tolist() == [0, 1, 2] and npz["dice"].shape == (3,)
+    assert metrics_case in per_case["case_id"].tolist()
+
+    state = torch.load(run.checkpoint_last, weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    params = run.load_params()
+    assert params["model"] == "unet" and params["env"]["torch"] == torch.__version__
+    assert {"host", "cpu", "gpu", "python", "spineseg", "git_commit", "device",
+            "threads"} <= set(params["env"])
+
+    # The best checkpoint rebuilds without the trainer and reproduces the stored predictions.
+    model = load_model(run.path)
+    with np.load(run.predictions) as npz:
+        x = torch.from_numpy(npz["image"].astype(np.float32))[:, None]
+        with torch.no_grad():
+            pred = model(x).argmax(1).numpy()
+        assert (pred == npz["pred"]).mean() > 0.99  # float16 images: a few pixels may flip
+
+    # A finished run with the same parameters is reused, not retrained.
+    again = run_training(cfg)
+    assert again == metrics
+
+
+def test_resume_equals_uninterrupted(tiny_data, tmp_path):
+    # Warm the volume cache first: a cache miss currently returns float32 images while a hit
+    # returns the stored float16 ones, so the very first run would see other inputs.
+    train_mod.prepare_data(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
+    straight = run_training(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
+    run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=1))
+    resumed = run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=2))
+    drop = {"train_seconds"}
+    assert {k: v for k, v in resumed.items() if k not in drop} == \
+        {k: v for k, v in straight.items() if k not in drop}
+    a = pd.read_csv(tmp_path / "straight" / "history.csv").drop(columns="epoch_seconds")
+    b = pd.read_csv(tmp_path / "resumed" / "history.csv").drop(columns="epoch_seconds")
+    pd.testing.assert_frame_equal(a, b)
+    with np.load(tmp_path / "straight" / "predictions.npz") as p, \
+            np.load(tmp_path / "resumed" / "predictions.npz") as q:
+        assert np.array_equal(p["pred"], q["pred"])
+
+
+def test_resume_with_other_parameters_is_refused(tiny_data, tmp_path):
+    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1))
+    with pytest.raises(ConfigError, match=r"lr: 0.0005 -> 0.001"):
+        run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2, lr=1e-3))
+
+
+class _NanAfter(torch.nn.Module):
+    """A loss that is finite for ``good`` calls, then NaN."""
+
+    def __init__(self, inner: torch.nn.Module, good: int) -> None:
+        super().__init__()
+        self.inner, self.good, self.calls = inner, good, 0
+
+    def forward(self, logits, target):
+        self.calls += 1
+        loss = self.inner(logits, target)
+        return loss if self.calls <= self.good or not self.training else loss * float("nan")
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path, monkeypatch):
+    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1))
+    before = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
+    real_build = train_mod.build_loss
+    monkeypatch.setattr(train_mod, "build_loss",
+                        lambda name, class_weights=None: _NanAfter(real_build(name), good=1))
+    with pytest.raises(SpinesegError, match=r"unet: non-finite training loss at epoch 2, step 2"):
+        run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2))
+    after = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
+    assert after["epoch"] == 1
+    for k, v in before["model"].items():
+        assert torch.equal(v, after["model"][k]), k
+    assert not RunFolder(tmp_path / "run").is_finished()
+    assert math.isfinite(pd.read_csv(tmp_path / "run" / "history.csv")["train_loss"].iloc[-1])
+
+
+def test_fresh_start_clears_previous_results(tiny_data, tmp_path):
+    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2))
+    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1, resume=False))
+    assert RunFolder(tmp_path / "run").load_history()["epoch"].tolist() == [1]
