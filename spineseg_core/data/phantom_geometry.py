@@ -1,0 +1,330 @@
+"""Geometry of one phantom case, in millimetres, before any rasterisation.
+
+The spine is a smooth centre line in the mid-sagittal plane, parameterised by arc length
+``s`` (0 at the centre of the sacral top endplate, growing upwards). Its tangent angle
+``theta`` (from the superior direction, positive towards anterior) carries the sacral slope,
+the lumbar lordosis and a mild thoracic kyphosis. Structures are intervals of ``s`` between
+*boundaries*: the sacrum below boundary 0, then the L5/S disc, L5, L4/L5, ... upwards. A
+boundary is an endplate: a line perpendicular to the centre line, bowed by the endplate
+concavity and tilted by a small wedge angle, shared by the vertebra and the disc on either
+side — so every vertebra touches its two discs by construction.
+
+World coordinates are ``(z, a)``: ``z`` from the field of view's top edge towards inferior,
+``a`` from its anterior edge towards posterior, both in mm, so pixel ``(row, col)`` has its
+centre at ``((row + 0.5) * dz, (col + 0.5) * da)``.
+
+:func:`sample_geometry` draws everything that decides which labels are present (sizes, curve,
+field of view) from its own random stream, so presence can be computed for hundreds of cases
+without rasterising (:func:`present_labels`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .phantom_params import PhantomParams
+
+DS_MM = 0.5
+"""Sampling step of the centre line (mm)."""
+
+
+class Kind(StrEnum):
+    """What an interval of the centre line holds."""
+
+    DISC = "disc"
+    VERTEBRA = "vertebra"
+
+
+class Transitional(StrEnum):
+    """Lumbosacral transitional anatomy of a case."""
+
+    NONE = "none"
+    LUMBARISED = "lumbarised"   # S1 looks mobile: a rudimentary disc inside the sacrum
+    SACRALISED = "sacralised"   # L5 half fused: a very thin, dark L5/S disc
+
+
+# Bottom-up above the sacrum: (label, kind, height mm, half depth mm, lateral half width mm).
+# Label 0: drawn in the image above T9 but unlabelled, as in the real masks.
+_LEVELS: tuple[tuple[int, Kind, float, float, float], ...] = (
+    (11, Kind.DISC, 10.0, 17.5, 24.0),
+    (2, Kind.VERTEBRA, 27.0, 17.5, 25.0),
+    (12, Kind.DISC, 11.0, 17.5, 24.0),
+    (3, Kind.VERTEBRA, 28.0, 17.5, 24.0),
+    (13, Kind.DISC, 10.5, 17.2, 23.0),
+    (4, Kind.VERTEBRA, 28.0, 17.0, 23.0),
+    (14, Kind.DISC, 10.0, 16.8, 22.0),
+    (5, Kind.VERTEBRA, 27.0, 16.5, 22.0),
+    (15, Kind.DISC, 9.0, 16.2, 21.0),
+    (6, Kind.VERTEBRA, 26.0, 16.0, 21.0),
+    (16, Kind.DISC, 7.0, 15.5, 20.0),
+    (7, Kind.VERTEBRA, 23.0, 15.0, 19.0),
+    (17, Kind.DISC, 6.0, 14.8, 18.0),
+    (8, Kind.VERTEBRA, 22.0, 14.5, 18.0),
+    (18, Kind.DISC, 5.0, 14.2, 17.0),
+    (9, Kind.VERTEBRA, 21.0, 14.0, 17.0),
+    (19, Kind.DISC, 4.5, 13.8, 16.0),
+    (10, Kind.VERTEBRA, 20.0, 13.5, 16.0),
+    (0, Kind.DISC, 4.5, 13.2, 15.0),
+    (0, Kind.VERTEBRA, 19.5, 13.0, 15.0),
+    (0, Kind.DISC, 4.5, 13.0, 15.0),
+    (0, Kind.VERTEBRA, 19.0, 13.0, 15.0),
+    (0, Kind.DISC, 4.5, 12.8, 15.0),
+    (0, Kind.VERTEBRA, 19.0, 12.5, 15.0),
+)
+
+SUPERELLIPSE_P = 6.0
+"""Exponent of a vertebral body's rounded-rectangle outline."""
+ENDPLATE_STRETCH = 1.25
+"""A body's superellipse is this much taller than its interval, so the outline rounds only the
+corners and the endplates stay in contact with the discs over ~95 % of their depth."""
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One interval of the centre line: a disc or a vertebral body."""
+
+    label: int             # mask value; 0 for drawn-but-unlabelled levels above T9
+    kind: Kind
+    s_lo: float            # lower boundary position on the centre line (mm)
+    s_hi: float            # upper boundary position (mm)
+    half_depth: float      # anterior-posterior half extent (mm)
+    half_width: float      # left-right half extent (mm)
+    degenerated: bool = False
+
+
+@dataclass(frozen=True)
+class SpineGeometry:
+    """Everything spatial about one case, in mm (see the module docstring for the frames)."""
+
+    s: np.ndarray          # centre-line arc length samples (K,)
+    z: np.ndarray          # world z of each sample (K,)
+    a: np.ndarray          # world a of each sample (K,)
+    theta: np.ndarray      # tangent angle from superior, + towards anterior (K,)
+    structures: tuple[Structure, ...]
+    bnd_pos: np.ndarray    # boundary positions on the centre line (M+1,)
+    bnd_conc: np.ndarray   # signed endplate concavity (mm) at n = 0
+    bnd_tilt: np.ndarray   # tan(wedge angle): s shift per mm of n
+    bnd_hd: np.ndarray     # half depth that scales the concavity bump
+    sacrum_length: float
+    sacrum_hd_top: float
+    sacrum_hd_tip: float
+    sacrum_hw: float
+    canal_depth: float
+    canal_hw: float
+    back_depth: float      # skin behind the posterior body wall (mm)
+    front_depth: float     # skin in front of the anterior body wall (mm)
+    fat_back: float
+    fat_front: float
+    conus_s: float         # the cord ends here (mm on the centre line)
+    diaphragm_s: float
+    transitional: Transitional
+    rudimentary_disc_s: float
+    fov_mm: float
+    n_slices: int
+    slice_mm: float
+    lateral_offset: float  # left-right position of the midline relative to the slice grid
+
+    # --- centre-line helpers -------------------------------------------------------------
+    def point(self, s: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World ``(z, a)`` of centre-line coordinates ``(s, n)`` (``n`` posterior)."""
+        th = np.interp(s, self.s, self.theta)
+        z = np.interp(s, self.s, self.z) - n * np.sin(th)
+        a = np.interp(s, self.s, self.a) + n * np.cos(th)
+        return z, a
+
+    def boundary_s(self, b: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Position on the centre line of boundary(ies) ``b`` at normal offset ``n``."""
+        hd = self.bnd_hd[b]
+        bump = np.clip(1.0 - (n / hd) ** 2, 0.0, None)
+        return self.bnd_pos[b] + self.bnd_conc[b] * bump + self.bnd_tilt[b] * n
+
+    def slice_positions(self) -> np.ndarray:
+        """Left-right position (mm, + right) of each slice centre relative to the midline."""
+        k = np.arange(self.n_slices) - (self.n_slices - 1) / 2.0
+        return k * self.slice_mm + self.lateral_offset
+
+    def half_depth_at(self, s: np.ndarray) -> np.ndarray:
+        """Smooth anterior-posterior half depth of the column along the centre line."""
+        mids = np.array([(st.s_lo + st.s_hi) / 2 for st in self.structures])
+        hds = np.array([st.half_depth for st in self.structures])
+        return np.interp(s, np.r_[-self.sacrum_length, 0.0, mids],
+                         np.r_[self.sacrum_hd_tip, self.sacrum_hd_top, hds])
+
+    # --- presence ------------------------------------------------------------------------
+    def lowest_z(self, index: int) -> float:
+        """World z of the most inferior point of structure ``index`` (its outline sampled)."""
+        st = self.structures[index]
+        u = np.linspace(-1.0, 1.0, 21)
+        v = np.linspace(-1.0, 1.0, 21)
+        uu, vv = np.meshgrid(u, v, indexing="ij")
+        if st.kind is Kind.VERTEBRA:
+            inside = (np.abs(uu / ENDPLATE_STRETCH) ** SUPERELLIPSE_P
+                      + np.abs(vv) ** SUPERELLIPSE_P) <= 1.0
+            uu, vv = uu[inside], vv[inside]
+        n = vv.ravel() * st.half_depth
+        b = index  # structure i sits between boundaries i (below) and i + 1 (above)
+        lo = self.boundary_s(np.full(n.shape, b), n)
+        hi = self.boundary_s(np.full(n.shape, b + 1), n)
+        s = lo + (uu.ravel() + 1.0) / 2.0 * (hi - lo)
+        z, _ = self.point(s, n)
+        return float(z.max())
+
+
+def _level_index(structures: tuple[Structure, ...], label: int) -> int:
+    return next(i for i, st in enumerate(structures) if st.label == label)
+
+
+def present_labels(geom: SpineGeometry) -> frozenset[int]:
+    """Labels with at least part of their outline inside the field of view.
+
+    The field of view's top edge is ``z = 0``: a structure is present if its most inferior
+    point is below it. The bottom of the field of view is placed so that the sacrum, L5/S and
+    L5 are always in view, so they are always present.
+    """
+    out = {1}
+    for i, st in enumerate(geom.structures):
+        if st.label and geom.lowest_z(i) > 0.0:
+            out.add(st.label)
+    return frozenset(out)
+
+
+def _centre_line(rng: np.random.Generator, jit: float, s_lumbar_top: float, s_top: float,
+                 sacrum_length: float) -> tuple[np.ndarray, ...]:
+    """Sample the centre line: angles from curvature, positions from angles."""
+    s = np.arange(-sacrum_length - 220.0, s_top + 220.0, DS_MM)
+    sacral_slope = np.deg2rad(rng.uniform(30.0, 45.0))
+    lordosis = np.deg2rad(rng.uniform(40.0, 60.0))
+    kyphosis_per_mm = np.deg2rad(rng.uniform(0.05, 0.12))
+    sacral_curve = np.deg2rad(rng.uniform(35.0, 55.0))
+    kappa = np.zeros_like(s)
+    sac = (s >= -sacrum_length) & (s < 0)
+    kappa[sac] = sacral_curve / sacrum_length
+    lum = (s >= 0) & (s < s_lumbar_top)
+    w = 1.6 - s[lum] / s_lumbar_top       # lordosis concentrated low, at L4-S1
+    kappa[lum] = -lordosis * w / (w.sum() * DS_MM)
+    tho = (s >= s_lumbar_top + 30.0) & (s < s_top + 40.0)
+    kappa[tho] = kyphosis_per_mm
+    kappa = gaussian_filter1d(kappa, 15.0 / DS_MM)
+    theta = np.cumsum(kappa) * DS_MM
+    i0 = int(np.searchsorted(s, 0.0))
+    theta = theta - theta[i0] + sacral_slope
+    dz = -np.cos(theta) * DS_MM
+    da = -np.sin(theta) * DS_MM
+    z = np.cumsum(dz)
+    a = np.cumsum(da)
+    return s, z - z[i0], a - a[i0], theta
+
+
+def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeometry:
+    """Draw the geometry of case ``case_id`` (its own random stream, independent of size)."""
+    rng = np.random.default_rng([int(seed), int(case_id), 0])
+    jit = params.shape_jitter
+    scale = rng.uniform(0.93, 1.07)
+
+    transitional = Transitional.NONE
+    if rng.random() < params.transitional_rate:
+        transitional = Transitional(rng.choice([Transitional.LUMBARISED.value,
+                                                Transitional.SACRALISED.value]))
+
+    # Desiccation: L5/S at the given rate, each disc above with 0.6 times the rate below.
+    n_disc = sum(1 for lv in _LEVELS if lv[1] is Kind.DISC)
+    degen = rng.random(n_disc) < params.degeneration_rate * 0.6 ** np.arange(n_disc)
+    h_jit = rng.normal(0.0, 0.05 * jit, len(_LEVELS))
+    d_jit = rng.normal(0.0, 0.04 * jit, len(_LEVELS))
+    shrink = rng.uniform(0.5, 0.75, n_disc)
+
+    heights, hds, hws, degenerated = [], [], [], []
+    di = 0
+    for k, (label, kind, h, hd, hw) in enumerate(_LEVELS):
+        h = h * scale * (1.0 + h_jit[k])
+        hd = hd * scale * (1.0 + d_jit[k])
+        deg = False
+        if kind is Kind.DISC:
+            deg = bool(degen[di])
+            if deg:
+                h *= shrink[di]
+            if di == 0 and transitional is Transitional.SACRALISED:
+                h, deg = h * 0.35, True
+            di += 1
+        heights.append(h)
+        hds.append(hd)
+        hws.append(hw * scale)
+        degenerated.append(deg)
+
+    sacrum_hd_top = hds[1] * rng.uniform(0.95, 1.08)
+    bounds = np.concatenate([[0.0], np.cumsum(heights)])
+    structures = tuple(
+        Structure(label, kind, float(bounds[k]), float(bounds[k + 1]), float(hds[k]),
+                  float(hws[k]), degenerated[k])
+        for k, (label, kind, *_rest) in enumerate(_LEVELS))
+
+    # Boundary b sits below structure b (b = 0: the sacral top endplate). Endplates bow into
+    # the vertebral body next to them; wedge tilts are limited so intervals never cross.
+    m = len(bounds)
+    conc = np.zeros(m)
+    tilt = np.zeros(m)
+    bhd = np.zeros(m)
+    for b in range(m):
+        below = structures[b - 1] if b > 0 else None
+        above = structures[b] if b < len(structures) else None
+        body_below = below is None or below.kind is Kind.VERTEBRA
+        body = (below if (below is not None and below.kind is Kind.VERTEBRA) else above)
+        hd_ref = body.half_depth if body is not None else sacrum_hd_top
+        body_h = (body.s_hi - body.s_lo) if body is not None else 20.0
+        c = min(rng.uniform(0.5, 2.0) * jit, 0.12 * body_h)
+        conc[b] = -c if body_below else c
+        bhd[b] = hd_ref
+        thin = min(st.s_hi - st.s_lo for st in (below, above) if st is not None)
+        max_tilt = 0.2 * thin / hd_ref
+        tilt[b] = float(np.clip(np.tan(np.deg2rad(rng.normal(0.0, 2.0 * jit))),
+                                -max_tilt, max_tilt))
+
+    sacrum_length = rng.uniform(95.0, 115.0) * scale
+    s_lumbar_top = structures[_level_index(structures, 6)].s_hi
+    s, z, a, theta = _centre_line(rng, jit, s_lumbar_top, float(bounds[-1]), sacrum_length)
+
+    n_slices = 15 if rng.random() < params.p_15_slices else 12
+    geom = SpineGeometry(
+        s=s, z=z, a=a, theta=theta, structures=structures, bnd_pos=bounds, bnd_conc=conc,
+        bnd_tilt=tilt, bnd_hd=bhd, sacrum_length=float(sacrum_length),
+        sacrum_hd_top=float(sacrum_hd_top), sacrum_hd_tip=float(rng.uniform(4.0, 7.0)),
+        sacrum_hw=float(rng.uniform(40.0, 50.0) * scale),
+        canal_depth=float(rng.uniform(12.0, 17.0)), canal_hw=float(rng.uniform(8.0, 11.0)),
+        back_depth=float(rng.uniform(70.0, 100.0)), front_depth=float(rng.uniform(110.0, 190.0)),
+        fat_back=float(rng.uniform(8.0, 30.0)), fat_front=float(rng.uniform(10.0, 35.0)),
+        conus_s=float(structures[_level_index(structures, 6)].s_lo + rng.uniform(-10.0, 25.0)),
+        diaphragm_s=float(structures[_level_index(structures, 7)].s_lo + rng.uniform(-15.0, 30.0)),
+        transitional=transitional, rudimentary_disc_s=float(-rng.uniform(20.0, 28.0) * scale),
+        fov_mm=params.fov_mm, n_slices=n_slices, slice_mm=params.slice_mm,
+        lateral_offset=float(rng.uniform(-0.5, 0.5) * params.slice_mm),
+    )
+    return _place_in_view(geom, rng, params)
+
+
+def _place_in_view(geom: SpineGeometry, rng: np.random.Generator,
+                   params: PhantomParams) -> SpineGeometry:
+    """Shift the world so the field of view's top edge is at ``z = 0`` and anterior at ``a = 0``.
+
+    The top edge is drawn from a piecewise-linear distribution whose knots are the lowest
+    points of the upper levels, so ``P(label present) = rate`` for every ``(label, rate)`` in
+    ``params.presence``; it is then lowered, if needed, until the L5/S disc is in view.
+    """
+    labels = [lab for lab, _ in params.presence]
+    rates = [r for _, r in params.presence]
+    anchors = [geom.lowest_z(_level_index(geom.structures, lab)) for lab in labels]
+    knots_z = np.array([anchors[-1] - 15.0, *anchors[::-1]])
+    knots_p = np.array([0.0, *rates[::-1]])
+    keep = np.r_[True, np.diff(knots_p) > 0]
+    z_top = float(np.interp(rng.random(), knots_p[keep], knots_z[keep]))
+    l5s = geom.lowest_z(_level_index(geom.structures, 11))
+    z_top = max(z_top, l5s + 12.0 - params.fov_mm)
+
+    i_l3 = _level_index(geom.structures, 4)
+    st = geom.structures[i_l3]
+    _, a_l3 = geom.point(np.array([(st.s_lo + st.s_hi) / 2]), np.array([0.0]))
+    a_shift = rng.uniform(0.44, 0.56) * params.fov_mm - float(a_l3[0])
+    return replace(geom, z=geom.z - z_top, a=geom.a + a_shift)

@@ -1,0 +1,101 @@
+"""The difficulty knobs of the procedural spine phantom.
+
+Every case of the phantom is a pure function of ``(seed, case_id, size, PhantomParams)``; the
+parameters are what a study changes to make the task harder or easier (noise, bias field,
+contrast overlap, degenerated discs, shape jitter, transitional vertebrae) and to match the
+real data's acquisition (field of view, slice thickness, slice-count mix, presence of the rare
+upper thoracic levels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..errors import ConfigError
+
+DEFAULT_PRESENCE: tuple[tuple[int, float], ...] = (
+    (7, 1.0),     # T12
+    (17, 0.97),   # T11/T12
+    (8, 0.94),    # T11
+    (18, 0.37),   # T10/T11
+    (9, 0.26),    # T10
+    (19, 0.08),   # T9/T10
+    (10, 0.05),   # T9
+)
+"""Target presence rate of the upper labels, bottom-up (MRSpineSeg: T11 94 %, T10 26 %, T9 5 %,
+T10/T11 37 %, T9/T10 8 %). The field of view's top edge is drawn so that exactly these rates
+hold in expectation; everything below T12 is always in view."""
+
+
+@dataclass(frozen=True)
+class PhantomParams:
+    """Difficulty and acquisition knobs of the phantom (all have the study's defaults).
+
+    Attributes:
+        noise: Rician noise sigma relative to the CSF signal (~1.0).
+        bias: strength of the smooth multiplicative bias field (log-amplitude of a quadratic
+            polynomial over the volume).
+        contrast_overlap: 0..1, how far marrow, annulus and degenerated nucleus means may be
+            pulled towards each other in a case (0 keeps the textbook contrast).
+        degeneration_rate: probability that the lowest disc (L5/S) is desiccated; higher
+            discs are desiccated with a geometrically decreasing rate.
+        shape_jitter: multiplier of the per-level size, wedge and concavity jitter.
+        transitional_rate: probability of a lumbosacral transitional anatomy (a lumbarised S1
+            with a rudimentary disc inside the sacrum, or a sacralised L5 with a thin L5/S disc).
+        p_15_slices: probability of 15 sagittal slices instead of 12 (MRSpineSeg: 35/172).
+        slice_mm: slice thickness and spacing in mm.
+        fov_mm: in-plane square field of view in mm; pixel spacing is ``fov_mm / size``.
+        presence: ``(label, rate)`` pairs, bottom-up, for the upper levels (see
+            :data:`DEFAULT_PRESENCE`); rates must not increase upwards.
+    """
+
+    noise: float = 0.035
+    bias: float = 0.35
+    contrast_overlap: float = 0.2
+    degeneration_rate: float = 0.35
+    shape_jitter: float = 1.0
+    transitional_rate: float = 0.08
+    p_15_slices: float = 0.2
+    slice_mm: float = 4.4
+    fov_mm: float = 303.4
+    presence: tuple[tuple[int, float], ...] = DEFAULT_PRESENCE
+
+    def __post_init__(self) -> None:
+        for name in ("noise", "bias", "shape_jitter"):
+            if not 0.0 <= getattr(self, name) <= 5.0:
+                raise ConfigError(f"PhantomParams.{name} must be in [0, 5], got {getattr(self, name)}")
+        for name in ("contrast_overlap", "degeneration_rate", "transitional_rate", "p_15_slices"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"PhantomParams.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 1.0 <= self.slice_mm <= 10.0:
+            raise ConfigError(f"PhantomParams.slice_mm must be in [1, 10] mm, got {self.slice_mm}")
+        if not 250.0 <= self.fov_mm <= 450.0:
+            raise ConfigError(f"PhantomParams.fov_mm must be in [250, 450] mm, got {self.fov_mm}")
+        labels = [int(lab) for lab, _ in self.presence]
+        rates = [float(r) for _, r in self.presence]
+        if labels != [lab for lab, _ in DEFAULT_PRESENCE]:
+            raise ConfigError("PhantomParams.presence must list the labels "
+                              f"{[lab for lab, _ in DEFAULT_PRESENCE]} bottom-up, got {labels}")
+        if any(not 0.0 < r <= 1.0 for r in rates) or any(b > a for a, b in zip(rates, rates[1:])):
+            raise ConfigError("PhantomParams.presence rates must be in (0, 1] and must not "
+                              f"increase upwards, got {rates}")
+        object.__setattr__(self, "presence", tuple((lab, r) for lab, r in zip(labels, rates)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (``presence`` as a list of pairs)."""
+        d = asdict(self)
+        d["presence"] = [list(p) for p in self.presence]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhantomParams:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown PhantomParams field(s) {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        if "presence" in kw:
+            kw["presence"] = tuple((int(a), float(b)) for a, b in kw["presence"])
+        return cls(**kw)
