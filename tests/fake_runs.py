@@ -132,3 +132,19 @@ def make_fake_study(runs_dir: str | Path, profile: str = "test",
             write_fake_run(runs_dir / f"{profile}-loss-{loss}" / model / "seed_0" / "fold_0",
                            model, 0, 0, profile, loss=loss, quality=0.85 - 0.1 * i, **kwargs)
     return runs_dir
+
+
+def fake_runner(notebook: Path, output: Path, parameters: dict, cwd: Path) -> None:
+    """Stands in for papermill: records its parameters and writes a finished fake run.
+
+    Fails like a crashing notebook when ``parameters["model"] == parameters.get("fail_model")``.
+    """
+    out = Path(parameters["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "runner_calls.jsonl", "a") as fh:
+        fh.write(json.dumps(parameters) + "\n")
+    if parameters["model"] == parameters.get("fail_model"):
+        raise RuntimeError(f"fake failure of {parameters['model']}")
+    write_fake_run(out, parameters["model"], parameters["seed"], parameters["fold"],
+                   parameters["profile"], loss=parameters.get("loss", "dice"))
+    output.write_text("{}")

@@ -1,0 +1,84 @@
+"""``spineseg study``: run the training notebook for every (model, seed, fold[, loss]), then
+aggregate the results (see :mod:`spineseg_core.study`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..study import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, SlurmOptions,
+                     parse_parameter, plan_study, run_study)
+
+HELP = "run the study's training runs through papermill (locally or on Slurm), then aggregate"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", help="training profile (default: cpu)")
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="models to run (default: all twelve)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0], metavar="F")
+    parser.add_argument("--losses", nargs="+", metavar="LOSS",
+                        help="loss comparison: run every model once per loss, into "
+                             "<runs-dir>/<profile>-loss-<loss>/ (default: the profile's loss, "
+                             "into <runs-dir>/<profile>/)")
+    parser.add_argument("--executor", type=Executor, choices=list(Executor),
+                        default=Executor.LOCAL, help="local: one run after another here; "
+                        "slurm: a submitit job array, one GPU per run")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK)
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                        metavar=("KEY", "VALUE"), help="extra notebook parameter (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the planned runs and their status; run nothing")
+    parser.add_argument("--no-aggregate", action="store_true", help="skip the aggregation")
+    slurm = parser.add_argument_group("slurm")
+    slurm.add_argument("--slurm-partition")
+    slurm.add_argument("--slurm-timeout-min", type=int, default=SlurmOptions.timeout_min)
+    slurm.add_argument("--slurm-cpus", type=int, default=SlurmOptions.cpus_per_task)
+    slurm.add_argument("--slurm-mem-gb", type=int, default=SlurmOptions.mem_gb)
+    slurm.add_argument("--slurm-parallelism", type=int, default=SlurmOptions.array_parallelism)
+
+
+def _extra(pairs: list[list[str]]) -> dict:
+    extra = {}
+    for key, value in pairs:
+        if key in RESERVED_PARAMETERS:
+            raise ConfigError(f"-p {key}: set by the study; use --models/--seeds/--folds/--losses")
+        extra[key] = parse_parameter(value)
+    return extra
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import list_models, model_info
+    from ..results import aggregate
+
+    models = args.models or list_models()
+    for name in models:
+        model_info(name)
+    extra = _extra(args.param)
+    plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses)
+    if args.dry_run:
+        for p in plan:
+            print(f"{p.status:<8} {p.spec.label():<40} {p.run_dir}")
+        counts = {s: sum(p.status == s for p in plan) for s in {p.status for p in plan}}
+        print(f"{len(plan)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        return 0
+    slurm = SlurmOptions(timeout_min=args.slurm_timeout_min, cpus_per_task=args.slurm_cpus,
+                         mem_gb=args.slurm_mem_gb, partition=args.slurm_partition,
+                         array_parallelism=args.slurm_parallelism)
+    results = run_study(plan, args.runs_dir, executor=args.executor, extra=extra,
+                        notebook=args.notebook, slurm=slurm)
+    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    done = sum(r.outcome is Outcome.DONE for r in results)
+    skipped = sum(r.outcome is Outcome.SKIPPED for r in results)
+    print(f"study {args.profile}: {done} run, {skipped} already finished, {len(failed)} failed")
+    for r in failed:
+        print(f"FAILED {r.spec.label()}: {r.error} (log: {r.error_log})")
+    if not args.no_aggregate and len(failed) < len(results):
+        bundle = aggregate(args.profile, args.runs_dir, args.results_dir / args.profile)
+        print(f"results: {args.results_dir / args.profile} ({bundle['n_runs']} runs, "
+              f"bundle {bundle['bundle_sha256'][:12]})")
+    return 1 if failed else 0

@@ -1,0 +1,154 @@
+"""The study runner: plan, skip/resume/new, failures, papermill, and the submitit job array."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+import fake_runs
+from fake_runs import fake_runner, write_fake_run
+from spineseg_core.cli import main
+from spineseg_core.errors import ConfigError
+from spineseg_core.study import (Executor, Outcome, RunJob, RunSpec, RunStatus,
+                                 notebook_parameters, parse_parameter, plan_study, run_study)
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _calls(run_dir: Path) -> list[dict]:
+    path = run_dir / "runner_calls.jsonl"
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def notebook(tmp_path) -> Path:
+    path = tmp_path / "train.ipynb"
+    path.write_text("{}")  # only has to exist for the injected runner
+    return path
+
+
+def test_plan_status_and_folders(tmp_path):
+    runs = tmp_path / "runs"
+    write_fake_run(runs / "cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    (runs / "cpu/unet/seed_1/fold_0").mkdir(parents=True)
+    (runs / "cpu/unet/seed_1/fold_0/checkpoint_last.pt").write_bytes(b"x")
+    plan = plan_study("cpu", ["unet"], [0, 1, 2], [0], runs)
+    assert [p.status for p in plan] == [RunStatus.FINISHED, RunStatus.RESUME, RunStatus.NEW]
+    assert plan[2].run_dir == runs / "cpu/unet/seed_2/fold_0"
+    loss_plan = plan_study("cpu", ["unet", "miniseg"], [0], [0, 1], runs, losses=["ce", "dice"])
+    assert len(loss_plan) == 8
+    assert loss_plan[0].run_dir == runs / "cpu-loss-ce/unet/seed_0/fold_0"
+    with pytest.raises(ConfigError, match="repeated"):
+        plan_study("cpu", ["unet", "unet"], [0], [0], runs)
+
+
+def test_parameters():
+    spec = RunSpec("cpu", "unet", 1, 2, loss="ce")
+    params = notebook_parameters(spec, Path("/r"), True, {"epochs": 3})
+    assert params == dict(epochs=3, model="unet", profile="cpu", seed=1, fold=2, out_dir="/r",
+                          resume=True, loss="ce")
+    with pytest.raises(ConfigError, match=r"\['seed'\] are set by the study"):
+        notebook_parameters(spec, Path("/r"), False, {"seed": 3})
+    assert [parse_parameter(v) for v in ("3", "1e-3", "true", "None", "ce")] == \
+        [3, 1e-3, True, None, "ce"]
+
+
+def test_local_skip_resume_new_and_failure(tmp_path, notebook):
+    runs = tmp_path / "runs"
+    write_fake_run(runs / "cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    resume_dir = runs / "cpu/unet/seed_1/fold_0"
+    resume_dir.mkdir(parents=True)
+    (resume_dir / "checkpoint_last.pt").write_bytes(b"x")
+    plan = plan_study("cpu", ["unet", "miniseg"], [0, 1], [0], runs)
+    results = run_study(plan, runs, extra={"fail_model": "miniseg"}, notebook=notebook,
+                        runner=fake_runner, log=lambda _: None)
+    outcomes = {(r.spec.model, r.spec.seed): r.outcome for r in results}
+    assert outcomes == {("unet", 0): Outcome.SKIPPED, ("unet", 1): Outcome.DONE,
+                        ("miniseg", 0): Outcome.FAILED, ("miniseg", 1): Outcome.FAILED}
+    assert _calls(runs / "cpu/unet/seed_0/fold_0") == []          # finished: not run again
+    assert _calls(resume_dir)[0]["resume"] is True                 # interrupted: resumed
+    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    assert _calls(failed[0].run_dir)[0]["resume"] is False         # new
+    log = failed[0].error_log.read_text()
+    assert "RuntimeError: fake failure of miniseg" in log and "Traceback" in log
+    assert failed[0].error_log == failed[0].run_dir / "error.log"
+
+
+def test_notebook_without_metrics_is_a_failure(tmp_path, notebook):
+    def silent(nb, out, params, cwd):
+        pass
+
+    plan = plan_study("cpu", ["unet"], [0], [0], tmp_path)
+    (result,) = run_study(plan, tmp_path, notebook=notebook, runner=silent, log=lambda _: None)
+    assert result.outcome is Outcome.FAILED
+    assert "without writing metrics.json" in result.error_log.read_text()
+
+
+def test_missing_notebook_is_a_config_error(tmp_path):
+    plan = plan_study("cpu", ["unet"], [0], [0], tmp_path)
+    with pytest.raises(ConfigError, match="training notebook .* not found"):
+        run_study(plan, tmp_path, notebook=tmp_path / "nope.ipynb", runner=fake_runner)
+
+
+def test_checkpoint_requeues_with_resume():
+    job = RunJob("runs", runner=fake_runner)
+    spec = RunSpec("cpu", "unet", 0, 0)
+    delayed = job.checkpoint(spec)
+    assert delayed.function is job
+    assert delayed.args == (spec,) and delayed.kwargs == {"resume": True}
+
+
+def test_submitit_local_job_array(tmp_path, notebook, monkeypatch):
+    """The Slurm path (job array of RunJob) on submitit's local executor."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    runs = tmp_path / "runs"
+    write_fake_run(runs / "cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    plan = plan_study("cpu", ["unet"], [0, 1, 2], [0], runs)
+    results = run_study(plan, runs, executor=Executor.SLURM, cluster="local",
+                        extra={"fail_model": "none"}, notebook=notebook, runner=fake_runner,
+                        log=lambda _: None)
+    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.DONE, Outcome.DONE]
+    assert all((r.run_dir / "metrics.json").is_file() for r in results)
+    assert list((runs / ".submitit").glob("*_log.out"))
+
+
+def _write_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'model = "unet"\nprofile = "cpu"\nseed = 0\nfold = 0\nout_dir = None\n'
+        'resume = True\nfail_model = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom fake_runs import write_fake_run\n"
+        "if model == fail_model:\n    raise ValueError(f'notebook failed on {model}')\n"
+        "write_fake_run(out_dir, model, seed, fold, profile)")
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_cli_study_through_papermill(tmp_path, capsys):
+    nb = _write_notebook(tmp_path / "train.ipynb")
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["study", "--profile", "cpu", "--models", "unet", "miniseg", "--runs-dir", str(runs),
+            "--results-dir", str(results), "--notebook", str(nb), "-p", "fail_model", "miniseg"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "1 run, 0 already finished, 1 failed" in out
+    log = runs / "cpu/miniseg/seed_0/fold_0/error.log"
+    assert f"FAILED miniseg seed=0 fold=0" in out and str(log) in out
+    assert "notebook failed on miniseg" in log.read_text()
+    assert (runs / "cpu/unet/seed_0/fold_0/notebook.ipynb").is_file()
+    assert pd.read_csv(results / "cpu/runs.csv")["model"].tolist() == ["unet"]
+
+    assert main(argv[:-3] + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "finished unet seed=0 fold=0" in out and "new      miniseg" in out
+    assert main(["study", "--models", "nonesuch", "--dry-run"]) == 2
+    assert "unknown model 'nonesuch'" in capsys.readouterr().err
