@@ -1,0 +1,141 @@
+"""Every registered model keeps the model contract; the twelve match their reference budget.
+
+One parametrised test per contract item runs over :func:`list_models` (the registered models),
+at small sizes on the CPU. Parameter and MAC budgets are counted on the meta device at 880x880
+against ``resources/model_budget.csv`` (models.md's figures).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spineseg_core.efficiency import ParamScope, count_macs, count_params
+from spineseg_core.errors import ConfigError
+from spineseg_core.models import MODEL_NAMES, MultiOutput, build_model, list_models, model_info
+
+NUM_CLASSES = 20
+PARAMS_TOLERANCE = 0.03
+MACS_TOLERANCE = 0.05
+
+
+def _budget() -> pd.DataFrame:
+    path = resources.files("spineseg_core") / "resources" / "model_budget.csv"
+    with resources.as_file(path) as p:
+        return pd.read_csv(p).set_index("model")
+
+
+BUDGET = _budget()
+REGISTERED = list_models()
+
+
+def _first_layer(model: nn.Module, x: Tensor) -> nn.Module:
+    """The first convolution or linear layer that the forward pass calls."""
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: order.append(mod))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert order, "the model calls no convolution or linear layer"
+    return order[0]
+
+
+def _train_step(model: nn.Module, x: Tensor) -> MultiOutput:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    assert isinstance(out, MultiOutput), f"train mode returned {type(out).__name__}"
+    target = torch.randint(0, NUM_CLASSES, (x.shape[0], *x.shape[-2:]))
+    loss = sum(w * F.cross_entropy(o, target) for o, w in zip(out.logits, out.weights))
+    assert torch.isfinite(loss)
+    loss.backward()
+    return out
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_model_contract(name: str) -> None:
+    """Train outputs, gradients, eval output and a state-dict round trip, at two sizes."""
+    torch.manual_seed(0)
+    model = build_model(name)
+    first = _first_layer(model, torch.randn(1, 1, 64, 64))
+    for h, w in ((64, 64), (72, 88)):
+        for batch in (1, 2):
+            x = torch.randn(batch, 1, h, w)
+            out = _train_step(model, x)
+            assert len(out.logits) == len(out.weights) >= 1
+            assert all(wt > 0 for wt in out.weights), out.weights
+            for logits in out.logits:
+                assert logits.shape == (batch, NUM_CLASSES, h, w)
+                assert torch.isfinite(logits).all()
+            grad = first.weight.grad
+            assert grad is not None, f"{name}: no gradient at the first layer"
+            assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+    model.eval()
+    x = torch.randn(2, 1, 72, 88)
+    with torch.no_grad():
+        ref = model(x)
+    assert isinstance(ref, Tensor) and ref.shape == (2, NUM_CLASSES, 72, 88)
+    assert torch.isfinite(ref).all()
+
+    torch.manual_seed(1)
+    fresh = build_model(name).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        again = fresh(x)
+    torch.testing.assert_close(again, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_parameter_budget(name: str) -> None:
+    """Parameters within 3 % of models.md's figure, in the scope that figure counts."""
+    row = BUDGET.loc[name]
+    with torch.device("meta"):
+        model = build_model(name)
+    params_m = count_params(model, scope=ParamScope(row.params_scope)) / 1e6
+    assert params_m == pytest.approx(row.params_m_ref, rel=PARAMS_TOLERANCE), \
+        f"{name}: {params_m:.3f} M parameters ({row.params_scope}), reference {row.params_m_ref} M"
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTERED if BUDGET.loc[n, "macs_match_paper"] == "yes"])
+def test_macs_budget(name: str) -> None:
+    """MACs at 880x880 within 5 % where models.md's figure also matches the paper."""
+    gmacs = count_macs(name, size=880) / 1e9
+    ref = BUDGET.loc[name, "gmacs_880_ref"]
+    assert gmacs == pytest.approx(ref, rel=MACS_TOLERANCE), f"{name}: {gmacs:.1f} GMACs, reference {ref}"
+
+
+def test_all_twelve_registered_in_order() -> None:
+    """The study's twelve models are all registered, listed in the paper's order."""
+    assert list_models()[:12] == list(MODEL_NAMES)
+    assert set(list_models()) == set(MODEL_NAMES)
+
+
+def test_budget_file_lists_the_twelve() -> None:
+    assert list(BUDGET.index) == list(MODEL_NAMES)
+    assert set(BUDGET["macs_match_paper"]) <= {"yes", "no"}
+    assert set(BUDGET["params_scope"]) <= {s.value for s in ParamScope}
+    assert (BUDGET[["params_m_ref", "gmacs_880_ref"]] > 0).all().all()
+
+
+def test_registry_entries_are_complete() -> None:
+    for name in REGISTERED:
+        info = model_info(name)
+        assert info.name == name and info.display_name and info.pad_multiple >= 1
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build_model("no_such_net")
+    msg = str(exc.value)
+    assert "no_such_net" in msg
+    assert all(n in msg for n in REGISTERED)
