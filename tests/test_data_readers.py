@@ -52,10 +52,10 @@ def test_list_cases_pairs_in_natural_order_and_keeps_unlabelled(tmp_path):
     write_mrspineseg_case(tmp_path, 50, 3, 8, subset="test1", labelled=False)
     refs = list_cases(tmp_path)
     assert [(r.subset, r.case_id) for r in refs] == [
-        ("test1", "Case50"), ("train", "Case2"), ("train", "Case3"), ("train", "Case10")]
-    train = refs[1]
+        ("train", "Case2"), ("train", "Case3"), ("train", "Case10"), ("test1", "Case50")]
+    train = refs[0]
     assert train.mask_path.name == "mask_case2.nii.gz" and train.patient_id == "Case2"
-    assert refs[0].mask_path is None and not refs[0].labelled
+    assert refs[3].mask_path is None and not refs[3].labelled
 
 
 def test_image_without_mask_and_mask_without_image(tmp_path):

@@ -79,7 +79,8 @@ def detect_layout(root: str | Path) -> Layout:
 
 def _natural_key(ref: CaseRef) -> tuple:
     parts = re.split(r"(\d+)", ref.case_id)
-    return (ref.subset, tuple(int(p) if p.isdigit() else p for p in parts))
+    rank = MRSPINESEG_SUBSETS.index(ref.subset) if ref.subset in MRSPINESEG_SUBSETS else 99
+    return (rank, ref.subset, tuple(int(p) if p.isdigit() else p for p in parts))
 
 
 def _scan_mrspineseg(root: Path, sequences: Sequence[str]) -> tuple[list[CaseRef], list[DataError]]:
