@@ -131,10 +131,20 @@ def test_params_and_macs_match_models_md(name: str) -> None:
 def test_named_variants_are_one_parameter_away() -> None:
     classic, _ = _count("unet", size=64, bilinear=False)
     assert classic == pytest.approx(31.04, rel=0.01)  # transposed convs, 1024 bottleneck
-    small, _ = _count("resunetpp", size=64, widths=(16, 32, 64, 128, 256))
-    assert small == pytest.approx(3.63, rel=0.01)
+    authors, _ = _count("resunetpp", size=64, variant="authors")
+    assert authors == pytest.approx(4.06, rel=0.01)  # the authors' Keras design, widths 16-256
+    port_small, _ = _count("resunetpp", size=64, widths=(16, 32, 64, 128, 256))
+    assert port_small == pytest.approx(3.63, rel=0.01)
     vit224, _ = _count("transunet", size=64, img_ref_size=224)
     assert vit224 == pytest.approx(107.45 - (55**2 - 14**2) * 768 / 1e6, rel=1e-4)
+
+
+def test_resunetpp_authors_variant_trains() -> None:
+    model = build_model("resunetpp", variant="authors").train()
+    out = model(torch.randn(1, 1, 40, 56))
+    out.main.mean().backward()
+    assert out.main.shape == (1, 20, 40, 56)
+    assert _first_conv(model).weight.grad.abs().sum() > 0
 
 
 def test_unet_depth_changes_padding_multiple() -> None:
@@ -147,6 +157,7 @@ def test_unet_depth_changes_padding_multiple() -> None:
     ("unet", {"depth": 0}, "depth"),
     ("attention_unet", {"base_width": 1}, "base_width"),
     ("resunetpp", {"widths": (8, 16)}, "widths"),
+    ("resunetpp", {"variant": "keras"}, "variant must be one of port, authors"),
     ("miniseg", {"channels": (8, 22, 32, 64)}, "channels"),
     ("transunet", {"img_ref_size": 100}, "img_ref_size"),
     ("transunet", {"hidden": 100}, "divisible"),
