@@ -103,8 +103,9 @@ class RunFolder:
         return pd.read_csv(self.per_case)
 
     def clear(self) -> None:
-        """Delete this run's result files (a fresh start with ``resume=False``)."""
-        for name in (*self.RESULT_FILES, "notebook.ipynb"):
+        """Delete this run's result files (a fresh start with ``resume=False``); the notebook,
+        which papermill may be writing right now, stays."""
+        for name in self.RESULT_FILES:
             (self.path / name).unlink(missing_ok=True)
 
 

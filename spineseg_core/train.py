@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning
 
 from .envinfo import env_stamp
 from .errors import ConfigError, SpinesegError
@@ -47,6 +48,10 @@ from .runs import RunFolder, cache_root, default_run_dir
 from .train_eval import evaluate, write_final_results
 from .train_state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
                           seed_worker, set_rng_state)
+
+with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr",
                                     "fpr", "recall", "dice3d", "lr", "epoch_seconds")
