@@ -232,3 +232,24 @@ def test_build_datasets_bad_case_raises_or_is_skipped(tmp_path):
     reasons = dict(b.skipped)
     assert "mask_case2.nii.gz: unreadable NIfTI" in reasons["Case2"]
     assert "mask without its image" in reasons[str(root / "train" / "Mask" / "mask_case4.nii.gz")]
+
+
+def test_crop_box_from_mask_is_square_around_the_foreground(tmp_path):
+    from spineseg_core.data.preprocess import crop_box_from_mask, crop_volume
+
+    mask = np.zeros((2, 100, 80), np.uint8)
+    mask[1, 30:50, 20:30] = 3                       # 20 rows x 10 cols, centre (40, 25)
+    rows, cols = crop_box_from_mask(mask, margin=0.25)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (30, 30)
+    assert (rows.start, cols.start) == (25, 10)
+    assert crop_box_from_mask(np.zeros((1, 8, 6), np.uint8)) == (slice(0, 8), slice(0, 6))
+    edge = np.zeros((1, 10, 10), np.uint8)
+    edge[0, 0:2, 8:10] = 1
+    assert crop_box_from_mask(edge, margin=1.0) == (slice(0, 6), slice(4, 10))  # clipped inside
+    ref = CaseRef("a", *write_mrspineseg_case(tmp_path, 1, 2, 16), "train")
+    vol = load_case(ref)
+    box = (slice(3, 11), slice(5, 13))
+    out = crop_volume(vol, box)
+    assert out.image.shape == (2, 8, 8)
+    np.testing.assert_array_equal(out.mask, vol.mask[:, 3:11, 5:13])
+    np.testing.assert_allclose(out.affine @ np.array([1, 0, 0, 1.0]), vol.affine @ np.array([1, 3, 5, 1.0]))

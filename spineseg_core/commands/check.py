@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", metavar="DIR", help="dataset folder")
     parser.add_argument("--skip-bad", action="store_true",
                         help="list bad cases and exit 0 if enough usable cases remain")
-    parser.add_argument("--sequences", nargs="+", default=["t2"], choices=SPIDER_SEQUENCES,
+    parser.add_argument("--sequences", nargs="+", default=["t2"], type=str.lower,
+                        choices=SPIDER_SEQUENCES,
                         help="SPIDER series to use (default: t2)")
 
 

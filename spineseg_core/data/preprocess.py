@@ -94,3 +94,39 @@ def preprocess_volume(volume: Volume, size: int,
     if normalise is not None:
         out = replace(out, image=normalise(out.image))
     return out
+
+
+def crop_box_from_mask(mask: np.ndarray, margin: float = 0.1) -> tuple[slice, slice]:
+    """A square in-plane box around all foreground of a ``(S, H, W)`` mask, for cropping.
+
+    The foreground's bounding box (over every slice) is grown by ``margin`` of its larger side
+    on each side, made square around its centre and clipped to the image; an empty mask gives
+    the whole slice. Apply the same box to the image, the mask and (via :func:`crop_volume`)
+    the affine, before resampling, to spend pixels on the spine rather than on air.
+    """
+    if mask.ndim != 3:
+        raise ValueError(f"expected a (S, H, W) mask, got shape {mask.shape}")
+    _, h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=(0, 2)))
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    if rows.size == 0:
+        return slice(0, h), slice(0, w)
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    side = min(int(np.ceil(side * (1 + 2 * margin))), h, w)
+    box = []
+    for idx, n in ((rows, h), (cols, w)):
+        centre = (idx[0] + idx[-1] + 1) / 2
+        start = int(np.clip(round(centre - side / 2), 0, n - side))
+        box.append(slice(start, start + side))
+    return box[0], box[1]
+
+
+def crop_volume(volume: Volume, box: tuple[slice, slice]) -> Volume:
+    """Crop every slice of ``volume`` to ``box`` (rows, cols), shifting the affine's origin."""
+    rows, cols = box
+    shift = np.eye(4)
+    shift[1, 3], shift[2, 3] = rows.start or 0, cols.start or 0
+    return replace(volume, image=np.ascontiguousarray(volume.image[:, rows, cols]),
+                   mask=(np.ascontiguousarray(volume.mask[:, rows, cols])
+                         if volume.mask is not None else None),
+                   affine=volume.affine @ shift)
