@@ -125,7 +125,7 @@ def test_sampler_agrees_with_rasterised_masks() -> None:
 def test_rasterised_presence_rates_over_200_cases() -> None:
     counts = Counter()
     for cid in range(1, 201):
-        counts.update(set(np.unique(generate_case(cid, seed=0, size=48).mask).tolist()))
+        counts.update(set(np.unique(generate_case(cid, seed=0, size=80).mask).tolist()))
     for lab, rate in TARGETS.items():
         assert abs(counts[lab] / 200 - rate) < 0.1, (lab, counts[lab] / 200, rate)
 

@@ -76,6 +76,9 @@ _LEVELS: tuple[tuple[int, Kind, float, float, float], ...] = (
     (0, Kind.VERTEBRA, 19.0, 12.5, 15.0),
 )
 
+MIN_SLIVER_MM = 5.0
+"""A level cut by the top edge shows at least this much (mm) of itself, so that whether it is
+present does not depend on the pixel size."""
 SUPERELLIPSE_P = 6.0
 """Exponent of a vertebral body's rounded-rectangle outline."""
 ENDPLATE_STRETCH = 1.25
@@ -311,7 +314,8 @@ def _place_in_view(geom: SpineGeometry, rng: np.random.Generator,
 
     The top edge is drawn from a piecewise-linear distribution whose knots are the lowest
     points of the upper levels, so ``P(label present) = rate`` for every ``(label, rate)`` in
-    ``params.presence``; it is then lowered, if needed, until the L5/S disc is in view.
+    ``params.presence``; it is then lowered, if needed, until the L5/S disc is in view, and
+    raised a little where a level would show as a sliver thinner than :data:`MIN_SLIVER_MM`.
     """
     labels = [lab for lab, _ in params.presence]
     rates = [r for _, r in params.presence]
@@ -322,6 +326,10 @@ def _place_in_view(geom: SpineGeometry, rng: np.random.Generator,
     z_top = float(np.interp(rng.random(), knots_p[keep], knots_z[keep]))
     l5s = geom.lowest_z(_level_index(geom.structures, 11))
     z_top = max(z_top, l5s + 12.0 - params.fov_mm)
+    for _ in range(3):   # no slivers thinner than MIN_SLIVER_MM: presence then survives pixels
+        for anchor in anchors:
+            if 0.0 < anchor - z_top < MIN_SLIVER_MM:
+                z_top = anchor - MIN_SLIVER_MM
 
     i_l3 = _level_index(geom.structures, 4)
     st = geom.structures[i_l3]
