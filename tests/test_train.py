@@ -199,3 +199,39 @@ def test_fresh_start_clears_previous_results(tiny_data, tmp_path):
     run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2))
     run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1, resume=False))
     assert RunFolder(tmp_path / "run").load_history()["epoch"].tolist() == [1]
+
+
+# --- command line ----------------------------------------------------------------------------
+
+def test_train_command(tiny_data, tmp_path, capsys):
+    from spineseg_core.cli import main
+
+    assert main(["train", "--profile", "smoke", "--model", "no_such_net"]) == 2
+    assert "spineseg train: error: model: unknown model 'no_such_net'" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--data-dir", str(tiny_data), "--out-dir",
+                 str(tmp_path / "run"), "--image-size", "32", "--threads", "1", "--no-augment",
+                 "--model-kwargs", json.dumps(TINY_UNET)]) == 0
+    assert "dice=" in capsys.readouterr().out
+    params = RunFolder(tmp_path / "run").load_params()
+    assert params["augment"] is False and params["image_size"] == 32
+
+
+# --- every model -----------------------------------------------------------------------------
+
+def _models():
+    from spineseg_core.models import list_models
+    return list_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", _models())
+def test_every_model_smoke_run(model, tiny_data, tmp_path):
+    cfg = resolve_config("smoke", model=model, data_dir=tiny_data, out_dir=tmp_path / "run",
+                         image_size=64, batch_size=2, max_train_slices_per_epoch=4, threads=2)
+    metrics = run_training(cfg)
+    run = RunFolder(tmp_path / "run")
+    for name in RunFolder.RESULT_FILES:
+        assert (run.path / name).is_file(), name
+    assert metrics["model"] == model and metrics["epochs_completed"] == 1
+    assert len(run.load_per_class()) == NUM_CLASSES
+    assert load_model(run.path).name == model

@@ -1,0 +1,29 @@
+"""``spineseg predict``: segment a volume (or a folder of them) with a run's best model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "segment a .nii.gz/.mha file or a folder with the best model of a run folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, metavar="RUN_DIR",
+                        help="a finished run folder (model.json + checkpoint_best.safetensors)")
+    parser.add_argument("input", type=Path, help="an image file, or a folder (e.g. test1/MR)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="label file, or folder receiving <name> (mask_caseN for CaseN)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predict import predict_path
+
+    if args.input.is_dir():
+        args.output.mkdir(parents=True, exist_ok=True)
+    for path in predict_path(args.run, args.input, args.output, device=args.device,
+                             batch_size=args.batch_size):
+        print(path)
+    return 0

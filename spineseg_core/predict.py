@@ -1,0 +1,134 @@
+"""Segment new volumes with the best model of a run folder.
+
+A file is read and reoriented to the study layout by the data readers, preprocessed exactly as
+the training volumes were (in-plane resampling to the run's image size, percentile
+normalisation, the cache's storage precision), segmented slice by slice, resampled back to the
+file's in-plane size with nearest neighbour, reoriented back, and written as a uint8 label
+volume with the input's exact shape and geometry: NIfTI output reuses the input's header,
+``.mha`` output copies the input's origin, spacing and direction (SimpleITK
+``CopyInformation``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import CaseRef, VolumeCache, load_case, preprocess_volume
+from .data.orientation import from_study
+from .errors import DataError
+from .runs import RunFolder, load_model
+
+SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha")
+"""File types :func:`predict_path` segments."""
+
+_MR_CASE = re.compile(r"^Case(?P<num>\d+)(?P<ext>\.nii\.gz|\.nii)$")
+
+
+def output_name(name: str) -> str:
+    """Name of the label file of input ``name``: MRSpineSeg's ``CaseN`` -> ``mask_caseN``."""
+    m = _MR_CASE.match(name)
+    return f"mask_case{m['num']}{m['ext']}" if m else name
+
+
+def _has_suffix(path: Path) -> bool:
+    return any(path.name.endswith(s) for s in SUFFIXES)
+
+
+def segment_volume(model: nn.Module, image: np.ndarray, device: torch.device,
+                   batch_size: int = 8) -> np.ndarray:
+    """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``."""
+    model.eval()
+    out = []
+    use_bf16 = device.type == "cuda"
+    with torch.inference_mode():
+        for start in range(0, image.shape[0], batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size],
+                                                      dtype=np.float32))[:, None].to(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(x)
+            out.append(logits.float().argmax(1).to(torch.uint8).cpu())
+    return torch.cat(out).numpy()
+
+
+def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if labels.shape[1:] == size:
+        return labels
+    t = torch.from_numpy(labels)[:, None].float()
+    return F.interpolate(t, size=size, mode="nearest-exact")[:, 0].to(torch.uint8).numpy()
+
+
+def predict_file(model: nn.Module, image_size: int, source: Path, target: Path,
+                 device: torch.device, batch_size: int = 8) -> Path:
+    """Segment one image file into the label file ``target``; returns ``target``."""
+    source, target = Path(source), Path(target)
+    volume = load_case(CaseRef(source.name, source, None, "predict"))
+    in_plane = volume.image.shape[1:]
+    cache = VolumeCache(target.parent, image_size)  # only for its preprocessing settings
+    prep = preprocess_volume(volume, image_size, cache.normalise)
+    prep = replace(prep, image=prep.image.astype(cache.image_dtype).astype(np.float32))
+    labels = _resize_labels(segment_volume(model, prep.image, device, batch_size), in_plane)
+    labels, _ = from_study(labels, volume.affine, volume.source_axcodes)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.name.endswith(".mha"):
+        _write_itk(labels, source, target)
+    else:
+        _write_nifti(labels, source, target)
+    return target
+
+
+def _write_nifti(labels: np.ndarray, source: Path, target: Path) -> None:
+    ref = nib.load(str(source))
+    if labels.shape != ref.shape[:3]:
+        raise DataError(source, f"internal error: labels {labels.shape} vs image {ref.shape}")
+    data = labels.reshape(ref.shape) if len(ref.shape) == 4 else labels
+    header = ref.header.copy()
+    header.set_data_dtype(np.uint8)
+    out = type(ref)(data.astype(np.uint8), ref.affine, header)
+    out.header.set_slope_inter(1.0, 0.0)
+    nib.save(out, str(target))
+
+
+def _write_itk(labels: np.ndarray, source: Path, target: Path) -> None:
+    import SimpleITK as sitk
+
+    ref = sitk.ReadImage(str(source))
+    img = sitk.GetImageFromArray(np.ascontiguousarray(labels.transpose(2, 1, 0)))
+    img.CopyInformation(ref)
+    sitk.WriteImage(img, str(target), useCompression=True)
+
+
+def predict_path(run_dir: str | Path, source: str | Path, output: str | Path, *,
+                 device: str | torch.device = "auto", batch_size: int = 8) -> list[Path]:
+    """Segment a file or every image file of a folder with the best model of ``run_dir``.
+
+    A file goes to ``output`` (a file name, or a folder that then receives the label file
+    under the input's name); a folder's files go to ``output/<name>`` (``mask_caseN`` for
+    MRSpineSeg's ``CaseN``). Returns the written paths.
+    """
+    source, output = Path(source), Path(output)
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    run = RunFolder(Path(run_dir))
+    image_size = int(run.load_model_json()["image_size"])
+    model = load_model(run.path, device)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and _has_suffix(p))
+        if not files:
+            raise DataError(source, f"no image files ({', '.join(SUFFIXES)}) in this folder")
+        return [predict_file(model, image_size, f, output / output_name(f.name), device,
+                             batch_size) for f in files]
+    if not source.is_file():
+        raise DataError(source, "input does not exist")
+    if not _has_suffix(source):
+        raise DataError(source, f"unsupported file type; expected one of {', '.join(SUFFIXES)}")
+    target = output / output_name(source.name) if output.is_dir() else output
+    return [predict_file(model, image_size, source, target, device, batch_size)]
