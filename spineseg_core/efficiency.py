@@ -66,7 +66,7 @@ class MemoryReport:
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
-    """``device`` as a :class:`torch.device`; a bad name or an absent GPU is a :class:`ConfigError`."""
+    """``device`` as a :class:`torch.device`; a bad name or a missing GPU is a ConfigError."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

@@ -93,7 +93,7 @@ class PartialDecoder(nn.Module):
 
 
 class ReverseAttention(nn.Module):
-    """One RA branch: erase the stage with the reverse map, add edge features, predict a residual."""
+    """One RA branch: erase the stage by the reverse map, add edge features, predict a residual."""
 
     def __init__(self, cin: int, width: int, kernel: int, n_convs: int, num_classes: int,
                  edge_channels: int = 64) -> None:

@@ -157,5 +157,5 @@ class PSANet(nn.Module):
 @register_model("psanet", display_name="PSANet", family=Family.BACKBONE, pad_multiple=8,
                 backbone="Res2Net-101")
 def psanet(in_channels: int = 1, num_classes: int = 20, **overrides) -> nn.Module:
-    """PSANet: dilated Res2Net-101 v1b at stride 8 with bi-directional point-wise spatial attention."""
+    """PSANet: dilated Res2Net-101 v1b (stride 8), bi-directional point-wise spatial attention."""
     return PSANet(in_channels=in_channels, num_classes=num_classes, **overrides)
