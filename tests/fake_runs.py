@@ -148,3 +148,21 @@ def fake_runner(notebook: Path, output: Path, parameters: dict, cwd: Path) -> No
     write_fake_run(out, parameters["model"], parameters["seed"], parameters["fold"],
                    parameters["profile"], loss=parameters.get("loss", "dice"))
     output.write_text("{}")
+
+
+def write_fake_efficiency(path: str | Path, models: tuple[str, ...]) -> Path:
+    """An ``efficiency.csv`` with the contract's columns (values made up, not measured)."""
+    from spineseg_core.models import model_info
+
+    rows = []
+    for i, m in enumerate(models):
+        info = model_info(m)
+        rows.append(dict(model=m, display_name=info.display_name, family=str(info.family),
+                         backbone=info.backbone, params=10**6 * (i + 1), params_m=float(i + 1),
+                         gmacs_880=100.0 * (i + 1), size=64, gmacs_size=0.5 * (i + 1),
+                         train_peak_mem_mb=100.0 * (i + 1), mem_device="cpu",
+                         train_img_s=10.0 / (i + 1), infer_img_s=30.0 / (i + 1), device="cpu"))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
