@@ -59,6 +59,8 @@ class SegmentationModel(nn.Module):
             x = F.pad(x, (0, pw, 0, ph))
         out = self.net(x)
         outs: Sequence[Tensor] = out if isinstance(out, (list, tuple)) else [out]
+        if not self.training:
+            outs = outs[:1]  # evaluation scores the main output only: resize just that one
         size = x.shape[-2:]
         outs = [o if o.shape[-2:] == size else
                 F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs]
