@@ -1,13 +1,8 @@
-"""Imports every architecture module so that each registers itself."""
+"""Imports every architecture module so that each registers itself with the registry."""
 
 import importlib
 
-_MODULES = ("unet", "attention_unet", "resunetpp", "transunet", "miniseg", "pspnet",
-            "deeplabv3plus", "denseaspp", "danet", "emanet", "infnet", "psanet")
+from .registry import MODEL_NAMES
 
-for _m in _MODULES:
-    try:
-        importlib.import_module(f"{__package__}.{_m}")
-    except ModuleNotFoundError as exc:  # an architecture not written yet
-        if exc.name != f"{__package__}.{_m}":
-            raise
+for _name in MODEL_NAMES:
+    importlib.import_module(f"{__package__}.{_name}")
