@@ -214,10 +214,25 @@ def _two_blobs(seed: int):
 
 def test_hd95_matches_brute_force_cdist():
     pred, ref = _two_blobs(0)
+    ref[ref == 0] = np.where(np.random.default_rng(5).random(ref.shape) < 0.05, 7, 0)[ref == 0]
     spacing = (4.4, 0.5, 0.7)
     ours = M.hd95(pred, ref, spacing, 2)
     assert ours > 0
     assert ours == pytest.approx(_brute_hd95(pred == 2, ref == 2, spacing), rel=1e-9)
+    many = M.hd95_per_label(pred, ref, spacing, labels=(2, 7, 9))
+    assert many[2] == ours
+    assert many[7] == pytest.approx(_brute_hd95(pred == 7, ref == 7, spacing), rel=1e-9)
+    assert math.isnan(many[9])
+
+
+def test_label_surfaces_equal_binary_erosion_per_mask():
+    from scipy import ndimage
+
+    pred, _ = _two_blobs(3)
+    edge = M._boundary(pred)
+    for c in (0, 2, 7):
+        mask = pred == c
+        np.testing.assert_array_equal(mask & edge, mask ^ ndimage.binary_erosion(mask))
 
 
 def test_hd95_matches_monai():

@@ -1,0 +1,118 @@
+"""Benchmark: the project's confusion-count metrics against MONAI's DiceMetric.
+
+Builds one 20-class (S, 880, 880) volume pair shaped like a sagittal spine (a stack of 19
+bands of random height and depth per slice, fewer levels on lateral slices), a prediction that
+is the reference shifted by a few pixels plus 1 % label noise, then
+
+* checks that per-class 3D Dice agrees with MONAI ``DiceMetric`` wherever both are defined
+  (MONAI scores a class absent from the reference NaN; the project scores it 0 if predicted),
+* times ``confusion_matrix + counts_from_confusion + scores`` against ``DiceMetric`` given
+  the same label maps (its cheapest input) and given one-hot masks,
+* times HD95 over the 19 foreground labels of a (15, 880, 880) pair.
+
+Run: ``.venv/bin/python scripts/bench_metrics.py [--slices 12] [--repeats 5]``.
+MONAI (the ``bench`` extra) is needed; it is never imported by ``spineseg_core``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from spineseg_core import metrics as M
+from spineseg_core.labels import FOREGROUND, NUM_CLASSES
+
+
+def spine_like_pair(slices: int, size: int = 880, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (reference, prediction) pair of uint8 label volumes ``(slices, size, size)``."""
+    rng = np.random.default_rng(seed)
+    ref = np.zeros((slices, size, size), dtype=np.uint8)
+    order = (1, 11, 2, 12, 3, 13, 4, 14, 5, 15, 6, 16, 7, 17, 8, 18, 9, 19, 10)  # S, L5/S, L5...
+    for s in range(slices):
+        lateral = abs(s - (slices - 1) / 2) / (slices / 2)
+        n_levels = int(round(len(order) * (1 - 0.6 * lateral)))
+        bottom = int(size * rng.uniform(0.85, 0.95))
+        front = int(size * rng.uniform(0.3, 0.4))
+        for label in order[:n_levels]:
+            height = int(rng.integers(10, 30) if label >= 11 else rng.integers(30, 55))
+            depth = int(rng.integers(int(size * 0.15), int(size * 0.22)))
+            top = max(bottom - height, 0)
+            ref[s, top:bottom, front:front + depth] = label
+            bottom = top
+            front += int(rng.integers(-8, 9))
+    shift = tuple(int(v) for v in rng.integers(-4, 5, size=2))
+    pred = np.roll(ref, shift, axis=(1, 2))
+    noise = rng.random(ref.shape) < 0.01
+    pred[noise] = rng.integers(0, NUM_CLASSES, size=int(noise.sum()), dtype=np.uint8)
+    return torch.from_numpy(ref), torch.from_numpy(pred)
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time (s) over ``repeats`` calls after one warm-up, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=12)
+    parser.add_argument("--size", type=int, default=880)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hd95-slices", type=int, default=15)
+    args = parser.parse_args()
+    from monai.metrics import DiceMetric
+
+    ref, pred = spine_like_pair(args.slices, args.size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; volume "
+          f"{tuple(ref.shape)}, {int((ref > 0).sum())} foreground voxels")
+
+    def ours() -> torch.Tensor:
+        return M.scores(M.counts_from_confusion(M.confusion_matrix(pred, ref)))["dice"]
+
+    def monai_labels() -> torch.Tensor:
+        metric = DiceMetric(include_background=True, reduction="none", num_classes=NUM_CLASSES)
+        return metric(pred[None, None], ref[None, None])[0]
+
+    onehot_pred = torch.nn.functional.one_hot(pred.long(), NUM_CLASSES).movedim(-1, 0)[None].bool()
+    onehot_ref = torch.nn.functional.one_hot(ref.long(), NUM_CLASSES).movedim(-1, 0)[None].bool()
+
+    def monai_onehot() -> torch.Tensor:
+        metric = DiceMetric(include_background=True, reduction="none")
+        return metric(onehot_pred, onehot_ref)[0]
+
+    t_ours, d_ours = timed(ours, args.repeats)
+    t_labels, d_labels = timed(monai_labels, args.repeats)
+    t_onehot, d_onehot = timed(monai_onehot, max(1, args.repeats // 2))
+    d_ours = d_ours.float()
+    both = ~torch.isnan(d_ours) & ~torch.isnan(d_labels)
+    diff = max((d_ours[both] - d_labels[both]).abs().max().item(),
+               (d_ours[both] - d_onehot[both]).abs().max().item())
+    print(f"classes scored by both: {int(both.sum())}/{NUM_CLASSES}; max |dice difference| "
+          f"{diff:.2e}; mean foreground dice {M._nanmean(d_ours[1:].double()):.4f}")
+    if diff > 1e-5:
+        raise SystemExit("MISMATCH between the project's Dice and MONAI's")
+    print(f"ours  confusion + scores     {t_ours * 1e3:8.1f} ms")
+    print(f"MONAI DiceMetric(labels)     {t_labels * 1e3:8.1f} ms   ratio {t_labels / t_ours:6.1f}x")
+    print(f"MONAI DiceMetric(one-hot)    {t_onehot * 1e3:8.1f} ms   ratio {t_onehot / t_ours:6.1f}x")
+
+    ref15, pred15 = spine_like_pair(args.hd95_slices, args.size, seed=1)
+    spacing = (4.4, 0.3448, 0.3448)
+    t0 = time.perf_counter()
+    hd = [M.hd95(pred15, ref15, spacing, c) for c in FOREGROUND]
+    t_hd = time.perf_counter() - t0
+    print(f"hd95, 19 labels of {tuple(ref15.shape)}: {t_hd:.2f} s "
+          f"(mean {np.nanmean(hd):.2f} mm over {int(np.sum(~np.isnan(hd)))} labels)")
+
+
+if __name__ == "__main__":
+    main()
