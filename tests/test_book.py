@@ -1,0 +1,101 @@
+"""The book, built from a fixture results bundle and opened in a real browser (chromium).
+
+The fixture runs are fake (tests/fake_runs.py); only their files' shapes matter here. The
+book is copied into a temporary folder and built there, so the repository's _build is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fake_runs import make_fake_study, write_fake_efficiency
+from spineseg_core.results import aggregate
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# chapter -> (min <img>, min <table>) its DOM must hold with a complete bundle
+CHAPTERS = {"intro": (0, 0), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
+            "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
+            "claims": (1, 1), "reproducibility": (0, 3)}
+MODELS = ("unet", "deeplabv3plus", "miniseg")
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
+                                 "(apt-get install chromium) - the browser test needs it")]
+
+
+def _build(tmp: Path, results: Path) -> subprocess.CompletedProcess:
+    site = tmp / "site"
+    site.mkdir()
+    shutil.copy(REPO / "_config.yml", site)
+    shutil.copytree(REPO / "book", site / "book", ignore=shutil.ignore_patterns("_build"))
+    env = {**os.environ, "SPINESEG_RESULTS_DIR": str(results), "SPINESEG_BOOK_PROFILE": "cpu"}
+    jb = Path(sys.executable).with_name("jupyter-book")
+    return subprocess.run([str(jb), "build", "book", "-W", "-n", "--keep-going"], cwd=site,
+                          env=env, capture_output=True, text=True, timeout=900)
+
+
+def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("book")
+    make_fake_study(tmp / "runs", profile="cpu", models=MODELS)
+    write_fake_efficiency(tmp / "results/cpu/efficiency.csv", MODELS)
+    aggregate("cpu", tmp / "runs", tmp / "results/cpu", n_boot=100)
+    proc = _build(tmp, tmp / "results")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return tmp / "site/_build/html"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_dom(site, tmp_path, chapter):
+    page = site / f"{chapter}.html"
+    assert page.is_file()
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert "<h1" in dom, dom[:500]
+    n_img = len(re.findall(r"<img\b", dom))
+    n_table = len(re.findall(r"<table\b", dom))
+    want_img, want_table = CHAPTERS[chapter]
+    assert n_img >= want_img and n_table >= want_table, (chapter, n_img, n_table)
+    assert "n/a" not in re.sub(r"<[^>]+>", "", dom) or chapter == "efficiency"
+    assert "Traceback" not in dom
+
+
+def test_glued_numbers_match_results(site, tmp_path):
+    import pandas as pd
+
+    models = pd.read_csv(site.parents[2] / "results/cpu/models.csv")
+    best = models.loc[models.dice_mean.idxmax()]
+    text = re.sub(r"<[^>]+>", "", _chromium(tmp_path, "--dump-dom",
+                                             (site / "intro.html").as_uri()).stdout)
+    assert f"{best.display_name} ({100 * best.dice_mean:.1f} %)" in re.sub(r"\s+", " ", text)
+    assert "phantom" in text
+
+
+def test_screenshot(site, tmp_path):
+    shot = tmp_path / "results.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000",
+              (site / "results.html").as_uri())
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_book_without_results_degrades(tmp_path):
+    """No results at all: the book still builds, and says what is missing."""
+    proc = _build(tmp_path, tmp_path / "empty")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    html = (tmp_path / "site/_build/html/results.html").read_text()
+    assert "is not in" in html and "Traceback" not in html
