@@ -1,0 +1,311 @@
+"""``spineseg bench``: how fast each model trains on this machine, and whether the data keeps up.
+
+Per model, at a profile's image size and batch, on the current device:
+
+* ``train_img_s`` / ``infer_img_s`` — model-only throughput on one fixed random batch
+  (:class:`~.timing.TrainStep`: the trainer's step, bf16 autocast + channels-last on CUDA);
+* ``step_flops`` — FLOPs of one training forward + backward (``FlopCounterMode`` on a meta
+  copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the matmul
+  peak measured in the same process (``peak_gflop_s``);
+* ``data_slices_s`` — the training data path alone: cache hit -> ``SliceDataset`` -> the
+  augmentation -> ``DataLoader`` with the profile's batch and workers (measured once per table:
+  it does not depend on the model);
+* ``epoch_img_s`` — training fed by that data path, and ``data_ratio = epoch_img_s /
+  train_img_s``: 1 means the data costs nothing, below 0.9 the data path is a bottleneck;
+* ``peak_mem_mb`` — one training step's peak (``max_memory_allocated`` on CUDA; the named
+  estimate of :func:`~spineseg_core.efficiency.train_step_memory` elsewhere).
+
+The data path is the trainer's by default (:class:`DataPath`): TorchIO per slice inside the
+loader on the CPU, :class:`~spineseg_core.data.batch_augment.BatchAugment` on the batch on a GPU.
+Timings are medians of few steps: they compare models on one machine, they are not constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from ..efficiency import MemMethod, train_step_memory
+from ..errors import ConfigError
+from ..models import build_model, list_models, model_info
+from ..profiles import DeviceChoice, TrainConfig, resolve_config
+from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_flops,
+                     random_batch, sync, train_step_flops)
+
+BENCH_COLUMNS: tuple[str, ...] = (
+    "model", "display_name", "device", "size", "batch", "train_img_s", "infer_img_s",
+    "step_flops", "achieved_gflop_s", "peak_gflop_s", "peak_ratio", "data_slices_s",
+    "epoch_img_s", "data_ratio", "peak_mem_mb", "mem_method", "threads", "torch",
+    "data_path", "num_workers")
+"""Columns of :func:`bench_table` (the issue's list, then how the data was fed)."""
+
+DATA_COLUMNS: tuple[str, ...] = ("data_slices_s", "epoch_img_s", "data_ratio")
+"""Columns left empty by ``with_data=False``."""
+
+
+class DataPath(StrEnum):
+    """Where the training augmentation runs.
+
+    ``auto`` is the trainer's choice for the device: ``slice`` on the CPU, ``batched`` on CUDA.
+    ``slice``: TorchIO per slice inside the dataset, i.e. in the ``DataLoader`` (and its
+    workers). ``batched``: the loader only reads slices; :class:`BatchAugment` transforms the
+    whole batch as tensor operations on the training device.
+    """
+
+    AUTO = "auto"
+    SLICE = "slice"
+    BATCHED = "batched"
+
+
+def resolve_device(choice: DeviceChoice | str) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without a GPU is a ConfigError."""
+    try:
+        choice = DeviceChoice(choice)
+    except ValueError:
+        raise ConfigError(f"device: expected one of {', '.join(d.value for d in DeviceChoice)}, "
+                          f"got {choice!r}") from None
+    if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available")
+    if choice is DeviceChoice.CUDA or (choice is DeviceChoice.AUTO and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How long to measure: ``steps`` timed after ``warmup`` untimed, for every measurement.
+    ``data_batches`` timed batches of the data path alone (default ``max(4, 2 * steps)``)."""
+
+    steps: int = 2
+    warmup: int = 1
+    data_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0:
+            raise ConfigError(f"steps must be >= 1 and warmup >= 0, got steps={self.steps}, "
+                              f"warmup={self.warmup}")
+        if self.data_batches is not None and self.data_batches < 1:
+            raise ConfigError(f"data_batches must be >= 1, got {self.data_batches}")
+
+    @property
+    def n_data_batches(self) -> int:
+        return self.data_batches or max(4, 2 * self.steps)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+
+
+def train_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, pin: bool) -> DataLoader:
+    """The trainer's training loader (``train._train_loader``): a seeded random sampler of
+    ``max_train_slices_per_epoch`` (or all) slices, the profile's batch size and workers,
+    ``drop_last`` unless the epoch is a single batch."""
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    n = len(dataset)  # type: ignore[arg-type]
+    num = min(cfg.max_train_slices_per_epoch or n, n)
+    sampler = RandomSampler(dataset, num_samples=num, generator=g)  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                      num_workers=cfg.num_workers, worker_init_fn=_seed_worker, generator=g,
+                      drop_last=num > cfg.batch_size, pin_memory=pin)
+
+
+@dataclass
+class DataPipe:
+    """The training data path of one configuration, as an endless stream of device batches."""
+
+    dataset: Dataset
+    cfg: TrainConfig
+    device: torch.device
+    path: DataPath
+    augment: Callable[[Tensor], Tensor] | None = None
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(image, mask)`` on the device, augmented, epoch after epoch (a new loader per epoch
+        as in the trainer, so worker start-up is part of the cost)."""
+        pin = self.device.type == "cuda"
+        for epoch in itertools.count(1):
+            for item in train_loader(self.dataset, self.cfg, epoch, pin):
+                x = item["image"].to(self.device, non_blocking=True)
+                y = item["mask"].to(self.device, non_blocking=True)
+                if self.augment is not None:
+                    x = self.augment(x)
+                yield x, y
+
+
+def build_data_pipe(cfg: TrainConfig, device: torch.device,
+                    path: DataPath | str = DataPath.AUTO) -> DataPipe:
+    """The data path of ``cfg`` (phantom or ``data_dir``, through the volume cache, as the
+    trainer prepares it) with the augmentation placed as ``path`` says."""
+    from ..data import SliceDataset
+    from ..data.batch_augment import BatchAugment, BatchAugmentConfig
+    from ..train import prepare_data
+
+    try:
+        path = DataPath(path)
+    except ValueError:
+        raise ConfigError(f"data_path: expected one of {', '.join(p.value for p in DataPath)}, "
+                          f"got {path!r}") from None
+    if path is DataPath.AUTO:
+        path = DataPath.BATCHED if device.type == "cuda" else DataPath.SLICE
+    bundle = prepare_data(cfg)
+    if len(bundle.train) < cfg.batch_size:
+        raise ConfigError(f"data: {len(bundle.train)} training slices, fewer than one batch "
+                          f"of {cfg.batch_size}")
+    if path is DataPath.SLICE or not cfg.augment:
+        return DataPipe(bundle.train, cfg, device, path)
+    spacing = torch.tensor(np.mean([v.spacing[1:] for v in bundle.train.volumes], axis=0),
+                           dtype=torch.float32)
+    aug = BatchAugment(BatchAugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur,
+                                          p_motion=cfg.p_motion, p_ghosting=cfg.p_ghosting))
+    return DataPipe(SliceDataset(bundle.train.volumes), cfg, device, path,
+                    augment=lambda x: aug(x, spacing.to(x.device)))
+
+
+def data_throughput(pipe: DataPipe, settings: BenchSettings) -> float:
+    """Slices per second of the data path alone (loader + augmentation), after warm-up."""
+    it = pipe.batches()
+    for _ in range(max(settings.warmup, 1)):  # the first batch pays the workers' start-up
+        next(it)
+    sync(pipe.device)
+    n = 0
+    t0 = time.perf_counter()
+    for _ in range(settings.n_data_batches):
+        x, _y = next(it)
+        n += x.shape[0]
+    sync(pipe.device)
+    return n / (time.perf_counter() - t0)
+
+
+def model_throughput(step: TrainStep, x: Tensor, y: Tensor,
+                     settings: BenchSettings) -> tuple[float, float]:
+    """Seconds per training step and per evaluation forward on the fixed batch ``(x, y)``."""
+    x = step.prepare(x)
+    for _ in range(settings.warmup):
+        step(x, y)
+    sync(step.device)
+    t0 = time.perf_counter()
+    for _ in range(settings.steps):
+        step(x, y)
+    sync(step.device)
+    train_s = (time.perf_counter() - t0) / settings.steps
+    for _ in range(settings.warmup):
+        step.infer(x)
+    sync(step.device)
+    t0 = time.perf_counter()
+    for _ in range(settings.steps):
+        step.infer(x)
+    sync(step.device)
+    return train_s, (time.perf_counter() - t0) / settings.steps
+
+
+def epoch_throughput(step: TrainStep, pipe: DataPipe, settings: BenchSettings) -> float:
+    """Images per second of training fed by ``pipe`` (the loop of an epoch), after warm-up."""
+    it = pipe.batches()
+    for _ in range(max(settings.warmup, 1)):
+        x, y = next(it)
+        step(step.prepare(x), y)
+    sync(step.device)
+    n = 0
+    t0 = time.perf_counter()
+    for _ in range(settings.steps):
+        x, y = next(it)
+        step(step.prepare(x), y)
+        n += x.shape[0]
+    sync(step.device)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: BenchSettings,
+                peak_flops: float, pipe: DataPipe | None = None,
+                data_slices_s: float = float("nan")) -> dict[str, Any]:
+    """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch."""
+    info = model_info(name)
+    size, batch = cfg.image_size, cfg.batch_size
+    torch.manual_seed(cfg.seed)
+    model = build_model(name, **(cfg.model_kwargs or {}))
+    loss_fn = bench_loss(cfg.loss)
+    in_ch = int(getattr(model, "in_channels", 1))
+    flops = train_step_flops(model, loss_fn, size, batch, in_channels=in_ch, device=device)
+    if device.type != "cuda":
+        mem = train_step_memory(model, size, batch, device)
+        mem_mb, mem_method = mem.peak_mb, str(mem.method)
+    step = TrainStep(model, loss_fn, device, channels_last=cfg.channels_last, amp=cfg.amp,
+                     lr=cfg.lr)
+    x, y = random_batch(batch, size, device, in_channels=in_ch)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    train_s, infer_s = model_throughput(step, x, y, settings)
+    if device.type == "cuda":
+        mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        mem_method = str(MemMethod.CUDA_PEAK) + (" (bf16 autocast)" if step.amp else "")
+    epoch_ips = epoch_throughput(step, pipe, settings) if pipe is not None else float("nan")
+    train_ips = batch / train_s
+    achieved = flops / train_s
+    return dict(
+        model=name, display_name=info.display_name, device=str(device), size=size,
+        batch=batch, train_img_s=train_ips, infer_img_s=batch / infer_s, step_flops=flops,
+        achieved_gflop_s=achieved / 1e9, peak_gflop_s=peak_flops / 1e9,
+        peak_ratio=achieved / peak_flops, data_slices_s=data_slices_s, epoch_img_s=epoch_ips,
+        data_ratio=epoch_ips / train_ips, peak_mem_mb=mem_mb, mem_method=mem_method,
+        threads=torch.get_num_threads(), torch=torch.__version__,
+        data_path=str(pipe.path) if pipe is not None else pd.NA,
+        num_workers=cfg.num_workers)
+
+
+def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
+                size: int | None = None, batch: int | None = None,
+                device: DeviceChoice | str = DeviceChoice.AUTO, settings: BenchSettings | None = None,
+                with_data: bool = True, data_path: DataPath | str = DataPath.AUTO,
+                num_workers: int | None = None, threads: int | None = None,
+                progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per model with :data:`BENCH_COLUMNS`, measured in this process.
+
+    ``size``, ``batch``, ``num_workers`` and ``threads`` override the profile's values (read
+    with :func:`~spineseg_core.profiles.resolve_config`). ``with_data=False`` leaves the
+    data-path columns empty and builds no dataset. ``progress`` receives one line per model.
+    """
+    settings = settings or BenchSettings()
+    names = list(models) if models else list_models()
+    for n in names:
+        model_info(n)  # unknown names fail before any work, listing the valid ones
+    dev = resolve_device(device)
+    cfg = resolve_config(profile, image_size=size, batch_size=batch, num_workers=num_workers,
+                         threads=threads, device=str(dev))
+    if cfg.threads and cfg.threads != torch.get_num_threads():
+        torch.set_num_threads(cfg.threads)
+    rows = []
+    with backend_like_trainer(dev):
+        peak = matmul_peak_flops(dev)
+        pipe, data_sps = None, float("nan")
+        if with_data:
+            pipe = build_data_pipe(cfg, dev, data_path)
+            data_sps = data_throughput(pipe, settings)
+        for name in names:
+            t0 = time.perf_counter()
+            row = bench_model(name, dataclasses.replace(cfg, model=name), dev, settings, peak,
+                              pipe, data_sps)
+            rows.append(row)
+            if progress is not None:
+                progress(f"{name}: train {row['train_img_s']:.2f} img/s, "
+                         f"{row['achieved_gflop_s']:.1f} GFLOP/s ({row['peak_ratio']:.0%} of "
+                         f"peak), data ratio {row['data_ratio']:.2f} "
+                         f"[{time.perf_counter() - t0:.0f} s]")
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    table = pd.DataFrame(rows, columns=list(BENCH_COLUMNS))
+    if not with_data:
+        table[list(DATA_COLUMNS)] = float("nan")
+    return table
