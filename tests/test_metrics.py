@@ -52,6 +52,25 @@ def test_confusion_matrix_accepts_uint8_without_overflow():
     assert cm[19, 19] == 4 and cm.sum() == 4
 
 
+@pytest.mark.parametrize("num_classes", [3, 20, 200])
+def test_confusion_matrix_matches_numpy_for_any_index_width(num_classes):
+    rng = np.random.default_rng(num_classes)
+    ref = rng.integers(0, num_classes, size=(2, 30, 30))
+    pred = rng.integers(0, num_classes, size=(2, 30, 30))
+    expected = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(expected, (ref.ravel(), pred.ravel()), 1)
+    cm = M.confusion_matrix(torch.as_tensor(pred), torch.as_tensor(ref), num_classes)
+    np.testing.assert_array_equal(cm.numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_confusion_matrix_runs_on_cuda():
+    pred, ref = (torch.as_tensor(a) for a in _structured_pair(4))
+    cm = M.confusion_matrix(pred.cuda(), ref.cuda())
+    assert cm.device.type == "cuda"
+    assert torch.equal(cm.cpu(), M.confusion_matrix(pred, ref))
+
+
 def test_confusion_matrix_errors_name_the_problem():
     with pytest.raises(ValueError, match="same shape"):
         M.confusion_matrix(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long))
