@@ -1,0 +1,144 @@
+"""``spineseg bench``: the table's shape and internal consistency, FLOP counting, the MONAI
+side by side. Fast: one tiny model at 32 px, one step. No timing is asserted, only that the
+figures are positive and consistent with each other."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+from spineseg_core import cli
+from spineseg_core.bench import BENCH_COLUMNS, BenchSettings, bench_table, train_step_flops
+from spineseg_core.bench.speed import DATA_COLUMNS
+from spineseg_core.bench.timing import bench_loss
+from spineseg_core.errors import ConfigError
+from spineseg_core.models import build_model
+
+TINY = dict(size=32, batch=2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private cache folder (phantom + volumes) for the module."""
+    old = os.environ.get("SPINESEG_CACHE")
+    os.environ["SPINESEG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPINESEG_CACHE", None)
+    else:
+        os.environ["SPINESEG_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def cli_table(cache, tmp_path_factory) -> pd.DataFrame:
+    """``spineseg bench`` for MiniSeg on the smoke phantom at 32 px, one step; the CSV read back."""
+    out = tmp_path_factory.mktemp("results") / "bench.csv"
+    rc = cli.main(["bench", "--profile", "smoke", "--models", "miniseg", "--size", "32",
+                   "--batch", "2", "--steps", "1", "--warmup", "1", "--device", "cpu",
+                   "--out", str(out)])
+    assert rc == 0
+    assert out.is_file()
+    return pd.read_csv(out)
+
+
+def test_cli_writes_every_column(cli_table):
+    assert list(cli_table.columns) == list(BENCH_COLUMNS)
+    (row,) = cli_table.to_dict("records")
+    assert row["model"] == "miniseg" and row["display_name"] == "MiniSeg"
+    assert row["device"] == "cpu" and row["size"] == 32 and row["batch"] == 2
+    assert row["data_path"] == "slice" and row["num_workers"] == 0
+    assert row["threads"] == torch.get_num_threads() and row["torch"] == torch.__version__
+    for col in ("train_img_s", "infer_img_s", "step_flops", "achieved_gflop_s",
+                "peak_gflop_s", "peak_ratio", "data_slices_s", "epoch_img_s", "data_ratio",
+                "peak_mem_mb"):
+        assert math.isfinite(row[col]) and row[col] > 0, col
+    assert row["mem_method"].startswith("estimate")
+
+
+def test_figures_are_consistent(cli_table):
+    row = cli_table.iloc[0]
+    step_seconds = row["batch"] / row["train_img_s"]
+    assert row["achieved_gflop_s"] * 1e9 == pytest.approx(row["step_flops"] / step_seconds,
+                                                          rel=1e-6)
+    assert row["peak_ratio"] == pytest.approx(row["achieved_gflop_s"] / row["peak_gflop_s"],
+                                              rel=1e-6)
+    assert row["data_ratio"] == pytest.approx(row["epoch_img_s"] / row["train_img_s"], rel=1e-6)
+
+
+def test_no_data_leaves_data_columns_empty(cache):
+    table = bench_table("smoke", ["miniseg"], device="cpu", with_data=False,
+                        settings=BenchSettings(steps=1, warmup=0, peak_size=512), **TINY)
+    assert list(table.columns) == list(BENCH_COLUMNS)
+    assert table[list(DATA_COLUMNS)].isna().all().all()
+    assert (table["train_img_s"] > 0).all() and (table["step_flops"] > 0).all()
+
+
+def test_step_flops_on_meta_match_a_real_step():
+    torch.manual_seed(0)
+    model = build_model("miniseg")
+    loss = bench_loss("dice")
+    meta = train_step_flops(model, loss, 32, 2)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 20, (2, 32, 32))
+    from spineseg_core.losses import total_loss
+
+    with FlopCounterMode(display=False) as counter:
+        total_loss(model.train()(x), y, loss).backward()
+    assert meta == counter.get_total_flops() > 0
+
+
+def test_step_flops_are_about_three_forwards():
+    """Backward costs about twice the forward (a single-output net: no training-only heads)."""
+    from spineseg_core.efficiency import count_macs
+
+    model = build_model("unet", base_width=4)
+    flops = train_step_flops(model, bench_loss("dice"), 32, 2)
+    assert 2.5 < flops / (2 * count_macs(model, 32, batch=2)) < 3.5
+
+
+def test_bad_settings_and_names_are_config_errors():
+    with pytest.raises(ConfigError, match="steps"):
+        BenchSettings(steps=0)
+    with pytest.raises(ConfigError, match="nope"):
+        bench_table("smoke", ["nope"], device="cpu")
+    with pytest.raises(ConfigError, match="device"):
+        bench_table("smoke", ["miniseg"], device="tpu")
+
+
+def test_monai_dice_agrees_with_ours():
+    pytest.importorskip("monai")
+    from spineseg_core.bench import metric_comparison
+
+    res = metric_comparison(slices=4, size=256, repeats=1)
+    assert res["n_compared"] >= 5  # bands of fixed pixel height: few levels fit in 256 px
+    assert res["max_abs_diff"] < 1e-6
+    assert res["seconds_ours"] > 0 and res["seconds_monai"] > 0
+    # MONAI: NaN where the reference lacks a class; ours only where both lack it
+    ours, monai = res["dice_ours"], res["dice_monai"]
+    assert bool((torch.isnan(ours) <= torch.isnan(monai)).all())
+
+
+def test_monai_twins_and_side_by_side_table():
+    pytest.importorskip("monai")
+    from spineseg_core.bench import MONAI_COLUMNS, monai_comparison, monai_twin
+
+    for name in ("unet", "attention_unet"):
+        out = monai_twin(name).eval()(torch.randn(1, 1, 32, 32))
+        assert out.shape == (1, 20, 32, 32)
+    with pytest.raises(ConfigError, match="no MONAI twin"):
+        monai_twin("pspnet")
+    table = monai_comparison("smoke", device="cpu", networks=("unet",), metric_slices=2,
+                             metric_size=48, metric_repeats=1,
+                             settings=BenchSettings(steps=1, warmup=0), **TINY)
+    assert list(table.columns) == list(MONAI_COLUMNS)
+    net, metric = table.iloc[0], table.iloc[1]
+    for col in ("params_ours", "params_monai", "gmacs_ours", "gmacs_monai", "img_s_ratio",
+                "gflop_s_ratio"):
+        assert net[col] > 0, col
+    assert net["img_s_ratio"] == pytest.approx(net["img_s_ours"] / net["img_s_monai"])
+    assert metric["max_abs_diff"] < 1e-6 and metric["speed_ratio"] > 0
