@@ -1,0 +1,94 @@
+"""``spineseg main``: the study's main job, end to end, on the embedded default.
+
+In order: generate (once) and check the phantom, run the study (every model, skipping finished
+runs and resuming interrupted ones), measure efficiency and speed, aggregate the results bundle
+and build the book. Each step is one of the other sub-commands, so every step can also be run
+on its own; ``make main`` calls this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import SpinesegError
+
+HELP = "the main job: phantom, check, study, efficiency, bench, aggregate, book"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", help="training profile (default: cpu)")
+    parser.add_argument("--models", nargs="+", metavar="MODEL", help="default: all twelve")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
+    parser.add_argument("--data-dir", type=Path,
+                        help="real data (MRSpineSeg or SPIDER layout); default: the phantom")
+    parser.add_argument("--loss-models", nargs="*", default=["unet", "deeplabv3plus"],
+                        metavar="MODEL", help="models also trained with ce, weighted_ce and "
+                        "dice_ce for the loss chapter (none: skip)")
+    parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
+    parser.add_argument("--no-book", action="store_true", help="skip the book build")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+
+
+def _step(title: str, argv: list[str]) -> None:
+    from ..cli import main as cli_main
+
+    print(f"\n=== {title}: spineseg {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    code = cli_main(argv)
+    print(f"=== {title}: {'ok' if code == 0 else f'exit {code}'} "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if code != 0:
+        raise SpinesegError(f"step '{title}' failed (exit {code}); fix it and run again: "
+                            "finished work is kept")
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    results = args.results_dir / args.profile
+    models = args.models or []
+    model_args = ["--models", *models] if models else []
+    data_args = ["-p", "data_dir", str(args.data_dir)] if args.data_dir else []
+
+    if args.data_dir is None:
+        from ..profiles import resolve_config
+        from ..train import data_root
+
+        cfg = resolve_config(args.profile)
+        print(f"=== phantom: {cfg.phantom_cases} cases at {cfg.phantom_size} px", flush=True)
+        root = data_root(cfg)  # generated once into the cache, reused afterwards
+        _step("check", ["check", str(root)])
+    else:
+        _step("check", ["check", str(args.data_dir)])
+
+    common = ["--profile", args.profile, "--runs-dir", str(args.runs_dir),
+              "--results-dir", str(args.results_dir)]
+    _step("study", ["study", *common, *model_args, "--seeds", *map(str, args.seeds),
+                    "--no-aggregate", *data_args])
+    if args.loss_models:
+        _step("loss comparison", ["study", *common, "--models", *args.loss_models,
+                                  "--losses", "ce", "weighted_ce", "dice_ce", "--no-aggregate",
+                                  *data_args])
+    _step("efficiency", ["efficiency", "--profile", args.profile, *model_args,
+                         "--out", str(results / "efficiency.csv")])
+    if not args.no_bench:
+        _step("bench", ["bench", "--profile", args.profile, *model_args,
+                        "--out", str(results / "bench.csv")])
+    _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
+                        str(args.runs_dir), "--out", str(results)])
+    if not args.no_book:
+        book = shutil.which("jupyter-book") or str(Path(sys.executable).with_name("jupyter-book"))
+        print(f"\n=== book: {book} build book", flush=True)
+        env = dict(os.environ, SPINESEG_BOOK_PROFILE=args.profile)
+        code = subprocess.call([book, "build", "book"], env=env)
+        if code != 0:
+            raise SpinesegError(f"book build failed (exit {code})")
+        print("=== book: _build/html/index.html")
+    print(f"\nmain: done in {(time.perf_counter() - t0) / 60:.1f} min")
+    return 0
