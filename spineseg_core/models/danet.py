@@ -82,10 +82,11 @@ class DANetHead(nn.Module):
             nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(inter_channels, num_classes, 1))
             for _ in range(3))
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, all_outputs: bool = True) -> list[Tensor]:
         p = self.pam_out(self.pam(self.pam_in(x)))
         c = self.cam_out(self.cam(self.cam_in(x)))
-        return [cls(f) for cls, f in zip(self.classifiers, (p + c, p, c))]
+        feats = (p + c, p, c) if all_outputs else (p + c,)
+        return [cls(f) for cls, f in zip(self.classifiers, feats)]
 
 
 class DANet(nn.Module):
@@ -103,7 +104,7 @@ class DANet(nn.Module):
         self.pad_multiple = output_stride
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        outs = self.head(self.backbone(x)[-1])
+        outs = self.head(self.backbone(x)[-1], all_outputs=self.training)
         return outs if self.training else outs[0]
 
 

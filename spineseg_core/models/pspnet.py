@@ -11,9 +11,9 @@ Two heads, one parameter apart:
   with its auxiliary head on ``c3`` trained at loss weight 0.4. ``pspnet(backbone_depth=101)``
   is PSPNet-101 (65.7 M parameters without the auxiliary head, 787 GMACs).
 
-The auxiliary head (submodule ``aux``) only runs in training; its parameters are listed in
-``aux_modules`` so that inference-time parameter counts can leave them out, as the paper's
-count of 65.7 M for PSPNet-101 does.
+The auxiliary head (submodule ``aux``) only runs in training, so inference-time parameter
+counts (``efficiency.count_params(scope="inference")``) leave it out, as the paper's 65.7 M
+for PSPNet-101 does (68.1 M with it).
 """
 
 from __future__ import annotations
@@ -102,12 +102,10 @@ class PSPNet(nn.Module):
                 _UpStage(64, 64), nn.Dropout2d(0.15),
                 nn.Conv2d(64, num_classes, 1))
         self.aux: nn.Module | None = None
-        self.aux_modules: tuple[str, ...] = ()
         self.output_weights: tuple[float, ...] = (1.0,)
         if aux_weight > 0:
             self.aux = nn.Sequential(ConvBNReLU(c3, 256, 3), nn.Dropout2d(dropout),
                                      nn.Conv2d(256, num_classes, 1))
-            self.aux_modules = ("aux",)
             self.output_weights = (1.0, aux_weight)
         self.pad_multiple = 8
 
