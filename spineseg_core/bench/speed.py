@@ -11,7 +11,9 @@ Per model, at a profile's image size and batch, on the current device:
   augmentation -> ``DataLoader`` with the profile's batch and workers (measured once per table:
   it does not depend on the model);
 * ``epoch_img_s`` — training fed by that data path, and ``data_ratio = epoch_img_s /
-  train_img_s``: 1 means the data costs nothing, below 0.9 the data path is a bottleneck;
+  train_img_s``: 1 means the data costs nothing, below 0.9 the data path is a bottleneck.
+  Model-only and data-fed steps are timed alternately (:func:`paired_step_times`) so that a
+  shared machine's drifting load does not masquerade as data cost;
 * ``peak_mem_mb`` — one training step's peak (``max_memory_allocated`` on CUDA; the named
   estimate of :func:`~spineseg_core.efficiency.train_step_memory` elsewhere).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +44,7 @@ from ..errors import ConfigError
 from ..models import build_model, list_models, model_info
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
 from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_flops,
-                     random_batch, sync, train_step_flops)
+                     random_batch, sync, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "size", "batch", "train_img_s", "infer_img_s",
@@ -192,24 +195,42 @@ def data_throughput(pipe: DataPipe, settings: BenchSettings) -> float:
 
 def model_throughput(step: TrainStep, x: Tensor, y: Tensor,
                      settings: BenchSettings) -> tuple[float, float]:
-    """Seconds per training step and per evaluation forward on the fixed batch ``(x, y)``."""
+    """Median seconds per training step and per evaluation forward on the fixed batch."""
     x = step.prepare(x)
-    for _ in range(settings.warmup):
+    train_s, _ = timed(lambda: step(x, y), settings.steps, settings.warmup, step.device)
+    infer_s, _ = timed(lambda: step.infer(x), settings.steps, settings.warmup, step.device)
+    return train_s, infer_s
+
+
+def paired_step_times(step: TrainStep, x: Tensor, y: Tensor, pipe: DataPipe,
+                      settings: BenchSettings) -> tuple[float, float]:
+    """Median seconds of a model-only step on ``(x, y)`` and of a data-fed step (fetch a batch
+    from ``pipe``, then the same step), measured *alternately*.
+
+    Alternating makes both medians see the same machine load, so their ratio stays meaningful
+    on a shared machine where the load drifts between two separate measurements. (With
+    ``num_workers > 0`` the workers also prefetch during the model-only steps, as they do
+    during any step of an epoch.)
+    """
+    x = step.prepare(x)
+    it = pipe.batches()
+    for _ in range(max(settings.warmup, 1)):  # the first batch pays the workers' start-up
         step(x, y)
-    sync(step.device)
-    t0 = time.perf_counter()
+        xb, yb = next(it)
+        step(step.prepare(xb), yb)
+    model_t, fed_t = [], []
     for _ in range(settings.steps):
+        sync(step.device)
+        t0 = time.perf_counter()
         step(x, y)
-    sync(step.device)
-    train_s = (time.perf_counter() - t0) / settings.steps
-    for _ in range(settings.warmup):
-        step.infer(x)
-    sync(step.device)
-    t0 = time.perf_counter()
-    for _ in range(settings.steps):
-        step.infer(x)
-    sync(step.device)
-    return train_s, (time.perf_counter() - t0) / settings.steps
+        sync(step.device)
+        t1 = time.perf_counter()
+        xb, yb = next(it)
+        step(step.prepare(xb), yb)
+        sync(step.device)
+        model_t.append(t1 - t0)
+        fed_t.append(time.perf_counter() - t1)
+    return statistics.median(model_t), statistics.median(fed_t)
 
 
 def epoch_throughput(step: TrainStep, pipe: DataPipe, settings: BenchSettings) -> float:
@@ -249,11 +270,17 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    train_s, infer_s = model_throughput(step, x, y, settings)
+    if pipe is not None:
+        train_s, fed_s = paired_step_times(step, x, y, pipe, settings)
+        xp = step.prepare(x)
+        infer_s, _ = timed(lambda: step.infer(xp), settings.steps, settings.warmup, device)
+    else:
+        train_s, infer_s = model_throughput(step, x, y, settings)
+        fed_s = float("nan")
     if device.type == "cuda":
         mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
         mem_method = str(MemMethod.CUDA_PEAK) + (" (bf16 autocast)" if step.amp else "")
-    epoch_ips = epoch_throughput(step, pipe, settings) if pipe is not None else float("nan")
+    epoch_ips = batch / fed_s
     train_ips = batch / train_s
     achieved = flops / train_s
     return dict(
