@@ -13,6 +13,8 @@ footprint at 880 px, and returned as float32.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import zipfile
@@ -82,7 +84,10 @@ class VolumeCache:
         self.misses += 1
         volume = preprocess_volume(load_case(ref), self.size, self.normalise)
         self._write(path, ref, volume)
-        return volume
+        # Hand back what a later hit will read (stored precision), so a run that filled the
+        # cache sees exactly the images of every later or resumed run.
+        stored = volume.image.astype(self.image_dtype).astype(np.float32)
+        return dataclasses.replace(volume, image=stored)
 
     def clear(self) -> int:
         """Delete every cache entry; return how many were removed."""
