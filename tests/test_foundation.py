@@ -112,3 +112,10 @@ def test_constraints_pin_every_direct_dependency():
         name = dep.split("==")[0].lower()
         got = cons.get(name) or cons.get(name.replace("-", "_"))
         assert got is not None and got.lower() == dep.lower(), dep
+
+
+def test_atomic_write_leaves_a_readable_file(tmp_path):
+    target = tmp_path / "history.csv"
+    io.write_text(target, "epoch\n1\n")
+    assert target.read_text() == "epoch\n1\n"
+    assert target.stat().st_mode & 0o777 == 0o644
