@@ -43,6 +43,7 @@ from ..efficiency import MemMethod, train_step_memory
 from ..errors import ConfigError
 from ..models import build_model, list_models, model_info
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
+from ..train_state import seed_worker
 from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_flops,
                      random_batch, sync, timed, train_step_flops)
 
@@ -108,11 +109,6 @@ class BenchSettings:
         return self.data_batches or max(4, 2 * self.steps)
 
 
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-
-
 def train_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, pin: bool) -> DataLoader:
     """The trainer's training loader (``train._train_loader``): a seeded random sampler of
     ``max_train_slices_per_epoch`` (or all) slices, the profile's batch size and workers,
@@ -122,7 +118,7 @@ def train_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, pin: bool) -> D
     num = min(cfg.max_train_slices_per_epoch or n, n)
     sampler = RandomSampler(dataset, num_samples=num, generator=g)  # type: ignore[arg-type]
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.num_workers, worker_init_fn=_seed_worker, generator=g,
+                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, generator=g,
                       drop_last=num > cfg.batch_size, pin_memory=pin)
 
 
