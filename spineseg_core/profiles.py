@@ -63,7 +63,9 @@ class TrainConfig:
     architecture (e.g. ``{"base_width": 8}`` for a small U-Net in tests); ``None`` keeps the
     paper's architecture. ``k_folds=None`` is the paper's single 8:2
     split (``fold`` must then be 0). ``max_train_slices_per_epoch=None`` uses every training
-    slice each epoch; a number draws that many at random per epoch.
+    slice each epoch; a number draws that many at random per epoch. ``crop_width`` crops
+    training and validation slices to a full-height band of that fraction of the width around
+    the spine (a speed knob of the miniature profiles; prediction uses the full field of view).
     """
 
     model: str = "unet"
@@ -94,6 +96,7 @@ class TrainConfig:
     p_motion: float = 0.25
     p_ghosting: float = 0.25
     max_train_slices_per_epoch: int | None = None
+    crop_width: float | None = None
     val_every: int = 1
     channels_last: bool = True
     amp: bool = True
@@ -180,6 +183,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"{name}: expected a probability in [0, 1], got {v}")
+    if cfg.crop_width is not None and not 0.0 < cfg.crop_width <= 1.0:
+        raise ConfigError(f"crop_width: expected a fraction of the slice width in (0, 1] "
+                          f"(or None for no crop), got {cfg.crop_width}")
     if not (0.0 < cfg.lr < 1.0):
         raise ConfigError(f"lr: expected a learning rate in (0, 1), got {cfg.lr}")
     if cfg.k_folds is None:

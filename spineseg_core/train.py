@@ -107,7 +107,8 @@ def prepare_data(cfg: TrainConfig):
                           cache_dir=cache_root() / "volumes" / key,
                           splits_path=cache_root() / "splits" / key / f"seed_{cfg.seed}_{folds}.json",
                           seed=cfg.seed, fold=cfg.fold, k_folds=cfg.k_folds, augment=augment,
-                          max_cases=cfg.max_cases, skip_bad=cfg.skip_bad)
+                          max_cases=cfg.max_cases, skip_bad=cfg.skip_bad,
+                          crop_width=cfg.crop_width)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import replace
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -254,3 +256,26 @@ def test_crop_box_from_mask_is_square_around_the_foreground(tmp_path):
     assert out.image.shape == (2, 8, 8)
     np.testing.assert_array_equal(out.mask, vol.mask[:, 3:11, 5:13])
     np.testing.assert_allclose(out.affine @ np.array([1, 0, 0, 1.0]), vol.affine @ np.array([1, 3, 5, 1.0]))
+
+
+def test_spine_band_crop_keeps_every_labelled_pixel_and_the_geometry():
+    from spineseg_core.data import crop_spine_band, spine_band_box
+
+    mask = np.zeros((2, 10, 20), np.uint8)
+    mask[:, 2:8, 11:15] = 3  # foreground columns 11..14
+    assert spine_band_box(mask, 0.5) == (slice(0, 10), slice(8, 18))
+    mask[0, 0, 19] = 1  # extent 11..19 -> centre 15.5, band of 10 clipped to the right edge
+    assert spine_band_box(mask, 0.5) == (slice(0, 10), slice(10, 20))
+    assert spine_band_box(np.zeros_like(mask), 0.5) == (slice(0, 10), slice(5, 15))
+    with pytest.raises(ValueError, match="width_fraction"):
+        spine_band_box(mask, 0.0)
+    from spineseg_core.data.orientation import study_affine
+    from spineseg_core.data.readers import Volume
+
+    image = np.arange(mask.size, dtype=np.float32).reshape(mask.shape)
+    vol = Volume("c", image, mask, (4.4, 1.0, 1.0), study_affine((4.4, 1.0, 1.0)), Path("x"))
+    out = crop_spine_band(vol, 0.5)
+    assert out.image.shape == (2, 10, 10) and out.mask.sum() == mask.sum()
+    np.testing.assert_array_equal(out.image, image[:, :, 10:20])
+    # Voxel (0, 0, 0) of the crop sits where voxel (0, 0, 10) of the original was.
+    np.testing.assert_allclose(out.affine @ [0, 0, 0, 1], vol.affine @ [0, 0, 10, 1])

@@ -10,6 +10,7 @@ from .cache import VolumeCache
 from .check import CheckReport, check_dataset
 from .layout import CaseRef, Layout, detect_layout, list_cases, scan_cases
 from .preprocess import (PREPROCESS_VERSION, PercentileNormalisation, crop_box_from_mask,
+                         crop_spine_band, spine_band_box,
                          crop_volume, normalise_percentile, preprocess_volume, resample_inplane)
 from .readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
 from .slices import SliceDataset
@@ -21,6 +22,7 @@ __all__ = [
     "DataBundle", "build_datasets", "VolumeCache", "CheckReport", "check_dataset",
     "CaseRef", "Layout", "detect_layout", "list_cases", "scan_cases",
     "PREPROCESS_VERSION", "PercentileNormalisation", "crop_box_from_mask", "crop_volume",
+    "crop_spine_band", "spine_band_box",
     "normalise_percentile",
     "preprocess_volume", "resample_inplane",
     "SPIDER_LUT", "Volume", "load_case", "map_spider_labels", "read_array",

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from .augment import AugmentConfig, build_augmentation
 from .cache import VolumeCache
+from .preprocess import crop_spine_band
 from .layout import Layout, detect_layout, scan_cases
 from .readers import Volume
 from .slices import SliceDataset
@@ -32,7 +33,8 @@ class DataBundle:
 def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Path,
                    splits_path: str | Path, seed: int, fold: int, k_folds: int | None = None,
                    augment: AugmentConfig | None = None, max_cases: int | None = None,
-                   skip_bad: bool = False, sequences: Sequence[str] = ("t2",)) -> DataBundle:
+                   skip_bad: bool = False, sequences: Sequence[str] = ("t2",),
+                   crop_width: float | None = None) -> DataBundle:
     """Load (through the cache) the labelled cases of ``data_dir`` and split them by patient.
 
     Only labelled cases take part (MRSpineSeg's ``train`` subset). ``max_cases`` keeps the first
@@ -40,6 +42,8 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
     ``DataBundle.skipped`` as ``(case or file, reason)``; otherwise the first one raises
     :class:`DataError`. ``k_folds=None`` means one 8:2 split (``fold`` must be 0).
     ``train_ids``/``val_ids`` are case ids; the split itself holds patient ids.
+    ``crop_width`` (a fraction of the slice width) crops every volume, after the cache, to a
+    full-height band around the spine (:func:`~spineseg_core.data.preprocess.crop_spine_band`).
     """
     if max_cases is not None and max_cases < 2:
         raise ConfigError(f"max_cases must be at least 2, got {max_cases}")
@@ -63,6 +67,8 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
             if not skip_bad:
                 raise
             skipped.append((ref.case_id, f"{exc.path.name}: {exc.problem}"))
+    if crop_width is not None:
+        volumes = [crop_spine_band(v, crop_width) for v in volumes]
     if len(volumes) < 2:
         raise DataError(data_dir, f"need at least 2 usable labelled cases, found {len(volumes)}")
     splits = get_or_create_splits(splits_path, [v.patient_id for v in volumes], seed, k=k_folds)

@@ -130,3 +130,33 @@ def crop_volume(volume: Volume, box: tuple[slice, slice]) -> Volume:
                    mask=(np.ascontiguousarray(volume.mask[:, rows, cols])
                          if volume.mask is not None else None),
                    affine=volume.affine @ shift)
+
+
+def spine_band_box(mask: np.ndarray, width_fraction: float) -> tuple[slice, slice]:
+    """Full-height box whose columns are a band of ``width_fraction`` of the slice width,
+    centred on the middle of the foreground's column extent (over all slices) and clipped to
+    the image; a band wider than the extent keeps every labelled pixel.
+
+    A speed knob for the miniature profiles: the anterior abdomen and the posterior skin cost
+    compute but carry no label. Every row is kept, so the levels still have to be counted from
+    the sacrum. The band is placed from the reference mask (a deployed model would take it from
+    a localiser); :func:`spineseg_core.predict` runs on the full field of view instead, which a
+    fully convolutional model allows.
+    """
+    if not 0.0 < width_fraction <= 1.0:
+        raise ValueError(f"width_fraction must be in (0, 1], got {width_fraction}")
+    _, h, w = mask.shape
+    band = max(1, int(round(w * width_fraction)))
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    if cols.size == 0 or band >= w:
+        start = (w - band) // 2
+    else:
+        centre = (cols[0] + cols[-1] + 1) / 2
+        start = int(np.clip(round(centre - band / 2), 0, w - band))
+    return slice(0, h), slice(start, start + band)
+
+
+def crop_spine_band(volume: Volume, width_fraction: float) -> Volume:
+    """Crop ``volume`` to :func:`spine_band_box` of its mask (unlabelled volumes: centre band)."""
+    mask = volume.mask if volume.mask is not None else np.zeros(volume.image.shape, np.uint8)
+    return crop_volume(volume, spine_band_box(mask, width_fraction))
