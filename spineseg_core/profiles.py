@@ -66,6 +66,8 @@ class TrainConfig:
     slice each epoch; a number draws that many at random per epoch. ``crop_width`` crops
     training and validation slices to a full-height band of that fraction of the width around
     the spine (a speed knob of the miniature profiles; prediction uses the full field of view).
+    ``gpu_augment`` replaces TorchIO's per-slice transforms by their batched version
+    (:mod:`spineseg_core.data.batch_augment`) when training on a GPU.
     """
 
     model: str = "unet"
@@ -97,6 +99,7 @@ class TrainConfig:
     p_ghosting: float = 0.25
     max_train_slices_per_epoch: int | None = None
     crop_width: float | None = None
+    gpu_augment: bool = True
     val_every: int = 1
     channels_last: bool = True
     amp: bool = True

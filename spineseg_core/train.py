@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import TqdmWarning
 
+from .data.batch_augment import BatchAugment, BatchAugmentConfig
 from .envinfo import env_stamp
 from .errors import ConfigError, SpinesegError
 from .io import write_json, write_with
@@ -94,14 +95,18 @@ def data_root(cfg: TrainConfig) -> Path:
                                size=cfg.phantom_size))
 
 
-def prepare_data(cfg: TrainConfig):
-    """Build the training and validation slice datasets of ``cfg`` (a ``DataBundle``)."""
+def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
+    """Build the training and validation slice datasets of ``cfg`` (a ``DataBundle``).
+
+    ``slice_augment=False`` leaves the training slices un-augmented: the trainer then augments
+    whole batches on the GPU (:func:`batch_augmentation`).
+    """
     from .data import AugmentConfig, build_datasets
 
     root = data_root(cfg)
     key = _data_key(root)
     augment = AugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur, p_motion=cfg.p_motion,
-                            p_ghosting=cfg.p_ghosting, enabled=cfg.augment)
+                            p_ghosting=cfg.p_ghosting, enabled=cfg.augment and slice_augment)
     folds = f"k{cfg.k_folds}" if cfg.k_folds else "8to2"
     return build_datasets(root, image_size=cfg.image_size,
                           cache_dir=cache_root() / "volumes" / key,
@@ -109,6 +114,16 @@ def prepare_data(cfg: TrainConfig):
                           seed=cfg.seed, fold=cfg.fold, k_folds=cfg.k_folds, augment=augment,
                           max_cases=cfg.max_cases, skip_bad=cfg.skip_bad,
                           crop_width=cfg.crop_width)
+
+
+def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
+    """The batched augmentation used on a GPU (TorchIO per slice would starve it), or ``None``
+    on the CPU, where the data loader applies TorchIO's transforms per slice. Like the TorchIO
+    path, it works in pixel units (slices carry no spacing)."""
+    if not (cfg.augment and cfg.gpu_augment and device.type == "cuda"):
+        return None
+    return BatchAugment(BatchAugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur,
+                                           p_motion=cfg.p_motion, p_ghosting=cfg.p_ghosting))
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -192,7 +207,8 @@ def _write_history(run: RunFolder, history: list[dict[str, float]]) -> None:
 
 def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
                  loss_fn: nn.Module, device: torch.device, cfg: TrainConfig, epoch: int,
-                 autocast: Callable[[], AbstractContextManager]) -> float:
+                 autocast: Callable[[], AbstractContextManager],
+                 augment: BatchAugment | None = None) -> float:
     """One pass over ``loader``; returns the mean loss. Raises on a non-finite loss."""
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -205,11 +221,16 @@ def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimize
             f"last completed epoch")
 
     steps = 0
+    gen = None
+    if augment is not None:  # seeded per epoch, so a resumed run draws the same artefacts
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
                unit="batch", dynamic_ncols=True, mininterval=2.0)
     for step, batch in enumerate(bar):
         x = batch["image"].to(device, non_blocking=True)
         y = batch["mask"].to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, generator=gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
@@ -258,7 +279,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                             "env": env_stamp(device)})
 
     seed_everything(cfg.seed)
-    data = prepare_data(cfg)
+    gpu_augment = batch_augmentation(cfg, device)
+    data = prepare_data(cfg, slice_augment=gpu_augment is None)
     if len(data.train) == 0 or len(data.val) == 0:
         raise ConfigError(f"data: the split left {len(data.train)} training and "
                           f"{len(data.val)} validation slices; need at least one of each")
@@ -302,7 +324,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = _train_loader(data.train, cfg, epoch, pin)
-        train_loss = _train_epoch(model, loader, opt, loss_fn, device, cfg, epoch, autocast)
+        train_loss = _train_epoch(model, loader, opt, loss_fn, device, cfg, epoch, autocast,
+                                  gpu_augment)
         sched.step()
         val, val_loss = None, math.nan
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:

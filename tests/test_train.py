@@ -235,3 +235,19 @@ def test_every_model_smoke_run(model, tiny_data, tmp_path):
     assert metrics["model"] == model and metrics["epochs_completed"] == 1
     assert len(run.load_per_class()) == NUM_CLASSES
     assert load_model(run.path).name == model
+
+
+def test_gpu_batch_augmentation_only_on_cuda():
+    import torch
+
+    from spineseg_core.data.batch_augment import BatchAugment
+    from spineseg_core.profiles import resolve_config
+    from spineseg_core.train import batch_augmentation
+
+    cfg = resolve_config("smoke", p_blur=0.5)
+    assert batch_augmentation(cfg, torch.device("cpu")) is None
+    aug = batch_augmentation(cfg, torch.device("cuda"))
+    assert isinstance(aug, BatchAugment) and aug.config.p_blur == 0.5
+    assert batch_augmentation(resolve_config("smoke", augment=False), torch.device("cuda")) is None
+    assert batch_augmentation(resolve_config("smoke", gpu_augment=False),
+                              torch.device("cuda")) is None
