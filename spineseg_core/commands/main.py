@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
     parser.add_argument("--data-dir", type=Path,
                         help="real data (MRSpineSeg or SPIDER layout); default: the phantom")
-    parser.add_argument("--loss-models", nargs="*", default=["unet", "deeplabv3plus"],
+    parser.add_argument("--loss-models", nargs="*", default=["unet", "miniseg"],
                         metavar="MODEL", help="models also trained with ce, weighted_ce and "
                         "dice_ce for the loss chapter (none: skip)")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
