@@ -25,31 +25,8 @@ import numpy as np
 import torch
 
 from spineseg_core import metrics as M
+from spineseg_core.bench import spine_like_pair
 from spineseg_core.labels import FOREGROUND, NUM_CLASSES
-
-
-def spine_like_pair(slices: int, size: int = 880, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (reference, prediction) pair of uint8 label volumes ``(slices, size, size)``."""
-    rng = np.random.default_rng(seed)
-    ref = np.zeros((slices, size, size), dtype=np.uint8)
-    order = (1, 11, 2, 12, 3, 13, 4, 14, 5, 15, 6, 16, 7, 17, 8, 18, 9, 19, 10)  # S, L5/S, L5...
-    for s in range(slices):
-        lateral = abs(s - (slices - 1) / 2) / (slices / 2)
-        n_levels = int(round(len(order) * (1 - 0.6 * lateral)))
-        bottom = int(size * rng.uniform(0.85, 0.95))
-        front = int(size * rng.uniform(0.3, 0.4))
-        for label in order[:n_levels]:
-            height = int(rng.integers(10, 30) if label >= 11 else rng.integers(30, 55))
-            depth = int(rng.integers(int(size * 0.15), int(size * 0.22)))
-            top = max(bottom - height, 0)
-            ref[s, top:bottom, front:front + depth] = label
-            bottom = top
-            front += int(rng.integers(-8, 9))
-    shift = tuple(int(v) for v in rng.integers(-4, 5, size=2))
-    pred = np.roll(ref, shift, axis=(1, 2))
-    noise = rng.random(ref.shape) < 0.01
-    pred[noise] = rng.integers(0, NUM_CLASSES, size=int(noise.sum()), dtype=np.uint8)
-    return torch.from_numpy(ref), torch.from_numpy(pred)
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
