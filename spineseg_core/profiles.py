@@ -67,7 +67,10 @@ class TrainConfig:
     training and validation slices to a full-height band of that fraction of the width around
     the spine (a speed knob of the miniature profiles; prediction uses the full field of view).
     ``gpu_augment`` replaces TorchIO's per-slice transforms by their batched version
-    (:mod:`spineseg_core.data.batch_augment`) when training on a GPU.
+    (:mod:`spineseg_core.data.batch_augment`) when training on a GPU. ``compile`` trains
+    through ``torch.compile``: off by default, since on a CPU it cost 80-120 s per new input
+    shape for at most ~10 % (``shared/reference/toolchain.md``); the first epoch's
+    ``epoch_seconds`` in ``history.csv`` then includes the compile time.
     """
 
     model: str = "unet"
@@ -100,6 +103,7 @@ class TrainConfig:
     max_train_slices_per_epoch: int | None = None
     crop_width: float | None = None
     gpu_augment: bool = True
+    compile: bool = False
     val_every: int = 1
     channels_last: bool = True
     amp: bool = True

@@ -291,6 +291,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     write_json(run.model_json, {"model": cfg.model, "build_kwargs": model.init_kwargs(),
                                 "image_size": cfg.image_size,
                                 "num_params": sum(p.numel() for p in model.parameters())})
+    # torch.compile wraps the module for the training steps only; checkpoints, validation and
+    # prediction use the plain module, so state-dict keys stay the same either way.
+    step_model = torch.compile(model) if cfg.compile else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = _scheduler(cfg, opt)
     loss_fn = _build_loss(cfg, data.train).to(device)
@@ -324,8 +327,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = _train_loader(data.train, cfg, epoch, pin)
-        train_loss = _train_epoch(model, loader, opt, loss_fn, device, cfg, epoch, autocast,
-                                  gpu_augment)
+        train_loss = _train_epoch(step_model, loader, opt, loss_fn, device, cfg, epoch,
+                                  autocast, gpu_augment)
         sched.step()
         val, val_loss = None, math.nan
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
