@@ -40,6 +40,14 @@ EFFICIENCY_COLUMNS: tuple[str, ...] = (
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
 
 
+def spatial(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` of an input size given as one side (square) or as ``(H, W)``."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
 class ParamScope(StrEnum):
     """Which parameters to count: all of them, or only those an evaluation forward uses."""
 
@@ -118,7 +126,7 @@ def count_params(model: nn.Module, *, scope: ParamScope | str = ParamScope.ALL,
                for name, m in meta.named_modules()]
     try:
         with torch.no_grad():
-            meta(torch.empty(1, _in_channels(model), size, size, device="meta"))
+            meta(torch.empty(1, _in_channels(model), *spatial(size), device="meta"))
     finally:
         for h in handles:
             h.remove()
@@ -146,7 +154,7 @@ def count_macs(name_or_model: str | nn.Module, size: int = PAPER_SIZE, in_channe
     model = _resolve_meta(name_or_model, in_channels).eval()
     if not isinstance(name_or_model, str):
         in_channels = _in_channels(name_or_model, in_channels)
-    x = torch.empty(batch, in_channels, size, size, device="meta")
+    x = torch.empty(batch, in_channels, *spatial(size), device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return counter.get_total_flops() // 2
@@ -160,8 +168,8 @@ def _loss(out: Tensor | MultiOutput, target: Tensor) -> Tensor:
 
 def _batch(model: nn.Module, size: int, batch: int, device: torch.device | str,
            num_classes: int) -> tuple[Tensor, Tensor]:
-    x = torch.randn(batch, _in_channels(model), size, size, device=device)
-    y = torch.randint(0, num_classes, (batch, size, size), device=device)
+    x = torch.randn(batch, _in_channels(model), *spatial(size), device=device)
+    y = torch.randint(0, num_classes, (batch, *spatial(size)), device=device)
     return x, y
 
 
@@ -182,8 +190,8 @@ def _saved_tensor_estimate(model: nn.Module, size: int, batch: int) -> float:
             saved[st._cdata] = st.nbytes()
         return t
 
-    x = torch.empty(batch, _in_channels(model), size, size, device="meta")
-    y = torch.zeros(batch, size, size, dtype=torch.long, device="meta")
+    x = torch.empty(batch, _in_channels(model), *spatial(size), device="meta")
+    y = torch.zeros(batch, *spatial(size), dtype=torch.long, device="meta")
     num_classes = int(getattr(model, "num_classes", 20))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = meta(x)

@@ -142,3 +142,11 @@ def test_monai_twins_and_side_by_side_table():
         assert net[col] > 0, col
     assert net["img_s_ratio"] == pytest.approx(net["img_s_ours"] / net["img_s_monai"])
     assert metric["max_abs_diff"] < 1e-6 and metric["speed_ratio"] > 0
+
+
+def test_bench_input_size_follows_the_profile_crop():
+    from spineseg_core.bench.speed import input_size
+    from spineseg_core.profiles import resolve_config
+
+    assert input_size(resolve_config("cpu", image_size=128, crop_width=0.5)) == (128, 64)
+    assert input_size(resolve_config("smoke", image_size=96)) == (96, 96)

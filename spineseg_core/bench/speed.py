@@ -48,7 +48,7 @@ from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_fl
                      random_batch, sync, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
-    "model", "display_name", "device", "size", "batch", "train_img_s", "infer_img_s",
+    "model", "display_name", "device", "size", "width", "batch", "train_img_s", "infer_img_s",
     "step_flops", "achieved_gflop_s", "peak_gflop_s", "peak_ratio", "data_slices_s",
     "epoch_img_s", "data_ratio", "peak_mem_mb", "mem_method", "threads", "torch",
     "data_path", "num_workers")
@@ -246,12 +246,21 @@ def epoch_throughput(step: TrainStep, pipe: DataPipe, settings: BenchSettings) -
     return n / (time.perf_counter() - t0)
 
 
+def input_size(cfg: TrainConfig) -> tuple[int, int]:
+    """``(H, W)`` of the training inputs of ``cfg``: square, or the spine band of
+    ``crop_width`` (as :func:`spineseg_core.data.preprocess.spine_band_box` cuts it)."""
+    w = cfg.image_size
+    if cfg.crop_width is not None:
+        w = max(1, int(round(cfg.image_size * cfg.crop_width)))
+    return cfg.image_size, w
+
+
 def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: BenchSettings,
                 peak_flops: float, pipe: DataPipe | None = None,
                 data_slices_s: float = float("nan")) -> dict[str, Any]:
     """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch."""
     info = model_info(name)
-    size, batch = cfg.image_size, cfg.batch_size
+    size, batch = input_size(cfg), cfg.batch_size
     torch.manual_seed(cfg.seed)
     model = build_model(name, **(cfg.model_kwargs or {}))
     loss_fn = bench_loss(cfg.loss)
@@ -280,8 +289,8 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
     train_ips = batch / train_s
     achieved = flops / train_s
     return dict(
-        model=name, display_name=info.display_name, device=str(device), size=size,
-        batch=batch, train_img_s=train_ips, infer_img_s=batch / infer_s, step_flops=flops,
+        model=name, display_name=info.display_name, device=str(device), size=size[0],
+        width=size[1], batch=batch, train_img_s=train_ips, infer_img_s=batch / infer_s, step_flops=flops,
         achieved_gflop_s=achieved / 1e9, peak_gflop_s=peak_flops / 1e9,
         peak_ratio=achieved / peak_flops, data_slices_s=data_slices_s, epoch_img_s=epoch_ips,
         data_ratio=epoch_ips / train_ips, peak_mem_mb=mem_mb, mem_method=mem_method,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..efficiency import meta_copy
+from ..efficiency import meta_copy, spatial
 from ..errors import ConfigError
 from ..losses import LossName, build_loss, total_loss
 from ..models import MultiOutput
@@ -151,8 +151,8 @@ def random_batch(batch: int, size: int, device: torch.device, in_channels: int =
                  num_classes: int = 20, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A fixed ``(image, mask)`` batch: normal images, uniform labels."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, in_channels, size, size, generator=g)
-    y = torch.randint(0, num_classes, (batch, size, size), generator=g)
+    x = torch.randn(batch, in_channels, *spatial(size), generator=g)
+    y = torch.randint(0, num_classes, (batch, *spatial(size)), generator=g)
     return x.to(device), y.to(device)
 
 
@@ -169,10 +169,10 @@ def train_step_flops(model: nn.Module, loss_fn: nn.Module, size: int, batch: int
 
     def count(m: nn.Module, dev: torch.device | str) -> int:
         m.train()
-        x = torch.randn(batch, in_channels, size, size, device=dev) if dev != "meta" else \
-            torch.empty(batch, in_channels, size, size, device=dev)
-        y = torch.randint(0, num_classes, (batch, size, size), device=dev) if dev != "meta" \
-            else torch.zeros(batch, size, size, dtype=torch.long, device=dev)
+        x = torch.randn(batch, in_channels, *spatial(size), device=dev) if dev != "meta" else \
+            torch.empty(batch, in_channels, *spatial(size), device=dev)
+        y = torch.randint(0, num_classes, (batch, *spatial(size)), device=dev) if dev != "meta" \
+            else torch.zeros(batch, *spatial(size), dtype=torch.long, device=dev)
         x.requires_grad_(False)
         with FlopCounterMode(display=False) as counter:
             loss = total_loss(_float_outputs(m(x)), y, loss_fn.to(dev))

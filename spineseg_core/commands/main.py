@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     _step("efficiency", ["efficiency", "--profile", args.profile, *model_args,
                          "--out", str(results / "efficiency.csv")])
     if not args.no_bench:
-        _step("bench", ["bench", "--profile", args.profile, *model_args,
+        _step("bench", ["bench", "--profile", args.profile, *model_args, "--monai",
                         "--out", str(results / "bench.csv")])
     _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
                         str(args.runs_dir), "--out", str(results)])
