@@ -32,6 +32,12 @@ DEFAULT_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 RESERVED_PARAMETERS = frozenset({"model", "profile", "seed", "fold", "out_dir", "resume", "loss"})
 """Notebook parameters the study sets itself; ``extra`` may not override them."""
 
+NOTEBOOK_PARAMETERS = frozenset({"model", "profile", "data_dir", "image_size", "epochs",
+                                 "batch_size", "lr", "loss", "seed", "fold", "out_dir", "device",
+                                 "num_workers", "resume", "overrides"})
+"""Names in the parameters cell of ``notebooks/train.ipynb``; any other training parameter
+travels inside its ``overrides`` dictionary."""
+
 FINISHED_MARKER = "metrics.json"
 RESUME_MARKER = "checkpoint_last.pt"
 ERROR_LOG = "error.log"
@@ -130,14 +136,39 @@ def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds:
     return plan
 
 
+def notebook_parameter_names(notebook: str | Path) -> frozenset[str]:
+    """Names in the ``parameters`` cell of ``notebook`` (read, not executed)."""
+    import papermill
+
+    try:
+        return frozenset(papermill.inspect_notebook(str(notebook)))
+    except Exception as exc:  # noqa: BLE001 - any unreadable notebook is a user error here
+        raise ConfigError(f"{notebook}: cannot read its parameters cell ({exc})") from None
+
+
 def notebook_parameters(spec: RunSpec, run_dir: Path, resume: bool,
-                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The papermill parameters of one run: the extra ones, then the run's own."""
+                        extra: Mapping[str, Any] | None = None,
+                        accepted: frozenset[str] = NOTEBOOK_PARAMETERS) -> dict[str, Any]:
+    """The papermill parameters of one run: the extra ones, then the run's own.
+
+    An extra name the notebook's parameters cell lacks (``accepted``) but that is a training
+    parameter travels in the notebook's ``overrides`` dictionary; any other name is an error,
+    not a value papermill would silently drop.
+    """
     extra = dict(extra or {})
     clash = sorted(RESERVED_PARAMETERS & extra.keys())
     if clash:
         raise ConfigError(f"parameters {clash} are set by the study itself "
                           "(use --models/--seeds/--folds/--losses instead)")
+    from .profiles import PARAMETERS
+
+    rest = {k: extra.pop(k) for k in sorted(set(extra) - accepted)}
+    unknown = sorted(set(rest) - set(PARAMETERS)) if "overrides" in accepted else sorted(rest)
+    if unknown:
+        valid = sorted(accepted | (set(PARAMETERS) if "overrides" in accepted else set()))
+        raise ConfigError(f"unknown parameters {unknown}; valid: {', '.join(valid)}")
+    if rest:
+        extra["overrides"] = {**dict(extra.get("overrides") or {}), **rest}
     params = {**extra, "model": spec.model, "profile": spec.profile, "seed": spec.seed,
               "fold": spec.fold, "out_dir": str(run_dir), "resume": resume}
     if spec.loss is not None:
@@ -187,7 +218,8 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     error_log = run_dir / ERROR_LOG
     start = time.perf_counter()
     try:
-        params = notebook_parameters(spec, run_dir, status is RunStatus.RESUME, extra)
+        params = notebook_parameters(spec, run_dir, status is RunStatus.RESUME, extra,
+                                     notebook_parameter_names(notebook))
         runner(Path(notebook), run_dir / NOTEBOOK_NAME, params, Path(cwd or REPO_ROOT))
         if not (run_dir / FINISHED_MARKER).is_file():
             raise SpinesegError(f"{run_dir}: the notebook ended without writing {FINISHED_MARKER}")

@@ -26,9 +26,8 @@ def _calls(run_dir: Path) -> list[dict]:
 
 @pytest.fixture
 def notebook(tmp_path) -> Path:
-    path = tmp_path / "train.ipynb"
-    path.write_text("{}")  # only has to exist for the injected runner
-    return path
+    # Only its parameters cell is read (by the study, to route parameters); a runner is injected.
+    return _write_notebook(tmp_path / "train.ipynb")
 
 
 def test_plan_status_and_folders(tmp_path):
@@ -53,6 +52,11 @@ def test_parameters():
                           resume=True, loss="ce")
     with pytest.raises(ConfigError, match=r"\['seed'\] are set by the study"):
         notebook_parameters(spec, Path("/r"), False, {"seed": 3})
+    # A training parameter the parameters cell lacks travels in `overrides`; others are errors.
+    routed = notebook_parameters(spec, Path("/r"), True, {"crop_width": 1.0, "epochs": 2})
+    assert routed["overrides"] == {"crop_width": 1.0} and routed["epochs"] == 2
+    with pytest.raises(ConfigError, match=r"unknown parameters \['nonsense'\]"):
+        notebook_parameters(spec, Path("/r"), True, {"nonsense": 1})
     assert [parse_parameter(v) for v in ("3", "1e-3", "true", "None", "ce")] == \
         [3, 1e-3, True, None, "ce"]
 
@@ -152,3 +156,15 @@ def test_cli_study_through_papermill(tmp_path, capsys):
     assert "finished unet seed=0 fold=0" in out and "new      miniseg" in out
     assert main(["study", "--models", "nonesuch", "--dry-run"]) == 2
     assert "unknown model 'nonesuch'" in capsys.readouterr().err
+
+
+def test_cli_study_validates_every_run_before_starting(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["study", "--profile", "cpu", "--models", "unet", "--runs-dir", str(runs)]
+    assert main(argv + ["--folds", "1"]) == 2
+    assert "fold" in capsys.readouterr().err
+    assert main(argv + ["-p", "epochs", "-3"]) == 2
+    assert "epochs: expected a positive integer" in capsys.readouterr().err
+    assert main(argv + ["-p", "nonsense", "1"]) == 2
+    assert "unknown parameters ['nonsense']" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.rglob("notebook.ipynb"))

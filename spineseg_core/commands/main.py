@@ -49,8 +49,22 @@ def _step(title: str, argv: list[str]) -> None:
                             "finished work is kept")
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _monai_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("monai") is not None
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    # Absolute paths: the notebooks run with the repository as their working directory.
+    args.runs_dir = args.runs_dir.resolve()
+    args.results_dir = args.results_dir.resolve()
+    if args.data_dir is not None:
+        args.data_dir = args.data_dir.resolve()
     results = args.results_dir / args.profile
     models = args.models or []
     model_args = ["--models", *models] if models else []
@@ -75,18 +89,29 @@ def run(args: argparse.Namespace) -> int:
         _step("loss comparison", ["study", *common, "--models", *args.loss_models,
                                   "--losses", "ce", "weighted_ce", "dice_ce", "--no-aggregate",
                                   *data_args])
-    _step("efficiency", ["efficiency", "--profile", args.profile, *model_args,
+    import torch
+
+    device = ["--device", "cuda"] if torch.cuda.is_available() else []
+    _step("efficiency", ["efficiency", "--profile", args.profile, *model_args, *device,
                          "--out", str(results / "efficiency.csv")])
     if not args.no_bench:
-        _step("bench", ["bench", "--profile", args.profile, *model_args, "--monai",
+        # MONAI is the optional `bench` extra: the side by side runs when it is installed.
+        monai = ["--monai"] if _monai_available() else []
+        _step("bench", ["bench", "--profile", args.profile, *model_args, *monai,
                         "--out", str(results / "bench.csv")])
     _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
                         str(args.runs_dir), "--out", str(results)])
     if not args.no_book:
-        book = shutil.which("jupyter-book") or str(Path(sys.executable).with_name("jupyter-book"))
-        print(f"\n=== book: {book} build book", flush=True)
-        env = dict(os.environ, SPINESEG_BOOK_PROFILE=args.profile)
-        code = subprocess.call([book, "build", "book"], env=env)
+        # The jupyter-book of this environment (1.x, which can import spineseg_core) first.
+        own = Path(sys.executable).with_name("jupyter-book")
+        book = str(own) if own.exists() else shutil.which("jupyter-book")
+        if book is None:
+            raise SpinesegError("jupyter-book is not installed in this environment")
+        print(f"\n=== book: {book} build {REPO_ROOT / 'book'}", flush=True)
+        env = dict(os.environ, SPINESEG_BOOK_PROFILE=args.profile,
+                   SPINESEG_RESULTS_DIR=str(args.results_dir))
+        code = subprocess.call([book, "build", str(REPO_ROOT / "book")], env=env,
+                               cwd=REPO_ROOT)
         if code != 0:
             raise SpinesegError(f"book build failed (exit {code})")
         print("=== book: _build/html/index.html")

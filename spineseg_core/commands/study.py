@@ -51,6 +51,23 @@ def _extra(pairs: list[list[str]]) -> dict:
     return extra
 
 
+def _validate(plan, extra: dict, notebook: Path) -> None:
+    """Resolve every planned run's configuration now, so a bad value is one error line here
+    rather than a failed notebook per run."""
+    from ..profiles import PARAMETERS, resolve_config
+    from ..study import notebook_parameter_names, notebook_parameters
+
+    if plan:
+        notebook_parameters(plan[0].spec, plan[0].run_dir, False, extra,
+                            notebook_parameter_names(notebook))
+    flat = dict(extra.get("overrides") or {})
+    flat.update({k: v for k, v in extra.items() if k in PARAMETERS and k != "out_dir"})
+    for p in plan:
+        spec = p.spec
+        resolve_config(spec.profile, model=spec.model, seed=spec.seed, fold=spec.fold,
+                       **({"loss": spec.loss} if spec.loss else {}), **flat)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import list_models, model_info
     from ..results import aggregate
@@ -59,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
     for name in models:
         model_info(name)
     extra = _extra(args.param)
+    # Absolute paths: the notebooks run with the repository as their working directory.
+    args.runs_dir = args.runs_dir.resolve()
+    args.results_dir = args.results_dir.resolve()
+    if extra.get("data_dir") is not None:
+        extra["data_dir"] = str(Path(extra["data_dir"]).resolve())
     plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses)
+    _validate(plan, extra, args.notebook)
     if args.dry_run:
         for p in plan:
             print(f"{p.status:<8} {p.spec.label():<40} {p.run_dir}")
