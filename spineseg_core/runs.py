@@ -80,7 +80,10 @@ class RunFolder:
     def _read_json(self, path: Path) -> dict[str, Any]:
         if not path.is_file():
             raise DataError(path, "missing: is this a finished run folder?")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"not valid JSON ({exc})") from None
 
     def load_metrics(self) -> dict[str, Any]:
         return self._read_json(self.metrics)

@@ -303,10 +303,14 @@ def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: 
                   options: SlurmOptions, log: Callable[[str], None]) -> list[RunResult]:
     import submitit
 
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster,
-                                     slurm_max_num_timeout=options.max_num_timeout)
-    executor.update_parameters(**options.executor_parameters("spineseg-study"))
-    jobs = executor.map_array(job, list(specs))
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster,
+                                         slurm_max_num_timeout=options.max_num_timeout)
+        executor.update_parameters(**options.executor_parameters("spineseg-study"))
+        jobs = executor.map_array(job, list(specs))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ConfigError(f"the {cluster or 'slurm'} executor is unavailable here ({exc}); "
+                          "use --executor local") from None
     log(f"submitted {len(jobs)} runs as {cluster} jobs (logs in {folder})")
     results = []
     for spec, sjob in zip(specs, jobs):

@@ -180,8 +180,10 @@ def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
 
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, run: RunFolder) -> None:
     now = cfg.to_dict()
-    diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now
-            if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    # A parameter added to TrainConfig after the checkpoint was written counts as its default.
+    defaults = TrainConfig().to_dict()
+    diff = [f"{k}: {saved.get(k, defaults[k])!r} -> {now[k]!r}" for k in now
+            if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]]
     if diff:
         raise ConfigError(f"{run.path}: holds a run with other parameters ({'; '.join(diff)}); "
                           "use resume=False to start over or choose another out_dir")

@@ -103,3 +103,25 @@ def test_predict_command_and_errors(run_dir, tmp_path, capsys):
     assert "nope.nii.gz: input does not exist" in capsys.readouterr().err
     with pytest.raises(DataError, match="metrics.json|model.json"):
         predict_path(tmp_path, tmp_path / "Case1.nii.gz", tmp_path / "y.nii.gz")
+
+
+def test_predict_and_aggregate_reject_bad_options_in_one_line(tmp_path, capsys):
+    from spineseg_core.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").write_text("a file")
+    assert main(["predict", "--run", str(tmp_path), str(tmp_path / "in"), "-o",
+                 str(tmp_path / "x"), "--batch-size", "0"]) == 2
+    assert "--batch-size: expected a positive integer" in capsys.readouterr().err
+    assert main(["predict", "--run", str(tmp_path), str(tmp_path / "in"), "-o",
+                 str(tmp_path / "out")]) == 2
+    assert "must be a folder too" in capsys.readouterr().err
+    (tmp_path / "model.json").write_text("{broken")
+    (tmp_path / "case.nii.gz").write_bytes(b"")
+    code = main(["predict", "--run", str(tmp_path), str(tmp_path / "case.nii.gz"), "-o",
+                 str(tmp_path / "pred.nii.gz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert main(["aggregate", "--profile", "cpu", "--runs-dir", str(tmp_path), "--out",
+                 str(tmp_path / "res"), "--n-boot", "0"]) == 2
+    assert "--n-boot" in capsys.readouterr().err

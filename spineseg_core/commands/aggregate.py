@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
+
 HELP = "aggregate a profile's finished runs into the tables and figures the book reads"
 
 
@@ -21,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from ..results import aggregate
 
     out = args.out or Path("results") / args.profile
+    if args.n_boot < 1:
+        raise ConfigError(f"--n-boot: expected a positive number of resamples, got {args.n_boot}")
     bundle = aggregate(args.profile, args.runs_dir, out, n_boot=args.n_boot, seed=args.seed)
     print(f"{out}: {bundle['n_runs']} runs of {len(bundle['models'])} models, "
           f"{len(bundle['files'])} files, bundle sha256 {bundle['bundle_sha256']}")

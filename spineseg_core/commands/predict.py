@@ -19,9 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..predict import predict_path
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if args.input.is_dir():
+        if args.output.exists() and not args.output.is_dir():
+            raise ConfigError(f"-o {args.output}: the input is a folder, so the output must be "
+                              "a folder too, but it is an existing file")
         args.output.mkdir(parents=True, exist_ok=True)
     for path in predict_path(args.run, args.input, args.output, device=args.device,
                              batch_size=args.batch_size):
