@@ -69,7 +69,7 @@ class TrainConfig:
     ``gpu_augment`` replaces TorchIO's per-slice transforms by their batched version
     (:mod:`spineseg_core.data.batch_augment`) when training on a GPU. ``compile`` trains
     through ``torch.compile``: off by default, since on a CPU it cost 80-120 s per new input
-    shape for at most ~10 % (``shared/reference/toolchain.md``); the first epoch's
+    shape for at most ~10 % (measured on 2 cores with torch 2.13); the first epoch's
     ``epoch_seconds`` in ``history.csv`` then includes the compile time.
     """
 

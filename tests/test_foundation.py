@@ -96,7 +96,8 @@ def _pins(lines):
 
 def test_environment_yml_has_the_pyproject_pins():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = proj["dependencies"] + proj["optional-dependencies"]["test"]
+    extras = proj["optional-dependencies"]
+    wanted = proj["dependencies"] + extras["test"] + extras["bench"]
     env = [ln.strip()[2:] for ln in (ROOT / "environment.yml").read_text().splitlines()
            if ln.strip().startswith("- ") and "==" in ln]
     assert _pins(env) == _pins(wanted)
