@@ -251,3 +251,12 @@ def test_gpu_batch_augmentation_only_on_cuda():
     assert batch_augmentation(resolve_config("smoke", augment=False), torch.device("cuda")) is None
     assert batch_augmentation(resolve_config("smoke", gpu_augment=False),
                               torch.device("cuda")) is None
+
+
+def test_profile_model_defaults_apply_under_user_overrides():
+    from spineseg_core.profiles import resolve_config
+
+    assert resolve_config("cpu", model="miniseg").epochs == 24
+    assert resolve_config("cpu", model="unet").epochs == 6
+    assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2
+    assert resolve_config("smoke", model="miniseg").epochs == 1
