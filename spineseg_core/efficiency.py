@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import ConfigError
+from .errors import ConfigError, parse_choice
 from .models import MultiOutput, build_model, list_models, model_info
 
 PAPER_SIZE = 880
@@ -113,11 +113,7 @@ def count_params(model: nn.Module, *, scope: ParamScope | str = ParamScope.ALL,
     pass (at ``size`` x ``size``, on a meta copy) actually calls, leaving out heads that only
     serve the training loss.
     """
-    try:
-        scope = ParamScope(scope)
-    except ValueError:
-        raise ConfigError(f"scope must be one of {[s.value for s in ParamScope]}, "
-                          f"got {scope!r}") from None
+    scope = parse_choice(ParamScope, scope, "scope")
     if scope is ParamScope.ALL:
         return sum(p.numel() for p in model.parameters())
     meta = meta_copy(model).eval()

@@ -6,7 +6,11 @@ command line prints its message on one line, without a traceback, and exits non-
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class SpinesegError(Exception):
@@ -27,3 +31,12 @@ class DataError(SpinesegError):
 
 class ConfigError(SpinesegError, ValueError):
     """A parameter has an invalid name, type or value."""
+
+
+def parse_choice(choices: type[E], value: object, name: str) -> E:
+    """``choices(value)``, or a :class:`ConfigError` naming ``name`` and the valid values."""
+    try:
+        return choices(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected one of {', '.join(c.value for c in choices)}, "
+                          f"got {value!r}") from None

@@ -120,3 +120,13 @@ def test_atomic_write_leaves_a_readable_file(tmp_path):
     io.write_text(target, "epoch\n1\n")
     assert target.read_text() == "epoch\n1\n"
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_parse_choice_names_the_parameter_and_the_valid_values():
+    from spineseg_core.errors import ConfigError, parse_choice
+    from spineseg_core.labels import LabelKind
+
+    assert parse_choice(LabelKind, "disc", "kind") is LabelKind.DISC
+    with pytest.raises(ConfigError, match="kind: expected one of background, sacrum, vertebra, "
+                                          "disc, got 'bone'"):
+        parse_choice(LabelKind, "bone", "kind")

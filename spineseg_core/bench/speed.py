@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..efficiency import MemMethod, train_step_memory
-from ..errors import ConfigError
+from ..errors import ConfigError, parse_choice
 from ..models import build_model, list_models, model_info
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
 from ..train_state import seed_worker
@@ -153,11 +153,7 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     from ..data.batch_augment import BatchAugment, BatchAugmentConfig
     from ..train import prepare_data
 
-    try:
-        path = DataPath(path)
-    except ValueError:
-        raise ConfigError(f"data_path: expected one of {', '.join(p.value for p in DataPath)}, "
-                          f"got {path!r}") from None
+    path = parse_choice(DataPath, path, "data_path")
     if path is DataPath.AUTO:
         path = DataPath.BATCHED if device.type == "cuda" else DataPath.SLICE
     bundle = prepare_data(cfg)
