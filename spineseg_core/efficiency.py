@@ -74,7 +74,10 @@ class MemoryReport:
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
-    """``device`` as a :class:`torch.device`; a bad name or a missing GPU is a ConfigError."""
+    """``device`` as a :class:`torch.device` (``"auto"``: CUDA when available, else the CPU);
+    a bad name or a missing GPU is a ConfigError."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

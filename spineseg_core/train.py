@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import TqdmWarning
 
 from .data.batch_augment import BatchAugment, BatchAugmentConfig
+from .efficiency import resolve_device
 from .envinfo import env_stamp
 from .errors import ConfigError, SpinesegError
 from .io import write_json, write_with
@@ -68,13 +69,6 @@ GPU_CHECK_EVERY = 50
 
 class NonFiniteLossError(SpinesegError):
     """The training loss became NaN or infinite."""
-
-
-def resolve_device(choice: DeviceChoice) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU."""
-    if choice is DeviceChoice.CUDA or (choice is DeviceChoice.AUTO and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _data_key(root: Path) -> str:

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ..efficiency import MemMethod, train_step_memory
+from ..efficiency import MemMethod, resolve_device, train_step_memory
 from ..errors import ConfigError, parse_choice
 from ..models import build_model, list_models, model_info
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
@@ -70,20 +70,6 @@ class DataPath(StrEnum):
     AUTO = "auto"
     SLICE = "slice"
     BATCHED = "batched"
-
-
-def resolve_device(choice: DeviceChoice | str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without a GPU is a ConfigError."""
-    try:
-        choice = DeviceChoice(choice)
-    except ValueError:
-        raise ConfigError(f"device: expected one of {', '.join(d.value for d in DeviceChoice)}, "
-                          f"got {choice!r}") from None
-    if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no CUDA device is available")
-    if choice is DeviceChoice.CUDA or (choice is DeviceChoice.AUTO and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from ..errors import ConfigError
 from ..labels import NUM_CLASSES
 from ..models import build_model
 from ..profiles import DeviceChoice, resolve_config
-from .speed import BenchSettings, model_throughput, resolve_device
+from ..efficiency import resolve_device
+from .speed import BenchSettings, model_throughput
 from .timing import (TrainStep, backend_like_trainer, bench_loss, random_batch, timed,
                      train_step_flops)
 
