@@ -45,7 +45,7 @@ from .errors import ConfigError, SpinesegError
 from .io import write_json, write_with
 from .losses import build_loss, class_weights_from_frequencies, total_loss
 from .models import MultiOutput, build_model
-from .profiles import DeviceChoice, Scheduler, TrainConfig
+from .profiles import Scheduler, TrainConfig
 from .runs import RunFolder, cache_root, default_run_dir
 from .train_eval import evaluate, write_final_results
 from .train_state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
