@@ -11,6 +11,7 @@ volume with the input's exact shape and geometry: NIfTI output reuses the input'
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,9 @@ from torch import nn
 
 from .data import CaseRef, VolumeCache, load_case, preprocess_volume
 from .data.orientation import from_study
+from .efficiency import resolve_device
 from .errors import DataError
+from .precision import autocast, precision_for
 from .runs import RunFolder, load_model
 
 SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha")
@@ -43,16 +46,19 @@ def _has_suffix(path: Path) -> bool:
 
 
 def segment_volume(model: nn.Module, image: np.ndarray, device: torch.device,
-                   batch_size: int = 8) -> np.ndarray:
-    """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``."""
+                   batch_size: int = 8, amp: bool = True) -> np.ndarray:
+    """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``.
+
+    With ``amp`` the forward pass runs under bf16 autocast where ``device`` multiplies bf16
+    natively, as training and validation do (:mod:`~spineseg_core.precision`)."""
     model.eval()
     out = []
-    use_bf16 = device.type == "cuda"
+    precision = precision_for(device, amp)
     with torch.inference_mode():
         for start in range(0, image.shape[0], batch_size):
             x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size],
                                                       dtype=np.float32))[:, None].to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            with autocast(device, precision):
                 logits = model(x)
             out.append(logits.float().argmax(1).to(torch.uint8).cpu())
     return torch.cat(out).numpy()
@@ -66,7 +72,7 @@ def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def predict_file(model: nn.Module, image_size: int, source: Path, target: Path,
-                 device: torch.device, batch_size: int = 8) -> Path:
+                 device: torch.device, batch_size: int = 8, amp: bool = True) -> Path:
     """Segment one image file into the label file ``target``; returns ``target``."""
     source, target = Path(source), Path(target)
     volume = load_case(CaseRef(source.name, source, None, "predict"))
@@ -74,7 +80,7 @@ def predict_file(model: nn.Module, image_size: int, source: Path, target: Path,
     cache = VolumeCache(target.parent, image_size)  # only for its preprocessing settings
     prep = preprocess_volume(volume, image_size, cache.normalise)
     prep = replace(prep, image=prep.image.astype(cache.image_dtype).astype(np.float32))
-    labels = _resize_labels(segment_volume(model, prep.image, device, batch_size), in_plane)
+    labels = _resize_labels(segment_volume(model, prep.image, device, batch_size, amp), in_plane)
     labels, _ = from_study(labels, volume.affine, volume.source_axcodes)
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.name.endswith(".mha"):
@@ -111,24 +117,25 @@ def predict_path(run_dir: str | Path, source: str | Path, output: str | Path, *,
 
     A file goes to ``output`` (a file name, or a folder that then receives the label file
     under the input's name); a folder's files go to ``output/<name>`` (``mask_caseN`` for
-    MRSpineSeg's ``CaseN``). Returns the written paths.
+    MRSpineSeg's ``CaseN``). Returns the written paths. The run's ``amp`` setting (from its
+    ``params.json``; on when absent) decides bf16 autocast, as in its training.
     """
     source, output = Path(source), Path(output)
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
     run = RunFolder(Path(run_dir))
     image_size = int(run.load_model_json()["image_size"])
     model = load_model(run.path, device)
+    amp = bool(json.loads(run.params.read_text()).get("amp", True)) if run.params.is_file() \
+        else True
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and _has_suffix(p))
         if not files:
             raise DataError(source, f"no image files ({', '.join(SUFFIXES)}) in this folder")
         return [predict_file(model, image_size, f, output / output_name(f.name), device,
-                             batch_size) for f in files]
+                             batch_size, amp) for f in files]
     if not source.is_file():
         raise DataError(source, "input does not exist")
     if not _has_suffix(source):
         raise DataError(source, f"unsupported file type; expected one of {', '.join(SUFFIXES)}")
     target = output / output_name(source.name) if output.is_dir() else output
-    return [predict_file(model, image_size, source, target, device, batch_size)]
+    return [predict_file(model, image_size, source, target, device, batch_size, amp)]

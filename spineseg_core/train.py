@@ -12,14 +12,15 @@ are documented where they are made:
   the shuffling generator is re-seeded from ``(seed, epoch)`` each epoch and every random state
   is saved per epoch, so an interrupted run resumed from ``checkpoint_last.pt`` ends with the
   same metrics as an uninterrupted one.
-* On CUDA: bf16 autocast and channels-last tensors; the training step never waits for the
-  device (the loss is summed on the device and read once per epoch; finiteness is checked
-  every :data:`GPU_CHECK_EVERY` steps). On the CPU: fp32, checked every step.
+* bf16 autocast where the device multiplies bf16 natively (a CUDA GPU, or a CPU with AMX-bf16:
+  :mod:`~spineseg_core.precision`), fp32 elsewhere; channels-last tensors. On CUDA the training
+  step never waits for the device (the loss is summed on the device and read once per epoch;
+  finiteness is checked every :data:`GPU_CHECK_EVERY` steps); on the CPU it is checked every
+  step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -45,6 +46,8 @@ from .errors import ConfigError, SpinesegError
 from .io import write_json, write_with
 from .losses import build_loss, class_weights_from_frequencies, total_loss
 from .models import MultiOutput, build_model
+from .precision import autocast as precision_autocast
+from .precision import precision_for
 from .profiles import Scheduler, TrainConfig
 from .runs import RunFolder, cache_root, default_run_dir
 from .train_eval import evaluate, write_final_results
@@ -271,8 +274,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             return run.load_metrics()
     run.metrics.unlink(missing_ok=True)  # the run is unfinished from here on
     run.path.mkdir(parents=True, exist_ok=True)
+    precision = precision_for(device, cfg.amp)
     write_json(run.params, {**cfg.to_dict(), "run_dir": str(run.path),
-                            "env": env_stamp(device)})
+                            "precision": str(precision), "env": env_stamp(device)})
 
     seed_everything(cfg.seed)
     gpu_augment = batch_augmentation(cfg, device)
@@ -293,12 +297,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = _scheduler(cfg, opt)
     loss_fn = _build_loss(cfg, data.train).to(device)
-    use_amp = cfg.amp and device.type == "cuda"
 
     def autocast() -> AbstractContextManager:
-        if use_amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return precision_autocast(device, precision)
 
     pin = device.type == "cuda"
     val_loader = _val_loader(data.val, cfg, pin)

@@ -15,6 +15,7 @@ from spineseg_core import train as train_mod
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.labels import NUM_CLASSES
 from spineseg_core.profiles import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
+from spineseg_core.precision import Precision, autocast, precision_for
 from spineseg_core.runs import RunFolder, default_run_dir, load_model
 from spineseg_core.train import HISTORY_COLUMNS, run_training
 
@@ -129,12 +130,15 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
     assert {"host", "cpu", "gpu", "python", "spineseg", "git_commit", "device",
             "threads"} <= set(params["env"])
 
-    # The best checkpoint rebuilds without the trainer and reproduces the stored predictions.
+    assert params["precision"] == precision_for(torch.device("cpu"), cfg.amp)
+
+    # The best checkpoint rebuilds without the trainer and reproduces the stored predictions
+    # (in the precision the run used).
     model = load_model(run.path)
     with np.load(run.predictions) as npz:
         x = torch.from_numpy(npz["image"].astype(np.float32))[:, None]
-        with torch.no_grad():
-            pred = model(x).argmax(1).numpy()
+        with torch.no_grad(), autocast(torch.device("cpu"), Precision(params["precision"])):
+            pred = model(x).float().argmax(1).numpy()
         assert (pred == npz["pred"]).mean() > 0.99  # float16 images: a few pixels may flip
 
     # A finished run with the same parameters is reused, not retrained.

@@ -24,6 +24,7 @@ from ..efficiency import meta_copy, spatial
 from ..errors import ConfigError
 from ..losses import LossName, build_loss, total_loss
 from ..models import MultiOutput
+from ..precision import Precision, autocast, precision_for
 
 T = TypeVar("T")
 
@@ -104,7 +105,7 @@ class TrainStep:
 
     The model is moved to ``device`` (channels-last when ``channels_last``) and an Adam
     optimiser is created; :meth:`__call__` runs forward under bf16 autocast when ``amp`` and the
-    device is CUDA, the loss in fp32, backward and the Adam step, and returns the loss without
+    device runs bf16 natively (:func:`~spineseg_core.precision.precision_for`), the loss in fp32, backward and the Adam step, and returns the loss without
     reading it (no device sync).
     """
 
@@ -112,7 +113,8 @@ class TrainStep:
                  channels_last: bool = True, amp: bool = True, lr: float = 5e-4) -> None:
         self.device = device
         self.channels_last = channels_last
-        self.amp = amp and device.type == "cuda"
+        self.precision = precision_for(device, amp)
+        self.amp = self.precision is Precision.BF16
         self.model = model.to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -120,10 +122,8 @@ class TrainStep:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
 
     def autocast(self) -> AbstractContextManager:
-        """bf16 autocast on CUDA when ``amp``; nothing otherwise."""
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """bf16 autocast when ``amp`` and the device runs it natively; nothing otherwise."""
+        return autocast(self.device, self.precision)
 
     def prepare(self, x: Tensor) -> Tensor:
         """``x`` on the device, channels-last if configured (what the trainer feeds)."""
