@@ -13,10 +13,12 @@ import torch
 
 from spineseg_core import cli
 from spineseg_core.bench import BENCH_COLUMNS, BenchSettings, bench_table, train_step_flops
+from spineseg_core.bench import speed
 from spineseg_core.bench.speed import DATA_COLUMNS
-from spineseg_core.bench.timing import bench_loss
+from spineseg_core.bench.timing import bench_loss, matmul_peak_flops
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import build_model
+from spineseg_core.precision import Precision, precision_for
 
 TINY = dict(size=32, batch=2)
 
@@ -57,6 +59,30 @@ def test_cli_writes_every_column(cli_table):
                 "peak_mem_mb"):
         assert math.isfinite(row[col]) and row[col] > 0, col
     assert row["mem_method"].startswith("estimate")
+    assert row["precision"] == precision_for(torch.device("cpu"), amp=True)
+
+
+def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
+    """The cpu profile trains MiniSeg in fp32 and the others in bf16 on an AMX CPU: the bench
+    times each the same way and divides by the peak of that precision, measured once each."""
+    asked = []
+
+    def fake_peak(device, n=None, repeats=3, precision=None):
+        asked.append(precision)
+        return {Precision.FP32: 1e11, Precision.BF16: 1e12}[precision]
+
+    monkeypatch.setattr(speed, "matmul_peak_flops", fake_peak)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    table = bench_table("cpu", ["miniseg", "miniseg", "unet"], device="cpu", with_data=False,
+                        settings=BenchSettings(steps=1, warmup=0), **TINY)
+    assert table["precision"].tolist() == ["fp32", "fp32", "bf16-autocast"]
+    assert asked == [Precision.FP32, Precision.BF16]
+    assert table["peak_gflop_s"].tolist() == [100.0, 100.0, 1000.0]
+
+
+def test_matmul_peak_in_each_precision():
+    for precision in Precision:
+        assert matmul_peak_flops("cpu", n=256, repeats=1, precision=precision) > 0
 
 
 def test_figures_are_consistent(cli_table):

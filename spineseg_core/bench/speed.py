@@ -3,10 +3,11 @@
 Per model, at a profile's image size and batch, on the current device:
 
 * ``train_img_s`` / ``infer_img_s`` — model-only throughput on one fixed random batch
-  (:class:`~.timing.TrainStep`: the trainer's step, bf16 autocast + channels-last on CUDA);
+  (:class:`~.timing.TrainStep`: the trainer's step, channels-last, bf16 autocast where the
+  device runs bf16 natively — ``precision`` says which, per model as the profile trains it);
 * ``step_flops`` — FLOPs of one training forward + backward (``FlopCounterMode`` on a meta
   copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the matmul
-  peak measured in the same process (``peak_gflop_s``);
+  peak measured in the same process and the same precision (``peak_gflop_s``);
 * ``data_slices_s`` — the training data path alone: cache hit -> ``SliceDataset`` -> the
   augmentation -> ``DataLoader`` with the profile's batch and workers (measured once per table:
   it does not depend on the model);
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from ..efficiency import MemMethod, resolve_device, train_step_memory
 from ..errors import ConfigError, parse_choice
 from ..models import build_model, list_models, model_info
+from ..precision import Precision
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
 from ..train_state import seed_worker
 from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_flops,
@@ -50,7 +52,7 @@ from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_fl
 BENCH_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "size", "width", "batch", "train_img_s", "infer_img_s",
     "step_flops", "achieved_gflop_s", "peak_gflop_s", "peak_ratio", "data_slices_s",
-    "epoch_img_s", "data_ratio", "peak_mem_mb", "mem_method", "threads", "torch",
+    "epoch_img_s", "data_ratio", "peak_mem_mb", "mem_method", "precision", "threads", "torch",
     "data_path", "num_workers")
 """Columns of :func:`bench_table` (the issue's list, then how the data was fed)."""
 
@@ -238,9 +240,12 @@ def input_size(cfg: TrainConfig) -> tuple[int, int]:
 
 
 def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: BenchSettings,
-                peak_flops: float, pipe: DataPipe | None = None,
+                peak_flops: float | Callable[[Precision], float],
+                pipe: DataPipe | None = None,
                 data_slices_s: float = float("nan")) -> dict[str, Any]:
-    """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch."""
+    """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch.
+
+    ``peak_flops`` is the device's peak, or a function giving it for the step's precision."""
     info = model_info(name)
     size, batch = input_size(cfg), cfg.batch_size
     torch.manual_seed(cfg.seed)
@@ -253,6 +258,8 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
         mem_mb, mem_method = mem.peak_mb, str(mem.method)
     step = TrainStep(model, loss_fn, device, channels_last=cfg.channels_last, amp=cfg.amp,
                      lr=cfg.lr)
+    if callable(peak_flops):
+        peak_flops = peak_flops(step.precision)
     x, y = random_batch(batch, size, device, in_channels=in_ch)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -276,7 +283,7 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
         achieved_gflop_s=achieved / 1e9, peak_gflop_s=peak_flops / 1e9,
         peak_ratio=achieved / peak_flops, data_slices_s=data_slices_s, epoch_img_s=epoch_ips,
         data_ratio=epoch_ips / train_ips, peak_mem_mb=mem_mb, mem_method=mem_method,
-        threads=torch.get_num_threads(), torch=torch.__version__,
+        precision=str(step.precision), threads=torch.get_num_threads(), torch=torch.__version__,
         data_path=str(pipe.path) if pipe is not None else pd.NA,
         num_workers=cfg.num_workers)
 
@@ -303,16 +310,25 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     if cfg.threads and cfg.threads != torch.get_num_threads():
         torch.set_num_threads(cfg.threads)
     rows = []
+    peaks: dict[Precision, float] = {}
+
+    def peak(precision: Precision) -> float:  # measured once per precision the models use
+        if precision not in peaks:
+            peaks[precision] = matmul_peak_flops(dev, settings.peak_size, precision=precision)
+        return peaks[precision]
+
     with backend_like_trainer(dev):
-        peak = matmul_peak_flops(dev, settings.peak_size)
         pipe, data_sps = None, float("nan")
         if with_data:
             pipe = build_data_pipe(cfg, dev, data_path)
             data_sps = data_throughput(pipe, settings)
         for name in names:
             t0 = time.perf_counter()
-            row = bench_model(name, dataclasses.replace(cfg, model=name), dev, settings, peak,
-                              pipe, data_sps)
+            # The model's own profile values (the cpu profile trains MiniSeg in fp32).
+            model_cfg = resolve_config(profile, model=name, image_size=size, batch_size=batch,
+                                       num_workers=num_workers, threads=threads,
+                                       device=str(dev))
+            row = bench_model(name, model_cfg, dev, settings, peak, pipe, data_sps)
             rows.append(row)
             if progress is not None:
                 progress(f"{name}: train {row['train_img_s']:.2f} img/s, "

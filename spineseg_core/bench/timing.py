@@ -62,20 +62,24 @@ def timed(fn: Callable[[], T], repeats: int, warmup: int = 1,
 
 
 def matmul_peak_flops(device: torch.device | str = "cpu", n: int | None = None,
-                      repeats: int = 3) -> float:
+                      repeats: int = 3, precision: Precision | None = None) -> float:
     """FLOP/s of the best of ``repeats`` square matmuls on ``device``: the attainable peak.
 
-    fp32 ``4096``-sided on the CPU (no bf16 units there), bf16 ``8192``-sided on CUDA (what
-    autocast runs the convolutions in). Measured in the same process as the models, so the
-    ratio achieved/peak is immune to the machine's clock and load of the day.
+    In the dtype the training step multiplies in: bf16 for :attr:`Precision.BF16` (default on
+    CUDA), fp32 for :attr:`Precision.FP32` (default on the CPU); ``4096``-sided on the CPU,
+    ``8192``-sided on CUDA. Measured in the same process as the models, so the ratio
+    achieved/peak is immune to the machine's clock and load of the day; and in the step's
+    dtype, so a bf16 step is not flattered by an fp32 peak.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
     n = n or (CUDA_PEAK_N if cuda else CPU_PEAK_N)
-    dtype = torch.bfloat16 if cuda else torch.float32
+    if precision is None:
+        precision = Precision.BF16 if cuda else Precision.FP32
+    dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    reps = repeats * (10 if cuda else 1)
+    reps = repeats * (10 if cuda or dtype == torch.bfloat16 else 1)
     a @ b
     sync(device)
     best = float("inf")

@@ -39,7 +39,7 @@ MONAI_COLUMNS: tuple[str, ...] = (
     "comparison", "ours", "monai", "device", "size", "batch", "params_ours", "params_monai",
     "gmacs_ours", "gmacs_monai", "img_s_ours", "img_s_monai", "img_s_ratio", "gflop_s_ours",
     "gflop_s_monai", "gflop_s_ratio", "seconds_ours", "seconds_monai", "speed_ratio",
-    "max_abs_diff", "n_compared", "differences")
+    "max_abs_diff", "n_compared", "precision", "differences")
 """Columns of :func:`monai_comparison`: one row per network pair, one for the metric. Ratios
 are ours / MONAI for rates (``img_s_ratio``, ``gflop_s_ratio``) and MONAI / ours for times
 (``speed_ratio``), so above 1 means the project is faster."""
@@ -159,6 +159,7 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
                  settings: BenchSettings, channels_last: bool, amp: bool,
                  lr: float) -> dict[str, Any]:
     sides: dict[str, dict[str, float]] = {}
+    precision = ""
     makers: dict[str, Callable[[], nn.Module]] = {
         "ours": lambda: build_model(name), "monai": lambda: monai_twin(name)}
     for side, make in makers.items():
@@ -169,6 +170,7 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
         step = TrainStep(model, loss_fn, device, channels_last=channels_last, amp=amp, lr=lr)
         x, y = random_batch(batch, size, device)
         train_s, _ = model_throughput(step, x, y, settings)
+        precision = str(step.precision)  # the same for both sides: one device, one setting
         sides[side] = dict(params=sum(p.numel() for p in model.parameters()),
                            gmacs=count_macs(model, size) / 1e9, img_s=batch / train_s,
                            gflop_s=flops / train_s / 1e9)
@@ -180,7 +182,8 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
                 gmacs_ours=o["gmacs"], gmacs_monai=m["gmacs"], img_s_ours=o["img_s"],
                 img_s_monai=m["img_s"], img_s_ratio=o["img_s"] / m["img_s"],
                 gflop_s_ours=o["gflop_s"], gflop_s_monai=m["gflop_s"],
-                gflop_s_ratio=o["gflop_s"] / m["gflop_s"], differences=TWIN_DIFFERENCES[name])
+                gflop_s_ratio=o["gflop_s"] / m["gflop_s"], precision=precision,
+                differences=TWIN_DIFFERENCES[name])
 
 
 def monai_comparison(profile: str = "cpu", *, size: int | None = None, batch: int | None = None,
