@@ -5,7 +5,7 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 
 ============================  ==============================================================
 ``runs.csv``                  one row per run: model, display name, family, seed, fold, loss,
-                              device and every ``metrics.json`` field
+                              device, precision and every ``metrics.json`` field
 ``models.csv``                per model: mean and std over runs of each metric, the metric
                               pooled over validation subjects and its bootstrap 95 % CI
 ``per_class.csv``             model x class: mean over runs of each per-class score
@@ -113,7 +113,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     model = str(metrics["model"])
     key = {"model": model, **_model_meta(model), "seed": int(metrics["seed"]),
            "fold": int(metrics["fold"]), "loss": str(params.get("loss", "")),
-           "device": str((params.get("env") or {}).get("device") or params.get("device", ""))}
+           "device": str((params.get("env") or {}).get("device") or params.get("device", "")),
+           "precision": str(params.get("precision", ""))}
     history = _read_csv(run_dir / "history.csv", ("epoch", "dice"))
     per_class = _read_csv(run_dir / "per_class.csv", ("class_value", "class_name", "dice"))
     per_case = _read_csv(run_dir / "per_case.csv",
@@ -436,6 +437,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "profile": profile,
         "data_kind": dataset["data_kind"],
         "devices": sorted({str(e.get("device")) for e in envs if e.get("device")}),
+        "precisions": sorted({str(r.params["precision"]) for r in loaded
+                              if r.params.get("precision")}),
         "gpus": sorted({str(e.get("gpu")) for e in envs if e.get("gpu")}),
         "hosts": sorted({str(e.get("host")) for e in envs if e.get("host")}),
         "n_runs": len(loaded),

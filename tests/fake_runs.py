@@ -102,7 +102,7 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
     params = dict(model=model, profile=profile, data_dir=None, phantom_cases=n_cases * 5,
                   phantom_size=size, image_size=size, epochs=epochs, batch_size=4, lr=5e-4,
                   loss=loss, seed=seed, fold=fold, k_folds=None, max_cases=None,
-                  out_dir=str(run_dir), device="cpu",
+                  out_dir=str(run_dir), device="cpu", precision="fp32",
                   env=dict(host="testhost", cpu="test cpu", gpu=None, torch=torch.__version__,
                            python="3.11", spineseg="0.1.0", git_commit="0" * 40, device="cpu"))
     (run_dir / "params.json").write_text(json.dumps(params, indent=2))

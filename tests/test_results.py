@@ -46,6 +46,7 @@ def test_runs_table_has_every_metrics_field(study):
         if isinstance(value, float):
             assert row[key] == pytest.approx(value)
     assert row["display_name"] == "U-Net" and row["family"] == "U-Net family"
+    assert row["device"] == "cpu" and row["precision"] == "fp32"  # from params.json
 
 
 def test_models_mean_std_and_ci(study):
@@ -124,6 +125,7 @@ def test_losses_table(study):
 def test_bundle_hashes_every_file(study):
     _, out, bundle = study
     assert set(bundle["files"]) == EXPECTED - {"bundle.json"}
+    assert bundle["precisions"] == ["fp32"] and bundle["devices"] == ["cpu"]
     for name, digest in bundle["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
 
