@@ -36,8 +36,20 @@ PAPER_SIZE = 880
 EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "backbone", "params", "params_m", "params_inference_m",
     "gmacs_880", "size", "gmacs_size", "train_peak_mem_mb", "mem_device", "mem_method",
-    "measure_size", "batch", "train_img_s", "infer_img_s", "device")
+    "measure_size", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device")
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
+
+CARD_24GB_MIB = 24 * 1024
+"""Memory of the paper's card (an RTX 3090: 24 GiB)."""
+
+CARD_RESERVE_MIB = 1024
+"""What a 24 GiB card keeps from a training step: the CUDA context and the allocator's slack."""
+
+
+def fits_24gb(peak_mb: float) -> bool:
+    """Whether a training step peaking at ``peak_mb`` MiB fits the paper's 24 GiB card, leaving
+    :data:`CARD_RESERVE_MIB` for the CUDA context and fragmentation."""
+    return bool(peak_mb <= CARD_24GB_MIB - CARD_RESERVE_MIB)
 
 
 def spatial(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -301,5 +313,5 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             size=size, gmacs_size=gmacs_880 if size == PAPER_SIZE else count_macs(meta, size) / 1e9,
             train_peak_mem_mb=mem.peak_mb, mem_device=mem.device, mem_method=str(mem.method),
             measure_size=measure_size if with_throughput else pd.NA, batch=batch,
-            train_img_s=train_ips, infer_img_s=infer_ips, device=str(device)))
+            fits_24gb=fits_24gb(mem.peak_mb), train_img_s=train_ips, infer_img_s=infer_ips, device=str(device)))
     return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))

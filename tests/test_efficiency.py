@@ -11,7 +11,7 @@ from torch import nn
 
 from spineseg_core.cli import main
 from spineseg_core.efficiency import (EFFICIENCY_COLUMNS, MemMethod, ParamScope, count_macs,
-                                      count_params, efficiency_table, meta_copy,
+                                      count_params, efficiency_table, fits_24gb, meta_copy,
                                       train_step_memory)
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import SegmentationModel
@@ -100,6 +100,12 @@ def test_efficiency_table_columns_and_values() -> None:
     # MACs scale with the pixel count for a fully convolutional net (64 = 880 / 13.75).
     assert row.gmacs_size == pytest.approx(row.gmacs_880 * (64 / 880) ** 2, rel=0.05)
     assert math.isnan(row.train_img_s) and row.train_peak_mem_mb > 0
+    assert row.fits_24gb  # MiniSeg at 64 px needs a few MB
+
+
+def test_fits_24gb_leaves_room_for_the_cuda_context() -> None:
+    assert fits_24gb(1000.0) and fits_24gb(23 * 1024)
+    assert not fits_24gb(23 * 1024 + 1) and not fits_24gb(30_000.0)
 
 
 def test_efficiency_table_rejects_bad_input() -> None:

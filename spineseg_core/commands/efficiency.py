@@ -9,6 +9,10 @@ import pandas as pd
 
 from ..efficiency import PAPER_SIZE, efficiency_table
 from ..io import write_with
+from ..profiles import PROFILE_DEFAULTS, Profile
+
+PAPER_BATCH: int = PROFILE_DEFAULTS[Profile.PAPER]["batch_size"]
+"""The paper does not state its batch; the paper profile's (4) is the default here."""
 
 HELP = "count parameters and MACs, measure memory and throughput; print and write a CSV"
 
@@ -20,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"slice size for MACs and training memory (default: {PAPER_SIZE})")
     parser.add_argument("--measure-size", type=int, default=128,
                         help="slice size of the timed throughput runs (default: 128)")
-    parser.add_argument("--batch", type=int, default=2, help="batch size (default: 2)")
+    parser.add_argument("--batch", type=int, default=PAPER_BATCH,
+                        help=f"batch size of the memory and throughput runs (default: "
+                             f"{PAPER_BATCH}, the paper profile's)")
     parser.add_argument("--device", default="cpu",
                         help="device for memory and throughput, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (default: 3)")
