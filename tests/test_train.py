@@ -264,3 +264,11 @@ def test_profile_model_defaults_apply_under_user_overrides():
     assert resolve_config("cpu", model="unet").epochs == 6
     assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2
     assert resolve_config("smoke", model="miniseg").epochs == 1
+
+
+def test_cpu_profile_batch_follows_the_family_then_the_model_then_the_user():
+    assert resolve_config("cpu", model="unet").batch_size == 4
+    assert resolve_config("cpu", model="deeplabv3plus").batch_size == 8  # backbone family
+    assert resolve_config("cpu", model="miniseg").amp is False  # a model's own default
+    assert resolve_config("cpu", model="psanet", batch_size=2).batch_size == 2
+    assert resolve_config("paper", model="psanet").batch_size == 4  # cpu profile only
