@@ -10,6 +10,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               pooled over validation subjects and its bootstrap 95 % CI
 ``per_class.csv``             model x class: mean over runs of each per-class score
 ``history.csv``               every run's per-epoch history, stacked
+``convergence.csv``           per model: where its mean validation Dice curve stands at the
+                              end (:func:`convergence_table`: past its steep part or not)
 ``per_case.csv``              every run's per-subject table, stacked
 ``classes.csv``               per class: share of validation subjects and of pixels it covers
 ``dataset.json``              what the runs trained on (phantom or real, sizes, split)
@@ -38,7 +40,7 @@ import pandas as pd
 import torch
 
 from . import io
-from .errors import DataError, SpinesegError
+from .errors import ConfigError, DataError, SpinesegError
 from .labels import FOREGROUND, LABELS
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
@@ -233,6 +235,46 @@ def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
     return out.merge(counted, on=keys)
 
 
+STEEP_WINDOW = 2
+"""Epochs over which :func:`convergence_table` averages a gain (validation Dice is noisy)."""
+
+STEEP_RATIO = 1 / 3
+"""A curve is past its steep part when its last gain is at most this share of its steepest."""
+
+
+def convergence_table(history: pd.DataFrame, window: int = STEEP_WINDOW,
+                      ratio: float = STEEP_RATIO) -> pd.DataFrame:
+    """Per model, whether its validation Dice curve has passed its steep part.
+
+    On the mean curve over the model's runs (validated epochs only), the gain per epoch over
+    ``window`` epochs, ``(dice[e] - dice[e - window]) / window``, is taken at every epoch; the
+    curve is *past its steep part* when the gain over its last ``window`` epochs is at most
+    ``ratio`` times its steepest gain. Columns: model, display_name, epochs, first_dice,
+    last_dice, best_dice, best_epoch, steepest_gain, steepest_epoch, last_gain, past_steep.
+    A curve of ``window`` epochs or fewer has no gain to compare (``past_steep`` False).
+    """
+    if window < 1:
+        raise ConfigError(f"window: expected a positive number of epochs, got {window}")
+    rows = []
+    valid = history.dropna(subset=["dice"])
+    for (model, name), grp in valid.groupby(["model", "display_name"], sort=False):
+        curve = grp.groupby("epoch")["dice"].mean().sort_index()
+        dice = curve.to_numpy(dtype=float)
+        gains = (dice[window:] - dice[:-window]) / window if len(dice) > window else np.array([])
+        steep = int(np.argmax(gains)) if len(gains) else -1
+        rows.append(dict(
+            model=model, display_name=name, epochs=int(curve.index.max()),
+            first_dice=dice[0], last_dice=dice[-1], best_dice=float(dice.max()),
+            best_epoch=int(curve.index[int(np.argmax(dice))]),
+            steepest_gain=float(gains[steep]) if len(gains) else np.nan,
+            steepest_epoch=int(curve.index[steep + window]) if len(gains) else pd.NA,
+            last_gain=float(gains[-1]) if len(gains) else np.nan,
+            past_steep=bool(len(gains) and gains[-1] <= ratio * gains[steep])))
+    return pd.DataFrame(rows, columns=[
+        "model", "display_name", "epochs", "first_dice", "last_dice", "best_dice", "best_epoch",
+        "steepest_gain", "steepest_epoch", "last_gain", "past_steep"])
+
+
 def classes_table(per_case: pd.DataFrame, pixel_counts: np.ndarray) -> pd.DataFrame:
     """Per class: share of validation subjects where it is present, share of pixels."""
     first = per_case[per_case["model"] == per_case["model"].iloc[0]] if len(per_case) else per_case
@@ -412,7 +454,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     _write_csv(out / "runs.csv", runs)
     _write_csv(out / "models.csv", models_table(runs, per_case, n_boot, seed))
     _write_csv(out / "per_class.csv", per_class_table(per_class))
-    _write_csv(out / "history.csv", _stack(loaded, "history"))
+    history = _stack(loaded, "history")
+    _write_csv(out / "history.csv", history)
+    _write_csv(out / "convergence.csv", convergence_table(history))
     _write_csv(out / "per_case.csv", per_case)
 
     pred_runs: dict[str, list[Path]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,10 +12,11 @@ import pytest
 
 from fake_runs import make_fake_study, write_fake_run
 from spineseg_core.cli import main
-from spineseg_core.errors import DataError
-from spineseg_core.results import aggregate, bootstrap_ci, find_runs, subject_counts
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.results import (aggregate, bootstrap_ci, convergence_table, find_runs,
+                                    subject_counts)
 
-EXPECTED = {"runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
+EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
             "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "bundle.json"}
 
 
@@ -148,3 +150,28 @@ def test_cli_aggregate(tmp_path, capsys):
     assert (tmp_path / "res/bundle.json").is_file()
     assert main(["aggregate", "--profile", "gpu", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_convergence_table_by_hand():
+    """Two runs averaged per epoch; gains over two epochs; the rule at its boundary."""
+    rows = []
+    # model a: mean curve .1 .3 .5 .6 .65 -> gains (e3) .2, (e4) .15, (e5) .075: .075 <= .2/3
+    # is false (.0667), so a is still steep. model b: .2 .6 .7 .72 -> gains .25, .06: past.
+    for seed, off in ((0, -0.05), (1, 0.05)):
+        for e, d in enumerate((0.1, 0.3, 0.5, 0.6, 0.65), 1):
+            rows.append(dict(model="a", display_name="A", seed=seed, epoch=e, dice=d + off))
+    for e, d in enumerate((0.2, 0.6, 0.7, 0.72), 1):
+        rows.append(dict(model="b", display_name="B", seed=0, epoch=e, dice=d))
+    rows.append(dict(model="c", display_name="C", seed=0, epoch=1, dice=0.5))
+    rows.append(dict(model="c", display_name="C", seed=0, epoch=2, dice=float("nan")))
+    table = convergence_table(pd.DataFrame(rows)).set_index("model")
+    a, b, c = table.loc["a"], table.loc["b"], table.loc["c"]
+    assert a.steepest_gain == pytest.approx(0.2) and a.steepest_epoch == 3
+    assert a.last_gain == pytest.approx(0.075) and not a.past_steep
+    assert a.first_dice == pytest.approx(0.1) and a.best_epoch == 5 and a.epochs == 5
+    assert b.steepest_gain == pytest.approx(0.25) and b.last_gain == pytest.approx(0.06)
+    assert b.past_steep and b.best_dice == pytest.approx(0.72)
+    assert math.isnan(c.last_gain) and not c.past_steep and c.epochs == 1  # too short
+    assert convergence_table(pd.DataFrame(rows), window=1).loc[1, "past_steep"]  # b, 1 epoch
+    with pytest.raises(ConfigError, match="window"):
+        convergence_table(pd.DataFrame(rows), window=0)
