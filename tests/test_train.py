@@ -270,5 +270,6 @@ def test_cpu_profile_batch_follows_the_family_then_the_model_then_the_user():
     assert resolve_config("cpu", model="unet").batch_size == 4
     assert resolve_config("cpu", model="deeplabv3plus").batch_size == 8  # backbone family
     assert resolve_config("cpu", model="miniseg").amp is False  # a model's own default
+    assert resolve_config("cpu", model="pspnet").batch_size == 4  # the model over its family
     assert resolve_config("cpu", model="psanet", batch_size=2).batch_size == 2
     assert resolve_config("paper", model="psanet").batch_size == 4  # cpu profile only
