@@ -2,9 +2,10 @@
 
 Each run is the training notebook executed by papermill into its run folder
 (``<runs_dir>/<group>/<model>/seed_<s>/fold_<f>/notebook.ipynb``, see CONTRIBUTING.md). The
-folder's content says what is left to do: ``metrics.json`` means finished (skipped),
-``checkpoint_last.pt`` without it means interrupted (resumed with ``resume=True``), nothing
-means new. A failing run writes its traceback to ``error.log`` and the others still run.
+folder's content says what is left to do: ``metrics.json`` means finished (skipped) — unless
+the run's configuration now asks for more epochs than it completed, when it is extended from
+its last checkpoint —, ``checkpoint_last.pt`` without it means interrupted (resumed with
+``resume=True``), nothing means new. A failing run writes its traceback to ``error.log`` and the others still run.
 
 Loss comparison: ``losses=("ce", "dice")`` runs every model once per loss, each loss in its
 own group ``<profile>-loss-<loss>`` (the notebook gets ``loss=<loss>``), so those runs never
@@ -17,6 +18,8 @@ or preempted is requeued by :meth:`RunJob.checkpoint` and resumes from its last 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -74,13 +77,15 @@ def group_name(profile: str, loss: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of the study; ``loss=None`` means the profile's own loss."""
+    """One run of the study; ``loss=None`` means the profile's own loss. ``epochs`` is the
+    run's target: a finished run that completed fewer is extended (``None``: any count)."""
 
     profile: str
     model: str
     seed: int
     fold: int
     loss: str | None = None
+    epochs: int | None = None
 
     @property
     def group(self) -> str:
@@ -95,11 +100,23 @@ class RunSpec:
         return f"{self.model} seed={self.seed} fold={self.fold}{loss}"
 
 
-def run_status(run_dir: str | Path) -> RunStatus:
-    """Finished, interrupted (to resume) or new, read from the files of ``run_dir``."""
+def _epochs_completed(run_dir: Path) -> int | None:
+    try:
+        return int(json.loads((run_dir / FINISHED_MARKER).read_text())["epochs_completed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_status(run_dir: str | Path, epochs: int | None = None) -> RunStatus:
+    """Finished, interrupted (to resume) or new, read from the files of ``run_dir``.
+
+    With ``epochs``, a finished run that completed fewer (per its ``metrics.json``) counts as
+    one to resume from its last checkpoint, or as new if it has none."""
     run_dir = Path(run_dir)
     if (run_dir / FINISHED_MARKER).is_file():
-        return RunStatus.FINISHED
+        done = _epochs_completed(run_dir)
+        if epochs is None or done is None or done >= epochs:
+            return RunStatus.FINISHED
     if (run_dir / RESUME_MARKER).is_file():
         return RunStatus.RESUME
     return RunStatus.NEW
@@ -115,8 +132,12 @@ class PlannedRun:
 
 
 def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int],
-               runs_dir: str | Path, losses: Sequence[str] | None = None) -> list[PlannedRun]:
-    """Every (loss, model, seed, fold) of the study with its current status, in run order."""
+               runs_dir: str | Path, losses: Sequence[str] | None = None,
+               epochs_of: Callable[[RunSpec], int] | None = None) -> list[PlannedRun]:
+    """Every (loss, model, seed, fold) of the study with its current status, in run order.
+
+    ``epochs_of(spec)`` gives each run's epoch target (its resolved configuration's), so a
+    finished run with fewer epochs is planned as one to extend."""
     if not models:
         raise ConfigError("no models: give at least one model name")
     if not seeds or not folds:
@@ -131,8 +152,10 @@ def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds:
             for seed in seeds:
                 for fold in folds:
                     spec = RunSpec(profile, model, int(seed), int(fold), loss)
+                    if epochs_of is not None:
+                        spec = dataclasses.replace(spec, epochs=int(epochs_of(spec)))
                     run_dir = spec.run_dir(runs_dir)
-                    plan.append(PlannedRun(spec, run_dir, run_status(run_dir)))
+                    plan.append(PlannedRun(spec, run_dir, run_status(run_dir, spec.epochs)))
     return plan
 
 
@@ -211,7 +234,7 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     resumes from the checkpoint its previous attempt left.
     """
     run_dir = spec.run_dir(runs_dir)
-    status = run_status(run_dir)
+    status = run_status(run_dir, spec.epochs)
     if status is RunStatus.FINISHED:
         return RunResult(spec, run_dir, Outcome.SKIPPED, status)
     run_dir.mkdir(parents=True, exist_ok=True)

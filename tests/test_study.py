@@ -14,7 +14,8 @@ from fake_runs import fake_runner, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
 from spineseg_core.study import (Executor, Outcome, RunJob, RunSpec, RunStatus,
-                                 notebook_parameters, parse_parameter, plan_study, run_study)
+                                 notebook_parameters, parse_parameter, plan_study, run_status,
+                                 run_study)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -43,6 +44,19 @@ def test_plan_status_and_folders(tmp_path):
     assert loss_plan[0].run_dir == runs / "cpu-loss-ce/unet/seed_0/fold_0"
     with pytest.raises(ConfigError, match="repeated"):
         plan_study("cpu", ["unet", "unet"], [0], [0], runs)
+
+
+def test_a_finished_run_with_fewer_epochs_than_asked_is_extended(tmp_path):
+    runs = tmp_path / "runs"
+    done = runs / "cpu/unet/seed_0/fold_0"
+    write_fake_run(done, "unet", profile="cpu", epochs=2, checkpoint=True)
+    assert run_status(done) is RunStatus.FINISHED  # no target: any count is finished
+    assert run_status(done, 2) is RunStatus.FINISHED
+    assert run_status(done, 3) is RunStatus.RESUME  # extended from its checkpoint
+    (done / "checkpoint_last.pt").unlink()
+    assert run_status(done, 3) is RunStatus.NEW  # nothing to extend from: trained again
+    plan = plan_study("cpu", ["unet"], [0], [0], runs, epochs_of=lambda spec: 5)
+    assert plan[0].spec.epochs == 5 and plan[0].status is RunStatus.NEW
 
 
 def test_parameters():
@@ -128,8 +142,10 @@ def _write_notebook(path: Path) -> Path:
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom fake_runs import write_fake_run\n"
+        "from spineseg_core.profiles import resolve_config\n"
         "if model == fail_model:\n    raise ValueError(f'notebook failed on {model}')\n"
-        "write_fake_run(out_dir, model, seed, fold, profile)")
+        "write_fake_run(out_dir, model, seed, fold, profile,\n"
+        "               epochs=resolve_config(profile, model=model).epochs)")
     nb.cells = [params, body]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}

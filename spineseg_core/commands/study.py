@@ -51,21 +51,29 @@ def _extra(pairs: list[list[str]]) -> dict:
     return extra
 
 
-def _validate(plan, extra: dict, notebook: Path) -> None:
-    """Resolve every planned run's configuration now, so a bad value is one error line here
-    rather than a failed notebook per run."""
+def _resolver(extra: dict):
+    """``spec -> TrainConfig``: each planned run's configuration as the notebook will resolve
+    it (profile, model and family defaults, then the study's ``-p`` values)."""
     from ..profiles import PARAMETERS, resolve_config
+
+    flat = dict(extra.get("overrides") or {})
+    flat.update({k: v for k, v in extra.items() if k in PARAMETERS and k != "out_dir"})
+
+    def resolve(spec):
+        return resolve_config(spec.profile, model=spec.model, seed=spec.seed, fold=spec.fold,
+                              **({"loss": spec.loss} if spec.loss else {}), **flat)
+
+    return resolve
+
+
+def _validate(plan, extra: dict, notebook: Path) -> None:
+    """Check the notebook parameters now, so a bad value is one error line here rather than
+    a failed notebook per run (the configurations were resolved by the plan)."""
     from ..study import notebook_parameter_names, notebook_parameters
 
     if plan:
         notebook_parameters(plan[0].spec, plan[0].run_dir, False, extra,
                             notebook_parameter_names(notebook))
-    flat = dict(extra.get("overrides") or {})
-    flat.update({k: v for k, v in extra.items() if k in PARAMETERS and k != "out_dir"})
-    for p in plan:
-        spec = p.spec
-        resolve_config(spec.profile, model=spec.model, seed=spec.seed, fold=spec.fold,
-                       **({"loss": spec.loss} if spec.loss else {}), **flat)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     args.results_dir = args.results_dir.resolve()
     if extra.get("data_dir") is not None:
         extra["data_dir"] = str(Path(extra["data_dir"]).resolve())
-    plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses)
+    resolve = _resolver(extra)
+    plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses,
+                      epochs_of=lambda spec: resolve(spec).epochs)
     _validate(plan, extra, args.notebook)
     if args.dry_run:
         for p in plan:
