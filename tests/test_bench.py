@@ -80,6 +80,23 @@ def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
     assert table["peak_gflop_s"].tolist() == [100.0, 100.0, 1000.0]
 
 
+def test_each_model_is_fed_at_its_own_batch(cache, monkeypatch):
+    """A model whose profile batch differs gets a data path at that batch, not the first's."""
+    from spineseg_core import profiles
+    from spineseg_core.profiles import Profile
+
+    monkeypatch.setitem(profiles.MODEL_DEFAULTS, Profile.SMOKE, {"miniseg": {"batch_size": 2}})
+    settings = BenchSettings(steps=1, warmup=0, peak_size=256)
+    table = bench_table("smoke", ["miniseg", "unet"], device="cpu", size=32, settings=settings)
+    assert table["batch"].tolist() == [2, 4]
+    assert table["data_ratio"].notna().all() and (table["epoch_img_s"] > 0).all()
+    cpu = torch.device("cpu")
+    pipe = speed.build_data_pipe(profiles.resolve_config("smoke", image_size=32), cpu)
+    cfg = profiles.resolve_config("smoke", model="miniseg", image_size=32)
+    with pytest.raises(ConfigError, match="batches of 4, the model is timed at 2"):
+        speed.bench_model("miniseg", cfg, cpu, settings, 1e12, pipe, 1.0)
+
+
 def test_matmul_peak_in_each_precision():
     for precision in Precision:
         assert matmul_peak_flops("cpu", n=256, repeats=1, precision=precision) > 0

@@ -245,7 +245,12 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
                 data_slices_s: float = float("nan")) -> dict[str, Any]:
     """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch.
 
-    ``peak_flops`` is the device's peak, or a function giving it for the step's precision."""
+    ``peak_flops`` is the device's peak, or a function giving it for the step's precision;
+    ``pipe`` must deliver batches of ``cfg.batch_size`` (the data-fed step is compared with the
+    model-only step at that batch)."""
+    if pipe is not None and pipe.cfg.batch_size != cfg.batch_size:
+        raise ConfigError(f"bench of {name}: the data path delivers batches of "
+                          f"{pipe.cfg.batch_size}, the model is timed at {cfg.batch_size}")
     info = model_info(name)
     size, batch = input_size(cfg), cfg.batch_size
     torch.manual_seed(cfg.seed)
@@ -317,17 +322,26 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
             peaks[precision] = matmul_peak_flops(dev, settings.peak_size, precision=precision)
         return peaks[precision]
 
+    pipes: dict[int, tuple[DataPipe, float]] = {}
+
+    def data_for(model_cfg: TrainConfig) -> tuple[DataPipe | None, float]:
+        """The data path at the model's batch (built and timed once per batch size)."""
+        if not with_data:
+            return None, float("nan")
+        if model_cfg.batch_size not in pipes:
+            pipe = build_data_pipe(model_cfg, dev, data_path)
+            pipes[model_cfg.batch_size] = pipe, data_throughput(pipe, settings)
+        return pipes[model_cfg.batch_size]
+
     with backend_like_trainer(dev):
-        pipe, data_sps = None, float("nan")
-        if with_data:
-            pipe = build_data_pipe(cfg, dev, data_path)
-            data_sps = data_throughput(pipe, settings)
         for name in names:
             t0 = time.perf_counter()
-            # The model's own profile values (the cpu profile trains MiniSeg in fp32).
+            # The model's own profile values (the cpu profile trains MiniSeg in fp32 and the
+            # heavy backbone models at batch 8).
             model_cfg = resolve_config(profile, model=name, image_size=size, batch_size=batch,
                                        num_workers=num_workers, threads=threads,
                                        device=str(dev))
+            pipe, data_sps = data_for(model_cfg)
             row = bench_model(name, model_cfg, dev, settings, peak, pipe, data_sps)
             rows.append(row)
             if progress is not None:

@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n=== book: {book} build {REPO_ROOT / 'book'}", flush=True)
         env = dict(os.environ, SPINESEG_BOOK_PROFILE=args.profile,
                    SPINESEG_RESULTS_DIR=str(args.results_dir))
-        code = subprocess.call([book, "build", str(REPO_ROOT / "book")], env=env,
+        # --all: Sphinx otherwise re-executes only the chapters whose source changed, and the
+        # others would keep the numbers of the previous results.
+        code = subprocess.call([book, "build", "--all", str(REPO_ROOT / "book")], env=env,
                                cwd=REPO_ROOT)
         if code != 0:
             raise SpinesegError(f"book build failed (exit {code})")
