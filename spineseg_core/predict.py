@@ -11,7 +11,6 @@ volume with the input's exact shape and geometry: NIfTI output reuses the input'
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -125,8 +124,7 @@ def predict_path(run_dir: str | Path, source: str | Path, output: str | Path, *,
     run = RunFolder(Path(run_dir))
     image_size = int(run.load_model_json()["image_size"])
     model = load_model(run.path, device)
-    amp = bool(json.loads(run.params.read_text()).get("amp", True)) if run.params.is_file() \
-        else True
+    amp = bool(run.load_params().get("amp", True)) if run.params.is_file() else True
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and _has_suffix(p))
         if not files:
