@@ -313,5 +313,6 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             size=size, gmacs_size=gmacs_880 if size == PAPER_SIZE else count_macs(meta, size) / 1e9,
             train_peak_mem_mb=mem.peak_mb, mem_device=mem.device, mem_method=str(mem.method),
             measure_size=measure_size if with_throughput else pd.NA, batch=batch,
-            fits_24gb=fits_24gb(mem.peak_mb), train_img_s=train_ips, infer_img_s=infer_ips, device=str(device)))
+            fits_24gb=fits_24gb(mem.peak_mb), train_img_s=train_ips, infer_img_s=infer_ips,
+            device=str(device)))
     return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))

@@ -9,8 +9,8 @@ Per model, at a profile's image size and batch, on the current device:
   copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the matmul
   peak measured in the same process and the same precision (``peak_gflop_s``);
 * ``data_slices_s`` — the training data path alone: cache hit -> ``SliceDataset`` -> the
-  augmentation -> ``DataLoader`` with the profile's batch and workers (measured once per table:
-  it does not depend on the model);
+  augmentation -> ``DataLoader`` with the model's batch and the profile's workers (measured once
+  per batch size: it does not depend on the model otherwise);
 * ``epoch_img_s`` — training fed by that data path, and ``data_ratio = epoch_img_s /
   train_img_s``: 1 means the data costs nothing, below 0.9 the data path is a bottleneck.
   Model-only and data-fed steps are timed alternately (:func:`paired_step_times`) so that a
@@ -25,7 +25,6 @@ Timings are medians of few steps: they compare models on one machine, they are n
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import statistics
 import time
@@ -278,7 +277,7 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
         fed_s = float("nan")
     if device.type == "cuda":
         mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
-        mem_method = str(MemMethod.CUDA_PEAK) + (" (bf16 autocast)" if step.amp else "")
+        mem_method = str(MemMethod.CUDA_PEAK) + (" (bf16 autocast)" if step.precision is Precision.BF16 else "")
     epoch_ips = batch / fed_s
     train_ips = batch / train_s
     achieved = flops / train_s

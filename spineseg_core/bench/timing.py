@@ -109,8 +109,9 @@ class TrainStep:
 
     The model is moved to ``device`` (channels-last when ``channels_last``) and an Adam
     optimiser is created; :meth:`__call__` runs forward under bf16 autocast when ``amp`` and the
-    device runs bf16 natively (:func:`~spineseg_core.precision.precision_for`), the loss in fp32, backward and the Adam step, and returns the loss without
-    reading it (no device sync).
+    device runs bf16 natively (``precision``, from
+    :func:`~spineseg_core.precision.precision_for`), the loss in fp32, backward and the Adam
+    step, and returns the loss without reading it (no device sync).
     """
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, device: torch.device, *,
@@ -118,7 +119,6 @@ class TrainStep:
         self.device = device
         self.channels_last = channels_last
         self.precision = precision_for(device, amp)
-        self.amp = self.precision is Precision.BF16
         self.model = model.to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from .. import metrics as M
-from ..efficiency import count_macs
+from ..efficiency import count_macs, resolve_device
 from ..errors import ConfigError
 from ..labels import NUM_CLASSES
 from ..models import build_model
+from ..precision import precision_for
 from ..profiles import DeviceChoice, resolve_config
-from ..efficiency import resolve_device
 from .speed import BenchSettings, model_throughput
 from .timing import (TrainStep, backend_like_trainer, bench_loss, random_batch, timed,
                      train_step_flops)
@@ -159,7 +159,7 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
                  settings: BenchSettings, channels_last: bool, amp: bool,
                  lr: float) -> dict[str, Any]:
     sides: dict[str, dict[str, float]] = {}
-    precision = ""
+    precision = precision_for(device, amp)  # one device, one setting: the same for both sides
     makers: dict[str, Callable[[], nn.Module]] = {
         "ours": lambda: build_model(name), "monai": lambda: monai_twin(name)}
     for side, make in makers.items():
@@ -170,7 +170,6 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
         step = TrainStep(model, loss_fn, device, channels_last=channels_last, amp=amp, lr=lr)
         x, y = random_batch(batch, size, device)
         train_s, _ = model_throughput(step, x, y, settings)
-        precision = str(step.precision)  # the same for both sides: one device, one setting
         sides[side] = dict(params=sum(p.numel() for p in model.parameters()),
                            gmacs=count_macs(model, size) / 1e9, img_s=batch / train_s,
                            gflop_s=flops / train_s / 1e9)
@@ -182,7 +181,7 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
                 gmacs_ours=o["gmacs"], gmacs_monai=m["gmacs"], img_s_ours=o["img_s"],
                 img_s_monai=m["img_s"], img_s_ratio=o["img_s"] / m["img_s"],
                 gflop_s_ours=o["gflop_s"], gflop_s_monai=m["gflop_s"],
-                gflop_s_ratio=o["gflop_s"] / m["gflop_s"], precision=precision,
+                gflop_s_ratio=o["gflop_s"] / m["gflop_s"], precision=str(precision),
                 differences=TWIN_DIFFERENCES[name])
 
 
