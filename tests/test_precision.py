@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from spineseg_core import precision as prec
 from spineseg_core.precision import Precision, autocast, native_bf16, precision_for
 
 CPU = torch.device("cpu")
@@ -33,6 +32,3 @@ def test_autocast_runs_convolutions_in_the_chosen_dtype(precision, dtype):
     assert out.dtype == dtype
     assert conv.weight.dtype == torch.float32  # weights stay fp32
 
-
-def test_precision_names_are_what_params_json_records():
-    assert {p.value for p in prec.Precision} == {"bf16-autocast", "fp32"}
