@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,53 +41,85 @@ def _check_pair(logits: Tensor, target: Tensor) -> None:
                          f"{tuple(logits.shape)} and {tuple(target.shape)}")
 
 
+class DicePooling(StrEnum):
+    """Where the soft Dice sums run: over the whole batch at once (one Dice per class, nnU-Net's
+    "batch Dice", MONAI's ``batch=True``) or per image (a Dice per image and class, then the
+    mean over both, MONAI's ``batch=False``)."""
+
+    BATCH = "batch"
+    IMAGE = "image"
+
+
 class SoftDiceLoss(nn.Module):
     """Multi-class soft Dice loss, the paper's eq. 1 on softmax probabilities.
 
-    For each class ``c`` over the whole batch: ``dice_c = (2 * sum(p_c * g_c) + smooth) /
-    (sum(p_c) + sum(g_c) + smooth)`` with ``p`` the softmax probabilities and ``g`` the one-hot
-    target; the loss is ``1 - mean_c dice_c``. The denominator is the plain sum ``|A| + |B|`` as
-    the paper prints it (Milletari's V-Net squares both terms; MONAI's ``squared_pred=False``).
+    For each class ``c``: ``dice_c = (2 * sum(p_c * g_c) + smooth_nr) / (sum(p_c) + sum(g_c) +
+    smooth_dr)`` with ``p`` the softmax probabilities and ``g`` the one-hot target, the sums
+    over the batch (``pooling="batch"``) or over each image (``"image"``); the loss is ``1 -
+    mean dice``. The denominator is the plain sum ``|A| + |B|`` as the paper prints it (V-Net
+    squares both terms; MONAI's ``squared_pred=False``). Same arguments and values as MONAI's
+    ``DiceLoss(softmax=True, to_onehot_y=True)`` (tested against it).
 
-    ``include_background=False`` by default: the paper does not say, and background fills ~90 %
-    of a slice, so its near-perfect Dice would only dilute the 19 foreground terms; softmax still
-    drives background probability through the foreground terms. ``smooth=1.0`` makes a class
-    absent from the batch (T9 is in 8 of 172 cases) score ~1 once the model predicts little of
-    it, instead of ~0 for any stray probability mass, which keeps the loss on rare levels
-    informative.
+    The paper's eq. 1 leaves open the three choices made here, and they decide whether the loss
+    trains a sane model (``book/losses.md``, :data:`DICE_DEFAULTS`):
+
+    * ``include_background``: with background left out, nothing in the loss asks for the
+      background to be predicted as background; softmax then pours the background into a class
+      absent from the batch, whose term ``smooth_nr / (sum(p_c) + smooth_dr)`` saturates near
+      zero gradient once that mass is there (the first bundle's "background collapse").
+    * ``pooling``: per-image sums give every class absent from an image its own saturating term.
+    * ``smooth_nr`` / ``smooth_dr``: with ``smooth_nr = smooth_dr = 1`` an absent class scores 1
+      while the model predicts none of it; with ``smooth_nr = 0`` it scores 0 whatever is
+      predicted (a constant, no gradient).
     """
 
-    def __init__(self, include_background: bool = False, smooth: float = 1.0) -> None:
+    def __init__(self, include_background: bool = True,
+                 pooling: str | DicePooling = DicePooling.BATCH, smooth_nr: float = 1.0,
+                 smooth_dr: float = 1.0) -> None:
         super().__init__()
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}")
-        self.include_background = include_background
-        self.smooth = smooth
+        if smooth_nr < 0 or smooth_dr < 0:
+            raise ConfigError(f"loss_kwargs: smooth_nr and smooth_dr must be >= 0, got "
+                              f"{smooth_nr} and {smooth_dr}")
+        self.include_background = bool(include_background)
+        self.pooling = _parse_pooling(pooling)
+        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
 
     def per_class(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Soft Dice of each class ``(C,)`` over the batch (background included)."""
+        """Soft Dice per class, background included: ``(C,)`` for batch pooling, ``(N, C)``
+        per image."""
         _check_pair(logits, target)
         num_classes = logits.shape[1]
         probs = logits.float().softmax(dim=1)
         onehot = F.one_hot(target.long(), num_classes).movedim(-1, 1).to(probs.dtype)
-        dims = (0, *range(2, logits.ndim))
+        spatial = tuple(range(2, logits.ndim))
+        dims = (0, *spatial) if self.pooling is DicePooling.BATCH else spatial
         intersection = (probs * onehot).sum(dims)
         denominator = probs.sum(dims) + onehot.sum(dims)
-        return (2 * intersection + self.smooth) / (denominator + self.smooth).clamp(min=1e-12)
+        return ((2 * intersection + self.smooth_nr)
+                / (denominator + self.smooth_dr).clamp(min=1e-12))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         dice = self.per_class(logits, target)
         if not self.include_background:
-            dice = dice[1:]
+            dice = dice[..., 1:]
         return 1.0 - dice.mean()
 
 
-class DiceCELoss(nn.Module):
-    """Sum of :class:`SoftDiceLoss` and (optionally class-weighted) cross-entropy, weight 1 each."""
+def _parse_pooling(value: str | DicePooling) -> DicePooling:
+    try:
+        return DicePooling(value)
+    except ValueError:
+        raise ConfigError(f"loss_kwargs: pooling must be one of "
+                          f"{', '.join(DicePooling)}, got {value!r}") from None
 
-    def __init__(self, class_weights: Tensor | None = None) -> None:
+
+class DiceCELoss(nn.Module):
+    """Sum of :class:`SoftDiceLoss` and (optionally class-weighted) cross-entropy, weight 1 each
+    (nnU-Net's default loss)."""
+
+    def __init__(self, class_weights: Tensor | None = None, **dice_kwargs: Any) -> None:
         super().__init__()
-        self.dice = SoftDiceLoss()
+        self.dice = SoftDiceLoss(**dice_kwargs)
         self.ce = nn.CrossEntropyLoss(weight=class_weights)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -127,45 +160,69 @@ def class_weights_from_frequencies(freq: Tensor, kind: str | WeightKind = Weight
     return (w / w.mean()).to(torch.float32)
 
 
-def _needs_no_weights(name: LossName, factory: Callable[[], nn.Module]
-                      ) -> Callable[[Tensor | None], nn.Module]:
-    def build(class_weights: Tensor | None) -> nn.Module:
-        if class_weights is not None:
-            raise ConfigError(f"loss {name.value!r} takes no class weights; they are used by "
-                              f"{LossName.WEIGHTED_CE.value!r} and {LossName.DICE_CE.value!r}")
-        return factory()
-    return build
+DICE_KWARGS: frozenset[str] = frozenset({"include_background", "pooling", "smooth_nr",
+                                          "smooth_dr"})
+"""Options of the Dice term (``loss_kwargs``), taken by ``dice`` and ``dice_ce``."""
 
 
-def _weighted_ce(class_weights: Tensor | None) -> nn.Module:
+def _dice(class_weights: Tensor | None, **kwargs: Any) -> nn.Module:
+    if class_weights is not None:
+        raise ConfigError(f"loss {LossName.DICE.value!r} takes no class weights; they are used "
+                          f"by {LossName.WEIGHTED_CE.value!r} and {LossName.DICE_CE.value!r}")
+    return SoftDiceLoss(**kwargs)
+
+
+def _ce(class_weights: Tensor | None, **_: Any) -> nn.Module:
+    if class_weights is not None:
+        raise ConfigError(f"loss {LossName.CE.value!r} takes no class weights; they are used by "
+                          f"{LossName.WEIGHTED_CE.value!r} and {LossName.DICE_CE.value!r}")
+    return nn.CrossEntropyLoss()
+
+
+def _weighted_ce(class_weights: Tensor | None, **_: Any) -> nn.Module:
     if class_weights is None:
         raise ConfigError("loss 'weighted_ce' needs class_weights "
                           "(see class_weights_from_frequencies)")
     return nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights, dtype=torch.float32))
 
 
-_LOSSES: dict[LossName, Callable[[Tensor | None], nn.Module]] = {
-    LossName.DICE: _needs_no_weights(LossName.DICE, SoftDiceLoss),
-    LossName.CE: _needs_no_weights(LossName.CE, nn.CrossEntropyLoss),
+def _dice_ce(class_weights: Tensor | None, **kwargs: Any) -> nn.Module:
+    weights = None if class_weights is None else torch.as_tensor(class_weights,
+                                                                 dtype=torch.float32)
+    return DiceCELoss(weights, **kwargs)
+
+
+_LOSSES: dict[LossName, Callable[..., nn.Module]] = {
+    LossName.DICE: _dice,
+    LossName.CE: _ce,
     LossName.WEIGHTED_CE: _weighted_ce,
-    LossName.DICE_CE: lambda w: DiceCELoss(
-        None if w is None else torch.as_tensor(w, dtype=torch.float32)),
+    LossName.DICE_CE: _dice_ce,
 }
+_TAKES_DICE_KWARGS = frozenset({LossName.DICE, LossName.DICE_CE})
 
 
-def build_loss(name: str | LossName, class_weights: Tensor | None = None) -> nn.Module:
+def build_loss(name: str | LossName, class_weights: Tensor | None = None,
+               loss_kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The loss module called ``name``: ``(logits (N, C, H, W), target (N, H, W)) -> scalar``.
 
     ``class_weights`` (``(C,)``) is required by ``weighted_ce``, optional for ``dice_ce`` (its
-    cross-entropy term) and refused by the others. The weights are a buffer: move the module
-    to the training device with ``.to(device)``.
+    cross-entropy term) and refused by the others. ``loss_kwargs`` are options of the Dice term
+    (:data:`DICE_KWARGS`) for ``dice`` and ``dice_ce``. The weights are a buffer: move the
+    module to the training device with ``.to(device)``.
     """
     try:
         key = LossName(name)
     except ValueError:
         raise ConfigError(f"unknown loss {name!r}; valid names: "
                           f"{', '.join(n.value for n in LossName)}") from None
-    return _LOSSES[key](class_weights)
+    kwargs = dict(loss_kwargs or {})
+    if kwargs and key not in _TAKES_DICE_KWARGS:
+        raise ConfigError(f"loss_kwargs: loss {key.value!r} takes none, got {sorted(kwargs)}")
+    unknown = sorted(set(kwargs) - DICE_KWARGS)
+    if unknown:
+        raise ConfigError(f"loss_kwargs: unknown option(s) {unknown}; valid: "
+                          f"{', '.join(sorted(DICE_KWARGS))}")
+    return _LOSSES[key](class_weights, **kwargs)
 
 
 def total_loss(outputs: Tensor | MultiOutput, target: Tensor,

@@ -145,6 +145,30 @@ def summarize(counts: Counts, classes: Sequence[int] = FOREGROUND) -> dict[str, 
     return {key: _nanmean(s[score].cpu()[idx]) for key, score in SUMMARY_KEYS.items()}
 
 
+def sanity_scores(case_confusions: Sequence[ArrayLike]) -> dict[str, float]:
+    """Whether a model predicts background as background, from per-case confusion matrices
+    (rows = reference): the protocol's check against the "background collapse" defect.
+
+    * ``bg_recall``: pooled recall of the background class, TP_0 / (TP_0 + FN_0);
+    * ``absent_fraction``: pixels predicted as a structure that the case's reference does not
+      contain anywhere in its evaluated slices, over all pixels (a case's own absent levels:
+      T9 in a lumbar field of view, say).
+    """
+    cms = [torch.as_tensor(cm).to(torch.int64).cpu() for cm in case_confusions]
+    if not cms:
+        raise ValueError("no cases: sanity_scores needs at least one confusion matrix")
+    pooled = torch.stack(cms).sum(0)
+    bg_ref = int(pooled[0].sum())
+    absent = total = 0
+    for cm in cms:
+        absent_classes = (cm.sum(dim=1) == 0)
+        absent_classes[0] = False
+        absent += int(cm.sum(dim=0)[absent_classes].sum())
+        total += int(cm.sum())
+    return {"bg_recall": int(pooled[0, 0]) / bg_ref if bg_ref else float("nan"),
+            "absent_fraction": absent / total}
+
+
 def dice_3d_per_subject(pred_vol: ArrayLike, ref_vol: ArrayLike,
                         classes: Sequence[int] = FOREGROUND) -> dict[int, float]:
     """The challenge metric of one subject: 3D Dice per label, labels absent from both skipped."""
@@ -391,7 +415,8 @@ class EvalAccumulator:
 
     def summary(self, spacing_by_case: dict[str, tuple] | None = None,
                 with_hd95: bool | None = None) -> dict[str, float]:
-        """Pooled ``dice, miou, fnr, fpr, recall`` plus ``dice3d_mean, dice3d_std, hd95_mean``.
+        """Pooled ``dice, miou, fnr, fpr, recall``, :func:`sanity_scores` (``bg_recall,
+        absent_fraction``) plus ``dice3d_mean, dice3d_std, hd95_mean``.
 
         ``dice3d_*``: each subject's mean Dice over its present labels, then the mean and the
         population standard deviation over subjects. ``hd95_mean``: each subject's mean HD95 over
@@ -399,6 +424,7 @@ class EvalAccumulator:
         False (default: computed exactly when volumes are kept).
         """
         out = summarize(counts_from_confusion(self.confusion()))
+        out.update(sanity_scores([self.confusion(c) for c in self.case_ids]))
         with_hd95 = self.keep_volumes if with_hd95 is None else with_hd95
         table = self.per_case(spacing_by_case, with_hd95=with_hd95)
         by_case = table.groupby("case_id", sort=False)

@@ -58,14 +58,20 @@ class TrainConfig:
     """Every parameter of one training run (resolved: no ``None`` meaning "default" left).
 
     ``data_dir=None`` trains on the procedural phantom (``phantom_cases`` cases written at
-    ``phantom_size`` px, generated once into the cache). ``out_dir=None`` uses
+    ``phantom_size`` px, generated once into the cache) and tests on ``test_cases`` fresh
+    phantom cases of their own seed (``phantom_test_seed``). On real data the test set is
+    ``test_dir``'s labelled cases, or else ``test_fraction`` of the patients, held out once and
+    frozen (:func:`~spineseg_core.data.splits.get_or_create_test_split`); validation splits the
+    rest with the run's seed. ``loss_kwargs`` are options of the Dice term
+    (:data:`spineseg_core.losses.DICE_KWARGS`). ``out_dir=None`` uses
     ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``model_kwargs`` are build overrides of the
     architecture (e.g. ``{"base_width": 8}`` for a small U-Net in tests); ``None`` keeps the
     paper's architecture. ``k_folds=None`` is the paper's single 8:2
     split (``fold`` must then be 0). ``max_train_slices_per_epoch=None`` uses every training
     slice each epoch; a number draws that many at random per epoch. ``crop_width`` crops
-    training and validation slices to a full-height band of that fraction of the width around
-    the spine (a speed knob of the miniature profiles; prediction uses the full field of view).
+    training slices (only) to a full-height band of that fraction of the width, placed at random
+    around the spine (a speed knob of the miniature profiles); validation, test and prediction
+    use the full field of view.
     ``gpu_augment`` replaces TorchIO's per-slice transforms by their batched version
     (:mod:`spineseg_core.data.batch_augment`) when training on a GPU. ``compile`` trains
     through ``torch.compile``: off by default, since on a CPU it cost 80-120 s per new input
@@ -89,10 +95,15 @@ class TrainConfig:
     lr: float = 5e-4
     scheduler: Scheduler = Scheduler.CONSTANT
     loss: str = "dice"
+    loss_kwargs: dict[str, Any] | None = None
     seed: int = 0
     fold: int = 0
     k_folds: int | None = None
     max_cases: int | None = None
+    test_dir: Path | None = None
+    test_cases: int = 40
+    phantom_test_seed: int = 1000
+    test_fraction: float = 0.2
     out_dir: Path | None = None
     device: DeviceChoice = DeviceChoice.AUTO
     num_workers: int = 0
@@ -124,53 +135,26 @@ class TrainConfig:
 
 PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
     Profile.SMOKE: dict(phantom_cases=6, phantom_size=64, image_size=64, epochs=1,
-                        batch_size=4, max_train_slices_per_epoch=32, hd95=False),
-    # The study's miniature for a 2-core CPU (twelve models, one seed, within ~60 min): 40
-    # phantom cases (32 train / 8 val) written at 256 px (1.2 mm), resampled to 128 px
-    # (2.4 mm) and cropped to a 64 px band around the spine; six epochs of every slice in
-    # batches of 4 (twice the steps of batch 8 for ~1.25x the time per epoch: U-Net reached
-    # validation Dice 0.77 instead of 0.71 in six epochs; the backbone models keep batch 8:
-    # FAMILY_DEFAULTS), bf16 autocast where the CPU has AMX.
+                        batch_size=4, max_train_slices_per_epoch=32, hd95=False, test_cases=3),
+    # The study's miniature for a 2-core CPU: 40 phantom cases (32 train / 8 validation)
+    # written at 256 px (1.2 mm), resampled to 128 px (2.4 mm), training slices cropped to a
+    # random 64 px band around the spine; 40 fresh test cases. One budget for every model
+    # (CONTRIBUTING, "Equal budgets"): the values were chosen on validation Dice only.
     Profile.CPU: dict(phantom_cases=40, phantom_size=256, image_size=128, crop_width=0.5,
                       epochs=6, batch_size=4),
     Profile.PAPER: dict(phantom_cases=200, phantom_size=880, image_size=880, epochs=120,
                         batch_size=4),
 }
-"""Per-profile values; everything else comes from the :class:`TrainConfig` defaults."""
-
-MODEL_DEFAULTS: dict[Profile, dict[str, dict[str, Any]]] = {
-    # MiniSeg (83K parameters) learns slowest per epoch — the paper's Figure 19 also has it
-    # among the models that need 100-120 epochs — but an epoch costs it ~10 s on 2 cores, so
-    # the miniature gives it the epochs to pass its steep part (Dice still rising ~0.04 per
-    # epoch after six). Its depthwise convolutions ran 0.75x as fast under CPU bf16
-    # autocast, so it trains in fp32.
-    # PSPNet's ResNet-34 is light: batch 4 cost it only 1.35x batch 8's time per epoch (26 s
-    # against 19 s) and took it to validation Dice 0.58 in six epochs against 0.48, still
-    # rising, at batch 8; so it keeps the profile's batch 4, unlike the other backbone models.
-    # PSANet was the one model still steep after six epochs by the convergence rule
-    # (results.convergence_table: Dice .43 -> .51 -> .52 over epochs 4-6), so it gets eight.
-    Profile.CPU: {"miniseg": dict(epochs=24, amp=False), "pspnet": dict(batch_size=4),
-                  "psanet": dict(epochs=8)},
-}
-"""Per-profile, per-model values applied over :data:`FAMILY_DEFAULTS` (user overrides win)."""
-
-FAMILY_DEFAULTS: dict[Profile, dict[str, dict[str, Any]]] = {
-    # The backbone models (ResNet-101, Res2Net-101, DenseNet-169 encoders, mostly dilated)
-    # ran up to 1.7x slower per image at batch 4 than at 8 on 2 cores (DeepLabv3+: 57 s
-    # against 35 s per epoch), the U-Net family only ~1.2x; so on the CPU they keep batch 8
-    # (PSPNet excepted: MODEL_DEFAULTS).
-    Profile.CPU: {"backbone models": dict(batch_size=8)},
-}
-"""Per-profile values for every model of a family (the registry's ``Family`` value), applied
-over :data:`PROFILE_DEFAULTS` and under :data:`MODEL_DEFAULTS`."""
+"""Per-profile values; everything else comes from the :class:`TrainConfig` defaults. Every
+model of a profile gets the same values: no per-model or per-family budget."""
 
 _HINTS = typing.get_type_hints(TrainConfig)
 PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 """Names :func:`resolve_config` accepts."""
 
-_POSITIVE = {"epochs", "phantom_cases", "phantom_size", "image_size", "batch_size", "val_every",
+_POSITIVE = {"epochs", "phantom_cases", "test_cases", "phantom_size", "image_size", "batch_size", "val_every",
              "k_folds", "max_cases", "max_train_slices_per_epoch", "threads"}
-_NON_NEGATIVE = {"seed", "fold", "num_workers", "phantom_seed"}
+_NON_NEGATIVE = {"seed", "fold", "num_workers", "phantom_seed", "phantom_test_seed"}
 _PROBABILITIES = {"p_noise", "p_blur", "p_motion", "p_ghosting"}
 
 
@@ -227,6 +211,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
     if cfg.crop_width is not None and not 0.0 < cfg.crop_width <= 1.0:
         raise ConfigError(f"crop_width: expected a fraction of the slice width in (0, 1] "
                           f"(or None for no crop), got {cfg.crop_width}")
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise ConfigError(f"test_fraction: expected a fraction in (0, 1), got {cfg.test_fraction}")
+    if cfg.data_dir is None and cfg.phantom_seed == cfg.phantom_test_seed:
+        raise ConfigError(f"phantom_test_seed: must differ from phantom_seed "
+                          f"({cfg.phantom_seed}), or the test cases would be training cases")
     if not (0.0 < cfg.lr < 1.0):
         raise ConfigError(f"lr: expected a learning rate in (0, 1), got {cfg.lr}")
     if cfg.k_folds is None:
@@ -266,22 +255,17 @@ def _check_names(cfg: TrainConfig) -> None:
     except ValueError:
         raise ConfigError(f"loss: expected one of {', '.join(m.value for m in LossName)}, "
                           f"got {cfg.loss!r}") from None
+    if cfg.loss_kwargs:
+        from .losses import build_loss
+
+        build_loss(cfg.loss, None, cfg.loss_kwargs)
+    if cfg.test_dir is not None and not cfg.test_dir.is_dir():
+        raise ConfigError(f"test_dir: expected an existing folder, got {str(cfg.test_dir)!r}")
     if cfg.data_dir is not None and not cfg.data_dir.is_dir():
         raise ConfigError(f"data_dir: expected an existing folder, got {str(cfg.data_dir)!r}")
     if cfg.device is DeviceChoice.CUDA and not torch.cuda.is_available():
         raise ConfigError("device: 'cuda' requested but no CUDA device is available "
                           "(use 'auto' or 'cpu')")
-
-
-def _family(model: Any) -> str | None:
-    """The registry family of ``model``, or None for a name the registry does not know (the
-    name check of :func:`resolve_config` reports it)."""
-    from .models import model_info  # the registry imports every model: only when needed
-
-    try:
-        return str(model_info(model).family) if isinstance(model, str) else None
-    except ConfigError:
-        return None
 
 
 def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> TrainConfig:
@@ -297,9 +281,6 @@ def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> Tr
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(PARAMETERS)}")
     values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], "profile": prof}
-    model = overrides.get("model") or TrainConfig.model
-    values.update(FAMILY_DEFAULTS.get(prof, {}).get(_family(model) or "", {}))
-    values.update(MODEL_DEFAULTS.get(prof, {}).get(model, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
     cfg = TrainConfig(**checked)

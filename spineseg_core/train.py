@@ -6,8 +6,12 @@ are documented where they are made:
 
 * Adam at the configured rate; the schedule is constant by default (the paper gives only the
   initial rate), cosine on request.
-* Validation with every metric after each epoch (every ``val_every`` epochs); the best
-  checkpoint is the one with the highest pooled validation Dice.
+* Three sets (:mod:`spineseg_core.data.bundle`): validation with every metric after each
+  epoch (every ``val_every`` epochs) chooses the best checkpoint (highest pooled validation
+  Dice); the held-out test set is scored once, by that checkpoint, at the end, and is what
+  ``metrics.json``, ``per_class.csv``, ``per_case.csv`` and ``predictions.npz`` hold.
+  Validation and test slices are the full field of view: nothing of their masks shapes their
+  input.
 * Reproducible on the CPU: every generator is seeded, deterministic algorithms are requested,
   the shuffling generator is re-seeded from ``(seed, epoch)`` each epoch and every random state
   is saved per epoch, so an interrupted run resumed from ``checkpoint_last.pt`` ends with the
@@ -59,7 +63,8 @@ with warnings.catch_warnings():  # without ipywidgets the text bar is used, whic
     from tqdm.auto import tqdm
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr",
-                                    "fpr", "recall", "dice3d", "lr", "epoch_seconds")
+                                    "fpr", "recall", "dice3d", "bg_recall", "absent_fraction",
+                                    "lr", "epoch_seconds")
 """Columns of ``history.csv`` (CONTRIBUTING)."""
 
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
@@ -79,21 +84,34 @@ def _data_key(root: Path) -> str:
     return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
 
 
+def _phantom_root(cases: int, size: int, seed: int) -> Path:
+    from .data.phantom import ensure_phantom
+
+    root = cache_root() / "phantom" / f"n{cases}_px{size}_seed{seed}"
+    return Path(ensure_phantom(root, cases=cases, seed=seed, size=size))
+
+
 def data_root(cfg: TrainConfig) -> Path:
     """The dataset folder of a run: ``cfg.data_dir``, or the phantom generated once into the
     cache (``<cache>/phantom/n<cases>_px<size>_seed<seed>``)."""
     if cfg.data_dir is not None:
         return cfg.data_dir
-    from .data.phantom import ensure_phantom
+    return _phantom_root(cfg.phantom_cases, cfg.phantom_size, cfg.phantom_seed)
 
-    root = (cache_root() / "phantom" /
-            f"n{cfg.phantom_cases}_px{cfg.phantom_size}_seed{cfg.phantom_seed}")
-    return Path(ensure_phantom(root, cases=cfg.phantom_cases, seed=cfg.phantom_seed,
-                               size=cfg.phantom_size))
+
+def test_root(cfg: TrainConfig) -> Path | None:
+    """The folder of the held-out test cases: ``cfg.test_dir``; on the phantom, ``test_cases``
+    fresh cases of their own seed; ``None`` on real data without ``test_dir`` (the test
+    patients are then held out of ``data_dir``)."""
+    if cfg.test_dir is not None:
+        return cfg.test_dir
+    if cfg.data_dir is None:
+        return _phantom_root(cfg.test_cases, cfg.phantom_size, cfg.phantom_test_seed)
+    return None
 
 
 def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
-    """Build the training and validation slice datasets of ``cfg`` (a ``DataBundle``).
+    """Build the training, validation and test slice datasets of ``cfg`` (a ``DataBundle``).
 
     ``slice_augment=False`` leaves the training slices un-augmented: the trainer then augments
     whole batches on the GPU (:func:`batch_augmentation`).
@@ -105,12 +123,15 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
     augment = AugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur, p_motion=cfg.p_motion,
                             p_ghosting=cfg.p_ghosting, enabled=cfg.augment and slice_augment)
     folds = f"k{cfg.k_folds}" if cfg.k_folds else "8to2"
+    splits = cache_root() / "splits" / key
     return build_datasets(root, image_size=cfg.image_size,
                           cache_dir=cache_root() / "volumes" / key,
-                          splits_path=cache_root() / "splits" / key / f"seed_{cfg.seed}_{folds}.json",
+                          splits_path=splits / f"seed_{cfg.seed}_{folds}.json",
                           seed=cfg.seed, fold=cfg.fold, k_folds=cfg.k_folds, augment=augment,
                           max_cases=cfg.max_cases, skip_bad=cfg.skip_bad,
-                          crop_width=cfg.crop_width)
+                          crop_width=cfg.crop_width, test_dir=test_root(cfg),
+                          test_split_path=splits / "test.json",
+                          test_fraction=cfg.test_fraction)
 
 
 def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
@@ -156,7 +177,7 @@ def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
         for vol in train_set.volumes:
             freq += np.bincount(vol.mask.ravel(), minlength=20)[:20]
         weights = class_weights_from_frequencies(freq / max(freq.sum(), 1.0))
-    return build_loss(cfg.loss, class_weights=weights)
+    return build_loss(cfg.loss, class_weights=weights, loss_kwargs=cfg.loss_kwargs)
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
@@ -196,6 +217,7 @@ def _history_row(epoch: int, train_loss: float, val: dict[str, float] | None, va
     val = val or {}
     return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
             **{k: val.get(k, math.nan) for k in ("dice", "miou", "fnr", "fpr", "recall")},
+            **{k: val.get(k, math.nan) for k in ("bg_recall", "absent_fraction")},
             "dice3d": val.get("dice3d_mean", math.nan), "lr": lr, "epoch_seconds": seconds}
 
 
@@ -281,9 +303,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     gpu_augment = batch_augmentation(cfg, device)
     data = prepare_data(cfg, slice_augment=gpu_augment is None)
-    if len(data.train) == 0 or len(data.val) == 0:
-        raise ConfigError(f"data: the split left {len(data.train)} training and "
-                          f"{len(data.val)} validation slices; need at least one of each")
+    if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
+        raise ConfigError(f"data: the split left {len(data.train)} training, "
+                          f"{len(data.val)} validation and {len(data.test)} test slices; need "
+                          f"at least one of each")
     seed_everything(cfg.seed)
     model = build_model(cfg.model, **(cfg.model_kwargs or {})).to(device)
     if cfg.channels_last:
@@ -352,29 +375,34 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "
                    f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
 
-    return _finish(run, cfg, model, data, val_loader, loss_fn, device, autocast,
-                   best_epoch=best_epoch, train_seconds=train_seconds,
-                   epochs_completed=len(history))
+    return _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
+                   best_epoch=best_epoch, best_val_dice=best_dice,
+                   train_seconds=train_seconds, epochs_completed=len(history))
 
 
-def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, val_loader: DataLoader,
-            loss_fn: nn.Module, device: torch.device,
-            autocast: Callable[[], AbstractContextManager], *, best_epoch: int,
-            train_seconds: float, epochs_completed: int) -> dict[str, Any]:
-    """Evaluate the best checkpoint on the validation set; write the result files, then
-    ``metrics.json`` last."""
+def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: nn.Module,
+            device: torch.device, autocast: Callable[[], AbstractContextManager], pin: bool, *,
+            best_epoch: int, best_val_dice: float, train_seconds: float,
+            epochs_completed: int) -> dict[str, Any]:
+    """Score the best checkpoint (chosen on validation) on the held-out test set, once; write
+    the result files, then ``metrics.json`` last."""
     model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
-    res = evaluate(model, val_loader, device, loss_fn, autocast=autocast,
+    t0 = time.perf_counter()
+    res = evaluate(model, _val_loader(data.test, cfg, pin), device, loss_fn, autocast=autocast,
                    channels_last=cfg.channels_last, keep_slices=True)
-    spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.val_volumes}
+    spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.test_volumes}
     summary = write_final_results(run, res, spacing, with_hd95=cfg.hd95)
     metrics = {
-        **_nan_to_none(summary), "best_epoch": best_epoch, "epochs_completed": epochs_completed,
-        "train_seconds": round(train_seconds, 3), "n_val_cases": len(res.acc.case_ids),
-        "n_val_slices": res.n_slices, "params": sum(p.numel() for p in model.parameters()),
+        **_nan_to_none(summary), "evaluated_on": "test", "best_epoch": best_epoch,
+        "val_dice": best_val_dice if math.isfinite(best_val_dice) else None,
+        "epochs_completed": epochs_completed, "train_seconds": round(train_seconds, 3),
+        "test_seconds": round(time.perf_counter() - t0, 3),
+        "n_train_cases": len(data.train_ids), "n_val_cases": len(data.val_ids),
+        "n_test_cases": len(res.acc.case_ids), "n_test_slices": res.n_slices,
+        "params": sum(p.numel() for p in model.parameters()),
         "model": cfg.model, "profile": str(cfg.profile), "seed": cfg.seed, "fold": cfg.fold,
     }
     write_json(run.metrics, metrics)
-    tqdm.write(f"{cfg.model}: best epoch {best_epoch}, validation " +
+    tqdm.write(f"{cfg.model}: best epoch {best_epoch} (validation), test " +
                json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}))
     return metrics

@@ -63,8 +63,9 @@ def test_cli_writes_every_column(cli_table):
 
 
 def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
-    """The cpu profile trains MiniSeg in fp32 and the others in bf16 on an AMX CPU: the bench
-    times each the same way and divides by the peak of that precision, measured once each."""
+    """A model trained in fp32 (here by a user's override) and one in bf16 on an AMX CPU: the
+    bench times each the same way and divides by the peak of that precision, measured once
+    each."""
     asked = []
 
     def fake_peak(device, n=None, repeats=3, precision=None):
@@ -73,6 +74,12 @@ def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
 
     monkeypatch.setattr(speed, "matmul_peak_flops", fake_peak)
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    real = speed.resolve_config
+
+    def miniseg_in_fp32(profile, **kw):
+        return real(profile, **kw, **({"amp": False} if kw.get("model") == "miniseg" else {}))
+
+    monkeypatch.setattr(speed, "resolve_config", miniseg_in_fp32)
     table = bench_table("cpu", ["miniseg", "miniseg", "unet"], device="cpu", with_data=False,
                         settings=BenchSettings(steps=1, warmup=0), **TINY)
     assert table["precision"].tolist() == ["fp32", "fp32", "bf16-autocast"]
@@ -85,14 +92,21 @@ def test_each_model_is_fed_at_its_own_batch(cache, monkeypatch):
     from spineseg_core import profiles
     from spineseg_core.profiles import Profile
 
-    monkeypatch.setitem(profiles.MODEL_DEFAULTS, Profile.SMOKE, {"miniseg": {"batch_size": 2}})
+    real = speed.resolve_config
+
+    def miniseg_at_two(profile, **kw):  # a user's batch override for one model
+        if kw.get("model") == "miniseg" and kw.get("batch_size") is None:
+            kw["batch_size"] = 2
+        return real(profile, **kw)
+
+    monkeypatch.setattr(speed, "resolve_config", miniseg_at_two)
     settings = BenchSettings(steps=1, warmup=0, peak_size=256)
     table = bench_table("smoke", ["miniseg", "unet"], device="cpu", size=32, settings=settings)
     assert table["batch"].tolist() == [2, 4]
     assert table["data_ratio"].notna().all() and (table["epoch_img_s"] > 0).all()
     cpu = torch.device("cpu")
     pipe = speed.build_data_pipe(profiles.resolve_config("smoke", image_size=32), cpu)
-    cfg = profiles.resolve_config("smoke", model="miniseg", image_size=32)
+    cfg = profiles.resolve_config("smoke", model="miniseg", image_size=32, batch_size=2)
     with pytest.raises(ConfigError, match="batches of 4, the model is timed at 2"):
         speed.bench_model("miniseg", cfg, cpu, settings, 1e12, pipe, 1.0)
 

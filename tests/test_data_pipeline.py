@@ -202,36 +202,76 @@ def test_in_plane_motion_does_not_shift_the_anatomy():
 # ---------------------------------------------------------------- build_datasets
 
 def test_build_datasets_end_to_end(tmp_path):
-    root = _small_root(tmp_path / "data", n=5)
-    kw = dict(image_size=16, cache_dir=tmp_path / "cache", splits_path=tmp_path / "splits.json", seed=3)
-    b = build_datasets(root, fold=0, augment=AugmentConfig(), **kw)
+    root = _small_root(tmp_path / "data", n=6)
+    kw = dict(image_size=16, cache_dir=tmp_path / "cache", splits_path=tmp_path / "splits.json",
+              test_split_path=tmp_path / "test.json", seed=3)
+    b = build_datasets(root, fold=0, augment=AugmentConfig(), crop_width=0.5, **kw)
     assert b.layout is Layout.MRSPINESEG and b.skipped == []
-    assert len(b.val_ids) == 1 and len(b.train_ids) == 4
-    assert not set(b.train_ids) & set(b.val_ids)
-    assert len(b.train) == 12 and len(b.val) == 3 and [v.case_id for v in b.val_volumes] == b.val_ids
-    assert b.train.transform is not None and b.val.transform is None
-    assert b.train[0]["image"].shape == (1, 16, 16)
+    # 6 patients: round(0.2 * 6) = 1 held out for test, then 8:2 of the other 5 -> 4 / 1.
+    assert (len(b.train_ids), len(b.val_ids), len(b.test_ids)) == (4, 1, 1)
+    assert not set(b.train_ids) & set(b.val_ids) and not set(b.test_ids) & set(b.train_ids + b.val_ids)
+    assert len(b.train) == 12 and len(b.val) == 3 and len(b.test) == 3
+    assert [v.case_id for v in b.val_volumes] == b.val_ids
+    assert [v.case_id for v in b.test_volumes] == b.test_ids
+    assert b.train.transform is not None and b.val.transform is None and b.test.transform is None
+    # Only training slices are cropped (a band of half the width); evaluation sees everything.
+    assert b.train[0]["image"].shape == (1, 16, 8) and b.train[0]["mask"].shape == (16, 8)
+    assert b.val[0]["image"].shape == (1, 16, 16) and b.test[0]["image"].shape == (1, 16, 16)
+    assert b.val.crop is None and b.test.crop is None
     assert json.loads((tmp_path / "splits.json").read_text())[0]["val"] == b.val_ids
-    again = build_datasets(root, fold=0, **{**kw, "seed": 99})  # frozen file wins over the seed
-    assert again.val_ids == b.val_ids
+    assert json.loads((tmp_path / "test.json").read_text())["test"] == b.test_ids
+    again = build_datasets(root, fold=0, **{**kw, "seed": 99})  # frozen files win over the seed
+    assert again.val_ids == b.val_ids and again.test_ids == b.test_ids
+    other = build_datasets(root, fold=0, **{**kw, "seed": 99,
+                                            "splits_path": tmp_path / "other.json"})
+    assert other.test_ids == b.test_ids  # a new train/val split never moves the test set
     with pytest.raises(ConfigError, match="fold must be between 0 and 0"):
         build_datasets(root, fold=1, **kw)
-    few = build_datasets(root, fold=2, k_folds=3, max_cases=3,
-                         **{**kw, "splits_path": tmp_path / "folds.json"})
-    assert len(few.train_ids) + len(few.val_ids) == 3
+    few = build_datasets(root, fold=2, k_folds=3, max_cases=4,
+                         **{**kw, "splits_path": tmp_path / "folds.json",
+                            "test_split_path": tmp_path / "test4.json"})
+    assert len(few.train_ids) + len(few.val_ids) == 3 and len(few.test_ids) == 1
+
+
+def test_a_separate_test_folder_is_the_whole_test_set(tmp_path):
+    root = _small_root(tmp_path / "data", n=3)
+    test_root = _small_root(tmp_path / "test", n=2)
+    b = build_datasets(root, image_size=16, cache_dir=tmp_path / "cache",
+                       splits_path=tmp_path / "s.json", seed=0, fold=0, test_dir=test_root)
+    assert len(b.train_ids) + len(b.val_ids) == 3 and b.test_ids == ["Case1", "Case2"]
+    assert not (tmp_path / "test.json").exists()
+    with pytest.raises(ConfigError, match="give test_dir or test_split_path"):
+        build_datasets(root, image_size=16, cache_dir=tmp_path / "cache",
+                       splits_path=tmp_path / "s.json", seed=0, fold=0)
+
+
+def test_frozen_test_split_is_checked(tmp_path):
+    from spineseg_core.data.splits import TEST_SPLIT_SEED, get_or_create_test_split
+
+    ids = [f"P{i}" for i in range(10)]
+    test = get_or_create_test_split(tmp_path / "t.json", ids, 0.2)
+    assert len(test) == 2 and set(test) <= set(ids)
+    assert json.loads((tmp_path / "t.json").read_text())["seed"] == TEST_SPLIT_SEED
+    assert get_or_create_test_split(tmp_path / "t.json", ids + ["P99"], 0.5) == test
+    with pytest.raises(DataError, match="no longer exist"):
+        get_or_create_test_split(tmp_path / "t.json", [i for i in ids if i not in test])
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match='expected {"test"'):
+        get_or_create_test_split(tmp_path / "bad.json", ids)
 
 
 def test_build_datasets_bad_case_raises_or_is_skipped(tmp_path):
-    root = _small_root(tmp_path / "data", n=4)
+    root = _small_root(tmp_path / "data", n=5)
     bad = root / "train" / "Mask" / "mask_case2.nii.gz"
     bad.write_bytes(b"\x1f\x8b not gzip")
     kw = dict(image_size=16, cache_dir=tmp_path / "cache", seed=0, fold=0)
+    kw["test_split_path"] = tmp_path / "test.json"
     with pytest.raises(DataError) as err:
         build_datasets(root, splits_path=tmp_path / "s1.json", **kw)
     assert err.value.path == bad
     (root / "train" / "MR" / "Case4.nii.gz").unlink()
     b = build_datasets(root, splits_path=tmp_path / "s2.json", skip_bad=True, **kw)
-    assert sorted(b.train_ids + b.val_ids) == ["Case1", "Case3"]
+    assert sorted(b.train_ids + b.val_ids + b.test_ids) == ["Case1", "Case3", "Case5"]
     reasons = dict(b.skipped)
     assert "mask_case2.nii.gz: unreadable NIfTI" in reasons["Case2"]
     assert "mask without its image" in reasons[str(root / "train" / "Mask" / "mask_case4.nii.gz")]
@@ -258,24 +298,32 @@ def test_crop_box_from_mask_is_square_around_the_foreground(tmp_path):
     np.testing.assert_allclose(out.affine @ np.array([1, 0, 0, 1.0]), vol.affine @ np.array([1, 3, 5, 1.0]))
 
 
-def test_spine_band_crop_keeps_every_labelled_pixel_and_the_geometry():
-    from spineseg_core.data import crop_spine_band, spine_band_box
+def test_spine_band_box_and_random_band_range():
+    from spineseg_core.data import RandomSpineBand, spine_band_box, spine_centre_column
 
     mask = np.zeros((2, 10, 20), np.uint8)
-    mask[:, 2:8, 11:15] = 3  # foreground columns 11..14
+    mask[:, 2:8, 11:15] = 3  # foreground columns 11..14: centre 13
+    assert spine_centre_column(mask) == 13.0
     assert spine_band_box(mask, 0.5) == (slice(0, 10), slice(8, 18))
     mask[0, 0, 19] = 1  # extent 11..19 -> centre 15.5, band of 10 clipped to the right edge
     assert spine_band_box(mask, 0.5) == (slice(0, 10), slice(10, 20))
     assert spine_band_box(np.zeros_like(mask), 0.5) == (slice(0, 10), slice(5, 15))
     with pytest.raises(ValueError, match="width_fraction"):
         spine_band_box(mask, 0.0)
-    from spineseg_core.data.orientation import study_affine
-    from spineseg_core.data.readers import Volume
-
-    image = np.arange(mask.size, dtype=np.float32).reshape(mask.shape)
-    vol = Volume("c", image, mask, (4.4, 1.0, 1.0), study_affine((4.4, 1.0, 1.0)), Path("x"))
-    out = crop_spine_band(vol, 0.5)
-    assert out.image.shape == (2, 10, 10) and out.mask.sum() == mask.sum()
-    np.testing.assert_array_equal(out.image, image[:, :, 10:20])
-    # Voxel (0, 0, 0) of the crop sits where voxel (0, 0, 10) of the original was.
-    np.testing.assert_allclose(out.affine @ [0, 0, 0, 1], vol.affine @ [0, 0, 10, 1])
+    crop = RandomSpineBand(0.5)
+    # Band of 50 in 100 columns, spine centre at 50, centre within the band's middle 80 %:
+    # start in [50 - 50 + 5, 50 - 5] = [5, 45].
+    assert crop.start_range(50.0, 100) == (5, 45)
+    assert crop.start_range(5.0, 100) == (0, 0)  # clipped at the left edge
+    assert crop.start_range(None, 100) == (0, 50)  # no spine: anywhere
+    assert RandomSpineBand(1.0).start_range(50.0, 100) == (0, 0)
+    image = torch.arange(100.0).expand(1, 4, 100)
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(200):
+        im, mk = crop(image, image[0].long(), 50.0)
+        assert im.shape == (1, 4, 50) and torch.equal(im[0].long(), mk)
+        start = int(im[0, 0, 0])
+        assert 5 <= start <= 45
+        seen.add(start)
+    assert len(seen) > 30  # the band moves

@@ -42,23 +42,71 @@ def test_dice_loss_of_fully_wrong_prediction_is_near_one():
 def test_dice_loss_matches_hand_computation_and_background_choice():
     target = torch.tensor([[[0, 1], [1, 2]]])
     logits = torch.zeros(1, 3, 2, 2)  # uniform probabilities 1/3
-    loss_fn = SoftDiceLoss(smooth=0.0)
+    loss_fn = SoftDiceLoss(include_background=False, smooth_nr=0.0, smooth_dr=0.0)
     per_class = loss_fn.per_class(logits, target)
     # class 0: 2 * (1/3) / (4/3 + 1) = 2/7; class 1: 2 * (2/3) / (4/3 + 2) = 2/5; class 2 as 0.
     torch.testing.assert_close(per_class, torch.tensor([2 / 7, 2 / 5, 2 / 7]))
     assert loss_fn(logits, target).item() == pytest.approx(1 - (2 / 5 + 2 / 7) / 2)
-    with_bg = SoftDiceLoss(include_background=True, smooth=0.0)(logits, target)
+    with_bg = SoftDiceLoss(include_background=True, smooth_nr=0.0, smooth_dr=0.0)(logits, target)
     assert with_bg.item() == pytest.approx(1 - (2 / 7 + 2 / 5 + 2 / 7) / 3)
 
 
-def test_dice_loss_agrees_with_monai():
+@pytest.mark.parametrize("include_background", [False, True])
+@pytest.mark.parametrize("pooling", ["batch", "image"])
+@pytest.mark.parametrize("smooth", [(1.0, 1.0), (0.0, 1e-5), (1e-5, 1e-5)])
+def test_dice_loss_agrees_with_monai(include_background, pooling, smooth):
     losses = pytest.importorskip("monai.losses")
     target = _target(h=8, w=8)
+    target[0, :4] = 0  # some classes absent from one image only
     logits = torch.randn(2, C, 8, 8, generator=torch.Generator().manual_seed(1))
-    monai = losses.DiceLoss(include_background=False, to_onehot_y=True, softmax=True,
-                            batch=True, smooth_nr=1.0, smooth_dr=1.0)
-    ours = SoftDiceLoss(include_background=False, smooth=1.0)
+    monai = losses.DiceLoss(include_background=include_background, to_onehot_y=True,
+                            softmax=True, batch=pooling == "batch", smooth_nr=smooth[0],
+                            smooth_dr=smooth[1])
+    ours = SoftDiceLoss(include_background=include_background, pooling=pooling,
+                        smooth_nr=smooth[0], smooth_dr=smooth[1])
     torch.testing.assert_close(ours(logits, target), monai(logits, target[:, None]))
+
+
+def test_per_image_dice_is_the_mean_of_each_image_alone():
+    target = _target(n=2, h=8, w=8)
+    target[1] = 0
+    logits = torch.randn(2, C, 8, 8, generator=torch.Generator().manual_seed(2))
+    per_image = SoftDiceLoss(pooling="image")
+    alone = [SoftDiceLoss(pooling="batch")(logits[i:i + 1], target[i:i + 1]) for i in range(2)]
+    torch.testing.assert_close(per_image(logits, target), torch.stack(alone).mean())
+
+
+def test_foreground_only_dice_rewards_a_sink_class():
+    """The first bundle's defect, by hand. With background left out and two classes absent
+    from a background-only reference, each absent class scores ``1 / (sum p_c + 1)``; with
+    ``sum p_1 + sum p_2`` fixed, that sum is largest when one class takes all the mass. So the
+    loss is lower for one "sink" class than for the mass split in two, and its gradient pushes
+    the sink further up; with background included, the gradient pulls background up instead."""
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    fg_only = SoftDiceLoss(include_background=False)
+    split = torch.zeros(1, 3, 16, 16)
+    split[:, 1:] = 5.0
+    sink = torch.zeros(1, 3, 16, 16)
+    sink[:, 2] = 5.0 + torch.log(torch.tensor(2.0))  # same background probability as `split`
+    assert fg_only(sink, target) < fg_only(split, target) - 0.2
+    logits = sink.clone().requires_grad_(True)
+    fg_only(logits, target).backward()
+    assert logits.grad[:, 2].mean().item() < 0  # descent raises the sink's logit
+    fg_grad_bg = logits.grad[:, 0].mean().item()
+    logits.grad = None
+    SoftDiceLoss(include_background=True)(logits, target).backward()
+    assert logits.grad[:, 0].mean().item() < 5 * fg_grad_bg < 0  # background pulled up harder
+
+
+def test_loss_kwargs_are_checked():
+    with pytest.raises(ConfigError, match="loss_kwargs: unknown option"):
+        build_loss("dice", loss_kwargs={"smooth": 1.0})
+    with pytest.raises(ConfigError, match="loss_kwargs: loss 'ce' takes none"):
+        build_loss("ce", loss_kwargs={"pooling": "batch"})
+    with pytest.raises(ConfigError, match="pooling must be one of"):
+        build_loss("dice", loss_kwargs={"pooling": "volume"})
+    dice_ce = build_loss("dice_ce", loss_kwargs={"include_background": False})
+    assert dice_ce.dice.include_background is False
 
 
 @pytest.mark.parametrize("name", list(LossName))

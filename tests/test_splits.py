@@ -68,17 +68,19 @@ def test_frozen_splits_are_reused_and_checked(tmp_path):
 def test_spider_series_of_one_patient_stay_together(tmp_path):
     m = np.zeros((6, 6, 3), np.int16)
     m[2:4, 2:4, 1] = 1
-    for pid in range(1, 7):
+    for pid in range(1, 9):
         for seq in ("t1", "t2"):
             write_spider_case(tmp_path / "spider", str(pid), seq, m)
     for fold in range(3):
         b = build_datasets(tmp_path / "spider", image_size=8, cache_dir=tmp_path / "cache",
                            splits_path=tmp_path / "splits.json", seed=0, fold=fold, k_folds=3,
-                           sequences=("t1", "t2"))
-        assert len(b.train_ids) == 8 and len(b.val_ids) == 4
+                           sequences=("t1", "t2"), test_split_path=tmp_path / "test.json")
+        # 8 patients: 2 held out for test, 6 in 3 folds of 2 -> 8 / 4 / 4 series.
+        assert (len(b.train_ids), len(b.val_ids), len(b.test_ids)) == (8, 4, 4)
         train_p = {c.split("_")[0] for c in b.train_ids}
         val_p = {c.split("_")[0] for c in b.val_ids}
-        assert not train_p & val_p
+        test_p = {c.split("_")[0] for c in b.test_ids}
+        assert not train_p & val_p and not test_p & (train_p | val_p)
         assert set(b.split.val) == val_p
         assert {f"{p}_{s}" for p in val_p for s in ("t1", "t2")} == set(b.val_ids)
         assert b.val_volumes[0].mask.max() == 2  # SPIDER L5 (1) -> study L5 (2)

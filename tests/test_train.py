@@ -20,9 +20,11 @@ from spineseg_core.runs import RunFolder, default_run_dir, load_model
 from spineseg_core.train import HISTORY_COLUMNS, run_training
 
 TINY_UNET = {"base_width": 4, "depth": 2}
-METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "dice3d_mean", "dice3d_std", "hd95_mean",
-               "best_epoch", "epochs_completed", "train_seconds", "n_val_cases", "n_val_slices",
-               "params", "model", "profile", "seed", "fold"}
+METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
+               "dice3d_mean", "dice3d_std", "hd95_mean", "evaluated_on", "best_epoch",
+               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases",
+               "n_val_cases", "n_test_cases", "n_test_slices", "params", "model", "profile",
+               "seed", "fold"}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,9 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
     assert set(metrics) == METRIC_KEYS
     assert json.loads(run.metrics.read_text()) == metrics
     assert metrics["epochs_completed"] == 2 and metrics["best_epoch"] in (1, 2)
-    assert metrics["n_val_cases"] == 1 and metrics["n_val_slices"] == 3
+    # 5 patients: 1 held out for test (frozen), then 3 train / 1 validation.
+    assert (metrics["n_train_cases"], metrics["n_val_cases"], metrics["n_test_cases"]) == (3, 1, 1)
+    assert metrics["n_test_slices"] == 3 and metrics["evaluated_on"] == "test"
     assert 0.0 <= metrics["dice"] <= 1.0
 
     history = run.load_history()
@@ -153,7 +157,7 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path):
     straight = run_training(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
     run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=1))
     resumed = run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=2))
-    drop = {"train_seconds"}
+    drop = {"train_seconds", "test_seconds"}
     assert {k: v for k, v in resumed.items() if k not in drop} == \
         {k: v for k, v in straight.items() if k not in drop}
     a = pd.read_csv(tmp_path / "straight" / "history.csv").drop(columns="epoch_seconds")
@@ -188,7 +192,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path, mo
     before = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
     real_build = train_mod.build_loss
     monkeypatch.setattr(train_mod, "build_loss",
-                        lambda name, class_weights=None: _NanAfter(real_build(name), good=1))
+                        lambda name, class_weights=None, loss_kwargs=None:
+                        _NanAfter(real_build(name, loss_kwargs=loss_kwargs), good=1))
     with pytest.raises(SpinesegError, match=r"unet: non-finite training loss at epoch 2, step 2"):
         run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2))
     after = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
@@ -257,19 +262,11 @@ def test_gpu_batch_augmentation_only_on_cuda():
                               torch.device("cuda")) is None
 
 
-def test_profile_model_defaults_apply_under_user_overrides():
-    from spineseg_core.profiles import resolve_config
+def test_every_model_of_a_profile_gets_the_same_budget():
+    """Equal budgets: no per-model or per-family epochs, batch or precision."""
+    from spineseg_core.models import list_models
 
-    assert resolve_config("cpu", model="miniseg").epochs == 24
-    assert resolve_config("cpu", model="unet").epochs == 6
-    assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2
-    assert resolve_config("smoke", model="miniseg").epochs == 1
-
-
-def test_cpu_profile_batch_follows_the_family_then_the_model_then_the_user():
-    assert resolve_config("cpu", model="unet").batch_size == 4
-    assert resolve_config("cpu", model="deeplabv3plus").batch_size == 8  # backbone family
-    assert resolve_config("cpu", model="miniseg").amp is False  # a model's own default
-    assert resolve_config("cpu", model="pspnet").batch_size == 4  # the model over its family
-    assert resolve_config("cpu", model="psanet", batch_size=2).batch_size == 2
-    assert resolve_config("paper", model="psanet").batch_size == 4  # cpu profile only
+    budget = {(c.epochs, c.batch_size, c.lr, c.scheduler, c.amp, c.crop_width, c.image_size)
+              for c in (resolve_config("cpu", model=m) for m in list_models())}
+    assert len(budget) == 1
+    assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2  # the user still wins

@@ -28,12 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path,
                         help="real data (MRSpineSeg or SPIDER layout); default: the phantom")
     parser.add_argument("--loss-models", nargs="*", default=["unet", "miniseg"],
-                        metavar="MODEL", help="models also trained with ce, weighted_ce and "
-                        "dice_ce for the loss chapter (none: skip)")
+                        metavar="MODEL", help="models also trained with every loss other than "
+                        "the default, for the loss chapter (none: skip)")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
     parser.add_argument("--no-book", action="store_true", help="skip the book build")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
+
+
+def other_losses() -> list[str]:
+    """The losses of the loss comparison: every one but the profiles' default."""
+    from ..losses import LossName
+    from ..profiles import TrainConfig
+
+    return [str(n) for n in LossName if n != TrainConfig.loss]
 
 
 def _step(title: str, argv: list[str]) -> None:
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     "--no-aggregate", *data_args])
     if args.loss_models:
         _step("loss comparison", ["study", *common, "--models", *args.loss_models,
-                                  "--losses", "ce", "weighted_ce", "dice_ce", "--no-aggregate",
+                                  "--losses", *other_losses(), "--no-aggregate",
                                   *data_args])
     import torch
 

@@ -10,22 +10,23 @@ from .cache import VolumeCache
 from .check import CheckReport, check_dataset
 from .layout import CaseRef, Layout, detect_layout, list_cases, scan_cases
 from .preprocess import (PREPROCESS_VERSION, PercentileNormalisation, crop_box_from_mask,
-                         crop_spine_band, spine_band_box,
+                         RandomSpineBand, spine_band_box, spine_centre_column,
                          crop_volume, normalise_percentile, preprocess_volume, resample_inplane)
 from .readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
 from .slices import SliceDataset
-from .splits import (Split, get_or_create_splits, load_splits, make_folds, make_split,
-                     save_splits)
+from .splits import (Split, get_or_create_splits, get_or_create_test_split, load_splits,
+                     make_folds, make_split, save_splits)
 
 __all__ = [
     "AugmentConfig", "InPlaneMotion", "SliceAugmentation", "build_augmentation",
     "DataBundle", "build_datasets", "VolumeCache", "CheckReport", "check_dataset",
     "CaseRef", "Layout", "detect_layout", "list_cases", "scan_cases",
     "PREPROCESS_VERSION", "PercentileNormalisation", "crop_box_from_mask", "crop_volume",
-    "crop_spine_band", "spine_band_box",
+    "RandomSpineBand", "spine_band_box", "spine_centre_column",
     "normalise_percentile",
     "preprocess_volume", "resample_inplane",
     "SPIDER_LUT", "Volume", "load_case", "map_spider_labels", "read_array",
-    "SliceDataset", "Split", "get_or_create_splits", "load_splits", "make_folds", "make_split",
+    "SliceDataset", "Split", "get_or_create_splits", "get_or_create_test_split", "load_splits",
+    "make_folds", "make_split",
     "save_splits",
 ]

@@ -132,31 +132,70 @@ def crop_volume(volume: Volume, box: tuple[slice, slice]) -> Volume:
                    affine=volume.affine @ shift)
 
 
+def spine_centre_column(mask: np.ndarray) -> float | None:
+    """Middle of the foreground's column extent over all slices of a ``(S, H, W)`` mask, in
+    pixels (``None`` for an empty mask)."""
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    if cols.size == 0:
+        return None
+    return (cols[0] + cols[-1] + 1) / 2
+
+
 def spine_band_box(mask: np.ndarray, width_fraction: float) -> tuple[slice, slice]:
     """Full-height box whose columns are a band of ``width_fraction`` of the slice width,
-    centred on the middle of the foreground's column extent (over all slices) and clipped to
-    the image; a band wider than the extent keeps every labelled pixel.
-
-    A speed knob for the miniature profiles: the anterior abdomen and the posterior skin cost
-    compute but carry no label. Every row is kept, so the levels still have to be counted from
-    the sacrum. The band is placed from the reference mask (a deployed model would take it from
-    a localiser); :func:`spineseg_core.predict` runs on the full field of view instead, which a
-    fully convolutional model allows.
+    centred on :func:`spine_centre_column` and clipped to the image; a band wider than the
+    extent keeps every labelled pixel. It reads the reference mask, so it is for training
+    slices only (:class:`RandomSpineBand`); validation and test run on the full field of view.
     """
     if not 0.0 < width_fraction <= 1.0:
         raise ValueError(f"width_fraction must be in (0, 1], got {width_fraction}")
     _, h, w = mask.shape
     band = max(1, int(round(w * width_fraction)))
-    cols = np.flatnonzero(mask.any(axis=(0, 1)))
-    if cols.size == 0 or band >= w:
+    centre = spine_centre_column(mask)
+    if centre is None or band >= w:
         start = (w - band) // 2
     else:
-        centre = (cols[0] + cols[-1] + 1) / 2
         start = int(np.clip(round(centre - band / 2), 0, w - band))
     return slice(0, h), slice(start, start + band)
 
 
-def crop_spine_band(volume: Volume, width_fraction: float) -> Volume:
-    """Crop ``volume`` to :func:`spine_band_box` of its mask (unlabelled volumes: centre band)."""
-    mask = volume.mask if volume.mask is not None else np.zeros(volume.image.shape, np.uint8)
-    return crop_volume(volume, spine_band_box(mask, width_fraction))
+class RandomSpineBand:
+    """Training-time crop of a slice to a full-height band of ``width_fraction`` of its width,
+    placed at random so that the spine's centre column (of the whole training volume) falls
+    anywhere in the middle :data:`BAND_SPREAD` of the band.
+
+    A speed knob of the miniature profiles: half the columns cost half the compute. The
+    random placement shows the model the anterior abdomen and the posterior skin as well, so
+    that a model trained on bands predicts background there when it is scored on the full
+    field of view. Every row is kept, so levels must still be counted from the sacrum. It uses
+    the reference mask, which is allowed in training only; validation and test slices are
+    never cropped (``data.bundle.build_datasets``).
+    """
+
+    BAND_SPREAD = 0.8
+
+    def __init__(self, width_fraction: float) -> None:
+        if not 0.0 < width_fraction <= 1.0:
+            raise ValueError(f"width_fraction must be in (0, 1], got {width_fraction}")
+        self.width_fraction = width_fraction
+
+    def start_range(self, centre: float | None, width: int) -> tuple[int, int]:
+        """Inclusive range of the band's first column for a slice ``width`` px wide."""
+        band = max(1, int(round(width * self.width_fraction)))
+        if band >= width:
+            return 0, 0
+        if centre is None:
+            return 0, width - band
+        margin = (1 - self.BAND_SPREAD) / 2 * band
+        lo = int(np.clip(np.ceil(centre - band + margin), 0, width - band))
+        hi = int(np.clip(np.floor(centre - margin), 0, width - band))
+        return lo, max(lo, hi)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, centre: float | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop a ``(C, H, W)`` image and its ``(H, W)`` mask (torch's global generator)."""
+        width = image.shape[-1]
+        lo, hi = self.start_range(centre, width)
+        start = lo if hi == lo else int(torch.randint(lo, hi + 1, ()).item())
+        band = max(1, int(round(width * self.width_fraction)))
+        return image[..., start:start + band], mask[..., start:start + band]

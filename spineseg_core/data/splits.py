@@ -1,4 +1,5 @@
-"""Patient-level, seeded train/validation splits, frozen to JSON like nnU-Net's splits_final.json.
+"""Patient-level, seeded train/validation splits and a held-out test set, frozen to JSON (the
+former like nnU-Net's splits_final.json).
 
 Splitting happens on patient ids before slicing, so that no patient (nor any of its series:
 SPIDER's T1 and T2 share a mask) is on both sides.
@@ -110,3 +111,41 @@ def get_or_create_splits(path: str | Path, patient_ids: Iterable[str], seed: int
     splits = make_folds(ids, k, seed) if k is not None else [make_split(ids, seed, val_fraction)]
     save_splits(path, splits)
     return splits
+
+
+TEST_SPLIT_SEED = 20220627
+"""Seed of the held-out test draw: fixed, so every run seed and fold scores the same test
+patients (the paper's conference date; any constant would do, as long as it never changes)."""
+
+
+def get_or_create_test_split(path: str | Path, patient_ids: Iterable[str],
+                             fraction: float = 0.2) -> tuple[str, ...]:
+    """The held-out test patients, frozen to ``path`` (``{"test": [...]}``) on first use.
+
+    The draw uses :data:`TEST_SPLIT_SEED`, never a run's seed, and the frozen file always wins:
+    no choice of the study (seed, fold, tuning) can move a patient in or out of the test set. A
+    frozen file naming a patient that no longer exists raises :class:`DataError`; new patients
+    stay out of the test set (they can only join training or validation).
+    """
+    path = Path(path)
+    ids = _unique(patient_ids)
+    if path.is_file():
+        try:
+            raw = json.loads(path.read_text())
+            test = tuple(str(p) for p in raw["test"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(path, f'expected {{"test": [patient ids]}} ({exc})') from None
+        gone = sorted(set(test) - set(ids))
+        if gone:
+            raise DataError(path, f"the frozen test set names {len(gone)} patient(s) that no "
+                                  f"longer exist: {', '.join(gone[:10])}")
+        return test
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"test_fraction: expected a fraction in (0, 1), got {fraction}")
+    if len(ids) < 3:
+        raise ConfigError(f"need at least 3 patients to hold out a test set, got {len(ids)}")
+    perm = np.random.default_rng(TEST_SPLIT_SEED).permutation(len(ids))
+    n_test = min(max(1, round(len(ids) * fraction)), len(ids) - 2)
+    test = tuple(sorted(ids[i] for i in perm[:n_test]))
+    write_json(path, {"test": list(test), "seed": TEST_SPLIT_SEED})
+    return test

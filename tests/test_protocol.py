@@ -1,0 +1,101 @@
+"""The study's protocol: the reference never reaches evaluation, and the sanity scores that
+catch a model painting background with absent structures."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import nullcontext
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from _tiny_data import make_tiny_dataset
+from spineseg_core.data import build_datasets
+from spineseg_core.metrics import EvalAccumulator, sanity_scores
+from spineseg_core.models import build_model
+from spineseg_core.train_eval import evaluate
+
+
+def _alter_masks(root):
+    """Rewrite every mask of ``root``: labels shifted by one level, a block erased."""
+    for path in sorted((root / "train" / "Mask").glob("*.nii.gz")):
+        img = nib.load(path)
+        m = np.asarray(img.dataobj).astype(np.uint8)
+        m = np.where(m > 0, (m % 19) + 1, 0).astype(np.uint8)
+        m[: m.shape[0] // 2] = 0
+        nib.save(nib.Nifti1Image(m, img.affine), path)
+
+
+def test_evaluation_cannot_see_the_masks(tmp_path):
+    """Same images, altered masks: validation and test inputs and every prediction are identical
+    (only the scores differ). Training slices may differ (their band follows the mask)."""
+    a = make_tiny_dataset(tmp_path / "a", cases=6, slices=2, size=32)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    _alter_masks(b)
+    bundles = [build_datasets(root, image_size=32, cache_dir=tmp_path / f"cache_{root.name}",
+                              splits_path=tmp_path / f"s_{root.name}.json",
+                              test_split_path=tmp_path / f"t_{root.name}.json", seed=0, fold=0,
+                              crop_width=0.5)
+               for root in (a, b)]
+    assert bundles[0].test_ids == bundles[1].test_ids and bundles[0].val_ids == bundles[1].val_ids
+    torch.manual_seed(0)
+    model = build_model("unet", base_width=4, depth=2).eval()
+    preds = []
+    for bundle in bundles:
+        for part in (bundle.val, bundle.test):
+            loader = torch.utils.data.DataLoader(part, batch_size=2)
+            res = evaluate(model, loader, torch.device("cpu"), lambda lo, y: lo.sum() * 0,
+                           autocast=nullcontext, keep_slices=True)
+            preds.append((np.concatenate(res.slices["image"]), np.concatenate(res.slices["pred"]),
+                          np.concatenate(res.slices["mask"])))
+    for (img_a, pred_a, mask_a), (img_b, pred_b, mask_b) in zip(preds[:2], preds[2:]):
+        np.testing.assert_array_equal(img_a, img_b)
+        np.testing.assert_array_equal(pred_a, pred_b)
+        assert not np.array_equal(mask_a, mask_b)  # the masks did change
+
+
+def test_sanity_scores_by_hand():
+    # Case A: reference holds background (0) and class 1; class 2 is absent from A.
+    # Rows = reference, columns = prediction, 3 classes.
+    a = np.array([[90, 4, 6],    # 90 background right, 4 -> class 1, 6 -> class 2 (absent)
+                  [0, 10, 0],
+                  [0, 0, 0]])
+    # Case B: holds all three; nothing is absent.
+    b = np.array([[50, 0, 0],
+                  [0, 25, 0],
+                  [0, 5, 20]])
+    s = sanity_scores([a, b])
+    assert s["bg_recall"] == pytest.approx((90 + 50) / (100 + 50))
+    # Absent in A: class 2, predicted on 6 pixels; B has none absent; 110 + 100 pixels in all.
+    assert s["absent_fraction"] == pytest.approx(6 / 210)
+    with pytest.raises(ValueError, match="at least one"):
+        sanity_scores([])
+
+
+def test_accumulator_summary_carries_the_sanity_scores():
+    acc = EvalAccumulator(keep_volumes=False)
+    ref = torch.tensor([[[0, 0, 1, 1]]])
+    pred = torch.tensor([[[0, 2, 1, 1]]])  # one background pixel painted with absent class 2
+    acc.update(pred, ref, ["c"], [0])
+    s = acc.summary(with_hd95=False)
+    assert s["bg_recall"] == pytest.approx(0.5) and s["absent_fraction"] == pytest.approx(0.25)
+
+
+def test_structure_heights_and_feature_maps_by_hand():
+    from spineseg_core.data.resolution import feature_map_sizes, structure_heights
+
+    mask = np.zeros((2, 20, 10), np.uint8)
+    mask[:, 2:4, 3:7] = 19   # disc T9/T10: 2 px high in 4 columns, both slices
+    mask[:, 4:10, 3:7] = 10  # vertebra T9: 6 px
+    mask[:, 10:13, 3:7] = 11  # disc L5/S: 3 px
+    mask[0, 13:18, 3:5] = 1  # sacrum: 5 px in 2 columns of one slice
+    t = structure_heights([mask], spacing_mm=2.0).set_index("kind")
+    assert t.loc["thoracic disc", "median_px"] == 2 and t.loc["thoracic disc", "n_columns"] == 8
+    assert t.loc["thoracic vertebra", "median_mm"] == 12.0
+    assert t.loc["lumbar disc", "median_px"] == 3 and t.loc["sacrum", "median_px"] == 5
+    maps = feature_map_sizes(128, 64)
+    assert maps.values.tolist() == [[8, 16, 8], [16, 8, 4], [32, 4, 2]]
+    assert feature_map_sizes(100, 100).values.tolist()[2] == [32, 4, 4]
