@@ -30,10 +30,11 @@ from ..io import write_json, write_with
 from .orientation import MRSPINESEG_AXCODES, from_study, study_affine
 from .phantom_geometry import SpineGeometry, present_labels, sample_geometry
 from .phantom_params import DEFAULT_PRESENCE, PhantomParams
-from .phantom_render import finish_image, render_slices
+from .phantom_render import TissueCode, finish_image, jitter_image, render_slices
 
 __all__ = [
-    "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PhantomCase", "PhantomParams",
+    "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PHANTOM_VERSION", "PhantomCase", "PhantomParams",
+    "TissueCode",
     "ensure_phantom", "generate_case", "phantom_config", "sample_presence", "write_phantom",
 ]
 
@@ -41,6 +42,11 @@ GENERATOR = "spineseg-phantom"
 """Value of ``generator`` in the marker file."""
 MARKER = "phantom.json"
 """Name of the marker file at a phantom's root."""
+PHANTOM_VERSION = 2
+"""Version of the generator's output, recorded in the marker: bump it whenever the same
+``(seed, case_id, size, params)`` gives different pixels, so cached phantoms regenerate.
+2: calibrated against a real T2 scan (partial volume across the slice, marrow texture and a
+basivertebral vein, posterior elements with a cortex, annotation jitter, lateral curvature)."""
 _PARTIAL = ".phantom.partial.json"
 MIN_SIZE = 32
 
@@ -54,6 +60,7 @@ class PhantomCase:
     mask: np.ndarray                       # uint8 (S, H, W), values 0..19
     spacing: tuple[float, float, float]    # (slice_mm, row_mm, col_mm)
     geometry: SpineGeometry
+    tissue: np.ndarray                     # uint8 (S, H, W) TissueCode (CSF, posterior elements)
 
     @property
     def affine(self) -> np.ndarray:
@@ -78,10 +85,12 @@ def generate_case(case_id: int, seed: int, size: int = 256,
     params = params or PhantomParams()
     geom = sample_geometry(case_id, seed, params)
     rng = np.random.default_rng([int(seed), int(case_id), 1])
-    mask, raw = render_slices(geom, int(size), params, rng)
+    rendered = render_slices(geom, int(size), params, rng)
+    raw = jitter_image(rendered.image, geom, params, rng)
     image = finish_image(raw, geom, params, rng)
     px = params.fov_mm / size
-    return PhantomCase(int(case_id), image, mask, (params.slice_mm, px, px), geom)
+    return PhantomCase(int(case_id), image, rendered.mask, (params.slice_mm, px, px), geom,
+                       rendered.tissue)
 
 
 def sample_presence(case_id: int, seed: int,
@@ -129,7 +138,8 @@ def _loads(path: Path) -> bool:
 def phantom_config(cases: int, seed: int, size: int, params: PhantomParams | None,
                    test_cases: int) -> dict[str, Any]:
     """The content of ``phantom.json`` for these arguments."""
-    return {"generator": GENERATOR, "version": __version__, "seed": int(seed),
+    return {"generator": GENERATOR, "version": __version__, "phantom_version": PHANTOM_VERSION,
+            "seed": int(seed),
             "cases": int(cases), "test_cases": int(test_cases), "size": int(size),
             "params": (params or PhantomParams()).to_dict()}
 

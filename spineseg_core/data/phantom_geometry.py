@@ -130,6 +130,9 @@ class SpineGeometry:
     n_slices: int
     slice_mm: float
     lateral_offset: float  # left-right position of the midline relative to the slice grid
+    scoliosis_mm: float = 0.0        # amplitude of the mild lateral curvature (mm)
+    scoliosis_wavelength: float = 300.0  # its wavelength along the centre line (mm)
+    scoliosis_phase: float = 0.0
 
     # --- centre-line helpers -------------------------------------------------------------
     def point(self, s: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +152,17 @@ class SpineGeometry:
         """Left-right position (mm, + right) of each slice centre relative to the midline."""
         k = np.arange(self.n_slices) - (self.n_slices - 1) / 2.0
         return k * self.slice_mm + self.lateral_offset
+
+    def lateral_shift(self, s: np.ndarray) -> np.ndarray:
+        """Left-right displacement (mm, + right) of the column at centre-line position ``s``.
+
+        A mild scoliosis-like curve: a sine of the arc length, zero at the sacral top
+        endplate's phase-shifted origin, whose steepest slope is
+        ``2 pi scoliosis_mm / scoliosis_wavelength`` (at most ~6.5 degrees with the default 4 mm).
+        """
+        s = np.asarray(s, dtype=np.float64)
+        return self.scoliosis_mm * (np.sin(2.0 * np.pi * s / self.scoliosis_wavelength
+                                           + self.scoliosis_phase) - np.sin(self.scoliosis_phase))
 
     def half_depth_at(self, s: np.ndarray) -> np.ndarray:
         """Smooth anterior-posterior half depth of the column along the centre line."""
@@ -305,7 +319,11 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         fov_mm=params.fov_mm, n_slices=n_slices, slice_mm=params.slice_mm,
         lateral_offset=float(rng.uniform(-0.5, 0.5) * params.slice_mm),
     )
-    return _place_in_view(geom, rng, params)
+    geom = _place_in_view(geom, rng, params)
+    # Drawn after the field of view, so presence does not depend on the lateral curve.
+    return replace(geom, scoliosis_mm=float(rng.uniform(0.0, 1.0) * params.scoliosis_mm),
+                   scoliosis_wavelength=float(rng.uniform(220.0, 380.0)),
+                   scoliosis_phase=float(rng.uniform(0.0, 2.0 * np.pi)))
 
 
 def _place_in_view(geom: SpineGeometry, rng: np.random.Generator,

@@ -46,6 +46,12 @@ class PhantomParams:
         p_15_slices: probability of 15 sagittal slices instead of 12 (MRSpineSeg: 35/172).
         slice_mm: slice thickness and spacing in mm.
         fov_mm: in-plane square field of view in mm; pixel spacing is ``fov_mm / size``.
+        sub_slices: odd number of sub-slices averaged across each slice's thickness
+            (through-plane partial volume); labels come from the centre one.
+        scoliosis_mm: largest amplitude (mm) of the mild lateral curvature; each case draws
+            its own amplitude in ``[0, scoliosis_mm]``.
+        annotation_jitter_mm: sd (mm) of the smooth in-plane displacement between the image
+            and its labels, so label boundaries do not sit exactly on intensity edges.
         presence: ``(label, rate)`` pairs, bottom-up, for the upper levels (see
             :data:`DEFAULT_PRESENCE`); rates must not increase upwards.
     """
@@ -59,6 +65,9 @@ class PhantomParams:
     p_15_slices: float = 0.2
     slice_mm: float = 4.4
     fov_mm: float = 303.4
+    sub_slices: int = 3
+    scoliosis_mm: float = 4.0
+    annotation_jitter_mm: float = 0.6
     presence: tuple[tuple[int, float], ...] = DEFAULT_PRESENCE
 
     def __post_init__(self) -> None:
@@ -72,6 +81,15 @@ class PhantomParams:
             raise ConfigError(f"PhantomParams.slice_mm must be in [1, 10] mm, got {self.slice_mm}")
         if not 250.0 <= self.fov_mm <= 450.0:
             raise ConfigError(f"PhantomParams.fov_mm must be in [250, 450] mm, got {self.fov_mm}")
+        if not (1 <= int(self.sub_slices) <= 9 and int(self.sub_slices) % 2 == 1
+                and self.sub_slices == int(self.sub_slices)):
+            raise ConfigError(f"PhantomParams.sub_slices must be an odd integer in [1, 9], "
+                              f"got {self.sub_slices}")
+        object.__setattr__(self, "sub_slices", int(self.sub_slices))
+        for name in ("scoliosis_mm", "annotation_jitter_mm"):
+            if not 0.0 <= getattr(self, name) <= 20.0:
+                raise ConfigError(f"PhantomParams.{name} must be in [0, 20] mm, "
+                                  f"got {getattr(self, name)}")
         labels = [int(lab) for lab, _ in self.presence]
         rates = [float(r) for _, r in self.presence]
         if labels != [lab for lab, _ in DEFAULT_PRESENCE]:
