@@ -204,6 +204,20 @@ def parse_mapping(name: str, value: Any) -> dict[str, Any]:
                       f"({type(value).__name__})")
 
 
+def resolve_with_overrides(profile: str | Profile, overrides: Any = None,
+                           **parameters: Any) -> TrainConfig:
+    """:func:`resolve_config` of the notebook: its own ``parameters`` plus ``overrides`` (a
+    mapping or its JSON text, :func:`parse_mapping`). A name in ``overrides`` that is also
+    given as a parameter (not ``None``) is a :class:`ConfigError`: it must be given once."""
+    extra = parse_mapping("overrides", overrides)
+    twice = sorted(k for k in extra if parameters.get(k) is not None)
+    if twice:
+        raise ConfigError(f"overrides: {', '.join(twice)} also given as a parameter of its own "
+                          f"({', '.join(f'{k}={parameters[k]!r}' for k in twice)}); give each "
+                          "once")
+    return resolve_config(profile, **{**parameters, **extra})
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the annotation ``hint``; parse JSON text where ``hint`` is no
     text type; convert str->Path/enum, int->float."""
