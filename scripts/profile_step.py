@@ -53,17 +53,17 @@ def profile_model(name: str, profile_name: str, steps: int) -> pd.DataFrame:
     cfg = resolve_config(profile_name, model=name)
     device = resolve_device(cfg.device)
     size = input_size(cfg)
-    step = TrainStep(build_model(name), bench_loss(cfg.loss), device,
-                     channels_last=cfg.channels_last, amp=cfg.amp, lr=cfg.lr)
+    step = TrainStep.create(build_model(name), bench_loss(cfg.loss), device,
+                            channels_last=cfg.channels_last, amp=cfg.amp, lr=cfg.lr)
     x, y = random_batch(cfg.batch_size, size, device)
     x = step.prepare(x)
     for _ in range(2):
-        step(x, y)
+        step(x, y, prepared=True)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
                                            else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            step(x, y)
+            step(x, y, prepared=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     rows = []

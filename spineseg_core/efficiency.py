@@ -4,13 +4,17 @@
   so a 900-GMAC model at 880x880 is counted in about a second on any machine. MACs are
   ``FlopCounterMode``'s FLOPs / 2: the paper's "FLOPs" are multiply-accumulates (see
   ``resources/model_budget.md``).
-* Training memory is the peak of one real training step (forward, backward, Adam step) from
-  ``torch.cuda.max_memory_allocated`` on a GPU. Without a GPU it is an *estimate*, named as such
+* Training memory is the peak of one real training step on a GPU: the trainer's own step
+  (:class:`~spineseg_core.train_step.TrainStep`: its precision, channels-last, the Dice loss,
+  Adam), measured after a warm-up step (so cuDNN's autotuning is not in it) as
+  ``torch.cuda.max_memory_reserved``, what the card must hold, not the smaller
+  ``max_memory_allocated``. Without a GPU it is an *estimate*, named as such
   in the ``mem_method`` column: the bytes of every tensor autograd saves for the backward pass
   of one forward on the meta device (deduplicated by storage, parameters excluded), plus
   parameters, their gradients and Adam's two moments. It leaves out allocator slack and
   short-lived buffers, so it is a lower bound of what a GPU would report.
-* Throughput is images per second of real training steps and of inference on the given device.
+* Throughput is images per second of the same step and of inference on the given device,
+  timed exactly as ``spineseg bench`` times them (:func:`spineseg_core.bench.model_throughput`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import pandas as pd
 import torch
@@ -29,6 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError, parse_choice
 from .models import MultiOutput, build_model, list_models, model_info
+from .precision import Precision, precision_for
+from .train_step import TrainStep
 
 PAPER_SIZE = 880
 """The slice size of the paper's Table 3 (the most common MRSpineSeg size)."""
@@ -36,7 +43,7 @@ PAPER_SIZE = 880
 EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "backbone", "params", "params_m", "params_inference_m",
     "gmacs_880", "size", "gmacs_size", "train_peak_mem_mb", "mem_device", "mem_method",
-    "measure_size", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device")
+    "measure_size", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device", "precision")
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
 
 CARD_24GB_MIB = 24 * 1024
@@ -70,7 +77,7 @@ class ParamScope(StrEnum):
 class MemMethod(StrEnum):
     """How a training-memory figure was obtained."""
 
-    CUDA_PEAK = "cuda max_memory_allocated, one train step"
+    CUDA_PEAK = "cuda max_memory_reserved, one train step after warm-up"
     SAVED_TENSORS = "estimate: saved activations (meta) + params + grads + Adam moments"
 
 
@@ -177,19 +184,6 @@ def _loss(out: Tensor | MultiOutput, target: Tensor) -> Tensor:
     return F.cross_entropy(out, target)
 
 
-def _batch(model: nn.Module, size: int, batch: int, device: torch.device | str,
-           num_classes: int) -> tuple[Tensor, Tensor]:
-    x = torch.randn(batch, _in_channels(model), *spatial(size), device=device)
-    y = torch.randint(0, num_classes, (batch, *spatial(size)), device=device)
-    return x, y
-
-
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
-    opt.zero_grad(set_to_none=True)
-    _loss(model(x), y).backward()
-    opt.step()
-
-
 def _saved_tensor_estimate(model: nn.Module, size: int, batch: int) -> float:
     meta = meta_copy(model).train()
     param_storages = {p.untyped_storage()._cdata for p in meta.parameters()}
@@ -211,78 +205,113 @@ def _saved_tensor_estimate(model: nn.Module, size: int, batch: int) -> float:
     return (sum(saved.values()) + 4 * param_bytes) / 2**20
 
 
-def train_step_memory(model: nn.Module, size: int, batch: int,
-                      device: torch.device | str = "cpu") -> MemoryReport:
-    """Peak memory of one training step (forward, backward, Adam) at ``batch`` x ``size``².
+class MemoryProbe(Protocol):
+    """Reads a device's memory around one step: :meth:`reset` before it, :meth:`peak_mb`
+    after it (injectable, so the order of the measurement is testable without a GPU)."""
 
-    On CUDA: the real peak from ``torch.cuda.max_memory_allocated``. Elsewhere: the
-    saved-tensor estimate of the module docstring (computed on a meta copy, so any size is
-    cheap), reported with ``device="meta"``.
+    def reset(self) -> None: ...
+
+    def peak_mb(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class CudaMemory:
+    """:class:`MemoryProbe` of a CUDA device: ``reset`` waits for the device, returns the
+    cached blocks (what warm-up left, e.g. cuDNN's autotuning workspaces) and resets the peak;
+    ``peak_mb`` is ``max_memory_reserved`` in MiB."""
+
+    device: torch.device
+
+    def reset(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_mb(self) -> float:
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_reserved(self.device) / 2**20
+
+
+def step_peak_memory(step: TrainStep, x: Tensor, y: Tensor, probe: MemoryProbe, *,
+                     warmup: int = 1) -> float:
+    """Peak MiB of one step of ``step`` on the prepared batch ``(x, y)``, read by ``probe``
+    after ``warmup`` (at least one) unmeasured steps: the first step's autotuning and lazy
+    allocations are not a training step's steady peak."""
+    for _ in range(max(warmup, 1)):
+        step(x, y, prepared=True)
+    probe.reset()
+    step(x, y, prepared=True)
+    return probe.peak_mb()
+
+
+def _bench_step(model: nn.Module, size: int | tuple[int, int], batch: int,
+                device: torch.device, *, loss: str, precision: Precision,
+                channels_last: bool) -> tuple[TrainStep, Tensor, Tensor]:
+    from .bench.timing import bench_loss, random_batch  # the benchmark imports this module
+
+    step = TrainStep.create(model, bench_loss(loss), device, precision=precision,
+                            channels_last=channels_last)
+    x, y = random_batch(batch, size, device, in_channels=_in_channels(model),
+                        num_classes=int(getattr(model, "num_classes", 20)))
+    return step, step.prepare(x), y
+
+
+def train_step_memory(model: nn.Module, size: int, batch: int,
+                      device: torch.device | str = "cpu", *, loss: str = "dice",
+                      precision: Precision | None = None, channels_last: bool = True,
+                      warmup: int = 1, probe: MemoryProbe | None = None) -> MemoryReport:
+    """Peak memory of one training step (the trainer's: forward in ``precision``, ``loss``,
+    backward, Adam) at ``batch`` x ``size``².
+
+    On CUDA (or with an explicit ``probe``): :func:`step_peak_memory` of a real step after
+    ``warmup`` steps, ``max_memory_reserved``. Elsewhere: the saved-tensor estimate of the
+    module docstring (computed on a meta copy, so any size is cheap), reported with
+    ``device="meta"``.
     """
     device = torch.device(device)
-    if device.type != "cuda":
+    if probe is None and device.type != "cuda":
         return MemoryReport(_saved_tensor_estimate(model, size, batch), "meta",
                             MemMethod.SAVED_TENSORS, size, batch)
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters())
-    x, y = _batch(model, size, batch, device, int(getattr(model, "num_classes", 20)))
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    _train_step(model, opt, x, y)
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    probe = probe or CudaMemory(device)
+    step, x, y = _bench_step(model, size, batch, device, loss=loss,
+                             precision=precision or precision_for(device, True),
+                             channels_last=channels_last)
+    peak = step_peak_memory(step, x, y, probe, warmup=warmup)
     return MemoryReport(peak, str(device), MemMethod.CUDA_PEAK, size, batch)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def throughput(model: nn.Module, size: int, batch: int, device: torch.device | str = "cpu",
-               steps: int = 3, warmup: int = 1) -> tuple[float, float]:
-    """Images per second of ``(training steps, inference forwards)`` after ``warmup`` untimed steps.
-
-    Training is forward + cross-entropy over all outputs + backward + Adam step; inference is
-    an evaluation forward without gradients. The model is left in evaluation mode.
-    """
+               steps: int = 3, warmup: int = 1, *, loss: str = "dice",
+               precision: Precision | None = None,
+               channels_last: bool = True) -> tuple[float, float]:
+    """Images per second of ``(training steps, inference forwards)``: the trainer's step
+    (:class:`~spineseg_core.train_step.TrainStep`, ``precision`` by default the device's
+    choice for ``amp``), medians of ``steps`` after ``warmup``, exactly as ``spineseg bench``
+    times them (:func:`spineseg_core.bench.model_throughput`)."""
     if steps < 1 or warmup < 0:
         raise ConfigError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
+    from .bench.speed import BenchSettings, model_throughput
+
     device = torch.device(device)
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters())
-    x, y = _batch(model, size, batch, device, int(getattr(model, "num_classes", 20)))
-    for _ in range(warmup):
-        _train_step(model, opt, x, y)
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        _train_step(model, opt, x, y)
-    _sync(device)
-    train_s = time.perf_counter() - t0
-    model.eval()
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(x)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            model(x)
-        _sync(device)
-        infer_s = time.perf_counter() - t0
-    return steps * batch / train_s, steps * batch / infer_s
+    step, x, y = _bench_step(model, size, batch, device, loss=loss,
+                             precision=precision or precision_for(device, True),
+                             channels_last=channels_last)
+    train_s, infer_s = model_throughput(step, x, y, BenchSettings(steps=steps, warmup=warmup))
+    return batch / train_s, batch / infer_s
 
 
 def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE, *,
                      measure_size: int = 128, batch: int = 2, device: torch.device | str = "cpu",
                      with_throughput: bool = True, steps: int = 3,
-                     warmup: int = 1) -> pd.DataFrame:
+                     warmup: int = 1, amp: bool = True, channels_last: bool = True,
+                     loss: str = "dice") -> pd.DataFrame:
     """One row per model with :data:`EFFICIENCY_COLUMNS`.
 
     Parameters and MACs (at 880 and at ``size``) are counted on the meta device; training
     memory is measured at ``size`` (real on CUDA, estimated elsewhere: see ``mem_method``);
     throughput is measured at ``measure_size`` on ``device`` unless ``with_throughput`` is off.
+    Memory and throughput run the trainer's step in the precision ``amp`` gives on ``device``
+    (the ``precision`` column), channels-last and with ``loss`` as the paper profile does.
     """
     names = list(models) if models else list_models()
     for n in names:
@@ -291,6 +320,7 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
         raise ConfigError(f"size, measure_size and batch must be >= 1, got "
                           f"{size}, {measure_size}, {batch}")
     device = resolve_device(device)
+    precision = precision_for(device, amp)
     rows = []
     for name in names:
         info = model_info(name)
@@ -298,12 +328,14 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             meta = build_model(name)
         params = count_params(meta)
         mem = train_step_memory(meta if device.type != "cuda" else build_model(name),
-                                size, batch, device)
+                                size, batch, device, loss=loss, precision=precision,
+                                channels_last=channels_last, warmup=warmup)
         train_ips = infer_ips = float("nan")
         if with_throughput:
             torch.manual_seed(0)
             train_ips, infer_ips = throughput(build_model(name), measure_size, batch, device,
-                                              steps, warmup)
+                                              steps, warmup, loss=loss, precision=precision,
+                                              channels_last=channels_last)
         gmacs_880 = count_macs(meta, PAPER_SIZE) / 1e9
         rows.append(dict(
             model=name, display_name=info.display_name, family=str(info.family),
@@ -314,5 +346,5 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             train_peak_mem_mb=mem.peak_mb, mem_device=mem.device, mem_method=str(mem.method),
             measure_size=measure_size if with_throughput else pd.NA, batch=batch,
             fits_24gb=fits_24gb(mem.peak_mb), train_img_s=train_ips, infer_img_s=infer_ips,
-            device=str(device)))
+            device=str(device), precision=str(precision)))
     return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))

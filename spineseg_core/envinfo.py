@@ -31,11 +31,12 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def gpu_name() -> str | None:
-    """Name of the first CUDA device, or ``None`` without one."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return None
+def gpu_name(device: str | torch.device | None = None) -> str | None:
+    """Name of the CUDA ``device`` (``"cuda"`` alone: the current one), or ``None`` when
+    ``device`` is no GPU or CUDA is unavailable."""
+    if device is None or torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def git_commit(repo: Path = _REPO) -> str | None:
@@ -49,12 +50,13 @@ def git_commit(repo: Path = _REPO) -> str | None:
 
 
 def env_stamp(device: str | torch.device | None = None) -> dict[str, object]:
-    """Host, CPU, GPU, library versions, git commit, device and thread count of this process."""
+    """Host, CPU, the GPU of ``device`` (``None`` for a CPU run), library versions, git commit,
+    device and thread count of this process."""
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
-        "gpu": gpu_name(),
+        "gpu": gpu_name(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": sys.version.split()[0],

@@ -40,3 +40,23 @@ def parse_choice(choices: type[E], value: object, name: str) -> E:
     except ValueError:
         raise ConfigError(f"{name}: expected one of {', '.join(c.value for c in choices)}, "
                           f"got {value!r}") from None
+
+
+def show_user_errors_briefly() -> None:
+    """In IPython or Jupyter (the papermill notebook), show a :class:`SpinesegError` as one
+    line, its type and message, as the command line does; other exceptions keep their
+    traceback. Outside IPython nothing changes."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def one_line(shell, etype, value, tb, tb_offset=None):  # IPython's custom-handler signature
+        stb = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc((SpinesegError,), one_line)

@@ -25,7 +25,7 @@ from .data import CaseRef, VolumeCache, load_case, preprocess_volume
 from .data.orientation import from_study
 from .efficiency import resolve_device
 from .errors import DataError
-from .precision import autocast, precision_for
+from .precision import Precision, autocast, precision_for
 from .runs import RunFolder, load_model
 
 SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha")
@@ -45,14 +45,11 @@ def _has_suffix(path: Path) -> bool:
 
 
 def segment_volume(model: nn.Module, image: np.ndarray, device: torch.device,
-                   batch_size: int = 8, amp: bool = True) -> np.ndarray:
-    """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``.
-
-    With ``amp`` the forward pass runs under bf16 autocast where ``device`` multiplies bf16
-    natively, as training and validation do (:mod:`~spineseg_core.precision`)."""
+                   batch_size: int = 8, precision: Precision = Precision.FP32) -> np.ndarray:
+    """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``, the
+    forward pass in ``precision`` (a run's recorded one: :func:`run_precision`)."""
     model.eval()
     out = []
-    precision = precision_for(device, amp)
     with torch.inference_mode():
         for start in range(0, image.shape[0], batch_size):
             x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size],
@@ -71,7 +68,8 @@ def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def predict_file(model: nn.Module, image_size: int, source: Path, target: Path,
-                 device: torch.device, batch_size: int = 8, amp: bool = True) -> Path:
+                 device: torch.device, batch_size: int = 8,
+                 precision: Precision = Precision.FP32) -> Path:
     """Segment one image file into the label file ``target``; returns ``target``."""
     source, target = Path(source), Path(target)
     volume = load_case(CaseRef(source.name, source, None, "predict"))
@@ -79,7 +77,7 @@ def predict_file(model: nn.Module, image_size: int, source: Path, target: Path,
     cache = VolumeCache(target.parent, image_size)  # only for its preprocessing settings
     prep = preprocess_volume(volume, image_size, cache.normalise)
     prep = replace(prep, image=prep.image.astype(cache.image_dtype).astype(np.float32))
-    labels = _resize_labels(segment_volume(model, prep.image, device, batch_size, amp), in_plane)
+    labels = _resize_labels(segment_volume(model, prep.image, device, batch_size, precision), in_plane)
     labels, _ = from_study(labels, volume.affine, volume.source_axcodes)
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.name.endswith(".mha"):
@@ -110,30 +108,44 @@ def _write_itk(labels: np.ndarray, source: Path, target: Path) -> None:
     sitk.WriteImage(img, str(target), useCompression=True)
 
 
+def run_precision(run: RunFolder, device: torch.device) -> Precision:
+    """The precision ``run`` was trained and validated in (``params.json``'s ``precision``);
+    for a run folder older than that record, what its ``amp`` gives on ``device``."""
+    params = run.load_params() if run.params.is_file() else {}
+    if "precision" in params:
+        try:
+            return Precision(params["precision"])
+        except ValueError:
+            raise DataError(run.params, f"precision: expected one of "
+                            f"{', '.join(p.value for p in Precision)}, "
+                            f"got {params['precision']!r}") from None
+    return precision_for(device, bool(params.get("amp", True)))
+
+
 def predict_path(run_dir: str | Path, source: str | Path, output: str | Path, *,
                  device: str | torch.device = "auto", batch_size: int = 8) -> list[Path]:
     """Segment a file or every image file of a folder with the best model of ``run_dir``.
 
     A file goes to ``output`` (a file name, or a folder that then receives the label file
     under the input's name); a folder's files go to ``output/<name>`` (``mask_caseN`` for
-    MRSpineSeg's ``CaseN``). Returns the written paths. The run's ``amp`` setting (from its
-    ``params.json``; on when absent) decides bf16 autocast, as in its training.
+    MRSpineSeg's ``CaseN``). Returns the written paths. The forward pass runs in the run's
+    recorded precision (:func:`run_precision`), as its validation did.
     """
     source, output = Path(source), Path(output)
     device = resolve_device(device)
     run = RunFolder(Path(run_dir))
     image_size = int(run.load_model_json()["image_size"])
     model = load_model(run.path, device)
-    amp = bool(run.load_params().get("amp", True)) if run.params.is_file() else True
+    precision = run_precision(run, device)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and _has_suffix(p))
         if not files:
             raise DataError(source, f"no image files ({', '.join(SUFFIXES)}) in this folder")
         return [predict_file(model, image_size, f, output / output_name(f.name), device,
-                             batch_size, amp) for f in files]
+                             batch_size, precision) for f in files]
     if not source.is_file():
         raise DataError(source, "input does not exist")
     if not _has_suffix(source):
         raise DataError(source, f"unsupported file type; expected one of {', '.join(SUFFIXES)}")
     target = output / output_name(source.name) if output.is_dir() else output
-    return [predict_file(model, image_size, source, target, device, batch_size, amp)]
+    return [predict_file(model, image_size, source, target, device, batch_size, precision)]

@@ -17,6 +17,7 @@ types, ranges, paths) before any training starts, raising a
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -72,13 +73,15 @@ class TrainConfig:
     training slices (only) to a full-height band of that fraction of the width, placed at random
     around the spine (a speed knob of the miniature profiles); validation, test and prediction
     use the full field of view.
-    ``gpu_augment`` replaces TorchIO's per-slice transforms by their batched version
-    (:mod:`spineseg_core.data.batch_augment`) when training on a GPU. ``compile`` trains
+    ``gpu_augment`` chooses where the augmentation runs
+    (:func:`spineseg_core.train_step.augment_path`): ``None`` batches it on the device when
+    that is a GPU (:mod:`spineseg_core.data.batch_augment`) and keeps TorchIO's per-slice
+    transforms on the CPU; ``True`` batches it on any device, ``False`` never. ``compile`` trains
     through ``torch.compile``: off by default, since on a CPU it cost 80-120 s per new input
     shape for at most ~10 % (measured on 2 cores with torch 2.13); the first epoch's
     ``epoch_seconds`` in ``history.csv`` then includes the compile time. ``amp`` runs the
-    forward pass under bf16 autocast where the device multiplies bf16 natively (a CUDA GPU, or
-    a CPU with AMX-bf16) and in fp32 elsewhere (:mod:`spineseg_core.precision`); the run's
+    forward pass under bf16 autocast where the device runs bf16 faster than fp32 (a CUDA GPU
+    with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.precision`); the run's
     ``params.json`` records which (``precision``).
     """
 
@@ -116,7 +119,7 @@ class TrainConfig:
     p_ghosting: float = 0.25
     max_train_slices_per_epoch: int | None = None
     crop_width: float | None = None
-    gpu_augment: bool = True
+    gpu_augment: bool | None = None
     compile: bool = False
     val_every: int = 1
     channels_last: bool = True
@@ -158,13 +161,56 @@ _NON_NEGATIVE = {"seed", "fold", "num_workers", "phantom_seed", "phantom_test_se
 _PROBABILITIES = {"p_noise", "p_blur", "p_motion", "p_ghosting"}
 
 
+def _from_text(value: Any, hint: Any) -> Any:
+    """A parameter typed as text (papermill's ``-p``/``-r``, a shell) where ``hint`` is no text
+    type: its JSON value (``'{"epochs": 2}'``, ``'[1, 2]'``, ``'true'``, ``'3'``), or the text
+    itself when it is not JSON (the type check then names the parameter)."""
+    if not isinstance(value, str) or hint in (str, Path) or (
+            isinstance(hint, type) and issubclass(hint, StrEnum)):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def parse_mapping(name: str, value: Any) -> dict[str, Any]:
+    """``value`` as a mapping of parameter names: a dict, ``None`` (empty), or its JSON text
+    (how ``papermill -p overrides '{"epochs": 2}'`` delivers it); anything else is a
+    :class:`ConfigError` naming ``name``."""
+    if value is None:
+        return {}
+    parsed = _from_text(value, dict)
+    if isinstance(parsed, dict) and all(isinstance(k, str) for k in parsed):
+        return dict(parsed)
+    raise ConfigError(f"{name}: expected a mapping of parameter names to values (a dict, or "
+                      f"JSON text such as '{{\"epochs\": 2}}'), got {value!r} "
+                      f"({type(value).__name__})")
+
+
+def resolve_with_overrides(profile: str | Profile, overrides: Any = None,
+                           **parameters: Any) -> TrainConfig:
+    """:func:`resolve_config` of the notebook: its own ``parameters`` plus ``overrides`` (a
+    mapping or its JSON text, :func:`parse_mapping`). A name in ``overrides`` that is also
+    given as a parameter (not ``None``) is a :class:`ConfigError`: it must be given once."""
+    extra = parse_mapping("overrides", overrides)
+    twice = sorted(k for k in extra if parameters.get(k) is not None)
+    if twice:
+        raise ConfigError(f"overrides: {', '.join(twice)} also given as a parameter of its own "
+                          f"({', '.join(f'{k}={parameters[k]!r}' for k in twice)}); give each "
+                          "once")
+    return resolve_config(profile, **{**parameters, **extra})
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the annotation ``hint``; convert str->Path/enum, int->float."""
+    """Check ``value`` against the annotation ``hint``; parse JSON text where ``hint`` is no
+    text type; convert str->Path/enum, int->float."""
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         if value is None:
             return None
         (hint,) = [a for a in args if a is not type(None)]
+    value = _from_text(value, hint)
     want = getattr(hint, "__name__", str(hint))
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         try:
@@ -187,7 +233,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     elif typing.get_origin(hint) is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)
-        want = "a dict of str keys"
+        want = "a mapping with text keys (a dict, or JSON text such as '{\"base_width\": 8}')"
     elif hint is Path:
         if isinstance(value, (str, Path)) and str(value):
             return Path(value).expanduser()

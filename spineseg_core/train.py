@@ -40,16 +40,17 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm import TqdmWarning
 
 from .data.batch_augment import BatchAugment, BatchAugmentConfig
 from .efficiency import resolve_device
 from .envinfo import env_stamp
-from .errors import ConfigError, SpinesegError
+from .errors import ConfigError, DataError, SpinesegError
 from .io import write_json, write_with
-from .losses import build_loss, class_weights_from_frequencies, total_loss
-from .models import MultiOutput, build_model
+from .losses import build_loss, class_weights_from_frequencies
+from .models import build_model
+from .precision import Precision
 from .precision import autocast as precision_autocast
 from .precision import precision_for
 from .profiles import Scheduler, TrainConfig
@@ -57,6 +58,7 @@ from .runs import RunFolder, cache_root, default_run_dir
 from .train_eval import evaluate, write_final_results
 from .train_state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
                           seed_worker, set_rng_state)
+from .train_step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
 
 with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
@@ -70,6 +72,11 @@ HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95"})
 """Parameters that may differ when a run is resumed (they do not change what was learnt)."""
+
+MODE_PARAMETERS: frozenset[str] = frozenset({"amp", "gpu_augment"})
+"""Parameters compared on resume by what they make the device do (:func:`run_mode`), not by
+value: a checkpoint of ``gpu_augment=True`` from before ``None`` meant "batched on CUDA" still
+resumes on the CPU it was trained on."""
 
 GPU_CHECK_EVERY = 50
 """On CUDA, steps between checks of the loss for NaN/inf (each check waits for the device)."""
@@ -135,39 +142,23 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
 
 
 def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
-    """The batched augmentation used on a GPU (TorchIO per slice would starve it), or ``None``
-    on the CPU, where the data loader applies TorchIO's transforms per slice. Like the TorchIO
-    path, it works in pixel units (slices carry no spacing)."""
-    if not (cfg.augment and cfg.gpu_augment and device.type == "cuda"):
+    """The batched augmentation of ``cfg`` on ``device`` when its augmentation path is
+    :attr:`~spineseg_core.train_step.AugmentPath.BATCHED` (by default on CUDA, where TorchIO
+    per slice would starve the GPU; on any device with ``gpu_augment=True``), else ``None``: the
+    data loader then applies TorchIO's transforms per slice. Like the TorchIO path, it works in
+    pixel units (slices carry no spacing), and so does the benchmark's batched data path."""
+    if augment_path(cfg, device) is not AugmentPath.BATCHED:
         return None
     return BatchAugment(BatchAugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur,
                                            p_motion=cfg.p_motion, p_ghosting=cfg.p_ghosting))
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-def _train_loader(dataset, cfg: TrainConfig, epoch: int, pin: bool) -> DataLoader:
-    g = _epoch_generator(cfg.seed, epoch)
-    n = len(dataset)
-    num = min(cfg.max_train_slices_per_epoch or n, n)
-    sampler = RandomSampler(dataset, num_samples=num, generator=g)
-    # drop_last avoids a batch of one, which BatchNorm after global pooling cannot train on.
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, generator=g,
-                      drop_last=num > cfg.batch_size, pin_memory=pin)
+_train_loader = train_loader  # the one loader factory (train_step.train_loader)
 
 
 def _val_loader(dataset, cfg: TrainConfig, pin: bool) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
                       num_workers=cfg.num_workers, worker_init_fn=seed_worker, pin_memory=pin)
-
-
-def _float_outputs(out: Tensor | MultiOutput) -> Tensor | MultiOutput:
-    if isinstance(out, MultiOutput):
-        return MultiOutput(tuple(o.float() for o in out.logits), out.weights)
-    return out.float()
 
 
 def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
@@ -196,12 +187,54 @@ def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def run_mode(cfg: TrainConfig, device: torch.device) -> dict[str, str]:
+    """What ``cfg`` computes on ``device``: its ``precision`` and its ``augmentation`` path
+    (recorded in ``params.json`` and in the checkpoint)."""
+    return {"precision": str(precision_for(device, cfg.amp)),
+            "augmentation": str(augment_path(cfg, device))}
+
+
+def _recorded_mode(state: dict[str, Any], run: RunFolder) -> dict[str, str] | None:
+    """The mode a checkpoint was trained in: saved with it, or, for a checkpoint written before
+    it was, read from ``params.json`` (precision and device of the same start, with the rule of
+    that time: batched augmentation exactly on CUDA); ``None`` when unknown."""
+    if "mode" in state:
+        return {k: str(v) for k, v in state["mode"].items()}
+    try:
+        params = run.load_params()
+    except DataError:
+        return None
+    device = (params.get("env") or {}).get("device")
+    if "precision" not in params or device is None:
+        return None
+    saved = state["config"]
+    aug = (AugmentPath.NONE if not saved.get("augment", True) else
+           AugmentPath.BATCHED if str(device).startswith("cuda") and saved.get("gpu_augment")
+           else AugmentPath.SLICE)
+    return {"precision": str(params["precision"]), "augmentation": str(aug)}
+
+
+def _check_mode(recorded: dict[str, str] | None, now: dict[str, str], run: RunFolder,
+                device: torch.device) -> None:
+    """Refuse to continue a run in another precision or augmentation path than it was trained
+    in (e.g. a CPU run resumed on a GPU): its epochs would not be those of one run."""
+    if recorded is None or recorded == now:
+        return
+    was = ", ".join(f"{k} {v}" for k, v in recorded.items())
+    would = ", ".join(f"{k} {v}" for k, v in now.items())
+    raise ConfigError(f"{run.path}: was trained with {was}; on {device} it would continue with "
+                      f"{would}; resume it where it was trained (device, amp, gpu_augment) or "
+                      "start over with resume=False")
+
+
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, run: RunFolder) -> None:
     now = cfg.to_dict()
     # A parameter added to TrainConfig after the checkpoint was written counts as its default.
     defaults = TrainConfig().to_dict()
+    # amp and gpu_augment are compared by their effect on this device (_check_mode).
     diff = [f"{k}: {saved.get(k, defaults[k])!r} -> {now[k]!r}" for k in now
-            if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]]
+            if k not in RESUMABLE_CHANGES | MODE_PARAMETERS
+            and saved.get(k, defaults[k]) != now[k]]
     if diff:
         raise ConfigError(f"{run.path}: holds a run with other parameters ({'; '.join(diff)}); "
                           "use resume=False to start over or choose another out_dir")
@@ -226,51 +259,45 @@ def _write_history(run: RunFolder, history: list[dict[str, float]]) -> None:
     write_with(run.history, lambda p: frame.to_csv(p, index=False))
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
-                 loss_fn: nn.Module, device: torch.device, cfg: TrainConfig, epoch: int,
-                 autocast: Callable[[], AbstractContextManager],
-                 augment: BatchAugment | None = None) -> float:
-    """One pass over ``loader``; returns the mean loss. Raises on a non-finite loss."""
-    model.train()
+def loss_check_every(device: torch.device) -> int:
+    """Steps between reads of the loss's finiteness: every step on the CPU (reading costs
+    nothing there), :data:`GPU_CHECK_EVERY` elsewhere (each read waits for the device)."""
+    return 1 if device.type == "cpu" else GPU_CHECK_EVERY
+
+
+def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: int, *,
+                 check_every: int | None = None) -> float:
+    """One pass of ``step`` over ``loader``; returns the mean loss. Raises on a non-finite loss.
+
+    The loss is summed on the device and the first non-finite step is remembered there; the
+    host reads them every ``check_every`` steps (default :func:`loss_check_every`) and once at
+    the end, so with a large ``check_every`` the loop never waits for the device in between.
+    """
+    device = step.device
+    check_every = check_every or loss_check_every(device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     bad_step = torch.full((), -1, device=device, dtype=torch.long)
 
-    def fail(step: int) -> None:
+    def fail(at: int) -> None:
         raise NonFiniteLossError(
-            f"model {cfg.model}: non-finite training loss at epoch {epoch}, step {step + 1} "
+            f"model {cfg.model}: non-finite training loss at epoch {epoch}, step {at + 1} "
             f"(lr {cfg.lr}, loss {cfg.loss}); the run folder keeps the checkpoint of the "
             f"last completed epoch")
 
     steps = 0
-    gen = None
-    if augment is not None:  # seeded per epoch, so a resumed run draws the same artefacts
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+    # Seeded per epoch, so a resumed run draws the same artefacts.
+    gen = epoch_generator(cfg.seed, epoch, device) if step.augment is not None else None
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
                unit="batch", dynamic_ncols=True, mininterval=2.0)
-    for step, batch in enumerate(bar):
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["mask"].to(device, non_blocking=True)
-        if augment is not None:
-            x = augment(x, generator=gen)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            out = model(x)
-        loss = total_loss(_float_outputs(out), y, loss_fn)
-        if device.type == "cpu":
-            if not math.isfinite(float(loss.detach())):
-                fail(step)
-        else:
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()),
-                                   torch.full_like(bad_step, step), bad_step)
-            if (step + 1) % GPU_CHECK_EVERY == 0 and int(bad_step) >= 0:
-                fail(int(bad_step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach().to(torch.float64)
+    for i, batch in enumerate(bar):
+        loss = step(batch["image"], batch["mask"], gen)
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
+                               torch.full_like(bad_step, i), bad_step)
+        if (i + 1) % check_every == 0 and int(bad_step) >= 0:
+            fail(int(bad_step))
+        loss_sum += loss.to(torch.float64)
         steps += 1
-    if device.type != "cpu" and int(bad_step) >= 0:
+    if int(bad_step) >= 0:
         fail(int(bad_step))
     return float(loss_sum) / max(steps, 1)
 
@@ -285,6 +312,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     run = RunFolder(default_run_dir(cfg))
     device = resolve_device(cfg.device)
     _configure_backend(cfg, device)
+    mode = run_mode(cfg, device)
     state: dict[str, Any] | None = None
     if not cfg.resume:
         run.clear()
@@ -294,11 +322,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         if run.is_finished() and state["epoch"] >= cfg.epochs:
             tqdm.write(f"{run.path}: finished run found ({state['epoch']} epochs), reused")
             return run.load_metrics()
+        _check_mode(_recorded_mode(state, run), mode, run, device)
     run.metrics.unlink(missing_ok=True)  # the run is unfinished from here on
     run.path.mkdir(parents=True, exist_ok=True)
-    precision = precision_for(device, cfg.amp)
-    write_json(run.params, {**cfg.to_dict(), "run_dir": str(run.path),
-                            "precision": str(precision), "env": env_stamp(device)})
+    precision = Precision(mode["precision"])
+    write_json(run.params, {**cfg.to_dict(), "run_dir": str(run.path), **mode,
+                            "env": env_stamp(device)})
 
     seed_everything(cfg.seed)
     gpu_augment = batch_augmentation(cfg, device)
@@ -324,6 +353,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     def autocast() -> AbstractContextManager:
         return precision_autocast(device, precision)
 
+    step = TrainStep(step_model, loss_fn, opt, device, precision=precision,
+                     channels_last=cfg.channels_last, augment=gpu_augment)
     pin = device.type == "cuda"
     val_loader = _val_loader(data.val, cfg, pin)
     history: list[dict[str, float]] = []
@@ -334,7 +365,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         sched.load_state_dict(state["scheduler"])
         if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
             sched.T_max = cfg.epochs
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], device)
         history = [dict(r) for r in state["history"]]
         start_epoch = int(state["epoch"]) + 1
         best_dice, best_epoch = float(state["best_dice"]), int(state["best_epoch"])
@@ -347,8 +378,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = _train_loader(data.train, cfg, epoch, pin)
-        train_loss = _train_epoch(step_model, loader, opt, loss_fn, device, cfg, epoch,
-                                  autocast, gpu_augment)
+        train_loss = _train_epoch(step, loader, cfg, epoch)
         sched.step()
         val, val_loss = None, math.nan
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
@@ -369,7 +399,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         save_state(run.checkpoint_last, {
             "config": cfg.to_dict(), "epoch": epoch, "model": cpu_state_dict(model),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": rng_state(), "best_dice": best_dice, "best_epoch": best_epoch,
+            "rng": rng_state(device), "mode": mode, "best_dice": best_dice, "best_epoch": best_epoch,
             "train_seconds": train_seconds, "history": history})
         shown = f"dice {val['dice']:.4f} (best {best_dice:.4f} @ {best_epoch})" if val else ""
         tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "

@@ -34,8 +34,10 @@ def seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
-def rng_state() -> dict[str, Any]:
-    """The global random states as tensors and plain numbers."""
+def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The global random states as tensors and plain numbers; with a CUDA ``device``, also
+    that GPU's generator (only the training device's: a CPU run saves none, so its checkpoint
+    restores on any machine)."""
     _, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
@@ -45,21 +47,24 @@ def rng_state() -> dict[str, Any]:
         "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
                    "gauss_next": gauss_next},
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
+def set_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Inverse of :func:`rng_state`; a saved CUDA state goes to ``device`` when that is a GPU
+    (from a checkpoint of an older version, which saved every GPU's list, the first entry)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and torch.device(device).type == "cuda":
+        cuda = state["cuda"]
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda,
+                                 torch.device(device))
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from spineseg_core import cli
 from spineseg_core.bench import BENCH_COLUMNS, BenchSettings, bench_table, train_step_flops
-from spineseg_core.bench import speed
+from spineseg_core.bench import speed, timing
 from spineseg_core.bench.speed import DATA_COLUMNS
 from spineseg_core.bench.timing import bench_loss, matmul_peak_flops
 from spineseg_core.errors import ConfigError
@@ -64,15 +64,15 @@ def test_cli_writes_every_column(cli_table):
 
 def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
     """A model trained in fp32 (here by a user's override) and one in bf16 on an AMX CPU: the
-    bench times each the same way and divides by the peak of that precision, measured once
-    each."""
+    bench times each the same way and divides by the theoretical peak of that precision; the
+    matmul for scale is measured once per precision."""
     asked = []
 
-    def fake_peak(device, n=None, repeats=3, precision=None):
+    def fake_gemm(device, n=None, repeats=3, precision=None):
         asked.append(precision)
-        return {Precision.FP32: 1e11, Precision.BF16: 1e12}[precision]
+        return {Precision.FP32: 1e10, Precision.BF16: 1e11}[precision]
 
-    monkeypatch.setattr(speed, "matmul_peak_flops", fake_peak)
+    monkeypatch.setattr(speed, "matmul_peak_flops", fake_gemm)
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
     real = speed.resolve_config
 
@@ -80,11 +80,15 @@ def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
         return real(profile, **kw, **({"amp": False} if kw.get("model") == "miniseg" else {}))
 
     monkeypatch.setattr(speed, "resolve_config", miniseg_in_fp32)
+    monkeypatch.setattr(timing, "_cpu_clock_hz", lambda: 2e9)
     table = bench_table("cpu", ["miniseg", "miniseg", "unet"], device="cpu", with_data=False,
-                        settings=BenchSettings(steps=1, warmup=0), **TINY)
+                        threads=2, settings=BenchSettings(steps=1, warmup=0), **TINY)
     assert table["precision"].tolist() == ["fp32", "fp32", "bf16-autocast"]
     assert asked == [Precision.FP32, Precision.BF16]
-    assert table["peak_gflop_s"].tolist() == [100.0, 100.0, 1000.0]
+    assert table["gemm_gflop_s"].tolist() == [10.0, 10.0, 100.0]
+    # 2 threads x 2 GHz x (SSE fp32: 2 FMA units x 4 lanes x 2 | AMX: 1024) FLOP per cycle
+    assert table["peak_gflop_s"].tolist() == [64.0, 64.0, 4096.0]
+    assert table["peak_basis"].iloc[2] == "2 threads x 1024 bf16-autocast FLOP/cycle x 2.00 GHz"
 
 
 def test_each_model_is_fed_at_its_own_batch(cache, monkeypatch):

@@ -49,7 +49,8 @@ def tiny_config(data_dir, out_dir, **kw) -> TrainConfig:
 @pytest.mark.parametrize("overrides, parameter", [
     ({"model": "no_such_net"}, "model"),
     ({"loss": "focal"}, "loss"),
-    ({"epochs": "3"}, "epochs"),
+    ({"epochs": "three"}, "epochs"),
+    ({"epochs": "[3]"}, "epochs"),
     ({"epochs": -2}, "epochs"),
     ({"lr": "fast"}, "lr"),
     ({"batch_size": 2.5}, "batch_size"),
@@ -246,20 +247,35 @@ def test_every_model_smoke_run(model, tiny_data, tmp_path):
     assert load_model(run.path).name == model
 
 
-def test_gpu_batch_augmentation_only_on_cuda():
-    import torch
-
+def test_batch_augmentation_on_cuda_by_default_and_on_the_cpu_when_asked():
     from spineseg_core.data.batch_augment import BatchAugment
-    from spineseg_core.profiles import resolve_config
     from spineseg_core.train import batch_augmentation
 
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = resolve_config("smoke", p_blur=0.5)
-    assert batch_augmentation(cfg, torch.device("cpu")) is None
-    aug = batch_augmentation(cfg, torch.device("cuda"))
+    assert cfg.gpu_augment is None
+    assert batch_augmentation(cfg, cpu) is None
+    aug = batch_augmentation(cfg, cuda)
     assert isinstance(aug, BatchAugment) and aug.config.p_blur == 0.5
-    assert batch_augmentation(resolve_config("smoke", augment=False), torch.device("cuda")) is None
-    assert batch_augmentation(resolve_config("smoke", gpu_augment=False),
-                              torch.device("cuda")) is None
+    assert isinstance(batch_augmentation(resolve_config("smoke", gpu_augment=True), cpu),
+                      BatchAugment)
+    assert batch_augmentation(resolve_config("smoke", augment=False), cuda) is None
+    assert batch_augmentation(resolve_config("smoke", gpu_augment=False), cuda) is None
+
+
+def test_batched_augmentation_trains_on_the_cpu_when_asked(tiny_data, tmp_path):
+    """The GPU's data path (batched augmentation on the device, seeded per epoch) runs in CI:
+    recorded in params.json, and resumed runs equal uninterrupted ones on it too."""
+    train_mod.prepare_data(tiny_config(tiny_data, tmp_path / "a"))  # warm cache: same inputs
+    straight = run_training(tiny_config(tiny_data, tmp_path / "a", epochs=2, gpu_augment=True))
+    params = RunFolder(tmp_path / "a").load_params()
+    assert params["augmentation"] == "batched"
+    run_training(tiny_config(tiny_data, tmp_path / "b", epochs=1, gpu_augment=True))
+    resumed = run_training(tiny_config(tiny_data, tmp_path / "b", epochs=2, gpu_augment=True))
+    assert resumed["dice"] == straight["dice"] and resumed["best_epoch"] == straight["best_epoch"]
+    default = run_training(tiny_config(tiny_data, tmp_path / "c", epochs=1))
+    assert RunFolder(tmp_path / "c").load_params()["augmentation"] == "slice"
+    assert math.isfinite(default["dice"])
 
 
 def test_every_model_of_a_profile_gets_the_same_budget():
@@ -270,3 +286,68 @@ def test_every_model_of_a_profile_gets_the_same_budget():
               for c in (resolve_config("cpu", model=m) for m in list_models())}
     assert len(budget) == 1
     assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2  # the user still wins
+
+
+# --- parameters as users type them (papermill -p, a shell) -----------------------------------
+
+def test_text_parameters_are_parsed_as_json():
+    from spineseg_core.profiles import parse_mapping
+
+    assert parse_mapping("overrides", '{"epochs": 2}') == {"epochs": 2}
+    assert parse_mapping("overrides", None) == {} and parse_mapping("overrides", {"a": 1}) == {
+        "a": 1}
+    cfg = resolve_config("smoke", epochs="3", lr="1e-3", amp="false",
+                         model_kwargs='{"base_width": 8}', **parse_mapping(
+                             "overrides", '{"max_train_slices_per_epoch": 16}'))
+    assert (cfg.epochs, cfg.lr, cfg.amp, cfg.model_kwargs) == (3, 1e-3, False, {"base_width": 8})
+    assert cfg.max_train_slices_per_epoch == 16
+
+
+@pytest.mark.parametrize("value", ['[1, 2]', "epochs=2", 7])
+def test_a_bad_overrides_value_is_one_line(value):
+    from spineseg_core.profiles import parse_mapping
+
+    with pytest.raises(ConfigError, match=r"^overrides: expected a mapping") as exc:
+        parse_mapping("overrides", value)
+    assert "\n" not in str(exc.value)
+
+
+def test_an_override_given_twice_is_named():
+    from spineseg_core.profiles import resolve_with_overrides
+
+    with pytest.raises(ConfigError, match=r"^overrides: epochs also given as a parameter"):
+        resolve_with_overrides("smoke", '{"epochs": 2}', epochs=3)
+    assert resolve_with_overrides("smoke", '{"epochs": 2}', epochs=None).epochs == 2
+
+
+def test_train_command_reads_json_and_names_a_bad_value(tmp_path, capsys):
+    from spineseg_core.cli import main
+
+    assert main(["train", "--profile", "smoke", "--model-kwargs", '{"no_such": 1}',
+                 "--out-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spineseg train: error: model_kwargs:")
+
+
+@pytest.mark.slow
+def test_notebook_text_overrides_and_a_bad_one(tiny_data, tmp_path):
+    """``papermill -p overrides '{...}'`` delivers text: it is parsed; a bad value stops the
+    notebook with one line naming the parameter, not a traceback."""
+    papermill = pytest.importorskip("papermill")
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "train.ipynb"
+    params = {"model": "unet", "profile": "smoke", "out_dir": str(tmp_path / "run"),
+              "data_dir": str(tiny_data),
+              "overrides": '{"model_kwargs": {"base_width": 4, "depth": 2}, "image_size": 32, '
+                           '"hd95": false}'}
+    papermill.execute_notebook(str(notebook), str(tmp_path / "ok.ipynb"), kernel_name="python3",
+                               progress_bar=False, parameters=params)
+    assert RunFolder(tmp_path / "run").is_finished()
+    with pytest.raises(papermill.PapermillExecutionError) as exc:
+        papermill.execute_notebook(str(notebook), str(tmp_path / "bad.ipynb"),
+                                   kernel_name="python3", progress_bar=False,
+                                   parameters={**params, "overrides": '["epochs", 2]'})
+    assert exc.value.ename == "ConfigError"
+    assert exc.value.traceback == [f"ConfigError: {exc.value.evalue}"]
+    assert exc.value.evalue.startswith("overrides: expected a mapping")

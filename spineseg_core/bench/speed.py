@@ -5,9 +5,13 @@ Per model, at a profile's image size and batch, on the current device:
 * ``train_img_s`` / ``infer_img_s`` — model-only throughput on one fixed random batch
   (:class:`~.timing.TrainStep`: the trainer's step, channels-last, bf16 autocast where the
   device runs bf16 natively — ``precision`` says which, per model as the profile trains it);
-* ``step_flops`` — FLOPs of one training forward + backward (``FlopCounterMode`` on a meta
-  copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the matmul
-  peak measured in the same process and the same precision (``peak_gflop_s``);
+* ``step_flops`` — nominal FLOPs of one training forward + backward (``FlopCounterMode`` on a
+  meta copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the
+  device's theoretical peak in the step's precision (``peak_gflop_s``, computed as
+  ``peak_basis`` says: :func:`~.timing.theoretical_peak`), a bound by construction; and, for
+  scale, the rate of a large matmul measured in the same process (``gemm_gflop_s``). Nominal
+  FLOPs count direct convolutions: where the library runs Winograd, fewer are executed
+  (:mod:`.timing`);
 * ``data_slices_s`` — the training data path alone: cache hit -> ``SliceDataset`` -> the
   augmentation -> ``DataLoader`` with the model's batch and the profile's workers (measured once
   per batch size: it does not depend on the model otherwise);
@@ -15,11 +19,14 @@ Per model, at a profile's image size and batch, on the current device:
   train_img_s``: 1 means the data costs nothing, below 0.9 the data path is a bottleneck.
   Model-only and data-fed steps are timed alternately (:func:`paired_step_times`) so that a
   shared machine's drifting load does not masquerade as data cost;
-* ``peak_mem_mb`` — one training step's peak (``max_memory_allocated`` on CUDA; the named
-  estimate of :func:`~spineseg_core.efficiency.train_step_memory` elsewhere).
+* ``peak_mem_mb`` — one training step's peak after warm-up (``max_memory_reserved`` on CUDA,
+  :func:`~spineseg_core.efficiency.step_peak_memory`; the named estimate of
+  :func:`~spineseg_core.efficiency.train_step_memory` elsewhere).
 
-The data path is the trainer's by default (:class:`DataPath`): TorchIO per slice inside the
-loader on the CPU, :class:`~spineseg_core.data.batch_augment.BatchAugment` on the batch on a GPU.
+The data path is the trainer's by default (:class:`DataPath`, resolved by
+:func:`~spineseg_core.train_step.augment_path`): TorchIO per slice inside the loader on the CPU,
+the trainer's :class:`~spineseg_core.data.batch_augment.BatchAugment` (pixel units, seeded per
+epoch) on the batch on a GPU.
 Timings are medians of few steps: they compare models on one machine, they are not constants.
 """
 
@@ -33,26 +40,26 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ..efficiency import MemMethod, resolve_device, train_step_memory
+from ..efficiency import (CudaMemory, MemMethod, MemoryProbe, resolve_device, step_peak_memory,
+                          train_step_memory)
 from ..errors import ConfigError, parse_choice
 from ..models import build_model, list_models, model_info
 from ..precision import Precision
 from ..profiles import DeviceChoice, TrainConfig, resolve_config
-from ..train_state import seed_worker
-from .timing import (TrainStep, backend_like_trainer, bench_loss, matmul_peak_flops,
-                     random_batch, sync, timed, train_step_flops)
+from ..train_step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
+from .timing import (Peak, backend_like_trainer, bench_loss, matmul_peak_flops, random_batch,
+                     sync, theoretical_peak, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "size", "width", "batch", "train_img_s", "infer_img_s",
     "step_flops", "achieved_gflop_s", "peak_gflop_s", "peak_ratio", "data_slices_s",
     "epoch_img_s", "data_ratio", "peak_mem_mb", "mem_method", "precision", "threads", "torch",
-    "data_path", "num_workers")
+    "data_path", "num_workers", "gemm_gflop_s", "peak_basis")
 """Columns of :func:`bench_table` (the issue's list, then how the data was fed)."""
 
 DATA_COLUMNS: tuple[str, ...] = ("data_slices_s", "epoch_img_s", "data_ratio")
@@ -96,19 +103,6 @@ class BenchSettings:
         return self.data_batches or max(4, 2 * self.steps)
 
 
-def train_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, pin: bool) -> DataLoader:
-    """The trainer's training loader (``train._train_loader``): a seeded random sampler of
-    ``max_train_slices_per_epoch`` (or all) slices, the profile's batch size and workers,
-    ``drop_last`` unless the epoch is a single batch."""
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    n = len(dataset)  # type: ignore[arg-type]
-    num = min(cfg.max_train_slices_per_epoch or n, n)
-    sampler = RandomSampler(dataset, num_samples=num, generator=g)  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, generator=g,
-                      drop_last=num > cfg.batch_size, pin_memory=pin)
-
-
 @dataclass
 class DataPipe:
     """The training data path of one configuration, as an endless stream of device batches."""
@@ -117,44 +111,44 @@ class DataPipe:
     cfg: TrainConfig
     device: torch.device
     path: DataPath
-    augment: Callable[[Tensor], Tensor] | None = None
+    augment: Callable[..., Tensor] | None = None
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """``(image, mask)`` on the device, augmented, epoch after epoch (a new loader per epoch
-        as in the trainer, so worker start-up is part of the cost)."""
+        as in the trainer, so worker start-up is part of the cost; the batched augmentation
+        seeded per epoch as in the trainer)."""
         pin = self.device.type == "cuda"
         for epoch in itertools.count(1):
+            gen = (epoch_generator(self.cfg.seed, epoch, self.device)
+                   if self.augment is not None else None)
             for item in train_loader(self.dataset, self.cfg, epoch, pin):
                 x = item["image"].to(self.device, non_blocking=True)
                 y = item["mask"].to(self.device, non_blocking=True)
                 if self.augment is not None:
-                    x = self.augment(x)
+                    x = self.augment(x, generator=gen)
                 yield x, y
 
 
 def build_data_pipe(cfg: TrainConfig, device: torch.device,
                     path: DataPath | str = DataPath.AUTO) -> DataPipe:
     """The data path of ``cfg`` (phantom or ``data_dir``, through the volume cache, as the
-    trainer prepares it) with the augmentation placed as ``path`` says."""
-    from ..data import SliceDataset
-    from ..data.batch_augment import BatchAugment, BatchAugmentConfig
-    from ..train import prepare_data
+    trainer prepares it) with the augmentation placed as ``path`` says, made by the trainer's
+    own functions (``prepare_data``, ``batch_augmentation``)."""
+    from dataclasses import replace
+
+    from ..train import batch_augmentation, prepare_data
 
     path = parse_choice(DataPath, path, "data_path")
-    if path is DataPath.AUTO:
-        path = DataPath.BATCHED if device.type == "cuda" else DataPath.SLICE
-    bundle = prepare_data(cfg)
+    if path is not DataPath.AUTO:
+        cfg = replace(cfg, gpu_augment=path is DataPath.BATCHED)
+    chosen = augment_path(cfg, device)
+    path = DataPath.BATCHED if chosen is AugmentPath.BATCHED else DataPath.SLICE if \
+        path is DataPath.AUTO else path
+    bundle = prepare_data(cfg, slice_augment=chosen is AugmentPath.SLICE)
     if len(bundle.train) < cfg.batch_size:
         raise ConfigError(f"data: {len(bundle.train)} training slices, fewer than one batch "
                           f"of {cfg.batch_size}")
-    if path is DataPath.SLICE or not cfg.augment:
-        return DataPipe(bundle.train, cfg, device, path)
-    spacing = torch.tensor(np.mean([v.spacing[1:] for v in bundle.train.volumes], axis=0),
-                           dtype=torch.float32)
-    aug = BatchAugment(BatchAugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur,
-                                          p_motion=cfg.p_motion, p_ghosting=cfg.p_ghosting))
-    return DataPipe(SliceDataset(bundle.train.volumes), cfg, device, path,
-                    augment=lambda x: aug(x, spacing.to(x.device)))
+    return DataPipe(bundle.train, cfg, device, path, augment=batch_augmentation(cfg, device))
 
 
 def data_throughput(pipe: DataPipe, settings: BenchSettings) -> float:
@@ -176,7 +170,8 @@ def model_throughput(step: TrainStep, x: Tensor, y: Tensor,
                      settings: BenchSettings) -> tuple[float, float]:
     """Median seconds per training step and per evaluation forward on the fixed batch."""
     x = step.prepare(x)
-    train_s, _ = timed(lambda: step(x, y), settings.steps, settings.warmup, step.device)
+    train_s, _ = timed(lambda: step(x, y, prepared=True), settings.steps, settings.warmup,
+                       step.device)
     infer_s, _ = timed(lambda: step.infer(x), settings.steps, settings.warmup, step.device)
     return train_s, infer_s
 
@@ -194,39 +189,22 @@ def paired_step_times(step: TrainStep, x: Tensor, y: Tensor, pipe: DataPipe,
     x = step.prepare(x)
     it = pipe.batches()
     for _ in range(max(settings.warmup, 1)):  # the first batch pays the workers' start-up
-        step(x, y)
+        step(x, y, prepared=True)
         xb, yb = next(it)
-        step(step.prepare(xb), yb)
+        step(xb, yb)
     model_t, fed_t = [], []
     for _ in range(settings.steps):
         sync(step.device)
         t0 = time.perf_counter()
-        step(x, y)
+        step(x, y, prepared=True)
         sync(step.device)
         t1 = time.perf_counter()
         xb, yb = next(it)
-        step(step.prepare(xb), yb)
+        step(xb, yb)
         sync(step.device)
         model_t.append(t1 - t0)
         fed_t.append(time.perf_counter() - t1)
     return statistics.median(model_t), statistics.median(fed_t)
-
-
-def epoch_throughput(step: TrainStep, pipe: DataPipe, settings: BenchSettings) -> float:
-    """Images per second of training fed by ``pipe`` (the loop of an epoch), after warm-up."""
-    it = pipe.batches()
-    for _ in range(max(settings.warmup, 1)):
-        x, y = next(it)
-        step(step.prepare(x), y)
-    sync(step.device)
-    n = 0
-    t0 = time.perf_counter()
-    for _ in range(settings.steps):
-        x, y = next(it)
-        step(step.prepare(x), y)
-        n += x.shape[0]
-    sync(step.device)
-    return n / (time.perf_counter() - t0)
 
 
 def input_size(cfg: TrainConfig) -> tuple[int, int]:
@@ -239,14 +217,19 @@ def input_size(cfg: TrainConfig) -> tuple[int, int]:
 
 
 def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: BenchSettings,
-                peak_flops: float | Callable[[Precision], float],
+                peak_flops: float | Peak | Callable[[Precision], float | Peak],
                 pipe: DataPipe | None = None,
-                data_slices_s: float = float("nan")) -> dict[str, Any]:
+                data_slices_s: float = float("nan"), *,
+                memory: MemoryProbe | None = None,
+                gemm_flops: Callable[[Precision], float] | None = None) -> dict[str, Any]:
     """One row of :func:`bench_table` for model ``name`` at ``cfg``'s size and batch.
 
-    ``peak_flops`` is the device's peak, or a function giving it for the step's precision;
-    ``pipe`` must deliver batches of ``cfg.batch_size`` (the data-fed step is compared with the
-    model-only step at that batch)."""
+    ``peak_flops`` is the device's theoretical peak, or a function giving it for the step's
+    precision; ``gemm_flops`` the measured matmul rate for the same (``gemm_gflop_s``; empty
+    without it); ``pipe`` must deliver batches of ``cfg.batch_size`` (the data-fed step is
+    compared with the model-only step at that batch). ``memory`` reads the real peak of one
+    step after warm-up (default: :class:`~spineseg_core.efficiency.CudaMemory` on CUDA; on
+    the CPU the saved-tensor estimate)."""
     if pipe is not None and pipe.cfg.batch_size != cfg.batch_size:
         raise ConfigError(f"bench of {name}: the data path delivers batches of "
                           f"{pipe.cfg.batch_size}, the model is timed at {cfg.batch_size}")
@@ -257,17 +240,21 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
     loss_fn = bench_loss(cfg.loss)
     in_ch = int(getattr(model, "in_channels", 1))
     flops = train_step_flops(model, loss_fn, size, batch, in_channels=in_ch, device=device)
-    if device.type != "cuda":
+    if memory is None and device.type == "cuda":
+        memory = CudaMemory(device)
+    if memory is None:
         mem = train_step_memory(model, size, batch, device)
         mem_mb, mem_method = mem.peak_mb, str(mem.method)
-    step = TrainStep(model, loss_fn, device, channels_last=cfg.channels_last, amp=cfg.amp,
-                     lr=cfg.lr)
-    if callable(peak_flops):
-        peak_flops = peak_flops(step.precision)
+    step = TrainStep.create(model, loss_fn, device, channels_last=cfg.channels_last,
+                            amp=cfg.amp, lr=cfg.lr)
+    peak = peak_flops(step.precision) if callable(peak_flops) else peak_flops
+    if not isinstance(peak, Peak):
+        peak = Peak(float(peak), "given")
+    gemm = gemm_flops(step.precision) if gemm_flops is not None else float("nan")
     x, y = random_batch(batch, size, device, in_channels=in_ch)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    if memory is not None:  # before the timing: warm-up, reset, one step
+        mem_mb = step_peak_memory(step, step.prepare(x), y, memory, warmup=settings.warmup)
+        mem_method = str(MemMethod.CUDA_PEAK) + f" ({step.precision})"
     if pipe is not None:
         train_s, fed_s = paired_step_times(step, x, y, pipe, settings)
         xp = step.prepare(x)
@@ -275,21 +262,18 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
     else:
         train_s, infer_s = model_throughput(step, x, y, settings)
         fed_s = float("nan")
-    if device.type == "cuda":
-        mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
-        mem_method = str(MemMethod.CUDA_PEAK) + (" (bf16 autocast)" if step.precision is Precision.BF16 else "")
     epoch_ips = batch / fed_s
     train_ips = batch / train_s
     achieved = flops / train_s
     return dict(
         model=name, display_name=info.display_name, device=str(device), size=size[0],
         width=size[1], batch=batch, train_img_s=train_ips, infer_img_s=batch / infer_s, step_flops=flops,
-        achieved_gflop_s=achieved / 1e9, peak_gflop_s=peak_flops / 1e9,
-        peak_ratio=achieved / peak_flops, data_slices_s=data_slices_s, epoch_img_s=epoch_ips,
+        achieved_gflop_s=achieved / 1e9, peak_gflop_s=peak.flops / 1e9,
+        peak_ratio=achieved / peak.flops, data_slices_s=data_slices_s, epoch_img_s=epoch_ips,
         data_ratio=epoch_ips / train_ips, peak_mem_mb=mem_mb, mem_method=mem_method,
         precision=str(step.precision), threads=torch.get_num_threads(), torch=torch.__version__,
         data_path=str(pipe.path) if pipe is not None else pd.NA,
-        num_workers=cfg.num_workers)
+        num_workers=cfg.num_workers, gemm_gflop_s=gemm / 1e9, peak_basis=peak.basis)
 
 
 def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
@@ -314,12 +298,15 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     if cfg.threads and cfg.threads != torch.get_num_threads():
         torch.set_num_threads(cfg.threads)
     rows = []
-    peaks: dict[Precision, float] = {}
+    gemms: dict[Precision, float] = {}
 
-    def peak(precision: Precision) -> float:  # measured once per precision the models use
-        if precision not in peaks:
-            peaks[precision] = matmul_peak_flops(dev, settings.peak_size, precision=precision)
-        return peaks[precision]
+    def peak(precision: Precision) -> Peak:
+        return theoretical_peak(dev, precision)
+
+    def gemm(precision: Precision) -> float:  # measured once per precision the models use
+        if precision not in gemms:
+            gemms[precision] = matmul_peak_flops(dev, settings.peak_size, precision=precision)
+        return gemms[precision]
 
     pipes: dict[int, tuple[DataPipe, float]] = {}
 
@@ -341,7 +328,8 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
                                        num_workers=num_workers, threads=threads,
                                        device=str(dev))
             pipe, data_sps = data_for(model_cfg)
-            row = bench_model(name, model_cfg, dev, settings, peak, pipe, data_sps)
+            row = bench_model(name, model_cfg, dev, settings, peak, pipe, data_sps,
+                              gemm_flops=gemm)
             rows.append(row)
             if progress is not None:
                 progress(f"{name}: train {row['train_img_s']:.2f} img/s, "

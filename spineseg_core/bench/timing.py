@@ -1,18 +1,33 @@
-"""The measuring instruments of the benchmark: a training step like the trainer's, its FLOPs,
-the device's matmul peak, and clocks that wait for the device.
+"""The measuring instruments of the benchmark: the trainer's own training step
+(:class:`~spineseg_core.train_step.TrainStep`), its FLOPs, the device's peak, the memory of a
+step, and clocks that wait for the device.
 
 Kept apart from the tables (:mod:`.speed`, :mod:`.vs_monai`) so that every comparison times
-exactly the same step: forward (bf16 autocast on CUDA, channels-last inputs when the profile
-says so), the profile's loss summed over the model's outputs with their weights, backward,
-Adam step.
+exactly the same step as the trainer: forward under the run's precision, channels-last inputs
+when the profile says so, the profile's loss summed over the model's outputs with their
+weights, backward, Adam step.
+
+The *peak* a step is compared with is theoretical, so that the fraction of peak is a bound:
+cores x FLOPs per cycle x clock (:func:`theoretical_peak`, its basis stated in the result).
+The FLOPs of a step are *nominal*: those of direct convolutions and matmuls as
+``FlopCounterMode`` counts them. A library may run fewer (oneDNN's and cuDNN's Winograd
+convolutions do 3x3 convolutions with ~2.25-4x fewer multiplies), so a step's nominal rate can
+exceed what the units executed; against the theoretical peak it still stays below 1 unless a
+Winograd-heavy model runs near the peak.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+import re
+import subprocess
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
@@ -23,8 +38,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..efficiency import meta_copy, spatial
 from ..errors import ConfigError
 from ..losses import LossName, build_loss, total_loss
-from ..models import MultiOutput
-from ..precision import Precision, autocast, precision_for
+from ..precision import Precision
+from ..train_step import TrainStep, float_outputs
+
+__all__ = ["TrainStep", "theoretical_peak", "matmul_peak_flops", "timed", "train_step_flops"]
 
 T = TypeVar("T")
 
@@ -91,10 +108,122 @@ def matmul_peak_flops(device: torch.device | str = "cpu", n: int | None = None,
     return 2.0 * n**3 / best
 
 
-def _float_outputs(out: Tensor | MultiOutput) -> Tensor | MultiOutput:
-    if isinstance(out, MultiOutput):
-        return MultiOutput(tuple(o.float() for o in out.logits), out.weights)
-    return out.float()
+@dataclass(frozen=True)
+class Peak:
+    """A device's theoretical peak in one precision and how it was computed (``basis``)."""
+
+    flops: float
+    basis: str
+
+
+CUDA_BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.5), ("H100 NVL", 835.5), ("H100", 989.4), ("H200", 989.4),
+    ("GH200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0),
+    ("A10G", 70.0), ("A10", 125.0), ("RTX 4090", 165.2), ("RTX 3090", 71.0),
+    ("RTX A6000", 154.8))
+"""Dense bf16 tensor-core peaks (fp32 accumulation) from the vendor's data sheets, matched by
+the first name fragment the device name contains (so "H100 PCIe" before "H100")."""
+
+CUDA_BF16_FLOP_PER_SM_CYCLE: dict[int, int] = {7: 1024, 8: 2048, 9: 4096, 10: 8192, 12: 8192}
+"""Dense bf16 FLOPs per SM per cycle by compute-capability major (8.x other than 8.0 does
+half: :func:`cuda_peak`), for a card the data-sheet table does not name."""
+
+CUDA_FALLBACK_CLOCK_HZ = 2.5e9
+"""An SM clock above any data-centre GPU's boost, used when ``nvidia-smi`` cannot say."""
+
+
+def _cpu_clock_hz() -> float | None:
+    """The highest clock this Linux machine reports: ``cpuinfo_max_freq`` of any core, else
+    the largest ``cpu MHz`` of ``/proc/cpuinfo`` (a VM often reports only its nominal clock)."""
+    best = 0.0
+    for f in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
+        try:
+            best = max(best, float(f.read_text()) * 1e3)
+        except (OSError, ValueError):
+            pass
+    if best:
+        return best
+    try:
+        mhz = re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", Path("/proc/cpuinfo").read_text(),
+                         re.MULTILINE)
+    except OSError:
+        return None
+    return max(float(m) for m in mhz) * 1e6 if mhz else None
+
+
+def cpu_flop_per_cycle(precision: Precision, capabilities: Mapping[str, object]) -> int:
+    """FLOPs one core can issue per cycle, counted generously: two FMA units of the widest
+    vector the CPU has (an FMA is 2 FLOPs; AVX-512 16, AVX2 8, SSE 4 fp32 lanes), whether or
+    not the core splits a 512-bit FMA in two (AMD Zen 4 does, so this is 2x its rate). bf16:
+    AMX-bf16 tiles 1024 per cycle; AVX512-BF16 dot products twice the fp32 rate; otherwise
+    emulated, at the fp32 rate."""
+    lanes = 16 if capabilities.get("avx512_f") else \
+        8 if capabilities.get("avx2") else 4
+    fp32 = 2 * 2 * lanes
+    if precision is Precision.BF16:
+        if capabilities.get("amx_bf16"):
+            return 1024
+        if capabilities.get("avx512_bf16"):
+            return 2 * fp32
+    return fp32
+
+
+def cpu_peak(precision: Precision, *, threads: int | None = None,
+             clock_hz: float | None = None,
+             capabilities: Mapping[str, object] | None = None) -> Peak:
+    """Theoretical CPU peak: ``threads x`` :func:`cpu_flop_per_cycle` ``x clock``. Threads,
+    not physical cores, so two hyper-threads of one core count twice (a bound, not an
+    estimate); the clock is :func:`_cpu_clock_hz` (3.5 GHz when the machine does not say)."""
+    threads = threads or torch.get_num_threads()
+    caps = capabilities if capabilities is not None else torch.cpu.get_capabilities()
+    clock = clock_hz or _cpu_clock_hz() or 3.5e9
+    per_cycle = cpu_flop_per_cycle(precision, caps)
+    return Peak(threads * per_cycle * clock,
+                f"{threads} threads x {per_cycle} {precision} FLOP/cycle x {clock / 1e9:.2f} GHz")
+
+
+def _nvidia_smi_max_clock_hz(index: int) -> float | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "-i", str(index), "--query-gpu=clocks.max.sm",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20, check=True)
+        return float(out.stdout.strip().splitlines()[0]) * 1e6
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def cuda_peak(precision: Precision, *, name: str, capability: tuple[int, int], sms: int,
+              clock_hz: float | None = None) -> Peak:
+    """Theoretical GPU peak: the data sheet's dense bf16 figure when ``name`` is in
+    :data:`CUDA_BF16_PEAK_TFLOPS`, else ``sms x`` FLOPs per SM-cycle ``x clock``. fp32 is
+    half of it: cuDNN runs fp32 convolutions on the tensor cores in TF32."""
+    bf16 = next((t * 1e12 for frag, t in CUDA_BF16_PEAK_TFLOPS if frag in name), None)
+    if bf16 is not None:
+        basis = f"{name}: {bf16 / 1e12:.1f} TFLOP/s dense bf16 (data sheet)"
+    else:
+        major, minor = capability
+        per = CUDA_BF16_FLOP_PER_SM_CYCLE.get(major, max(CUDA_BF16_FLOP_PER_SM_CYCLE.values()))
+        per = per // 2 if major == 8 and minor != 0 else per
+        clock = clock_hz or CUDA_FALLBACK_CLOCK_HZ
+        bf16 = sms * per * clock
+        basis = (f"{name}: {sms} SMs x {per} bf16 FLOP/cycle x {clock / 1e9:.2f} GHz "
+                 f"(sm_{major}{minor})")
+    if precision is Precision.FP32:
+        return Peak(bf16 / 2, basis + ", fp32 as TF32: half")
+    return Peak(bf16, basis)
+
+
+def theoretical_peak(device: torch.device | str, precision: Precision) -> Peak:
+    """The theoretical peak of ``device`` in ``precision`` (:func:`cpu_peak`,
+    :func:`cuda_peak`)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        return cuda_peak(precision, name=props.name, capability=(props.major, props.minor),
+                         sms=props.multi_processor_count,
+                         clock_hz=_nvidia_smi_max_clock_hz(index))
+    return cpu_peak(precision)
 
 
 def bench_loss(name: str, num_classes: int = 20) -> nn.Module:
@@ -102,53 +231,6 @@ def bench_loss(name: str, num_classes: int = 20) -> nn.Module:
     same and the benchmark has no label statistics)."""
     weights = torch.ones(num_classes) if LossName(name) is LossName.WEIGHTED_CE else None
     return build_loss(name, class_weights=weights)
-
-
-class TrainStep:
-    """One optimisation step of ``model`` as the trainer does it, on ``device``.
-
-    The model is moved to ``device`` (channels-last when ``channels_last``) and an Adam
-    optimiser is created; :meth:`__call__` runs forward under bf16 autocast when ``amp`` and the
-    device runs bf16 natively (``precision``, from
-    :func:`~spineseg_core.precision.precision_for`), the loss in fp32, backward and the Adam
-    step, and returns the loss without reading it (no device sync).
-    """
-
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, device: torch.device, *,
-                 channels_last: bool = True, amp: bool = True, lr: float = 5e-4) -> None:
-        self.device = device
-        self.channels_last = channels_last
-        self.precision = precision_for(device, amp)
-        self.model = model.to(device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = loss_fn.to(device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-
-    def autocast(self) -> AbstractContextManager:
-        """bf16 autocast when ``amp`` and the device runs it natively; nothing otherwise."""
-        return autocast(self.device, self.precision)
-
-    def prepare(self, x: Tensor) -> Tensor:
-        """``x`` on the device, channels-last if configured (what the trainer feeds)."""
-        x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        self.model.train()
-        with self.autocast():
-            out = self.model(x)
-        loss = total_loss(_float_outputs(out), y, self.loss_fn)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
-
-    def infer(self, x: Tensor) -> Tensor:
-        """Evaluation forward without gradients (main output only)."""
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            return self.model(x)
 
 
 def random_batch(batch: int, size: int, device: torch.device, in_channels: int = 1,
@@ -166,10 +248,13 @@ def train_step_flops(model: nn.Module, loss_fn: nn.Module, size: int, batch: int
     """FLOPs of one training forward + loss + backward at ``batch`` x ``size``^2.
 
     Counted by ``FlopCounterMode`` (matmuls and convolutions, 2 per multiply-accumulate) on a
-    meta copy of ``model``, so nothing is computed and ``model`` is untouched. Should an op
+    meta copy of ``model`` and of ``loss_fn``, so nothing is computed and neither is touched. Should an op
     refuse the meta device, one real step on a deep copy on ``device`` is counted instead.
     The optimiser step (element-wise) is not counted.
     """
+
+    def loss_copy(dev: torch.device | str) -> nn.Module:  # the caller's loss stays where it is
+        return meta_copy(loss_fn) if dev == "meta" else copy.deepcopy(loss_fn).to(dev)
 
     def count(m: nn.Module, dev: torch.device | str) -> int:
         m.train()
@@ -179,15 +264,13 @@ def train_step_flops(model: nn.Module, loss_fn: nn.Module, size: int, batch: int
             else torch.zeros(batch, *spatial(size), dtype=torch.long, device=dev)
         x.requires_grad_(False)
         with FlopCounterMode(display=False) as counter:
-            loss = total_loss(_float_outputs(m(x)), y, loss_fn.to(dev))
+            loss = total_loss(float_outputs(m(x)), y, loss_copy(dev))
             loss.backward()
         return int(counter.get_total_flops())
 
     try:
         return count(meta_copy(model), "meta")
     except (RuntimeError, NotImplementedError, TypeError, ValueError):
-        import copy
-
         return count(copy.deepcopy(model).to(device), torch.device(device))
 
 

@@ -167,7 +167,8 @@ def _network_row(name: str, size: int, batch: int, device: torch.device, loss: s
         model = make()
         loss_fn = bench_loss(loss)
         flops = train_step_flops(model, loss_fn, size, batch, device=device)
-        step = TrainStep(model, loss_fn, device, channels_last=channels_last, amp=amp, lr=lr)
+        step = TrainStep.create(model, loss_fn, device, channels_last=channels_last,
+                                precision=precision, lr=lr)
         x, y = random_batch(batch, size, device)
         train_s, _ = model_throughput(step, x, y, settings)
         sides[side] = dict(params=sum(p.numel() for p in model.parameters()),

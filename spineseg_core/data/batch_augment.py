@@ -207,11 +207,23 @@ def add_motion(x: Tensor, degrees: Tensor, translation_px: Tensor, times: Tensor
     return compose_kspace(copies, times).to(x.dtype)
 
 
+def blur_radius(cfg: BatchAugmentConfig, spacing: Tensor | tuple[float, float] | None) -> int:
+    """Half-width of the blur kernel shared by a batch: scipy's ``int(4 sigma + 0.5)`` for the
+    largest sigma the configuration can draw, in pixels of the finest ``spacing`` (mm; ``None``
+    is pixel units). Read on the host: pass the spacing as numbers, or a GPU tensor costs one
+    wait for the device per batch."""
+    finest = 1.0 if spacing is None else float(torch.as_tensor(spacing).detach().min().cpu())
+    if finest <= 0:
+        raise ValueError(f"pixel spacing must be positive, got {spacing}")
+    return int(4.0 * cfg.blur_std_mm[1] / finest + 0.5)
+
+
 class BatchAugment:
     """Apply noise, blur, ghosting and motion to a batch, each with its own probability.
 
     ``spacing`` is the in-plane pixel spacing in mm, ``(2,)`` or ``(N, 2)``; blur and motion are
-    specified in mm like TorchIO's. The order (motion, ghosting, blur, noise) follows the
+    specified in mm like TorchIO's. Without it they are in pixels, as in the trainer and the
+    benchmark, whose slices carry no spacing (like the per-slice TorchIO path). The order (motion, ghosting, blur, noise) follows the
     acquisition: movement during the scan, then reconstruction artefacts, then noise.
     """
 
@@ -222,10 +234,8 @@ class BatchAugment:
                  generator: torch.Generator | None = None) -> Tensor:
         cfg, g, dev = self.config, generator, x.device
         n = x.shape[0]
-        min_spacing = float(torch.as_tensor(spacing).min()) if spacing is not None and not (
-            isinstance(spacing, Tensor) and spacing.is_cuda) else 1.0
         sp = _spacing(spacing, n, dev)
-        radius = int(4.0 * cfg.blur_std_mm[1] / min_spacing + 0.5)
+        radius = blur_radius(cfg, spacing)
 
         def fires(p: float) -> Tensor:
             return torch.rand(n, generator=g, device=dev) < p

@@ -5,8 +5,10 @@ reference): two branches reduce the stride-8 features to 512 channels, shrink th
 predict at every position ``p`` a mask of ``mask_h x mask_w`` logits centred on ``p``. The
 reference re-indexes that mask into an ``(H*W) x (H*W)`` attention matrix with a custom CUDA op
 (``psa_mask``). Here the same re-indexing is an index gather with indices precomputed once per
-feature size (:func:`psa_indices`, cached), so the model runs on any device, including
-``meta`` for counting:
+feature size (:func:`psa_indices`) and kept in non-persistent buffers of the module, so the
+model runs on any device, including ``meta`` for counting; the buffers move with the module,
+are built once per feature size outside ``torch.compile``'s graph (not rebuilt and copied every
+step) and die with the model (no global cache holding GPU memory across models):
 
 * collect: ``A[q, p] = y[mask(q - p), p]`` — position ``p`` gathers from ``q``;
 * distribute: ``A[q, p] = y[mask(p - q), q]`` — position ``q`` hands its value out to ``p``;
@@ -24,7 +26,6 @@ project's budget compares PSANet's *inference* parameters.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -35,7 +36,6 @@ from .backbones.res2net import res2net101_v1b
 from .registry import Family, register_model
 
 
-@functools.lru_cache(maxsize=8)
 def psa_indices(h: int, w: int, mask_h: int, mask_w: int,
                 device: str = "cpu") -> tuple[Tensor, Tensor]:
     """Flat gather indices ``(collect, distribute)`` of the PSA mask re-indexing.
@@ -98,6 +98,24 @@ class PointwiseSpatialAttention(nn.Module):
             _conv_bn_relu(mid_channels, mid_channels),
             nn.Conv2d(mid_channels, mask_h * mask_w, 1, bias=False))
         self.proj = _conv_bn_relu(2 * mid_channels, in_channels)
+        # The gather indices of the current feature size (psa_indices); not in the state dict.
+        self.register_buffer("index_collect", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("index_distribute", torch.empty(0, dtype=torch.long),
+                             persistent=False)
+        self.index_size: tuple[int, int] | None = None
+
+    @torch.compiler.disable
+    def _build_indices(self, h: int, w: int, device: torch.device) -> None:
+        self.index_collect, self.index_distribute = psa_indices(h, w, *self.mask_size,
+                                                                device=str(device))
+        self.index_size = (h, w)
+
+    def indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The ``(collect, distribute)`` indices of an ``h`` x ``w`` shrunk feature map on
+        ``device``, built into the buffers when the size or device changed."""
+        if self.index_size != (h, w) or self.index_collect.device != device:
+            self._build_indices(h, w, device)
+        return self.index_collect, self.index_distribute
 
     def _branch(self, x: Tensor, reduce: nn.Module, attention: nn.Module, which: int) -> Tensor:
         x = reduce(x)
@@ -106,7 +124,7 @@ class PointwiseSpatialAttention(nn.Module):
         if s != 1:
             h, w = (h - 1) // s + 1, (w - 1) // s + 1
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=True)
-        index = psa_indices(h, w, *self.mask_size, device=str(x.device))[which]
+        index = self.indices(h, w, x.device)[which]
         attn = torch.softmax(psa_attention(attention(x), index), dim=1)
         n, c = x.shape[:2]
         out = torch.bmm(x.reshape(n, c, h * w), attn).view(n, c, h, w)
