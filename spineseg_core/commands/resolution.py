@@ -43,6 +43,8 @@ def resolution_table(profile: str, image_size: int | None = None,
         m.insert(0, "section", f"map, {where}")
         maps.append(m)
     out = pd.concat([heights, *maps], ignore_index=True)
+    for col in ("n_columns", "stride", "rows", "cols"):
+        out[col] = out[col].astype("Int64")
     out["image_size"] = cfg.image_size
     out["row_spacing_mm"] = round(spacing, 4)
     return out

@@ -1,0 +1,105 @@
+"""Which reading of the paper's Dice loss trains a sane model? The protocol's loss experiment.
+
+The paper's eq. 1 is the plain Dice ``2|A∩B| / (|A| + |B|)``; it does not say whether the
+background class counts, whether the sums run over the batch or per image, or what smoothing
+keeps an absent class finite. :data:`VARIANTS` spans those choices, ordered from the most
+literal reading to the least (then the two references, ``ce`` and nnU-Net's ``dice_ce``), and
+:func:`choose_default` is the rule that picked the study's default loss from the experiment's
+*validation* scores (``scripts/loss_variants.py`` writes them, with the test scores beside):
+the most literal pure-Dice variant that is sane; if none is, ``dice_ce``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+BG_RECALL_MIN = 0.98
+"""A sane model predicts background on at least this share of background pixels..."""
+ABSENT_MAX = 0.01
+"""...and labels under this share of pixels as structures the case does not contain."""
+FALLBACK = "dice_ce"
+"""The default when no pure Dice variant is sane (nnU-Net's loss)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One loss of the experiment: its name in the tables, the loss and its Dice options."""
+
+    name: str
+    loss: str
+    kwargs: dict[str, Any] | None
+    reading: str
+
+    @property
+    def pure_dice(self) -> bool:
+        return self.loss == "dice"
+
+
+def _dice(bg: bool, pooling: str, nr: float, dr: float) -> dict[str, Any]:
+    return dict(include_background=bg, pooling=pooling, smooth_nr=nr, smooth_dr=dr)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("dice_bg_batch_s0", "dice", _dice(True, "batch", 0, 1e-5),
+            "every class, sums over the batch, no smoothing (eq. 1 as printed)"),
+    Variant("dice_bg_image_s1e5", "dice", _dice(True, "image", 1e-5, 1e-5),
+            "every class, per image, smoothing 1e-5 (MONAI's default)"),
+    Variant("dice_bg_batch_s1", "dice", _dice(True, "batch", 1, 1),
+            "every class, sums over the batch, smoothing 1"),
+    Variant("dice_bg_image_s1", "dice", _dice(True, "image", 1, 1),
+            "every class, per image, smoothing 1"),
+    Variant("dice_fg_batch_s1", "dice", _dice(False, "batch", 1, 1),
+            "foreground only, sums over the batch, smoothing 1 (the first bundle's)"),
+    Variant("ce", "ce", None, "cross-entropy"),
+    Variant("dice_ce", "dice_ce", None, "Dice (every class, batch, smoothing 1) + cross-entropy"),
+)
+"""Most literal reading of eq. 1 first; ``ce`` and ``dice_ce`` are the references."""
+
+BY_NAME: dict[str, Variant] = {v.name: v for v in VARIANTS}
+
+
+def is_sane(bg_recall: float, absent_fraction: float) -> bool:
+    """Background predicted as background, no absent structure painted in."""
+    return bg_recall >= BG_RECALL_MIN and absent_fraction < ABSENT_MAX
+
+
+def choose_default(table: pd.DataFrame) -> tuple[str, str]:
+    """``(variant name, reason)`` from a table with ``variant, val_bg_recall,
+    val_absent_fraction`` rows: the first pure-Dice variant of :data:`VARIANTS`' order that is
+    sane on validation, else :data:`FALLBACK`. Test columns are never read."""
+    missing = {"variant", "val_bg_recall", "val_absent_fraction"} - set(table.columns)
+    if missing:
+        raise ValueError(f"loss-variant table lacks {sorted(missing)}")
+    rows = table.set_index("variant")
+    tried = [v for v in VARIANTS if v.pure_dice and v.name in rows.index]
+    for v in tried:
+        r = rows.loc[v.name]
+        if is_sane(float(r["val_bg_recall"]), float(r["val_absent_fraction"])):
+            return v.name, f"the most literal sane pure-Dice variant ({v.reading})"
+    return FALLBACK, (f"none of the {len(tried)} pure-Dice variants was sane on validation "
+                      f"(background recall >= {BG_RECALL_MIN:.0%} and absent structures < "
+                      f"{ABSENT_MAX:.0%})")
+
+
+def variants_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The experiment's table for the book: the reading, then validation and test scores in
+    percent, sane or not, in :data:`VARIANTS`' order."""
+    order = {v.name: i for i, v in enumerate(VARIANTS)}
+    t = table.assign(_o=table["variant"].map(order)).sort_values("_o")
+    out = pd.DataFrame({"loss": t["variant"].map(lambda n: BY_NAME[n].reading)})
+    for part, label in (("val", "validation"), ("test", "test")):
+        out[f"{label}: Dice (%)"] = (100 * t[f"{part}_dice"]).round(1)
+        out[f"{label}: background recall (%)"] = (100 * t[f"{part}_bg_recall"]).round(1)
+        out[f"{label}: absent structures (%)"] = (100 * t[f"{part}_absent_fraction"]).round(2)
+    out["sane on validation"] = [
+        "yes" if is_sane(b, a) else "no"
+        for b, a in zip(t["val_bg_recall"], t["val_absent_fraction"])]
+    return out.reset_index(drop=True)
+
+
+def kwargs_json(variant: Variant) -> str:
+    return json.dumps(variant.kwargs or {})

@@ -1,0 +1,52 @@
+"""The rule that chose the default loss, on hand-made experiment tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from spineseg_core.loss_study import (FALLBACK, VARIANTS, choose_default, is_sane,
+                                      variants_table)
+
+
+def _table(val: dict[str, tuple[float, float]], test: tuple[float, float] = (0.5, 0.5)):
+    rows = []
+    for v in VARIANTS:
+        bg, absent = val.get(v.name, (0.5, 0.3))
+        rows.append({"variant": v.name, "val_dice": 0.7, "val_bg_recall": bg,
+                     "val_absent_fraction": absent, "test_dice": 0.7,
+                     "test_bg_recall": test[0], "test_absent_fraction": test[1]})
+    return pd.DataFrame(rows)
+
+
+def test_no_sane_pure_dice_falls_back_to_dice_ce():
+    name, reason = choose_default(_table({"ce": (0.999, 0.0), "dice_ce": (0.999, 0.0)}))
+    assert name == FALLBACK == "dice_ce" and "none of the 5 pure-Dice variants" in reason
+
+
+def test_the_most_literal_sane_variant_wins():
+    table = _table({"dice_bg_batch_s1": (0.99, 0.001), "dice_bg_image_s1": (0.995, 0.0)})
+    assert choose_default(table)[0] == "dice_bg_batch_s1"
+    table = _table({"dice_bg_batch_s0": (0.985, 0.005), "dice_bg_batch_s1": (0.99, 0.001)})
+    assert choose_default(table)[0] == "dice_bg_batch_s0"
+
+
+def test_thresholds_are_inclusive_for_recall_exclusive_for_absent():
+    assert is_sane(0.98, 0.0099) and not is_sane(0.9799, 0.0) and not is_sane(1.0, 0.01)
+    assert choose_default(_table({"dice_bg_batch_s0": (0.98, 0.01)}))[0] == FALLBACK
+    assert choose_default(_table({"dice_bg_batch_s0": (0.98, 0.0)}))[0] == "dice_bg_batch_s0"
+
+
+def test_the_rule_never_reads_the_test_columns():
+    table = _table({}, test=(1.0, 0.0))  # sane on test only
+    assert choose_default(table)[0] == FALLBACK
+    with pytest.raises(ValueError, match="lacks"):
+        choose_default(table.drop(columns="val_bg_recall"))
+
+
+def test_variants_table_for_the_book():
+    shown = variants_table(_table({"ce": (0.999, 0.0)}).iloc[::-1])
+    assert shown["loss"].iloc[0].startswith("every class, sums over the batch, no smoothing")
+    assert shown.loc[shown["loss"] == "cross-entropy", "sane on validation"].item() == "yes"
+    assert shown["validation: background recall (%)"].iloc[0] == 50.0
+    assert shown["sane on validation"].tolist().count("yes") == 1
