@@ -99,3 +99,20 @@ def test_structure_heights_and_feature_maps_by_hand():
     maps = feature_map_sizes(128, 64)
     assert maps.values.tolist() == [[8, 16, 8], [16, 8, 4], [32, 4, 2]]
     assert feature_map_sizes(100, 100).values.tolist()[2] == [32, 4, 4]
+
+
+def test_resolution_command_measures_the_training_volumes(tmp_path, monkeypatch):
+    from spineseg_core.cli import main as cli_main
+
+    monkeypatch.setenv("SPINESEG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "resolution.csv"
+    assert cli_main(["resolution", "--profile", "smoke", "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    heights = table[table["section"] == "height"].set_index("kind")
+    assert {"lumbar disc", "lumbar vertebra", "sacrum"} <= set(heights.index)
+    assert (heights["p10_px"] <= heights["median_px"]).all()
+    assert (heights["median_px"] <= heights["p90_px"]).all()
+    maps = table[table["section"] == "map, evaluated field of view"]
+    assert maps["rows"].tolist() == [8, 4, 2] and (table["image_size"] == 64).all()
