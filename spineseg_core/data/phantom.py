@@ -42,11 +42,12 @@ GENERATOR = "spineseg-phantom"
 """Value of ``generator`` in the marker file."""
 MARKER = "phantom.json"
 """Name of the marker file at a phantom's root."""
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3
 """Version of the generator's output, recorded in the marker: bump it whenever the same
 ``(seed, case_id, size, params)`` gives different pixels, so cached phantoms regenerate.
 2: calibrated against a real T2 scan (partial volume across the slice, marrow texture and a
-basivertebral vein, posterior elements with a cortex, annotation jitter, lateral curvature)."""
+basivertebral vein, posterior elements with a cortex, annotation jitter, lateral curvature).
+3: darker muscle and abdomen, so the marrow stands out of them about as in the real scan."""
 _PARTIAL = ".phantom.partial.json"
 MIN_SIZE = 32
 
