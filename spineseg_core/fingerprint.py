@@ -52,9 +52,12 @@ def source_fingerprint(root: str | Path = REPO) -> str:
     return h.hexdigest()
 
 
-def short(fingerprint: str | None) -> str:
-    """The first :data:`SHORT` hex digits, or :data:`UNRECORDED` for a run that has none."""
-    return fingerprint[:SHORT] if fingerprint and fingerprint != UNRECORDED else UNRECORDED
+def short(fingerprint: object) -> str:
+    """The first :data:`SHORT` hex digits, or :data:`UNRECORDED` for a run that has none
+    (``None``, an empty cell read back from a CSV as NaN)."""
+    if isinstance(fingerprint, str) and fingerprint and fingerprint != UNRECORDED:
+        return fingerprint[:SHORT]
+    return UNRECORDED
 
 
 def describe(runs_per_fingerprint: Mapping[str | None, int]) -> str:
