@@ -21,6 +21,7 @@ from IPython.display import Markdown, display
 from matplotlib.colors import ListedColormap
 from myst_nb import glue as _glue
 
+from spineseg_core.fingerprint import describe, short
 from spineseg_core.labels import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,6 +94,17 @@ def pct(x: Any, digits: int = 1) -> str:
 
 def num(x: Any, digits: int = 2) -> str:
     return MISSING if missing(x) else f"{float(x):.{digits}f}"
+
+
+def mean_sd(mean: Any, sd: Any, n: Any, digits: int = 2, scale: float = 100.0) -> str:
+    """``"76.88 ± 0.52"`` over ``n`` >= 2 seeds; ``"76.88 (n = 1)"`` for one, whose spread is
+    not measured (never ``± 0.00``). Fractions become percent (``scale``)."""
+    if missing(mean):
+        return MISSING
+    text = f"{scale * float(mean):.{digits}f}"
+    if missing(n) or int(n) < 2 or missing(sd):
+        return f"{text} (n = {1 if missing(n) else int(n)})"
+    return f"{text} ± {scale * float(sd):.{digits}f}"
 
 
 def note(text: str, kind: str = "note") -> None:
