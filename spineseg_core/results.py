@@ -214,20 +214,22 @@ def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     evaluated (mean over the classes evaluated there, as in the runs' ``metrics.json``); then
     the mean over seeds. With one fold per seed this is the mean over runs of ``metrics.json``.
 
-    **Replicates** (``n_boot``, generator seeded with ``seed``). Two levels are resampled: every
-    evaluated subject gets a random weight, the same in every seed that evaluated it (a
-    subject hard for one seed is hard for all, so its draw is shared), then every seed gets a
-    random weight; a replicate is the weight-averaged over seeds metric of each seed's weighted
-    pooled counts. ``level`` percentile interval of the replicates. One seed: a bootstrap over
-    subjects only.
+    **Replicates** (``n_boot``, generator seeded with ``seed``). Both levels are resampled:
+    every evaluated subject gets a random weight, the same in every seed that evaluated it (a
+    subject hard for one seed is hard for all, so its draw is shared; subjects that only one
+    seed evaluated get independent draws, i.e. a nested resampling), and every seed gets a
+    random weight. A replicate computes each seed's metric from its subjects' weighted counts,
+    then averages those with the seeds' weights. The interval is the ``level`` percentile
+    interval of the replicates. One seed: a bootstrap over subjects only.
 
-    **Why Bayesian weights** (Rubin 1981: i.i.d. Exp(1), i.e. Dirichlet(1, ..., 1) after
-    normalising, for the plain bootstrap's multinomial counts). A multinomial draw leaves about
-    a third of the subjects out; a class evaluated only in those (a rare level, or a level the
-    model predicts in a few subjects that lack it) then drops out of the replicate's mean over
-    classes, which changes that mean's denominator. Such classes score low, so the
-    replicates drift away from the estimate, and the interval can miss it. Positive weights
-    keep every subject, hence every class of the estimate, in every replicate.
+    **Why Bayesian weights** (Rubin 1981: i.i.d. Exp(1) weights, i.e. Dirichlet(1, ..., 1) once
+    normalised, in place of the plain bootstrap's multinomial counts). A multinomial draw
+    leaves about a third of the subjects out; a class evaluated only in those (a rare level,
+    or a level the model predicts in a few subjects that lack it) then drops out of the
+    replicate's mean over classes, which changes that mean's denominator. Such classes score
+    low, so those replicates jump above the estimate and the interval is pushed away from it,
+    up to missing it. Positive weights keep every subject, hence every class of the estimate,
+    in every replicate.
 
     Hand-written: ``scipy.stats.bootstrap`` resamples one level of independent observations
     and has no weights. Returns ``{metric: (point, low, high)}``, all NaN without subjects.
@@ -485,8 +487,9 @@ def check_one_code_version(versions: dict[str, int], where: Path) -> None:
     from .fingerprint import describe
 
     raise ConfigError(f"{where}: the runs come from {len(versions)} versions of the code "
-                      f"(source fingerprints {describe(versions)}); re-run them from one version, or pass "
-                      "--allow-mixed-code to `spineseg aggregate` to bundle them anyway")
+                      f"(source fingerprints {describe(versions)}); re-run them from one "
+                      "version, or pass --allow-mixed-code to `spineseg aggregate` to bundle "
+                      "them anyway")
 
 
 def sha256(path: Path) -> str:
