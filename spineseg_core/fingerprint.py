@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 SOURCE_PATTERNS: tuple[str, ...] = ("spineseg_core/**/*.py", "notebooks/train.ipynb")
 """What is hashed, relative to :data:`REPO`: the package and the training notebook; not the
-book, the tests or the results."""
+book, the tests or the results. A file that is absent (the notebook, beside a non-editable
+install) is not hashed."""
 
 UNRECORDED = "unrecorded"
 """What stands for the fingerprint of a run made before runs recorded one."""
