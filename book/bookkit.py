@@ -21,6 +21,7 @@ from IPython.display import Markdown, display
 from matplotlib.colors import ListedColormap
 from myst_nb import glue as _glue
 
+from spineseg_core.fingerprint import describe, short
 from spineseg_core.labels import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,6 +96,17 @@ def num(x: Any, digits: int = 2) -> str:
     return MISSING if missing(x) else f"{float(x):.{digits}f}"
 
 
+def mean_sd(mean: Any, sd: Any, n: Any, digits: int = 2, scale: float = 100.0) -> str:
+    """``"76.88 ± 0.52"`` over ``n`` >= 2 seeds; ``"76.88 (n = 1)"`` for one, whose spread is
+    not measured (never ``± 0.00``). Fractions become percent (``scale``)."""
+    if missing(mean):
+        return MISSING
+    text = f"{scale * float(mean):.{digits}f}"
+    if missing(n) or int(n) < 2 or missing(sd):
+        return f"{text} (n = {1 if missing(n) else int(n)})"
+    return f"{text} ± {scale * float(sd):.{digits}f}"
+
+
 def note(text: str, kind: str = "note") -> None:
     """Show an admonition (e.g. a file the chapter needs is missing)."""
     display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
@@ -125,3 +137,17 @@ def percent_table(df: pd.DataFrame, cols: list[str], digits: int = 1) -> pd.Data
     for c in cols:
         out[c] = (100 * out[c]).round(digits)
     return out
+
+
+def protocol_note() -> None:
+    """A warning on every results chapter when the bundle's runs were not scored on a held-out
+    test set (bundles made before the study's three-set protocol scored the validation set,
+    which also chose their checkpoints, and trained with the foreground-only Dice loss)."""
+    bundle = read_json("bundle.json") or {}
+    scored = bundle.get("evaluated_on") or ["validation"]
+    if scored != ["test"]:
+        note("These results were made **before the study's protocol** (CONTRIBUTING.md, "
+             "\"Protocol\"): they are scores on the validation set that also chose each "
+             "checkpoint, with one seed, and their default loss let most models paint the "
+             "background with absent levels. They are kept to show that defect, not as "
+             "findings; the re-run under the protocol replaces them.", "warning")

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-
-_REPO = Path(__file__).resolve().parent.parent
+from .fingerprint import REPO as _REPO
+from .fingerprint import source_fingerprint
 
 
 def cpu_model() -> str | None:
@@ -51,7 +51,8 @@ def git_commit(repo: Path = _REPO) -> str | None:
 
 def env_stamp(device: str | torch.device | None = None) -> dict[str, object]:
     """Host, CPU, the GPU of ``device`` (``None`` for a CPU run), library versions, git commit,
-    device and thread count of this process."""
+    source fingerprint (:func:`spineseg_core.fingerprint.source_fingerprint`), device and
+    thread count of this process."""
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -62,6 +63,7 @@ def env_stamp(device: str | torch.device | None = None) -> dict[str, object]:
         "python": sys.version.split()[0],
         "spineseg": __version__,
         "git_commit": git_commit(),
+        "source_fingerprint": source_fingerprint(),
         "device": str(device) if device is not None else None,
         "threads": torch.get_num_threads(),
     }

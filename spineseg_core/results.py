@@ -5,9 +5,12 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 
 ============================  ==============================================================
 ``runs.csv``                  one row per run: model, display name, family, seed, fold, loss,
-                              device, precision and every ``metrics.json`` field
-``models.csv``                per model: mean and std over runs of each metric, the metric
-                              pooled over validation subjects and its bootstrap 95 % CI
+                              device, precision, source fingerprint and every ``metrics.json``
+                              field
+``models.csv``                per model: runs and seeds, mean and sd over seeds of each metric
+                              (sd NaN for one seed), its point estimate and a hierarchical
+                              bootstrap 95 % CI over seeds and evaluated subjects
+                              (:func:`bootstrap_ci`)
 ``per_class.csv``             model x class: mean over runs of each per-class score
 ``history.csv``               every run's per-epoch history, stacked
 ``convergence.csv``           per model: where its mean validation Dice curve stands at the
@@ -18,8 +21,12 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``figure18.npz``              best, worst and random validation slices (by Dice averaged over
                               models), with every model's prediction on the same slices
 ``losses.csv``                runs of the loss comparison (groups ``<profile>-loss-<loss>``)
-``bundle.json``               provenance and a SHA-256 of every other file of the folder
+``bundle.json``               provenance (the runs' commits and source fingerprint) and a
+                              SHA-256 of every other file of the folder
 ============================  ==============================================================
+
+All the runs of a bundle must come from one version of the code (one source fingerprint,
+:mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says otherwise.
 
 Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
 left alone and hashed into the bundle too.
@@ -113,10 +120,14 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if missing:
         raise DataError(run_dir / "metrics.json", f"missing fields {missing}")
     model = str(metrics["model"])
+    env = params.get("env") or {}
     key = {"model": model, **_model_meta(model), "seed": int(metrics["seed"]),
            "fold": int(metrics["fold"]), "loss": str(params.get("loss", "")),
-           "device": str((params.get("env") or {}).get("device") or params.get("device", "")),
-           "precision": str(params.get("precision", ""))}
+           "device": str(env.get("device") or params.get("device", "")),
+           "precision": str(params.get("precision", "")),
+           "source_fingerprint": env.get("source_fingerprint"),
+           # Runs before the three-set protocol scored the validation set.
+           "evaluated_on": str(metrics.get("evaluated_on", "validation"))}
     history = _read_csv(run_dir / "history.csv", ("epoch", "dice"))
     per_class = _read_csv(run_dir / "per_class.csv", ("class_value", "class_name", "dice"))
     per_case = _read_csv(run_dir / "per_case.csv",
@@ -167,59 +178,121 @@ def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {m: torch.nanmean(s[_SCORE_OF[m]], dim=-1).numpy() for m in METRICS}
 
 
-def subject_counts(per_case: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Counts per validation subject ``(n_subjects, 19, 4)``, summed over the subject's runs."""
+COUNT_COLUMNS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
+
+
+def seed_subject_counts(per_case: pd.DataFrame) -> tuple[list[int], list[str], np.ndarray]:
+    """One model's counts per seed and evaluated subject, ``(n_seeds, n_subjects, 19, 4)``.
+
+    The evaluated subjects are the ``case_id`` values of ``per_case`` (validation or test
+    subjects, whichever the runs scored). A subject's counts are summed over the runs of a
+    seed that evaluated it (one fold under cross-validation; every fold when all of them score
+    one test set) and are zero where the seed did not evaluate it. A table without a ``seed``
+    column is one seed (0). Returns the seeds, the subjects and the counts.
+    """
     fg = per_case[per_case["class_value"].isin(FOREGROUND)]
-    grouped = fg.groupby(["case_id", "class_value"])[["tp", "fp", "fn", "tn"]].sum()
-    cases = sorted(grouped.index.get_level_values(0).unique(), key=str)
-    full = pd.MultiIndex.from_product([cases, list(FOREGROUND)], names=grouped.index.names)
+    if "seed" not in fg:
+        fg = fg.assign(seed=0)
+    grouped = fg.groupby(["seed", "case_id", "class_value"])[list(COUNT_COLUMNS)].sum()
+    seeds = sorted(grouped.index.get_level_values(0).unique())
+    cases = sorted(grouped.index.get_level_values(1).unique(), key=str)
+    full = pd.MultiIndex.from_product([seeds, cases, list(FOREGROUND)], names=grouped.index.names)
     arr = grouped.reindex(full, fill_value=0).to_numpy(np.int64)
-    return [str(c) for c in cases], arr.reshape(len(cases), len(FOREGROUND), 4)
+    shape = (len(seeds), len(cases), len(FOREGROUND), len(COUNT_COLUMNS))
+    return [int(s) for s in seeds], [str(c) for c in cases], arr.reshape(shape)
+
+
+def subject_counts(per_case: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Counts per evaluated subject ``(n_subjects, 19, 4)``, summed over the subject's runs."""
+    _, cases, counts = seed_subject_counts(per_case)
+    return cases, counts.sum(axis=0)
 
 
 def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> dict[str, tuple[float, float, float]]:
-    """Pooled metric and percentile bootstrap CI over validation subjects.
+    """Point estimate and hierarchical bootstrap interval of each Table 1 metric of one model.
 
-    Subjects are drawn with replacement (``n_boot`` times, generator seeded with ``seed``);
-    each draw pools the drawn subjects' TP/FP/FN/TN per class and recomputes the mean over
-    classes. Returns ``{metric: (pooled, low, high)}``.
+    **Point estimate.** Per seed, the metric of the counts pooled over the subjects that seed
+    evaluated (mean over the classes evaluated there, as in the runs' ``metrics.json``); then
+    the mean over seeds. With one fold per seed this is the mean over runs of ``metrics.json``.
+
+    **Replicates** (``n_boot``, generator seeded with ``seed``). Both levels are resampled:
+    every evaluated subject gets a random weight, the same in every seed that evaluated it (a
+    subject hard for one seed is hard for all, so its draw is shared; subjects that only one
+    seed evaluated get independent draws, i.e. a nested resampling), and every seed gets a
+    random weight. A replicate computes each seed's metric from its subjects' weighted counts,
+    then averages those with the seeds' weights. The interval is the ``level`` percentile
+    interval of the replicates. One seed: a bootstrap over subjects only.
+
+    **Why Bayesian weights** (Rubin 1981: i.i.d. Exp(1) weights, i.e. Dirichlet(1, ..., 1) once
+    normalised, in place of the plain bootstrap's multinomial counts). A multinomial draw
+    leaves about a third of the subjects out; a class evaluated only in those (a rare level,
+    or a level the model predicts in a few subjects that lack it) then drops out of the
+    replicate's mean over classes, which changes that mean's denominator. Such classes score
+    low, so those replicates jump above the estimate and the interval is pushed away from it,
+    up to missing it. Positive weights keep every subject, hence every class of the estimate,
+    in every replicate.
+
+    Hand-written: ``scipy.stats.bootstrap`` resamples one level of independent observations
+    and has no weights. Returns ``{metric: (point, low, high)}``, all NaN without subjects.
     """
     if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    _, counts = subject_counts(per_case)
-    if len(counts) == 0:
-        return {m: (float("nan"),) * 3 for m in METRICS}
-    point = pooled_scores(counts.sum(axis=0))
+        raise ConfigError(f"n_boot: expected a positive number of resamples, got {n_boot}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level: expected a coverage between 0 and 1, got {level}")
+    _, _, counts = seed_subject_counts(per_case)
+    nan3 = (float("nan"),) * 3
+    if counts.shape[1] == 0:
+        return {m: nan3 for m in METRICS}
+    n_seeds, n_subjects = counts.shape[:2]
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(counts), np.full(len(counts), 1 / len(counts)), size=n_boot)
-    boot = np.einsum("bn,nck->bck", weights, counts)
-    sampled = pooled_scores(boot)
+    # Subjects first: a run repeated under another seed then adds no width (tests rely on it).
+    subject_w = rng.standard_exponential((n_boot, n_subjects))
+    # The metrics are ratios, so a replicate's weights may be rescaled freely; dividing by the
+    # smallest keeps every nonzero weighted count >= 1, as metrics.scores expects of counts
+    # (it clamps denominators to 1, which would bend ratios of counts below 1).
+    subject_w /= subject_w.min(axis=1, keepdims=True)
+    seed_w = rng.standard_exponential((n_boot, n_seeds)) if n_seeds > 1 else np.ones((n_boot, 1))
+    per_seed_point = pooled_scores(counts.sum(axis=1))  # {m: (S,)}
+    per_seed_boot = pooled_scores(np.einsum("bn,snck->bsck", subject_w, counts.astype(float)))
     alpha = (1 - level) / 2
     out = {}
     for m in METRICS:
-        low, high = np.nanquantile(sampled[m], [alpha, 1 - alpha])
-        out[m] = (float(point[m]), float(low), float(high))
+        scored = np.isfinite(per_seed_point[m])  # a seed with no class scored for m
+        if not scored.any():
+            out[m] = nan3
+            continue
+        w = seed_w[:, scored]
+        boot = (w * per_seed_boot[m][:, scored]).sum(axis=1) / w.sum(axis=1)
+        low, high = np.quantile(boot, [alpha, 1 - alpha])
+        out[m] = (float(per_seed_point[m][scored].mean()), float(low), float(high))
     return out
 
 
 def models_table(runs: pd.DataFrame, per_case: pd.DataFrame, n_boot: int = 1000,
                  seed: int = 0) -> pd.DataFrame:
-    """Per model: ``n_runs``, mean/std over runs, pooled value and bootstrap CI per metric."""
+    """Per model: spread over seeds and the bootstrap interval of each metric.
+
+    Columns: ``n_runs``, ``n_seeds``; per metric of :data:`SUMMARY_METRICS` ``<m>_mean`` and
+    ``<m>_std`` over seeds (a seed's value is the mean over its runs, i.e. its folds;
+    ``<m>_std`` is NaN for one seed: no spread is measured, which is not a spread of 0); per
+    Table 1 metric ``<m>_point``, ``<m>_ci_low``, ``<m>_ci_high`` (:func:`bootstrap_ci`).
+    """
     rows = []
     for model, grp in runs.groupby("model", sort=False):
         row: dict[str, Any] = {"model": model, "display_name": grp["display_name"].iloc[0],
                                "family": grp["family"].iloc[0],
                                "backbone": grp["backbone"].iloc[0], "n_runs": len(grp),
+                               "n_seeds": grp["seed"].nunique(),
                                "params": grp["params"].iloc[0] if "params" in grp else np.nan}
         for m in SUMMARY_METRICS:
             if m in grp:
-                vals = pd.to_numeric(grp[m], errors="coerce")
-                row[f"{m}_mean"] = vals.mean()
-                row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+                per_seed = pd.to_numeric(grp[m], errors="coerce").groupby(grp["seed"]).mean()
+                row[f"{m}_mean"] = per_seed.mean()
+                row[f"{m}_std"] = per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan
         ci = bootstrap_ci(per_case[per_case["model"] == model], n_boot, seed)
         for m, (point, low, high) in ci.items():
-            row[f"{m}_pooled"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = point, low, high
+            row[f"{m}_point"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = point, low, high
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -375,24 +448,54 @@ def dataset_info(runs: Sequence[LoadedRun], classes: pd.DataFrame) -> dict[str, 
         "k_folds": p.get("k_folds"), "max_cases": p.get("max_cases"),
         "folds": sorted({r.key["fold"] for r in runs}),
         "seeds": sorted({r.key["seed"] for r in runs}),
+        "evaluated_on": sorted({r.key["evaluated_on"] for r in runs}),
+        "n_train_cases": runs[0].metrics.get("n_train_cases"),
         "n_val_cases": int(sum(int(r.metrics.get("n_val_cases", 0)) for r in same)),
-        "n_val_slices": int(sum(int(r.metrics.get("n_val_slices", 0)) for r in same)),
+        "n_test_cases": runs[0].metrics.get("n_test_cases"),
+        "n_test_slices": runs[0].metrics.get("n_test_slices"),
+        "test_cases": p.get("test_cases"), "phantom_test_seed": p.get("phantom_test_seed"),
         "n_subjects_scored": int(classes["n_subjects"].iloc[0]) if len(classes) else 0,
     }
 
 
-def losses_table(runs_dir: Path, profile: str) -> pd.DataFrame | None:
-    """Runs of the loss comparison: the profile's own runs and every ``<profile>-loss-*``."""
-    groups = sorted(runs_dir.glob(f"{profile}-loss-*"))
+def loss_runs(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
+    """Finished runs of each loss-comparison group ``<profile>-loss-<loss>``, by group name."""
+    return {g.name: [load_run(d) for d in find_runs(g)]
+            for g in sorted(runs_dir.glob(f"{profile}-loss-*"))}
+
+
+def losses_table(profile: str, runs: Sequence[LoadedRun],
+                 groups: dict[str, list[LoadedRun]]) -> pd.DataFrame | None:
+    """Runs of the loss comparison: the profile's own ``runs`` and those of every group."""
     if not groups:
         return None
-    rows = []
-    for group in [runs_dir / profile, *groups]:
-        for run_dir in find_runs(group):
-            run = load_run(run_dir)
-            rows.append({**run.key, "group": group.name,
-                         **{m: run.metrics.get(m) for m in SUMMARY_METRICS}})
+    rows = [{**run.key, "group": name, **{m: run.metrics.get(m) for m in SUMMARY_METRICS}}
+            for name, members in [(profile, runs), *groups.items()] for run in members]
     return pd.DataFrame(rows) if rows else None
+
+
+def code_versions(runs: Sequence[LoadedRun]) -> dict[str, int]:
+    """Number of runs per source fingerprint, most runs first (runs without one count under
+    :data:`spineseg_core.fingerprint.UNRECORDED`)."""
+    from .fingerprint import UNRECORDED
+
+    counts: dict[str, int] = {}
+    for run in runs:
+        fp = run.key["source_fingerprint"] or UNRECORDED
+        counts[fp] = counts.get(fp, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def check_one_code_version(versions: dict[str, int], where: Path) -> None:
+    """Raise :class:`ConfigError` when the runs come from more than one version of the code."""
+    if len(versions) <= 1:
+        return
+    from .fingerprint import describe
+
+    raise ConfigError(f"{where}: the runs come from {len(versions)} versions of the code "
+                      f"(source fingerprints {describe(versions)}); re-run them from one "
+                      "version, or pass --allow-mixed-code to `spineseg aggregate` to bundle "
+                      "them anyway")
 
 
 def sha256(path: Path) -> str:
@@ -426,10 +529,13 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
-              n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+              n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False
+              ) -> dict[str, Any]:
     """Aggregate every finished run of ``profile``; returns the bundle written.
 
-    Raises :class:`DataError` when the profile has no finished run.
+    Raises :class:`DataError` when the profile has no finished run, and :class:`ConfigError`,
+    before writing anything, when its runs (loss-comparison groups included) carry more than
+    one source fingerprint, unless ``allow_mixed_code``.
     """
     from .envinfo import git_commit
 
@@ -446,6 +552,10 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     rank = {m: i for i, m in enumerate(MODEL_NAMES)}
     loaded.sort(key=lambda r: (rank.get(r.key["model"], len(rank)), r.key["model"],
                                r.key["seed"], r.key["fold"]))
+    groups = loss_runs(runs_dir, profile)
+    versions = code_versions([*loaded, *(r for g in groups.values() for r in g)])
+    if not allow_mixed_code:
+        check_one_code_version(versions, group)
     out.mkdir(parents=True, exist_ok=True)
 
     runs = runs_table(loaded, runs_dir)
@@ -472,7 +582,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     fig = figure18(pred_runs, seed=seed)
     if fig is not None:
         _write_npz(out / "figure18.npz", fig)
-    losses = losses_table(runs_dir, profile)
+    losses = losses_table(profile, loaded, groups)
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
 
@@ -480,6 +590,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     info = {
         "profile": profile,
         "data_kind": dataset["data_kind"],
+        "evaluated_on": dataset["evaluated_on"],
         "devices": sorted({str(e.get("device")) for e in envs if e.get("device")}),
         "precisions": sorted({str(r.params["precision"]) for r in loaded
                               if r.params.get("precision")}),
@@ -488,6 +599,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "n_runs": len(loaded),
         "models": list(runs["model"].drop_duplicates()),
         "run_commits": sorted({str(e.get("git_commit")) for e in envs if e.get("git_commit")}),
+        "source_fingerprint": next(iter(versions)) if len(versions) == 1 else None,
+        "source_fingerprints": versions,
+        "allow_mixed_code": allow_mixed_code,
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "n_boot": n_boot, "bootstrap_seed": seed,

@@ -19,6 +19,9 @@ from spineseg_core.labels import FOREGROUND, LABELS
 from spineseg_core.metrics import (confusion_matrix, counts_from_confusion, per_slice_dice,
                                    scores, summarize)
 
+FAKE_FINGERPRINT = "f0" * 32
+"""The source fingerprint fake runs record unless told otherwise."""
+
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr", "fpr", "recall",
                    "dice3d", "lr", "epoch_seconds")
 
@@ -47,8 +50,12 @@ def _predict(rng: np.random.Generator, mask: np.ndarray, quality: float) -> np.n
 def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0,
                    profile: str = "test", loss: str = "dice", quality: float = 0.8,
                    n_cases: int = 4, n_slices: int = 3, size: int = 64, epochs: int = 3,
-                   data_seed: int = 0, checkpoint: bool = True) -> Path:
-    """Write a finished run folder of ``model`` whose predictions have roughly ``quality``."""
+                   data_seed: int = 0, checkpoint: bool = True,
+                   fingerprint: str | None = FAKE_FINGERPRINT) -> Path:
+    """Write a finished run folder of ``model`` whose predictions have roughly ``quality``.
+
+    ``fingerprint`` is the source fingerprint its env stamp records (None: not recorded).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_rng = np.random.default_rng(data_seed * 1000 + fold)
@@ -104,7 +111,8 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
                   loss=loss, seed=seed, fold=fold, k_folds=None, max_cases=None,
                   out_dir=str(run_dir), device="cpu", precision="fp32",
                   env=dict(host="testhost", cpu="test cpu", gpu=None, torch=torch.__version__,
-                           python="3.11", spineseg="0.1.0", git_commit="0" * 40, device="cpu"))
+                           python="3.11", spineseg="0.1.0", git_commit="0" * 40, device="cpu",
+                           **({} if fingerprint is None else {"source_fingerprint": fingerprint})))
     (run_dir / "params.json").write_text(json.dumps(params, indent=2))
     if checkpoint:
         (run_dir / "checkpoint_last.pt").write_bytes(b"fake")

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fake_runs import make_fake_study, write_fake_run
+from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.results import (aggregate, bootstrap_ci, convergence_table, find_runs,
-                                    subject_counts)
+                                    seed_subject_counts, subject_counts)
 
 EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
             "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "bundle.json"}
@@ -58,10 +58,13 @@ def test_models_mean_std_and_ci(study):
     for model, grp in runs.groupby("model"):
         assert models.loc[model, "dice_mean"] == pytest.approx(grp["dice"].mean())
         assert models.loc[model, "dice_std"] == pytest.approx(grp["dice"].std(ddof=1))
-        assert models.loc[model, "n_runs"] == 2
-        lo, hi = models.loc[model, ["dice_ci_low", "dice_ci_high"]]
-        assert lo <= models.loc[model, "dice_pooled"] <= hi
-        assert 0 <= lo < hi <= 1
+        assert models.loc[model, "n_runs"] == 2 and models.loc[model, "n_seeds"] == 2
+        # One fold per seed: the interval's estimate is the mean the book prints with its sd.
+        for m in ("dice", "miou", "fnr", "fpr", "recall"):
+            lo, point, hi = models.loc[model, [f"{m}_ci_low", f"{m}_point", f"{m}_ci_high"]]
+            assert point == pytest.approx(models.loc[model, f"{m}_mean"], abs=1e-12)
+            assert 0 <= lo <= point <= hi <= 1
+        assert models.loc[model, "dice_ci_low"] < models.loc[model, "dice_ci_high"]
 
 
 def test_pooled_equals_run_metric_for_a_single_run(tmp_path):
@@ -70,13 +73,23 @@ def test_pooled_equals_run_metric_for_a_single_run(tmp_path):
     models = pd.read_csv(tmp_path / "out/models.csv")
     metrics = json.loads((run / "metrics.json").read_text())
     for m in ("dice", "miou", "fnr", "fpr", "recall"):
-        assert models.loc[0, f"{m}_pooled"] == pytest.approx(metrics[m], abs=1e-12)
+        assert models.loc[0, f"{m}_point"] == pytest.approx(metrics[m], abs=1e-12)
+    # One seed: no spread is measured, and the table says so rather than printing 0.
+    assert models.loc[0, "n_seeds"] == 1 and math.isnan(models.loc[0, "dice_std"])
     assert not (tmp_path / "out/losses.csv").exists()
 
 
-def _case_rows(case, tp, fp, fn, tn=100):
-    return [dict(model="m", case_id=case, class_value=v, tp=tp if v == 1 else 0,
-                 fp=fp if v == 1 else 0, fn=fn if v == 1 else 0, tn=tn) for v in range(20)]
+def _case_rows(case, tp, fp, fn, tn=100, seed=0, classes=None):
+    """One subject's 20 rows; ``classes`` maps class -> (tp, fp, fn), else class 1 gets them."""
+    classes = classes or {1: (tp, fp, fn)}
+    return [dict(model="m", seed=seed, case_id=case, class_value=v,
+                 **dict(zip(("tp", "fp", "fn"), classes.get(v, (0, 0, 0)))), tn=tn)
+            for v in range(20)]
+
+
+def _dice_ab(w):
+    """Dice of class 1 when subject a (tp 8, fp 2, fn 2) weighs w and b (2, 4, 4) 1 - w."""
+    return (4 + 12 * w) / (12 + 8 * w)
 
 
 def test_bootstrap_by_hand():
@@ -84,14 +97,76 @@ def test_bootstrap_by_hand():
     per_case = pd.DataFrame(_case_rows("a", 8, 2, 2) + _case_rows("b", 2, 4, 4))
     cases, counts = subject_counts(per_case)
     assert cases == ["a", "b"] and counts.shape == (2, 19, 4)
-    ci = bootstrap_ci(per_case, n_boot=2000, seed=1)
+    ci = bootstrap_ci(per_case, n_boot=4000, seed=1)
     point, low, high = ci["dice"]
     assert point == pytest.approx(2 * 10 / (20 + 6 + 6))  # pooled counts, not mean of Dice
-    # Resamples are {a,a}, {a,b}, {b,b}: the 95 % interval spans from b alone to a alone.
-    assert low == pytest.approx(1 / 3) and high == pytest.approx(0.8)
-    assert bootstrap_ci(per_case, n_boot=2000, seed=1) == ci
-    with pytest.raises(ValueError, match="n_boot"):
+    # Bayesian weights (Exp(1) each): a's share w is uniform on [0, 1], pooled Dice is
+    # (4 + 12w) / (12 + 8w), increasing, so the 95 % interval is its value at w = .025, .975.
+    assert low == pytest.approx(_dice_ab(0.025), abs=0.01)
+    assert high == pytest.approx(_dice_ab(0.975), abs=0.01)
+    assert bootstrap_ci(per_case, n_boot=4000, seed=1) == ci
+    with pytest.raises(ConfigError, match="n_boot"):
         bootstrap_ci(per_case, n_boot=0)
+    with pytest.raises(ConfigError, match="level"):
+        bootstrap_ci(per_case, level=95)
+
+
+def test_interval_contains_its_estimate_when_rare_classes_drop_out():
+    """Eight subjects share class 1 (Dice about .9); each also holds a level of its own that
+    the model misses (Dice 0). The estimate is the mean over all nine classes, about .1. A
+    multinomial resample leaves some subjects out, hence their levels out of the mean over
+    classes: nearly every resample then scored fewer classes and sat above the estimate (the
+    bug behind intervals such as 76.88 [76.22-82.12])."""
+    rows = []
+    for i in range(8):
+        rows += _case_rows(f"s{i}", 0, 0, 0, classes={1: (80 + 2 * i, 10, 10), 2 + i: (0, 0, 20)})
+    ci = bootstrap_ci(pd.DataFrame(rows), n_boot=2000, seed=0)
+    for m, (point, low, high) in ci.items():
+        assert low <= point <= high, (m, point, low, high)
+    point, low, high = ci["dice"]
+    assert point == pytest.approx(2 * 696 / (2 * 696 + 160) / 9)  # tp 696, fp 80, fn 80
+    assert high <= 1 / 9  # every replicate averages all nine classes, eight of them at 0
+    assert ci["fnr"][1] >= 8 / 9  # likewise: eight classes missed entirely
+
+
+def test_bootstrap_identical_runs_and_subjects_collapse_to_the_point():
+    rows = [r for s in (0, 1, 2) for c in "abc" for r in _case_rows(c, 5, 1, 2, seed=s)]
+    point, low, high = bootstrap_ci(pd.DataFrame(rows), n_boot=200)["dice"]
+    assert point == pytest.approx(10 / 13) and low == pytest.approx(point)
+    assert high == pytest.approx(point)
+
+
+def test_bootstrap_a_repeated_seed_adds_no_width():
+    """Subjects keep one weight across the seeds that evaluated them, so a second, identical
+    run gives exactly the one-seed (subject-only) interval."""
+    one = _case_rows("a", 8, 2, 2) + _case_rows("b", 2, 4, 4)
+    two = one + [dict(r, seed=1) for r in one]
+    single, double = bootstrap_ci(pd.DataFrame(one)), bootstrap_ci(pd.DataFrame(two))
+    for m in single:
+        assert double[m] == pytest.approx(single[m], rel=1e-12, nan_ok=True)
+
+
+def test_bootstrap_seed_level_by_hand():
+    """Within each seed its two subjects are identical, so only the seeds' weights move a
+    replicate: w * .8 + (1 - w) / 3 with w uniform (two Exp(1) weights)."""
+    rows = (_case_rows("a", 8, 2, 2, seed=0) + _case_rows("b", 8, 2, 2, seed=0)
+            + _case_rows("a", 2, 4, 4, seed=1) + _case_rows("b", 2, 4, 4, seed=1))
+    seeds, cases, counts = seed_subject_counts(pd.DataFrame(rows))
+    assert seeds == [0, 1] and cases == ["a", "b"] and counts.shape == (2, 2, 19, 4)
+    point, low, high = bootstrap_ci(pd.DataFrame(rows), n_boot=4000, seed=3)["dice"]
+    assert point == pytest.approx((0.8 + 1 / 3) / 2)
+    assert low == pytest.approx(1 / 3 + 0.025 * (0.8 - 1 / 3), abs=0.01)
+    assert high == pytest.approx(1 / 3 + 0.975 * (0.8 - 1 / 3), abs=0.01)
+
+
+def test_bootstrap_subjects_of_different_folds_pool_within_their_seed():
+    """Under cross-validation each fold run of a seed scores other subjects; the seed's
+    estimate pools them all (one seed, so it is the pooled Dice of a and b)."""
+    rows = [dict(r, fold=0) for r in _case_rows("a", 8, 2, 2)]
+    rows += [dict(r, fold=1) for r in _case_rows("b", 2, 4, 4)]
+    seeds, cases, counts = seed_subject_counts(pd.DataFrame(rows))
+    assert seeds == [0] and cases == ["a", "b"]
+    assert bootstrap_ci(pd.DataFrame(rows))["dice"][0] == pytest.approx(20 / 32)
 
 
 def test_per_class_and_history(study):
@@ -175,3 +250,17 @@ def test_convergence_table_by_hand():
     assert convergence_table(pd.DataFrame(rows), window=1).loc[1, "past_steep"]  # b, 1 epoch
     with pytest.raises(ConfigError, match="window"):
         convergence_table(pd.DataFrame(rows), window=0)
+
+
+def test_book_prints_mean_sd_or_n_1(monkeypatch):
+    """The book's Table 1 cell: ``mean ± sd`` over seeds, and ``n = 1`` (never ``± 0.00``)
+    for one seed or an older bundle whose std column held 0 for one run."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "book"))
+    from bookkit import mean_sd
+
+    assert mean_sd(0.76876, 0.0052, 3) == "76.88 ± 0.52"
+    assert mean_sd(0.76876, float("nan"), 1) == "76.88 (n = 1)"
+    assert mean_sd(0.76876, 0.0, 1) == "76.88 (n = 1)"
+    assert mean_sd(float("nan"), 0.1, 2) == "n/a"

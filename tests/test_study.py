@@ -184,3 +184,20 @@ def test_cli_study_validates_every_run_before_starting(tmp_path, capsys):
     assert main(argv + ["-p", "nonsense", "1"]) == 2
     assert "unknown parameters ['nonsense']" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.rglob("notebook.ipynb"))
+
+
+def test_cli_study_several_seeds_end_to_end(tmp_path, capsys):
+    """``--seeds`` trains every seed through papermill, then the aggregation reports the
+    spread over them (mean ± sd, n_seeds) around the bootstrap's estimate."""
+    nb = _write_notebook(tmp_path / "train.ipynb")
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    assert main(["study", "--profile", "cpu", "--models", "unet", "--seeds", "0", "1", "2",
+                 "--runs-dir", str(runs), "--results-dir", str(results),
+                 "--notebook", str(nb)]) == 0
+    assert "3 run, 0 already finished, 0 failed" in capsys.readouterr().out
+    table = pd.read_csv(results / "cpu/runs.csv")
+    assert table["seed"].tolist() == [0, 1, 2] and table["dice"].nunique() == 3
+    models = pd.read_csv(results / "cpu/models.csv").iloc[0]
+    assert models["n_seeds"] == 3 and models["n_runs"] == 3
+    assert models["dice_std"] == pytest.approx(table["dice"].std(ddof=1))
+    assert models["dice_ci_low"] <= models["dice_point"] <= models["dice_ci_high"]

@@ -17,15 +17,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: results/<profile>)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and slices")
+    parser.add_argument("--allow-mixed-code", action="store_true",
+                        help="bundle runs made by different versions of the code (different "
+                             "source fingerprints); refused by default")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fingerprint import describe
     from ..results import aggregate
 
     out = args.out or Path("results") / args.profile
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot: expected a positive number of resamples, got {args.n_boot}")
-    bundle = aggregate(args.profile, args.runs_dir, out, n_boot=args.n_boot, seed=args.seed)
+    bundle = aggregate(args.profile, args.runs_dir, out, n_boot=args.n_boot, seed=args.seed,
+                       allow_mixed_code=args.allow_mixed_code)
     print(f"{out}: {bundle['n_runs']} runs of {len(bundle['models'])} models, "
-          f"{len(bundle['files'])} files, bundle sha256 {bundle['bundle_sha256']}")
+          f"{len(bundle['files'])} files, bundle sha256 {bundle['bundle_sha256']}, "
+          f"code {describe(bundle['source_fingerprints'])}")
     return 0

@@ -1,0 +1,67 @@
+"""A fingerprint of the source that shapes training and evaluation.
+
+A git commit names a whole tree, so two runs from commits that differ only in the book or the
+tests carry different commits yet ran the same code, and a run from a dirty working tree
+carries a commit that is not what ran. The fingerprint hashes what did run: the package's
+Python files and the training notebook, by content. Each run stamps it into ``params.json``
+(:func:`spineseg_core.envinfo.env_stamp`) and :func:`spineseg_core.results.aggregate` refuses
+to put runs of different fingerprints into one bundle unless told to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+"""The folder holding ``spineseg_core/`` (the repository root for an editable install)."""
+
+SOURCE_PATTERNS: tuple[str, ...] = ("spineseg_core/**/*.py", "notebooks/train.ipynb")
+"""What is hashed, relative to :data:`REPO`: the package and the training notebook; not the
+book, the tests or the results. A file that is absent (the notebook, beside a non-editable
+install) is not hashed."""
+
+UNRECORDED = "unrecorded"
+"""What stands for the fingerprint of a run made before runs recorded one."""
+
+SHORT = 12
+"""Hex digits shown where a fingerprint is printed (the full one is stored)."""
+
+
+def source_files(root: str | Path = REPO) -> list[Path]:
+    """The files of :data:`SOURCE_PATTERNS` under ``root``, by sorted relative POSIX path."""
+    root = Path(root)
+    found = {p for pattern in SOURCE_PATTERNS for p in root.glob(pattern) if p.is_file()}
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def source_fingerprint(root: str | Path = REPO) -> str:
+    """SHA-256 (hex) of the source files under ``root``: each one's relative path and bytes.
+
+    Independent of timestamps, of the checkout's location and of git: the same files give the
+    same fingerprint anywhere; changing, adding, removing or renaming one changes it. Each file
+    enters as its path, its size and its bytes, so no two file sets can run together into the
+    same stream.
+    """
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in source_files(root):
+        data = path.read_bytes()
+        h.update(f"{path.relative_to(root).as_posix()}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def short(fingerprint: object) -> str:
+    """The first :data:`SHORT` hex digits, or :data:`UNRECORDED` for a run that has none
+    (``None``, an empty cell read back from a CSV as NaN)."""
+    if isinstance(fingerprint, str) and fingerprint and fingerprint != UNRECORDED:
+        return fingerprint[:SHORT]
+    return UNRECORDED
+
+
+def describe(runs_per_fingerprint: Mapping[str | None, int]) -> str:
+    """``"aaaaaaaaaaaa (2 runs), unrecorded (1 run)"``: short fingerprints and their run counts."""
+    return ", ".join(f"{short(fp)} ({n} run{'s' * (n != 1)})"
+                     for fp, n in runs_per_fingerprint.items())

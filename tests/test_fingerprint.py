@@ -1,0 +1,133 @@
+"""The source fingerprint: what it hashes, and that runs and bundles carry it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
+from spineseg_core.cli import main
+from spineseg_core.envinfo import env_stamp
+from spineseg_core.errors import ConfigError
+from spineseg_core.fingerprint import (REPO, describe, short, source_files,
+                                       source_fingerprint)
+from spineseg_core.results import aggregate
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """The package and the notebook copied elsewhere, plus a book and a test beside them."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "spineseg_core", root / "spineseg_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks/train.ipynb", root / "notebooks")
+    (root / "book").mkdir()
+    (root / "book/chapter.md").write_text("# a chapter\n")
+    (root / "tests").mkdir()
+    (root / "tests/test_x.py").write_text("def test_x(): pass\n")
+    return root
+
+
+def test_hashes_the_package_and_the_notebook_only():
+    rel = [p.relative_to(REPO).as_posix() for p in source_files()]
+    assert rel == sorted(rel)
+    assert "notebooks/train.ipynb" in rel and "spineseg_core/results.py" in rel
+    assert "spineseg_core/models/registry.py" in rel  # sub-packages too
+    assert all(r == "notebooks/train.ipynb" or (r.startswith("spineseg_core/")
+                                                and r.endswith(".py")) for r in rel)
+
+
+def test_stable_and_independent_of_place(copy):
+    fp = source_fingerprint()
+    assert len(fp) == 64 and int(fp, 16) >= 0
+    assert source_fingerprint() == fp
+    assert source_fingerprint(copy) == fp  # same bytes elsewhere: same fingerprint
+    assert env_stamp()["source_fingerprint"] == fp
+
+
+def test_changes_with_the_code_only(copy):
+    before = source_fingerprint(copy)
+    (copy / "book/chapter.md").write_text("# another chapter\n")
+    (copy / "tests/test_y.py").write_text("")
+    (copy / "spineseg_core/__pycache__").mkdir(exist_ok=True)
+    (copy / "spineseg_core/__pycache__/x.pyc").write_bytes(b"\0")
+    assert source_fingerprint(copy) == before
+
+    target = copy / "spineseg_core/metrics.py"
+    text = target.read_text()
+    target.write_text(text + "\n")
+    assert source_fingerprint(copy) != before
+    target.write_text(text)
+    assert source_fingerprint(copy) == before
+
+    nb = copy / "notebooks/train.ipynb"
+    nb.write_text(nb.read_text().replace("Training one model", "Training a model"))
+    assert source_fingerprint(copy) != before
+    shutil.copy(REPO / "notebooks/train.ipynb", nb)
+
+    (copy / "spineseg_core/data/new_module.py").write_text("")
+    assert source_fingerprint(copy) != before
+    (copy / "spineseg_core/data/new_module.py").rename(copy / "spineseg_core/new_module.py")
+    with_moved = source_fingerprint(copy)
+    assert with_moved != before
+    (copy / "spineseg_core/new_module.py").unlink()
+    assert source_fingerprint(copy) == before
+
+
+def test_short_and_describe():
+    assert short("ab" * 32) == "abababababab"
+    assert short(None) == short("unrecorded") == short(float("nan")) == "unrecorded"
+    assert describe({"ab" * 32: 3, None: 1}) == "abababababab (3 runs), unrecorded (1 run)"
+
+
+def _mixed(tmp_path):
+    runs = tmp_path / "runs"
+    a, b = "a" * 64, "b" * 64
+    write_fake_run(runs / "p/unet/seed_0/fold_0", "unet", 0, profile="p", fingerprint=a)
+    write_fake_run(runs / "p/unet/seed_1/fold_0", "unet", 1, profile="p", fingerprint=b)
+    write_fake_run(runs / "p/miniseg/seed_0/fold_0", "miniseg", 0, profile="p", fingerprint=a)
+    return runs, a, b
+
+
+def test_aggregate_refuses_mixed_code_unless_told(tmp_path):
+    runs, a, b = _mixed(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"2 versions of the code \(source fingerprints "
+                       r"aaaaaaaaaaaa \(2 runs\), bbbbbbbbbbbb \(1 run\)\).*--allow-mixed-code"):
+        aggregate("p", runs, out, n_boot=20)
+    assert not out.exists()  # refused before writing anything
+
+    bundle = aggregate("p", runs, out, n_boot=20, allow_mixed_code=True)
+    assert bundle["source_fingerprint"] is None and bundle["allow_mixed_code"]
+    assert bundle["source_fingerprints"] == {a: 2, b: 1}
+    table = pd.read_csv(out / "runs.csv")
+    assert sorted(table["source_fingerprint"]) == [a, a, b]
+    assert json.loads((out / "bundle.json").read_text())["source_fingerprints"] == {a: 2, b: 1}
+
+
+def test_aggregate_counts_loss_runs_and_unrecorded_ones(tmp_path):
+    runs = make_fake_study(tmp_path / "runs", profile="p", models=("unet", "miniseg"), seeds=(0,))
+    bundle = aggregate("p", runs, tmp_path / "out", n_boot=20)
+    assert bundle["source_fingerprint"] == FAKE_FINGERPRINT
+    assert bundle["source_fingerprints"] == {FAKE_FINGERPRINT: 4}  # 2 runs + 2 loss runs
+    assert set(pd.read_csv(tmp_path / "out/runs.csv")["source_fingerprint"]) == {FAKE_FINGERPRINT}
+
+    write_fake_run(runs / "p-loss-dice_ce/unet/seed_0/fold_0", "unet", profile="p",
+                   loss="dice_ce", fingerprint=None)
+    with pytest.raises(ConfigError, match=r"f0f0f0f0f0f0 \(4 runs\), unrecorded \(1 run\)"):
+        aggregate("p", runs, tmp_path / "out", n_boot=20)
+
+
+def test_cli_aggregate_mixed_code(tmp_path, capsys):
+    runs, a, b = _mixed(tmp_path)
+    argv = ["aggregate", "--profile", "p", "--runs-dir", str(runs), "--out",
+            str(tmp_path / "res"), "--n-boot", "20"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "aaaaaaaaaaaa (2 runs), bbbbbbbbbbbb (1 run)" in err and "--allow-mixed-code" in err
+    assert main(argv + ["--allow-mixed-code"]) == 0
+    assert "code aaaaaaaaaaaa (2 runs), bbbbbbbbbbbb (1 run)" in capsys.readouterr().out
