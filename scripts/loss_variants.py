@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from spineseg_core.io import write_with
-from spineseg_core.loss_study import BY_NAME, VARIANTS, choose_default
+from spineseg_core.loss_study import BY_NAME, VARIANTS, choose_default, late_scores
 from spineseg_core.profiles import resolve_config
 from spineseg_core.runs import RunFolder
 from spineseg_core.train import run_training
@@ -39,7 +39,7 @@ def run_variant(name: str, runs_dir: Path, epochs: int, profile: str) -> dict[st
     best = history.loc[history["epoch"] == test["best_epoch"]].iloc[0]
     return {"variant": name, "loss": loss, "loss_kwargs": json.dumps(kwargs or {}),
             "epochs": epochs, "best_epoch": int(test["best_epoch"]),
-            **{f"val_{k}": float(best[k]) for k in KEYS},
+            **{f"val_{k}": float(best[k]) for k in KEYS}, **late_scores(history),
             **{f"test_{k}": test[k] for k in KEYS}}
 
 

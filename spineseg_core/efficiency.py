@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .errors import ConfigError, parse_choice
 from .models import MultiOutput, build_model, list_models, model_info
 from .precision import Precision, precision_for
+from .profiles import TrainConfig
 from .train_step import TrainStep
 
 PAPER_SIZE = 880
@@ -257,7 +258,7 @@ def _bench_step(model: nn.Module, size: int | tuple[int, int], batch: int,
 
 
 def train_step_memory(model: nn.Module, size: int, batch: int,
-                      device: torch.device | str = "cpu", *, loss: str = "dice",
+                      device: torch.device | str = "cpu", *, loss: str = TrainConfig.loss,
                       precision: Precision | None = None, channels_last: bool = True,
                       warmup: int = 1, probe: MemoryProbe | None = None) -> MemoryReport:
     """Peak memory of one training step (the trainer's: forward in ``precision``, ``loss``,
@@ -281,7 +282,7 @@ def train_step_memory(model: nn.Module, size: int, batch: int,
 
 
 def throughput(model: nn.Module, size: int, batch: int, device: torch.device | str = "cpu",
-               steps: int = 3, warmup: int = 1, *, loss: str = "dice",
+               steps: int = 3, warmup: int = 1, *, loss: str = TrainConfig.loss,
                precision: Precision | None = None,
                channels_last: bool = True) -> tuple[float, float]:
     """Images per second of ``(training steps, inference forwards)``: the trainer's step
@@ -304,7 +305,7 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
                      measure_size: int = 128, batch: int = 2, device: torch.device | str = "cpu",
                      with_throughput: bool = True, steps: int = 3,
                      warmup: int = 1, amp: bool = True, channels_last: bool = True,
-                     loss: str = "dice") -> pd.DataFrame:
+                     loss: str = TrainConfig.loss) -> pd.DataFrame:
     """One row per model with :data:`EFFICIENCY_COLUMNS`.
 
     Parameters and MACs (at 880 and at ``size``) are counted on the meta device; training

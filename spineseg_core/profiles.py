@@ -6,7 +6,7 @@ A *profile* is a named set of defaults sized for a kind of machine:
 * ``cpu`` — the study's miniature on the embedded phantom, sized for a 2-core CPU: phantom
   cases written at 256 px and trained at 128 px, the architectures unchanged.
 * ``paper`` — the paper's protocol for a GPU and the real MRSpineSeg data: 1x880x880 inputs,
-  Dice loss, Adam at 5e-4. The paper states no batch size (4 is our choice) and no learning
+  Adam at 5e-4. The paper states no batch size (4 is our choice) and no learning
   rate schedule (only the initial rate), so the rate is kept constant.
 
 :func:`resolve_config` overlays user overrides on a profile and validates every value (names,
@@ -64,7 +64,11 @@ class TrainConfig:
     ``test_dir``'s labelled cases, or else ``test_fraction`` of the patients, held out once and
     frozen (:func:`~spineseg_core.data.splits.get_or_create_test_split`); validation splits the
     rest with the run's seed. ``loss_kwargs`` are options of the Dice term
-    (:data:`spineseg_core.losses.DICE_KWARGS`). ``out_dir=None`` uses
+    (:data:`spineseg_core.losses.DICE_KWARGS`). The default loss, in every profile, is Dice +
+    cross-entropy (nnU-Net's), not the paper's Dice: no reading of the paper's Dice loss trained
+    a model that predicts background as background within the cpu profile's budget
+    (:mod:`spineseg_core.loss_study`, ``results/cpu/loss_variants.csv``); ``loss="dice"`` runs
+    the pure Dice. ``out_dir=None`` uses
     ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``model_kwargs`` are build overrides of the
     architecture (e.g. ``{"base_width": 8}`` for a small U-Net in tests); ``None`` keeps the
     paper's architecture. ``k_folds=None`` is the paper's single 8:2
@@ -97,7 +101,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 5e-4
     scheduler: Scheduler = Scheduler.CONSTANT
-    loss: str = "dice"
+    loss: str = "dice_ce"
     loss_kwargs: dict[str, Any] | None = None
     seed: int = 0
     fold: int = 0
@@ -339,3 +343,21 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Rebuild a config saved with :meth:`TrainConfig.to_dict` (e.g. from ``params.json``)."""
     known = {k: v for k, v in values.items() if k in PARAMETERS}
     return TrainConfig(**{k: _coerce(k, v, _HINTS[k]) for k, v in known.items()})
+
+
+BUDGET_FIELDS: tuple[str, ...] = ("epochs", "batch_size", "lr", "scheduler", "amp", "image_size",
+                                  "crop_width", "max_train_slices_per_epoch", "phantom_cases",
+                                  "test_cases")
+"""What a profile gives every model alike (the protocol's equal budgets)."""
+
+
+def budget_exceptions(params: dict[str, Any]) -> list[str]:
+    """The budget fields of a run's ``params.json`` that differ from its profile's values, as
+    ``"name=value (profile: default)"``; empty for a run on the profile's budget."""
+    try:
+        profile = Profile(params.get("profile"))
+    except ValueError:
+        return [f"profile={params.get('profile')!r} (not a known profile)"]
+    base = resolve_config(profile).to_dict()
+    return [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in BUDGET_FIELDS
+            if k in params and params[k] != base[k]]

@@ -49,6 +49,7 @@ import torch
 from . import io
 from .errors import ConfigError, DataError, SpinesegError
 from .labels import FOREGROUND, LABELS
+from .profiles import budget_exceptions
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
 """The paper's Table 1 metrics, fractions in [0, 1]."""
@@ -127,7 +128,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
            "precision": str(params.get("precision", "")),
            "source_fingerprint": env.get("source_fingerprint"),
            # Runs before the three-set protocol scored the validation set.
-           "evaluated_on": str(metrics.get("evaluated_on", "validation"))}
+           "evaluated_on": str(metrics.get("evaluated_on", "validation")),
+           "budget_exceptions": "; ".join(budget_exceptions(params))}
     history = _read_csv(run_dir / "history.csv", ("epoch", "dice"))
     per_class = _read_csv(run_dir / "per_class.csv", ("class_value", "class_name", "dice"))
     per_case = _read_csv(run_dir / "per_case.csv",

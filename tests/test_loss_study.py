@@ -6,15 +6,16 @@ import pandas as pd
 import pytest
 
 from spineseg_core.loss_study import (FALLBACK, VARIANTS, choose_default, is_sane,
-                                      variants_table)
+                                      late_scores, variants_table)
 
 
 def _table(val: dict[str, tuple[float, float]], test: tuple[float, float] = (0.5, 0.5)):
     rows = []
     for v in VARIANTS:
         bg, absent = val.get(v.name, (0.5, 0.3))
-        rows.append({"variant": v.name, "val_dice": 0.7, "val_bg_recall": bg,
-                     "val_absent_fraction": absent, "test_dice": 0.7,
+        rows.append({"variant": v.name, "val_dice": 0.7, "val_bg_recall": 0.999,
+                     "val_absent_fraction": 0.0, "val_late_bg_recall_min": bg,
+                     "val_late_absent_max": absent, "test_dice": 0.7,
                      "test_bg_recall": test[0], "test_absent_fraction": test[1]})
     return pd.DataFrame(rows)
 
@@ -39,14 +40,30 @@ def test_thresholds_are_inclusive_for_recall_exclusive_for_absent():
 
 def test_the_rule_never_reads_the_test_columns():
     table = _table({}, test=(1.0, 0.0))  # sane on test only
-    assert choose_default(table)[0] == FALLBACK
+    assert choose_default(table)[0] == FALLBACK  # and sane at the best epoch is not enough
     with pytest.raises(ValueError, match="lacks"):
-        choose_default(table.drop(columns="val_bg_recall"))
+        choose_default(table.drop(columns="val_late_bg_recall_min"))
+
+
+def test_late_scores_take_the_worst_of_the_second_half():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4, 5, 6],
+                            "bg_recall": [0.6, 0.84, 0.83, 0.85, 0.88, 0.995],
+                            "absent_fraction": [0.0, 0.06, 0.14, 0.13, 0.10, 0.0]})
+    late = late_scores(history)  # epochs 4-6
+    assert late == {"val_late_bg_recall_min": 0.85, "val_late_absent_max": 0.13,
+                    "late_epochs": 3}
+    assert not is_sane(late["val_late_bg_recall_min"], late["val_late_absent_max"])
+    every_other = history.assign(bg_recall=[None, 0.9, None, 0.99, None, 0.995],
+                                 absent_fraction=[None, 0.5, None, 0.0, None, 0.0])
+    assert late_scores(every_other)["late_epochs"] == 2  # epochs 4 and 6 were validated
+    assert late_scores(history.head(1))["late_epochs"] == 1
+    with pytest.raises(ValueError, match="no validated epoch"):
+        late_scores(history.assign(bg_recall=None))
 
 
 def test_variants_table_for_the_book():
     shown = variants_table(_table({"ce": (0.999, 0.0)}).iloc[::-1])
     assert shown["loss"].iloc[0].startswith("every class, sums over the batch, no smoothing")
     assert shown.loc[shown["loss"] == "cross-entropy", "sane on validation"].item() == "yes"
-    assert shown["validation: background recall (%)"].iloc[0] == 50.0
+    assert shown["validation, 2nd half: worst background recall (%)"].iloc[0] == 50.0
     assert shown["sane on validation"].tolist().count("yes") == 1

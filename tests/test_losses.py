@@ -83,7 +83,7 @@ def test_foreground_only_dice_rewards_a_sink_class():
     loss is lower for one "sink" class than for the mass split in two, and its gradient pushes
     the sink further up; with background included, the gradient pulls background up instead."""
     target = torch.zeros(1, 16, 16, dtype=torch.long)
-    fg_only = SoftDiceLoss(include_background=False)
+    fg_only = SoftDiceLoss(include_background=False, smooth_nr=1.0, smooth_dr=1.0)
     split = torch.zeros(1, 3, 16, 16)
     split[:, 1:] = 5.0
     sink = torch.zeros(1, 3, 16, 16)
@@ -94,8 +94,21 @@ def test_foreground_only_dice_rewards_a_sink_class():
     assert logits.grad[:, 2].mean().item() < 0  # descent raises the sink's logit
     fg_grad_bg = logits.grad[:, 0].mean().item()
     logits.grad = None
-    SoftDiceLoss(include_background=True)(logits, target).backward()
+    SoftDiceLoss(include_background=True, smooth_nr=1.0, smooth_dr=1.0)(logits, target).backward()
     assert logits.grad[:, 0].mean().item() < 5 * fg_grad_bg < 0  # background pulled up harder
+
+
+def test_without_numerator_smoothing_an_absent_class_rewards_nothing():
+    """The literal reading (smooth_nr = 0): an absent class's term is 0 whatever is predicted,
+    so pouring mass into one absent class lowers the loss no more than spreading it."""
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    literal = SoftDiceLoss(include_background=False)
+    split = torch.zeros(1, 3, 16, 16)
+    split[:, 1:] = 5.0
+    sink = torch.zeros(1, 3, 16, 16)
+    sink[:, 2] = 5.0 + torch.log(torch.tensor(2.0))
+    assert literal(sink, target).item() == pytest.approx(literal(split, target).item(), abs=1e-6)
+    assert literal(sink, target).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_loss_kwargs_are_checked():
@@ -112,8 +125,8 @@ def test_loss_kwargs_are_checked():
 @pytest.mark.parametrize("name", list(LossName))
 def test_every_loss_decreases_under_optimisation(name):
     torch.manual_seed(0)
-    target = _target(h=8, w=8)
-    logits = torch.zeros(2, C, 8, 8, requires_grad=True)
+    target = _target(h=8, w=C)  # every class present: an absent one is a constant term of the
+    logits = torch.zeros(2, C, 8, C, requires_grad=True)  # literal Dice, which cannot decrease
     weights = class_weights_from_frequencies(torch.bincount(target.flatten(), minlength=C))
     loss_fn = build_loss(name, weights if name in (LossName.WEIGHTED_CE, LossName.DICE_CE) else None)
     opt = torch.optim.Adam([logits], lr=0.1)

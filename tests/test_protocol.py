@@ -116,3 +116,13 @@ def test_resolution_command_measures_the_training_volumes(tmp_path, monkeypatch)
     assert (heights["median_px"] <= heights["p90_px"]).all()
     maps = table[table["section"] == "map, evaluated field of view"]
     assert maps["rows"].tolist() == [8, 4, 2] and (table["image_size"] == 64).all()
+
+
+def test_budget_exceptions_name_what_differs_from_the_profile():
+    from spineseg_core.profiles import budget_exceptions, resolve_config
+
+    params = resolve_config("cpu", model="miniseg").to_dict()
+    assert budget_exceptions(params) == []
+    params.update(epochs=24, amp=False)
+    assert budget_exceptions(params) == ["epochs=24 (profile: 6)", "amp=False (profile: True)"]
+    assert budget_exceptions({"profile": "laptop"}) == ["profile='laptop' (not a known profile)"]
