@@ -12,7 +12,8 @@
 # /etc/slurm/slurm.conf, which `up` links to the generated file when no slurm.conf exists
 # there yet (and `down` removes again); otherwise export SLURM_CONF=$LOCAL_SLURM_DIR/slurm.conf.
 # The node has one partition, `debug` (the default), with this machine's CPUs and memory and
-# no GPU; JobRequeue=1 lets `scontrol requeue` put a running task back in the queue.
+# no GPU; JobRequeue=1 lets `scontrol requeue` put a running task back in the queue, and
+# PropagatePrioProcess=1 runs each job at the nice value of the command that submitted it.
 set -euo pipefail
 
 DIR=${LOCAL_SLURM_DIR:-/tmp/spineseg-slurm}
@@ -72,6 +73,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MpiDefault=none
 ReturnToService=2
+PropagatePrioProcess=1
 JobRequeue=1
 KillWait=10
 MinJobAge=600
