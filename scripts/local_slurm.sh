@@ -83,10 +83,13 @@ EOF
 }
 
 pid_alive() {  # pid_alive NAME: the daemon NAME started by `up` is running
+    # (the pid in its pid file runs that program: Debian's /usr/sbin/slurmd is a link to
+    # slurmd-wlm, so the two resolved paths are compared)
     local pidfile=$DIR/$1.pid pid
     [ -s "$pidfile" ] || return 1
     pid=$(cat "$pidfile")
-    [ -d "/proc/$pid" ] && [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = "$1" ]
+    [ -d "/proc/$pid" ] \
+        && [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$(command -v "$1")")" ]
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds
@@ -104,10 +107,17 @@ node_idle() { sinfo -h -N -o %t | grep -qE '^(idle|mix|alloc)'; }
 up() {
     [ "$(id -u)" -eq 0 ] || die "run as root (the daemons run as root here)"
     install_packages
-    if pid_alive slurmctld || pid_alive slurmd; then
+    if pid_alive munged && pid_alive slurmctld && pid_alive slurmd; then
         say "already up (state in $DIR)"
         return 0
     fi
+    for name in "${DAEMONS[@]}"; do stop_daemon "$name"; done  # what is left of a broken start
+    local port
+    for port in "${LOCAL_SLURM_CTLD_PORT:-6817}" "${LOCAL_SLURM_D_PORT:-6818}"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "port $port is in use (another Slurm daemon?); stop it, or choose other ports with LOCAL_SLURM_CTLD_PORT and LOCAL_SLURM_D_PORT"
+        fi
+    done
     mkdir -p "$DIR"/{munge,ctld,slurmd}
     chmod 700 "$DIR/munge"
     [ -s "$DIR/munge/munge.key" ] || { dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none; }
@@ -123,11 +133,14 @@ up() {
     export SLURM_CONF=$CONF
     munged --force --socket="$DIR/munge/munge.socket" --key-file="$DIR/munge/munge.key" \
         --pid-file="$DIR/munged.pid" --log-file="$DIR/munged.log" --seed-file="$DIR/munge/seed"
-    wait_for 10 munged test -S "$DIR/munge/munge.socket"
+    wait_for 10 munged pid_alive munged
     slurmctld -f "$CONF" -i
+    wait_for 30 slurmctld pid_alive slurmctld
     wait_for 30 slurmctld scontrol ping
     slurmd -f "$CONF"
+    wait_for 30 slurmd pid_alive slurmd
     wait_for 60 "slurmd (node $(hostname -s))" node_idle
+    for name in munged slurmctld slurmd; do pid_alive "$name" || die "$name exited (log in $DIR)"; done
     say "up: partition $PARTITION on $(hostname -s), state and logs in $DIR"
     sinfo
 }

@@ -116,6 +116,11 @@ def test_smoke_study_on_slurm_matches_the_local_one(cluster, cache_env, tmp_path
                                       _comparable(local_results, name), check_exact=True)
 
 
+def _task(attempt: dict) -> str:
+    """``<array>_<task>``: the task's own job id may be the array's, which names them all."""
+    return f"{attempt['array_job_id']}_{attempt['array_task_id']}"
+
+
 def _wait_for_epoch(run_dir: Path, deadline: float) -> dict:
     """The run's Slurm attempt once it has finished an epoch (and not its last)."""
     while time.monotonic() < deadline:
@@ -138,10 +143,10 @@ def test_requeue_and_cancel_mid_training_then_rerun(cluster, cache_env, tmp_path
     try:
         deadline = time.monotonic() + 1200
         first = _wait_for_epoch(requeued, deadline)
-        queue = subprocess.run(["squeue", "--array"], capture_output=True, text=True).stdout
-        subprocess.run(["scontrol", "requeue", first["job_id"]], check=True)
+        subprocess.run(["scontrol", "requeue", _task(first)], check=True)
         victim = _wait_for_epoch(cancelled, deadline)
-        subprocess.run(["scancel", victim["job_id"]], check=True)
+        queue = subprocess.run(["squeue", "--array"], capture_output=True, text=True).stdout
+        subprocess.run(["scancel", _task(victim)], check=True)
         out, _ = proc.communicate(timeout=1200)
     finally:
         if proc.poll() is None:
