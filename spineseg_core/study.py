@@ -452,14 +452,58 @@ def _submit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
         raise _unavailable(cluster, exc) from None
 
 
+ARRAYS_RECORD = "arrays.json"
+"""In the submitit folder: ``{array id: [run folder of task 0, task 1, ...]}``."""
+
+
+def _check_not_queued(specs: Sequence[RunSpec], runs_dir: Path, folder: Path) -> None:
+    """Refuse to submit a run that a job array of an earlier study still has queued or
+    running (a study stopped while it followed its array leaves the array going): two tasks
+    would train into the same run folder."""
+    try:
+        arrays = json.loads((folder / ARRAYS_RECORD).read_text())
+    except (OSError, ValueError):
+        return
+    todo = {str(spec.run_dir(runs_dir)): spec for spec in specs}
+    for array_id, run_dirs in arrays.items():
+        states = queue_states(array_id) or {}
+        for task, run_dir in enumerate(run_dirs):
+            state = states.get(f"{array_id}_{task}")
+            if state and run_dir in todo:
+                raise ConfigError(
+                    f"{todo[run_dir].label()} is still on the cluster as task {array_id}_{task} "
+                    f"({state}); wait for it to end (squeue -j {array_id}) or cancel it "
+                    f"(scancel {array_id}_{task}), then run the study again")
+
+
 def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
                   options: SlurmOptions, log: Callable[[str], None],
                   poll_s: float) -> list[RunResult]:
+    on_slurm = cluster == "slurm"
+    if on_slurm:
+        _check_not_queued(specs, job.runs_dir, folder)
     jobs = _submit(specs, job, folder, cluster, options)
     array_id = str(jobs[0].job_id).split("_")[0]
-    on_slurm = cluster == "slurm"
+    try:
+        arrays = json.loads((folder / ARRAYS_RECORD).read_text())
+    except (OSError, ValueError):
+        arrays = {}
+    arrays[array_id] = [str(spec.run_dir(job.runs_dir)) for spec in specs]
+    io.write_json(folder / ARRAYS_RECORD, arrays)
     log(f"submitted {len(jobs)} runs as {cluster} job array {array_id}: tasks "
         f"{', '.join(str(j.job_id) for j in jobs)} (logs in {folder})")
+    try:
+        return _follow(specs, jobs, job, array_id, on_slurm, log, poll_s)
+    except KeyboardInterrupt:
+        log(f"stopped following job array {array_id}; its tasks go on on the cluster "
+            f"(squeue -j {array_id}; scancel {array_id} stops them)")
+        raise
+
+
+def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id: str,
+            on_slurm: bool, log: Callable[[str], None], poll_s: float) -> list[RunResult]:
+    """Poll the array until every task has a result or has left the queue without one,
+    printing each new epoch and the counts of pending, running, done and failed runs."""
     labels = [f"[{j.job_id}] {spec.label()}" for spec, j in zip(specs, jobs)]
     trackers = [RunProgress(spec.run_dir(job.runs_dir), label, spec.epochs)
                 for spec, label in zip(specs, labels)]

@@ -212,3 +212,25 @@ def test_attempts_on_slurm_are_recorded(tmp_path, monkeypatch):
     attempts = json.loads((run_dir / "cluster.json").read_text())["attempts"]
     assert [(a["array_job_id"], a["array_task_id"], a["restart_count"], a["status"])
             for a in attempts] == [("11", "1", "0", "new"), ("11", "1", "1", "resume")]
+
+
+def test_a_run_still_queued_from_an_earlier_array_is_not_submitted_twice(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    folder = runs / ".submitit"
+    folder.mkdir(parents=True)
+    specs = [RunSpec("smoke", "unet", 0, 0), RunSpec("smoke", "miniseg", 0, 0)]
+    (folder / "arrays.json").write_text(json.dumps(
+        {"5": [str(s.run_dir(runs)) for s in specs]}))
+    monkeypatch.setattr(study, "queue_states", lambda array_id: {"5_1": "RUNNING"})
+    monkeypatch.setattr(study, "_submit", lambda *a: pytest.fail("submitted"))
+    with pytest.raises(ConfigError, match=r"^miniseg seed=0 fold=0 is still on the cluster as "
+                                          r"task 5_1 \(RUNNING\); .*\(scancel 5_1\)"):
+        study._run_submitit(specs, study.RunJob(runs), folder, "slurm", SlurmOptions(),
+                            print, poll_s=0)
+    # Only unet to do: task 5_0 has left the queue, so it is submitted.
+    submitted = []
+    monkeypatch.setattr(study, "_submit", lambda specs, *a: submitted.extend(specs) or [])
+    with pytest.raises(IndexError):  # no task came back from the fake submission
+        study._run_submitit(specs[:1], study.RunJob(runs), folder, "slurm", SlurmOptions(),
+                            print, poll_s=0)
+    assert submitted == specs[:1]
