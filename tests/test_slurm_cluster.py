@@ -2,7 +2,8 @@
 
 Needs a cluster that ``sinfo`` and ``sbatch`` reach, with the run folders on a filesystem its
 nodes share (here: ``scripts/local_slurm.sh up`` on this machine, as ``.ci/run`` does);
-without one these tests skip. The runs ask for no GPU (the smoke profile trains on the CPU).
+without one these tests skip, unless ``SPINESEG_REQUIRE_SLURM=1`` (set by ``.ci/run``) makes
+that a failure. The runs ask for no GPU (the smoke profile trains on the CPU).
 """
 
 from __future__ import annotations
