@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     for name in models:
         model_info(name)
     extra = _extra(args.param)
+    if args.poll_s <= 0:
+        raise ConfigError(f"--poll-s {args.poll_s}: expected a positive number of seconds")
     # Absolute paths: the notebooks run with the repository as their working directory.
     args.runs_dir = args.runs_dir.resolve()
     args.results_dir = args.results_dir.resolve()
