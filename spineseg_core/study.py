@@ -12,23 +12,41 @@ own group ``<profile>-loss-<loss>`` (the notebook gets ``loss=<loss>``), so thos
 mix with the main runs of ``<profile>``, which use the profile's own loss.
 
 Beyond one machine, :func:`run_study` with ``executor=Executor.SLURM`` submits the same
-:func:`execute_run` as a submitit job array (one GPU per run); a run killed at its time limit
-or preempted is requeued by :meth:`RunJob.checkpoint` and resumes from its last checkpoint.
+:func:`execute_run` as one submitit job array (resources: :class:`~spineseg_core.slurm.SlurmOptions`)
+and follows it with ``squeue``, printing how many runs are pending, running, done or failed.
+A run killed at its time limit or preempted is requeued by :meth:`RunJob.checkpoint`, one
+requeued by hand (``scontrol requeue``) simply starts again; either way it resumes from its
+last checkpoint. A task that ends without a result (``scancel``, out of memory) is reported
+with its Slurm log and the others go on; running the same study again finishes it. Each
+attempt on the cluster is recorded in the run folder's ``cluster.json``.
+
+Both executors print each run's epochs as they finish, with the run's and the study's ETA
+(:mod:`spineseg_core.progress`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io as _io
 import json
+import os
+import signal
+import socket
+import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from . import io
 from .errors import ConfigError, SpinesegError
+from .progress import EpochWatcher, RunProgress, StudyClock, epochs_done, format_eta
+from .slurm import PENDING_STATES, SlurmOptions, queue_states
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
@@ -45,6 +63,8 @@ FINISHED_MARKER = "metrics.json"
 RESUME_MARKER = "checkpoint_last.pt"
 ERROR_LOG = "error.log"
 NOTEBOOK_NAME = "notebook.ipynb"
+CLUSTER_RECORD = "cluster.json"
+"""Written by :class:`RunJob` in the run folder: one entry per attempt on a Slurm cluster."""
 
 
 class RunStatus(StrEnum):
@@ -204,12 +224,25 @@ Runner = Callable[[Path, Path, dict[str, Any], Path], None]
 
 
 def papermill_runner(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path) -> None:
-    """Execute ``notebook`` with papermill into ``output`` (kernel ``python3``)."""
-    import papermill
+    """Execute ``notebook`` with papermill into ``output`` (kernel ``python3``).
 
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
-                               kernel_name="python3", cwd=str(cwd), progress_bar=False,
-                               log_output=False)
+    The kernel talks to papermill over Unix sockets in a private temporary folder (IPC
+    transport) rather than over localhost TCP, where ipykernel warns that anyone on the
+    machine could read the traffic: nothing leaves the process tree, and no warning is
+    printed for every run. The kernel application's own log is kept to critical messages:
+    jupyter_client interrupts the kernel before shutting it down, which it otherwise logs as
+    an error ("KeyboardInterrupt caught in kernel") when the interrupt lands mid-message. A
+    failing cell still fails the run, with its traceback in ``error.log``."""
+    import papermill
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="spineseg-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc",
+                                           "ip": str(Path(sockets) / "kernel")}})
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                   kernel_name="python3", cwd=str(cwd), progress_bar=False,
+                                   log_output=False, config=config,
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
 
 
 @dataclass(frozen=True)
@@ -256,34 +289,40 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     return RunResult(spec, run_dir, Outcome.DONE, status, time.perf_counter() - start)
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Resources of each array task; ``partition=None`` leaves the cluster's default."""
-
-    timeout_min: int = 240
-    gpus_per_node: int = 1
-    cpus_per_task: int = 8
-    mem_gb: int = 32
-    partition: str | None = None
-    array_parallelism: int = 16
-    max_num_timeout: int = 5
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def executor_parameters(self, name: str) -> dict[str, Any]:
-        params: dict[str, Any] = dict(
-            name=name, timeout_min=self.timeout_min, gpus_per_node=self.gpus_per_node,
-            cpus_per_task=self.cpus_per_task, mem_gb=self.mem_gb,
-            slurm_array_parallelism=self.array_parallelism, **self.extra)
-        if self.partition:
-            params["slurm_partition"] = self.partition
-        return params
-
-
 try:
     from submitit.helpers import Checkpointable, DelayedSubmission
 except ImportError:  # pragma: no cover - submitit is a dependency; keep local runs working
     Checkpointable = object  # type: ignore[assignment,misc]
     DelayedSubmission = None  # type: ignore[assignment,misc]
+
+
+SLURM_ATTEMPT_VARIABLES = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID",
+                           "array_task_id": "SLURM_ARRAY_TASK_ID",
+                           "restart_count": "SLURM_RESTART_COUNT",
+                           "partition": "SLURM_JOB_PARTITION", "node": "SLURMD_NODENAME"}
+"""What :data:`CLUSTER_RECORD` keeps of each attempt, from Slurm's job environment."""
+
+ENDED_BY_SLURM_WAIT_S = 300
+"""How long a task Slurm sent SIGTERM waits for its SIGKILL instead of returning a result."""
+
+
+def record_attempt(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """Append this Slurm task to the run folder's :data:`CLUSTER_RECORD` (``None`` and nothing
+    written outside Slurm): job ids, restart count, node, and whether it starts the run anew
+    or resumes it."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    attempt: dict[str, Any] = {k: os.environ.get(v) for k, v in SLURM_ATTEMPT_VARIABLES.items()}
+    attempt.update(host=socket.gethostname(), status=str(run_status(run_dir, spec.epochs)),
+                   started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    path = run_dir / CLUSTER_RECORD
+    try:
+        attempts = json.loads(path.read_text())["attempts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        attempts = []
+    run_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(path, {"scheduler": "slurm", "attempts": [*attempts, attempt]})
+    return attempt
 
 
 class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
@@ -292,6 +331,12 @@ class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
     submitit calls :meth:`checkpoint` when Slurm signals the time limit or a preemption; it
     resubmits the same spec with ``resume=True``. The run folder's ``checkpoint_last.pt``
     then makes :func:`execute_run` pass ``resume=True`` to the notebook.
+
+    On Slurm each attempt is recorded (:func:`record_attempt`). When Slurm ends the task
+    (``scancel``, ``scontrol requeue``, preemption) it sends SIGTERM to every process of the
+    task, so the notebook's kernel dies and :func:`execute_run` returns a failure; that is no
+    result of the run, so the task then waits for Slurm's SIGKILL rather than return it
+    (submitit would store it as the task's outcome, and a requeued task would look failed).
     """
 
     def __init__(self, runs_dir: str | Path, extra: Mapping[str, Any] | None = None,
@@ -303,62 +348,227 @@ class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
         self.runner = runner
         self.cwd = Path(cwd or REPO_ROOT)
 
-    def __call__(self, spec: RunSpec, resume: bool = False) -> RunResult:
+    def _execute(self, spec: RunSpec) -> RunResult:
         return execute_run(spec, self.runs_dir, extra=self.extra, notebook=self.notebook,
                            runner=self.runner, cwd=self.cwd)
+
+    def __call__(self, spec: RunSpec, resume: bool = False) -> RunResult:
+        if record_attempt(spec.run_dir(self.runs_dir), spec) is None:
+            return self._execute(spec)
+        ended = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: ended.set())
+        try:
+            result = self._execute(spec)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if ended.is_set():
+            print(f"{spec.label()}: Slurm is ending this task; waiting for it, not returning "
+                  f"a result ({result.outcome})", flush=True)
+            time.sleep(ENDED_BY_SLURM_WAIT_S)
+        return result
 
     def checkpoint(self, spec: RunSpec, resume: bool = False) -> Any:
         return DelayedSubmission(self, spec, resume=True)
 
 
-def _run_local(specs: Sequence[RunSpec], job: RunJob,
-               log: Callable[[str], None]) -> list[RunResult]:
+def _epochs_left(specs: Sequence[RunSpec], runs_dir: Path) -> int | None:
+    """Epochs still to train over ``specs`` (``None`` if a run's target is unknown)."""
+    if any(spec.epochs is None for spec in specs):
+        return None
+    return sum(max(0, int(spec.epochs) - epochs_done(spec.run_dir(runs_dir)))  # type: ignore[arg-type]
+               for spec in specs)
+
+
+def _run_local(specs: Sequence[RunSpec], job: RunJob, log: Callable[[str], None],
+               poll_s: float) -> list[RunResult]:
     results = []
+    clock = StudyClock(_epochs_left(specs, job.runs_dir))
     for i, spec in enumerate(specs, 1):
-        log(f"[{i}/{len(specs)}] {spec.label()}")
-        result = job(spec)
-        log(f"[{i}/{len(specs)}] {spec.label()}: {result.outcome} ({result.seconds:.0f} s)")
+        label = f"[{i}/{len(specs)}] {spec.label()}"
+        run_dir = spec.run_dir(job.runs_dir)
+        status = run_status(run_dir, spec.epochs)
+        log(f"{label}: {'resumed' if status is RunStatus.RESUME else 'started'}")
+        with EpochWatcher(RunProgress(run_dir, label, spec.epochs), clock, log, poll_s):
+            result = job(spec)
+        clock.epochs_left = _epochs_left(specs[i:], job.runs_dir)
+        log(f"{label}: {result.outcome} in {format_eta(result.seconds)}"
+            + (f", {clock.line()}" if i < len(specs) else ""))
         results.append(result)
     return results
 
 
-def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
-                  options: SlurmOptions, log: Callable[[str], None]) -> list[RunResult]:
+def _failed(spec: RunSpec, runs_dir: Path, message: str, log_path: Path,
+            error: str) -> RunResult:
+    """A run whose task ended without a result: ``error.log`` says so and points at the
+    Slurm log; the result names that log."""
+    run_dir = spec.run_dir(runs_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    io.write_text(run_dir / ERROR_LOG, f"{spec.label()}\nrun folder: {run_dir}\n\n{message}\n")
+    return RunResult(spec, run_dir, Outcome.FAILED, run_status(run_dir, spec.epochs),
+                     error_log=log_path, error=error)
+
+
+def _task_result(spec: RunSpec, sjob: Any, runs_dir: Path) -> RunResult:
+    """The result a finished task returned, or a failure naming its Slurm log."""
+    try:
+        return sjob.result()
+    except Exception as exc:  # noqa: BLE001 - the task raised outside execute_run
+        return _failed(spec, runs_dir, f"submitit job {sjob.job_id}\n\n{exc}",
+                       Path(sjob.paths.stderr), type(exc).__name__)
+
+
+MISSING_POLLS = 3
+"""Polls a task may be missing from ``squeue`` without a result before it counts as failed
+(a result file on a shared filesystem can lag behind the end of the task)."""
+
+
+def _unavailable(cluster: str, exc: BaseException) -> ConfigError:
+    return ConfigError(f"the {cluster} executor is unavailable here ({exc}); "
+                       "use --executor local")
+
+
+def _submit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
+            options: SlurmOptions) -> list[Any]:
+    """Submit ``specs`` as one job array; a rejection is one :class:`ConfigError` line."""
     import submitit
+    from submitit.core.utils import FailedJobError
 
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster,
                                          slurm_max_num_timeout=options.max_num_timeout)
         executor.update_parameters(**options.executor_parameters("spineseg-study"))
-        jobs = executor.map_array(job, list(specs))
     except (RuntimeError, OSError, ValueError) as exc:
-        raise ConfigError(f"the {cluster or 'slurm'} executor is unavailable here ({exc}); "
-                          "use --executor local") from None
-    log(f"submitted {len(jobs)} runs as {cluster} jobs (logs in {folder})")
-    results = []
-    for spec, sjob in zip(specs, jobs):
-        try:
-            results.append(sjob.result())
-        except Exception as exc:  # noqa: BLE001 - a job killed outside execute_run
-            run_dir = spec.run_dir(job.runs_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            log_path = run_dir / ERROR_LOG
-            log_path.write_text(f"{spec.label()}\nsubmitit job {sjob.job_id}\n\n{exc}\n")
-            results.append(RunResult(spec, run_dir, Outcome.FAILED, run_status(run_dir),
-                                     error_log=log_path, error=f"{type(exc).__name__}"))
-    return results
+        raise _unavailable(cluster, exc) from None
+    try:
+        with contextlib.redirect_stderr(_io.StringIO()):  # submitit echoes sbatch's error
+            return executor.map_array(job, list(specs))
+    except FailedJobError as exc:
+        reason = "; ".join(line.removeprefix("sbatch: error: ")
+                           for line in str(exc).splitlines() if line.strip()) or "no reason given"
+        raise ConfigError(f"sbatch rejected the job array: {reason} (check --slurm-partition, "
+                          "--slurm-gpus/--slurm-gres, --slurm-account, --slurm-qos, "
+                          "--slurm-constraint and --slurm-sbatch)") from None
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise _unavailable(cluster, exc) from None
+
+
+ARRAYS_RECORD = "arrays.json"
+"""In the submitit folder: ``{array id: [run folder of task 0, task 1, ...]}``."""
+
+
+def _check_not_queued(specs: Sequence[RunSpec], runs_dir: Path, folder: Path) -> None:
+    """Refuse to submit a run that a job array of an earlier study still has queued or
+    running (a study stopped while it followed its array leaves the array going): two tasks
+    would train into the same run folder."""
+    try:
+        arrays = json.loads((folder / ARRAYS_RECORD).read_text())
+    except (OSError, ValueError):
+        return
+    todo = {str(spec.run_dir(runs_dir)): spec for spec in specs}
+    for array_id, run_dirs in arrays.items():
+        states = queue_states(array_id) or {}
+        for task, run_dir in enumerate(run_dirs):
+            state = states.get(f"{array_id}_{task}")
+            if state and run_dir in todo:
+                raise ConfigError(
+                    f"{todo[run_dir].label()} is still on the cluster as task {array_id}_{task} "
+                    f"({state}); wait for it to end (squeue -j {array_id}) or cancel it "
+                    f"(scancel {array_id}_{task}), then run the study again")
+
+
+def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
+                  options: SlurmOptions, log: Callable[[str], None],
+                  poll_s: float) -> list[RunResult]:
+    on_slurm = cluster == "slurm"
+    if on_slurm:
+        _check_not_queued(specs, job.runs_dir, folder)
+    jobs = _submit(specs, job, folder, cluster, options)
+    array_id = str(jobs[0].job_id).split("_")[0]
+    try:
+        arrays = json.loads((folder / ARRAYS_RECORD).read_text())
+    except (OSError, ValueError):
+        arrays = {}
+    arrays[array_id] = [str(spec.run_dir(job.runs_dir)) for spec in specs]
+    io.write_json(folder / ARRAYS_RECORD, arrays)
+    log(f"submitted {len(jobs)} runs as {cluster} job array {array_id}: tasks "
+        f"{', '.join(str(j.job_id) for j in jobs)} (logs in {folder})")
+    try:
+        return _follow(specs, jobs, job, array_id, on_slurm, log, poll_s)
+    except KeyboardInterrupt:
+        log(f"stopped following job array {array_id}; its tasks go on on the cluster "
+            f"(squeue -j {array_id}; scancel {array_id} stops them)")
+        raise
+
+
+def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id: str,
+            on_slurm: bool, log: Callable[[str], None], poll_s: float) -> list[RunResult]:
+    """Poll the array until every task has a result or has left the queue without one,
+    printing each new epoch and the counts of pending, running, done and failed runs."""
+    labels = [f"[{j.job_id}] {spec.label()}" for spec, j in zip(specs, jobs)]
+    trackers = [RunProgress(spec.run_dir(job.runs_dir), label, spec.epochs)
+                for spec, label in zip(specs, labels)]
+    for tracker in trackers:
+        tracker.poll()  # note the epochs already there (resumed runs)
+    clock = StudyClock(_epochs_left(specs, job.runs_dir))
+    results: dict[int, RunResult] = {}
+    missing: dict[int, int] = {}
+    last_state: dict[int, str] = {}
+    shown = None
+    while True:
+        states = queue_states(array_id) if on_slurm else None
+        for i, (spec, sjob) in enumerate(zip(specs, jobs)):
+            if i in results:
+                continue
+            if Path(sjob.paths.result_pickle).exists() or (states is None and sjob.done()):
+                results[i] = _task_result(spec, sjob, job.runs_dir)
+                log(f"{labels[i]}: {results[i].outcome}"
+                    + (f" ({results[i].error}; log: {results[i].error_log})"
+                       if results[i].outcome is Outcome.FAILED else ""))
+            elif states is not None and str(sjob.job_id) not in states:
+                missing[i] = missing.get(i, 0) + 1
+                if missing[i] >= MISSING_POLLS:
+                    state = last_state.get(i, "unknown")
+                    results[i] = _failed(
+                        spec, job.runs_dir,
+                        f"Slurm task {sjob.job_id} ended without a result (last state seen: "
+                        f"{state}): cancelled, out of memory or killed.\n"
+                        f"Its log: {sjob.paths.stderr}\nand {sjob.paths.stdout}",
+                        Path(sjob.paths.stderr), f"task ended without a result (last {state})")
+                    log(f"{labels[i]}: failed ({results[i].error}; log: "
+                        f"{results[i].error_log})")
+            elif states is not None:
+                missing.pop(i, None)
+                last_state[i] = states[str(sjob.job_id)]
+        for i, tracker in enumerate(trackers):
+            for epochs, line in tracker.poll():
+                clock.advance(epochs)
+                log(f"{line}, {clock.line()}")
+        running = sum(1 for i in range(len(specs)) if i not in results
+                      and (not on_slurm or last_state.get(i) not in (None, *PENDING_STATES)))
+        counts = (len(specs) - len(results) - running, running,
+                  sum(r.outcome is not Outcome.FAILED for r in results.values()),
+                  sum(r.outcome is Outcome.FAILED for r in results.values()))
+        if counts != shown:
+            shown = counts
+            log(f"job array {array_id}: {counts[0]} pending, {counts[1]} running, "
+                f"{counts[2]} done, {counts[3]} failed"
+                + (f", {clock.line()}" if len(results) < len(specs) else ""))
+        if len(results) == len(specs):
+            return [results[i] for i in range(len(specs))]
+        time.sleep(poll_s)
 
 
 def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
               executor: Executor = Executor.LOCAL, extra: Mapping[str, Any] | None = None,
               notebook: str | Path = DEFAULT_NOTEBOOK, runner: Runner = papermill_runner,
               cwd: str | Path | None = None, slurm: SlurmOptions | None = None,
-              cluster: str | None = None,
+              cluster: str | None = None, poll_s: float = 5.0,
               log: Callable[[str], None] = print) -> list[RunResult]:
     """Execute every unfinished run of ``plan``; finished ones come back as skipped.
 
     ``cluster`` overrides submitit's cluster for the Slurm path (``"local"`` in tests runs
-    the same job array on this machine).
+    the same job array on this machine). ``poll_s``: seconds between looks at the run
+    folders (epochs) and at the queue.
     """
     plan = list(plan)
     notebook = Path(notebook)
@@ -368,13 +578,16 @@ def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
     todo = [p.spec for p in plan if p.status is not RunStatus.FINISHED]
     skipped = [RunResult(p.spec, p.run_dir, Outcome.SKIPPED, p.status)
                for p in plan if p.status is RunStatus.FINISHED]
+    if skipped:
+        log(f"{len(skipped)} of {len(plan)} runs already finished (skipped)")
     if not todo:
         return skipped
     if executor is Executor.LOCAL and cluster is None:
-        done = _run_local(todo, job, log)
+        done = _run_local(todo, job, log, poll_s)
     else:
         folder = Path(runs_dir) / ".submitit"
-        done = _run_submitit(todo, job, folder, cluster or "slurm", slurm or SlurmOptions(), log)
+        done = _run_submitit(todo, job, folder, cluster or "slurm", slurm or SlurmOptions(), log,
+                             poll_s)
     order = {p.spec: i for i, p in enumerate(plan)}
     return sorted(skipped + done, key=lambda r: order[r.spec])
 

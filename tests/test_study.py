@@ -153,14 +153,17 @@ def _write_notebook(path: Path) -> Path:
     return path
 
 
-def test_cli_study_through_papermill(tmp_path, capsys):
+def test_cli_study_through_papermill(tmp_path, capfd):
+    """capfd, not capfd: the kernels write to the file descriptors they inherit."""
     nb = _write_notebook(tmp_path / "train.ipynb")
     runs, results = tmp_path / "runs", tmp_path / "results"
     argv = ["study", "--profile", "cpu", "--models", "unet", "miniseg", "--runs-dir", str(runs),
             "--results-dir", str(results), "--notebook", str(nb), "-p", "fail_model", "miniseg"]
     assert main(argv) == 1
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "1 run, 0 already finished, 1 failed" in out
+    assert "[1/2] unet seed=0 fold=0: started" in out
+    assert "without encryption" not in err and "IPKernelApp" not in err  # no kernel noise
     log = runs / "cpu/miniseg/seed_0/fold_0/error.log"
     assert f"FAILED miniseg seed=0 fold=0" in out and str(log) in out
     assert "notebook failed on miniseg" in log.read_text()
@@ -168,10 +171,10 @@ def test_cli_study_through_papermill(tmp_path, capsys):
     assert pd.read_csv(results / "cpu/runs.csv")["model"].tolist() == ["unet"]
 
     assert main(argv[:-3] + ["--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "finished unet seed=0 fold=0" in out and "new      miniseg" in out
     assert main(["study", "--models", "nonesuch", "--dry-run"]) == 2
-    assert "unknown model 'nonesuch'" in capsys.readouterr().err
+    assert "unknown model 'nonesuch'" in capfd.readouterr().err
 
 
 def test_cli_study_validates_every_run_before_starting(tmp_path, capsys):

@@ -79,7 +79,7 @@ def test_profile_defaults_and_overrides():
     assert cfg.epochs == PROFILE_DEFAULTS[Profile.SMOKE]["epochs"]  # None keeps the default
     assert cfg.lr == 1e-3 and cfg.data_dir is None
     paper = resolve_config("paper")
-    assert (paper.image_size, paper.lr, paper.loss, paper.batch_size) == (880, 5e-4, "dice", 4)
+    assert (paper.image_size, paper.lr, paper.loss, paper.batch_size) == (880, 5e-4, "dice_ce", 4)
     assert resolve_config().profile is Profile.CPU and resolve_config().model == "unet"
     assert default_run_dir(cfg).parts[-4:] == ("smoke", "unet", "seed_0", "fold_0")
 

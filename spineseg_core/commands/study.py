@@ -7,8 +7,10 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..study import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, SlurmOptions,
-                     parse_parameter, plan_study, run_study)
+from ..slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
+                     parse_sbatch_options)
+from ..study import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, parse_parameter,
+                     plan_study, run_study)
 
 HELP = "run the study's training runs through papermill (locally or on Slurm), then aggregate"
 
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "into <runs-dir>/<profile>/)")
     parser.add_argument("--executor", type=Executor, choices=list(Executor),
                         default=Executor.LOCAL, help="local: one run after another here; "
-                        "slurm: a submitit job array, one GPU per run")
+                        "slurm: one job array on the cluster sbatch reaches (see the slurm "
+                        "options; the runs folder must be on a filesystem its nodes share)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK)
@@ -34,12 +37,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="list the planned runs and their status; run nothing")
     parser.add_argument("--no-aggregate", action="store_true", help="skip the aggregation")
-    slurm = parser.add_argument_group("slurm")
-    slurm.add_argument("--slurm-partition")
-    slurm.add_argument("--slurm-timeout-min", type=int, default=SlurmOptions.timeout_min)
+    parser.add_argument("--poll-s", type=float, default=5.0, metavar="S",
+                        help="seconds between looks at the runs' progress and the queue")
+    slurm = parser.add_argument_group(
+        "slurm", "resources of each array task (with --executor slurm); checked against "
+        "sinfo before anything is submitted")
+    slurm.add_argument("--slurm-partition", help="partition (default: the cluster's default)")
+    slurm.add_argument("--slurm-gpus", type=int, metavar="N",
+                       help="GPUs per run; 0 for a CPU partition (default: 1, or 0 for the "
+                            "smoke and cpu profiles)")
+    slurm.add_argument("--slurm-gres", metavar="NAME",
+                       help="ask the GPUs as the generic resource NAME (--gres=NAME:N, e.g. "
+                            "gpu or gpu:a100) instead of --gpus-per-node=N")
+    slurm.add_argument("--slurm-account")
+    slurm.add_argument("--slurm-qos")
+    slurm.add_argument("--slurm-constraint", help="node features, e.g. 'a100|h100'")
+    slurm.add_argument("--slurm-sbatch", action="append", default=[], metavar="OPTION[=VALUE]",
+                       help="any other sbatch option, without its dashes (repeatable), e.g. "
+                            "--slurm-sbatch mail-type=END --slurm-sbatch exclusive")
+    slurm.add_argument("--slurm-timeout-min", type=int, default=SlurmOptions.timeout_min,
+                       help="time limit per task; a run at its limit is requeued and resumes")
     slurm.add_argument("--slurm-cpus", type=int, default=SlurmOptions.cpus_per_task)
     slurm.add_argument("--slurm-mem-gb", type=int, default=SlurmOptions.mem_gb)
-    slurm.add_argument("--slurm-parallelism", type=int, default=SlurmOptions.array_parallelism)
+    slurm.add_argument("--slurm-parallelism", type=int, default=SlurmOptions.array_parallelism,
+                       help="array tasks running at once")
 
 
 def _extra(pairs: list[list[str]]) -> dict:
@@ -76,6 +97,21 @@ def _validate(plan, extra: dict, notebook: Path) -> None:
                             notebook_parameter_names(notebook))
 
 
+def slurm_options(args: argparse.Namespace, device: str = "auto") -> SlurmOptions:
+    """The array tasks' resources from the command line, checked for the profile and against
+    the cluster (``sinfo``), so a combination it would reject is one error line here."""
+    options = SlurmOptions(
+        timeout_min=args.slurm_timeout_min, cpus_per_task=args.slurm_cpus,
+        mem_gb=args.slurm_mem_gb, partition=args.slurm_partition,
+        gpus=default_gpus(args.profile) if args.slurm_gpus is None else args.slurm_gpus,
+        gres=args.slurm_gres, account=args.slurm_account, qos=args.slurm_qos,
+        constraint=args.slurm_constraint, array_parallelism=args.slurm_parallelism,
+        sbatch=parse_sbatch_options(args.slurm_sbatch))
+    check_options(options, args.profile, device)
+    check_cluster(options)
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import list_models, model_info
     from ..results import aggregate
@@ -84,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     for name in models:
         model_info(name)
     extra = _extra(args.param)
+    if args.poll_s <= 0:
+        raise ConfigError(f"--poll-s {args.poll_s}: expected a positive number of seconds")
     # Absolute paths: the notebooks run with the repository as their working directory.
     args.runs_dir = args.runs_dir.resolve()
     args.results_dir = args.results_dir.resolve()
@@ -93,23 +131,26 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses,
                       epochs_of=lambda spec: resolve(spec).epochs)
     _validate(plan, extra, args.notebook)
+    slurm = None
+    if args.executor is Executor.SLURM:
+        slurm = slurm_options(args, str(resolve(plan[0].spec).device))
     if args.dry_run:
         for p in plan:
             print(f"{p.status:<8} {p.spec.label():<40} {p.run_dir}")
         counts = {s: sum(p.status == s for p in plan) for s in {p.status for p in plan}}
         print(f"{len(plan)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         return 0
-    slurm = SlurmOptions(timeout_min=args.slurm_timeout_min, cpus_per_task=args.slurm_cpus,
-                         mem_gb=args.slurm_mem_gb, partition=args.slurm_partition,
-                         array_parallelism=args.slurm_parallelism)
     results = run_study(plan, args.runs_dir, executor=args.executor, extra=extra,
-                        notebook=args.notebook, slurm=slurm)
+                        notebook=args.notebook, slurm=slurm, poll_s=args.poll_s)
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     done = sum(r.outcome is Outcome.DONE for r in results)
     skipped = sum(r.outcome is Outcome.SKIPPED for r in results)
     print(f"study {args.profile}: {done} run, {skipped} already finished, {len(failed)} failed")
     for r in failed:
         print(f"FAILED {r.spec.label()}: {r.error} (log: {r.error_log})")
+    if failed:
+        print("run the same command again to finish them: finished runs are skipped and "
+              "interrupted ones resume from their last checkpoint")
     if not args.no_aggregate and len(failed) < len(results):
         bundle = aggregate(args.profile, args.runs_dir, args.results_dir / args.profile)
         print(f"results: {args.results_dir / args.profile} ({bundle['n_runs']} runs, "
