@@ -353,8 +353,3 @@ def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> Tr
     _check_names(cfg)
     return cfg
 
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config saved with :meth:`TrainConfig.to_dict` (e.g. from ``params.json``)."""
-    known = {k: v for k, v in values.items() if k in PARAMETERS}
-    return TrainConfig(**{k: _coerce(k, v, _HINTS[k]) for k, v in known.items()})
