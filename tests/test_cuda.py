@@ -114,7 +114,8 @@ def test_psa_compiles_on_the_device():
                                 torch.nn.Conv2d(32, 20, 1),
                                 torch.nn.Upsample(scale_factor=4, mode="bilinear"))
     step = TrainStep.create(model, torch.nn.CrossEntropyLoss(), DEVICE, channels_last=False)
-    step.model = torch.compile(step.model)
+    # inductor on the GPU; its C++ code generation on a CPU dry run would take minutes
+    step.model = torch.compile(step.model, backend="inductor" if CUDA else "aot_eager")
     x, y = timing.random_batch(2, 64, DEVICE)
     losses = [float(step(x, y)) for _ in range(3)]
     assert all(np.isfinite(losses))
