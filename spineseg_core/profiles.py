@@ -339,12 +339,6 @@ def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> Tr
     return cfg
 
 
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config saved with :meth:`TrainConfig.to_dict` (e.g. from ``params.json``)."""
-    known = {k: v for k, v in values.items() if k in PARAMETERS}
-    return TrainConfig(**{k: _coerce(k, v, _HINTS[k]) for k, v in known.items()})
-
-
 BUDGET_FIELDS: tuple[str, ...] = ("epochs", "batch_size", "lr", "scheduler", "amp", "image_size",
                                   "crop_width", "max_train_slices_per_epoch", "phantom_cases",
                                   "test_cases")

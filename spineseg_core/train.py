@@ -16,11 +16,13 @@ are documented where they are made:
   the shuffling generator is re-seeded from ``(seed, epoch)`` each epoch and every random state
   is saved per epoch, so an interrupted run resumed from ``checkpoint_last.pt`` ends with the
   same metrics as an uninterrupted one.
-* bf16 autocast where the device multiplies bf16 natively (a CUDA GPU, or a CPU with AMX-bf16:
-  :mod:`~spineseg_core.precision`), fp32 elsewhere; channels-last tensors. On CUDA the training
-  step never waits for the device (the loss is summed on the device and read once per epoch;
-  finiteness is checked every :data:`GPU_CHECK_EVERY` steps); on the CPU it is checked every
-  step.
+* bf16 autocast where the device runs bf16 natively (a CUDA GPU with bf16 units, or a CPU with
+  AMX-bf16 or AVX512-BF16: :mod:`~spineseg_core.precision`), fp32 elsewhere; channels-last
+  tensors; the step itself is :class:`~spineseg_core.train_step.TrainStep`, shared with the
+  benchmark. The training loss is summed on the device and its finiteness read every
+  :data:`GPU_CHECK_EVERY` steps on a GPU (every step on the CPU, where reading costs nothing),
+  so a GPU never waits inside an epoch. A run is resumed only in the precision and
+  augmentation path it was trained in (:func:`run_mode`).
 """
 
 from __future__ import annotations

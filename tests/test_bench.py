@@ -211,3 +211,38 @@ def test_bench_input_size_follows_the_profile_crop():
 
     assert input_size(resolve_config("cpu", image_size=128, crop_width=0.5)) == (128, 64)
     assert input_size(resolve_config("smoke", image_size=96)) == (96, 96)
+
+
+# --- the theoretical peak: a bound by construction -------------------------------------------
+
+@pytest.mark.parametrize("caps, precision, per_cycle", [
+    ({"avx512_f": True, "avx2": True}, Precision.FP32, 64),   # 2 FMA units x 16 lanes x 2
+    ({"avx512_f": True, "avx512_bf16": True}, Precision.BF16, 128),
+    ({"avx512_f": True, "amx_bf16": True}, Precision.BF16, 1024),
+    ({"avx2": True}, Precision.FP32, 32), ({"avx2": True}, Precision.BF16, 32),
+    ({}, Precision.FP32, 16)])
+def test_cpu_flop_per_cycle(caps, precision, per_cycle):
+    assert timing.cpu_flop_per_cycle(precision, caps) == per_cycle
+    peak = timing.cpu_peak(precision, threads=2, clock_hz=3e9, capabilities=caps)
+    assert peak.flops == 2 * per_cycle * 3e9
+    assert peak.basis == f"2 threads x {per_cycle} {precision} FLOP/cycle x 3.00 GHz"
+
+
+def test_cuda_peak_from_the_data_sheet_or_the_sms():
+    h100 = timing.cuda_peak(Precision.BF16, name="NVIDIA H100 80GB HBM3", capability=(9, 0),
+                            sms=132)
+    assert h100.flops == pytest.approx(989.4e12)
+    assert timing.cuda_peak(Precision.BF16, name="NVIDIA H100 PCIe", capability=(9, 0),
+                            sms=114).flops == pytest.approx(756.5e12)
+    assert timing.cuda_peak(Precision.FP32, name="NVIDIA H200", capability=(9, 0),
+                            sms=132).flops == pytest.approx(989.4e12 / 2)
+    other = timing.cuda_peak(Precision.BF16, name="NVIDIA Future", capability=(8, 6), sms=10,
+                             clock_hz=2e9)
+    assert other.flops == 10 * 1024 * 2e9 and "10 SMs x 1024" in other.basis
+
+
+def test_fraction_of_peak_is_at_most_one(cli_table):
+    row = cli_table.iloc[0]
+    assert 0 < row["peak_ratio"] <= 1
+    assert row["peak_gflop_s"] >= row["gemm_gflop_s"] > 0  # the bound holds for a GEMM too
+    assert row["peak_basis"].endswith("GHz")

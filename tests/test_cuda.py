@@ -103,17 +103,22 @@ def test_step_memory_is_reserved_after_warm_up():
     assert peak * 2**20 >= torch.cuda.max_memory_allocated(DEVICE) > 0
 
 
-def test_psanet_compiles_on_the_device():
-    torch._dynamo.reset()
-    model = build_model("psanet", crop_size=64)
-    step = TrainStep.create(model, timing.bench_loss("dice"), DEVICE)
-    step.model = torch.compile(step.model)
-    x, y = timing.random_batch(2, 64, DEVICE)
-    losses = [float(step(x, y)) for _ in range(2)]
-    assert all(np.isfinite(losses))
+def test_psa_compiles_on_the_device():
+    """PSANet's attention with its index buffers through inductor on the device (the whole
+    PSANet would spend minutes compiling its Res2Net-101)."""
     from spineseg_core.models.psanet import PointwiseSpatialAttention
 
-    (psa,) = [m for m in model.modules() if isinstance(m, PointwiseSpatialAttention)]
+    torch._dynamo.reset()
+    psa = PointwiseSpatialAttention(16, 8, mask_size=(13, 13))
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, stride=4, padding=1), psa,
+                                torch.nn.Conv2d(32, 20, 1),
+                                torch.nn.Upsample(scale_factor=4, mode="bilinear"))
+    step = TrainStep.create(model, torch.nn.CrossEntropyLoss(), DEVICE, channels_last=False)
+    # inductor on the GPU; its C++ code generation on a CPU dry run would take minutes
+    step.model = torch.compile(step.model, backend="inductor" if CUDA else "aot_eager")
+    x, y = timing.random_batch(2, 64, DEVICE)
+    losses = [float(step(x, y)) for _ in range(3)]
+    assert all(np.isfinite(losses))
     assert psa.index_collect.device.type == DEVICE.type and psa.index_collect.numel() > 0
     torch._dynamo.reset()
 

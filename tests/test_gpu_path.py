@@ -379,22 +379,37 @@ def test_epoch_loop_reports_the_first_bad_step_when_deferred(tiny_data, tmp_path
         train_mod._train_epoch(step, batches, cfg, 1, check_every=1000)
 
 
+def _psa_net() -> torch.nn.Module:
+    """PSANet's attention module between two convolutions: the part torch.compile traced
+    through the index cache (the Res2Net-101 around it takes inductor many minutes)."""
+    from spineseg_core.models.psanet import PointwiseSpatialAttention
+
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, stride=4, padding=1),
+                               PointwiseSpatialAttention(16, 8, mask_size=(7, 7)),
+                               torch.nn.Conv2d(32, 20, 1),
+                               torch.nn.Upsample(scale_factor=4, mode="bilinear"))
+
+
 @pytest.mark.slow
-def test_psanet_trains_through_torch_compile():
-    """The compile path (inductor) with PSANet's indices as buffers: a compiled training step
-    gives the eager step's loss, and the indices stay out of the state dict."""
+def test_psa_trains_through_torch_compile():
+    """The compile path with PSANet's indices as buffers: Dynamo and AOTAutograd capture the
+    forward and backward graphs (where the cached indices used to be traced), and the compiled
+    training steps give the eager steps' losses; the indices stay out of the state dict.
+    ``aot_eager`` leaves out only inductor's C++ code generation, which on a shared 2-core
+    machine takes many minutes; ``tests/test_cuda.py`` runs inductor on the GPU."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    eager = build_model("psanet", crop_size=64)
-    compiled_model = build_model("psanet", crop_size=64)
+    eager = _psa_net()
+    compiled_model = _psa_net()
     compiled_model.load_state_dict(eager.state_dict())
-    x, y = timing.random_batch(2, 64, CPU)
+    x, y = timing.random_batch(2, 32, CPU)
     losses = []
-    for model, wrap in ((eager, lambda m: m), (compiled_model, torch.compile)):
-        step = TrainStep(wrap(model), timing.bench_loss("dice"),
-                         torch.optim.SGD(model.parameters(), lr=0.0), CPU,
+    compile_ = lambda m: torch.compile(m, backend="aot_eager")  # noqa: E731
+    for model, wrap in ((eager, lambda m: m), (compiled_model, compile_)):
+        step = TrainStep(wrap(model), torch.nn.CrossEntropyLoss(),
+                         torch.optim.SGD(model.parameters(), lr=0.1), CPU,
                          precision=Precision.FP32, channels_last=False)
-        losses.append([float(step(x, y)) for _ in range(2)])
-    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+        losses.append([float(step(x, y)) for _ in range(3)])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert not any("index" in k for k in compiled_model.state_dict())
     torch._dynamo.reset()
