@@ -3,9 +3,13 @@
 Every pixel of the sagittal plane is given centre-line coordinates ``(s, n)`` once (nearest
 centre-line sample, then projection on its tangent); each slice then decides tissues and labels
 with vectorised inequalities in those coordinates, scaled by each structure's left-right
-profile at the slice's lateral position. Intensities follow a T2 TSE look: CSF brightest, fat
-and healthy nuclei bright, marrow mid-grey with a dark cortex, muscle dark, air black; then
-texture, partial-volume blur, a polynomial bias field and Rician noise.
+profile at the slice's lateral position (less the column's lateral curve). Intensities follow
+a T2 TSE look calibrated against a real scan (:mod:`.calibration`): CSF brightest (with flow
+voids and, below the conus, dark nerve roots), fat and healthy nuclei bright, textured marrow
+about 3.6 times darker than CSF with a basivertebral vein and an irregular dark cortex,
+posterior elements with a cortex, muscle dark, air black. Each slice averages sub-slices
+across its thickness (partial volume); the image is then displaced against its labels by a
+smooth field (annotation jitter), blurred, given a polynomial bias field and Rician noise.
 """
 
 from __future__ import annotations
@@ -319,7 +323,8 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
             epi = ((bn > canal_mid + cdepth / 2.0) & (bn < canal_mid + cdepth / 2.0 + 2.5)
                    & (bs > 0) & (cdepth > 0))
             bv = np.where(epi, 0.8 * tis["fat"], bv)
-            cord = in_canal & (np.abs(bn - canal_mid) < 4.2 * _lateral(xb, 6.0)) & (bs > geom.conus_s)
+            cord = (in_canal & (np.abs(bn - canal_mid) < 4.2 * _lateral(xb, 6.0))
+                    & (bs > geom.conus_s))
             bv = np.where(cord, tis["cord"] * (1.0 + 0.05 * bf), bv)
             ax = np.abs(xb)
             sp = spinous & (ax < 5.0)
