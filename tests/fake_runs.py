@@ -117,8 +117,11 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
     if checkpoint:
         (run_dir / "checkpoint_last.pt").write_bytes(b"fake")
     metrics = dict(summary, dice3d_mean=summary["dice"], dice3d_std=0.01, hd95_mean=5.0,
-                   best_epoch=epochs, epochs_completed=epochs, train_seconds=float(epochs),
-                   n_val_cases=n_cases, n_val_slices=n_cases * n_slices, params=1000,
+                   bg_recall=0.995, absent_fraction=0.0001, evaluated_on="test",
+                   best_epoch=epochs, val_dice=summary["dice"], epochs_completed=epochs,
+                   train_seconds=float(epochs), test_seconds=1.0, n_train_cases=4 * n_cases,
+                   n_val_cases=n_cases, n_test_cases=n_cases, n_test_slices=n_cases * n_slices,
+                   params=1000,
                    model=model, profile=profile, seed=seed, fold=fold)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return run_dir
@@ -170,6 +173,30 @@ def write_fake_efficiency(path: str | Path, models: tuple[str, ...]) -> Path:
                          gmacs_880=100.0 * (i + 1), size=64, gmacs_size=0.5 * (i + 1),
                          train_peak_mem_mb=100.0 * (i + 1), mem_device="cpu",
                          train_img_s=10.0 / (i + 1), infer_img_s=30.0 / (i + 1), device="cpu"))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def write_fake_loss_variants(path: str | Path) -> Path:
+    """A ``loss_variants.csv`` as ``scripts/loss_variants.py`` writes it: every variant of
+    :data:`spineseg_core.loss_study.VARIANTS`, only ``ce`` and ``dice_ce`` sane."""
+    import pandas as pd
+
+    from spineseg_core.loss_study import VARIANTS, kwargs_json
+
+    rows = []
+    for i, v in enumerate(VARIANTS):
+        sane = v.loss != "dice"
+        rows.append({"variant": v.name, "loss": v.loss, "loss_kwargs": kwargs_json(v),
+                     "epochs": 6, "best_epoch": 6, "val_dice": 0.7 + 0.01 * i,
+                     "val_bg_recall": 0.99 if sane else 0.8,
+                     "val_absent_fraction": 0.0 if sane else 0.1,
+                     "val_late_bg_recall_min": 0.99 if sane else 0.8,
+                     "val_late_absent_max": 0.0 if sane else 0.1, "late_epochs": 3,
+                     "test_dice": 0.6, "test_bg_recall": 0.99 if sane else 0.8,
+                     "test_absent_fraction": 0.0 if sane else 0.1})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_runs import make_fake_study, write_fake_efficiency
+from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
 from spineseg_core.results import aggregate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +54,8 @@ def site(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("book")
     make_fake_study(tmp / "runs", profile="cpu", models=MODELS)
     write_fake_efficiency(tmp / "results/cpu/efficiency.csv", MODELS)
+    write_fake_loss_variants(tmp / "results/cpu/loss_variants.csv")
+    shutil.copy(REPO / "results/phantom_vs_real.csv", tmp / "results/phantom_vs_real.csv")
     aggregate("cpu", tmp / "runs", tmp / "results/cpu", n_boot=100)
     proc = _build(tmp, tmp / "results")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
