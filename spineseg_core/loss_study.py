@@ -110,22 +110,20 @@ def choose_default(table: pd.DataFrame) -> tuple[str, str]:
 
 
 def variants_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The experiment's table for the book: the reading, then validation (best epoch) and test
-    scores in percent, the worst validation scores of the second half, sane or not, in
-    :data:`VARIANTS`' order."""
+    """The experiment's table for the book, every score in percent: the reading, validation
+    (best epoch) and test scores, the worst validation scores of the second half, and whether
+    the loss is sane, in :data:`VARIANTS`' order."""
     order = {v.name: i for i, v in enumerate(VARIANTS)}
     t = table.assign(_o=table["variant"].map(order)).sort_values("_o")
     out = pd.DataFrame({"loss": t["variant"].map(lambda n: BY_NAME[n].reading)})
-    for part, label in (("val", "validation"), ("test", "test")):
-        out[f"{label}: Dice (%)"] = (100 * t[f"{part}_dice"]).round(1)
-        out[f"{label}: background recall (%)"] = (100 * t[f"{part}_bg_recall"]).round(1)
-        out[f"{label}: absent structures (%)"] = (100 * t[f"{part}_absent_fraction"]).round(2)
-    out["validation, 2nd half: worst background recall (%)"] = (
-        100 * t["val_late_bg_recall_min"]).round(1)
-    out["validation, 2nd half: worst absent (%)"] = (100 * t["val_late_absent_max"]).round(2)
-    out["sane on validation"] = [
-        "yes" if is_sane(b, a) else "no"
-        for b, a in zip(t["val_late_bg_recall_min"], t["val_late_absent_max"])]
+    for part, label in (("val", "val."), ("test", "test")):
+        out[f"{label} Dice"] = (100 * t[f"{part}_dice"]).round(1)
+        out[f"{label} bg recall"] = (100 * t[f"{part}_bg_recall"]).round(1)
+        out[f"{label} absent"] = (100 * t[f"{part}_absent_fraction"]).round(2)
+    out["worst val. bg recall, 2nd half"] = (100 * t["val_late_bg_recall_min"]).round(1)
+    out["worst val. absent, 2nd half"] = (100 * t["val_late_absent_max"]).round(2)
+    out["sane"] = ["yes" if is_sane(b, a) else "no"
+                   for b, a in zip(t["val_late_bg_recall_min"], t["val_late_absent_max"])]
     return out.reset_index(drop=True)
 
 

@@ -64,6 +64,6 @@ def test_late_scores_take_the_worst_of_the_second_half():
 def test_variants_table_for_the_book():
     shown = variants_table(_table({"ce": (0.999, 0.0)}).iloc[::-1])
     assert shown["loss"].iloc[0].startswith("every class, sums over the batch, no smoothing")
-    assert shown.loc[shown["loss"] == "cross-entropy", "sane on validation"].item() == "yes"
-    assert shown["validation, 2nd half: worst background recall (%)"].iloc[0] == 50.0
-    assert shown["sane on validation"].tolist().count("yes") == 1
+    assert shown.loc[shown["loss"] == "cross-entropy", "sane"].item() == "yes"
+    assert shown["worst val. bg recall, 2nd half"].iloc[0] == 50.0
+    assert shown["sane"].tolist().count("yes") == 1
