@@ -94,7 +94,6 @@ def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
 def test_each_model_is_fed_at_its_own_batch(cache, monkeypatch):
     """A model whose profile batch differs gets a data path at that batch, not the first's."""
     from spineseg_core import profiles
-    from spineseg_core.profiles import Profile
 
     real = speed.resolve_config
 

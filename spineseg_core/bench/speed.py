@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 
 from ..efficiency import (CudaMemory, MemMethod, MemoryProbe, resolve_device, step_peak_memory,
                           train_step_memory)

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import subprocess
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import AbstractContextManager
 from typing import TypeVar
 
 import torch
