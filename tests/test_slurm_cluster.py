@@ -129,9 +129,12 @@ def _task(attempt: dict) -> str:
 
 
 def _wait_for_epoch(run_dir: Path, deadline: float) -> dict:
-    """The run's Slurm attempt once it has finished an epoch (and not its last)."""
+    """The run's Slurm attempt once it has finished an epoch (and not its last) and saved its
+    checkpoint: ``history.csv`` is written just before ``checkpoint_last.pt``, so a requeue
+    between the two finds nothing to resume and starts the run anew."""
     while time.monotonic() < deadline:
-        if (run_dir / "history.csv").is_file() and (run_dir / "cluster.json").is_file():
+        if ((run_dir / "history.csv").is_file() and (run_dir / "cluster.json").is_file()
+                and (run_dir / "checkpoint_last.pt").is_file()):
             if _epochs(run_dir) and not (run_dir / "metrics.json").exists():
                 return _attempts(run_dir)[-1]
         time.sleep(1)
