@@ -35,10 +35,11 @@ def resolution_table(profile: str, image_size: int | None = None,
     spacing = float(sum(v.spacing[1] for v in vols) / len(vols))
     heights = structure_heights([v.mask for v in vols], spacing_mm=spacing)
     heights.insert(0, "section", "height")
-    band = max(1, round(cfg.image_size * cfg.crop_width)) if cfg.crop_width else cfg.image_size
+    from ..bench.speed import input_size
+
     maps = []
     for where, (h, w) in {"evaluated field of view": (cfg.image_size, cfg.image_size),
-                          "training band": (cfg.image_size, band)}.items():
+                          "training band": input_size(cfg)}.items():
         m = feature_map_sizes(h, w)
         m.insert(0, "section", f"map, {where}")
         maps.append(m)
