@@ -5,10 +5,10 @@
     python scripts/gpu_check.py predict-result --run RUN --input FILE --output FILE --seconds S --out results/gpu
 
 ``train`` writes ``train_<size>.csv``: per model, the paper profile's training step (the
-trainer's own :class:`~spineseg_core.train_step.TrainStep`: bf16 autocast, channels-last, the
+trainer's own :class:`~spineseg_core.training.step.TrainStep`: bf16 autocast, channels-last, the
 Dice loss, Adam), timed over ``steps`` steps after warm-up: images per second, the nominal
 FLOPs of one step, achieved TFLOP/s, MFU against the card's dense bf16 peak
-(:func:`~spineseg_core.bench.timing.theoretical_peak`), the ``max_memory_reserved`` peak of one
+(:func:`~spineseg_core.measure.timing.theoretical_peak`), the ``max_memory_reserved`` peak of one
 step after warm-up, whether it fits the paper's 24 GB card and what the paper's Table 3 says.
 ``data`` writes ``data_<size>.csv``: training fed by the batched augmentation on the device
 against the model alone (``data_ratio``), on a few phantom cases written at ``size`` px.
@@ -27,19 +27,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spineseg_core.bench.speed import (BenchSettings, bench_model, build_data_pipe,
+from spineseg_core.measure.speed import (BenchSettings, bench_model, build_data_pipe,
                                        data_throughput)
-from spineseg_core.bench.timing import (backend_like_trainer, bench_loss, random_batch,
+from spineseg_core.measure.timing import (backend_like_trainer, bench_loss, random_batch,
                                         theoretical_peak, timed, train_step_flops)
-from spineseg_core.efficiency import (CudaMemory, MemMethod, fits_24gb, resolve_device,
+from spineseg_core.training.device import resolve_device
+from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb,
                                       step_peak_memory, train_step_memory)
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.io import write_json, write_with
 from spineseg_core.models import build_model, list_models, model_info
-from spineseg_core.paper import table3_efficiency
-from spineseg_core.precision import Precision
-from spineseg_core.profiles import resolve_config
-from spineseg_core.train_step import TrainStep
+from spineseg_core.study.paper import table3_efficiency
+from spineseg_core.training.precision import Precision
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.step import TrainStep
 
 TRAIN_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "gpu", "size", "batch", "precision", "steps", "img_s",

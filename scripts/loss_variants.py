@@ -1,7 +1,7 @@
 """The Dice-variant experiment of the protocol (issue 10, item 1): which reading of the paper's
 eq. 1 trains a sane model within the cpu profile's budget?
 
-Trains U-Net on the cpu profile once per variant of :data:`spineseg_core.loss_study.VARIANTS`
+Trains U-Net on the cpu profile once per variant of :data:`spineseg_core.study.loss_study.VARIANTS`
 (background in or out of the Dice, sums pooled over the batch or per image, smoothing; plus
 ``ce`` and ``dice_ce``), and writes one row per
 variant: the validation scores of the best epoch (what the choice of the default reads) and the
@@ -22,10 +22,10 @@ from typing import Any
 import pandas as pd
 
 from spineseg_core.io import write_with
-from spineseg_core.loss_study import BY_NAME, VARIANTS, choose_default, late_scores
-from spineseg_core.profiles import resolve_config
-from spineseg_core.runs import RunFolder
-from spineseg_core.train import run_training
+from spineseg_core.study.loss_study import BY_NAME, VARIANTS, choose_default, late_scores
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.run_folder import RunFolder
+from spineseg_core.training.loop import run_training
 
 KEYS = ("dice", "bg_recall", "absent_fraction")
 
@@ -58,7 +58,7 @@ def main() -> None:
     write_with(args.out, lambda p: table.to_csv(p, index=False))
     print(table.to_string(index=False))
     name, reason = choose_default(table)
-    print(f"default loss by the rule of spineseg_core.loss_study: {name}: {reason}")
+    print(f"default loss by the rule of spineseg_core.study.loss_study: {name}: {reason}")
 
 
 if __name__ == "__main__":

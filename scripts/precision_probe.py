@@ -3,7 +3,7 @@ profile's input size and batch, timed alternately so both see the same machine l
 
     .venv/bin/python scripts/precision_probe.py unet transunet deeplabv3plus miniseg
 
-The measurements behind :mod:`spineseg_core.precision`'s rule (bf16 on AMX or AVX512-BF16).
+The measurements behind :mod:`spineseg_core.training.precision`'s rule (bf16 on AMX or AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from spineseg_core.bench.speed import input_size
-from spineseg_core.bench.timing import backend_like_trainer, bench_loss, random_batch
+from spineseg_core.measure.speed import input_size
+from spineseg_core.measure.timing import backend_like_trainer, bench_loss, random_batch
 from spineseg_core.models import build_model
-from spineseg_core.precision import Precision
-from spineseg_core.profiles import resolve_config
-from spineseg_core.train_step import TrainStep
+from spineseg_core.training.precision import Precision
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.step import TrainStep
 
 
 def main(names: list[str], rounds: int = 4) -> None:

@@ -3,7 +3,7 @@
 Usage: python scripts/profile_step.py [--profile cpu] [--models unet psanet] [--steps 3]
                                       [--out FILE.csv]
 
-Times the trainer's own step (:class:`spineseg_core.bench.timing.TrainStep`: the profile's
+Times the trainer's own step (:class:`spineseg_core.measure.timing.TrainStep`: the profile's
 batch and input size, its precision, channels-last) and groups the profiler's self time into
 a few kinds (convolution, matmul/attention, normalisation, element-wise, resampling, optimiser,
 copies and casts, other), printing per model the share of each. ``--out`` also writes the
@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from spineseg_core.bench.speed import input_size
-from spineseg_core.bench.timing import TrainStep, bench_loss, random_batch
-from spineseg_core.efficiency import resolve_device
+from spineseg_core.measure.speed import input_size
+from spineseg_core.measure.timing import TrainStep, bench_loss, random_batch
+from spineseg_core.training.device import resolve_device
 from spineseg_core.io import write_with
 from spineseg_core.models import build_model
-from spineseg_core.profiles import resolve_config
+from spineseg_core.training.config import resolve_config
 
 KINDS: tuple[tuple[str, str], ...] = (
     ("convolution", r"conv|mkldnn_convolution|convolution_backward"),

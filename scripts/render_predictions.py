@@ -20,7 +20,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from spineseg_core.labels import LABEL_NAMES, NUM_CLASSES  # noqa: E402
-from spineseg_core.runs import RunFolder  # noqa: E402
+from spineseg_core.training.run_folder import RunFolder  # noqa: E402
 
 
 def label_cmap() -> ListedColormap:

@@ -13,8 +13,8 @@ import importlib
 import pkgutil
 import sys
 
-from . import commands
-from .errors import SpinesegError
+from spineseg_core import commands
+from spineseg_core.errors import SpinesegError
 
 
 def _command_modules() -> dict[str, object]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .fingerprint import REPO as _REPO
-from .fingerprint import source_fingerprint
+from spineseg_core import __version__
+from spineseg_core.fingerprint import REPO as _REPO
+from spineseg_core.fingerprint import source_fingerprint
 
 
 def cpu_model() -> str | None:

@@ -1,11 +1,16 @@
 """A fingerprint of the source that shapes training and evaluation.
 
-A git commit names a whole tree, so two runs from commits that differ only in the book or the
-tests carry different commits yet ran the same code, and a run from a dirty working tree
-carries a commit that is not what ran. The fingerprint hashes what did run: the package's
-Python files and the training notebook, by content. Each run stamps it into ``params.json``
-(:func:`spineseg_core.envinfo.env_stamp`) and :func:`spineseg_core.results.aggregate` refuses
-to put runs of different fingerprints into one bundle unless told to.
+A git commit names a whole tree, so two runs from commits that differ only in the book, the
+tests or the study's aggregation carry different commits yet computed the same numbers, and a
+run from a dirty working tree carries a commit that is not what ran. The fingerprint hashes
+what computes a run's numbers, by content: the data pipeline, the models, the losses and
+metrics, the training package (config, loop, step, evaluation, prediction) and the training
+notebook. It leaves out what only orchestrates or reports runs (the study runner and its
+aggregation, measurement, the command line, atomic writing, error messages), so the book and
+its analysis can improve while a long re-run, spanning sessions, stays one code version. Each
+run stamps it into ``params.json`` (:func:`spineseg_core.envinfo.env_stamp`) and
+:func:`spineseg_core.study.aggregate.aggregate` refuses to put runs of different fingerprints
+into one bundle unless told to.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 """The folder holding ``spineseg_core/`` (the repository root for an editable install)."""
 
-SOURCE_PATTERNS: tuple[str, ...] = ("spineseg_core/**/*.py", "notebooks/train.ipynb")
-"""What is hashed, relative to :data:`REPO`: the package and the training notebook; not the
-book, the tests or the results. A file that is absent (the notebook, beside a non-editable
-install) is not hashed."""
+SOURCE_PATTERNS: tuple[str, ...] = (
+    "spineseg_core/data/**/*.py", "spineseg_core/models/**/*.py", "spineseg_core/training/**/*.py",
+    "spineseg_core/labels.py", "spineseg_core/losses.py", "spineseg_core/metrics.py",
+    "notebooks/train.ipynb")
+"""What is hashed, relative to :data:`REPO`: the code that computes a run's numbers and the
+training notebook; not the study, measurement, command line, book, tests or results. A file
+that is absent (the notebook, beside a non-editable install) is not hashed."""
 
 UNRECORDED = "unrecorded"
 """What stands for the fingerprint of a run made before runs recorded one."""

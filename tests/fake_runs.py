@@ -181,10 +181,10 @@ def write_fake_efficiency(path: str | Path, models: tuple[str, ...]) -> Path:
 
 def write_fake_loss_variants(path: str | Path) -> Path:
     """A ``loss_variants.csv`` as ``scripts/loss_variants.py`` writes it: every variant of
-    :data:`spineseg_core.loss_study.VARIANTS`, only ``ce`` and ``dice_ce`` sane."""
+    :data:`spineseg_core.study.loss_study.VARIANTS`, only ``ce`` and ``dice_ce`` sane."""
     import pandas as pd
 
-    from spineseg_core.loss_study import VARIANTS, kwargs_json
+    from spineseg_core.study.loss_study import VARIANTS, kwargs_json
 
     rows = []
     for i, v in enumerate(VARIANTS):

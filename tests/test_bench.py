@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from spineseg_core import cli
-from spineseg_core.bench import BENCH_COLUMNS, BenchSettings, bench_table, train_step_flops
-from spineseg_core.bench import speed, timing
-from spineseg_core.bench.speed import DATA_COLUMNS
-from spineseg_core.bench.timing import bench_loss, matmul_peak_flops
+from spineseg_core.measure.speed import BENCH_COLUMNS, BenchSettings, bench_table
+from spineseg_core.measure.timing import train_step_flops
+from spineseg_core.measure import speed, timing
+from spineseg_core.measure.speed import DATA_COLUMNS
+from spineseg_core.measure.timing import bench_loss, matmul_peak_flops
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import build_model
-from spineseg_core.precision import Precision, precision_for
+from spineseg_core.training.precision import Precision, precision_for
 
 TINY = dict(size=32, batch=2)
 
@@ -93,7 +94,7 @@ def test_each_model_is_benched_in_its_profile_precision(cache, monkeypatch):
 
 def test_each_model_is_fed_at_its_own_batch(cache, monkeypatch):
     """A model whose profile batch differs gets a data path at that batch, not the first's."""
-    from spineseg_core import profiles
+    from spineseg_core.training import config as profiles
 
     real = speed.resolve_config
 
@@ -154,7 +155,7 @@ def test_step_flops_on_meta_match_a_real_step():
 
 def test_step_flops_are_about_three_forwards():
     """Backward costs about twice the forward (a single-output net: no training-only heads)."""
-    from spineseg_core.efficiency import count_macs
+    from spineseg_core.measure.efficiency import count_macs
 
     model = build_model("unet", base_width=4)
     flops = train_step_flops(model, bench_loss("dice"), 32, 2)
@@ -172,7 +173,7 @@ def test_bad_settings_and_names_are_config_errors():
 
 def test_monai_dice_agrees_with_ours():
     pytest.importorskip("monai")
-    from spineseg_core.bench import metric_comparison
+    from spineseg_core.measure.vs_monai import metric_comparison
 
     res = metric_comparison(slices=4, size=256, repeats=1)
     assert res["n_compared"] >= 5  # bands of fixed pixel height: few levels fit in 256 px
@@ -185,7 +186,7 @@ def test_monai_dice_agrees_with_ours():
 
 def test_monai_twins_and_side_by_side_table():
     pytest.importorskip("monai")
-    from spineseg_core.bench import MONAI_COLUMNS, monai_comparison, monai_twin
+    from spineseg_core.measure.vs_monai import MONAI_COLUMNS, monai_comparison, monai_twin
 
     for name in ("unet", "attention_unet"):
         out = monai_twin(name).eval()(torch.randn(1, 1, 32, 32))
@@ -205,8 +206,8 @@ def test_monai_twins_and_side_by_side_table():
 
 
 def test_bench_input_size_follows_the_profile_crop():
-    from spineseg_core.bench.speed import input_size
-    from spineseg_core.profiles import resolve_config
+    from spineseg_core.measure.speed import input_size
+    from spineseg_core.training.config import resolve_config
 
     assert input_size(resolve_config("cpu", image_size=128, crop_width=0.5)) == (128, 64)
     assert input_size(resolve_config("smoke", image_size=96)) == (96, 96)

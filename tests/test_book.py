@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
-from spineseg_core.results import aggregate
+from spineseg_core.study.aggregate import aggregate
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from spineseg_core import envinfo, train_state
-from spineseg_core import train as train_mod
-from spineseg_core.bench import timing
+from spineseg_core import envinfo
+from spineseg_core.training import state as train_state
+from spineseg_core.training import loop as train_mod
+from spineseg_core.measure import timing
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
-from spineseg_core.efficiency import CudaMemory, step_peak_memory
+from spineseg_core.measure.efficiency import CudaMemory, step_peak_memory
 from spineseg_core.models import build_model
-from spineseg_core.precision import Precision, precision_for
-from spineseg_core.profiles import resolve_config
-from spineseg_core.train_step import TrainStep
+from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.step import TrainStep
 
 DEVICE = torch.device(os.environ.get("SPINESEG_TEST_DEVICE", "cuda"))
 CUDA = DEVICE.type == "cuda"

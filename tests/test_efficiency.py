@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from spineseg_core.cli import main
-from spineseg_core.efficiency import (EFFICIENCY_COLUMNS, MemMethod, ParamScope, count_macs,
+from spineseg_core.measure.efficiency import (EFFICIENCY_COLUMNS, MemMethod, ParamScope, count_macs,
                                       count_params, efficiency_table, fits_24gb, meta_copy,
                                       train_step_memory)
 from spineseg_core.errors import ConfigError

@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spineseg_core import io, labels, paper
+from spineseg_core import io, labels
+from spineseg_core.study import paper
 from spineseg_core.data import orientation as ori
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,18 +10,21 @@ import pytest
 import torch
 from _tiny_data import make_tiny_dataset
 
-from spineseg_core import envinfo, predict, train_state
-from spineseg_core import train as train_mod
-from spineseg_core.bench import BenchSettings, speed, timing
+from spineseg_core import envinfo
+from spineseg_core.training import predict
+from spineseg_core.training import state as train_state
+from spineseg_core.training import loop as train_mod
+from spineseg_core.measure import speed, timing
+from spineseg_core.measure.speed import BenchSettings
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
-from spineseg_core.efficiency import (CudaMemory, MemMethod, fits_24gb, throughput,
+from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb, throughput,
                                       train_step_memory)
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import build_model
-from spineseg_core.precision import Precision, native_bf16, precision_for
-from spineseg_core.profiles import resolve_config
-from spineseg_core.runs import RunFolder
-from spineseg_core.train_step import TrainStep, epoch_seed
+from spineseg_core.training.precision import Precision, native_bf16, precision_for
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.run_folder import RunFolder
+from spineseg_core.training.step import TrainStep, epoch_seed
 
 CPU = torch.device("cpu")
 TINY_UNET = {"base_width": 4, "depth": 2}

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from spineseg_core.loss_study import ABSENT_MAX, BG_RECALL_MIN
+from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN
 from spineseg_core.losses import LossName
-from spineseg_core.profiles import TrainConfig, resolve_config
-from spineseg_core.train import run_training
+from spineseg_core.training.config import TrainConfig, resolve_config
+from spineseg_core.training.loop import run_training
 
 STEPS = 304
 DICE_MIN = 0.1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spineseg_core.loss_study import (FALLBACK, VARIANTS, choose_default, is_sane,
+from spineseg_core.study.loss_study import (FALLBACK, VARIANTS, choose_default, is_sane,
                                       late_scores, variants_table)
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spineseg_core.efficiency import ParamScope, count_macs, count_params
+from spineseg_core.measure.efficiency import ParamScope, count_macs, count_params
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import MODEL_NAMES, MultiOutput, build_model, list_models, model_info
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from spineseg_core.runs import RunFolder
+from spineseg_core.training.run_folder import RunFolder
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "train.ipynb"
 

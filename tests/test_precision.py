@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from spineseg_core.precision import Precision, autocast, native_bf16, precision_for
+from spineseg_core.training.precision import Precision, autocast, native_bf16, precision_for
 
 CPU = torch.device("cpu")
 

@@ -11,9 +11,9 @@ from _tiny_data import make_case_arrays, make_tiny_dataset
 from spineseg_core.cli import main
 from spineseg_core.errors import DataError
 from spineseg_core.labels import NUM_CLASSES
-from spineseg_core.predict import output_name, predict_path
-from spineseg_core.profiles import resolve_config
-from spineseg_core.train import run_training
+from spineseg_core.training.predict import output_name, predict_path
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.loop import run_training
 
 
 @pytest.fixture(scope="module")

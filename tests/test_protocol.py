@@ -15,7 +15,7 @@ from _tiny_data import make_tiny_dataset
 from spineseg_core.data import build_datasets
 from spineseg_core.metrics import EvalAccumulator, sanity_scores
 from spineseg_core.models import build_model
-from spineseg_core.train_eval import evaluate
+from spineseg_core.training.evaluate import evaluate
 
 
 def _alter_masks(root):
@@ -119,7 +119,7 @@ def test_resolution_command_measures_the_training_volumes(tmp_path, monkeypatch)
 
 
 def test_budget_exceptions_name_what_differs_from_the_profile():
-    from spineseg_core.profiles import budget_exceptions, resolve_config
+    from spineseg_core.training.config import budget_exceptions, resolve_config
 
     params = resolve_config("cpu", model="miniseg").to_dict()
     assert budget_exceptions(params) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spineseg_core.efficiency import count_macs
+from spineseg_core.measure.efficiency import count_macs
 from spineseg_core.models import build_model
 from spineseg_core.models.backbones.res2net import RES2NET_DEPTHS, Res2Net, res2net101_v1b
 from spineseg_core.models.infnet import ReverseAttention

@@ -13,7 +13,7 @@ import pytest
 from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.results import (aggregate, bootstrap_ci, convergence_table, find_runs,
+from spineseg_core.study.aggregate import (aggregate, bootstrap_ci, convergence_table, find_runs,
                                     seed_subject_counts, subject_counts)
 
 EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",

@@ -12,12 +12,13 @@ import pytest
 import submitit
 
 from fake_runs import fake_runner
-from spineseg_core import progress, study
+from spineseg_core.study import progress
+from spineseg_core.study import runner as study
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
-from spineseg_core.slurm import (Partitions, SlurmOptions, check_cluster, check_options,
+from spineseg_core.study.slurm import (Partitions, SlurmOptions, check_cluster, check_options,
                                  default_gpus, parse_sbatch_options)
-from spineseg_core.study import Outcome, RunResult, RunSpec, RunStatus, plan_study, run_study
+from spineseg_core.study.runner import Outcome, RunResult, RunSpec, RunStatus, plan_study, run_study
 
 SINFO = "debug*|(null)\ngpu|gpu:a100:4(S:0-1)\ngpu|gpu:a100:2\nbig|(null)\n"
 

@@ -13,7 +13,7 @@ import fake_runs
 from fake_runs import fake_runner, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
-from spineseg_core.study import (Executor, Outcome, RunJob, RunSpec, RunStatus,
+from spineseg_core.study.runner import (Executor, Outcome, RunJob, RunSpec, RunStatus,
                                  notebook_parameters, parse_parameter, plan_study, run_status,
                                  run_study)
 
@@ -112,12 +112,13 @@ def test_missing_notebook_is_a_config_error(tmp_path):
         run_study(plan, tmp_path, notebook=tmp_path / "nope.ipynb", runner=fake_runner)
 
 
-def test_checkpoint_requeues_with_resume():
+def test_checkpoint_requeues_the_same_spec():
+    # No flag travels: the run folder's checkpoint makes the requeued task resume.
     job = RunJob("runs", runner=fake_runner)
     spec = RunSpec("cpu", "unet", 0, 0)
     delayed = job.checkpoint(spec)
     assert delayed.function is job
-    assert delayed.args == (spec,) and delayed.kwargs == {"resume": True}
+    assert delayed.args == (spec,) and delayed.kwargs == {}
 
 
 def test_submitit_local_job_array(tmp_path, notebook, monkeypatch):
@@ -142,7 +143,7 @@ def _write_notebook(path: Path) -> Path:
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom fake_runs import write_fake_run\n"
-        "from spineseg_core.profiles import resolve_config\n"
+        "from spineseg_core.training.config import resolve_config\n"
         "if model == fail_model:\n    raise ValueError(f'notebook failed on {model}')\n"
         "write_fake_run(out_dir, model, seed, fold, profile,\n"
         "               epochs=resolve_config(profile, model=model).epochs)")

@@ -11,13 +11,13 @@ import pytest
 import torch
 from _tiny_data import make_tiny_dataset
 
-from spineseg_core import train as train_mod
+from spineseg_core.training import loop as train_mod
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.labels import NUM_CLASSES
-from spineseg_core.profiles import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
-from spineseg_core.precision import Precision, autocast, precision_for
-from spineseg_core.runs import RunFolder, default_run_dir, load_model
-from spineseg_core.train import HISTORY_COLUMNS, run_training
+from spineseg_core.training.config import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
+from spineseg_core.training.precision import Precision, autocast, precision_for
+from spineseg_core.training.run_folder import RunFolder, default_run_dir, load_model
+from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
 
 TINY_UNET = {"base_width": 4, "depth": 2}
 METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
@@ -249,7 +249,7 @@ def test_every_model_smoke_run(model, tiny_data, tmp_path):
 
 def test_batch_augmentation_on_cuda_by_default_and_on_the_cpu_when_asked():
     from spineseg_core.data.batch_augment import BatchAugment
-    from spineseg_core.train import batch_augmentation
+    from spineseg_core.training.loop import batch_augmentation
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = resolve_config("smoke", p_blur=0.5)
@@ -291,7 +291,7 @@ def test_every_model_of_a_profile_gets_the_same_budget():
 # --- parameters as users type them (papermill -p, a shell) -----------------------------------
 
 def test_text_parameters_are_parsed_as_json():
-    from spineseg_core.profiles import parse_mapping
+    from spineseg_core.training.config import parse_mapping
 
     assert parse_mapping("overrides", '{"epochs": 2}') == {"epochs": 2}
     assert parse_mapping("overrides", None) == {} and parse_mapping("overrides", {"a": 1}) == {
@@ -305,7 +305,7 @@ def test_text_parameters_are_parsed_as_json():
 
 @pytest.mark.parametrize("value", ['[1, 2]', "epochs=2", 7])
 def test_a_bad_overrides_value_is_one_line(value):
-    from spineseg_core.profiles import parse_mapping
+    from spineseg_core.training.config import parse_mapping
 
     with pytest.raises(ConfigError, match=r"^overrides: expected a mapping") as exc:
         parse_mapping("overrides", value)
@@ -313,7 +313,7 @@ def test_a_bad_overrides_value_is_one_line(value):
 
 
 def test_an_override_given_twice_is_named():
-    from spineseg_core.profiles import resolve_with_overrides
+    from spineseg_core.training.config import resolve_with_overrides
 
     with pytest.raises(ConfigError, match=r"^overrides: epochs also given as a parameter"):
         resolve_with_overrides("smoke", '{"epochs": 2}', epochs=3)

@@ -1,12 +1,12 @@
 """``spineseg aggregate``: the finished runs of a profile → ``results/<profile>/``
-(see :mod:`spineseg_core.results`)."""
+(see :mod:`spineseg_core.study.aggregate`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 HELP = "aggregate a profile's finished runs into the tables and figures the book reads"
 
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fingerprint import describe
-    from ..results import aggregate
+    from spineseg_core.fingerprint import describe
+    from spineseg_core.study.aggregate import aggregate
 
     out = args.out or Path("results") / args.profile
     if args.n_boot < 1:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import write_with
-from ..profiles import DeviceChoice, Profile
+from spineseg_core.io import write_with
+from spineseg_core.training.config import DeviceChoice, Profile
 
 HELP = "measure training speed, FLOP/s vs peak and data-path throughput per model (CSV)"
 
@@ -51,7 +51,8 @@ def _show(table: pd.DataFrame, drop: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchSettings, bench_table, monai_comparison
+    from spineseg_core.measure.speed import BenchSettings, bench_table
+    from spineseg_core.measure.vs_monai import monai_comparison
 
     settings = BenchSettings(steps=args.steps, warmup=args.warmup)
     table = bench_table(args.profile, args.models, size=args.size, batch=args.batch,

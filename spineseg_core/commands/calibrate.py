@@ -6,11 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
-from ..data.calibration import calibration_stats, comparison_table, phantom_regions
-from ..data.phantom import PHANTOM_VERSION, generate_case
-from ..data.real_sample import WHEEL, fetch_real_sample, load_real_sample
-from ..errors import ConfigError
-from ..io import write_text
+from spineseg_core.data.calibration import calibration_stats, comparison_table, phantom_regions
+from spineseg_core.data.phantom import PHANTOM_VERSION, generate_case
+from spineseg_core.data.real_sample import WHEEL, fetch_real_sample, load_real_sample
+from spineseg_core.errors import ConfigError
+from spineseg_core.io import write_text
 
 HELP = ("compare the phantom with the real sagittal T2 sample of the tptbox wheel "
         "(fetched with pip) and write the table, statistic by statistic")
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 64:
         raise ConfigError(f"--size must be at least 64 pixels, got {args.size}")
     if args.sample_dir is None:
-        from ..runs import cache_root
+        from spineseg_core.training.run_folder import cache_root
         args.sample_dir = cache_root() / "real_t2_sample"
     sample = load_real_sample(fetch_real_sample(args.sample_dir))
     real = calibration_stats(sample.image, sample.regions)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.check import check_dataset
-from ..data.layout import SPIDER_SEQUENCES
-from ..errors import DataError, SpinesegError
+from spineseg_core.data.check import check_dataset
+from spineseg_core.data.layout import SPIDER_SEQUENCES
+from spineseg_core.errors import DataError, SpinesegError
 
 HELP = "validate a dataset folder (MRSpineSeg, SPIDER or phantom) and print a summary"
 

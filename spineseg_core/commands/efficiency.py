@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..efficiency import PAPER_SIZE, efficiency_table
-from ..io import write_with
-from ..profiles import PROFILE_DEFAULTS, Profile
+from spineseg_core.measure.efficiency import PAPER_SIZE, efficiency_table
+from spineseg_core.io import write_with
+from spineseg_core.training.config import PROFILE_DEFAULTS, Profile
 
 PAPER_BATCH: int = PROFILE_DEFAULTS[Profile.PAPER]["batch_size"]
 """The paper does not state its batch; the paper profile's (4) is the default here."""

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import SpinesegError
+from spineseg_core.errors import SpinesegError
+from spineseg_core.fingerprint import REPO
 
 HELP = "the main job: phantom, check, study, efficiency, bench, aggregate, book"
 
@@ -38,14 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def other_losses() -> list[str]:
     """The losses of the loss comparison: every one but the profiles' default."""
-    from ..losses import LossName
-    from ..profiles import TrainConfig
+    from spineseg_core.losses import LossName
+    from spineseg_core.training.config import TrainConfig
 
     return [str(n) for n in LossName if n != TrainConfig.loss]
 
 
 def _step(title: str, argv: list[str]) -> None:
-    from ..cli import main as cli_main
+    from spineseg_core.cli import main as cli_main
 
     print(f"\n=== {title}: spineseg {' '.join(argv)}", flush=True)
     t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def _step(title: str, argv: list[str]) -> None:
                             "finished work is kept")
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = REPO
 
 
 def _monai_available() -> bool:
@@ -79,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     data_args = ["-p", "data_dir", str(args.data_dir)] if args.data_dir else []
 
     if args.data_dir is None:
-        from ..profiles import resolve_config
-        from ..train import data_root
+        from spineseg_core.training.config import resolve_config
+        from spineseg_core.training.loop import data_root
 
         cfg = resolve_config(args.profile)
         print(f"=== phantom: {cfg.phantom_cases} cases at {cfg.phantom_size} px", flush=True)

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ..data.phantom import PhantomCase, write_phantom
-from ..errors import ConfigError
+from spineseg_core.data.phantom import PhantomCase, write_phantom
+from spineseg_core.errors import ConfigError
 
 HELP = "Generate the procedural spine phantom (MRSpineSeg layout) into a folder."
 

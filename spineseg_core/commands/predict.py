@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..predict import predict_path
+    from spineseg_core.errors import ConfigError
+    from spineseg_core.training.predict import predict_path
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import write_with
+from spineseg_core.io import write_with
 
 HELP = "structure heights (px) at a profile's grid and stride-8/16/32 map sizes; write a CSV"
 
@@ -25,9 +25,9 @@ def resolution_table(profile: str, image_size: int | None = None,
                      data_dir: Path | None = None) -> pd.DataFrame:
     """Structure heights over the training volumes of ``profile`` (fold 0, seed 0) and the map
     sizes, as one long table ``section, item, value...``."""
-    from ..data.resolution import feature_map_sizes, structure_heights
-    from ..profiles import resolve_config
-    from ..train import prepare_data
+    from spineseg_core.data.resolution import feature_map_sizes, structure_heights
+    from spineseg_core.training.config import resolve_config
+    from spineseg_core.training.loop import prepare_data
 
     cfg = resolve_config(profile, image_size=image_size, data_dir=data_dir, augment=False)
     data = prepare_data(cfg)
@@ -35,7 +35,7 @@ def resolution_table(profile: str, image_size: int | None = None,
     spacing = float(sum(v.spacing[1] for v in vols) / len(vols))
     heights = structure_heights([v.mask for v in vols], spacing_mm=spacing)
     heights.insert(0, "section", "height")
-    from ..bench.speed import input_size
+    from spineseg_core.measure.speed import input_size
 
     maps = []
     for where, (h, w) in {"evaluated field of view": (cfg.image_size, cfg.image_size),

@@ -1,15 +1,15 @@
 """``spineseg study``: run the training notebook for every (model, seed, fold[, loss]), then
-aggregate the results (see :mod:`spineseg_core.study`)."""
+aggregate the results (see :mod:`spineseg_core.study.runner`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
+from spineseg_core.errors import ConfigError
+from spineseg_core.study.slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
                      parse_sbatch_options)
-from ..study import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, parse_parameter,
+from spineseg_core.study.runner import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, parse_parameter,
                      plan_study, run_study)
 
 HELP = "run the study's training runs through papermill (locally or on Slurm), then aggregate"
@@ -75,7 +75,7 @@ def _extra(pairs: list[list[str]]) -> dict:
 def _resolver(extra: dict):
     """``spec -> TrainConfig``: each planned run's configuration as the notebook will resolve
     it (profile, model and family defaults, then the study's ``-p`` values)."""
-    from ..profiles import PARAMETERS, resolve_config
+    from spineseg_core.training.config import PARAMETERS, resolve_config
 
     flat = dict(extra.get("overrides") or {})
     flat.update({k: v for k, v in extra.items() if k in PARAMETERS and k != "out_dir"})
@@ -90,7 +90,7 @@ def _resolver(extra: dict):
 def _validate(plan, extra: dict, notebook: Path) -> None:
     """Check the notebook parameters now, so a bad value is one error line here rather than
     a failed notebook per run (the configurations were resolved by the plan)."""
-    from ..study import notebook_parameter_names, notebook_parameters
+    from spineseg_core.study.runner import notebook_parameter_names, notebook_parameters
 
     if plan:
         notebook_parameters(plan[0].spec, plan[0].run_dir, False, extra,
@@ -113,8 +113,8 @@ def slurm_options(args: argparse.Namespace, device: str = "auto") -> SlurmOption
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import list_models, model_info
-    from ..results import aggregate
+    from spineseg_core.models import list_models, model_info
+    from spineseg_core.study.aggregate import aggregate
 
     models = args.models or list_models()
     for name in models:

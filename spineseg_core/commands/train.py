@@ -1,8 +1,8 @@
 """``spineseg train``: one training run, the same parameters as the notebook.
 
-Every field of :class:`~spineseg_core.profiles.TrainConfig` is an option (``--image-size``,
+Every field of :class:`~spineseg_core.training.config.TrainConfig` is an option (``--image-size``,
 ``--max-train-slices-per-epoch``...); an option not given keeps the profile's value, and the
-values are validated by :func:`~spineseg_core.profiles.resolve_config` before training.
+values are validated by :func:`~spineseg_core.training.config.resolve_config` before training.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import types
 import typing
 from pathlib import Path
 
-from ..profiles import TrainConfig
+from spineseg_core.training.config import TrainConfig
 
 HELP = "train one model (run folder: runs/<profile>/<model>/seed_<s>/fold_<f>/)"
 
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..profiles import resolve_config
-    from ..train import run_training
+    from spineseg_core.training.config import resolve_config
+    from spineseg_core.training.loop import run_training
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     profile = values.pop("profile") or "cpu"

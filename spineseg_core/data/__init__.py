@@ -4,17 +4,17 @@ Files (phantom or real) → :class:`VolumeCache` → :class:`SliceDataset`; :fun
 does all of it for one training run. Knows nothing of models.
 """
 
-from .augment import AugmentConfig, InPlaneMotion, SliceAugmentation, build_augmentation
-from .bundle import DataBundle, build_datasets
-from .cache import VolumeCache
-from .check import CheckReport, check_dataset
-from .layout import CaseRef, Layout, detect_layout, list_cases, scan_cases
-from .preprocess import (PREPROCESS_VERSION, PercentileNormalisation, crop_box_from_mask,
+from spineseg_core.data.augment import AugmentConfig, InPlaneMotion, SliceAugmentation, build_augmentation
+from spineseg_core.data.bundle import DataBundle, build_datasets
+from spineseg_core.data.cache import VolumeCache
+from spineseg_core.data.check import CheckReport, check_dataset
+from spineseg_core.data.layout import CaseRef, Layout, detect_layout, list_cases, scan_cases
+from spineseg_core.data.preprocess import (PREPROCESS_VERSION, PercentileNormalisation, crop_box_from_mask,
                          RandomSpineBand, spine_band_box, spine_centre_column,
                          crop_volume, normalise_percentile, preprocess_volume, resample_inplane)
-from .readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
-from .slices import SliceDataset
-from .splits import (Split, get_or_create_splits, get_or_create_test_split, load_splits,
+from spineseg_core.data.readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
+from spineseg_core.data.slices import SliceDataset
+from spineseg_core.data.splits import (Split, get_or_create_splits, get_or_create_test_split, load_splits,
                      make_folds, make_split, save_splits)
 
 __all__ = [

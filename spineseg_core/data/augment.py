@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torchio as tio
 
-from ..errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 
 @dataclass(frozen=True)

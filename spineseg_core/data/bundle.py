@@ -19,14 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
-from .augment import AugmentConfig, build_augmentation
-from .cache import VolumeCache
-from .layout import Layout, detect_layout, scan_cases
-from .preprocess import RandomSpineBand
-from .readers import Volume
-from .slices import SliceDataset
-from .splits import Split, get_or_create_splits, get_or_create_test_split
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.data.augment import AugmentConfig, build_augmentation
+from spineseg_core.data.cache import VolumeCache
+from spineseg_core.data.layout import Layout, detect_layout, scan_cases
+from spineseg_core.data.preprocess import RandomSpineBand
+from spineseg_core.data.readers import Volume
+from spineseg_core.data.slices import SliceDataset
+from spineseg_core.data.splits import Split, get_or_create_splits, get_or_create_test_split
 
 
 @dataclass

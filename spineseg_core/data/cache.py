@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
-from .layout import CaseRef
-from .preprocess import PREPROCESS_VERSION, PercentileNormalisation, preprocess_volume
-from .readers import Volume, load_case
+from spineseg_core.io import atomic_path
+from spineseg_core.data.layout import CaseRef
+from spineseg_core.data.preprocess import PREPROCESS_VERSION, PercentileNormalisation, preprocess_volume
+from spineseg_core.data.readers import Volume, load_case
 
 CACHE_SUFFIX = ".npz"
 
@@ -47,8 +47,6 @@ class VolumeCache:
         self.size = int(size)
         self.normalise = normalise
         self.image_dtype = np.dtype(image_dtype)
-        self.hits = 0
-        self.misses = 0
 
     def settings_key(self) -> str:
         """Hash of the preprocessing settings (size, normalisation, dtype, version)."""
@@ -79,9 +77,7 @@ class VolumeCache:
         if path.is_file():
             volume = self._read(path, ref)
             if volume is not None:
-                self.hits += 1
                 return volume
-        self.misses += 1
         volume = preprocess_volume(load_case(ref), self.size, self.normalise)
         self._write(path, ref, volume)
         # Hand back what a later hit will read (stored precision), so a run that filled the

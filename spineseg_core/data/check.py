@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..labels import LABELS, NUM_CLASSES
-from .layout import Layout, detect_layout, scan_cases
-from .readers import load_case
+from spineseg_core.errors import DataError
+from spineseg_core.labels import LABELS, NUM_CLASSES
+from spineseg_core.data.layout import Layout, detect_layout, scan_cases
+from spineseg_core.data.readers import load_case
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from spineseg_core.errors import ConfigError, DataError
 
 PHANTOM_MARKER = "phantom.json"
 MRSPINESEG_SUBSETS: tuple[str, ...] = ("train", "test1", "test2")

@@ -24,13 +24,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .. import __version__
-from ..errors import ConfigError, DataError
-from ..io import write_json, write_with
-from .orientation import MRSPINESEG_AXCODES, from_study, study_affine
-from .phantom_geometry import SpineGeometry, present_labels, sample_geometry
-from .phantom_params import DEFAULT_PRESENCE, PhantomParams
-from .phantom_render import TissueCode, finish_image, jitter_image, render_slices
+from spineseg_core import __version__
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.io import write_json, write_with
+from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
+from spineseg_core.data.phantom_geometry import SpineGeometry, present_labels, sample_geometry
+from spineseg_core.data.phantom_params import DEFAULT_PRESENCE, PhantomParams
+from spineseg_core.data.phantom_render import TissueCode, finish_image, jitter_image, render_slices
 
 __all__ = [
     "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PHANTOM_VERSION", "PhantomCase", "PhantomParams",

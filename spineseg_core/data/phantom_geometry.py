@@ -26,7 +26,7 @@ from enum import StrEnum
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .phantom_params import PhantomParams
+from spineseg_core.data.phantom_params import PhantomParams
 
 DS_MM = 0.5
 """Sampling step of the centre line (mm)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 DEFAULT_PRESENCE: tuple[tuple[int, float], ...] = (
     (7, 1.0),     # T12

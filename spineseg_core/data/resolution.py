@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..labels import LABELS, LabelKind
+from spineseg_core.labels import LABELS, LabelKind
 
 STRIDES: tuple[int, ...] = (8, 16, 32)
 """Output strides of the encoders in the study (dilated backbones stop at 8 or 16, the

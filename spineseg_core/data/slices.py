@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .preprocess import RandomSpineBand, spine_centre_column
-from .readers import Volume
+from spineseg_core.data.preprocess import RandomSpineBand, spine_centre_column
+from spineseg_core.data.readers import Volume
 
 SliceItem = dict[str, Any]
 """``image`` FloatTensor (1, H, W), ``mask`` LongTensor (H, W), ``case_id`` str, ``slice_index`` int."""

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..io import write_json
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.io import write_json
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.registry import Family, register_model
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones.resnet import resnet
-from .blocks import ConvBNReLU
-from .registry import Family, register_model
+from spineseg_core.models.backbones.resnet import resnet
+from spineseg_core.models.blocks import ConvBNReLU
+from spineseg_core.models.registry import Family, register_model
 
 __all__ = ["ChannelAttention", "DANet", "DANetHead", "PositionAttention", "danet"]
 

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .backbones.resnet import resnet
-from .blocks import ASPP, ConvBNReLU, resize_to
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.backbones.resnet import resnet
+from spineseg_core.models.blocks import ASPP, ConvBNReLU, resize_to
+from spineseg_core.models.registry import Family, register_model
 
 __all__ = ["DeepLabV3Plus", "deeplabv3plus"]
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .backbones.densenet import densenet
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.backbones.densenet import densenet
+from spineseg_core.models.registry import Family, register_model
 
 __all__ = ["DenseASPP", "DenseASPPBranch", "denseaspp"]
 

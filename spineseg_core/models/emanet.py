@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .backbones.resnet import resnet
-from .blocks import ConvBNReLU
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.backbones.resnet import resnet
+from spineseg_core.models.blocks import ConvBNReLU
+from spineseg_core.models.registry import Family, register_model
 
 __all__ = ["EMANet", "EMAttention", "emanet"]
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones.res2net import res2net101_v1b
-from .registry import Family, register_model
+from spineseg_core.models.backbones.res2net import res2net101_v1b
+from spineseg_core.models.registry import Family, register_model
 
 
 class ConvBN(nn.Sequential):

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.registry import Family, register_model
 
 
 class ConvBNPReLU(nn.Sequential):

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones.res2net import res2net101_v1b
-from .registry import Family, register_model
+from spineseg_core.models.backbones.res2net import res2net101_v1b
+from spineseg_core.models.registry import Family, register_model
 
 
 def psa_indices(h: int, w: int, mask_h: int, mask_w: int,

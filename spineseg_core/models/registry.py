@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError
-from .base import SegmentationModel
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.base import SegmentationModel
 
 
 class Family(StrEnum):
@@ -65,7 +65,7 @@ def register_model(name: str, *, display_name: str, family: Family, pad_multiple
 
 def _load_all() -> None:
     # Importing the package imports every architecture module, which registers it.
-    from . import zoo  # noqa: F401
+    from spineseg_core.models import zoo  # noqa: F401
 
 
 def list_models() -> list[str]:

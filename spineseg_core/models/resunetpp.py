@@ -23,8 +23,8 @@ from enum import StrEnum
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.registry import Family, register_model
 
 
 class Variant(StrEnum):

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .backbones.resnetv2 import ResNetV2
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.backbones.resnetv2 import ResNetV2
+from spineseg_core.models.registry import Family, register_model
 
 
 class SelfAttention(nn.Module):

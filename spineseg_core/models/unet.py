@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .registry import Family, register_model
+from spineseg_core.errors import ConfigError
+from spineseg_core.models.registry import Family, register_model
 
 
 class DoubleConv(nn.Sequential):

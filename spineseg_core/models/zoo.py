@@ -2,7 +2,7 @@
 
 import importlib
 
-from .registry import MODEL_NAMES
+from spineseg_core.models.registry import MODEL_NAMES
 
 for _name in MODEL_NAMES:
     importlib.import_module(f"{__package__}.{_name}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 __all__ = ["DENSENET_CONFIGS", "DenseBlock", "DenseLayer", "DenseNet", "Transition", "densenet"]
 

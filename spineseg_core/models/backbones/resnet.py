@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ...errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "RESNET_DEPTHS", "resnet", "stage_dilations"]
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 
 class StdConv2d(nn.Conv2d):

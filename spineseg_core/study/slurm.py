@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 CPU_PROFILES = frozenset({"smoke", "cpu"})
 """Profiles sized to train on a CPU: their runs ask for no GPU."""

@@ -1,6 +1,6 @@
 """One training run, following the paper's protocol: fit, validate, checkpoint, resume.
 
-:func:`run_training` takes a resolved :class:`~spineseg_core.profiles.TrainConfig` and leaves a
+:func:`run_training` takes a resolved :class:`~spineseg_core.training.config.TrainConfig` and leaves a
 complete run folder behind (CONTRIBUTING, "Run folder contract"). Choices the paper leaves open
 are documented where they are made:
 
@@ -17,8 +17,8 @@ are documented where they are made:
   is saved per epoch, so an interrupted run resumed from ``checkpoint_last.pt`` ends with the
   same metrics as an uninterrupted one.
 * bf16 autocast where the device runs bf16 natively (a CUDA GPU with bf16 units, or a CPU with
-  AMX-bf16 or AVX512-BF16: :mod:`~spineseg_core.precision`), fp32 elsewhere; channels-last
-  tensors; the step itself is :class:`~spineseg_core.train_step.TrainStep`, shared with the
+  AMX-bf16 or AVX512-BF16: :mod:`~spineseg_core.training.precision`), fp32 elsewhere; channels-last
+  tensors; the step itself is :class:`~spineseg_core.training.step.TrainStep`, shared with the
   benchmark. The training loss is summed on the device and its finiteness read every
   :data:`GPU_CHECK_EVERY` steps on a GPU (every step on the CPU, where reading costs nothing),
   so a GPU never waits inside an epoch. A run is resumed only in the precision and
@@ -45,22 +45,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import TqdmWarning
 
-from .data.batch_augment import BatchAugment, BatchAugmentConfig
-from .efficiency import resolve_device
-from .envinfo import env_stamp
-from .errors import ConfigError, DataError, SpinesegError
-from .io import write_json, write_with
-from .losses import build_loss, class_weights_from_frequencies
-from .models import build_model
-from .precision import Precision
-from .precision import autocast as precision_autocast
-from .precision import precision_for
-from .profiles import Scheduler, TrainConfig
-from .runs import RunFolder, cache_root, default_run_dir
-from .train_eval import evaluate, write_final_results
-from .train_state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
+from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig
+from spineseg_core.training.device import resolve_device
+from spineseg_core.envinfo import env_stamp
+from spineseg_core.errors import ConfigError, DataError, SpinesegError
+from spineseg_core.io import write_json, write_with
+from spineseg_core.losses import build_loss, class_weights_from_frequencies
+from spineseg_core.models import build_model
+from spineseg_core.training.precision import Precision
+from spineseg_core.training.precision import autocast as precision_autocast
+from spineseg_core.training.precision import precision_for
+from spineseg_core.training.config import Scheduler, TrainConfig
+from spineseg_core.training.run_folder import RunFolder, cache_root, default_run_dir
+from spineseg_core.training.evaluate import evaluate, write_final_results
+from spineseg_core.training.state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
                           seed_worker, set_rng_state)
-from .train_step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
+from spineseg_core.training.step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
 
 with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
@@ -94,7 +94,7 @@ def _data_key(root: Path) -> str:
 
 
 def _phantom_root(cases: int, size: int, seed: int) -> Path:
-    from .data.phantom import ensure_phantom
+    from spineseg_core.data.phantom import ensure_phantom
 
     root = cache_root() / "phantom" / f"n{cases}_px{size}_seed{seed}"
     return Path(ensure_phantom(root, cases=cases, seed=seed, size=size))
@@ -125,7 +125,7 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
     ``slice_augment=False`` leaves the training slices un-augmented: the trainer then augments
     whole batches on the GPU (:func:`batch_augmentation`).
     """
-    from .data import AugmentConfig, build_datasets
+    from spineseg_core.data import AugmentConfig, build_datasets
 
     root = data_root(cfg)
     key = _data_key(root)
@@ -145,7 +145,7 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
 
 def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
     """The batched augmentation of ``cfg`` on ``device`` when its augmentation path is
-    :attr:`~spineseg_core.train_step.AugmentPath.BATCHED` (by default on CUDA, where TorchIO
+    :attr:`~spineseg_core.training.step.AugmentPath.BATCHED` (by default on CUDA, where TorchIO
     per slice would starve the GPU; on any device with ``gpu_augment=True``), else ``None``: the
     data loader then applies TorchIO's transforms per slice. Like the TorchIO path, it works in
     pixel units (slices carry no spacing), and so does the benchmark's batched data path."""

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .io import write_with
-from .metrics import EvalAccumulator, per_slice_dice
-from .runs import RunFolder
+from spineseg_core.io import write_with
+from spineseg_core.metrics import EvalAccumulator, per_slice_dice
+from spineseg_core.training.run_folder import RunFolder
 
 
 @dataclass

@@ -12,7 +12,7 @@ own group ``<profile>-loss-<loss>`` (the notebook gets ``loss=<loss>``), so thos
 mix with the main runs of ``<profile>``, which use the profile's own loss.
 
 Beyond one machine, :func:`run_study` with ``executor=Executor.SLURM`` submits the same
-:func:`execute_run` as one submitit job array (resources: :class:`~spineseg_core.slurm.SlurmOptions`)
+:func:`execute_run` as one submitit job array (resources: :class:`~spineseg_core.study.slurm.SlurmOptions`)
 and follows it with ``squeue``, printing how many runs are pending, running, done or failed.
 A run killed at its time limit or preempted is requeued by :meth:`RunJob.checkpoint`, one
 requeued by hand (``scontrol requeue``) simply starts again; either way it resumes from its
@@ -21,7 +21,7 @@ with its Slurm log and the others go on; running the same study again finishes i
 attempt on the cluster is recorded in the run folder's ``cluster.json``.
 
 Both executors print each run's epochs as they finish, with the run's and the study's ETA
-(:mod:`spineseg_core.progress`).
+(:mod:`spineseg_core.study.progress`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from . import io
-from .errors import ConfigError, SpinesegError
-from .progress import EpochWatcher, RunProgress, StudyClock, epochs_done, format_eta
-from .slurm import PENDING_STATES, SlurmOptions, queue_states
+from spineseg_core import io
+from spineseg_core.errors import ConfigError, SpinesegError
+from spineseg_core.fingerprint import REPO
+from spineseg_core.training.run_folder import RunFolder
+from spineseg_core.study.progress import EpochWatcher, RunProgress, StudyClock, epochs_done, format_eta
+from spineseg_core.study.slurm import PENDING_STATES, SlurmOptions, queue_states
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 DEFAULT_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 RESERVED_PARAMETERS = frozenset({"model", "profile", "seed", "fold", "out_dir", "resume", "loss"})
 """Notebook parameters the study sets itself; ``extra`` may not override them."""
@@ -59,12 +61,6 @@ NOTEBOOK_PARAMETERS = frozenset({"model", "profile", "data_dir", "image_size", "
 """Names in the parameters cell of ``notebooks/train.ipynb``; any other training parameter
 travels inside its ``overrides`` dictionary."""
 
-FINISHED_MARKER = "metrics.json"
-RESUME_MARKER = "checkpoint_last.pt"
-ERROR_LOG = "error.log"
-NOTEBOOK_NAME = "notebook.ipynb"
-CLUSTER_RECORD = "cluster.json"
-"""Written by :class:`RunJob` in the run folder: one entry per attempt on a Slurm cluster."""
 
 
 class RunStatus(StrEnum):
@@ -122,8 +118,8 @@ class RunSpec:
 
 def _epochs_completed(run_dir: Path) -> int | None:
     try:
-        return int(json.loads((run_dir / FINISHED_MARKER).read_text())["epochs_completed"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(RunFolder(run_dir).load_metrics()["epochs_completed"])
+    except (SpinesegError, OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -133,11 +129,11 @@ def run_status(run_dir: str | Path, epochs: int | None = None) -> RunStatus:
     With ``epochs``, a finished run that completed fewer (per its ``metrics.json``) counts as
     one to resume from its last checkpoint, or as new if it has none."""
     run_dir = Path(run_dir)
-    if (run_dir / FINISHED_MARKER).is_file():
+    if RunFolder(run_dir).is_finished():
         done = _epochs_completed(run_dir)
         if epochs is None or done is None or done >= epochs:
             return RunStatus.FINISHED
-    if (run_dir / RESUME_MARKER).is_file():
+    if RunFolder(run_dir).has_checkpoint():
         return RunStatus.RESUME
     return RunStatus.NEW
 
@@ -203,7 +199,7 @@ def notebook_parameters(spec: RunSpec, run_dir: Path, resume: bool,
     if clash:
         raise ConfigError(f"parameters {clash} are set by the study itself "
                           "(use --models/--seeds/--folds/--losses instead)")
-    from .profiles import PARAMETERS
+    from spineseg_core.training.config import PARAMETERS
 
     rest = {k: extra.pop(k) for k in sorted(set(extra) - accepted)}
     unknown = sorted(set(rest) - set(PARAMETERS)) if "overrides" in accepted else sorted(rest)
@@ -271,14 +267,15 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     if status is RunStatus.FINISHED:
         return RunResult(spec, run_dir, Outcome.SKIPPED, status)
     run_dir.mkdir(parents=True, exist_ok=True)
-    error_log = run_dir / ERROR_LOG
+    error_log = RunFolder(run_dir).error_log
     start = time.perf_counter()
     try:
         params = notebook_parameters(spec, run_dir, status is RunStatus.RESUME, extra,
                                      notebook_parameter_names(notebook))
-        runner(Path(notebook), run_dir / NOTEBOOK_NAME, params, Path(cwd or REPO_ROOT))
-        if not (run_dir / FINISHED_MARKER).is_file():
-            raise SpinesegError(f"{run_dir}: the notebook ended without writing {FINISHED_MARKER}")
+        runner(Path(notebook), RunFolder(run_dir).notebook, params, Path(cwd or REPO_ROOT))
+        if not RunFolder(run_dir).is_finished():
+            raise SpinesegError(f"{run_dir}: the notebook ended without writing "
+                                f"{RunFolder(run_dir).metrics.name}")
     except Exception as exc:  # noqa: BLE001 - every failure is reported, the study goes on
         text = f"{spec.label()}\nrun folder: {run_dir}\n\n{traceback.format_exc()}"
         error_log.write_text(text)
@@ -300,14 +297,14 @@ SLURM_ATTEMPT_VARIABLES = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRA
                            "array_task_id": "SLURM_ARRAY_TASK_ID",
                            "restart_count": "SLURM_RESTART_COUNT",
                            "partition": "SLURM_JOB_PARTITION", "node": "SLURMD_NODENAME"}
-"""What :data:`CLUSTER_RECORD` keeps of each attempt, from Slurm's job environment."""
+"""What ``cluster.json`` keeps of each attempt, from Slurm's job environment."""
 
 ENDED_BY_SLURM_WAIT_S = 300
 """How long a task Slurm sent SIGTERM waits for its SIGKILL instead of returning a result."""
 
 
 def record_attempt(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """Append this Slurm task to the run folder's :data:`CLUSTER_RECORD` (``None`` and nothing
+    """Append this Slurm task to the run folder's ``cluster.json`` (``None`` and nothing
     written outside Slurm): job ids, restart count, node, and whether it starts the run anew
     or resumes it."""
     if "SLURM_JOB_ID" not in os.environ:
@@ -315,7 +312,7 @@ def record_attempt(run_dir: Path, spec: RunSpec) -> dict[str, Any] | None:
     attempt: dict[str, Any] = {k: os.environ.get(v) for k, v in SLURM_ATTEMPT_VARIABLES.items()}
     attempt.update(host=socket.gethostname(), status=str(run_status(run_dir, spec.epochs)),
                    started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    path = run_dir / CLUSTER_RECORD
+    path = RunFolder(run_dir).cluster
     try:
         attempts = json.loads(path.read_text())["attempts"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -329,7 +326,7 @@ class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
     """One array task: :func:`execute_run` on one spec, requeued on timeout or preemption.
 
     submitit calls :meth:`checkpoint` when Slurm signals the time limit or a preemption; it
-    resubmits the same spec with ``resume=True``. The run folder's ``checkpoint_last.pt``
+    resubmits the same spec. The run folder's ``checkpoint_last.pt``
     then makes :func:`execute_run` pass ``resume=True`` to the notebook.
 
     On Slurm each attempt is recorded (:func:`record_attempt`). When Slurm ends the task
@@ -352,7 +349,7 @@ class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
         return execute_run(spec, self.runs_dir, extra=self.extra, notebook=self.notebook,
                            runner=self.runner, cwd=self.cwd)
 
-    def __call__(self, spec: RunSpec, resume: bool = False) -> RunResult:
+    def __call__(self, spec: RunSpec) -> RunResult:
         if record_attempt(spec.run_dir(self.runs_dir), spec) is None:
             return self._execute(spec)
         ended = threading.Event()
@@ -367,8 +364,9 @@ class RunJob(Checkpointable):  # type: ignore[misc,valid-type]
             time.sleep(ENDED_BY_SLURM_WAIT_S)
         return result
 
-    def checkpoint(self, spec: RunSpec, resume: bool = False) -> Any:
-        return DelayedSubmission(self, spec, resume=True)
+    def checkpoint(self, spec: RunSpec) -> Any:
+        # The resubmitted call needs no flag: the run folder's checkpoint says it resumes.
+        return DelayedSubmission(self, spec)
 
 
 def _epochs_left(specs: Sequence[RunSpec], runs_dir: Path) -> int | None:
@@ -403,7 +401,7 @@ def _failed(spec: RunSpec, runs_dir: Path, message: str, log_path: Path,
     Slurm log; the result names that log."""
     run_dir = spec.run_dir(runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    io.write_text(run_dir / ERROR_LOG, f"{spec.label()}\nrun folder: {run_dir}\n\n{message}\n")
+    io.write_text(RunFolder(run_dir).error_log, f"{spec.label()}\nrun folder: {run_dir}\n\n{message}\n")
     return RunResult(spec, run_dir, Outcome.FAILED, run_status(run_dir, spec.epochs),
                      error_log=log_path, error=error)
 

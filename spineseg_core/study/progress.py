@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-HISTORY = "history.csv"
+from spineseg_core.training.run_folder import RunFolder
 
 
 def format_eta(seconds: float | None) -> str:
@@ -30,7 +30,7 @@ def format_eta(seconds: float | None) -> str:
 def read_history(run_dir: Path) -> pd.DataFrame | None:
     """The run's ``history.csv``, or ``None`` while it has none (or it cannot be read yet)."""
     try:
-        return pd.read_csv(run_dir / HISTORY)
+        return pd.read_csv(RunFolder(run_dir).history)
     except (OSError, ValueError):  # absent, or empty before the first epoch
         return None
 

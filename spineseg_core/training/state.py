@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import write_with
+from spineseg_core.io import write_with
 
 
 def seed_everything(seed: int) -> None:

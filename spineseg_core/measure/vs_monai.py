@@ -24,15 +24,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import metrics as M
-from ..efficiency import count_macs, resolve_device
-from ..errors import ConfigError
-from ..labels import NUM_CLASSES
-from ..models import build_model
-from ..precision import precision_for
-from ..profiles import DeviceChoice, resolve_config
-from .speed import BenchSettings, model_throughput
-from .timing import (TrainStep, backend_like_trainer, bench_loss, random_batch, timed,
+from spineseg_core import metrics as M
+from spineseg_core.measure.efficiency import count_macs
+from spineseg_core.training.device import resolve_device
+from spineseg_core.errors import ConfigError
+from spineseg_core.labels import NUM_CLASSES
+from spineseg_core.models import build_model
+from spineseg_core.training.precision import precision_for
+from spineseg_core.training.config import DeviceChoice, resolve_config
+from spineseg_core.measure.speed import BenchSettings, model_throughput
+from spineseg_core.measure.timing import (TrainStep, backend_like_trainer, bench_loss, random_batch, timed,
                      train_step_flops)
 
 MONAI_COLUMNS: tuple[str, ...] = (

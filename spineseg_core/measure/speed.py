@@ -20,11 +20,11 @@ Per model, at a profile's image size and batch, on the current device:
   Model-only and data-fed steps are timed alternately (:func:`paired_step_times`) so that a
   shared machine's drifting load does not masquerade as data cost;
 * ``peak_mem_mb`` — one training step's peak after warm-up (``max_memory_reserved`` on CUDA,
-  :func:`~spineseg_core.efficiency.step_peak_memory`; the named estimate of
-  :func:`~spineseg_core.efficiency.train_step_memory` elsewhere).
+  :func:`~spineseg_core.measure.efficiency.step_peak_memory`; the named estimate of
+  :func:`~spineseg_core.measure.efficiency.train_step_memory` elsewhere).
 
 The data path is the trainer's by default (:class:`DataPath`, resolved by
-:func:`~spineseg_core.train_step.augment_path`): TorchIO per slice inside the loader on the CPU,
+:func:`~spineseg_core.training.step.augment_path`): TorchIO per slice inside the loader on the CPU,
 the trainer's :class:`~spineseg_core.data.batch_augment.BatchAugment` (pixel units, seeded per
 epoch) on the batch on a GPU.
 Timings are medians of few steps: they compare models on one machine, they are not constants.
@@ -45,14 +45,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..efficiency import (CudaMemory, MemMethod, MemoryProbe, resolve_device, step_peak_memory,
+from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, MemoryProbe, step_peak_memory,
                           train_step_memory)
-from ..errors import ConfigError, parse_choice
-from ..models import build_model, list_models, model_info
-from ..precision import Precision
-from ..profiles import DeviceChoice, TrainConfig, resolve_config
-from ..train_step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
-from .timing import (Peak, backend_like_trainer, bench_loss, matmul_peak_flops, random_batch,
+from spineseg_core.training.device import resolve_device
+from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.models import build_model, list_models, model_info
+from spineseg_core.training.precision import Precision
+from spineseg_core.training.config import DeviceChoice, TrainConfig, resolve_config
+from spineseg_core.training.step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
+from spineseg_core.measure.timing import (Peak, backend_like_trainer, bench_loss, matmul_peak_flops, random_batch,
                      sync, theoretical_peak, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
@@ -136,7 +137,7 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     own functions (``prepare_data``, ``batch_augmentation``)."""
     from dataclasses import replace
 
-    from ..train import batch_augmentation, prepare_data
+    from spineseg_core.training.loop import batch_augmentation, prepare_data
 
     path = parse_choice(DataPath, path, "data_path")
     if path is not DataPath.AUTO:
@@ -228,7 +229,7 @@ def bench_model(name: str, cfg: TrainConfig, device: torch.device, settings: Ben
     precision; ``gemm_flops`` the measured matmul rate for the same (``gemm_gflop_s``; empty
     without it); ``pipe`` must deliver batches of ``cfg.batch_size`` (the data-fed step is
     compared with the model-only step at that batch). ``memory`` reads the real peak of one
-    step after warm-up (default: :class:`~spineseg_core.efficiency.CudaMemory` on CUDA; on
+    step after warm-up (default: :class:`~spineseg_core.measure.efficiency.CudaMemory` on CUDA; on
     the CPU the saved-tensor estimate)."""
     if pipe is not None and pipe.cfg.batch_size != cfg.batch_size:
         raise ConfigError(f"bench of {name}: the data path delivers batches of "
@@ -285,7 +286,7 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     """One row per model with :data:`BENCH_COLUMNS`, measured in this process.
 
     ``size``, ``batch``, ``num_workers`` and ``threads`` override the profile's values (read
-    with :func:`~spineseg_core.profiles.resolve_config`). ``with_data=False`` leaves the
+    with :func:`~spineseg_core.training.config.resolve_config`). ``with_data=False`` leaves the
     data-path columns empty and builds no dataset. ``progress`` receives one line per model.
     """
     settings = settings or BenchSettings()

@@ -5,7 +5,7 @@
   ``FlopCounterMode``'s FLOPs / 2: the paper's "FLOPs" are multiply-accumulates (see
   ``resources/model_budget.md``).
 * Training memory is the peak of one real training step on a GPU: the trainer's own step
-  (:class:`~spineseg_core.train_step.TrainStep`: its precision, channels-last, the Dice loss,
+  (:class:`~spineseg_core.training.step.TrainStep`: its precision, channels-last, the Dice loss,
   Adam), measured after a warm-up step (so cuDNN's autotuning is not in it) as
   ``torch.cuda.max_memory_reserved``, what the card must hold, not the smaller
   ``max_memory_allocated``. Without a GPU it is an *estimate*, named as such
@@ -14,7 +14,7 @@
   parameters, their gradients and Adam's two moments. It leaves out allocator slack and
   short-lived buffers, so it is a lower bound of what a GPU would report.
 * Throughput is images per second of the same step and of inference on the given device,
-  timed exactly as ``spineseg bench`` times them (:func:`spineseg_core.bench.model_throughput`).
+  timed exactly as ``spineseg bench`` times them (:func:`spineseg_core.measure.speed.model_throughput`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import ConfigError, parse_choice
-from .models import MultiOutput, build_model, list_models, model_info
-from .precision import Precision, precision_for
-from .profiles import TrainConfig
-from .train_step import TrainStep
+from spineseg_core.training.device import resolve_device
+from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.models import MultiOutput, build_model, list_models, model_info
+from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.training.config import TrainConfig
+from spineseg_core.training.step import TrainStep
 
 PAPER_SIZE = 880
 """The slice size of the paper's Table 3 (the most common MRSpineSeg size)."""
@@ -90,20 +91,6 @@ class MemoryReport:
     method: MemMethod
     size: int
     batch: int
-
-
-def resolve_device(device: torch.device | str) -> torch.device:
-    """``device`` as a :class:`torch.device` (``"auto"``: CUDA when available, else the CPU);
-    a bad name or a missing GPU is a ConfigError."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be e.g. 'cpu' or 'cuda', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available")
-    return dev
 
 
 def _in_channels(model: nn.Module, default: int = 1) -> int:
@@ -247,7 +234,7 @@ def step_peak_memory(step: TrainStep, x: Tensor, y: Tensor, probe: MemoryProbe, 
 def _bench_step(model: nn.Module, size: int | tuple[int, int], batch: int,
                 device: torch.device, *, loss: str, precision: Precision,
                 channels_last: bool) -> tuple[TrainStep, Tensor, Tensor]:
-    from .bench.timing import bench_loss, random_batch  # the benchmark imports this module
+    from spineseg_core.measure.timing import bench_loss, random_batch  # the benchmark imports this module
 
     step = TrainStep.create(model, bench_loss(loss), device, precision=precision,
                             channels_last=channels_last)
@@ -285,12 +272,12 @@ def throughput(model: nn.Module, size: int, batch: int, device: torch.device | s
                precision: Precision | None = None,
                channels_last: bool = True) -> tuple[float, float]:
     """Images per second of ``(training steps, inference forwards)``: the trainer's step
-    (:class:`~spineseg_core.train_step.TrainStep`, ``precision`` by default the device's
+    (:class:`~spineseg_core.training.step.TrainStep`, ``precision`` by default the device's
     choice for ``amp``), medians of ``steps`` after ``warmup``, exactly as ``spineseg bench``
-    times them (:func:`spineseg_core.bench.model_throughput`)."""
+    times them (:func:`spineseg_core.measure.speed.model_throughput`)."""
     if steps < 1 or warmup < 0:
         raise ConfigError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
-    from .bench.speed import BenchSettings, model_throughput
+    from spineseg_core.measure.speed import BenchSettings, model_throughput
 
     device = torch.device(device)
     step, x, y = _bench_step(model, size, batch, device, loss=loss,

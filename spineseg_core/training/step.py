@@ -1,10 +1,10 @@
 """One training step, and how an epoch is fed: the single definition that the trainer
-(:func:`spineseg_core.train._train_epoch`), the benchmark (:mod:`spineseg_core.bench`) and the
-efficiency table's memory and throughput figures (:mod:`spineseg_core.efficiency`) share.
+(:func:`spineseg_core.training.loop._train_epoch`), the benchmark (:mod:`spineseg_core.measure.speed`) and the
+efficiency table's memory and throughput figures (:mod:`spineseg_core.measure.efficiency`) share.
 
 A step is: the batch on the device, the batched augmentation when the run uses it, channels-last
 when the run says so, the forward pass under the run's precision
-(:mod:`~spineseg_core.precision`), the loss in fp32 summed over the model's outputs with their
+(:mod:`~spineseg_core.training.precision`), the loss in fp32 summed over the model's outputs with their
 weights, backward and the optimiser step. It returns the loss as a device tensor without
 reading it, so a GPU never waits for the host inside an epoch.
 
@@ -24,13 +24,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .losses import total_loss
-from .models import MultiOutput
-from .precision import Precision, autocast, precision_for
-from .train_state import seed_worker
+from spineseg_core.losses import total_loss
+from spineseg_core.models import MultiOutput
+from spineseg_core.training.precision import Precision, autocast, precision_for
+from spineseg_core.training.state import seed_worker
 
 if TYPE_CHECKING:
-    from .profiles import TrainConfig
+    from spineseg_core.training.config import TrainConfig
 
 EPOCH_SEED_STRIDE = 100_003
 """A prime larger than any epoch count: ``seed * stride + epoch`` never repeats across seeds."""
@@ -98,7 +98,7 @@ class TrainStep:
 
     :meth:`__call__` moves the batch to the device, augments it (``augment``, with the given
     generator), makes it channels-last when ``channels_last``, runs the forward pass under
-    :func:`~spineseg_core.precision.autocast`, the loss in fp32, backward and
+    :func:`~spineseg_core.training.precision.autocast`, the loss in fp32, backward and
     ``optimizer.step()``, and returns the detached loss without reading it. ``model`` may be a
     ``torch.compile`` wrapper of the module whose parameters ``optimizer`` updates.
     """
@@ -121,7 +121,7 @@ class TrainStep:
                augment: Augment | None = None) -> TrainStep:
         """The step as the trainer sets it up: ``model`` and ``loss_fn`` moved to ``device``
         (the model channels-last when asked), Adam at ``lr``, and ``precision`` (default
-        :func:`~spineseg_core.precision.precision_for` of the device and ``amp``)."""
+        :func:`~spineseg_core.training.precision.precision_for` of the device and ``amp``)."""
         device = torch.device(device)
         model = model.to(device)
         if channels_last:

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import CaseRef, VolumeCache, load_case, preprocess_volume
-from .data.orientation import from_study
-from .efficiency import resolve_device
-from .errors import DataError
-from .precision import Precision, autocast, precision_for
-from .runs import RunFolder, load_model
+from spineseg_core.data import CaseRef, VolumeCache, load_case, preprocess_volume
+from spineseg_core.data.orientation import from_study
+from spineseg_core.training.device import resolve_device
+from spineseg_core.errors import DataError
+from spineseg_core.training.precision import Precision, autocast, precision_for
+from spineseg_core.training.run_folder import RunFolder, load_model
 
 SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha")
 """File types :func:`predict_path` segments."""

@@ -1,5 +1,5 @@
 """The measuring instruments of the benchmark: the trainer's own training step
-(:class:`~spineseg_core.train_step.TrainStep`), its FLOPs, the device's peak, the memory of a
+(:class:`~spineseg_core.training.step.TrainStep`), its FLOPs, the device's peak, the memory of a
 step, and clocks that wait for the device.
 
 Kept apart from the tables (:mod:`.speed`, :mod:`.vs_monai`) so that every comparison times
@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..efficiency import meta_copy, spatial
-from ..errors import ConfigError
-from ..losses import LossName, build_loss, total_loss
-from ..precision import Precision
-from ..train_step import TrainStep, float_outputs
+from spineseg_core.measure.efficiency import meta_copy, spatial
+from spineseg_core.errors import ConfigError
+from spineseg_core.losses import LossName, build_loss, total_loss
+from spineseg_core.training.precision import Precision
+from spineseg_core.training.step import TrainStep, float_outputs
 
 __all__ = ["TrainStep", "theoretical_peak", "matmul_peak_flops", "timed", "train_step_flops"]
 

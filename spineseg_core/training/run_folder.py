@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import DataError
-from .profiles import TrainConfig
+from spineseg_core.errors import DataError
+from spineseg_core.fingerprint import REPO
+from spineseg_core.training.config import TrainConfig
 
 
 def cache_root() -> Path:
@@ -28,7 +29,7 @@ def cache_root() -> Path:
     env = os.environ.get("SPINESEG_CACHE")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO
     if (repo / "pyproject.toml").is_file() and (repo / "spineseg_core").is_dir():
         return repo / ".cache"
     return Path.home() / ".cache" / "spineseg"
@@ -65,6 +66,13 @@ class RunFolder:
     checkpoint_best = property(lambda self: self.path / "checkpoint_best.safetensors")
     model_json = property(lambda self: self.path / "model.json")
     notebook = property(lambda self: self.path / "notebook.ipynb")
+    cluster = property(lambda self: self.path / "cluster.json")
+    error_log = property(lambda self: self.path / "error.log")
+
+    RECORD_FILES = ("params.json", "history.csv", "metrics.json", "per_class.csv",
+                    "per_case.csv")
+    """The small files that make a run's committed record (``predictions.npz`` goes in as
+    ``predictions.npz`` reduced to its predictions: :func:`spineseg_core.study.records`)."""
 
     RESULT_FILES = ("params.json", "history.csv", "metrics.json", "per_class.csv",
                     "per_case.csv", "predictions.npz", "checkpoint_last.pt",
@@ -117,7 +125,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     evaluation mode on ``device``."""
     from safetensors.torch import load_file
 
-    from .models import build_model
+    from spineseg_core.models import build_model
 
     run = RunFolder(Path(run_dir))
     spec = run.load_model_json()

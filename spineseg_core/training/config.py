@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from spineseg_core.errors import ConfigError
 
 
 class Profile(StrEnum):
@@ -67,7 +67,7 @@ class TrainConfig:
     (:data:`spineseg_core.losses.DICE_KWARGS`). The default loss, in every profile, is Dice +
     cross-entropy (nnU-Net's), not the paper's Dice: no reading of the paper's Dice loss trained
     a model that predicts background as background within the cpu profile's budget
-    (:mod:`spineseg_core.loss_study`, ``results/cpu/loss_variants.csv``); ``loss="dice"`` runs
+    (:mod:`spineseg_core.study.loss_study`, ``results/cpu/loss_variants.csv``); ``loss="dice"`` runs
     the pure Dice. ``out_dir=None`` uses
     ``runs/<profile>/<model>/seed_<s>/fold_<f>/``. ``model_kwargs`` are build overrides of the
     architecture (e.g. ``{"base_width": 8}`` for a small U-Net in tests); ``None`` keeps the
@@ -78,14 +78,14 @@ class TrainConfig:
     around the spine (a speed knob of the miniature profiles); validation, test and prediction
     use the full field of view.
     ``gpu_augment`` chooses where the augmentation runs
-    (:func:`spineseg_core.train_step.augment_path`): ``None`` batches it on the device when
+    (:func:`spineseg_core.training.step.augment_path`): ``None`` batches it on the device when
     that is a GPU (:mod:`spineseg_core.data.batch_augment`) and keeps TorchIO's per-slice
     transforms on the CPU; ``True`` batches it on any device, ``False`` never. ``compile`` trains
     through ``torch.compile``: off by default, since on a CPU it cost 80-120 s per new input
     shape for at most ~10 % (measured on 2 cores with torch 2.13); the first epoch's
     ``epoch_seconds`` in ``history.csv`` then includes the compile time. ``amp`` runs the
     forward pass under bf16 autocast where the device runs bf16 faster than fp32 (a CUDA GPU
-    with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.precision`); the run's
+    with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.training.precision`); the run's
     ``params.json`` records which (``precision``).
     """
 
@@ -285,15 +285,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 
 def _check_names(cfg: TrainConfig) -> None:
-    from .losses import LossName
-    from .models import model_info
+    from spineseg_core.losses import LossName
+    from spineseg_core.models import model_info
 
     try:
         model_info(cfg.model)
     except ConfigError as exc:
         raise ConfigError(f"model: {exc}") from None
     if cfg.model_kwargs:
-        from .models import build_model
+        from spineseg_core.models import build_model
 
         with torch.device("meta"):
             try:
@@ -306,7 +306,7 @@ def _check_names(cfg: TrainConfig) -> None:
         raise ConfigError(f"loss: expected one of {', '.join(m.value for m in LossName)}, "
                           f"got {cfg.loss!r}") from None
     if cfg.loss_kwargs:
-        from .losses import build_loss
+        from spineseg_core.losses import build_loss
 
         build_loss(cfg.loss, None, cfg.loss_kwargs)
     if cfg.test_dir is not None and not cfg.test_dir.is_dir():

@@ -46,10 +46,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import io
-from .errors import ConfigError, DataError, SpinesegError
-from .labels import FOREGROUND, LABELS
-from .profiles import budget_exceptions
+from spineseg_core import io
+from spineseg_core.errors import ConfigError, DataError, SpinesegError
+from spineseg_core.labels import FOREGROUND, LABELS
+from spineseg_core.training.run_folder import RunFolder
+from spineseg_core.training.config import budget_exceptions
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
 """The paper's Table 1 metrics, fractions in [0, 1]."""
@@ -89,7 +90,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
 
 
 def _model_meta(model: str) -> dict[str, str]:
-    from .models import model_info
+    from spineseg_core.models import model_info
 
     try:
         info = model_info(model)
@@ -114,12 +115,13 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Read the files of one finished run, checking the contract's columns."""
-    run_dir = Path(run_dir)
-    metrics = _read_json(run_dir / "metrics.json")
-    params = _read_json(run_dir / "params.json")
+    run = RunFolder(Path(run_dir))
+    run_dir = run.path
+    metrics = _read_json(run.metrics)
+    params = _read_json(run.params)
     missing = [k for k in ("model", "seed", "fold", *METRICS) if k not in metrics]
     if missing:
-        raise DataError(run_dir / "metrics.json", f"missing fields {missing}")
+        raise DataError(run.metrics, f"missing fields {missing}")
     model = str(metrics["model"])
     env = params.get("env") or {}
     key = {"model": model, **_model_meta(model), "seed": int(metrics["seed"]),
@@ -130,9 +132,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
            # Runs before the three-set protocol scored the validation set.
            "evaluated_on": str(metrics.get("evaluated_on", "validation")),
            "budget_exceptions": "; ".join(budget_exceptions(params))}
-    history = _read_csv(run_dir / "history.csv", ("epoch", "dice"))
-    per_class = _read_csv(run_dir / "per_class.csv", ("class_value", "class_name", "dice"))
-    per_case = _read_csv(run_dir / "per_case.csv",
+    history = _read_csv(run.history, ("epoch", "dice"))
+    per_class = _read_csv(run.per_class, ("class_value", "class_name", "dice"))
+    per_case = _read_csv(run.per_case,
                          ("case_id", "class_value", "tp", "fp", "fn", "tn"))
     return LoadedRun(run_dir, key, metrics, params, history, per_class, per_case)
 
@@ -159,7 +161,7 @@ def runs_table(runs: Sequence[LoadedRun], root: Path | None = None) -> pd.DataFr
     df = pd.DataFrame(rows)
     if not len(df):
         return df
-    from .models.registry import MODEL_NAMES
+    from spineseg_core.models.registry import MODEL_NAMES
 
     order = {m: i for i, m in enumerate(MODEL_NAMES)}
     df["_order"] = df["model"].map(lambda m: order.get(m, len(order)))
@@ -173,7 +175,7 @@ def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
     Uses :func:`spineseg_core.metrics.scores`, so absent classes are skipped exactly as in the
     runs' own ``metrics.json``.
     """
-    from .metrics import Counts, scores
+    from spineseg_core.metrics import Counts, scores
 
     t = torch.as_tensor(counts, dtype=torch.float64)
     s = scores(Counts(t[..., 0], t[..., 1], t[..., 2], t[..., 3]))
@@ -479,7 +481,7 @@ def losses_table(profile: str, runs: Sequence[LoadedRun],
 def code_versions(runs: Sequence[LoadedRun]) -> dict[str, int]:
     """Number of runs per source fingerprint, most runs first (runs without one count under
     :data:`spineseg_core.fingerprint.UNRECORDED`)."""
-    from .fingerprint import UNRECORDED
+    from spineseg_core.fingerprint import UNRECORDED
 
     counts: dict[str, int] = {}
     for run in runs:
@@ -492,7 +494,7 @@ def check_one_code_version(versions: dict[str, int], where: Path) -> None:
     """Raise :class:`ConfigError` when the runs come from more than one version of the code."""
     if len(versions) <= 1:
         return
-    from .fingerprint import describe
+    from spineseg_core.fingerprint import describe
 
     raise ConfigError(f"{where}: the runs come from {len(versions)} versions of the code "
                       f"(source fingerprints {describe(versions)}); re-run them from one "
@@ -539,7 +541,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     before writing anything, when its runs (loss-comparison groups included) carry more than
     one source fingerprint, unless ``allow_mixed_code``.
     """
-    from .envinfo import git_commit
+    from spineseg_core.envinfo import git_commit
 
     runs_dir = Path(runs_dir)
     group = runs_dir / profile
@@ -549,7 +551,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         raise DataError(group, "no finished run (no */seed_*/fold_*/metrics.json); "
                                f"run `spineseg study --profile {profile}` first")
     loaded = [load_run(d) for d in dirs]
-    from .models.registry import MODEL_NAMES
+    from spineseg_core.models.registry import MODEL_NAMES
 
     rank = {m: i for i, m in enumerate(MODEL_NAMES)}
     loaded.sort(key=lambda r: (rank.get(r.key["model"], len(rank)), r.key["model"],
