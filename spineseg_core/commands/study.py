@@ -29,7 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=Executor.LOCAL, help="local: one run after another here; "
                         "slurm: one job array on the cluster sbatch reaches (see the slurm "
                         "options; the runs folder must be on a filesystem its nodes share)")
+    parser.add_argument("--variant", metavar="NAME",
+                        help="a side study that changes parameters (-p) of every run: its runs "
+                             "go into <runs-dir>/<profile>-<NAME>/ (e.g. --variant res256 "
+                             "-p image_size 256), apart from the main runs")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--records-dir", type=Path,
+                        help="keep each finished run's small record here (e.g. "
+                             "results/cpu/runs, to commit), skip runs recorded there, and "
+                             "aggregate from the records")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK)
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
@@ -125,11 +133,14 @@ def run(args: argparse.Namespace) -> int:
     # Absolute paths: the notebooks run with the repository as their working directory.
     args.runs_dir = args.runs_dir.resolve()
     args.results_dir = args.results_dir.resolve()
+    if args.records_dir is not None:
+        args.records_dir = args.records_dir.resolve()
     if extra.get("data_dir") is not None:
         extra["data_dir"] = str(Path(extra["data_dir"]).resolve())
     resolve = _resolver(extra)
     plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses,
-                      epochs_of=lambda spec: resolve(spec).epochs)
+                      epochs_of=lambda spec: resolve(spec).epochs, variant=args.variant,
+                      records_dir=args.records_dir)
     _validate(plan, extra, args.notebook)
     slurm = None
     if args.executor is Executor.SLURM:
@@ -141,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(plan)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         return 0
     results = run_study(plan, args.runs_dir, executor=args.executor, extra=extra,
-                        notebook=args.notebook, slurm=slurm, poll_s=args.poll_s)
+                        notebook=args.notebook, slurm=slurm, poll_s=args.poll_s,
+                        records_dir=args.records_dir)
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     done = sum(r.outcome is Outcome.DONE for r in results)
     skipped = sum(r.outcome is Outcome.SKIPPED for r in results)
@@ -152,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         print("run the same command again to finish them: finished runs are skipped and "
               "interrupted ones resume from their last checkpoint")
     if not args.no_aggregate and len(failed) < len(results):
-        bundle = aggregate(args.profile, args.runs_dir, args.results_dir / args.profile)
+        bundle = aggregate(args.profile, args.records_dir or args.runs_dir,
+                           args.results_dir / args.profile)
         print(f"results: {args.results_dir / args.profile} ({bundle['n_runs']} runs, "
               f"bundle {bundle['bundle_sha256'][:12]})")
     return 1 if failed else 0

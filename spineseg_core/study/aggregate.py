@@ -49,7 +49,7 @@ import torch
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import FOREGROUND, LABELS
-from spineseg_core.training.run_folder import RunFolder
+from spineseg_core.training.run_folder import RunFolder, find_runs
 from spineseg_core.training.config import budget_exceptions
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
@@ -62,12 +62,6 @@ _SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall"
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
 N_RANDOM_SLICES = 3
 BUNDLE = "bundle.json"
-
-
-def find_runs(group_dir: str | Path) -> list[Path]:
-    """Finished run folders (holding ``metrics.json``) under ``group_dir``, sorted."""
-    group_dir = Path(group_dir)
-    return sorted(p.parent for p in group_dir.glob("*/seed_*/fold_*/metrics.json"))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -368,11 +362,9 @@ def classes_table(per_case: pd.DataFrame, pixel_counts: np.ndarray) -> pd.DataFr
 
 
 def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
-    path = run_dir / "predictions.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    from spineseg_core.study.records import load_predictions
+
+    return load_predictions(run_dir)
 
 
 def figure18(pred_runs: dict[str, list[Path]], n_random: int = N_RANDOM_SLICES,

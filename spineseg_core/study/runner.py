@@ -46,6 +46,7 @@ from typing import Any
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.fingerprint import REPO
+from spineseg_core.study.records import has_record, write_record
 from spineseg_core.training.run_folder import RunFolder
 from spineseg_core.study.progress import EpochWatcher, RunProgress, StudyClock, epochs_done, format_eta
 from spineseg_core.study.slurm import PENDING_STATES, SlurmOptions, queue_states
@@ -67,6 +68,7 @@ class RunStatus(StrEnum):
     """What a run folder says about its run before the study starts it."""
 
     FINISHED = "finished"
+    RECORDED = "recorded"  # its committed record is present (``--records-dir``)
     RESUME = "resume"
     NEW = "new"
 
@@ -86,9 +88,11 @@ class Executor(StrEnum):
     SLURM = "slurm"
 
 
-def group_name(profile: str, loss: str | None = None) -> str:
-    """Folder under the runs directory of a profile's runs: ``cpu`` or ``cpu-loss-ce``."""
-    return profile if loss is None else f"{profile}-loss-{loss}"
+def group_name(profile: str, loss: str | None = None, variant: str | None = None) -> str:
+    """Folder under the runs directory of a profile's runs: ``cpu``, ``cpu-loss-ce``, or with a
+    variant (runs that change a parameter for a side study) ``cpu-res256``."""
+    name = profile if loss is None else f"{profile}-loss-{loss}"
+    return name if not variant else f"{name}-{variant}"
 
 
 @dataclass(frozen=True)
@@ -102,10 +106,11 @@ class RunSpec:
     fold: int
     loss: str | None = None
     epochs: int | None = None
+    variant: str | None = None
 
     @property
     def group(self) -> str:
-        return group_name(self.profile, self.loss)
+        return group_name(self.profile, self.loss, self.variant)
 
     def run_dir(self, runs_dir: str | Path) -> Path:
         """The run folder of the run-folder contract."""
@@ -149,11 +154,17 @@ class PlannedRun:
 
 def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int],
                runs_dir: str | Path, losses: Sequence[str] | None = None,
-               epochs_of: Callable[[RunSpec], int] | None = None) -> list[PlannedRun]:
+               epochs_of: Callable[[RunSpec], int] | None = None,
+               variant: str | None = None,
+               records_dir: str | Path | None = None) -> list[PlannedRun]:
     """Every (loss, model, seed, fold) of the study with its current status, in run order.
 
     ``epochs_of(spec)`` gives each run's epoch target (its resolved configuration's), so a
-    finished run with fewer epochs is planned as one to extend."""
+    finished run with fewer epochs is planned as one to extend. A run whose record is in
+    ``records_dir`` (:mod:`spineseg_core.study.records`) is planned as recorded: done."""
+    if variant is not None and (not variant or not all(c.isalnum() or c in "_" for c in variant)):
+        raise ConfigError(f"--variant {variant!r}: expected letters, digits or '_' (it names "
+                          "the runs' folder)")
     if not models:
         raise ConfigError("no models: give at least one model name")
     if not seeds or not folds:
@@ -167,11 +178,15 @@ def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds:
         for model in models:
             for seed in seeds:
                 for fold in folds:
-                    spec = RunSpec(profile, model, int(seed), int(fold), loss)
+                    spec = RunSpec(profile, model, int(seed), int(fold), loss, variant=variant)
                     if epochs_of is not None:
                         spec = dataclasses.replace(spec, epochs=int(epochs_of(spec)))
                     run_dir = spec.run_dir(runs_dir)
-                    plan.append(PlannedRun(spec, run_dir, run_status(run_dir, spec.epochs)))
+                    status = run_status(run_dir, spec.epochs)
+                    if (records_dir is not None and status is not RunStatus.FINISHED
+                            and has_record(spec.run_dir(records_dir))):
+                        status = RunStatus.RECORDED
+                    plan.append(PlannedRun(spec, run_dir, status))
     return plan
 
 
@@ -378,7 +393,8 @@ def _epochs_left(specs: Sequence[RunSpec], runs_dir: Path) -> int | None:
 
 
 def _run_local(specs: Sequence[RunSpec], job: RunJob, log: Callable[[str], None],
-               poll_s: float) -> list[RunResult]:
+               poll_s: float, on_result: Callable[[RunResult], None] = lambda r: None
+               ) -> list[RunResult]:
     results = []
     clock = StudyClock(_epochs_left(specs, job.runs_dir))
     for i, spec in enumerate(specs, 1):
@@ -392,6 +408,7 @@ def _run_local(specs: Sequence[RunSpec], job: RunJob, log: Callable[[str], None]
         log(f"{label}: {result.outcome} in {format_eta(result.seconds)}"
             + (f", {clock.line()}" if i < len(specs) else ""))
         results.append(result)
+        on_result(result)
     return results
 
 
@@ -476,7 +493,8 @@ def _check_not_queued(specs: Sequence[RunSpec], runs_dir: Path, folder: Path) ->
 
 def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: str,
                   options: SlurmOptions, log: Callable[[str], None],
-                  poll_s: float) -> list[RunResult]:
+                  poll_s: float, on_result: Callable[[RunResult], None] = lambda r: None
+                  ) -> list[RunResult]:
     on_slurm = cluster == "slurm"
     if on_slurm:
         _check_not_queued(specs, job.runs_dir, folder)
@@ -491,7 +509,7 @@ def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: 
     log(f"submitted {len(jobs)} runs as {cluster} job array {array_id}: tasks "
         f"{', '.join(str(j.job_id) for j in jobs)} (logs in {folder})")
     try:
-        return _follow(specs, jobs, job, array_id, on_slurm, log, poll_s)
+        return _follow(specs, jobs, job, array_id, on_slurm, log, poll_s, on_result)
     except KeyboardInterrupt:
         log(f"stopped following job array {array_id}; its tasks go on on the cluster "
             f"(squeue -j {array_id}; scancel {array_id} stops them)")
@@ -499,7 +517,8 @@ def _run_submitit(specs: Sequence[RunSpec], job: RunJob, folder: Path, cluster: 
 
 
 def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id: str,
-            on_slurm: bool, log: Callable[[str], None], poll_s: float) -> list[RunResult]:
+            on_slurm: bool, log: Callable[[str], None], poll_s: float,
+            on_result: Callable[[RunResult], None] = lambda r: None) -> list[RunResult]:
     """Poll the array until every task has a result or has left the queue without one,
     printing each new epoch and the counts of pending, running, done and failed runs."""
     labels = [f"[{j.job_id}] {spec.label()}" for spec, j in zip(specs, jobs)]
@@ -522,6 +541,7 @@ def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id
                 log(f"{labels[i]}: {results[i].outcome}"
                     + (f" ({results[i].error}; log: {results[i].error_log})"
                        if results[i].outcome is Outcome.FAILED else ""))
+                on_result(results[i])
             elif states is not None and str(sjob.job_id) not in states:
                 missing[i] = missing.get(i, 0) + 1
                 if missing[i] >= MISSING_POLLS:
@@ -561,31 +581,48 @@ def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
               notebook: str | Path = DEFAULT_NOTEBOOK, runner: Runner = papermill_runner,
               cwd: str | Path | None = None, slurm: SlurmOptions | None = None,
               cluster: str | None = None, poll_s: float = 5.0,
-              log: Callable[[str], None] = print) -> list[RunResult]:
-    """Execute every unfinished run of ``plan``; finished ones come back as skipped.
+              log: Callable[[str], None] = print,
+              records_dir: str | Path | None = None) -> list[RunResult]:
+    """Execute every unfinished run of ``plan``; finished and recorded ones come back as
+    skipped.
 
     ``cluster`` overrides submitit's cluster for the Slurm path (``"local"`` in tests runs
     the same job array on this machine). ``poll_s``: seconds between looks at the run
-    folders (epochs) and at the queue.
+    folders (epochs) and at the queue. With ``records_dir`` each run is recorded there as it
+    finishes (and a finished run without a record is recorded at the start), so the records
+    can be committed while the study goes on.
     """
     plan = list(plan)
     notebook = Path(notebook)
     if not notebook.is_file():
         raise ConfigError(f"training notebook {notebook} not found")
     job = RunJob(runs_dir, extra, notebook, runner, cwd)
-    todo = [p.spec for p in plan if p.status is not RunStatus.FINISHED]
+    done_before = (RunStatus.FINISHED, RunStatus.RECORDED)
+    todo = [p.spec for p in plan if p.status not in done_before]
     skipped = [RunResult(p.spec, p.run_dir, Outcome.SKIPPED, p.status)
-               for p in plan if p.status is RunStatus.FINISHED]
+               for p in plan if p.status in done_before]
+
+    def record(result: RunResult) -> None:
+        if records_dir is None or result.outcome is Outcome.FAILED:
+            return
+        target = result.spec.run_dir(records_dir)
+        if not has_record(target):
+            write_record(result.run_dir, target)
+            log(f"{result.spec.label()}: recorded in {target}")
+
+    for result in skipped:
+        if result.status_before is RunStatus.FINISHED:
+            record(result)
     if skipped:
-        log(f"{len(skipped)} of {len(plan)} runs already finished (skipped)")
+        log(f"{len(skipped)} of {len(plan)} runs already finished or recorded (skipped)")
     if not todo:
         return skipped
     if executor is Executor.LOCAL and cluster is None:
-        done = _run_local(todo, job, log, poll_s)
+        done = _run_local(todo, job, log, poll_s, record)
     else:
         folder = Path(runs_dir) / ".submitit"
         done = _run_submitit(todo, job, folder, cluster or "slurm", slurm or SlurmOptions(), log,
-                             poll_s)
+                             poll_s, record)
     order = {p.spec: i for i, p in enumerate(plan)}
     return sorted(skipped + done, key=lambda r: order[r.spec])
 

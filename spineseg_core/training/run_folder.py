@@ -47,6 +47,12 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return runs_root() / str(cfg.profile) / cfg.model / f"seed_{cfg.seed}" / f"fold_{cfg.fold}"
 
 
+def find_runs(group_dir: str | Path) -> list[Path]:
+    """Finished run folders (holding ``metrics.json``) under ``group_dir``
+    (``<model>/seed_<s>/fold_<f>/``), sorted."""
+    return sorted(p.parent for p in Path(group_dir).glob("*/seed_*/fold_*/metrics.json"))
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths of every file of one run folder, and readers for them."""
