@@ -31,6 +31,27 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_features() -> str:
+    """What the CPU offers for training: its core count and the matrix/vector extensions that
+    decide the precision (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX512``, and
+    whether it has AVX512-BF16 and AMX), e.g. ``"2 cores, AVX512, AVX512-BF16, no AMX"``."""
+    import os
+
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    parts = [f"{os.cpu_count()} cores", torch.backends.cpu.get_cpu_capability()]
+    if flags:
+        parts.append("AVX512-BF16" if "avx512_bf16" in flags else "no AVX512-BF16")
+        parts.append("AMX" if "amx_bf16" in flags else "no AMX")
+    return ", ".join(parts)
+
+
 def gpu_name(device: str | torch.device | None = None) -> str | None:
     """Name of the CUDA ``device`` (``"cuda"`` alone: the current one), or ``None`` when
     ``device`` is no GPU or CUDA is unavailable."""
@@ -57,6 +78,7 @@ def env_stamp(device: str | torch.device | None = None) -> dict[str, object]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "gpu": gpu_name(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

@@ -22,7 +22,7 @@ from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
 TINY_UNET = {"base_width": 4, "depth": 2}
 METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
                "dice3d_mean", "dice3d_std", "hd95_mean", "evaluated_on", "best_epoch",
-               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases",
+               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases", "n_train_slices", "steps_per_epoch",
                "n_val_cases", "n_test_cases", "n_test_slices", "params", "model", "profile",
                "seed", "fold"}
 
@@ -107,6 +107,8 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
     # 5 patients: 1 held out for test (frozen), then 3 train / 1 validation.
     assert (metrics["n_train_cases"], metrics["n_val_cases"], metrics["n_test_cases"]) == (3, 1, 1)
     assert metrics["n_test_slices"] == 3 and metrics["evaluated_on"] == "test"
+    # Every training slice once per epoch, in full batches of 4 (the last partial one dropped).
+    assert metrics["steps_per_epoch"] == metrics["n_train_slices"] // 4 >= 1
     assert 0.0 <= metrics["dice"] <= 1.0
 
     history = run.load_history()

@@ -9,7 +9,7 @@ notebooks, run folders, results and the book.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -37,7 +37,6 @@ class ModelInfo:
     pad_multiple: int
     backbone: str = ""
     description: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

@@ -10,10 +10,20 @@ from importlib import resources
 
 import pandas as pd
 
+PAPER_DOI = "10.1145/3512527.3531356"
+PAPER_URL = f"https://doi.org/{PAPER_DOI}"
 PAPER_CITATION = (
-    "Zhou, Y. et al. Review of Deep Learning Models for Spine Segmentation. "
-    "Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)."
+    "Neng Zhou, Hairu Wen, Yang Liu, Yi Wang, Zhong Wang et al. Review of Deep Learning Models "
+    "for Spine Segmentation. Proceedings of the 2022 International Conference on Multimedia "
+    f"Retrieval (ICMR '22), ACM, 2022. doi:{PAPER_DOI}"
 )
+"""The paper this study re-runs, as the book and ``CITATION.cff`` cite it."""
+PAPER_SHORT = "Zhou et al. (ICMR 2022)"
+PAPER_MARKDOWN = (
+    "Neng Zhou et al., *Review of Deep Learning Models for Spine Segmentation*, ICMR 2022, "
+    f"[doi:{PAPER_DOI}]({PAPER_URL})"
+)
+"""The citation with its DOI as a Markdown link (the book's chapters)."""
 
 
 def _read(name: str) -> pd.DataFrame:

@@ -1,0 +1,111 @@
+"""Tables as a reader sees them: named columns with units, no index, no ``NaN``, no ``…``.
+
+A chapter describes each column once (:class:`Column`: where it comes from, its header with its
+unit, how a value is written) and :func:`table_html` renders the frame as one HTML table
+wrapped to scroll sideways when it is wider than the page. A missing value is a dash, and a
+footnote under the table says what a dash means. pandas' ``Styler`` does the HTML; this module
+only chooses what it shows.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+
+DASH = "–"
+"""What a missing value shows (an en dash), explained by the table's footnote."""
+
+DEFAULT_DASH_NOTE = "not available for this row"
+
+
+class Kind(StrEnum):
+    """How a column's values are written."""
+
+    PERCENT = "percent"  # a fraction in [0, 1] shown as percent
+    NUMBER = "number"  # a number as it is, with ``digits`` decimals
+    INTEGER = "integer"  # thousands separated
+    TEXT = "text"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a shown table: ``key`` in the frame, its ``header`` (with the unit),
+    how it is written, and an optional ``write`` that overrides the kind (``row -> text``)."""
+
+    key: str
+    header: str
+    kind: Kind = Kind.TEXT
+    digits: int = 1
+    write: Callable[[pd.Series], str] | None = None
+
+
+def is_missing(value: Any) -> bool:
+    """``None``, ``NaN`` and ``pd.NA`` (and empty text) are missing."""
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def cell_text(value: Any, kind: Kind, digits: int = 1) -> str:
+    """``value`` written as ``kind``; :data:`DASH` when missing."""
+    if is_missing(value):
+        return DASH
+    if kind is Kind.PERCENT:
+        return f"{100 * float(value):.{digits}f}"
+    if kind is Kind.NUMBER:
+        return f"{float(value):.{digits}f}"
+    if kind is Kind.INTEGER:
+        return f"{int(round(float(value))):,}"
+    return str(value)
+
+
+def shown_frame(df: pd.DataFrame, columns: Sequence[Column]) -> pd.DataFrame:
+    """The frame as text, one column per :class:`Column` under its header, in order."""
+    missing = [c.key for c in columns if c.write is None and c.key not in df.columns]
+    if missing:
+        raise KeyError(f"table columns {missing} are not in the frame ({list(df.columns)})")
+    out = {}
+    for col in columns:
+        if col.write is not None:
+            out[col.header] = [col.write(row) for _, row in df.iterrows()]
+        else:
+            out[col.header] = [cell_text(v, col.kind, col.digits) for v in df[col.key]]
+    return pd.DataFrame(out, index=range(len(df)))
+
+
+class HTMLTable:
+    """Rendered HTML that Jupyter shows and ``glue`` stores (``text/html``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_html_(self) -> str:
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def table_html(df: pd.DataFrame, columns: Sequence[Column], *, notes: Sequence[str] = (),
+               dash_note: str = DEFAULT_DASH_NOTE) -> HTMLTable:
+    """``df`` as an HTML table without index, scrolling sideways when wider than the page.
+
+    ``notes`` are footnotes shown under it; a dash note is added when a cell is missing.
+    """
+    shown = shown_frame(df, columns)
+    footnotes = list(notes)
+    if (shown == DASH).any().any():
+        footnotes.insert(0, f"{DASH}: {dash_note}.")
+    styler = shown.style.hide(axis="index").set_table_attributes('class="spineseg-table"')
+    body = styler.to_html()
+    foot = "".join(f'<p class="spineseg-table-note">{html.escape(n)}</p>' for n in footnotes)
+    return HTMLTable(f'<div class="spineseg-table-wrap" style="overflow-x:auto">{body}</div>'
+                     f"{foot}")
