@@ -439,7 +439,8 @@ def dataset_info(runs: Sequence[LoadedRun], classes: pd.DataFrame) -> dict[str, 
         "data_kind": "phantom" if data_dir in (None, "", "None") else "real",
         "data_dir": data_dir,
         "phantom_cases": p.get("phantom_cases"), "phantom_size": p.get("phantom_size"),
-        "image_size": p.get("image_size"), "epochs": p.get("epochs"),
+        "image_size": p.get("image_size"), "crop_width": p.get("crop_width"),
+        "epochs": p.get("epochs"),
         "batch_size": p.get("batch_size"), "lr": p.get("lr"), "loss": p.get("loss"),
         "k_folds": p.get("k_folds"), "max_cases": p.get("max_cases"),
         "folds": sorted({r.key["fold"] for r in runs}),
@@ -591,6 +592,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "precisions": sorted({str(r.params["precision"]) for r in loaded
                               if r.params.get("precision")}),
         "gpus": sorted({str(e.get("gpu")) for e in envs if e.get("gpu")}),
+        "cpus": sorted({f"{e['cpu']} ({e['cpu_features']})" if e.get("cpu_features")
+                        else str(e["cpu"]) for e in envs if e.get("cpu")}),
         "hosts": sorted({str(e.get("host")) for e in envs if e.get("host")}),
         "n_runs": len(loaded),
         "models": list(runs["model"].drop_duplicates()),

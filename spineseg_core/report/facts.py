@@ -1,0 +1,135 @@
+"""The facts of a results bundle that every results chapter opens with.
+
+A reader judging a number needs to know what made it: the data, the grid and the crop, how long
+and in what batches each model trained, in what precision on which processor, from what
+initialisation, on how many held-out test subjects, over how many seeds. :func:`read_setup`
+gathers them from the bundle's files (``bundle.json``, ``dataset.json``, ``runs.csv``) and
+:func:`setup_markdown` writes them as one paragraph, so the chapters glue the same sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from spineseg_core.errors import DataError
+from spineseg_core.study.paper import PAPER_MARKDOWN
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the runs of one bundle were (``None``: not recorded by these runs)."""
+
+    data_kind: str
+    n_train_cases: int | None
+    n_val_cases: int | None
+    n_test_cases: int | None
+    n_test_slices: int | None
+    image_size: int | None
+    phantom_size: int | None
+    crop_width: float | None
+    epochs: list[int]
+    steps_per_epoch: list[int]
+    batch_size: int | None
+    lr: float | None
+    loss: str | None
+    precisions: list[str]
+    devices: list[str]
+    processors: list[str]
+    seeds: list[int]
+    n_models: int
+    n_runs: int
+    evaluated_on: list[str]
+    pretrained: bool = False
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(path, "missing: is this a results bundle (spineseg aggregate)?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc})") from None
+
+
+def _ints(values: Any) -> list[int]:
+    return sorted({int(v) for v in values if pd.notna(v)})
+
+
+def _processors(bundle: dict[str, Any]) -> list[str]:
+    """GPU names where runs used one, else the CPU model with its features."""
+    if bundle.get("gpus"):
+        return [str(g) for g in bundle["gpus"]]
+    cpus = bundle.get("cpus") or []
+    return [str(c) for c in cpus]
+
+
+def read_setup(results: str | Path) -> Setup:
+    """The setup of the bundle in ``results`` (``results/<profile>/``)."""
+    results = Path(results)
+    bundle = _read_json(results / "bundle.json")
+    dataset = _read_json(results / "dataset.json")
+    runs_path = results / "runs.csv"
+    runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
+
+    def col(name: str) -> pd.Series:
+        return runs[name] if name in runs else pd.Series(dtype=float)
+
+    def opt_int(value: Any) -> int | None:
+        return None if value is None or pd.isna(value) else int(value)
+
+    epochs = _ints(col("epochs_completed")) or _ints([dataset.get("epochs")])
+    return Setup(
+        data_kind=str(dataset.get("data_kind", "unknown")),
+        n_train_cases=opt_int(dataset.get("n_train_cases")),
+        n_val_cases=opt_int(dataset.get("n_val_cases")),
+        n_test_cases=opt_int(dataset.get("n_test_cases")),
+        n_test_slices=opt_int(dataset.get("n_test_slices")),
+        image_size=opt_int(dataset.get("image_size")),
+        phantom_size=opt_int(dataset.get("phantom_size")),
+        crop_width=dataset.get("crop_width"),
+        epochs=epochs,
+        steps_per_epoch=_ints(col("steps_per_epoch")),
+        batch_size=opt_int(dataset.get("batch_size")),
+        lr=dataset.get("lr"),
+        loss=dataset.get("loss"),
+        precisions=[str(p) for p in bundle.get("precisions", [])],
+        devices=[str(d) for d in bundle.get("devices", [])],
+        processors=_processors(bundle),
+        seeds=_ints(dataset.get("seeds", [])),
+        n_models=len(bundle.get("models", [])),
+        n_runs=int(bundle.get("n_runs", 0)),
+        evaluated_on=[str(e) for e in dataset.get("evaluated_on", [])],
+    )
+
+
+def _list(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values) if values else "not recorded"
+
+
+def setup_markdown(s: Setup) -> str:
+    """The setup as one Markdown paragraph (the same words in every results chapter)."""
+    data = ("the project's procedural phantom (not the paper's MRSpineSeg scans)"
+            if s.data_kind == "phantom" else "real data given to the study")
+    grid = f"{s.image_size} × {s.image_size} px" if s.image_size else "the profile's grid"
+    crop = (f"; training slices are cropped to a random band {s.crop_width:.0%} of the width "
+            "around the spine (training only: validation and test see the whole field of view)"
+            if s.crop_width else "")
+    steps = (f" ({_list(s.steps_per_epoch)} steps of batch {s.batch_size} per epoch)"
+             if s.steps_per_epoch else f" in batches of {s.batch_size}")
+    test = ("a held-out test set" if s.evaluated_on == ["test"]
+            else f"the {_list(s.evaluated_on)} set")
+    return (
+        f"**Setup.** {s.n_runs} runs of {s.n_models} models on {data}: "
+        f"{s.n_train_cases} training and {s.n_val_cases} validation subjects, scored once on "
+        f"{test} of {s.n_test_cases} subjects ({s.n_test_slices} slices) by the checkpoint "
+        f"with the best validation Dice. Images at {grid}{crop}. Every model trains "
+        f"{_list(s.epochs)} epochs{steps}, Adam at learning rate {s.lr}, loss `{s.loss}`, "
+        f"in {_list(s.precisions)} on {_list(s.devices)} ({_list(s.processors)}), from random "
+        f"initialisation (no pretraining, as in the paper), with seeds {_list(s.seeds)}. "
+        f"The paper: {PAPER_MARKDOWN}, 880 × 880 px, about 120 epochs on an RTX 3090."
+    )

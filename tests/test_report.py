@@ -1,0 +1,81 @@
+"""The book's report API: formatted tables, the setup facts of a bundle, the deviations."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from fake_runs import make_fake_study
+from spineseg_core.errors import DataError
+from spineseg_core.report.deviations import deviations, deviations_table
+from spineseg_core.report.facts import read_setup, setup_markdown
+from spineseg_core.report.tables import DASH, Column, Kind, cell_text, shown_frame, table_html
+from spineseg_core.study.aggregate import aggregate
+from spineseg_core.study.paper import PAPER_DOI
+
+
+def test_cells_are_written_by_kind_and_missing_ones_are_a_dash():
+    assert cell_text(0.61234, Kind.PERCENT, 1) == "61.2"
+    assert cell_text(3.14159, Kind.NUMBER, 2) == "3.14"
+    assert cell_text(13391444, Kind.INTEGER) == "13,391,444"
+    assert cell_text("U-Net", Kind.TEXT) == "U-Net"
+    for missing in (None, math.nan, pd.NA, " "):
+        assert cell_text(missing, Kind.PERCENT) == DASH
+
+
+def test_table_has_named_columns_no_index_and_a_footnote_for_dashes():
+    df = pd.DataFrame({"display_name": ["U-Net", "MiniSeg"], "dice_mean": [0.612, math.nan],
+                       "params": [13391444, 83000]}, index=[7, 9])
+    cols = [Column("display_name", "Model"), Column("dice_mean", "Dice (%)", Kind.PERCENT),
+            Column("params", "Parameters", Kind.INTEGER)]
+    shown = shown_frame(df, cols)
+    assert list(shown.columns) == ["Model", "Dice (%)", "Parameters"]
+    assert shown.values.tolist() == [["U-Net", "61.2", "13,391,444"], ["MiniSeg", DASH, "83,000"]]
+    html = table_html(df, cols, notes=["Test set."], dash_note="no run yet")._repr_html_()
+    assert "NaN" not in html and "…" not in html and "dice_mean" not in html
+    assert "row_heading" not in html  # no index column
+    assert f"{DASH}: no run yet." in html and "Test set." in html
+    assert "overflow-x:auto" in html  # a wide table scrolls by design
+    full = table_html(df.fillna(0.5), cols)._repr_html_()
+    assert "no run yet" not in full and DASH + ":" not in full  # no dash, no dash note
+
+
+def test_a_column_not_in_the_frame_is_named():
+    with pytest.raises(KeyError, match="dice_std"):
+        shown_frame(pd.DataFrame({"a": [1]}), [Column("dice_std", "sd")])
+
+
+def test_setup_is_read_from_the_bundle(tmp_path):
+    runs = make_fake_study(tmp_path / "runs", profile="cpu", losses=())
+    aggregate("cpu", runs, tmp_path / "out", n_boot=20)
+    s = read_setup(tmp_path / "out")
+    # make_fake_study: 3 models x 2 seeds, 4 test cases of 3 slices, 3 epochs, batch 4.
+    assert (s.n_models, s.n_runs, s.seeds) == (3, 6, [0, 1])
+    assert (s.n_test_cases, s.n_test_slices, s.epochs, s.batch_size) == (4, 12, [3], 4)
+    assert s.data_kind == "phantom" and s.evaluated_on == ["test"] and not s.pretrained
+    assert s.processors == ["test cpu"]
+    text = setup_markdown(s)
+    for part in ("6 runs of 3 models", "4 subjects (12 slices)", "3 epochs in batches of 4",
+                 "no pretraining", "seeds 0, 1", "test cpu", PAPER_DOI, "held-out test set"):
+        assert part in text, part
+
+
+def test_setup_of_a_folder_without_a_bundle_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="bundle.json: missing"):
+        read_setup(tmp_path)
+
+
+def test_every_deviation_has_a_reason_and_the_backbones_are_checked(tmp_path):
+    rows = deviations()
+    assert all(d.aspect and d.paper and d.ours and d.reason for d in rows)
+    psp = [d for d in rows if d.aspect == "PSPNet backbone"]
+    assert len(psp) == 1 and psp[0].paper == "ResNet101" and psp[0].ours == "ResNet-34"
+    assert not [d for d in rows if d.aspect == "DeepLabv3+ backbone"]  # ResNet-101 both
+    runs = make_fake_study(tmp_path / "runs", profile="cpu", losses=())
+    aggregate("cpu", runs, tmp_path / "out", n_boot=20)
+    table = deviations_table(read_setup(tmp_path / "out"))
+    grid = table.set_index("aspect").loc["Image grid", "ours"]
+    assert grid == "64 × 64 px"  # the fake runs' image size
+    assert list(table.columns) == ["aspect", "paper", "ours", "reason"]
