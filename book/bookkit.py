@@ -18,11 +18,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
-from matplotlib.colors import ListedColormap
 from myst_nb import glue as _glue
 
 from spineseg_core.fingerprint import describe, short
 from spineseg_core.labels import LABELS
+from spineseg_core.report.figures import LABEL_CMAP, show_labels  # noqa: F401 (chapters)
+from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ENV = "SPINESEG_BOOK_PROFILE"
@@ -118,18 +119,27 @@ def no_results(what: str) -> None:
          "`spineseg study --profile cpu`) and rebuild the book.", "warning")
 
 
-LABEL_CMAP = ListedColormap(plt.get_cmap("tab20")(np.arange(20)))
 CLASS_NAMES = [lab.name for lab in LABELS]
 
 
-def show_labels(ax, image: np.ndarray, labels: np.ndarray | None = None, title: str = "") -> None:
-    """An MR slice in grey with a label map over it (background transparent)."""
-    ax.imshow(image.astype(np.float32), cmap="gray")
-    if labels is not None:
-        ax.imshow(np.ma.masked_equal(labels, 0), cmap=LABEL_CMAP, vmin=-0.5, vmax=19.5,
-                  alpha=0.55, interpolation="nearest")
-    ax.set_title(title, fontsize=8)
-    ax.set_axis_off()
+def glue_figure(name: str, fig: Any | None, missing_file: str = "") -> None:
+    """Glue ``fig`` for a ``{glue:figure}`` (closed afterwards, so it is not shown twice); when
+    the results are missing, glue a placeholder figure that says which file is missing."""
+    if fig is None:
+        fig, ax = plt.subplots(figsize=(6, 0.8))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"not available yet: {missing_file or 'no results'} is missing",
+                ha="center", va="center")
+    _glue(name, fig, display=False)
+    plt.close(fig)
+
+
+def glue_table(name: str, table: Any | None, missing_file: str = "") -> None:
+    """Glue a formatted table (:func:`spineseg_core.report.tables.table_html`) for a
+    ``{glue:figure}`` with a caption; a line saying what is missing when there is none."""
+    if table is None:
+        table = HTMLTable(f"<p>not available yet: {missing_file or 'no results'} is missing</p>")
+    _glue(name, table, display=False)
 
 
 def percent_table(df: pd.DataFrame, cols: list[str], digits: int = 1) -> pd.DataFrame:
@@ -151,3 +161,14 @@ def protocol_note() -> None:
              "checkpoint, with one seed, and their default loss let most models paint the "
              "background with absent levels. They are kept to show that defect, not as "
              "findings; the re-run under the protocol replaces them.", "warning")
+
+
+def show_setup() -> None:
+    """The bundle's setup (:func:`spineseg_core.report.facts.setup_markdown`): every results
+    chapter opens with it."""
+    from spineseg_core.report.facts import read_setup, setup_markdown
+
+    if RESULTS is None or not (RESULTS / "bundle.json").is_file():
+        no_results("bundle.json")
+        return
+    display(Markdown(setup_markdown(read_setup(RESULTS))))

@@ -60,7 +60,6 @@ SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 
 _SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall": "recall"}
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
-N_RANDOM_SLICES = 3
 BUNDLE = "bundle.json"
 
 
@@ -367,13 +366,13 @@ def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
     return load_predictions(run_dir)
 
 
-def figure18(pred_runs: dict[str, list[Path]], n_random: int = N_RANDOM_SLICES,
-             seed: int = 0) -> dict[str, np.ndarray] | None:
-    """Best, worst and ``n_random`` random validation slices with every model's prediction.
+def figure18(pred_runs: dict[str, list[Path]], seed: int = 0) -> dict[str, np.ndarray] | None:
+    """The best, median and worst test slices with every model's prediction.
 
     ``pred_runs`` maps each model to the run folders whose predictions stand for it (one seed,
     all its folds). Slices are keyed by (case, slice index); only slices every model predicted
-    are eligible; they are ranked by the per-slice Dice averaged over models.
+    are eligible; they are ranked by the per-slice Dice averaged over models (the median is the
+    lower middle of that ranking). ``seed`` is kept for callers; the choice is deterministic.
     """
     tables: dict[str, dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {}
     for model, dirs in pred_runs.items():
@@ -396,13 +395,9 @@ def figure18(pred_runs: dict[str, list[Path]], n_random: int = N_RANDOM_SLICES,
     valid = [i for i in range(len(keys)) if np.isfinite(mean_dice[i])]
     if not valid:
         return None
-    best = max(valid, key=lambda i: mean_dice[i])
-    worst = min(valid, key=lambda i: mean_dice[i])
-    rest = [i for i in valid if i not in (best, worst)]
-    rng = np.random.default_rng(seed)
-    randoms = sorted(rng.choice(rest, size=min(n_random, len(rest)), replace=False).tolist())
-    chosen = [best, worst, *randoms]
-    kinds = ["best", "worst", *[f"random{j + 1}" for j in range(len(randoms))]]
+    ranked = sorted(valid, key=lambda i: (-mean_dice[i], keys[i]))
+    chosen = [ranked[0], ranked[(len(ranked) - 1) // 2], ranked[-1]]
+    kinds = ["best", "median", "worst"]
     sel = [keys[i] for i in chosen]
     return {
         "models": np.array(models),

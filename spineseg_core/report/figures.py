@@ -1,0 +1,144 @@
+"""The book's figures, drawn from the bundle's files and returned (never shown here).
+
+Each function returns a matplotlib ``Figure``; the chapter glues it and places it with a
+caption and alt text (``{glue:figure}``). Layouts are chosen to read at page width: small
+multiples rather than one crowded panel, legends outside the data, a colour key for the labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from spineseg_core.labels import LABELS
+
+LABEL_COLOURS = plt.get_cmap("tab20")(np.arange(len(LABELS)))
+"""One colour per label value (tab20), background included but drawn transparent."""
+LABEL_CMAP = ListedColormap(LABEL_COLOURS)
+PAGE_WIDTH_IN = 12.0
+"""Figure width that renders at the book's page width without shrinking text too much."""
+
+
+def show_labels(ax, image: np.ndarray, labels: np.ndarray | None = None, title: str = "") -> None:
+    """An MR slice in grey with a label map over it (background transparent)."""
+    ax.imshow(np.asarray(image, dtype=np.float32), cmap="gray")
+    if labels is not None:
+        ax.imshow(np.ma.masked_equal(labels, 0), cmap=LABEL_CMAP, vmin=-0.5,
+                  vmax=len(LABELS) - 0.5, alpha=0.55, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def label_key(fig: Figure, ncol: int = 10) -> None:
+    """A colour key of the 19 structures under the figure's panels."""
+    handles = [Patch(facecolor=LABEL_COLOURS[lab.value], label=lab.name)
+               for lab in LABELS if lab.value != 0]
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+
+
+def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 7) -> Figure:
+    """One of Figure 18's slices: the image, the reference and every model's prediction (its
+    Dice on the slice in the title), in rows of ``ncols`` panels, with the colour key."""
+    names = [str(n) for n in fig18["display_names"]]
+    panels = 2 + len(names)
+    nrows = -(-panels // ncols)
+    panel = PAGE_WIDTH_IN / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, panel * nrows * 1.08 + 0.9),
+                             squeeze=False)
+    flat = axes.ravel()
+    image = fig18["image"][row]
+    show_labels(flat[0], image, None, "image")
+    show_labels(flat[1], image, fig18["mask"][row], "reference")
+    for j, name in enumerate(names):
+        dice = float(fig18["dice"][j, row])
+        text = "–" if not np.isfinite(dice) else f"{100 * dice:.1f} %"
+        show_labels(flat[j + 2], image, fig18["pred"][j, row], f"{name}\nDice {text}")
+    for ax in flat[panels:]:
+        ax.set_axis_off()
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.9 / fig.get_figheight() + 0.02,
+                        wspace=0.05, hspace=0.25)
+    label_key(fig)
+    return fig
+
+
+def learning_curves(history: pd.DataFrame, metrics: Sequence[str] = ("dice", "bg_recall"),
+                    ncols: int = 4) -> Figure:
+    """Figure 19 as small multiples: one panel per model, validation ``metrics`` (percent)
+    against the epochs that model trained, one thin line per seed and the mean in bold, the
+    epoch of the best validation Dice marked."""
+    order = list(dict.fromkeys(history["display_name"]))
+    nrows = -(-len(order) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.3 * nrows + 0.6),
+                             sharey=True, squeeze=False)
+    colours = dict(zip(metrics, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    for ax, name in zip(axes.ravel(), order):
+        runs = history[history["display_name"] == name]
+        for metric in metrics:
+            if metric not in runs:
+                continue
+            for _, one in runs.groupby("seed"):
+                ax.plot(one["epoch"], 100 * one[metric], color=colours[metric], lw=0.6, alpha=0.4)
+            mean = runs.groupby("epoch")[metric].mean()
+            ax.plot(mean.index, 100 * mean.values, color=colours[metric], lw=2)
+        mean_dice = runs.groupby("epoch")["dice"].mean()
+        best = int(mean_dice.idxmax())
+        ax.axvline(best, color="grey", ls=":", lw=1)
+        epochs = int(runs["epoch"].max())
+        ax.set_title(f"{name} ({epochs} epochs, best {best})", fontsize=9)
+        ax.set_xticks(range(1, epochs + 1))
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(order):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation (%)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("epoch")
+    handles = [plt.Line2D([], [], color=colours[m], lw=2, label=m) for m in metrics]
+    fig.legend(handles=handles, loc="lower center", ncol=len(metrics), frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def paired_bars(names: Sequence[str], paper: Sequence[float], ours: Sequence[float],
+                low: Sequence[float], high: Sequence[float], ylabel: str) -> Figure:
+    """The paper's value beside ours (with its interval) per model; the legend sits above the
+    axes so it covers no bar. Values in percent."""
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.8, 4.2))
+    ours_a = np.asarray(ours, dtype=float)
+    err = np.clip(np.vstack([ours_a - np.asarray(low, float), np.asarray(high, float) - ours_a]),
+                  0, None)
+    ax.bar(x - 0.2, paper, 0.4, label="paper", color="tab:gray")
+    ax.bar(x + 0.2, ours_a, 0.4, yerr=err, capsize=3, label="ours (95 % CI)", color="tab:blue")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set(ylabel=ylabel, ylim=(0, 100))
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def spread_labels(y: Sequence[float], min_gap: float) -> np.ndarray:
+    """Label heights near ``y`` at least ``min_gap`` apart, keeping their order (labels of
+    nearby points in a scatter plot would otherwise collide)."""
+    y = np.asarray(y, dtype=float)
+    order = np.argsort(y)
+    placed = y[order].copy()
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + min_gap)
+    shift = (placed - y[order]).mean()  # centre the block on the points again
+    placed -= shift
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + min_gap)
+    out = np.empty_like(placed)
+    out[order] = placed
+    return out

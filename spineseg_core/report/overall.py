@@ -1,0 +1,69 @@
+"""Table 1 beside the paper's: our mean ± sd over seeds with its interval, the paper's value.
+
+The bundle's ``models.csv`` holds fractions (``<m>_mean``, ``<m>_std``, ``<m>_ci_low``,
+``<m>_ci_high``, ``n_seeds``); the paper's Table 1 holds percent. :func:`table1` joins them by
+model and :func:`table1_columns` describes how the book shows one group of metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from spineseg_core.report.tables import DASH, Column, Kind, is_missing
+from spineseg_core.study.paper import table1_overall
+
+METRICS: dict[str, tuple[str, str]] = {
+    "dice": ("Dice", "dice"),
+    "miou": ("mIoU", "miou"),
+    "fnr": ("FN rate", "fn_rate"),
+    "fpr": ("FP rate", "fp_rate"),
+    "recall": ("Recall", "recall"),
+}
+"""Our metric → (its name in the book, the paper's Table 1 column)."""
+
+
+def mean_sd_text(mean: object, sd: object, n: object, digits: int = 2) -> str:
+    """A fraction as percent ``"76.88 ± 0.52"`` over ``n`` >= 2 seeds; ``"76.88 (n = 1)"`` for
+    one seed, whose spread is not measured (never ``± 0.00``); a dash when missing."""
+    if is_missing(mean):
+        return DASH
+    text = f"{100 * float(mean):.{digits}f}"
+    seeds = 1 if is_missing(n) else int(n)  # type: ignore[arg-type]
+    if seeds < 2 or is_missing(sd):
+        return f"{text} (n = {seeds})"
+    return f"{text} ± {100 * float(sd):.{digits}f}"
+
+
+def interval_text(low: object, high: object, digits: int = 2) -> str:
+    """A 95 % interval of fractions as percent ``"56.90–64.80"``; a dash when missing."""
+    if is_missing(low) or is_missing(high):
+        return DASH
+    return f"{100 * float(low):.{digits}f}–{100 * float(high):.{digits}f}"
+
+
+def table1(models: pd.DataFrame) -> pd.DataFrame:
+    """Our models (``models.csv``) with the paper's Table 1 columns, in our order; models the
+    paper has and we have not run are left out (a chapter says how many)."""
+    paper = table1_overall().rename(columns={"model": "display_name"})
+    return models.merge(paper, on="display_name", how="left", suffixes=("", "_paper"))
+
+
+def table1_columns(metrics: Sequence[str], digits: int = 2) -> list[Column]:
+    """Model, then per metric: the paper's value, ours (mean ± sd over seeds) and our 95 %
+    interval over seeds and subjects."""
+    cols = [Column("display_name", "Model")]
+    for m in metrics:
+        name, paper_col = METRICS[m]
+        d = 3 if m == "fpr" else digits
+        cols += [
+            Column(paper_col, f"{name} paper (%)", Kind.NUMBER, d),
+            Column(f"{m}_mean", f"{name} ours (%)",
+                   write=lambda r, m=m, d=d: mean_sd_text(r[f"{m}_mean"], r[f"{m}_std"],
+                                                          r.get("n_seeds"), d)),
+            Column(f"{m}_ci_low", f"{name} 95 % CI",
+                   write=lambda r, m=m, d=d: interval_text(r[f"{m}_ci_low"], r[f"{m}_ci_high"],
+                                                           d)),
+        ]
+    return cols
