@@ -172,3 +172,18 @@ def show_setup() -> None:
         no_results("bundle.json")
         return
     display(Markdown(setup_markdown(read_setup(RESULTS))))
+
+
+def show_gpu_tables() -> None:
+    """The tables of ``scripts/gpu_check.sh`` (``results/gpu/``), formatted, when present."""
+    from spineseg_core.report.tables import columns_for
+
+    gpu_dir = results_root() / "gpu"
+    files = sorted(gpu_dir.glob("*.csv")) if gpu_dir.is_dir() else []
+    if not files:
+        note("No `results/gpu/` yet: no GPU has run `scripts/gpu_check.sh` for this bundle.")
+        return
+    for f in files:
+        df = pd.read_csv(f)
+        display(Markdown(f"`results/gpu/{f.name}`"))
+        display(table_html(df, columns_for(df, {c: c.replace("_", " ") for c in df}, 3)))

@@ -79,3 +79,28 @@ def test_every_deviation_has_a_reason_and_the_backbones_are_checked(tmp_path):
     grid = table.set_index("aspect").loc["Image grid", "ours"]
     assert grid == "64 × 64 px"  # the fake runs' image size
     assert list(table.columns) == ["aspect", "paper", "ours", "reason"]
+
+
+def test_columns_for_picks_the_kind_from_the_values():
+    from spineseg_core.report.tables import columns_for
+
+    df = pd.DataFrame({"name": ["a", "b"], "n": [3, 12000], "x": [0.12345, math.nan],
+                       "ok": [True, False]})
+    cols = columns_for(df, {"name": "Name", "n": "Count", "x": "Rate (img/s)", "ok": "Fits",
+                            "absent": "Not there"})
+    assert [c.header for c in cols] == ["Name", "Count", "Rate (img/s)", "Fits"]
+    assert shown_frame(df, cols).values.tolist() == [["a", "3", "0.12", "True"],
+                                                     ["b", "12,000", DASH, "False"]]
+
+
+def test_spread_labels_keeps_order_and_gap():
+    from spineseg_core.report.figures import spread_labels
+
+    y = [50.0, 50.5, 51.0, 80.0]
+    placed = spread_labels(y, min_gap=2.0)
+    assert list(placed.argsort()) == [0, 1, 2, 3]  # order kept
+    gaps = sorted(placed)
+    assert all(b - a >= 2.0 - 1e-9 for a, b in zip(gaps, gaps[1:]))
+    assert placed[3] == pytest.approx(80.0, abs=2.0)  # a lone point stays near its own
+    far = spread_labels([10.0, 40.0], min_gap=2.0)
+    assert far.tolist() == [10.0, 40.0]  # already apart: unchanged

@@ -142,3 +142,33 @@ def spread_labels(y: Sequence[float], min_gap: float) -> np.ndarray:
     out = np.empty_like(placed)
     out[order] = placed
     return out
+
+
+FAMILY_COLOURS = {"U-Net family": "tab:blue", "backbone models": "tab:orange"}
+
+
+def cost_scatter(df: pd.DataFrame) -> Figure:
+    """Our mean Dice against parameters (M) and GMACs at 880 px, log scales, one point per
+    model; labels sit to the right of their points, spread apart vertically so none collide,
+    with a thin line back to the point when moved."""
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 4.8))
+    y = 100 * df["dice_mean"].to_numpy(dtype=float)
+    span = (np.nanmax(y) - np.nanmin(y)) if len(y) else 1.0
+    label_y = spread_labels(y, max(span, 5.0) * 0.07)
+    for ax, col, label in ((axes[0], "params_m", "parameters (M)"),
+                           (axes[1], "gmacs_880", "GMACs at 880 px")):
+        x = df[col].to_numpy(dtype=float)
+        colours = [FAMILY_COLOURS.get(f, "tab:gray") for f in df.get("family", [""] * len(df))]
+        ax.scatter(x, y, c=colours, zorder=3)
+        for xi, yi, ly, name in zip(x, y, label_y, df["display_name"]):
+            ax.annotate(name, (xi, yi), xytext=(xi * 1.25, ly), fontsize=8, va="center",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"})
+        ax.set(xscale="log", xlabel=label, ylabel="our Dice (%)")
+        lo, hi = np.nanmin(x), np.nanmax(x)
+        ax.set_xlim(lo / 1.5, hi * 6)  # room for the labels on the right
+        ax.grid(alpha=0.3)
+    handles = [Patch(color=c, label=f) for f, c in FAMILY_COLOURS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

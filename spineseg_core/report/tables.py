@@ -109,3 +109,20 @@ def table_html(df: pd.DataFrame, columns: Sequence[Column], *, notes: Sequence[s
     foot = "".join(f'<p class="spineseg-table-note">{html.escape(n)}</p>' for n in footnotes)
     return HTMLTable(f'<div class="spineseg-table-wrap" style="overflow-x:auto">{body}</div>'
                      f"{foot}")
+
+
+def columns_for(df: pd.DataFrame, headers: dict[str, str], digits: int = 2) -> list[Column]:
+    """Columns for the keys of ``headers`` present in ``df`` (in that order), numbers with
+    ``digits`` decimals (integers without), text as it is."""
+    cols = []
+    for key, header in headers.items():
+        if key not in df:
+            continue
+        series = df[key]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            cols.append(Column(key, header))
+        elif pd.api.types.is_integer_dtype(series):
+            cols.append(Column(key, header, Kind.INTEGER))
+        else:
+            cols.append(Column(key, header, Kind.NUMBER, digits))
+    return cols
