@@ -22,6 +22,7 @@ from myst_nb import glue as _glue
 
 from spineseg_core.fingerprint import describe, short
 from spineseg_core.labels import LABELS
+from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.figures import LABEL_CMAP, show_labels  # noqa: F401 (chapters)
 from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html  # noqa: F401
 
@@ -187,3 +188,38 @@ def show_gpu_tables() -> None:
         df = pd.read_csv(f)
         display(Markdown(f"`results/gpu/{f.name}`"))
         display(table_html(df, columns_for(df, {c: c.replace("_", " ") for c in df}, 3)))
+
+
+BUNDLE = Bundle(RESULTS, results_root())
+"""The chosen profile's bundle, as the page functions read it."""
+
+
+def glue_page(name: str) -> None:
+    """Glue every value of chapter ``name`` (:mod:`spineseg_core.report.pages`): text for
+    ``{glue:text}``, figures and tables for ``{glue:figure}``."""
+    from matplotlib.figure import Figure
+
+    from spineseg_core.report.pages import as_glue_value, build_page
+
+    for key, value in build_page(name, BUNDLE).items():
+        value = as_glue_value(value)
+        if isinstance(value, Figure):
+            glue_figure(key, value)
+        else:
+            _glue(key, value, display=False)
+
+
+def data_note() -> None:
+    """Say whether the chosen bundle's results come from the phantom or from real data."""
+    bundle = read_json("bundle.json") or {}
+    if bundle.get("data_kind") == "phantom":
+        note("These results come from the project's **procedural spine phantom**, not from the "
+             "paper's MRSpineSeg data, which is licensed for research only and cannot ship with "
+             "the project. They are a miniature of the paper's protocol (smaller images, fewer "
+             "cases and epochs, the architectures unchanged). Where they differ from the paper, "
+             "both are shown. To use the real data, pass its folder as `-p data_dir PATH`.",
+             "important")
+    elif bundle.get("data_kind") == "real":
+        note("These results come from **real data** given to the study (see the dataset chapter).")
+    else:
+        no_results("bundle.json")

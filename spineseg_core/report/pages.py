@@ -1,0 +1,517 @@
+"""What each chapter of the book shows, computed from a bundle: ``{glue name: value}``.
+
+A page function reads a :class:`~spineseg_core.report.bundle.Bundle` and returns every value
+its chapter glues: text (``{glue:text}``), a matplotlib figure or an
+:class:`~spineseg_core.report.tables.HTMLTable` (``{glue:figure}`` with a caption). The chapter
+itself is prose around those names, so the analysis is here, tested
+(``tests/test_pages.py`` builds every page from a fake bundle and from none, and checks that
+each name a chapter uses is given). Missing results give a placeholder that names the file,
+never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from spineseg_core.fingerprint import REPO
+from spineseg_core.report.bundle import MISSING, Bundle, num, pct
+from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
+                                          table_html)
+
+Page = dict[str, Any]
+
+
+class Missing:
+    """A figure or table a page cannot make: the chapter shows which file it needs."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"Missing({self.what!r})"
+
+
+PAGES: dict[str, Callable[[Bundle], Page]] = {}
+
+
+def page(name: str) -> Callable[[Callable[[Bundle], Page]], Callable[[Bundle], Page]]:
+    """Register the page function of chapter ``book/<name>.md``."""
+    def register(fn: Callable[[Bundle], Page]) -> Callable[[Bundle], Page]:
+        PAGES[name] = fn
+        return fn
+    return register
+
+
+def build_page(name: str, bundle: Bundle) -> Page:
+    """The values of chapter ``name``; an unknown chapter is a ``KeyError`` naming them all."""
+    if name not in PAGES:
+        raise KeyError(f"no page function for chapter {name!r}; known: {sorted(PAGES)}")
+    return PAGES[name](bundle)
+
+
+# --- Table 1 -------------------------------------------------------------------------------
+
+@page("results")
+def results_page(b: Bundle) -> Page:
+    from scipy.stats import spearmanr
+
+    from spineseg_core.report.figures import paired_bars
+    from spineseg_core.report.overall import table1, table1_columns
+    from spineseg_core.study.paper import table1_overall
+
+    models, runs, bundle = b.csv("models.csv"), b.csv("runs.csv"), b.json("bundle.json") or {}
+    paper = table1_overall()
+    both = table1(models) if models is not None and len(models) else None
+    fnr_recall = paper["fn_rate"] + paper["recall"]
+    out: Page = {
+        "t1_nboot": str(bundle.get("n_boot", MISSING)),
+        "t1_n_ours": str(0 if both is None else len(both)), "t1_n_paper": str(len(paper)),
+        "t1_fnr_recall_lo": num(fnr_recall.min(), 1), "t1_fnr_recall_hi": num(fnr_recall.max(), 1),
+        "t1_rho": "not computed (fewer than three models)",
+    }
+    if both is not None and len(both) >= 3 and both["dice_mean"].nunique() > 1:
+        ok = both.dropna(subset=["dice"])
+        out["t1_rho"] = num(spearmanr(ok["dice"], ok["dice_mean"]).statistic)
+    if both is None:
+        for k in ("best", "best_dice", "best_lo", "best_hi", "worst", "worst_dice"):
+            out[f"t1_{k}"] = MISSING
+        out.update(t1_bars=Missing("models.csv"), t1_overlap=Missing("models.csv"),
+                   t1_errors=Missing("models.csv"))
+    else:
+        best, worst = both.loc[both.dice_mean.idxmax()], both.loc[both.dice_mean.idxmin()]
+        out.update(t1_best=best.display_name, t1_best_dice=pct(best.dice_mean),
+                   t1_best_lo=pct(best.dice_ci_low), t1_best_hi=pct(best.dice_ci_high),
+                   t1_worst=worst.display_name, t1_worst_dice=pct(worst.dice_mean))
+        order = both.sort_values("dice", na_position="first")
+        out["t1_bars"] = paired_bars(order.display_name, order["dice"], 100 * order.dice_mean,
+                                     100 * order.dice_ci_low, 100 * order.dice_ci_high,
+                                     "Dice (%)")
+        out["t1_overlap"] = table_html(
+            both, table1_columns(["dice", "miou"]),
+            notes=["Ours: mean ± sd over seeds (n = 1: one seed, spread not measured); 95 % CI "
+                   "over seeds and test subjects."], dash_note="the paper has no such model")
+        out["t1_errors"] = table_html(both, table1_columns(["fnr", "fpr", "recall"]),
+                                      dash_note="the paper has no such model")
+    off = None
+    if runs is not None and "budget_exceptions" in runs:
+        off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
+    out["t1_n_off"] = str(0 if off is None else len(off))
+    out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
+                                      Column("seed", "Seed", Kind.INTEGER),
+                                      Column("budget_exceptions", "Differs from the profile")])
+                     if off is not None and len(off)
+                     else HTMLTable("<p>Every run kept the profile's budget.</p>"))
+    return out
+
+
+# --- Figure 18 -----------------------------------------------------------------------------
+
+@page("visual")
+def visual_page(b: Bundle) -> Page:
+    from spineseg_core.report.figures import figure18_slice
+
+    fig18 = b.npz("figure18.npz")
+    out: Page = {}
+    kinds = list(fig18["kind"]) if fig18 is not None else []
+    for kind in ("best", "median", "worst"):
+        if kind in kinds:
+            row = kinds.index(kind)
+            out[f"v_fig_{kind}"] = figure18_slice(fig18, row)
+            out[f"v_{kind}_dice"] = pct(fig18["mean_dice"][row])
+            out[f"v_{kind}_where"] = f"{fig18['case_id'][row]}, slice {fig18['slice_index'][row]}"
+        else:
+            out[f"v_fig_{kind}"] = Missing("figure18.npz")
+            out[f"v_{kind}_dice"] = out[f"v_{kind}_where"] = MISSING
+    if fig18 is not None and "worst" in kinds:
+        worst = pd.Series(fig18["dice"][:, kinds.index("worst")], index=fig18["display_names"])
+        out.update(v_n_models=str(len(fig18["models"])), v_worst_best_model=worst.idxmax(),
+                   v_worst_best_model_dice=pct(worst.max()))
+    else:
+        out.update(v_n_models=MISSING, v_worst_best_model=MISSING,
+                   v_worst_best_model_dice=MISSING)
+    return out
+
+
+# --- Figure 19 -----------------------------------------------------------------------------
+
+@page("convergence")
+def convergence_page(b: Bundle) -> Page:
+    from spineseg_core.report.figures import learning_curves
+    from spineseg_core.study.aggregate import STEEP_RATIO, STEEP_WINDOW
+
+    history, conv, runs = b.csv("history.csv"), b.csv("convergence.csv"), b.csv("runs.csv")
+    out: Page = {"cv_window": str(STEEP_WINDOW), "cv_ratio": num(STEEP_RATIO, 2),
+                 "cv_curves": learning_curves(history) if history is not None and len(history)
+                 else Missing("history.csv"), "cv_epochs": MISSING, "cv_steps": MISSING}
+    if runs is not None and len(runs):
+        epochs = sorted(runs["epochs_completed"].dropna().astype(int).unique())
+        out["cv_epochs"] = " or ".join(str(e) for e in epochs)
+        if "steps_per_epoch" in runs and runs["steps_per_epoch"].notna().any():
+            out["cv_steps"] = " or ".join(str(int(s)) for s in
+                                          sorted(runs["steps_per_epoch"].dropna().unique()))
+    if conv is None or not len(conv):
+        out.update(cv_n_past=MISSING, cv_n_models=MISSING, cv_still_steep=MISSING,
+                   cv_table=Missing("convergence.csv"))
+        return out
+    past = conv["past_steep"].astype(bool)
+    def gain(key: str) -> Callable[[pd.Series], str]:
+        return lambda r: num(100 * r[key], 2)
+    out.update(
+        cv_n_past=str(int(past.sum())), cv_n_models=str(len(conv)),
+        cv_still_steep=", ".join(conv.loc[~past, "display_name"]) or "none",
+        cv_table=table_html(conv, [
+            Column("display_name", "Model"), Column("epochs", "Epochs", Kind.INTEGER),
+            Column("first_dice", "Dice after epoch 1 (%)", Kind.PERCENT),
+            Column("best_dice", "Best Dice (%)", Kind.PERCENT),
+            Column("best_epoch", "Best epoch", Kind.INTEGER),
+            Column("steepest_gain", "Steepest gain (points/epoch)", write=gain("steepest_gain")),
+            Column("last_gain", "Last gain (points/epoch)", write=gain("last_gain")),
+            Column("past_steep", "Past the steep part",
+                   write=lambda r: "yes" if bool(r["past_steep"]) else "no")],
+            notes=["Validation Dice, mean over each model's seeds."],
+            dash_note="the curve is too short to measure a gain"))
+    return out
+
+
+# --- Table 2 -------------------------------------------------------------------------------
+
+RARE_CLASSES = ("T10", "T9", "T10/T11", "T9/T10")
+
+
+BOOK_DATA = REPO / "book" / "data"
+"""Facts about MRSpineSeg the book shows (from the project's dataset notes)."""
+
+
+@page("per_class")
+def per_class_page(b: Bundle) -> Page:
+    import seaborn as sns
+
+    from spineseg_core.study.paper import table2_per_class_dice
+
+    paper = table2_per_class_dice().set_index("model")
+    per_class, classes = b.csv("per_class.csv"), b.csv("classes.csv")
+    out: Page = {"pc_paper": table_html(paper.reset_index(), [Column("model", "Model")] + [
+        Column(c, c, Kind.NUMBER, 2) for c in paper.columns])}
+    t9 = paper["T9"].mode()[0]
+    out["pc_paper_t9_same"] = str(int((paper["T9"] == t9).sum()))
+    out["pc_paper_t9_value"] = f"{t9:.2f}"
+    real = pd.read_csv(BOOK_DATA / "mrspineseg_presence.csv").set_index("class_name")
+    out["pc_real_t9"] = str(int(real.loc["T9", "cases_present"]))
+    out["pc_real_n"] = str(int(real.loc["T9", "n_cases"]))
+    ours = None
+    if per_class is not None:
+        fg = per_class[per_class.class_value > 0]
+        ours = 100 * fg.pivot(index="display_name", columns="class_name", values="dice")
+        ours = ours[[c for c in paper.columns if c in ours.columns]]
+    if ours is None or not len(ours):
+        for k in ("hardest", "hardest_dice", "easiest", "easiest_dice", "rare_mean",
+                  "common_mean"):
+            out[f"pc_{k}"] = MISSING
+        out["pc_heatmaps"] = out["pc_ours"] = Missing("per_class.csv")
+    else:
+        rare = [c for c in RARE_CLASSES if c in ours]
+        out.update(pc_hardest=ours.mean().idxmin(), pc_hardest_dice=num(ours.mean().min(), 1),
+                   pc_easiest=ours.mean().idxmax(), pc_easiest_dice=num(ours.mean().max(), 1),
+                   pc_rare_mean=num(ours[rare].stack().mean(), 1),
+                   pc_common_mean=num(ours.drop(columns=rare).stack().mean(), 1))
+        rows = [m for m in paper.index if m in ours.index]
+        fig, axes = plt.subplots(1, 2, figsize=(16, 0.45 * len(paper) + 1.8))
+        sns.heatmap(paper.drop(columns="mDice"), annot=True, fmt=".0f", cmap="viridis",
+                    vmin=0, vmax=100, ax=axes[0], cbar=False, annot_kws={"fontsize": 7})
+        axes[0].set(title="paper (Table 2, Dice %)", xlabel="", ylabel="")
+        sns.heatmap(ours.reindex(paper.index), annot=True, fmt=".0f", cmap="viridis", vmin=0,
+                    vmax=100, ax=axes[1], annot_kws={"fontsize": 7},
+                    cbar_kws={"label": "Dice (%)"})
+        axes[1].set(title="ours (Dice %)", xlabel="", ylabel="")
+        fig.tight_layout()
+        out["pc_heatmaps"] = fig
+        shown = ours.loc[rows].assign(mean=ours.loc[rows].mean(axis=1)).reset_index()
+        cols = [Column("display_name", "Model")] + [
+            Column(c, c, Kind.NUMBER, 1) for c in shown.columns if c not in ("display_name", "mean")]
+        out["pc_ours"] = table_html(shown, cols + [Column("mean", "Mean", Kind.NUMBER, 1)],
+                                    dash_note="the class was never scored in this model's runs")
+    if classes is not None:
+        c = classes.set_index("class_name")
+        out["pc_t9_present"] = pct(c.loc["T9", "subjects_present"], 0)
+        out["pc_n_subjects"] = str(int(c["n_subjects"].iloc[0]))
+    else:
+        out["pc_t9_present"] = out["pc_n_subjects"] = MISSING
+    return out
+
+
+# --- Table 3 -------------------------------------------------------------------------------
+
+@page("efficiency")
+def efficiency_page(b: Bundle) -> Page:
+    from spineseg_core.measure.efficiency import CARD_24GB_MIB, CARD_RESERVE_MIB
+    from spineseg_core.report.figures import cost_scatter
+    from spineseg_core.study.paper import table3_efficiency
+
+    paper = table3_efficiency()
+    eff, models, bench = b.csv("efficiency.csv"), b.csv("models.csv"), b.csv("bench.csv")
+    out: Page = {"ef_card_gib": num(CARD_24GB_MIB / 1024, 0),
+                 "ef_reserve_gib": num(CARD_RESERVE_MIB / 1024, 0)}
+    both = None
+    if eff is not None:
+        both = paper.merge(eff, left_on="model", right_on="display_name", how="inner",
+                           suffixes=("_paper", ""))
+    if both is None or not len(both):
+        for k in ("big", "big_params", "small", "small_params", "size", "params_max_diff"):
+            out[f"ef_{k}"] = MISSING
+        out["ef_table3"] = out["ef_scatter"] = Missing("efficiency.csv")
+    else:
+        big, small = both.loc[both.params_m.idxmax()], both.loc[both.params_m.idxmin()]
+        out.update(ef_big=big.display_name, ef_big_params=num(big.params_m, 1),
+                   ef_small=small.display_name, ef_small_params=num(small.params_m, 3),
+                   ef_size=str(int(eff["size"].iloc[0])) if "size" in eff else MISSING,
+                   ef_params_max_diff=num((both.params_m - both.params_m_paper).abs().max(), 1))
+        out["ef_table3"] = table_html(both, [
+            Column("display_name", "Model"), Column("backbone_paper", "Backbone paper"),
+            Column("backbone", "Backbone ours"),
+            Column("params_m_paper", "Params paper (M)", Kind.NUMBER, 3),
+            Column("params_m", "Params ours (M)", Kind.NUMBER, 3),
+            Column("flops_g_reported", "GMACs paper", Kind.NUMBER, 1),
+            Column("gmacs_880", "GMACs ours", Kind.NUMBER, 1),
+            Column("memory_gb", "Memory paper (GB)", Kind.NUMBER, 2),
+            Column("train_peak_mem_mb", "Memory ours (GB)",
+                   write=lambda r: cell_text(r.get("train_peak_mem_mb", None) / 1024
+                                             if r.get("train_peak_mem_mb") is not None else None,
+                                             Kind.NUMBER, 2)),
+            Column("fits_24gb", "Fits 24 GB",
+                   write=lambda r: {True: "yes", False: "no"}.get(r.get("fits_24gb"), DASH))],
+            notes=["Memory ours: a CPU estimate unless the device is a GPU (see below)."],
+            dash_note="no backbone (U-Net family)")
+        out["ef_scatter"] = (cost_scatter(both.merge(models[["display_name", "dice_mean"]],
+                                                     on="display_name"))
+                             if models is not None and len(models) else Missing("models.csv"))
+    out["ef_bench"] = Missing("bench.csv") if bench is None else table_html(
+        bench, columns_for(bench, {
+            "display_name": "Model", "precision": "Precision", "size": "Size (px)",
+            "batch": "Batch", "train_img_s": "Train (img/s)", "infer_img_s": "Inference (img/s)",
+            "achieved_gflop_s": "Achieved (GFLOP/s)", "peak_gflop_s": "Peak (GFLOP/s)",
+            "peak_ratio": "Fraction of peak", "data_ratio": "Data path / model only",
+            "peak_mem_mb": "Peak memory (MB)"}))
+    monai = b.csv("bench_monai.csv")
+    out["ef_monai"] = Missing("bench_monai.csv (spineseg bench --monai)") if monai is None else \
+        table_html(monai, columns_for(monai, {c: c.replace("_", " ") for c in monai}, 3))
+    return out
+
+
+# --- the introduction ----------------------------------------------------------------------
+
+@page("intro")
+def intro_page(b: Bundle) -> Page:
+    from spineseg_core.report.deviations import deviations_table
+    from spineseg_core.report.facts import read_setup
+    from spineseg_core.study.paper import table1_overall
+
+    bundle, models = b.json("bundle.json") or {}, b.csv("models.csv")
+    paper = table1_overall()
+    setup = read_setup(b.folder) if b.has_bundle() else None
+    out: Page = {
+        "profile": b.folder.name if b.folder is not None and b.has_bundle() else MISSING,
+        "data_kind": bundle.get("data_kind", "no results yet"),
+        "n_runs": str(bundle.get("n_runs", 0)), "n_models": str(len(bundle.get("models", []))),
+        "devices": ", ".join(bundle.get("devices", [])) or MISSING,
+        "precisions": " and ".join(bundle.get("precisions", [])) or "an unrecorded precision",
+        "processors": ", ".join(setup.processors) if setup and setup.processors else MISSING,
+        "paper_best": paper.loc[paper["dice"].idxmax(), "model"],
+        "paper_best_dice": f"{paper['dice'].max():.2f}",
+        "our_best": MISSING, "our_best_dice": MISSING,
+        "deviations": table_html(deviations_table(setup), [
+            Column("aspect", "Aspect"), Column("paper", "The paper"),
+            Column("ours", "This study"), Column("reason", "Why")]),
+    }
+    if models is not None and len(models):
+        best = models.loc[models["dice_mean"].idxmax()]
+        out.update(our_best=best["display_name"], our_best_dice=pct(best["dice_mean"]))
+    return out
+
+
+def glue_names(chapter_text: str) -> set[str]:
+    """The glue names a chapter's Markdown uses (``{glue:text}`name` `` and
+    ``{glue:figure} name``)."""
+    import re
+
+    inline = re.findall(r"\{glue:(?:text|any)\}`([^`:]+)", chapter_text)
+    blocks = re.findall(r"^```\{glue:figure\}\s+(\S+)", chapter_text, flags=re.M)
+    return set(inline) | set(blocks)
+
+
+def placeholder_figure(what: str):
+    """A small figure that says which results file is missing."""
+    fig, ax = plt.subplots(figsize=(6, 0.8))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, f"not available yet: {what} is missing", ha="center", va="center")
+    return fig
+
+
+def as_glue_value(value: Any) -> Any:
+    """What to glue for a page value (a placeholder figure for :class:`Missing`)."""
+    if isinstance(value, Missing):
+        return placeholder_figure(value.what)
+    return value
+
+
+
+
+# --- the data ------------------------------------------------------------------------------
+
+RARE_KEYS = (("T10", "t10"), ("T9", "t9"), ("T10/T11", "t10t11"), ("T9/T10", "t9t10"))
+
+
+@page("dataset")
+def dataset_page(b: Bundle) -> Page:
+    import seaborn as sns
+
+    from spineseg_core.report.figures import label_key, show_labels
+
+    ds, classes, fig18 = b.json("dataset.json") or {}, b.csv("classes.csv"), b.npz("figure18.npz")
+    facts = pd.read_csv(BOOK_DATA / "mrspineseg_facts.csv")
+    real = pd.read_csv(BOOK_DATA / "mrspineseg_presence.csv")
+    scored = "test" if ds.get("evaluated_on") == ["test"] else "validation"
+    short = "test" if scored == "test" else "val"
+    out: Page = {
+        "ds_kind": ds.get("data_kind", MISSING),
+        "ds_cases": str(ds.get("phantom_cases", MISSING)) if ds.get("data_kind") == "phantom"
+        else str(ds.get("max_cases") or "all"),
+        "ds_size": str(ds.get("image_size", MISSING)),
+        "ds_phantom_size": str(ds.get("phantom_size", MISSING)),
+        "ds_scored": scored,
+        "ds_scored_cases": str(ds.get(f"n_{short}_cases", MISSING)),
+        "ds_scored_slices": str(ds.get(f"n_{short}_slices", MISSING)),
+        "ds_folds": ", ".join(map(str, ds.get("folds", []))) or MISSING,
+        "ds_kfolds": str(ds.get("k_folds") or "a single 8:2 split"),
+        "real_cases": str(int(facts.loc[facts.quantity == "labelled training cases",
+                                        "value"].iloc[0])),
+        "ds_facts": table_html(facts, columns_for(facts, {c: c.replace("_", " ").capitalize()
+                                                          for c in facts.columns})),
+    }
+    share = real.set_index("class_name")
+    for name, key in RARE_KEYS:
+        out[f"real_{key}"] = pct(share.loc[name, "cases_present"] / share.loc[name, "n_cases"], 0)
+    # The phantom against a real T2 scan (spineseg calibrate), kept beside the bundles.
+    cal_path = (b.root / "phantom_vs_real.csv") if b.root is not None else None
+    cal = pd.read_csv(cal_path) if cal_path is not None and cal_path.is_file() else None
+    cal_keys = ("cal_disc_real", "cal_cases", "cal_csf_body_real", "cal_csf_body_ph",
+                "cal_marrow_real", "cal_marrow_ph")
+    if cal is None:
+        out.update({k: MISSING for k in cal_keys}, ds_calibration=Missing("phantom_vs_real.csv"))
+    else:
+        c = cal.set_index("statistic")
+        out.update(cal_disc_real=num(c.loc["disc_body_ratio", "real"]),
+                   cal_cases=str(int(c.phantom_cases.max())),
+                   cal_csf_body_real=num(c.loc["csf_body_ratio", "real"]),
+                   cal_csf_body_ph=num(c.loc["csf_body_ratio", "phantom_mean"]),
+                   cal_marrow_real=num(c.loc["marrow_cv", "real"]),
+                   cal_marrow_ph=num(c.loc["marrow_cv", "phantom_mean"]),
+                   ds_calibration=table_html(cal, columns_for(cal, {
+                       "description": "Statistic", "real": "Real T2 sample",
+                       "phantom_mean": "Phantom mean", "phantom_sd": "Phantom sd",
+                       "phantom_min": "Phantom min", "phantom_max": "Phantom max"}, 3)))
+    if classes is None:
+        out.update({f"ph_{k}": MISSING for _, k in RARE_KEYS}, fg_pixels=MISSING,
+                   ds_presence=Missing("classes.csv"), ds_classes=Missing("classes.csv"))
+    else:
+        fg = classes[classes.class_value > 0].copy()
+        rare = fg.set_index("class_name")
+        out["fg_pixels"] = pct(fg.pixel_fraction.sum(), 2)
+        for name, key in RARE_KEYS:
+            out[f"ph_{key}"] = pct(rare.loc[name, "subjects_present"], 0)
+        shares = real.assign(share=real.cases_present / real.n_cases)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        sns.barplot(data=fg, x="class_name", y="subjects_present", color="tab:blue",
+                    ax=axes[0], label=f"ours ({scored} subjects)")
+        axes[0].scatter(shares.class_name.map(lambda n: list(fg.class_name).index(n)),
+                        shares.share, color="tab:red", zorder=3,
+                        label=f"MRSpineSeg ({int(shares.n_cases.iloc[0])} cases)")
+        axes[0].set(ylabel="share of subjects with the class", xlabel="", ylim=(0, 1.05))
+        axes[0].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+                       frameon=False)
+        sns.barplot(data=fg, x="class_name", y="pixel_fraction", color="tab:green", ax=axes[1])
+        axes[1].set(yscale="log", ylabel=f"share of {scored} pixels", xlabel="")
+        for ax in axes:
+            ax.tick_params(axis="x", rotation=90)
+        fig.tight_layout()
+        out["ds_presence"] = fig
+        out["ds_classes"] = table_html(classes, [
+            Column("class_name", "Class"), Column("kind", "Kind"),
+            Column("subjects_present", "Subjects with it (%)", Kind.PERCENT, 1),
+            Column("pixel_fraction", "Pixels (%)", Kind.PERCENT, 3)])
+    if fig18 is None:
+        out["ds_slices"] = Missing("figure18.npz")
+    else:
+        n = len(fig18["kind"])
+        fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 6.4), squeeze=False)
+        for j in range(n):
+            title = f"{fig18['kind'][j]}: {fig18['case_id'][j]} slice {fig18['slice_index'][j]}"
+            show_labels(axes[0, j], fig18["image"][j], None, title)
+            show_labels(axes[1, j], fig18["image"][j], fig18["mask"][j], "reference labels")
+        label_key(fig, ncol=7)
+        fig.subplots_adjust(bottom=0.18, top=0.93, wspace=0.05)
+        out["ds_slices"] = fig
+    return out
+
+
+# --- reproducibility -----------------------------------------------------------------------
+
+BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "nibabel",
+                 "SimpleITK", "matplotlib", "seaborn", "papermill", "jupyter-book", "myst-nb",
+                 "submitit")
+"""The packages whose versions the reproducibility chapter lists for the book's build."""
+
+
+@page("reproducibility")
+def reproducibility_page(b: Bundle) -> Page:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from spineseg_core.fingerprint import describe, short
+
+    bundle, runs = b.json("bundle.json") or {}, b.csv("runs.csv")
+    name = b.folder.name if b.folder is not None else None
+    versions = bundle.get("source_fingerprints") or {}
+    out: Page = {
+        "rp_sha": bundle.get("bundle_sha256", MISSING),
+        "rp_commit": bundle.get("git_commit") or MISSING,
+        "rp_created": bundle.get("created", MISSING),
+        "rp_profile": name or MISSING,
+        "rp_path": f"results/{name}/" if name else MISSING,
+        "rp_nfiles": str(len(bundle.get("files", {}))),
+        "rp_run_commits": ", ".join(c[:10] for c in bundle.get("run_commits", [])) or MISSING,
+        "rp_fingerprint": describe(versions) if versions else "not recorded (an older bundle)",
+    }
+    if bundle:
+        info = [(k, ", ".join(map(str, v)) if isinstance(v, list)
+                 else describe(v) if k == "source_fingerprints" else str(v))
+                for k, v in bundle.items() if k != "files"]
+        fields = pd.DataFrame(info, columns=["field", "value"])
+        out["rp_bundle"] = table_html(fields, [Column("field", "Field"), Column("value", "Value")])
+        files = pd.DataFrame(bundle.get("files", {}).items(), columns=["file", "sha256"])
+        out["rp_files"] = table_html(files, [Column("file", "File"), Column("sha256", "SHA-256")])
+    else:
+        out["rp_bundle"] = out["rp_files"] = Missing("bundle.json")
+    if runs is not None and len(runs):
+        runs = runs.assign(code=runs["source_fingerprint"].map(short)) \
+            if "source_fingerprint" in runs else runs
+        out["rp_runs"] = table_html(runs, columns_for(runs, {
+            "display_name": "Model", "seed": "Seed", "fold": "Fold", "device": "Device",
+            "precision": "Precision", "code": "Code", "epochs_completed": "Epochs",
+            "train_seconds": "Training (s)", "run_dir": "Record"}, 0))
+    else:
+        out["rp_runs"] = Missing("runs.csv")
+    vers = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in BOOK_PACKAGES:
+        try:
+            vers[pkg] = version(pkg)
+        except PackageNotFoundError:
+            vers[pkg] = "not installed"
+    out["rp_env"] = table_html(pd.DataFrame(vers.items(), columns=["package", "version"]),
+                               [Column("package", "Package"),
+                                Column("version", "Version (book build)")])
+    return out

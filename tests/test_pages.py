@@ -1,0 +1,68 @@
+"""Every chapter's values come from a page function: built from a fake bundle and from none,
+each glue name the chapter's Markdown uses is given, and no value shows NaN or an ellipsis."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.figure import Figure
+
+from fake_runs import make_fake_study, write_fake_efficiency
+from spineseg_core.fingerprint import REPO
+from spineseg_core.report.bundle import Bundle
+from spineseg_core.report.pages import PAGES, Missing, build_page, glue_names
+from spineseg_core.report.tables import HTMLTable
+from spineseg_core.study.aggregate import aggregate
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pages")
+    runs = make_fake_study(root / "runs", profile="cpu", seeds=(0, 1))
+    aggregate("cpu", runs, root / "results/cpu", n_boot=50)
+    write_fake_efficiency(root / "results/cpu/efficiency.csv", ("unet", "deeplabv3plus", "miniseg"))
+    return Bundle(root / "results/cpu")
+
+
+def _check(values: dict, chapter: str) -> None:
+    text = (REPO / "book" / f"{chapter}.md").read_text()
+    wanted = {n for n in glue_names(text) if not n.startswith(("cl_", "lo_"))}
+    assert wanted <= set(values), f"{chapter}: not given {sorted(wanted - set(values))}"
+    for key, value in values.items():
+        if isinstance(value, str):
+            assert "nan" not in value.lower().split() and "…" not in value, (key, value)
+        elif isinstance(value, HTMLTable):
+            assert "NaN" not in value.text and "…" not in value.text, key
+        else:
+            assert isinstance(value, (Figure, Missing)), (key, type(value))
+
+
+@pytest.mark.parametrize("chapter", sorted(PAGES))
+def test_page_gives_every_name_its_chapter_uses(bundle, chapter):
+    values = build_page(chapter, bundle)
+    _check(values, chapter)
+    plt.close("all")
+
+
+@pytest.mark.parametrize("chapter", sorted(PAGES))
+def test_page_without_results_names_what_is_missing(chapter, tmp_path):
+    values = build_page(chapter, Bundle(tmp_path / "nothing"))
+    _check(values, chapter)
+    assert any(isinstance(v, Missing) for v in values.values()) or chapter == "intro"
+    plt.close("all")
+
+
+def test_table1_page_numbers_match_the_bundle(bundle):
+    values = build_page("results", bundle)
+    models = bundle.csv("models.csv")
+    best = models.loc[models.dice_mean.idxmax()]
+    assert values["t1_best"] == best.display_name
+    assert values["t1_best_dice"] == f"{100 * best.dice_mean:.1f}"
+    assert values["t1_n_ours"] == "3" and values["t1_n_paper"] == "12"
+    assert (values["t1_fnr_recall_lo"], values["t1_fnr_recall_hi"]) == ("105.7", "133.2")
+    plt.close("all")
+
+
+def test_unknown_chapter_is_named():
+    with pytest.raises(KeyError, match="known"):
+        build_page("nope", Bundle(None))
