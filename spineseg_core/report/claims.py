@@ -56,7 +56,9 @@ LOSS_MODELS: tuple[str, ...] = ("unet", "miniseg")
 """The models trained with every loss (issue 11, item 1)."""
 LOSSES: tuple[str, ...] = ("dice", "ce", "weighted_ce", "dice_ce")
 """The losses of the comparison; the first is the one the paper kept."""
-COUNTS = ("tp", "fp", "fn", "tn")
+TOUCH = 1e-9
+"""An interval end this close to the bound touches it: a difference of Dice values computed
+from counts carries rounding of about 1e-16, and a tie must not turn into a verdict."""
 
 
 def paper_margin() -> float:
@@ -114,15 +116,15 @@ class Claim:
 def interval_verdict(low: float, high: float, bound: float = 0.0, above: bool = True
                      ) -> Verdict:
     """The verdict of one interval against ``bound``: the claim is "difference > bound"
-    (``above``) or "difference < bound". An interval touching the bound, or a missing one,
-    is not resolved."""
+    (``above``) or "difference < bound". An interval touching the bound (within
+    :data:`TOUCH`), or a missing one, is not resolved."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return Verdict.UNRESOLVED
     if not above:
         low, high, bound = -high, -low, -bound
-    if low > bound:
+    if low > bound + TOUCH:
         return Verdict.HOLDS
-    if high < bound:
+    if high < bound - TOUCH:
         return Verdict.FAILS
     return Verdict.UNRESOLVED
 
