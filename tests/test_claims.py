@@ -17,6 +17,7 @@ import pytest
 from fake_runs import make_fake_study
 from spineseg_core.errors import ConfigError
 from spineseg_core.report.claims import (RULES, StudyResults, Verdict, check_claims,
+                                         claims_markdown, comparisons_figure,
                                          comparisons_table, dice_loss_is_best, interval_verdict,
                                          load_results, paper_margin, study_caveats,
                                          verdict_table)
@@ -391,6 +392,33 @@ def test_verdict_table_and_caveats():
     caveats = study_caveats({"data_kind": "phantom", "epochs": 6, "batch_size": 4,
                              "image_size": 128, "seeds": [0], "n_test_cases": 40})
     assert "phantom" in caveats[0] and "6 epochs" in caveats[1] and "120" in caveats[1]
-    assert "128 px instead of 880" in caveats[2]
-    assert caveats[3].startswith("1 seed per model (one:") and "40 test subjects" in caveats[3]
+    assert "128 px instead of 880 px" in caveats[2]
+    assert caveats[3].startswith("1 seed per model: the intervals cover the test subjects only")
+    assert caveats[3].endswith("; 40 test subjects.")
+    assert study_caveats({"seeds": [0, 1, 2]})[3] == "3 seeds per model."
+    assert study_caveats(None)[1:4] == [
+        "A miniature of the paper's protocol: a few epochs against the 120 of our reading of the "
+        "paper, so large models may be far from converged.",
+        "Images at a reduced size instead of 880 px: thoracic discs are a few pixels high and a "
+        "stride-32 encoder sees a map a few pixels across; the resolution check tests whether "
+        "the orderings survive 256 px.", "No runs yet."]
     assert "pretrained" in caveats[4]
+
+
+def test_figure_and_markdown():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    dice = {"unet": 0.6, "attention_unet": 0.7, "deeplabv3plus": 0.9, "pspnet": 0.8}
+    claims = [RULES["families"](_results(dice)), RULES["deeplab"](_results(dice))]
+    fig = comparisons_figure(claims)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]  # top to bottom
+    assert labels == ["(1) backbone models - U-Net family", "(2) DeepLabv3+ - Attention U-Net",
+                      "(2) DeepLabv3+ - PSPNet", "(2) DeepLabv3+ - U-Net"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:3] == [
+        "holds", "does not hold", "not resolved at this scale"]
+    empty = comparisons_figure(check_claims(StudyResults(None)))
+    assert "No comparison" in empty.axes[0].texts[0].get_text()
+    text = claims_markdown(claims)
+    assert text.startswith("**(1) Models built on a backbone beat the U-Net family: holds.**")
+    assert "difference +20.00 points, 95 % interval +20.00 to +20.00, 1 seed" in text

@@ -375,7 +375,7 @@ def dice_loss_is_best(results: StudyResults) -> Claim:
              if (m, "dice") in have and (m, other) in have]
     if not pairs:
         return _missing(key, st, rule, "loss-comparison runs: a model trained with the Dice "
-                        "loss and with another loss (groups <profile>-loss-<loss>)")
+                        f"loss and with another loss (groups `{results.profile}-loss-<loss>`)")
     arms = _arms(table, ["model", "loss"], results.n_boot, results.seed)
     comps = [arms.compare(f"{_name(m)}: dice - {other}", (m, "dice"), (m, other))
              for m, other in pairs]
@@ -444,19 +444,22 @@ def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
                    "verdict on the phantom.")
     else:
         out.append(f"The data are real scans ({d.get('data_dir')}).")
-    epochs, batch = d.get("epochs"), d.get("batch_size")
-    out.append(f"A miniature of the paper's protocol: {epochs if epochs else 'a few'} epochs at "
-               f"batch {batch if batch else '?'} against the {paper['epochs']} of our reading "
-               f"of the paper, so large models may be far from converged.")
-    size = d.get("image_size")
-    out.append(f"Images at {size if size else 'a reduced'} px instead of {paper['image_size']}: "
-               "thoracic discs are a few pixels high and a stride-32 encoder sees a map of a "
-               "few pixels; the resolution check tests whether the orderings survive 256 px.")
-    seeds = d.get("seeds") or []
-    out.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model"
-               + (" (one: the intervals cover the test subjects only, not training "
-                  "randomness)" if len(seeds) == 1 else "")
-               + f", {d.get('n_test_cases', '?')} test subjects.")
+    epochs, batch, size = d.get("epochs"), d.get("batch_size"), d.get("image_size")
+    budget = f"{epochs} epochs" if epochs else "a few epochs"
+    out.append(f"A miniature of the paper's protocol: {budget}"
+               + (f" at batch {batch}" if batch else "")
+               + f" against the {paper['epochs']} of our reading of the paper, so large models "
+               "may be far from converged.")
+    out.append(f"Images at {f'{size} px' if size else 'a reduced size'} instead of "
+               f"{paper['image_size']} px: thoracic discs are a few pixels high and a stride-32 "
+               "encoder sees a map a few pixels across; the resolution check tests whether the "
+               "orderings survive 256 px.")
+    seeds, n_test = d.get("seeds") or [], d.get("n_test_cases")
+    spread = (": the intervals cover the test subjects only, not the randomness of training"
+              if len(seeds) == 1 else "")
+    out.append((f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model{spread}"
+                if seeds else "No runs yet")
+               + (f"; {n_test} test subjects." if n_test else "."))
     out.append("No model was pretrained: every backbone starts from random weights.")
     return out
 
@@ -491,3 +494,68 @@ def comparisons_table(claims: Sequence[Claim]) -> pd.DataFrame:
             for c in claims for k in c.comparisons]
     return pd.DataFrame(rows, columns=["claim", "comparison", "difference", "ci_low", "ci_high",
                                        "bound", "verdict"])
+
+
+VERDICT_COLORS: dict[Verdict, str] = {Verdict.HOLDS: "tab:green", Verdict.FAILS: "tab:red",
+                                      Verdict.UNRESOLVED: "tab:gray"}
+"""One colour per verdict, in the figure and its key."""
+
+
+def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
+    """Every comparison as a point with its 95 % interval (Dice points), coloured by its own
+    verdict, one row each, grouped by claim; a line at 0 and, for a claim tested against a
+    margin, a dashed line at it. The key sits below the axes so that it covers no data. A
+    figure saying so when there is no comparison yet."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    table = comparisons_table(claims)
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.32 * max(len(table), 2)))
+    if table.empty:
+        ax.text(0.5, 0.5, "No comparison can be computed yet: see the caveats above.",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    number = {c.key: i + 1 for i, c in enumerate(claims)}
+    y = np.arange(len(table))[::-1]
+    d, lo, hi = (100 * table[c].to_numpy(float) for c in ("difference", "ci_low", "ci_high"))
+    for verdict, color in VERDICT_COLORS.items():
+        rows = (table["verdict"] == str(verdict)).to_numpy()
+        ax.errorbar(d[rows], y[rows], xerr=[d[rows] - lo[rows], hi[rows] - d[rows]], fmt="o",
+                    color=color, capsize=3, ms=4)
+    ax.axvline(0, color="black", lw=0.8)
+    for key, grp in table.groupby("claim", sort=False):
+        bound = 100 * float(grp["bound"].iloc[0])
+        rows = y[table.index.get_indexer(grp.index)]
+        if bound:
+            ax.vlines(bound, rows.min() - 0.4, rows.max() + 0.4, colors="black", linestyles="--",
+                      lw=0.8)
+    ax.set_yticks(y, [f"({number[k]}) {label}" for k, label in zip(table["claim"],
+                                                                    table["comparison"])])
+    ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
+    ax.set_xlabel("difference of Dice (points) with its 95 % interval")
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=str(v))
+               for v, c in VERDICT_COLORS.items()]
+    if table["bound"].ne(0).any():
+        handles.append(Line2D([], [], color="black", ls="--", lw=0.8, label="margin of claim (3)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8,
+               title="each interval alone", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig
+
+
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    """Each claim as a numbered paragraph for the page: its verdict, its caveats first, then
+    its rule and evidence (Dice points)."""
+    parts = []
+    for i, c in enumerate(claims, 1):
+        lines = [f"**({i}) {c.statement}: {c.verdict}.**", ""]
+        lines += [f"- {note}" for note in c.caveats]
+        evidence = ("no difference measured" if not np.isfinite(c.difference) else
+                    f"difference {100 * c.difference:+.2f} points, 95 % interval "
+                    f"{100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}, {c.n_seeds} "
+                    f"seed{'s' if c.n_seeds != 1 else ''} (fewest of any model compared), "
+                    f"{c.n_subjects} test subjects")
+        lines += [f"- Rule: {c.rule}.", f"- Evidence: {evidence}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

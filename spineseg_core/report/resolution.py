@@ -99,7 +99,7 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
     ``missing``, never raised.
     """
     if variants is None or not len(variants):
-        return ResolutionCheck(missing=("no side-study runs (variants.csv is absent)",))
+        return ResolutionCheck(missing=("no side-study runs yet: variants.csv is absent",))
     lacking = [c for c in REQUIRED if c not in variants]
     if lacking:
         return ResolutionCheck(missing=(f"variants.csv lacks the columns {lacking}",))
@@ -163,3 +163,16 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
                                f"{int(default[STRIDE_MODEL])} at {s} px with one seed")
     return ResolutionCheck((lo, hi), table, gap, changes, rank, rank_changes, gain,
                            tuple(missing))
+
+
+def resolution_table(check: ResolutionCheck) -> pd.DataFrame:
+    """The check's models for the page: name, family, the seeds run at both sizes and the Dice
+    (percent, two decimals) at each size."""
+    from spineseg_core.models import model_info
+
+    t = check.table
+    out = pd.DataFrame({"model": [model_info(m).display_name for m in t["model"]],
+                        "family": t["family"], "seeds": t["seeds"]})
+    for size in check.sizes:
+        out[f"Dice at {size} px (%)"] = (100 * t[f"dice_{size}"]).round(2)
+    return out
