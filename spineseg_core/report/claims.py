@@ -48,8 +48,9 @@ from spineseg_core.study.aggregate import paired_replicates
 LEVEL = 0.95
 """Coverage of every interval."""
 
-N_BOOT = 2000
-"""Bootstrap replicates of the claims (seeded: the verdicts are reproducible)."""
+N_BOOT = 1000
+"""Bootstrap replicates of the claims, as ``spineseg aggregate``'s intervals (seeded: the
+verdicts are reproducible)."""
 
 DEEPLAB, MINISEG = "deeplabv3plus", "miniseg"
 LOSS_MODELS: tuple[str, ...] = ("unet", "miniseg")
@@ -166,9 +167,19 @@ class StudyResults:
     params: dict[str, float] = field(default_factory=dict)
     n_boot: int = N_BOOT
     seed: int = 0
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def resolution(self) -> ResolutionCheck:
-        return resolution_check(self.variants, self.profile)
+        if "resolution" not in self._cache:
+            self._cache["resolution"] = resolution_check(self.variants, self.profile)
+        return self._cache["resolution"]
+
+    def main_arms(self, main: pd.DataFrame) -> _Arms:
+        """The paired bootstrap of the models of ``main`` (the main runs of the expected
+        models), computed once for claims (1)-(3)."""
+        if "main" not in self._cache:
+            self._cache["main"] = _arms(main, ["model"], self.n_boot, self.seed)
+        return self._cache["main"]
 
 
 def _family(model: str) -> str:
@@ -222,10 +233,11 @@ def _not_run(expected: Sequence[str], present: set[str]) -> list[str]:
     return [_name(m) for m in expected if m not in present]
 
 
-def _resolution_reasons(check: ResolutionCheck, changes: bool | None, what: str) -> list[str]:
+def _resolution_reasons(check: ResolutionCheck, changes: bool | None, what: str,
+                        finding: str) -> list[str]:
     if changes:
         return [f"the resolution check shows {what} changing with the image size "
-                f"({' '.join(check.summary()[:2])})"]
+                f"({finding.rstrip('.')})"]
     if changes is None or not check.complete:
         return [f"the resolution check, which must show {what} stable between 128 and 256 px, "
                 f"is missing or incomplete ({'; '.join(check.missing)})"]
@@ -260,7 +272,7 @@ def backbone_beats_unet(results: StudyResults) -> Claim:
     un = sorted(m for m in present if fam[m] == str(Family.UNET))
     if not bb or not un:
         return _missing(key, st, rule, "runs of a model of each family")
-    arms = _arms(main, ["model"], results.n_boot, results.seed)
+    arms = results.main_arms(main)
     comp = _Arms.interval("backbone models - U-Net family",
                           arms.points[bb].mean() - arms.points[un].mean(),
                           arms.reps[bb].mean(axis=1) - arms.reps[un].mean(axis=1))
@@ -272,7 +284,7 @@ def backbone_beats_unet(results: StudyResults) -> Claim:
                       if present != set(results.models) else [])
     check = results.resolution()
     return downgrade(claim, _resolution_reasons(check, check.family_order_changes,
-                                                "the family ordering"))
+                                                "the family ordering", check.family_finding()))
 
 
 BEST_STATEMENT = "DeepLabv3+ is the best of the twelve models"
@@ -291,7 +303,7 @@ def deeplab_is_best(results: StudyResults) -> Claim:
     present = set(main["model"])
     if DEEPLAB not in present or len(present) < 2:
         return _missing(key, st, rule, "runs of DeepLabv3+ and of another model")
-    arms = _arms(main, ["model"], results.n_boot, results.seed)
+    arms = results.main_arms(main)
     others = [m for m in arms.points.index if m != DEEPLAB]
     comps = [arms.compare(f"DeepLabv3+ - {_name(m)}", DEEPLAB, m) for m in others]
     rank = int((arms.points > arms.points[DEEPLAB]).sum()) + 1
@@ -303,7 +315,7 @@ def deeplab_is_best(results: StudyResults) -> Claim:
                       if missing else [], only=Verdict.HOLDS)
     check = results.resolution()
     return downgrade(claim, _resolution_reasons(check, check.deeplab_rank_changes,
-                                                "DeepLabv3+'s rank"))
+                                                "DeepLabv3+'s rank", check.rank_finding()))
 
 
 CLOSE_STATEMENT = "MiniSeg comes close to the best model with few parameters"
@@ -328,7 +340,7 @@ def miniseg_is_close(results: StudyResults, margin: float | None = None) -> Clai
     present = set(main["model"])
     if MINISEG not in present or len(present) < 2:
         return _missing(key, st, rule, "runs of MiniSeg and of another model")
-    arms = _arms(main, ["model"], results.n_boot, results.seed)
+    arms = results.main_arms(main)
     best = arms.points.drop(MINISEG).idxmax()
     comp = arms.compare(f"{_name(best)} - MiniSeg", best, MINISEG)
     caveats = [f"The best other model is {_name(best)}; the margin is the paper's Table 1 gap "

@@ -54,23 +54,32 @@ class ResolutionCheck:
         """Every model of :data:`RESOLUTION_MODELS` was compared at two sizes."""
         return not self.missing
 
+    def family_finding(self) -> str:
+        """Finding (a) in a sentence with its numbers; empty when not measured."""
+        if self.family_order_changes is None:
+            return ""
+        lo, hi = self.sizes
+        gaps = ", ".join(f"{100 * self.family_gap[s]:+.2f} points at {s} px" for s in self.sizes)
+        return (f"Backbone models minus U-Net family (mean Dice of the models run at both "
+                f"sizes): {gaps}; the ordering "
+                f"{'changes' if self.family_order_changes else 'is the same'} between {lo} and "
+                f"{hi} px.")
+
+    def rank_finding(self) -> str:
+        """Finding (b) in a sentence with its numbers; empty when not measured."""
+        if self.deeplab_rank_changes is None:
+            return ""
+        lo, hi = self.sizes
+        n = len(self.table)
+        return (f"DeepLabv3+ ranks {self.deeplab_rank[lo]} of {n} at {lo} px and "
+                f"{self.deeplab_rank[hi]} of {n} at {hi} px: its place "
+                f"{'changes' if self.deeplab_rank_changes else 'is the same'}.")
+
     def summary(self) -> list[str]:
         """The findings in sentences, with their numbers (Dice in points)."""
         if len(self.sizes) < 2:
             return [f"The resolution check has not run: {'; '.join(self.missing)}."]
-        lo, hi = self.sizes
-        out = []
-        if self.family_order_changes is not None:
-            gaps = ", ".join(f"{100 * self.family_gap[s]:+.2f} points at {s} px" for s in self.sizes)
-            out.append(f"Backbone models minus U-Net family (mean Dice of the models run at both "
-                       f"sizes): {gaps}; the ordering "
-                       f"{'changes' if self.family_order_changes else 'is the same'} between "
-                       f"{lo} and {hi} px.")
-        if self.deeplab_rank_changes is not None:
-            n = len(self.table)
-            out.append(f"DeepLabv3+ ranks {self.deeplab_rank[lo]} of {n} at {lo} px and "
-                       f"{self.deeplab_rank[hi]} of {n} at {hi} px: its place "
-                       f"{'changes' if self.deeplab_rank_changes else 'is the same'}.")
+        out = [t for t in (self.family_finding(), self.rank_finding()) if t]
         if self.stride8_gain:
             gains = ", ".join(f"{100 * g:+.2f} points at {s} px"
                               for s, g in sorted(self.stride8_gain.items()))
