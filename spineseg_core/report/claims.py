@@ -522,7 +522,8 @@ def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
     from matplotlib.lines import Line2D
 
     table = comparisons_table(claims)
-    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.32 * max(len(table), 2)))
+    height = 1.6 + 0.32 * max(len(table), 2)
+    fig, ax = plt.subplots(figsize=(width, height))
     if table.empty:
         ax.text(0.5, 0.5, "No comparison can be computed yet: see the caveats above.",
                 ha="center", va="center", transform=ax.transAxes)
@@ -552,7 +553,7 @@ def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
         handles.append(Line2D([], [], color="black", ls="--", lw=0.8, label="margin of claim (3)"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8,
                title="each interval alone", title_fontsize=8)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / height, 1, 1))  # 0.6 in for the key
     return fig
 
 
