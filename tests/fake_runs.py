@@ -51,10 +51,12 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
                    profile: str = "test", loss: str = "dice", quality: float = 0.8,
                    n_cases: int = 4, n_slices: int = 3, size: int = 64, epochs: int = 3,
                    data_seed: int = 0, checkpoint: bool = True,
-                   fingerprint: str | None = FAKE_FINGERPRINT) -> Path:
+                   fingerprint: str | None = FAKE_FINGERPRINT,
+                   model_kwargs: dict | None = None) -> Path:
     """Write a finished run folder of ``model`` whose predictions have roughly ``quality``.
 
-    ``fingerprint`` is the source fingerprint its env stamp records (None: not recorded).
+    ``fingerprint`` is the source fingerprint its env stamp records (None: not recorded);
+    ``model_kwargs`` the build overrides its ``params.json`` records (none when None).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,7 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
     params = dict(model=model, profile=profile, data_dir=None, phantom_cases=n_cases * 5,
                   phantom_size=size, image_size=size, epochs=epochs, batch_size=4, lr=5e-4,
                   loss=loss, seed=seed, fold=fold, k_folds=None, max_cases=None,
+                  model_kwargs=model_kwargs,
                   out_dir=str(run_dir), device="cpu", precision="fp32",
                   env=dict(host="testhost", cpu="test cpu", gpu=None, torch=torch.__version__,
                            python="3.11", spineseg="0.1.0", git_commit="0" * 40, device="cpu",
@@ -130,8 +133,14 @@ def write_fake_run(run_dir: str | Path, model: str, seed: int = 0, fold: int = 0
 def make_fake_study(runs_dir: str | Path, profile: str = "test",
                     models: tuple[str, ...] = ("unet", "deeplabv3plus", "miniseg"),
                     seeds: tuple[int, ...] = (0, 1), folds: tuple[int, ...] = (0,),
-                    losses: tuple[str, ...] = ("ce",), **kwargs) -> Path:
-    """A profile's runs plus a loss-comparison group per loss (first two models, seed 0)."""
+                    losses: tuple[str, ...] = ("ce",),
+                    variants: dict[str, dict] | None = None, **kwargs) -> Path:
+    """A profile's runs plus a loss-comparison group per loss (first two models, seed 0).
+
+    ``variants`` adds side-study groups ``<profile>-<variant>``: each maps to ``models`` (run
+    at seed 0) and the :func:`write_fake_run` arguments that change, e.g.
+    ``{"res256": {"models": ("unet",), "size": 128}}``.
+    """
     runs_dir = Path(runs_dir)
     for i, model in enumerate(models):
         for seed in seeds:
@@ -142,6 +151,11 @@ def make_fake_study(runs_dir: str | Path, profile: str = "test",
         for i, model in enumerate(models[:2]):
             write_fake_run(runs_dir / f"{profile}-loss-{loss}" / model / "seed_0" / "fold_0",
                            model, 0, 0, profile, loss=loss, quality=0.85 - 0.1 * i, **kwargs)
+    for variant, spec in (variants or {}).items():
+        spec = dict(spec)
+        for i, model in enumerate(spec.pop("models")):
+            write_fake_run(runs_dir / f"{profile}-{variant}" / model / "seed_0" / "fold_0", model,
+                           0, 0, profile, **{"quality": 0.9 - 0.1 * i, **kwargs, **spec})
     return runs_dir
 
 

@@ -17,7 +17,8 @@ from spineseg_core.study.aggregate import (aggregate, bootstrap_ci, convergence_
                                     seed_subject_counts, subject_counts)
 
 EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
-            "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "bundle.json"}
+            "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "groups_per_case.csv",
+            "bundle.json"}
 
 
 @pytest.fixture(scope="module")

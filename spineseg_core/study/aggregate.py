@@ -21,12 +21,18 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``figure18.npz``              best, worst and random validation slices (by Dice averaged over
                               models), with every model's prediction on the same slices
 ``losses.csv``                runs of the loss comparison (groups ``<profile>-loss-<loss>``)
+``variants.csv``              runs of the side-study groups ``<profile>-<variant>`` (e.g. the
+                              resolution check's ``cpu-res256``, ``cpu-os8``) and the profile's
+                              runs of the same models: image size, output stride, Dice, sanity
+``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
 ``bundle.json``               provenance (the runs' commits and source fingerprint) and a
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
 
-All the runs of a bundle must come from one version of the code (one source fingerprint,
-:mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says otherwise.
+``losses.csv``, ``variants.csv`` and ``groups_per_case.csv`` exist only when such groups do.
+All the runs of a bundle (side groups included) must come from one version of the code (one
+source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
+otherwise.
 
 Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
 left alone and hashed into the bundle too.
@@ -35,6 +41,7 @@ left alone and hashed into the bundle too.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -178,21 +185,26 @@ def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
 COUNT_COLUMNS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 
 
-def seed_subject_counts(per_case: pd.DataFrame) -> tuple[list[int], list[str], np.ndarray]:
+def seed_subject_counts(per_case: pd.DataFrame, cases: Sequence[str] | None = None
+                        ) -> tuple[list[int], list[str], np.ndarray]:
     """One model's counts per seed and evaluated subject, ``(n_seeds, n_subjects, 19, 4)``.
 
     The evaluated subjects are the ``case_id`` values of ``per_case`` (validation or test
     subjects, whichever the runs scored). A subject's counts are summed over the runs of a
     seed that evaluated it (one fold under cross-validation; every fold when all of them score
     one test set) and are zero where the seed did not evaluate it. A table without a ``seed``
-    column is one seed (0). Returns the seeds, the subjects and the counts.
+    column is one seed (0). ``cases`` fixes the subjects and their order (zero counts for one
+    the table lacks: several models set side by side). Returns the seeds, the subjects and the
+    counts.
     """
     fg = per_case[per_case["class_value"].isin(FOREGROUND)]
     if "seed" not in fg:
         fg = fg.assign(seed=0)
+    fg = fg.assign(case_id=fg["case_id"].astype(str))
     grouped = fg.groupby(["seed", "case_id", "class_value"])[list(COUNT_COLUMNS)].sum()
     seeds = sorted(grouped.index.get_level_values(0).unique())
-    cases = sorted(grouped.index.get_level_values(1).unique(), key=str)
+    if cases is None:
+        cases = sorted(grouped.index.get_level_values(1).unique(), key=str)
     full = pd.MultiIndex.from_product([seeds, cases, list(FOREGROUND)], names=grouped.index.names)
     arr = grouped.reindex(full, fill_value=0).to_numpy(np.int64)
     shape = (len(seeds), len(cases), len(FOREGROUND), len(COUNT_COLUMNS))
@@ -241,29 +253,89 @@ def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     nan3 = (float("nan"),) * 3
     if counts.shape[1] == 0:
         return {m: nan3 for m in METRICS}
-    n_seeds, n_subjects = counts.shape[:2]
     rng = np.random.default_rng(seed)
     # Subjects first: a run repeated under another seed then adds no width (tests rely on it).
-    subject_w = rng.standard_exponential((n_boot, n_subjects))
-    # The metrics are ratios, so a replicate's weights may be rescaled freely; dividing by the
-    # smallest keeps every nonzero weighted count >= 1, as metrics.scores expects of counts
-    # (it clamps denominators to 1, which would bend ratios of counts below 1).
-    subject_w /= subject_w.min(axis=1, keepdims=True)
+    subject_w = subject_weights(rng, n_boot, counts.shape[1])
+    alpha = (1 - level) / 2
+    out = {}
+    for m, (point, boot) in weighted_replicates(counts, subject_w, rng).items():
+        if np.isnan(point):
+            out[m] = nan3
+            continue
+        low, high = np.quantile(boot, [alpha, 1 - alpha])
+        out[m] = (point, float(low), float(high))
+    return out
+
+
+def subject_weights(rng: np.random.Generator, n_boot: int, n_subjects: int) -> np.ndarray:
+    """Bayesian-bootstrap weights of the subjects, ``(n_boot, n_subjects)``, i.i.d. Exp(1).
+
+    The metrics are ratios, so a replicate's weights may be rescaled freely; dividing by the
+    smallest keeps every nonzero weighted count >= 1, as metrics.scores expects of counts (it
+    clamps denominators to 1, which would bend ratios of counts below 1)."""
+    w = rng.standard_exponential((n_boot, n_subjects))
+    return w / w.min(axis=1, keepdims=True)
+
+
+def weighted_replicates(counts: np.ndarray, subject_w: np.ndarray, rng: np.random.Generator,
+                        metrics: Sequence[str] = METRICS
+                        ) -> dict[str, tuple[float, np.ndarray]]:
+    """Point estimate and replicates of each metric of one model (see :func:`bootstrap_ci`).
+
+    ``counts`` are its ``(n_seeds, n_subjects, 19, 4)`` counts (:func:`seed_subject_counts`),
+    ``subject_w`` the subjects' weights ``(n_boot, n_subjects)`` (:func:`subject_weights`;
+    shared by every model of a paired comparison); the seeds' weights are drawn here from
+    ``rng`` (none for one seed). Returns ``{metric: (point, replicates (n_boot,))}``; NaN and
+    an array of NaN for a metric no seed scored."""
+    n_boot = subject_w.shape[0]
+    n_seeds = counts.shape[0]
     seed_w = rng.standard_exponential((n_boot, n_seeds)) if n_seeds > 1 else np.ones((n_boot, 1))
     per_seed_point = pooled_scores(counts.sum(axis=1))  # {m: (S,)}
     per_seed_boot = pooled_scores(np.einsum("bn,snck->bsck", subject_w, counts.astype(float)))
-    alpha = (1 - level) / 2
     out = {}
-    for m in METRICS:
+    for m in metrics:
         scored = np.isfinite(per_seed_point[m])  # a seed with no class scored for m
         if not scored.any():
-            out[m] = nan3
+            out[m] = (float("nan"), np.full(n_boot, np.nan))
             continue
         w = seed_w[:, scored]
         boot = (w * per_seed_boot[m][:, scored]).sum(axis=1) / w.sum(axis=1)
-        low, high = np.quantile(boot, [alpha, 1 - alpha])
-        out[m] = (float(per_seed_point[m][scored].mean()), float(low), float(high))
+        out[m] = (float(per_seed_point[m][scored].mean()), boot)
     return out
+
+
+def paired_replicates(per_case: pd.DataFrame, arms: Sequence[str] = ("model",),
+                      metric: str = "dice", n_boot: int = 1000, seed: int = 0
+                      ) -> tuple[pd.Series, pd.DataFrame]:
+    """The bootstrap of :func:`bootstrap_ci` for several models (or model x loss...) at once,
+    paired on subjects, so that a difference between two of them has an interval.
+
+    ``per_case`` stacks the per-subject counts of every arm (one arm per distinct value of the
+    ``arms`` columns) with ``seed, case_id, class_value, tp, fp, fn, tn``. All arms are scored
+    on one test set, so a subject gets one weight per replicate, the same in every arm (a
+    subject hard for one model is hard for all: the pairing removes that shared part of the
+    spread from a difference); an arm without a subject has zero counts there. Each arm's seeds
+    get their own weights: a seed trains every model from a different start, so nothing pairs
+    seed ``s`` of one model with seed ``s`` of another. Returns the point estimates (a Series
+    indexed by arm) and the replicates (``n_boot`` rows, one column per arm); a one-column
+    ``arms`` gives plain labels, several give tuples.
+    """
+    if n_boot < 1:
+        raise ConfigError(f"n_boot: expected a positive number of resamples, got {n_boot}")
+    if metric not in METRICS:
+        raise ConfigError(f"metric: expected one of {', '.join(METRICS)}, got {metric!r}")
+    arms = list(arms)
+    cases = sorted(per_case["case_id"].astype(str).unique())
+    rng = np.random.default_rng(seed)
+    subject_w = subject_weights(rng, n_boot, len(cases))
+    points, reps = {}, {}
+    key = arms[0] if len(arms) == 1 else arms
+    for arm, grp in per_case.groupby(key, sort=True):
+        _, _, counts = seed_subject_counts(grp, cases)
+        points[arm], reps[arm] = weighted_replicates(counts, subject_w, rng, (metric,))[metric]
+    return pd.Series(points, dtype=float), pd.DataFrame(reps)
+
+
 
 
 def models_table(runs: pd.DataFrame, per_case: pd.DataFrame, n_boot: int = 1000,
@@ -466,6 +538,80 @@ def losses_table(profile: str, runs: Sequence[LoadedRun],
     return pd.DataFrame(rows) if rows else None
 
 
+def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
+    """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
+    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>`` are not variants), by group."""
+    groups = {}
+    for g in sorted(runs_dir.glob(f"{profile}-*")):
+        if g.is_dir() and not g.name.startswith(f"{profile}-loss-"):
+            members = [load_run(d) for d in find_runs(g)]
+            if members:
+                groups[g.name] = members
+    return groups
+
+
+@functools.lru_cache(maxsize=None)
+def _output_stride(model: str, kwargs_json: str) -> int | None:
+    from spineseg_core.models import build_model
+
+    try:
+        with torch.device("meta"):  # no weights allocated: the structure is all we need
+            net = build_model(model, **json.loads(kwargs_json))
+    except SpinesegError:
+        return None
+    strides = [m.output_stride for m in net.modules() if hasattr(m, "output_stride")]
+    return int(strides[0]) if strides else int(net.pad_multiple)
+
+
+def output_stride(model: str, model_kwargs: dict[str, Any] | None = None) -> int | None:
+    """The output stride of ``model`` built with ``model_kwargs`` (a run's ``params.json``):
+    the given ``output_stride``, else its encoder's default (the first sub-module that has
+    one, e.g. DeepLabv3+'s ResNet at 16), else the model's padding multiple, which for an
+    undilated encoder such as U-Net's is the stride of its deepest map. None for an unknown
+    model."""
+    kwargs = dict(model_kwargs or {})
+    if "output_stride" in kwargs:
+        return int(kwargs["output_stride"])
+    return _output_stride(model, json.dumps(kwargs, sort_keys=True))
+
+
+VARIANT_COLUMNS: tuple[str, ...] = (
+    "group", "model", "display_name", "family", "seed", "image_size", "output_stride", "dice",
+    "bg_recall", "absent_fraction")
+"""Columns of ``variants.csv``."""
+
+
+def variants_table(profile: str, runs: Sequence[LoadedRun],
+                   groups: dict[str, list[LoadedRun]]) -> pd.DataFrame | None:
+    """One row per run of every side-study group (:func:`variant_groups`) and per run of the
+    profile's own group of the same models: the resolution check's input. None without
+    side-study runs."""
+    if not groups:
+        return None
+    models = {r.key["model"] for members in groups.values() for r in members}
+    main = [r for r in runs if r.key["model"] in models]
+    rows = [{"group": name, **{k: run.key[k] for k in ("model", "display_name", "family", "seed")},
+             "image_size": run.params.get("image_size"),
+             "output_stride": output_stride(run.key["model"], run.params.get("model_kwargs")),
+             **{m: run.metrics.get(m) for m in ("dice", "bg_recall", "absent_fraction")}}
+            for name, members in [(profile, main), *groups.items()] for run in members]
+    return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
+
+
+def groups_per_case(groups: dict[str, list[LoadedRun]]) -> pd.DataFrame | None:
+    """The per-subject counts of every run of the loss and side-study ``groups``, stacked
+    (``group, loss, model, seed, fold, case_id, class_value, tp, fp, fn, tn``): what a paired
+    comparison with the main runs needs (:mod:`spineseg_core.report.claims`)."""
+    frames = []
+    for name, members in groups.items():
+        for run in members:
+            df = run.per_case[["case_id", "class_value", *COUNT_COLUMNS]].copy()
+            for i, c in enumerate(("group", "loss", "model", "seed", "fold")):
+                df.insert(i, c, name if c == "group" else run.key[c])
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def code_versions(runs: Sequence[LoadedRun]) -> dict[str, int]:
     """Number of runs per source fingerprint, most runs first (runs without one count under
     :data:`spineseg_core.fingerprint.UNRECORDED`)."""
@@ -545,7 +691,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     loaded.sort(key=lambda r: (rank.get(r.key["model"], len(rank)), r.key["model"],
                                r.key["seed"], r.key["fold"]))
     groups = loss_runs(runs_dir, profile)
-    versions = code_versions([*loaded, *(r for g in groups.values() for r in g)])
+    variants = variant_groups(runs_dir, profile)
+    versions = code_versions([*loaded, *(r for g in (*groups.values(), *variants.values())
+                                         for r in g)])
     if not allow_mixed_code:
         check_one_code_version(versions, group)
     out.mkdir(parents=True, exist_ok=True)
@@ -577,6 +725,12 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     losses = losses_table(profile, loaded, groups)
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
+    table = variants_table(profile, loaded, variants)
+    if table is not None:
+        _write_csv(out / "variants.csv", table)
+    side = groups_per_case({**groups, **variants})
+    if side is not None:
+        _write_csv(out / "groups_per_case.csv", side)
 
     envs = [r.params.get("env") or {} for r in loaded]
     info = {

@@ -1,0 +1,574 @@
+"""The paper's four claims as rules: each gives a verdict and the evidence behind it.
+
+Zhou et al. (ICMR 2022) conclude that (1) models built on a backbone beat the U-Net family,
+(2) DeepLabv3+ is the best of the twelve, (3) MiniSeg comes close to the best with few
+parameters, and (4) Dice loss trains better than the other losses. Each claim here is a rule
+(:data:`RULES`) over the per-subject counts of a results bundle, and its verdict is one of
+three (:class:`Verdict`).
+
+**The difference and its interval.** Every rule reduces its claim to differences of Dice
+between *arms* (a model, or a model trained with one loss). All arms are scored on one test
+set, so their replicates come from one hierarchical Bayesian bootstrap
+(:func:`spineseg_core.study.aggregate.paired_replicates`): per replicate every test subject
+gets one weight, shared by all arms (paired), and each arm's seeds get their own weights; a
+difference's interval is the percentile interval of its replicates. The point estimate is the
+difference of the arms' own estimates (per seed the Dice of the pooled counts, mean over seeds,
+as ``models.csv``).
+
+**The verdict of one comparison** (:func:`interval_verdict`): "holds" when its whole interval
+lies on the claimed side of the bound (0, or the margin of claim 3), "does not hold" when it
+lies wholly on the other side, else "not resolved at this scale". An interval that touches the
+bound counts as including it, so an exact tie is never resolved. A claim over several
+comparisons ("X beats every Y") holds when every comparison holds and does not hold when one
+fails.
+
+**Downgrades to "not resolved"** (each adds a caveat that says why): a claim that would hold
+while some arm it must beat was not run; claims (1) and (2) when the resolution check
+(:func:`spineseg_core.report.resolution.resolution_check`) is missing, incomplete, or shows the
+ordering they rest on changing between 128 and 256 px. Missing inputs never raise: the verdict
+is "not resolved at this scale" and the caveats name what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spineseg_core.models.registry import MODEL_NAMES, Family
+from spineseg_core.report.resolution import ResolutionCheck, resolution_check
+from spineseg_core.study.aggregate import paired_replicates
+
+LEVEL = 0.95
+"""Coverage of every interval."""
+
+N_BOOT = 1000
+"""Bootstrap replicates of the claims, as ``spineseg aggregate``'s intervals (seeded: the
+verdicts are reproducible)."""
+
+DEEPLAB, MINISEG = "deeplabv3plus", "miniseg"
+LOSS_MODELS: tuple[str, ...] = ("unet", "miniseg")
+"""The models trained with every loss (issue 11, item 1)."""
+LOSSES: tuple[str, ...] = ("dice", "ce", "weighted_ce", "dice_ce")
+"""The losses of the comparison; the first is the one the paper kept."""
+TOUCH = 1e-9
+"""An interval end this close to the bound touches it: a difference of Dice values computed
+from counts carries rounding of about 1e-16, and a tie must not turn into a verdict."""
+
+
+def paper_margin() -> float:
+    """Claim (3)'s margin: the paper's own gap between DeepLabv3+ and MiniSeg in its Table 1
+    (87.55 - 85.69 = 1.86 Dice points), as a fraction. It is the gap the paper itself calls
+    close, so "close" means "as close as the paper found it", not a number chosen after
+    seeing our results."""
+    from spineseg_core.study.paper import table1_overall
+
+    t1 = table1_overall().set_index("model")["dice"]
+    return float(t1["DeepLabv3+"] - t1["MiniSeg"]) / 100
+
+
+class Verdict(StrEnum):
+    """A claim's verdict; there is no fourth."""
+
+    HOLDS = "holds"
+    FAILS = "does not hold"
+    UNRESOLVED = "not resolved at this scale"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One difference of Dice (fractions) between two arms, with its interval."""
+
+    label: str
+    difference: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's verdict and its evidence. ``difference``/``ci_*`` are the headline
+    comparison's (the one least favourable to the claim: the smallest difference, or for
+    claim 3 the gap itself); ``n_seeds`` is the fewest seeds of any arm, ``n_subjects`` the
+    test subjects; ``caveats`` come first on the page."""
+
+    key: str
+    statement: str
+    rule: str
+    verdict: Verdict
+    difference: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n_seeds: int = 0
+    n_subjects: int = 0
+    caveats: tuple[str, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    bound: float = 0.0
+    above: bool = True
+    """Whether the claim is "difference above ``bound``" (else below)."""
+
+
+def interval_verdict(low: float, high: float, bound: float = 0.0, above: bool = True
+                     ) -> Verdict:
+    """The verdict of one interval against ``bound``: the claim is "difference > bound"
+    (``above``) or "difference < bound". An interval touching the bound (within
+    :data:`TOUCH`), or a missing one, is not resolved."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return Verdict.UNRESOLVED
+    if not above:
+        low, high, bound = -high, -low, -bound
+    if low > bound + TOUCH:
+        return Verdict.HOLDS
+    if high < bound - TOUCH:
+        return Verdict.FAILS
+    return Verdict.UNRESOLVED
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """"X beats every Y": holds when each comparison holds, fails when one fails."""
+    if not verdicts:
+        return Verdict.UNRESOLVED
+    if Verdict.FAILS in verdicts:
+        return Verdict.FAILS
+    return Verdict.HOLDS if all(v is Verdict.HOLDS for v in verdicts) else Verdict.UNRESOLVED
+
+
+def downgrade(claim: Claim, reasons: Sequence[str], only: Verdict | None = None) -> Claim:
+    """``claim`` made "not resolved" for ``reasons`` (if any, and if its verdict is ``only``
+    when given), each reason added to its caveats with the verdict it would have had; a claim
+    not resolved anyway keeps its verdict and gets the reasons as caveats too."""
+    if not reasons or (only and claim.verdict not in (only, Verdict.UNRESOLVED)):
+        return claim
+    if claim.verdict is Verdict.UNRESOLVED:  # unresolved anyway: the reasons still inform
+        return replace(claim, caveats=claim.caveats + tuple(f"Also: {r}." for r in reasons))
+    notes = tuple(f"Not resolved although the interval alone says \"{claim.verdict}\": {r}."
+                  for r in reasons)
+    return replace(claim, verdict=Verdict.UNRESOLVED, caveats=notes + claim.caveats)
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """What the rules read: per-subject counts of the profile's own runs (``main``: ``model,
+    seed, case_id, class_value, tp, fp, fn, tn``, and ``loss``), of the loss and side-study
+    groups (``side``, with ``group`` and ``loss``), ``variants.csv``, and the model set the
+    study meant to run."""
+
+    main: pd.DataFrame | None
+    profile: str = "cpu"
+    side: pd.DataFrame | None = None
+    variants: pd.DataFrame | None = None
+    models: tuple[str, ...] = MODEL_NAMES
+    params: dict[str, float] = field(default_factory=dict)
+    n_boot: int = N_BOOT
+    seed: int = 0
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def resolution(self) -> ResolutionCheck:
+        if "resolution" not in self._cache:
+            self._cache["resolution"] = resolution_check(self.variants, self.profile)
+        return self._cache["resolution"]
+
+    def main_arms(self, main: pd.DataFrame) -> _Arms:
+        """The paired bootstrap of the models of ``main`` (the main runs of the expected
+        models), computed once for claims (1)-(3)."""
+        if "main" not in self._cache:
+            self._cache["main"] = _arms(main, ["model"], self.n_boot, self.seed)
+        return self._cache["main"]
+
+
+def _family(model: str) -> str:
+    from spineseg_core.models import model_info
+
+    return str(model_info(model).family)
+
+
+def _name(model: str) -> str:
+    from spineseg_core.models import model_info
+
+    return model_info(model).display_name
+
+
+@dataclass(frozen=True)
+class _Arms:
+    """The paired bootstrap of some arms: points, replicates, seeds and subjects."""
+
+    points: pd.Series
+    reps: pd.DataFrame
+    seeds: pd.Series
+    n_subjects: int
+
+    def compare(self, label: str, a: Any, b: Any) -> Comparison:
+        return self.interval(label, self.points[a] - self.points[b], self.reps[a] - self.reps[b])
+
+    @staticmethod
+    def interval(label: str, point: float, reps: pd.Series | np.ndarray) -> Comparison:
+        alpha = (1 - LEVEL) / 2
+        low, high = np.quantile(np.asarray(reps, dtype=float), [alpha, 1 - alpha])
+        return Comparison(label, float(point), float(low), float(high))
+
+    def n_seeds(self, arms: Sequence[Any] | None = None) -> int:
+        seeds = self.seeds if arms is None else self.seeds.loc[list(arms)]
+        return int(seeds.min()) if len(seeds) else 0
+
+
+def _arms(per_case: pd.DataFrame, keys: Sequence[str], n_boot: int, seed: int) -> _Arms:
+    points, reps = paired_replicates(per_case, keys, "dice", n_boot, seed)
+    key = keys[0] if len(keys) == 1 else list(keys)
+    seeds = per_case.groupby(key)["seed"].nunique()
+    return _Arms(points, reps, seeds, int(per_case["case_id"].nunique()))
+
+
+def _missing(key: str, statement: str, rule: str, *what: str) -> Claim:
+    return Claim(key, statement, rule, Verdict.UNRESOLVED,
+                 caveats=tuple(f"Missing: {w}." for w in what))
+
+
+def _not_run(expected: Sequence[str], present: set[str]) -> list[str]:
+    return [_name(m) for m in expected if m not in present]
+
+
+def _resolution_reasons(check: ResolutionCheck, changes: bool | None, what: str,
+                        finding: str) -> list[str]:
+    if changes:
+        return [f"the resolution check shows {what} changing with the image size "
+                f"({finding.rstrip('.')})"]
+    if changes is None or not check.complete:
+        return [f"the resolution check, which must show {what} stable between 128 and 256 px, "
+                f"is missing or incomplete ({'; '.join(check.missing)})"]
+    return []
+
+
+def _headline(key: str, statement: str, rule: str, comps: Sequence[Comparison],
+              verdicts: Sequence[Verdict], arms: _Arms, used: Sequence[Any],
+              caveats: Sequence[str] = (), bound: float = 0.0) -> Claim:
+    head = min(comps, key=lambda c: c.difference)
+    return Claim(key, statement, rule, combine(verdicts), head.difference, head.ci_low,
+                 head.ci_high, arms.n_seeds(used), arms.n_subjects, tuple(caveats),
+                 tuple(comps), bound)
+
+
+FAMILIES_STATEMENT = "Models built on a backbone beat the U-Net family"
+FAMILIES_RULE = ("mean Dice of the backbone models minus that of the U-Net family; holds when "
+                 "the whole interval is above 0")
+
+
+def backbone_beats_unet(results: StudyResults) -> Claim:
+    """Claim (1): difference of the families' mean Dice (each family's mean over its models,
+    per replicate), above 0. Needs every model of ``results.models`` and a resolution check
+    showing the family ordering stable."""
+    key, st, rule = "families", FAMILIES_STATEMENT, FAMILIES_RULE
+    if results.main is None or not len(results.main):
+        return _missing(key, st, rule, "the study's runs (per_case.csv)")
+    main = results.main[results.main["model"].isin(results.models)]
+    present = set(main["model"])
+    fam = {m: _family(m) for m in present}
+    bb = sorted(m for m in present if fam[m] == str(Family.BACKBONE))
+    un = sorted(m for m in present if fam[m] == str(Family.UNET))
+    if not bb or not un:
+        return _missing(key, st, rule, "runs of a model of each family")
+    arms = results.main_arms(main)
+    comp = _Arms.interval("backbone models - U-Net family",
+                          arms.points[bb].mean() - arms.points[un].mean(),
+                          arms.reps[bb].mean(axis=1) - arms.reps[un].mean(axis=1))
+    claim = _headline(key, st, rule, [comp], [interval_verdict(comp.ci_low, comp.ci_high)],
+                      arms, [*bb, *un],
+                      [f"Family means over {len(bb)} backbone and {len(un)} U-Net-family "
+                       f"models."])
+    claim = downgrade(claim, [f"models not run: {', '.join(_not_run(results.models, present))}"]
+                      if present != set(results.models) else [])
+    check = results.resolution()
+    return downgrade(claim, _resolution_reasons(check, check.family_order_changes,
+                                                "the family ordering", check.family_finding()))
+
+
+BEST_STATEMENT = "DeepLabv3+ is the best of the twelve models"
+BEST_RULE = ("DeepLabv3+'s Dice minus each other model's; holds when every interval is above 0, "
+             "does not hold when one is below 0; the headline is the best other model")
+
+
+def deeplab_is_best(results: StudyResults) -> Claim:
+    """Claim (2): DeepLabv3+ minus every other model (the headline: minus the best other by
+    point estimate). A "holds" needs every model run; any verdict needs a resolution check
+    showing DeepLabv3+'s rank stable."""
+    key, st, rule = "deeplab", BEST_STATEMENT, BEST_RULE
+    if results.main is None or not len(results.main):
+        return _missing(key, st, rule, "the study's runs (per_case.csv)")
+    main = results.main[results.main["model"].isin(results.models)]
+    present = set(main["model"])
+    if DEEPLAB not in present or len(present) < 2:
+        return _missing(key, st, rule, "runs of DeepLabv3+ and of another model")
+    arms = results.main_arms(main)
+    others = [m for m in arms.points.index if m != DEEPLAB]
+    comps = [arms.compare(f"DeepLabv3+ - {_name(m)}", DEEPLAB, m) for m in others]
+    rank = int((arms.points > arms.points[DEEPLAB]).sum()) + 1
+    claim = _headline(key, st, rule, comps, [interval_verdict(c.ci_low, c.ci_high) for c in comps],
+                      arms, list(arms.points.index),
+                      [f"DeepLabv3+ ranks {rank} of {len(arms.points)} by point estimate."])
+    missing = _not_run(results.models, present)
+    claim = downgrade(claim, [f"models not run, any of which might beat it: {', '.join(missing)}"]
+                      if missing else [], only=Verdict.HOLDS)
+    check = results.resolution()
+    return downgrade(claim, _resolution_reasons(check, check.deeplab_rank_changes,
+                                                "DeepLabv3+'s rank", check.rank_finding()))
+
+
+CLOSE_STATEMENT = "MiniSeg comes close to the best model with few parameters"
+
+
+def _close_rule(margin: float) -> str:
+    return (f"Dice of the best other model minus MiniSeg's; holds when the whole interval is "
+            f"below the paper's own gap of {100 * margin:.2f} points, does not hold when it is "
+            f"wholly above it")
+
+
+def miniseg_is_close(results: StudyResults, margin: float | None = None) -> Claim:
+    """Claim (3): the gap best - MiniSeg, the best being the best other model by point
+    estimate, against ``margin`` (default :func:`paper_margin`). A "holds" needs every model
+    run (a missing one might be better). The parameter counts are reported, not tested: they
+    are a fact of the architectures."""
+    margin = paper_margin() if margin is None else margin
+    key, st, rule = "miniseg", CLOSE_STATEMENT, _close_rule(margin)
+    if results.main is None or not len(results.main):
+        return _missing(key, st, rule, "the study's runs (per_case.csv)")
+    main = results.main[results.main["model"].isin(results.models)]
+    present = set(main["model"])
+    if MINISEG not in present or len(present) < 2:
+        return _missing(key, st, rule, "runs of MiniSeg and of another model")
+    arms = results.main_arms(main)
+    best = arms.points.drop(MINISEG).idxmax()
+    comp = arms.compare(f"{_name(best)} - MiniSeg", best, MINISEG)
+    caveats = [f"The best other model is {_name(best)}; the margin is the paper's Table 1 gap "
+               f"DeepLabv3+ - MiniSeg ({100 * margin:.2f} points)."]
+    if MINISEG in results.params and best in results.params:
+        caveats.append(f"Parameters: MiniSeg {int(results.params[MINISEG]):,}, "
+                       f"{_name(best)} {int(results.params[best]):,}.")
+    caveats.append("The resolution check did not train MiniSeg at 256 px: this verdict is for "
+                   "128 px only.")
+    verdict = interval_verdict(comp.ci_low, comp.ci_high, margin, above=False)
+    claim = Claim(key, st, rule, verdict, comp.difference, comp.ci_low, comp.ci_high,
+                  arms.n_seeds([best, MINISEG]), arms.n_subjects, tuple(caveats), (comp,), margin,
+                  above=False)
+    missing = _not_run(results.models, present)
+    return downgrade(claim, [f"models not run, any of which might be better: {', '.join(missing)}"]
+                     if missing else [], only=Verdict.HOLDS)
+
+
+LOSS_STATEMENT = "Dice loss trains better than the other losses"
+LOSS_RULE = ("for U-Net and MiniSeg, Dice with the Dice loss minus Dice with each other loss "
+             "(cross-entropy, weighted cross-entropy, Dice + cross-entropy); holds when every "
+             "interval is above 0, does not hold when one is below 0")
+
+
+def dice_loss_is_best(results: StudyResults) -> Claim:
+    """Claim (4): per model of :data:`LOSS_MODELS`, the Dice-loss arm minus each other loss's
+    arm (the main runs supply the profile's default loss, the groups ``<profile>-loss-<loss>``
+    the others). A "holds" needs every model x loss of the comparison."""
+    key, st, rule = "loss", LOSS_STATEMENT, LOSS_RULE
+    frames = []
+    if results.main is not None and "loss" in results.main:
+        frames.append(results.main[results.main["model"].isin(LOSS_MODELS)])
+    if results.side is not None and len(results.side):
+        side = results.side[results.side["group"].str.startswith(f"{results.profile}-loss-")
+                            & results.side["model"].isin(LOSS_MODELS)]
+        if frames:  # the main group speaks for its own loss
+            own = set(zip(frames[0]["model"], frames[0]["loss"]))
+            side = side[[(m, l) not in own for m, l in zip(side["model"], side["loss"])]]
+        frames.append(side)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table = table[table["loss"].isin(LOSSES)] if len(table) else table
+    have = set(zip(table["model"], table["loss"])) if len(table) else set()
+    pairs = [(m, other) for m in LOSS_MODELS for other in LOSSES[1:]
+             if (m, "dice") in have and (m, other) in have]
+    if not pairs:
+        return _missing(key, st, rule, "loss-comparison runs: a model trained with the Dice "
+                        f"loss and with another loss (groups `{results.profile}-loss-<loss>`)")
+    arms = _arms(table, ["model", "loss"], results.n_boot, results.seed)
+    comps = [arms.compare(f"{_name(m)}: dice - {other}", (m, "dice"), (m, other))
+             for m, other in pairs]
+    used = sorted({(m, l) for m, other in pairs for l in ("dice", other)})
+    claim = _headline(key, st, rule, comps, [interval_verdict(c.ci_low, c.ci_high) for c in comps],
+                      arms, used, ["The resolution check did not compare losses: this verdict "
+                                   "is for 128 px only."])
+    absent = [f"{_name(m)} with {l}" for m in LOSS_MODELS for l in LOSSES if (m, l) not in have]
+    return downgrade(claim, [f"runs not made, any of which might beat the Dice loss: "
+                             f"{', '.join(absent)}"] if absent else [], only=Verdict.HOLDS)
+
+
+RULES: dict[str, Callable[[StudyResults], Claim]] = {
+    "families": backbone_beats_unet,
+    "deeplab": deeplab_is_best,
+    "miniseg": miniseg_is_close,
+    "loss": dice_loss_is_best,
+}
+"""The paper's claims in its order, by key."""
+
+
+def check_claims(results: StudyResults) -> list[Claim]:
+    """Every claim's verdict, in the paper's order."""
+    return [rule(results) for rule in RULES.values()]
+
+
+def _csv(folder: Path, name: str) -> pd.DataFrame | None:
+    p = folder / name
+    return pd.read_csv(p) if p.is_file() else None
+
+
+def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
+                 ) -> StudyResults:
+    """A bundle folder (``results/<profile>``) as the rules' input; a missing folder or file
+    gives an input with that part empty (the rules then say what is missing)."""
+    folder = Path(folder) if folder is not None else None
+    if folder is None or not folder.is_dir():
+        return StudyResults(None, n_boot=n_boot, seed=seed)
+    bundle = json.loads((folder / "bundle.json").read_text()) \
+        if (folder / "bundle.json").is_file() else {}
+    profile = str(bundle.get("profile") or folder.name)
+    main = _csv(folder, "per_case.csv")
+    runs = _csv(folder, "runs.csv")
+    if main is not None and runs is not None and "loss" in runs:
+        main = main.merge(runs[["model", "seed", "fold", "loss"]], on=["model", "seed", "fold"],
+                          how="left")
+    params: dict[str, float] = {}
+    eff = _csv(folder, "efficiency.csv")
+    for table in (runs, eff):
+        if table is not None and "params" in table:
+            params.update(table.dropna(subset=["params"]).groupby("model")["params"].first())
+    return StudyResults(main, profile, _csv(folder, "groups_per_case.csv"),
+                        _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed)
+
+
+def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
+    """What every verdict stands on, from ``dataset.json``, in the order the page shows it:
+    the data, the protocol, the resolution, the seeds, the weights."""
+    from spineseg_core.training.config import PROFILE_DEFAULTS, Profile
+
+    d = dataset or {}
+    paper = PROFILE_DEFAULTS[Profile.PAPER]
+    out = []
+    if d.get("data_kind", "phantom") == "phantom":
+        out.append("The data are a synthetic phantom, not patients' scans: a verdict here is a "
+                   "verdict on the phantom.")
+    else:
+        out.append(f"The data are real scans ({d.get('data_dir')}).")
+    epochs, batch, size = d.get("epochs"), d.get("batch_size"), d.get("image_size")
+    budget = f"{epochs} epochs" if epochs else "a few epochs"
+    out.append(f"A miniature of the paper's protocol: {budget}"
+               + (f" at batch {batch}" if batch else "")
+               + f" against the {paper['epochs']} of our reading of the paper, so large models "
+               "may be far from converged.")
+    out.append(f"Images at {f'{size} px' if size else 'a reduced size'} instead of "
+               f"{paper['image_size']} px: thoracic discs are a few pixels high and a stride-32 "
+               "encoder sees a map a few pixels across; the resolution check tests whether the "
+               "orderings survive 256 px.")
+    seeds, n_test = d.get("seeds") or [], d.get("n_test_cases")
+    spread = (": the intervals cover the test subjects only, not the randomness of training"
+              if len(seeds) == 1 else "")
+    out.append((f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model{spread}"
+                if seeds else "No runs yet")
+               + (f"; {n_test} test subjects." if n_test else "."))
+    out.append("No model was pretrained: every backbone starts from random weights.")
+    return out
+
+
+def verdict_table(claims: Sequence[Claim]) -> pd.DataFrame:
+    """The claims as the page shows them: verdict, difference and interval in Dice points,
+    seeds, subjects (a dash where a value is missing)."""
+    dash = "\u2014"
+
+    def pts(x: float, sign: bool = True) -> str:
+        return dash if not np.isfinite(x) else f"{100 * x:{'+' if sign else ''}.2f}"
+
+    rows = []
+    for c in claims:
+        measured = np.isfinite(c.difference)
+        rows.append({
+            "claim": c.statement, "verdict": str(c.verdict),
+            "difference (Dice points)": pts(c.difference),
+            "95 % CI (points)": (f"{pts(c.ci_low)} to {pts(c.ci_high)}" if measured else dash),
+            "bound (points)": pts(c.bound, sign=False) if measured else dash,
+            "seeds": str(c.n_seeds) if measured else dash,
+            "test subjects": str(c.n_subjects) if measured else dash})
+    return pd.DataFrame(rows)
+
+
+def comparisons_table(claims: Sequence[Claim]) -> pd.DataFrame:
+    """Every comparison behind the verdicts: claim, comparison, difference and interval
+    (fractions), the bound it is tested against, and its own verdict."""
+    rows = [{"claim": c.key, "comparison": k.label, "difference": k.difference,
+             "ci_low": k.ci_low, "ci_high": k.ci_high, "bound": c.bound,
+             "verdict": str(interval_verdict(k.ci_low, k.ci_high, c.bound, c.above))}
+            for c in claims for k in c.comparisons]
+    return pd.DataFrame(rows, columns=["claim", "comparison", "difference", "ci_low", "ci_high",
+                                       "bound", "verdict"])
+
+
+VERDICT_COLORS: dict[Verdict, str] = {Verdict.HOLDS: "tab:green", Verdict.FAILS: "tab:red",
+                                      Verdict.UNRESOLVED: "tab:gray"}
+"""One colour per verdict, in the figure and its key."""
+
+
+def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
+    """Every comparison as a point with its 95 % interval (Dice points), coloured by its own
+    verdict, one row each, grouped by claim; a line at 0 and, for a claim tested against a
+    margin, a dashed line at it. The key sits below the axes so that it covers no data. A
+    figure saying so when there is no comparison yet."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    table = comparisons_table(claims)
+    height = 1.6 + 0.32 * max(len(table), 2)
+    fig, ax = plt.subplots(figsize=(width, height))
+    if table.empty:
+        ax.text(0.5, 0.5, "No comparison can be computed yet: see the caveats above.",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    number = {c.key: i + 1 for i, c in enumerate(claims)}
+    y = np.arange(len(table))[::-1]
+    d, lo, hi = (100 * table[c].to_numpy(float) for c in ("difference", "ci_low", "ci_high"))
+    for verdict, color in VERDICT_COLORS.items():
+        rows = (table["verdict"] == str(verdict)).to_numpy()
+        ax.errorbar(d[rows], y[rows], xerr=[d[rows] - lo[rows], hi[rows] - d[rows]], fmt="o",
+                    color=color, capsize=3, ms=4)
+    ax.axvline(0, color="black", lw=0.8)
+    for key, grp in table.groupby("claim", sort=False):
+        bound = 100 * float(grp["bound"].iloc[0])
+        rows = y[table.index.get_indexer(grp.index)]
+        if bound:
+            ax.vlines(bound, rows.min() - 0.4, rows.max() + 0.4, colors="black", linestyles="--",
+                      lw=0.8)
+    ax.set_yticks(y, [f"({number[k]}) {label}" for k, label in zip(table["claim"],
+                                                                    table["comparison"])])
+    ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
+    ax.set_xlabel("difference of Dice (points) with its 95 % interval")
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=str(v))
+               for v, c in VERDICT_COLORS.items()]
+    if table["bound"].ne(0).any():
+        handles.append(Line2D([], [], color="black", ls="--", lw=0.8, label="margin of claim (3)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8,
+               title="each interval alone", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0.6 / height, 1, 1))  # 0.6 in for the key
+    return fig
+
+
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    """Each claim as a numbered paragraph for the page: its verdict, its caveats first, then
+    its rule and evidence (Dice points)."""
+    parts = []
+    for i, c in enumerate(claims, 1):
+        lines = [f"**({i}) {c.statement}: {c.verdict}.**", ""]
+        lines += [f"- {note}" for note in c.caveats]
+        evidence = ("no difference measured" if not np.isfinite(c.difference) else
+                    f"difference {100 * c.difference:+.2f} points, 95 % interval "
+                    f"{100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}, {c.n_seeds} "
+                    f"seed{'s' if c.n_seeds != 1 else ''} (fewest of any model compared), "
+                    f"{c.n_subjects} test subjects")
+        lines += [f"- Rule: {c.rule}.", f"- Evidence: {evidence}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
