@@ -26,7 +26,7 @@ def bundle(tmp_path_factory):
 
 def _check(values: dict, chapter: str) -> None:
     text = (REPO / "book" / f"{chapter}.md").read_text()
-    wanted = {n for n in glue_names(text) if not n.startswith(("cl_", "lo_"))}
+    wanted = glue_names(text)
     assert wanted <= set(values), f"{chapter}: not given {sorted(wanted - set(values))}"
     for key, value in values.items():
         if isinstance(value, str):

@@ -515,3 +515,64 @@ def reproducibility_page(b: Bundle) -> Page:
                                [Column("package", "Package"),
                                 Column("version", "Version (book build)")])
     return out
+
+
+# --- the losses ----------------------------------------------------------------------------
+
+@page("losses")
+def losses_page(b: Bundle) -> Page:
+    import seaborn as sns
+
+    from spineseg_core.report.claims import dice_loss_is_best, load_results
+    from spineseg_core.study.loss_study import (ABSENT_MAX, BG_RECALL_MIN, choose_default,
+                                                variants_table)
+    from spineseg_core.training.config import TrainConfig
+
+    variants, losses = b.csv("loss_variants.csv"), b.csv("losses.csv")
+    out: Page = {"default_loss": str(TrainConfig.loss), "bg_recall_min": f"{BG_RECALL_MIN:.0%}",
+                 "absent_max": f"{ABSENT_MAX:.0%}"}
+    if variants is None:
+        out.update(variants_rule=MISSING, variants_epochs=MISSING,
+                   lo_variants=Missing("loss_variants.csv (scripts/loss_variants.py)"))
+    else:
+        chosen, reason = choose_default(variants)
+        shown = variants_table(variants)
+        out.update(variants_rule=f"{chosen}: {reason}",
+                   variants_epochs=str(int(variants["epochs"].iloc[0])),
+                   lo_variants=table_html(shown, [Column("loss", "Loss")] + [
+                       Column(c, c.replace("absent", "absent (%)").replace("Dice", "Dice (%)")
+                              .replace("bg recall", "bg recall (%)"), Kind.NUMBER,
+                              2 if "absent" in c else 1)
+                       for c in shown.columns if c not in ("loss", "sane")]
+                       + [Column("sane", "Sane")],
+                       notes=["absent: pixels labelled as a structure the case does not "
+                              "contain; val.: the best validation epoch; 2nd half: the worst "
+                              "validated epoch of the second half of the budget."]))
+    out["loss_verdict"] = str(dice_loss_is_best(load_results(b.folder)).verdict) \
+        if b.folder is not None and b.has_bundle() else "not resolved at this scale"
+    table = None
+    if losses is not None:
+        per = losses.groupby(["display_name", "loss"])["dice"].mean().reset_index()
+        table = per.pivot(index="display_name", columns="loss", values="dice")
+        table = table[table.notna().sum(axis=1) >= 2]
+    if table is None or not len(table):
+        out.update(loss_models="0", loss_names=MISSING, loss_best_overall=MISSING,
+                   lo_bars=Missing("losses.csv (runs of <profile>-loss-<loss>/)"),
+                   lo_table=Missing("losses.csv"))
+        return out
+    out.update(loss_models=str(len(table)), loss_names=", ".join(table.columns),
+               loss_best_overall=table.mean().idxmax())
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    sub = losses[losses.display_name.isin(table.index)]
+    sns.barplot(data=sub.assign(dice=100 * sub.dice), x="display_name", y="dice", hue="loss",
+                errorbar="sd", ax=ax)
+    ax.set(xlabel="", ylabel="test Dice (%)")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns),
+              frameon=False)
+    fig.tight_layout()
+    out["lo_bars"] = fig
+    shown = (table.reset_index())
+    out["lo_table"] = table_html(shown, [Column("display_name", "Model")] + [
+        Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
+        dash_note="not trained with this loss")
+    return out
