@@ -1,7 +1,10 @@
 """The book, built from a fixture results bundle and opened in a real browser (chromium).
 
-The fixture runs are fake (tests/fake_runs.py); only their files' shapes matter here. The
-book is copied into a temporary folder and built there, so the repository's _build is untouched.
+The fixture runs are fake (tests/fake_runs.py); only their files' shapes matter here. Two
+models have two seeds and one has a single seed, as in a study still running, so the pages show
+both a spread and "n = 1". The book is copied into a temporary folder and built there, so the
+repository's _build is untouched. Every chapter page is then checked as a reader would meet it
+(tests/book_checks.py): captions and real alt text, no "…", "NaN", "Traceback" or "± 0.00".
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from book_checks import page_problems
 from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
+from spineseg_core.models import model_info
 from spineseg_core.study.aggregate import aggregate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +32,7 @@ CHAPTERS = {"intro": (0, 0), "dataset": (2, 2), "losses": (1, 1), "results": (1,
             "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
             "claims": (1, 1), "reproducibility": (0, 3)}
 MODELS = ("unet", "deeplabv3plus", "miniseg")
+SINGLE_SEED = ("miniseg",)  # n = 1: its spread is not measured
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
@@ -37,7 +43,8 @@ def _build(tmp: Path, results: Path) -> subprocess.CompletedProcess:
     site = tmp / "site"
     site.mkdir()
     shutil.copy(REPO / "_config.yml", site)
-    shutil.copytree(REPO / "book", site / "book", ignore=shutil.ignore_patterns("_build"))
+    shutil.copytree(REPO / "book", site / "book",
+                    ignore=shutil.ignore_patterns("_build", "_generated"))
     env = {**os.environ, "SPINESEG_RESULTS_DIR": str(results), "SPINESEG_BOOK_PROFILE": "cpu"}
     jb = Path(sys.executable).with_name("jupyter-book")
     return subprocess.run([str(jb), "build", "book", "-W", "-n", "--keep-going"], cwd=site,
@@ -52,7 +59,9 @@ def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("book")
-    make_fake_study(tmp / "runs", profile="cpu", models=MODELS)
+    several = tuple(m for m in MODELS if m not in SINGLE_SEED)
+    make_fake_study(tmp / "runs", profile="cpu", models=several, seeds=(0, 1))
+    make_fake_study(tmp / "runs", profile="cpu", models=SINGLE_SEED, seeds=(0,), losses=())
     write_fake_efficiency(tmp / "results/cpu/efficiency.csv", MODELS)
     write_fake_loss_variants(tmp / "results/cpu/loss_variants.csv")
     shutil.copy(REPO / "results/phantom_vs_real.csv", tmp / "results/phantom_vs_real.csv")
@@ -62,11 +71,18 @@ def site(tmp_path_factory) -> Path:
     return tmp / "site/_build/html"
 
 
+@pytest.fixture(scope="module")
+def doms(site, tmp_path_factory) -> dict[str, str]:
+    """Each chapter's DOM as chromium renders it, read once for all the checks."""
+    tmp = tmp_path_factory.mktemp("dom")
+    return {chapter: _chromium(tmp, "--dump-dom", (site / f"{chapter}.html").as_uri()).stdout
+            for chapter in CHAPTERS if (site / f"{chapter}.html").is_file()}
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_dom(site, tmp_path, chapter):
-    page = site / f"{chapter}.html"
-    assert page.is_file()
-    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+def test_chapter_dom(doms, chapter):
+    assert chapter in doms, f"{chapter}.html was not built"
+    dom = doms[chapter]
     assert "<h1" in dom, dom[:500]
     n_img = len(re.findall(r"<img\b", dom))
     n_table = len(re.findall(r"<table\b", dom))
@@ -74,6 +90,31 @@ def test_chapter_dom(site, tmp_path, chapter):
     assert n_img >= want_img and n_table >= want_table, (chapter, n_img, n_table)
     assert "n/a" not in re.sub(r"<[^>]+>", "", dom) or chapter == "efficiency"
     assert "Traceback" not in dom
+
+
+def test_every_chapter_reads_as_a_publication(doms):
+    """Captions and real alt text on every figure; no "…", "NaN", "Traceback" or "± 0.00"."""
+    assert set(doms) == set(CHAPTERS)
+    one_seed = tuple(model_info(m).display_name for m in SINGLE_SEED)
+    problems = {chapter: page_problems(dom, one_seed) for chapter, dom in doms.items()}
+    failing = {chapter: found for chapter, found in problems.items() if found}
+    report = "\n".join(f"{chapter}.html:\n  - " + "\n  - ".join(found)
+                       for chapter, found in failing.items())
+    assert not failing, f"{len(failing)} of {len(doms)} chapters are not publishable:\n{report}"
+
+
+def test_results_bundle_is_downloadable(site, doms):
+    """The reproducibility chapter links the zip of results/cpu/, and it holds the bundle."""
+    import zipfile
+
+    links = re.findall(r'<a [^>]*href="([^"]*spineseg-results-cpu\.zip)"', doms["reproducibility"])
+    assert len(links) == 1, links
+    archive = site / links[0]
+    bundle = site.parents[2] / "results/cpu"
+    expected = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.namelist() == [f"results/cpu/{rel}" for rel in expected]
+        assert zf.read("results/cpu/models.csv") == (bundle / "models.csv").read_bytes()
 
 
 def test_glued_numbers_match_results(site, tmp_path):

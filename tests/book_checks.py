@@ -1,0 +1,97 @@
+"""What a published chapter must not show, checked on its rendered HTML (tests/test_book.py).
+
+``page_problems`` reads one page's DOM (as chromium's ``--dump-dom`` gives it) and returns one
+line per problem, naming what is wrong and where, so that a failing test lists every chapter
+and everything it lacks at once.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bs4 import BeautifulSoup
+
+PATH_LIKE = re.compile(r"[\\/]|\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
+"""Alt text that is a file path or name (what a notebook output gets by default)."""
+
+ZERO_SPREAD = re.compile(r"±\s*0(?:\.0+)?(?![\d.]*[1-9])")
+"""``± 0``, ``± 0.0``, ``± 0.00``...: a spread of zero, what one seed shows if printed as a
+standard deviation (the book writes ``n = 1`` instead)."""
+
+ONE_SEED = re.compile(r"\bn\s*=\s*1\b")
+
+NAN = re.compile(r"\bNaN\b")
+
+
+def _context(text: str, match: re.Match[str], width: int = 30) -> str:
+    start, end = max(match.start() - width, 0), match.end() + width
+    return " ".join(text[start:end].split())
+
+
+def _found(what: str, pattern: re.Pattern[str], text: str) -> list[str]:
+    hits = list(pattern.finditer(text))
+    if not hits:
+        return []
+    shown = "; ".join(f"'{_context(text, m)}'" for m in hits[:2])
+    return [f"{len(hits)} x {what}: {shown}"]
+
+
+def _section(element) -> str:
+    """The title of the section an element is in (its nearest heading before it)."""
+    heading = element.find_previous(["h1", "h2", "h3", "h4"])
+    if heading is None:
+        return "top"
+    return " ".join(heading.get_text(" ").replace("#", " ").replace("¶", " ").split())
+
+
+def _figure_problems(article) -> list[str]:
+    problems = []
+    images = article.find_all("img")
+    for i, img in enumerate(images, start=1):
+        name = f"figure {i}/{len(images)} (in '{_section(img)[:40]}')"
+        alt = (img.get("alt") or "").strip()
+        if not alt:
+            problems.append(f"{name}: no alt text")
+        elif PATH_LIKE.search(alt) or alt == img.get("src"):
+            problems.append(f"{name}: alt text is a path ('{alt[:40]}')")
+        figure = img.find_parent("figure")
+        caption = figure.find("figcaption") if figure else None
+        if caption is None or not caption.get_text(strip=True):
+            problems.append(f"{name}: no caption")
+    return problems
+
+
+def _zero_spread_of_one_seed(article, single_seed: tuple[str, ...]) -> list[str]:
+    """"± 0.00" in a table row or a paragraph about a one-seed result: one that names a model
+    of ``single_seed`` or says "n = 1"."""
+    found = []
+    for block in article.find_all(["tr", "p", "li", "dd", "figcaption"]):
+        if block.find(["tr", "p", "li", "dd"]):  # the innermost blocks only
+            continue
+        text = " ".join(block.get_text(" ").split())
+        match = ZERO_SPREAD.search(text)
+        if match and (ONE_SEED.search(text) or any(name in text for name in single_seed)):
+            found.append(f"'{_context(text, match)}'")
+    if not found:
+        return []
+    return [f'{len(found)} x "± 0.00" for one seed (n = 1 must read "n = 1"): '
+            + "; ".join(found[:2])]
+
+
+def page_problems(dom: str, single_seed: tuple[str, ...] = ()) -> list[str]:
+    """Every problem of one rendered chapter page: figures without a caption or with a path
+    as alt text, "…" (or a table cell "..."), "NaN", "Traceback", and "± 0.00" where the
+    result is of one seed (``single_seed``: display names of the models run with one seed)."""
+    soup = BeautifulSoup(dom, "html.parser")
+    article = soup.select_one("article.bd-article") or soup.body or soup
+    text = article.get_text(" ")
+    problems = _figure_problems(article)
+    problems += _found('"…" (truncated text)', re.compile("…"), text)
+    cut = [td for td in article.find_all(["td", "th"]) if td.get_text(strip=True) in ("...", "…")]
+    if cut:
+        problems.append(f"{len(cut)} x a table cell '...' (a truncated table)")
+    problems += _found('"NaN"', NAN, text)
+    problems += _zero_spread_of_one_seed(article, single_seed)
+    if "Traceback" in soup.get_text(" "):
+        problems.append('"Traceback" on the page')
+    return problems

@@ -1,0 +1,46 @@
+"""The chapter checks of the browser test (tests/book_checks.py) on hand-made pages."""
+
+from __future__ import annotations
+
+from book_checks import page_problems
+
+GOOD = """<html><body><nav><img src="logo.png"></nav><article class="bd-article">
+<h1>Results</h1>
+<figure><img src="_images/a1.png" alt="Dice per model, U-Net highest">
+<figcaption><p>Figure 1. Test Dice of each model.</p></figcaption></figure>
+<table><tr><th>Model</th><th>Dice (%)</th></tr><tr><td>U-Net</td><td>76.88 ± 0.52</td></tr>
+<tr><td>PSPNet</td><td>70.10 (n = 1)</td></tr><tr><td>DANet</td><td>71.2 ± 0.05</td></tr>
+<tr><td>EMANet</td><td>—</td></tr><tr><td>FPR</td><td>0.25 ± 0.00</td></tr></table>
+<p>Nan Zhou, ± 0.50 and ± 10.0 are fine; over 3 seeds 0.25 ± 0.00 is a rounded spread.</p>
+</article></body></html>"""
+
+BAD = """<html><body><article class="bd-article"><h1>Results</h1>
+<img src="_images/abc.png" alt="_images/abc.png">
+<figure><img src="_images/def.png"><figcaption> </figcaption></figure>
+<h2>Per model <a class="headerlink" href="#x">#</a></h2>
+<table><tr><td>...</td><td>NaN</td><td>PSPNet</td><td>76.88 ± 0.00</td></tr>
+<tr><td>U-Net</td><td>80.1 ± 0.00</td></tr></table>
+<p>The text goes on… and ± 0 here (n = 1)</p><pre>Traceback (most recent call last):</pre>
+</article></body></html>"""
+
+
+def test_a_publishable_page_has_no_problem():
+    # The logo outside the article is not a figure; a zero spread over 3 seeds is not n = 1.
+    assert page_problems(GOOD, single_seed=("PSPNet",)) == []
+
+
+def test_every_problem_is_named_with_where_it_is():
+    problems = page_problems(BAD, single_seed=("PSPNet",))
+    assert [p.split(": ")[0] for p in problems] == [
+        "figure 1/2 (in 'Results')", "figure 1/2 (in 'Results')", "figure 2/2 (in 'Results')",
+        "figure 2/2 (in 'Results')", '1 x "…" (truncated text)',
+        "1 x a table cell '...' (a truncated table)", '1 x "NaN"',
+        '2 x "± 0.00" for one seed (n = 1 must read "n = 1")', '"Traceback" on the page']
+    assert problems[:4] == ["figure 1/2 (in 'Results'): alt text is a path ('_images/abc.png')",
+                            "figure 1/2 (in 'Results'): no caption",
+                            "figure 2/2 (in 'Results'): no alt text",
+                            "figure 2/2 (in 'Results'): no caption"]
+    assert "goes on… and" in problems[4] and "NaN PSPNet" in problems[6]
+    # PSPNet's row and the "n = 1" sentence; U-Net's row is not of one seed.
+    assert "PSPNet 76.88 ± 0.00" in problems[7] and "and ± 0 here (n = 1)" in problems[7]
+    assert "80.1" not in problems[7]
