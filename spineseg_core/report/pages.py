@@ -147,13 +147,14 @@ def convergence_page(b: Bundle) -> Page:
     history, conv, runs = b.csv("history.csv"), b.csv("convergence.csv"), b.csv("runs.csv")
     out: Page = {"cv_window": str(STEEP_WINDOW), "cv_ratio": num(STEEP_RATIO, 2),
                  "cv_curves": learning_curves(history) if history is not None and len(history)
-                 else Missing("history.csv"), "cv_epochs": MISSING, "cv_steps": MISSING}
+                 else Missing("history.csv"), "cv_budget": MISSING}
     if runs is not None and len(runs):
         epochs = sorted(runs["epochs_completed"].dropna().astype(int).unique())
-        out["cv_epochs"] = " or ".join(str(e) for e in epochs)
+        budget = " or ".join(str(e) for e in epochs) + " epochs"
         if "steps_per_epoch" in runs and runs["steps_per_epoch"].notna().any():
-            out["cv_steps"] = " or ".join(str(int(s)) for s in
-                                          sorted(runs["steps_per_epoch"].dropna().unique()))
+            steps = sorted(runs["steps_per_epoch"].dropna().astype(int).unique())
+            budget += f" of {' or '.join(map(str, steps))} optimiser steps each"
+        out["cv_budget"] = budget
     if conv is None or not len(conv):
         out.update(cv_n_past=MISSING, cv_n_models=MISSING, cv_still_steep=MISSING,
                    cv_table=Missing("convergence.csv"))
@@ -343,21 +344,20 @@ def glue_names(chapter_text: str) -> set[str]:
     return set(inline) | set(blocks)
 
 
-def placeholder_figure(what: str):
-    """A small figure that says which results file is missing."""
-    fig, ax = plt.subplots(figsize=(6, 0.8))
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, f"not available yet: {what} is missing", ha="center", va="center")
-    return fig
+def placeholder(what: str) -> HTMLTable:
+    """What a figure or table that cannot be made shows: a line naming the missing file (text,
+    not an image, so nothing is left without a caption's alt text)."""
+    import html
+
+    return HTMLTable(f'<p class="spineseg-missing">Not available yet: {html.escape(what)} is '
+                     "missing from this results bundle.</p>")
 
 
 def as_glue_value(value: Any) -> Any:
-    """What to glue for a page value (a placeholder figure for :class:`Missing`)."""
+    """What to glue for a page value (:func:`placeholder` for :class:`Missing`)."""
     if isinstance(value, Missing):
-        return placeholder_figure(value.what)
+        return placeholder(value.what)
     return value
-
-
 
 
 # --- the data ------------------------------------------------------------------------------
