@@ -9,28 +9,22 @@ first profile that has one is used. ``$SPINESEG_RESULTS_DIR`` moves the whole re
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue as _glue
 
-from spineseg_core.fingerprint import describe, short
-from spineseg_core.labels import LABELS
-from spineseg_core.report.bundle import Bundle
-from spineseg_core.report.figures import LABEL_CMAP, show_labels  # noqa: F401 (chapters)
-from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html  # noqa: F401
+from spineseg_core.report.bundle import MISSING, Bundle, missing, num, pct  # noqa: F401
+from spineseg_core.report.tables import table_html
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ENV = "SPINESEG_BOOK_PROFILE"
 RESULTS_ENV = "SPINESEG_RESULTS_DIR"
 PREFERRED = ("cpu", "paper", "smoke")
-MISSING = "n/a"
 
 
 def results_root() -> Path:
@@ -72,41 +66,9 @@ def read_json(name: str) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p else None
 
 
-def read_npz(name: str) -> dict[str, np.ndarray] | None:
-    p = path(name)
-    if p is None:
-        return None
-    with np.load(p) as z:
-        return {k: z[k] for k in z.files}
-
-
 def glue(name: str, value: Any) -> None:
     """Glue ``value`` for a ``{glue:text}`` role without showing it in place."""
     _glue(name, value, display=False)
-
-
-def missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def pct(x: Any, digits: int = 1) -> str:
-    """A fraction as percent text (no sign), ``n/a`` when missing."""
-    return MISSING if missing(x) else f"{100 * float(x):.{digits}f}"
-
-
-def num(x: Any, digits: int = 2) -> str:
-    return MISSING if missing(x) else f"{float(x):.{digits}f}"
-
-
-def mean_sd(mean: Any, sd: Any, n: Any, digits: int = 2, scale: float = 100.0) -> str:
-    """``"76.88 ± 0.52"`` over ``n`` >= 2 seeds; ``"76.88 (n = 1)"`` for one, whose spread is
-    not measured (never ``± 0.00``). Fractions become percent (``scale``)."""
-    if missing(mean):
-        return MISSING
-    text = f"{scale * float(mean):.{digits}f}"
-    if missing(n) or int(n) < 2 or missing(sd):
-        return f"{text} (n = {1 if missing(n) else int(n)})"
-    return f"{text} ± {scale * float(sd):.{digits}f}"
 
 
 def note(text: str, kind: str = "note") -> None:
@@ -120,7 +82,6 @@ def no_results(what: str) -> None:
          "`spineseg study --profile cpu`) and rebuild the book.", "warning")
 
 
-CLASS_NAMES = [lab.name for lab in LABELS]
 
 
 def glue_figure(name: str, fig: Any | None, missing_file: str = "") -> None:
@@ -133,21 +94,6 @@ def glue_figure(name: str, fig: Any | None, missing_file: str = "") -> None:
                 ha="center", va="center")
     _glue(name, fig, display=False)
     plt.close(fig)
-
-
-def glue_table(name: str, table: Any | None, missing_file: str = "") -> None:
-    """Glue a formatted table (:func:`spineseg_core.report.tables.table_html`) for a
-    ``{glue:figure}`` with a caption; a line saying what is missing when there is none."""
-    if table is None:
-        table = HTMLTable(f"<p>not available yet: {missing_file or 'no results'} is missing</p>")
-    _glue(name, table, display=False)
-
-
-def percent_table(df: pd.DataFrame, cols: list[str], digits: int = 1) -> pd.DataFrame:
-    out = df.copy()
-    for c in cols:
-        out[c] = (100 * out[c]).round(digits)
-    return out
 
 
 def protocol_note() -> None:
