@@ -111,8 +111,10 @@ def test_variant_groups_and_their_names():
     assert group_name("cpu") == "cpu"
     assert group_name("cpu", "ce") == "cpu-loss-ce"
     assert group_name("cpu", None, "res256") == "cpu-res256"
-    with pytest.raises(ConfigError, match="--variant"):
-        plan_study("cpu", ["unet"], [0], [0], "runs", variant="res/256")
+    assert group_name("cpu", None, "os8-res256") == "cpu-os8-res256"
+    for bad in ("res/256", "loss-x", "", "-a"):
+        with pytest.raises(ConfigError, match="--variant"):
+            plan_study("cpu", ["unet"], [0], [0], "runs", variant=bad)
 
 
 def test_study_skips_recorded_runs_and_records_each_as_it_finishes(tmp_path):

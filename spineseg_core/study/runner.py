@@ -162,9 +162,10 @@ def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds:
     ``epochs_of(spec)`` gives each run's epoch target (its resolved configuration's), so a
     finished run with fewer epochs is planned as one to extend. A run whose record is in
     ``records_dir`` (:mod:`spineseg_core.study.records`) is planned as recorded: done."""
-    if variant is not None and (not variant or not all(c.isalnum() or c in "_" for c in variant)):
-        raise ConfigError(f"--variant {variant!r}: expected letters, digits or '_' (it names "
-                          "the runs' folder)")
+    if variant is not None and (not variant or not all(c.isalnum() or c in "_-" for c in variant)
+                                or variant.startswith(("loss", "-"))):
+        raise ConfigError(f"--variant {variant!r}: expected letters, digits, '_' or '-', not "
+                          "starting with 'loss' or '-' (it names the runs' folder)")
     if not models:
         raise ConfigError("no models: give at least one model name")
     if not seeds or not folds:
