@@ -50,3 +50,17 @@ def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
     """Atomically write ``target`` with ``writer(tmp_path)`` (e.g. ``df.to_csv``)."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def read_json(path: str | Path, missing: str = "missing") -> Any:
+    """The JSON object in ``path``; a missing file or invalid JSON is one
+    :class:`~spineseg_core.errors.DataError` naming the file (``missing`` says what to do)."""
+    from spineseg_core.errors import DataError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, missing) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc})") from None

@@ -263,15 +263,15 @@ def test_convergence_table_by_hand():
         convergence_table(pd.DataFrame(rows), window=0)
 
 
-def test_book_prints_mean_sd_or_n_1(monkeypatch):
+def test_book_prints_mean_sd_or_n_1():
     """The book's Table 1 cell: ``mean ± sd`` over seeds, and ``n = 1`` (never ``± 0.00``)
-    for one seed or an older bundle whose std column held 0 for one run."""
-    from pathlib import Path
+    for one seed or an older bundle whose std column held 0 for one run; a dash when missing."""
+    from spineseg_core.report.overall import interval_text, mean_sd_text
+    from spineseg_core.report.tables import DASH
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "book"))
-    from bookkit import mean_sd
-
-    assert mean_sd(0.76876, 0.0052, 3) == "76.88 ± 0.52"
-    assert mean_sd(0.76876, float("nan"), 1) == "76.88 (n = 1)"
-    assert mean_sd(0.76876, 0.0, 1) == "76.88 (n = 1)"
-    assert mean_sd(float("nan"), 0.1, 2) == "n/a"
+    assert mean_sd_text(0.76876, 0.0052, 3) == "76.88 ± 0.52"
+    assert mean_sd_text(0.76876, float("nan"), 1) == "76.88 (n = 1)"
+    assert mean_sd_text(0.76876, 0.0, 1) == "76.88 (n = 1)"
+    assert mean_sd_text(float("nan"), 0.1, 2) == DASH
+    assert interval_text(0.5693, 0.6477) == "56.93–64.77"
+    assert interval_text(None, 0.6477) == DASH

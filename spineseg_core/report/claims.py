@@ -229,6 +229,19 @@ def _missing(key: str, statement: str, rule: str, *what: str) -> Claim:
                  caveats=tuple(f"Missing: {w}." for w in what))
 
 
+def _main_runs(results: StudyResults, needed: str | None = None
+               ) -> tuple[pd.DataFrame | None, set[str], str | None]:
+    """The main group's per-case rows of the study's models, the models present, and what is
+    missing for a claim about ``needed`` (``None`` when nothing is)."""
+    if results.main is None or not len(results.main):
+        return None, set(), "the study's runs (per_case.csv)"
+    main = results.main[results.main["model"].isin(results.models)]
+    present = set(main["model"])
+    if needed is not None and (needed not in present or len(present) < 2):
+        return main, present, f"runs of {_name(needed)} and of another model"
+    return main, present, None
+
+
 def _not_run(expected: Sequence[str], present: set[str]) -> list[str]:
     return [_name(m) for m in expected if m not in present]
 
@@ -263,10 +276,9 @@ def backbone_beats_unet(results: StudyResults) -> Claim:
     per replicate), above 0. Needs every model of ``results.models`` and a resolution check
     showing the family ordering stable."""
     key, st, rule = "families", FAMILIES_STATEMENT, FAMILIES_RULE
-    if results.main is None or not len(results.main):
-        return _missing(key, st, rule, "the study's runs (per_case.csv)")
-    main = results.main[results.main["model"].isin(results.models)]
-    present = set(main["model"])
+    main, present, lacking = _main_runs(results)
+    if lacking:
+        return _missing(key, st, rule, lacking)
     fam = {m: _family(m) for m in present}
     bb = sorted(m for m in present if fam[m] == str(Family.BACKBONE))
     un = sorted(m for m in present if fam[m] == str(Family.UNET))
@@ -297,12 +309,9 @@ def deeplab_is_best(results: StudyResults) -> Claim:
     point estimate). A "holds" needs every model run; any verdict needs a resolution check
     showing DeepLabv3+'s rank stable."""
     key, st, rule = "deeplab", BEST_STATEMENT, BEST_RULE
-    if results.main is None or not len(results.main):
-        return _missing(key, st, rule, "the study's runs (per_case.csv)")
-    main = results.main[results.main["model"].isin(results.models)]
-    present = set(main["model"])
-    if DEEPLAB not in present or len(present) < 2:
-        return _missing(key, st, rule, "runs of DeepLabv3+ and of another model")
+    main, present, lacking = _main_runs(results, DEEPLAB)
+    if lacking:
+        return _missing(key, st, rule, lacking)
     arms = results.main_arms(main)
     others = [m for m in arms.points.index if m != DEEPLAB]
     comps = [arms.compare(f"DeepLabv3+ - {_name(m)}", DEEPLAB, m) for m in others]
@@ -334,12 +343,9 @@ def miniseg_is_close(results: StudyResults, margin: float | None = None) -> Clai
     are a fact of the architectures."""
     margin = paper_margin() if margin is None else margin
     key, st, rule = "miniseg", CLOSE_STATEMENT, _close_rule(margin)
-    if results.main is None or not len(results.main):
-        return _missing(key, st, rule, "the study's runs (per_case.csv)")
-    main = results.main[results.main["model"].isin(results.models)]
-    present = set(main["model"])
-    if MINISEG not in present or len(present) < 2:
-        return _missing(key, st, rule, "runs of MiniSeg and of another model")
+    main, present, lacking = _main_runs(results, MINISEG)
+    if lacking:
+        return _missing(key, st, rule, lacking)
     arms = results.main_arms(main)
     best = arms.points.drop(MINISEG).idxmax()
     comp = arms.compare(f"{_name(best)} - MiniSeg", best, MINISEG)

@@ -9,14 +9,13 @@ gathers them from the bundle's files (``bundle.json``, ``dataset.json``, ``runs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from spineseg_core.errors import DataError
+from spineseg_core import io
 from spineseg_core.study.paper import PAPER_MARKDOWN
 
 
@@ -48,12 +47,7 @@ class Setup:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(path, "missing: is this a results bundle (spineseg aggregate)?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
+    return io.read_json(path, "missing: is this a results bundle (spineseg aggregate)?")
 
 
 def _ints(values: Any) -> list[int]:

@@ -71,12 +71,7 @@ BUNDLE = "bundle.json"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "missing (every finished run folder must hold it)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
+    return io.read_json(path, "missing (every finished run folder must hold it)")
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
