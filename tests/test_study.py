@@ -205,3 +205,18 @@ def test_cli_study_several_seeds_end_to_end(tmp_path, capsys):
     assert models["n_seeds"] == 3 and models["n_runs"] == 3
     assert models["dice_std"] == pytest.approx(table["dice"].std(ddof=1))
     assert models["dice_ci_low"] <= models["dice_point"] <= models["dice_ci_high"]
+
+
+def test_budget_exception_reaches_the_run_unless_the_user_sets_it(tmp_path):
+    from spineseg_core.study.runner import BUDGET_EXCEPTIONS, budget_exception, notebook_parameters
+
+    assert budget_exception("miniseg", "cpu").params == {"amp": False}
+    assert budget_exception("unet", "cpu") is None and budget_exception("miniseg", "paper") is None
+    assert all(e.reason for e in BUDGET_EXCEPTIONS)
+    mini = notebook_parameters(RunSpec("cpu", "miniseg", 0, 0), tmp_path, False)
+    assert mini["overrides"] == {"amp": False}
+    unet = notebook_parameters(RunSpec("cpu", "unet", 0, 0), tmp_path, False)
+    assert "overrides" not in unet  # every other model keeps the profile's budget
+    mine = notebook_parameters(RunSpec("cpu", "miniseg", 0, 0), tmp_path, False,
+                               {"overrides": {"amp": True}})
+    assert mine["overrides"] == {"amp": True}  # the user's own choice wins

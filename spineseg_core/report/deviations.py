@@ -95,7 +95,18 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
                   "slices only", "focuses the small grid on the spine; evaluation never uses "
                   "the reference mask"),
     ]
-    return rows + backbone_deviations()
+    return rows + exception_deviations() + backbone_deviations()
+
+
+def exception_deviations() -> list[Deviation]:
+    """The study's budget exceptions (:data:`spineseg_core.study.runner.BUDGET_EXCEPTIONS`)."""
+    from spineseg_core.models import model_info
+    from spineseg_core.study.runner import BUDGET_EXCEPTIONS
+
+    return [Deviation(f"{model_info(e.model).display_name} on the {e.profile} profile",
+                      "the same training for every model",
+                      ", ".join(f"{k}={v}" for k, v in e.params.items()), e.reason)
+            for e in BUDGET_EXCEPTIONS]
 
 
 def deviations_table(setup: Setup | None = None) -> pd.DataFrame:
