@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=PAPER_SIZE,
                         help=f"slice size for MACs and training memory (default: {PAPER_SIZE})")
     parser.add_argument("--measure-size", type=int, default=128,
-                        help="slice size of the timed throughput runs (default: 128)")
+                        help="slice height of the timed throughput runs (default: 128)")
+    parser.add_argument("--measure-width", type=int,
+                        help="slice width of the timed runs (default: the profile's training "
+                             "input, e.g. the cpu profile's 64 px spine band at 128 px, as "
+                             "`spineseg bench` times it)")
     parser.add_argument("--batch", type=int, default=PAPER_BATCH,
                         help=f"batch size of the memory and throughput runs (default: "
                              f"{PAPER_BATCH}, the paper profile's)")
@@ -40,7 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    width = args.measure_width
+    if width is None:
+        from spineseg_core.measure.speed import input_size
+        from spineseg_core.training.config import resolve_config
+
+        width = input_size(resolve_config(args.profile, image_size=args.measure_size))[1]
     table = efficiency_table(args.models, args.size, measure_size=args.measure_size,
+                             measure_width=width,
                              batch=args.batch, device=args.device,
                              with_throughput=not args.no_throughput, steps=args.steps,
                              warmup=args.warmup)

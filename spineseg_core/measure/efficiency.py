@@ -44,7 +44,7 @@ PAPER_SIZE = 880
 EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "backbone", "params", "params_m", "params_inference_m",
     "gmacs_880", "size", "gmacs_size", "train_peak_mem_mb", "mem_device", "mem_method",
-    "measure_size", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device", "precision")
+    "measure_size", "measure_width", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device", "precision")
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
 
 CARD_24GB_MIB = 24 * 1024
@@ -267,7 +267,7 @@ def train_step_memory(model: nn.Module, size: int, batch: int,
     return MemoryReport(peak, str(device), MemMethod.CUDA_PEAK, size, batch)
 
 
-def throughput(model: nn.Module, size: int, batch: int, device: torch.device | str = "cpu",
+def throughput(model: nn.Module, size: int | tuple[int, int], batch: int, device: torch.device | str = "cpu",
                steps: int = 3, warmup: int = 1, *, loss: str = TrainConfig.loss,
                precision: Precision | None = None,
                channels_last: bool = True) -> tuple[float, float]:
@@ -278,17 +278,23 @@ def throughput(model: nn.Module, size: int, batch: int, device: torch.device | s
     if steps < 1 or warmup < 0:
         raise ConfigError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
     from spineseg_core.measure.speed import BenchSettings, model_throughput
+    from spineseg_core.measure.timing import backend_like_trainer
 
     device = torch.device(device)
     step, x, y = _bench_step(model, size, batch, device, loss=loss,
                              precision=precision or precision_for(device, True),
                              channels_last=channels_last)
-    train_s, infer_s = model_throughput(step, x, y, BenchSettings(steps=steps, warmup=warmup))
+    # The trainer's backend settings (deterministic algorithms on the CPU, cuDNN autotuning on
+    # CUDA), as `spineseg bench` sets them: they change which kernels run, and so the speed.
+    with backend_like_trainer(device):
+        train_s, infer_s = model_throughput(step, x, y, BenchSettings(steps=steps,
+                                                                      warmup=warmup))
     return batch / train_s, batch / infer_s
 
 
 def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE, *,
-                     measure_size: int = 128, batch: int = 2, device: torch.device | str = "cpu",
+                     measure_size: int = 128, measure_width: int | None = None, batch: int = 2,
+                     device: torch.device | str = "cpu",
                      with_throughput: bool = True, steps: int = 3,
                      warmup: int = 1, amp: bool = True, channels_last: bool = True,
                      loss: str = TrainConfig.loss) -> pd.DataFrame:
@@ -296,14 +302,16 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
 
     Parameters and MACs (at 880 and at ``size``) are counted on the meta device; training
     memory is measured at ``size`` (real on CUDA, estimated elsewhere: see ``mem_method``);
-    throughput is measured at ``measure_size`` on ``device`` unless ``with_throughput`` is off.
+    throughput is measured at ``measure_size`` x ``measure_width`` (default square) on
+    ``device`` unless ``with_throughput`` is off.
     Memory and throughput run the trainer's step in the precision ``amp`` gives on ``device``
     (the ``precision`` column), channels-last and with ``loss`` as the paper profile does.
     """
     names = list(models) if models else list_models()
     for n in names:
         model_info(n)  # unknown names fail before any work, listing the valid ones
-    if min(size, measure_size, batch) < 1:
+    measure_width = measure_size if measure_width is None else measure_width
+    if min(size, measure_size, measure_width, batch) < 1:
         raise ConfigError(f"size, measure_size and batch must be >= 1, got "
                           f"{size}, {measure_size}, {batch}")
     device = resolve_device(device)
@@ -320,7 +328,8 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
         train_ips = infer_ips = float("nan")
         if with_throughput:
             torch.manual_seed(0)
-            train_ips, infer_ips = throughput(build_model(name), measure_size, batch, device,
+            train_ips, infer_ips = throughput(build_model(name), (measure_size, measure_width),
+                                              batch, device,
                                               steps, warmup, loss=loss, precision=precision,
                                               channels_last=channels_last)
         gmacs_880 = count_macs(meta, PAPER_SIZE) / 1e9
@@ -331,7 +340,8 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             gmacs_880=gmacs_880,
             size=size, gmacs_size=gmacs_880 if size == PAPER_SIZE else count_macs(meta, size) / 1e9,
             train_peak_mem_mb=mem.peak_mb, mem_device=mem.device, mem_method=str(mem.method),
-            measure_size=measure_size if with_throughput else pd.NA, batch=batch,
+            measure_size=measure_size if with_throughput else pd.NA,
+            measure_width=measure_width if with_throughput else pd.NA, batch=batch,
             fits_24gb=fits_24gb(mem.peak_mb), train_img_s=train_ips, infer_img_s=infer_ips,
             device=str(device), precision=str(precision)))
     return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))
