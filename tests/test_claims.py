@@ -422,3 +422,30 @@ def test_figure_and_markdown():
     text = claims_markdown(claims)
     assert text.startswith("**(1) Models built on a backbone beat the U-Net family: holds.**")
     assert "difference +20.00 points, 95 % interval +20.00 to +20.00, 1 seed" in text
+
+
+# --- convergence -----------------------------------------------------------------------------
+
+def _convergence(steep: dict[str, bool]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "display_name": m.upper(), "past_steep": past}
+                         for m, past in steep.items()])
+
+
+def test_a_verdict_on_a_model_still_learning_is_not_resolved():
+    from spineseg_core.report.claims import still_steep
+
+    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8})
+    models = ("deeplabv3plus", "miniseg")
+    settled = StudyResults(table, "cpu", models=models, n_boot=200,
+                           convergence=_convergence({"deeplabv3plus": True, "miniseg": True}))
+    learning = StudyResults(table, "cpu", models=models, n_boot=200,
+                            convergence=_convergence({"deeplabv3plus": True, "miniseg": False}))
+    assert still_steep(settled, models) == [] and still_steep(learning, models) == ["MINISEG"]
+    assert still_steep(StudyResults(table, "cpu"), models) == []  # no convergence table: none
+    by_key = {c.key: c for c in check_claims(settled)}
+    assert by_key["miniseg"].verdict is Verdict.FAILS  # 10 points against the paper's 1.86
+    by_key = {c.key: c for c in check_claims(learning)}
+    c = by_key["miniseg"]
+    assert c.verdict is Verdict.UNRESOLVED
+    assert "steep part" in c.caveats[0] and "MINISEG" in c.caveats[0]
+    assert c.difference == pytest.approx(0.1)  # the evidence stays beside the verdict

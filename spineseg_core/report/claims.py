@@ -167,6 +167,7 @@ class StudyResults:
     params: dict[str, float] = field(default_factory=dict)
     n_boot: int = N_BOOT
     seed: int = 0
+    convergence: pd.DataFrame | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def resolution(self) -> ResolutionCheck:
@@ -415,9 +416,37 @@ RULES: dict[str, Callable[[StudyResults], Claim]] = {
 """The paper's claims in its order, by key."""
 
 
+CONVERGENCE_MODELS: dict[str, Callable[[StudyResults], Sequence[str]]] = {
+    "families": lambda r: r.models, "deeplab": lambda r: r.models,
+    "miniseg": lambda r: (MINISEG,), "loss": lambda r: ("unet", MINISEG),
+}
+"""The models whose learning curves a claim's verdict rests on: every model for an ordering,
+the model a closeness or a loss comparison is about."""
+
+
+def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
+    """Display names of ``models`` whose mean validation Dice curve had not left its steep part
+    at the end of the budget (``convergence.csv``'s ``past_steep``; see
+    :func:`spineseg_core.study.aggregate.convergence_table`)."""
+    conv = results.convergence
+    if conv is None or not len(conv) or "past_steep" not in conv:
+        return []
+    rows = conv[conv["model"].isin(models) & ~conv["past_steep"].astype(bool)]
+    return [str(n) for n in rows["display_name"]]
+
+
 def check_claims(results: StudyResults) -> list[Claim]:
-    """Every claim's verdict, in the paper's order."""
-    return [rule(results) for rule in RULES.values()]
+    """Every claim's verdict, in the paper's order. A verdict that rests on a model still on
+    the steep part of its learning curve is "not resolved at this scale": a longer budget
+    could move that model's Dice by more than the interval says."""
+    claims = []
+    for key, rule in RULES.items():
+        claim = rule(results)
+        steep = still_steep(results, CONVERGENCE_MODELS[key](results))
+        claims.append(downgrade(claim, [
+            f"still on the steep part of its learning curve at the end of the budget: "
+            f"{', '.join(steep)} (convergence chapter)"] if steep else []))
+    return claims
 
 
 def _csv(folder: Path, name: str) -> pd.DataFrame | None:
@@ -446,7 +475,8 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
         if table is not None and "params" in table:
             params.update(table.dropna(subset=["params"]).groupby("model")["params"].first())
     return StudyResults(main, profile, _csv(folder, "groups_per_case.csv"),
-                        _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed)
+                        _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed,
+                        _csv(folder, "convergence.csv"))
 
 
 def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
