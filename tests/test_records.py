@@ -134,3 +134,13 @@ def test_study_skips_recorded_runs_and_records_each_as_it_finishes(tmp_path):
     params = json.loads(RunFolder(records / "cpu/miniseg/seed_0/fold_0").params.read_text())
     assert params["model"] == "miniseg"
 
+
+
+def test_side_groups_keep_no_display_image(tmp_path):
+    run = write_fake_run(tmp_path / "runs/cpu/unet/seed_0/fold_0", "unet")
+    rec = write_record(run, tmp_path / "rec/cpu-res256/unet/seed_0/fold_0")
+    shared = _npz(tmp_path / "rec/cpu-res256" / TEST_SET)
+    assert sorted(shared) == ["case_id", "mask", "slice_index"]
+    joined = load_predictions(rec)
+    assert "image" not in joined
+    np.testing.assert_array_equal(joined["mask"], _npz(run / "predictions.npz")["mask"])

@@ -11,7 +11,8 @@ with only what was committed. So each finished run leaves a *record* beside the 
   ``slice_index`` and the per-slice ``dice``, compressed (about 0.3 MB at 128 px, against
   15 MB for the run's own file);
 - what every run of a group shares, its test slices, once per group in ``test_set.npz``:
-  ``case_id``, ``slice_index``, ``mask`` and ``image`` quantised to uint8 for display
+  ``case_id``, ``slice_index``, ``mask`` and, for the profile's own group only (the book draws
+  no image of a loss or side-study group), ``image`` quantised to uint8 for display
   (:data:`IMAGE_LEVELS` levels over the images' range, ``image_range``; [0, 1] for the
   study's normalised images).
 
@@ -60,7 +61,15 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     io.write_with(path, write)
 
 
-def _test_set(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def is_main_group(name: str) -> bool:
+    """The profile's own group (``cpu``), not a loss or side-study group (``cpu-res256``)."""
+    return "-" not in name
+
+
+def _test_set(p: dict[str, np.ndarray], with_image: bool = True) -> dict[str, np.ndarray]:
+    if not with_image:  # side groups: the book draws no image of theirs (4x the bytes at 256 px)
+        return {"case_id": p["case_id"], "slice_index": p["slice_index"],
+                "mask": p["mask"].astype(np.uint8)}
     image = p["image"].astype(np.float32)
     lo, hi = float(image.min(initial=0.0)), float(image.max(initial=1.0))
     scale = IMAGE_LEVELS / (hi - lo) if hi > lo else 0.0
@@ -100,7 +109,7 @@ def write_record(run_dir: str | Path, record_dir: str | Path) -> Path:
         if shared.is_file():
             _check_same_slices(shared, p)
         else:
-            _write_npz(shared, _test_set(p))
+            _write_npz(shared, _test_set(p, is_main_group(group_dir(record.path).name)))
         _write_npz(record.predictions, {k: p[k] for k in PRED_KEYS})
     names = [n for n in RunFolder.RECORD_FILES if n != run.metrics.name] + [run.metrics.name]
     for name in names:
@@ -131,9 +140,10 @@ def load_predictions(run_dir: str | Path) -> dict[str, np.ndarray] | None:
             and np.array_equal(t["slice_index"], p["slice_index"])):
         raise DataError(shared, f"its slices differ from those of {run.predictions}")
     p["mask"] = t["mask"]
-    lo, hi = (float(v) for v in t["image_range"])
-    p["image"] = (lo + t["image"].astype(np.float32) * ((hi - lo) / IMAGE_LEVELS)
-                  ).astype(np.float16)
+    if "image" in t:  # the main group's records keep a display image; side groups do not
+        lo, hi = (float(v) for v in t["image_range"])
+        p["image"] = (lo + t["image"].astype(np.float32) * ((hi - lo) / IMAGE_LEVELS)
+                      ).astype(np.float16)
     return p
 
 
