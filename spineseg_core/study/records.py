@@ -39,8 +39,9 @@ TEST_SET = "test_set.npz"
 PRED_KEYS: tuple[str, ...] = ("pred", "case_id", "slice_index", "dice")
 """What a record keeps of a run's ``predictions.npz``."""
 
-IMAGE_LEVELS = 255
-"""Grey levels of the stored display image (uint8 over ``image_range``)."""
+IMAGE_LEVELS = 63
+"""Grey levels of the stored display image (uint8 over ``image_range``): 64 levels are plenty
+for a grey background under coloured labels and keep the main group's file near 3 MiB."""
 
 
 def group_dir(record_dir: Path) -> Path:
