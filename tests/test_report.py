@@ -104,3 +104,8 @@ def test_spread_labels_keeps_order_and_gap():
     assert placed[3] == pytest.approx(80.0, abs=2.0)  # a lone point stays near its own
     far = spread_labels([10.0, 40.0], min_gap=2.0)
     assert far.tolist() == [10.0, 40.0]  # already apart: unchanged
+
+
+def test_the_fnr_recall_deviation_is_computed_from_the_papers_table():
+    row = next(d for d in deviations() if d.aspect == "FN rate and recall")
+    assert "105.7-133.2 %" in row.paper  # min and max of fn_rate + recall over Table 1's rows
