@@ -1,9 +1,9 @@
 """``spineseg main``: the study's main job, end to end, on the embedded default.
 
 In order: generate (once) and check the phantom, run the study (every model, skipping finished
-runs and resuming interrupted ones), measure efficiency and speed, aggregate the results bundle
-and build the book. Each step is one of the other sub-commands, so every step can also be run
-on its own; ``make main`` calls this.
+runs and resuming interrupted ones), measure efficiency and speed, aggregate the results bundle,
+measure level identification (``spineseg levels``) and build the book. Each step is one of the
+other sub-commands, so every step can also be run on its own; ``make main`` calls this.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from spineseg_core.errors import SpinesegError
 from spineseg_core.fingerprint import REPO
 
-HELP = "the main job: phantom, check, study, efficiency, bench, aggregate, book"
+HELP = "the main job: phantom, check, study, efficiency, bench, aggregate, levels, book"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                         "--out", str(results / "bench.csv")])
     _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
                         str(args.runs_dir), "--out", str(results)])
+    _step("levels", ["levels", "--runs-dir", str(args.runs_dir), "--group", args.profile,
+                     "--out", str(results / "levels")])
     if not args.no_book:
         # The jupyter-book of this environment (1.x, which can import spineseg_core) first.
         own = Path(sys.executable).with_name("jupyter-book")

@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label file, or folder receiving <name> (mask_caseN for CaseN)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
+    parser.add_argument("--relabel", action="store_true",
+                        help="rename the predicted vertebrae and discs by counting them upwards "
+                             "from the sacrum (spineseg_core.levels.relabel); a file it cannot "
+                             "count (no sacrum, merged or split components) is kept as "
+                             "predicted and the reason is printed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,5 +36,12 @@ def run(args: argparse.Namespace) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
     for path in predict_path(args.run, args.input, args.output, device=args.device,
                              batch_size=args.batch_size):
-        print(path)
+        if args.relabel:
+            from spineseg_core.levels.files import relabel_file
+            from spineseg_core.levels.relabel import STATUS_TEXT
+
+            result = relabel_file(path)
+            print(f"{path}\t{STATUS_TEXT[result.status]}: {result.detail}")
+        else:
+            print(path)
     return 0

@@ -1,0 +1,415 @@
+"""Level identification and relabelling from the sacrum, on hand-made label volumes.
+
+A volume here is a straight spine: ``(S, H, W)`` = (3, H, 8), the sacrum a block of 6 rows at
+the bottom, then each structure upwards as a band of rows over columns 1..6 of every slice
+(discs 2 rows, vertebrae 4), 3 empty rows at the top. Rows grow towards inferior, as in the
+study. Expected outcomes are worked out by hand in each test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from spineseg_core.cli import main
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.levels.anatomy import LEVELS, SACRUM, SPINE_ORDER, rank
+from spineseg_core.levels.identify import Outcome, all_right, identify, outcome
+from spineseg_core.levels.relabel import Status, relabel
+from spineseg_core.levels.stats import rate_frame, rate_interval, stage_intervals
+from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
+from spineseg_core.report.claims import Verdict
+
+L5S, L5, L4L5, L4, L3L4, L3, L2L3, L2 = SPINE_ORDER[1:9]
+DISC_ROWS, VERT_ROWS, SACRUM_ROWS, TOP = 2, 4, 6, 3
+
+
+def spine(labels_bottom_up: list[int], heights: list[int] | None = None) -> np.ndarray:
+    """A straight spine: the sacrum, then ``labels_bottom_up`` (one band each, its height
+    from ``heights`` or 2 for a disc value, 4 for any other)."""
+    if heights is None:
+        heights = [DISC_ROWS if v in SPINE_ORDER[1::2] else VERT_ROWS for v in labels_bottom_up]
+    H = TOP + sum(heights) + SACRUM_ROWS
+    vol = np.zeros((3, H, 8), np.uint8)
+    vol[:, H - SACRUM_ROWS:, 1:7] = SACRUM
+    bottom = H - SACRUM_ROWS
+    for v, h in zip(labels_bottom_up, heights):
+        vol[:, bottom - h:bottom, 1:7] = v
+        bottom -= h
+    return vol
+
+
+FIVE = [L5S, L5, L4L5, L4, L3L4, L3]  # six levels above the sacrum
+
+
+def test_anatomical_order_comes_from_the_label_table():
+    assert SPINE_ORDER[:5] == (SACRUM, 11, 2, 12, 3)  # S, L5/S, L5, L4/L5, L4
+    assert SPINE_ORDER[-2:] == (19, 10)               # T9/T10, T9: the top is T9
+    assert len(LEVELS) == 18 and rank(2) == 0 and rank(19) == 8
+
+
+@pytest.mark.parametrize("ref, answer, expected", [
+    (L4, L4, Outcome.CORRECT), (L4, L3, Outcome.SHIFT_UP), (L4, L5, Outcome.SHIFT_DOWN),
+    (L4L5, L3L4, Outcome.SHIFT_UP), (L5S, L4L5, Outcome.SHIFT_UP),
+    (L4, L2, Outcome.OTHER),        # two levels off
+    (L4, L4L5, Outcome.OTHER),      # the other kind
+    (L5S, SACRUM, Outcome.OTHER),   # the sacrum is not a level
+    (L5, 0, Outcome.MISSED)])
+def test_outcome(ref, answer, expected):
+    assert outcome(ref, answer) is expected
+
+
+def test_perfect_case():
+    ref = spine(FIVE)
+    table = identify(ref, ref)
+    assert list(table["class_value"]) == FIVE  # anatomical order
+    assert (table["outcome"] == Outcome.CORRECT).all() and all_right(table)
+    assert list(table["n_ref"]) == [3 * 6 * 2, 3 * 6 * 4] * 3
+    r = relabel(ref)
+    assert r.status is Status.OK and (r.n_discs, r.n_vertebrae, r.n_specks) == (3, 3, 0)
+    assert np.array_equal(r.volume, ref)
+
+
+def test_one_level_shift_is_named_and_fixed():
+    ref = spine(FIVE)
+    pred = spine([L4L5, L4, L3L4, L3, L2L3, L2])  # every level one up
+    table = identify(pred, ref)
+    assert (table["outcome"] == Outcome.SHIFT_UP).all() and not all_right(table)
+    r = relabel(pred)
+    assert r.ok and np.array_equal(r.volume, ref)
+    assert all_right(identify(r.volume, ref))
+
+
+def test_missing_level_is_named_and_stops_the_count():
+    ref = spine(FIVE)
+    pred = ref.copy()
+    pred[pred == L4L5] = 0  # the disc between L5 and L4 missed
+    table = identify(pred, ref).set_index("class_value")["outcome"]
+    assert table[L4L5] == Outcome.MISSED
+    assert (table.drop(L4L5) == Outcome.CORRECT).all()
+    r = relabel(pred)
+    assert r.status is Status.NOT_ALTERNATING and "2nd and 3rd" in r.detail
+    assert r.volume is pred  # kept as predicted
+
+
+def test_sacralised_l5_shifts_the_count_while_every_check_passes():
+    """A sacralised L5 labelled as sacrum: the lowest mobile level is L4 (its disc L4/L5 sits
+    on the sacrum). A perfect prediction is all right; the count from the sacrum calls the
+    L4/L5 disc L5/S and L4 L5, every level one below, and reports ok: what it cannot see."""
+    ref = spine([L4L5, L4, L3L4, L3, L2L3, L2])
+    assert all_right(identify(ref, ref))
+    r = relabel(ref)
+    assert r.ok
+    after = identify(r.volume, ref)
+    assert (after["outcome"] == Outcome.SHIFT_DOWN).all() and not all_right(after)
+
+
+def test_merged_levels():
+    ref = spine(FIVE)
+    pred = ref.copy()
+    pred[pred == L4L5] = L5  # the disc painted as vertebra: L5, L4/L5, L4 one component
+    r = relabel(pred)
+    # order: L5/S (2 rows), the merge (4 + 2 + 4 = 10 rows), L3/L4, L3 (4 rows): 10 > 1.5 x 4
+    assert r.status is Status.MERGED and "10 rows" in r.detail and r.volume is pred
+    assert r.n_vertebrae == 2 and r.n_discs == 2
+
+
+def test_split_component():
+    ref = spine(FIVE)
+    pred = ref.copy()
+    rows = np.flatnonzero((pred[1] == L4).any(axis=1))
+    pred[:, rows[1], :] = 0  # a background row through L4: two vertebra components
+    r = relabel(pred)
+    # L5/S, L5, L4/L5, then L4's two pieces
+    assert r.status is Status.NOT_ALTERNATING
+    assert "the 4th and 5th components above the sacrum are both vertebrae" in r.detail
+
+
+def test_no_sacrum_and_no_levels():
+    ref = spine(FIVE)
+    pred = ref.copy()
+    pred[pred == SACRUM] = 0
+    assert relabel(pred).status is Status.NO_SACRUM
+    only_sacrum = np.where(ref == SACRUM, SACRUM, 0).astype(np.uint8)
+    assert relabel(only_sacrum).status is Status.NO_LEVELS
+
+
+def test_component_below_the_sacrum():
+    pred = spine(FIVE)
+    pred[:, -1, 0] = L3  # a column of 3 voxels below the sacrum's centre, big enough to count
+    pred[:, -2, 0] = L3
+    r = relabel(pred, speck_share=0.0)
+    assert r.status is Status.BELOW_SACRUM
+
+
+def test_specks_are_left_alone():
+    ref = spine(FIVE)
+    pred = spine([L4L5, L4, L3L4, L3, L2L3, L2])
+    pred[0, 1, 0] = L5  # one stray voxel near the top
+    r = relabel(pred)
+    assert r.ok and r.n_specks == 1 and r.volume[0, 1, 0] == L5
+    r.volume[0, 1, 0] = 0
+    assert np.array_equal(r.volume, ref)
+
+
+def test_too_many_components():
+    labels = [L5S, L5] * 10  # 20 levels above the sacrum: only 18 labels exist
+    r = relabel(spine(labels))
+    assert r.status is Status.TOO_MANY
+
+
+def test_tie_goes_to_the_lower_label():
+    ref = spine(FIVE)
+    pred = ref.copy()
+    rows = np.flatnonzero((pred[1] == L4).any(axis=1))
+    pred[:, rows[:2], 1:7] = L3  # half of L4's voxels called L3 (value 4), half L4 (value 3)
+    row = identify(pred, ref).set_index("class_value").loc[L4]
+    assert row["answer"] == L4 and row["answer_share"] == 0.5
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(ConfigError, match="3D integer label volume"):
+        relabel(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ConfigError, match="0..19"):
+        relabel(np.full((2, 2, 2), 25, np.uint8))
+    with pytest.raises(ConfigError, match="same shape|one shape"):
+        identify(np.zeros((1, 2, 2), np.uint8), np.zeros((1, 2, 3), np.uint8))
+
+
+# --- intervals and the verdict -------------------------------------------------------------
+
+def _subjects(right_before: dict[str, list[int]], right_after: dict[str, list[int]],
+              seeds=(0, 1)) -> pd.DataFrame:
+    rows = []
+    for model in right_before:
+        for seed in seeds:
+            for stage, right in (("predicted", right_before[model]),
+                                 ("relabelled", right_after[model])):
+                for i, r in enumerate(right):
+                    rows.append({"model": model, "seed": seed, "case_id": f"Case{i}",
+                                 "stage": stage, "n_levels": 4, "n_right": 4 if r else 3,
+                                 "all_right": r})
+    return pd.DataFrame(rows)
+
+
+def test_rates_and_their_intervals_by_hand():
+    t = _subjects({"unet": [1, 1, 0, 0]}, {"unet": [1, 1, 1, 0]})
+    before = rate_frame(t[t.stage == "predicted"].assign(one=1), "all_right", "one")
+    assert list(before.columns) == ["seed", "case_id", "class_value", "tp", "fp", "fn", "tn"]
+    assert before["tp"].sum() == 4 and before["fn"].sum() == 4  # 2 seeds x 4 subjects
+    point, low, high = rate_interval(before, n_boot=200)
+    assert point == 0.5 and 0 < low < 0.5 < high < 1
+    ident = rate_frame(t[t.stage == "predicted"], "n_right", "n_levels")
+    assert rate_interval(ident, n_boot=50)[0] == pytest.approx(14 / 16)
+    after = rate_frame(t[t.stage == "relabelled"].assign(one=1), "all_right", "one")
+    found = stage_intervals(before, after, n_boot=200)
+    assert found["relabelled"][0] == 0.75 and found["difference"][0] == pytest.approx(0.25)
+    # paired: a subject never gets worse, so no replicate of the difference is below 0
+    assert found["difference"][1] >= 0
+    same = stage_intervals(before, before, n_boot=100)["difference"]
+    assert same == (0.0, 0.0, 0.0)
+
+
+def test_verdict_holds_fails_and_ties():
+    models = ("unet", "deeplabv3plus")
+    none, every = [0] * 8, [1] * 8
+    holds = relabelling_verdict(_subjects(dict.fromkeys(models, none), dict.fromkeys(models, every)),
+                                n_boot=200)
+    assert holds.verdict is Verdict.HOLDS and holds.difference == 1.0
+    assert (holds.n_seeds, holds.n_subjects) == (2, 8)
+    assert list(model_verdicts(holds)["verdict"]) == ["holds", "holds"]
+    fails = relabelling_verdict(_subjects(dict.fromkeys(models, every), dict.fromkeys(models, none)),
+                                n_boot=200)
+    assert fails.verdict is Verdict.FAILS and fails.difference == -1.0
+    mixed = [1, 0, 1, 0, 1, 1, 0, 0]
+    tie = relabelling_verdict(_subjects(dict.fromkeys(models, mixed), dict.fromkeys(models, mixed)),
+                              n_boot=200)
+    assert tie.verdict is Verdict.UNRESOLVED and (tie.difference, tie.ci_low, tie.ci_high) == (0, 0, 0)
+    # one model gains one subject, the other loses one: the mean is an exact tie
+    gain = [1, 0, 1, 0, 1, 1, 0, 1]
+    lose = [1, 0, 1, 0, 1, 0, 0, 0]
+    balanced = relabelling_verdict(_subjects({"unet": mixed, "deeplabv3plus": mixed},
+                                             {"unet": gain, "deeplabv3plus": lose}), n_boot=200)
+    assert balanced.verdict is Verdict.UNRESOLVED and balanced.difference == pytest.approx(0)
+    assert balanced.ci_low < 0 < balanced.ci_high
+
+
+def test_verdict_without_tables_says_what_is_missing():
+    claim = relabelling_verdict(None)
+    assert claim.verdict is Verdict.UNRESOLVED and "subjects.csv" in claim.caveats[0]
+
+
+# --- the study command on hand-made records ----------------------------------------------
+
+SHIFTED = [L4L5, L4, L3L4, L3, L2L3, L2]
+
+
+def _write_record(group_dir, model: str, preds: dict[str, np.ndarray], seed: int = 0) -> None:
+    run = group_dir / model / f"seed_{seed}" / "fold_0"
+    run.mkdir(parents=True)
+    cases = np.array([c for c, v in preds.items() for _ in range(len(v))])
+    index = np.concatenate([np.arange(len(v)) for v in preds.values()])
+    np.savez_compressed(run / "predictions.npz", pred=np.concatenate(list(preds.values())),
+                        case_id=cases, slice_index=index, dice=np.zeros(len(cases)))
+    (run / "metrics.json").write_text(json.dumps({"model": model, "seed": seed, "fold": 0}))
+
+
+@pytest.fixture()
+def records(tmp_path):
+    """Group ``cpu``: two subjects with the same straight spine. U-Net: Case1 right, Case2
+    shifted one up. DeepLabv3+: Case1 shifted, Case2 shifted without a sacrum."""
+    group = tmp_path / "runs" / "cpu"
+    group.mkdir(parents=True)
+    ref, shifted = spine(FIVE), spine(SHIFTED)
+    no_sacrum = np.where(shifted == SACRUM, 0, shifted).astype(np.uint8)
+    mask = np.concatenate([ref, ref])
+    np.savez_compressed(group / "test_set.npz", case_id=np.array(["Case1"] * 3 + ["Case2"] * 3),
+                        slice_index=np.array([0, 1, 2] * 2), mask=mask,
+                        image=(mask * 3).astype(np.uint8), image_range=np.array([0.0, 1.0]))
+    _write_record(group, "unet", {"Case1": ref, "Case2": shifted})
+    _write_record(group, "deeplabv3plus", {"Case1": shifted, "Case2": no_sacrum})
+    return tmp_path
+
+
+def test_levels_command_writes_its_tables(records, capsys):
+    out = records / "results" / "cpu" / "levels"
+    assert main(["levels", "--runs-dir", str(records / "runs"), "--out", str(out),
+                 "--n-boot", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "U-Net: all levels right 50.0 % as predicted, 100.0 % relabelled" in printed
+    assert "DeepLabv3+: all levels right 0.0 % as predicted, 50.0 % relabelled" in printed
+    subjects = pd.read_csv(out / "subjects.csv")
+    right = subjects.set_index(["model", "case_id", "stage"])["all_right"]
+    assert right.to_dict() == {
+        ("deeplabv3plus", "Case1", "predicted"): 0, ("deeplabv3plus", "Case1", "relabelled"): 1,
+        ("deeplabv3plus", "Case2", "predicted"): 0, ("deeplabv3plus", "Case2", "relabelled"): 0,
+        ("unet", "Case1", "predicted"): 1, ("unet", "Case1", "relabelled"): 1,
+        ("unet", "Case2", "predicted"): 0, ("unet", "Case2", "relabelled"): 1}
+    levels = pd.read_csv(out / "levels.csv")
+    assert len(levels) == 2 * 2 * 2 * 6
+    shifted = levels[(levels.model == "unet") & (levels.case_id == "Case2")
+                     & (levels.stage == "predicted")]
+    assert (shifted["outcome"] == "shift_up").all()
+    assert list(shifted["answer"]) == SHIFTED
+    status = pd.read_csv(out / "status.csv").set_index(["model", "status"])["n"]
+    assert status[("unet", "ok")] == 2 and status[("reference", "ok")] == 2
+    assert status[("deeplabv3plus", "ok")] == 1 and status[("deeplabv3plus", "no_sacrum")] == 1
+    summary = pd.read_csv(out / "summary.csv").set_index(["model", "metric", "stage"])["point"]
+    assert summary[("unet", "identification", "predicted")] == 0.5  # 6 of 12 levels
+    assert summary[("unet", "all_levels_right", "difference")] == 0.5
+    assert summary[("unet", "dice", "relabelled")] == 1.0
+    assert summary[("deeplabv3plus", "all_levels_right", "relabelled")] == 0.5
+    per = pd.read_csv(out / "per_structure.csv")
+    row = per[(per.model == "unet") & (per.stage == "predicted") & (per.class_name == "L4")]
+    assert row[["n", "rate", "correct", "shift_up"]].iloc[0].tolist() == [2, 0.5, 0.5, 0.5]
+    about = json.loads((out / "about.json").read_text())
+    assert about["models"] == ["unet", "deeplabv3plus"] and about["seeds"] == [0]
+    with np.load(out / "example.npz") as ex:  # the first subject fixed: DeepLabv3+'s Case1
+        assert (str(ex["model"]), str(ex["case_id"]), int(ex["n_fixed"])) == \
+            ("deeplabv3plus", "Case1", 6)
+        assert np.array_equal(ex["relabelled"], ex["mask"])
+
+
+def test_levels_page_gives_every_name_of_its_chapter(records):
+    from spineseg_core.fingerprint import REPO
+    from spineseg_core.report.bundle import Bundle
+    from spineseg_core.report.pages import build_page, glue_names
+    from spineseg_core.report.tables import HTMLTable
+
+    results = records / "results" / "cpu"
+    assert main(["levels", "--runs-dir", str(records / "runs"), "--out",
+                 str(results / "levels"), "--n-boot", "50"]) == 0
+    values = build_page("levels", Bundle(results))
+    wanted = glue_names((REPO / "book" / "levels.md").read_text())
+    assert wanted and wanted <= set(values)
+    assert values["lv_ref_ok"] == "2 of 2" and values["lv_ex_model"] == "DeepLabv3+"
+    assert values["lv_best"] == "U-Net" and values["lv_best_after"] == "100.0"
+    for key, value in values.items():
+        text = value if isinstance(value, str) else value.text if isinstance(value, HTMLTable) \
+            else ""
+        assert "nan" not in text.lower().split() and "-0.0" not in text, key
+    assert isinstance(values["lv_table"], HTMLTable)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_levels_command_errors_are_one_line(records, capsys):
+    runs = records / "runs"
+    assert main(["levels", "--runs-dir", str(records / "nope"), "--out", str(records / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope: missing: expected a folder of run records" in err[0]
+    assert main(["levels", "--runs-dir", str(runs), "--group", "cpu-x",
+                 "--out", str(records / "o")]) == 2
+    assert "no group 'cpu-x' here (groups: cpu)" in capsys.readouterr().err
+    assert main(["levels", "--runs-dir", str(runs), "--n-boot", "0",
+                 "--out", str(records / "o")]) == 2
+    assert "--n-boot: expected a positive number" in capsys.readouterr().err
+    (runs / "cpu" / "unet" / "seed_0" / "fold_0" / "predictions.npz").unlink()
+    assert main(["levels", "--runs-dir", str(runs), "--out", str(records / "o")]) == 2
+    assert "the record keeps no test predictions" in capsys.readouterr().err
+    assert not (records / "o" / "summary.csv").exists()
+
+
+# --- spineseg predict --relabel -------------------------------------------------------------
+
+def _label_file(path, study_volume: np.ndarray) -> nib.Nifti1Image:
+    """``study_volume`` written in MRSpineSeg's axis order ("P", "I", "R"), not the study's."""
+    from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
+
+    data, affine = from_study(study_volume, study_affine((4.4, 2.0, 2.0)), MRSPINESEG_AXCODES)
+    img = nib.Nifti1Image(data.astype(np.uint8), affine)
+    img.header["descrip"] = b"levels test"
+    nib.save(img, path)
+    return nib.load(path)
+
+
+def _read_study(path) -> np.ndarray:
+    from spineseg_core.data.orientation import to_study
+    from spineseg_core.data.readers import read_array
+
+    return to_study(*read_array(path))[0]
+
+
+def test_predict_relabel_option(tmp_path, monkeypatch, capsys):
+    import spineseg_core.training.predict as predict
+
+    ref = spine(FIVE)
+    written = {}
+
+    def fake_predict_path(run, source, output, **kwargs):  # the model: one level up
+        target = output / "mask_case1.nii.gz"
+        written["img"] = _label_file(target, spine(SHIFTED))
+        return [target]
+
+    monkeypatch.setattr(predict, "predict_path", fake_predict_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "Case1.nii.gz").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["predict", "--run", str(tmp_path), str(tmp_path / "in"), "-o", str(out),
+                 "--relabel"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line == f"{out / 'mask_case1.nii.gz'}\trelabelled: 3 discs and 3 vertebrae counted " \
+                   "from the sacrum, 0 specks left as predicted"
+    result = nib.load(out / "mask_case1.nii.gz")
+    assert np.array_equal(result.affine, written["img"].affine)
+    assert result.header["descrip"] == written["img"].header["descrip"]
+    assert np.array_equal(_read_study(out / "mask_case1.nii.gz"), ref)
+
+
+def test_relabel_file_keeps_a_file_it_cannot_count(tmp_path):
+    from spineseg_core.levels.files import relabel_file
+
+    pred = spine(SHIFTED)
+    pred[pred == SACRUM] = 0
+    path = tmp_path / "p.nii.gz"
+    _label_file(path, pred)
+    before = path.read_bytes()
+    assert relabel_file(path).status is Status.NO_SACRUM
+    assert path.read_bytes() == before
+    with pytest.raises(DataError, match="expected a .nii.gz, .nii or .mha label file"):
+        relabel_file(tmp_path / "p.png")
