@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -128,17 +129,40 @@ def _task(attempt: dict) -> str:
     return f"{attempt['array_job_id']}_{attempt['array_task_id']}"
 
 
-def _wait_for_epoch(run_dir: Path, deadline: float) -> dict:
-    """The run's Slurm attempt once it has finished an epoch (and not its last) and saved its
-    checkpoint: ``history.csv`` is written just before ``checkpoint_last.pt``, so a requeue
-    between the two finds nothing to resume and starts the run anew."""
-    while time.monotonic() < deadline:
-        if ((run_dir / "history.csv").is_file() and (run_dir / "cluster.json").is_file()
-                and (run_dir / "checkpoint_last.pt").is_file()):
-            if _epochs(run_dir) and not (run_dir / "metrics.json").exists():
-                return _attempts(run_dir)[-1]
-        time.sleep(1)
-    raise AssertionError(f"{run_dir}: no epoch within the time allowed")
+def _mid_training(run_dir: Path) -> dict | None:
+    """The run's Slurm attempt if it has finished an epoch (and not its last) and saved its
+    checkpoint, else ``None``: ``history.csv`` is written just before ``checkpoint_last.pt``,
+    so a requeue between the two finds nothing to resume and starts the run anew."""
+    if ((run_dir / "history.csv").is_file() and (run_dir / "cluster.json").is_file()
+            and (run_dir / "checkpoint_last.pt").is_file()):
+        if _epochs(run_dir) and not (run_dir / "metrics.json").exists():
+            return _attempts(run_dir)[-1]
+    return None
+
+
+def _catch_mid_training(actions: dict[Path, Callable[[dict], None]],
+                        deadline: float) -> dict[Path, dict]:
+    """Watch several runs at once and act on each as soon as it is mid-training.
+
+    The runs train side by side, so each is watched over its own window: waiting for one before
+    looking at the other let MiniSeg's five smoke epochs (~15 s) finish while U-Net was still in
+    its first (~15 s plus the kernel's start), and the test then waited for an epoch that had
+    already gone (CI, stop 16)."""
+    caught: dict[Path, dict] = {}
+    while len(caught) < len(actions) and time.monotonic() < deadline:
+        for run_dir, act in actions.items():
+            if run_dir in caught:
+                continue
+            if (run_dir / "metrics.json").exists():
+                raise AssertionError(f"{run_dir}: finished before it was caught mid-training")
+            attempt = _mid_training(run_dir)
+            if attempt is not None:
+                act(attempt)
+                caught[run_dir] = attempt
+        time.sleep(0.2)
+    missed = [str(r) for r in actions if r not in caught]
+    assert not missed, f"no epoch within the time allowed: {missed}"
+    return caught
 
 
 def test_requeue_and_cancel_mid_training_then_rerun(cluster, cache_env, tmp_path):
@@ -151,12 +175,19 @@ def test_requeue_and_cancel_mid_training_then_rerun(cluster, cache_env, tmp_path
                             env=cache_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        deadline = time.monotonic() + 1200
-        first = _wait_for_epoch(requeued, deadline)
-        subprocess.run(["scontrol", "requeue", _task(first)], check=True)
-        victim = _wait_for_epoch(cancelled, deadline)
-        queue = subprocess.run(["squeue", "--array"], capture_output=True, text=True).stdout
-        subprocess.run(["scancel", _task(victim)], check=True)
+        queue = ""
+
+        def requeue(attempt: dict) -> None:
+            subprocess.run(["scontrol", "requeue", _task(attempt)], check=True)
+
+        def cancel(attempt: dict) -> None:
+            nonlocal queue
+            queue = subprocess.run(["squeue", "--array"], capture_output=True, text=True).stdout
+            subprocess.run(["scancel", _task(attempt)], check=True)
+
+        caught = _catch_mid_training({requeued: requeue, cancelled: cancel},
+                                     time.monotonic() + 1200)
+        first = caught[requeued]
         out, _ = proc.communicate(timeout=1200)
     finally:
         if proc.poll() is None:
