@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.runs_dir.parent / "levels"
     written = level_study(args.runs_dir, out, args.group, n_boot=args.n_boot, seed=args.seed)
     summary = pd.read_csv(written["summary"])
-    right = summary[summary["metric"] == "all_levels_right"].pivot(
-        index="display_name", columns="stage", values="point")
+    right = summary[summary["metric"] == "all_levels_right"]
+    right = right.pivot(index="display_name", columns="stage", values="point").reindex(
+        list(dict.fromkeys(right["display_name"])))  # the registry's (the paper's) order
     for model, row in right.iterrows():
         print(f"{model}: all levels right {100 * row['predicted']:.1f} % as predicted, "
               f"{100 * row['relabelled']:.1f} % relabelled")

@@ -295,7 +295,10 @@ def level_study(runs_dir: str | Path, out_dir: str | Path, group: str = "cpu",
         written[key] = out / FILES[key]
     io.write_json(out / ABOUT, {
         "group": group, "records": len(records), "models": model_order([r.model for r in records]),
-        "seeds": sorted({r.seed for r in records}), "n_subjects": int(subjects["case_id"].nunique()),
+        "seeds": sorted({r.seed for r in records}),
+        "seeds_per_model": {m: sorted(r.seed for r in records if r.model == m)
+                            for m in model_order([r.model for r in records])},
+        "n_subjects": int(subjects["case_id"].nunique()),
         "n_boot": n_boot, "bootstrap_seed": seed, "speck_share": SPECK_SHARE,
         "merge_ratio": MERGE_RATIO})
     written["about"] = out / ABOUT

@@ -575,3 +575,8 @@ def losses_page(b: Bundle) -> Page:
         Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
         dash_note="not trained with this loss")
     return out
+
+
+# --- level identification (its page function lives with its package) ----------------------
+
+from spineseg_core.levels import page as _levels_page  # noqa: E402,F401  registers "levels"

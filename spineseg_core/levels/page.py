@@ -1,0 +1,250 @@
+"""The values the book's level chapter (``book/levels.md``) glues, from ``<bundle>/levels/``.
+
+Registered as the page ``levels`` of :data:`spineseg_core.report.pages.PAGES`; like every page
+it gives a placeholder naming the missing file instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spineseg_core.levels.identify import OUTCOME_TEXT, Outcome
+from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, STATUS_TEXT, Status
+from spineseg_core.levels.study import EXAMPLE, FILES, REFERENCE, Metric
+from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
+from spineseg_core.report.bundle import MISSING, Bundle, num, pct
+from spineseg_core.report.pages import Missing, Page, page
+from spineseg_core.report.tables import Column, Kind, table_html
+
+FOLDER = "levels"
+"""Where ``spineseg levels`` writes inside a results bundle (``results/<profile>/levels/``)."""
+
+PAPER_BEST = "deeplabv3plus"
+
+
+def heatmap_models(predicted: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The (up to three) models of the level-confusion heatmaps: the best identification as
+    predicted, DeepLabv3+ (the paper's best), and the model whose answers are most often a
+    one-level shift; each once, in that order. ``predicted``: ``confusion.csv``'s predicted
+    rows."""
+    ident = summary[(summary["metric"] == str(Metric.IDENTIFICATION))
+                    & (summary["stage"] == "predicted")].set_index("model")["point"]
+    chosen = [str(ident.idxmax())] if len(ident) else []
+    if PAPER_BEST in ident.index:
+        chosen.append(PAPER_BEST)
+    shift = predicted["outcome"].isin([str(Outcome.SHIFT_UP), str(Outcome.SHIFT_DOWN)])
+    shares = (predicted.assign(s=predicted["n"] * shift).groupby("model")[["s", "n"]].sum())
+    shares = (shares["s"] / shares["n"]).sort_values(ascending=False, kind="stable")
+    chosen += [m for m in shares.index if m not in chosen][:1]
+    return list(dict.fromkeys(chosen))[:3]
+
+
+def _file(key: str) -> str:
+    return f"{FOLDER}/{FILES[key]}"
+
+
+def _ci(row: pd.Series, digits: int = 1) -> str:
+    return f"{pct(row['point'], digits)} ({pct(row['ci_low'], digits)} to " \
+           f"{pct(row['ci_high'], digits)})"
+
+
+def _signed(x: float, digits: int = 1) -> str:
+    """A difference (fraction) as signed points; one that rounds to zero is "+0.0", never
+    "-0.0"."""
+    if not np.isfinite(x):
+        return MISSING
+    points = round(100 * float(x), digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{points:+.{digits}f}"
+
+
+def seed_span(counts: list[int]) -> str:
+    """Seeds per model as text: ``"3"``, ``"1 to 3"``, ``"No"`` (``counts``: the distinct
+    numbers of seeds of the models)."""
+    if not counts:
+        return "No"
+    return str(counts[0]) if len(counts) == 1 else f"{min(counts)} to {max(counts)}"
+
+
+def level_caveats(about: dict[str, Any] | None) -> list[str]:
+    """What every number of the chapter stands on, first on the page."""
+    counts = sorted({len(s) for s in ((about or {}).get("seeds_per_model") or {}).values()})
+    return [
+        "The data are the study's phantom: its field of view always holds the sacrum and "
+        "everything below T12, and its transitional vertebrae change the image only (their "
+        "labels stay standard), so the hard cases of real scans (a sacrum cut off, a "
+        "sacralised L5 labelled as sacrum) are not tested by these runs.",
+        f"{seed_span(counts)} seed{'s' if counts != [1] else ''} per model so far"
+        + (": where a model has one, its intervals cover the test subjects, not the randomness "
+           "of training." if 1 in counts else "."),
+        "128 px images and a few epochs (the cpu profile): thoracic discs are two or three "
+        "pixels high, so a missed or merged disc, which stops the count, is common.",
+        f"The relabelling leaves specks (components under {SPECK_SHARE:.0%} of the largest of "
+        "their kind) as predicted, and a subject it cannot count keeps its prediction: its "
+        "two stages then agree.",
+    ]
+
+
+@page("levels")
+def levels_page(b: Bundle) -> Page:
+    summary, status = b.csv(_file("summary")), b.csv(_file("status"))
+    subjects, conf = b.csv(_file("subjects")), b.csv(_file("confusion"))
+    about = b.json(f"{FOLDER}/about.json") or {}
+    example = b.npz(f"{FOLDER}/{EXAMPLE}")
+    claim = relabelling_verdict(subjects, n_boot=int(about.get("n_boot", 1000)))
+    out: Page = {
+        "lv_speck": f"{SPECK_SHARE:.0%}", "lv_merge": f"{MERGE_RATIO:g}",
+        "lv_verdict": str(claim.verdict), "lv_v_diff": _signed(claim.difference),
+        "lv_v_lo": _signed(claim.ci_low), "lv_v_hi": _signed(claim.ci_high),
+        "lv_v_rule": claim.rule,
+        "lv_n_models": str(len(claim.comparisons)) if claim.comparisons else MISSING,
+        "lv_n_seeds": seed_span(sorted({len(v) for v in
+                                        (about.get("seeds_per_model") or {}).values()}))
+        if about.get("seeds_per_model") else MISSING,
+        "lv_n_subjects": str(claim.n_subjects) if claim.comparisons else MISSING,
+        "lv_n_boot": str(about.get("n_boot", MISSING)),
+        "lv_verdicts": (table_html(model_verdicts(claim), [
+            Column("model", "Model"),
+            Column("difference", "Difference (points)", write=lambda r: _signed(r["difference"])),
+            Column("ci_low", "95 % CI (points)",
+                   write=lambda r: f"{_signed(r['ci_low'])} to {_signed(r['ci_high'])}"),
+            Column("verdict", "Verdict for this model")],
+            notes=["All-levels-right share relabelled minus as predicted; the interval is "
+                   "paired on seeds and subjects."])
+            if claim.comparisons else Missing(_file("subjects"))),
+    }
+    if summary is None or not len(summary):
+        out.update({k: MISSING for k in ("lv_best", "lv_best_before", "lv_best_after",
+                                         "lv_ident_lo", "lv_ident_hi", "lv_dice_lo",
+                                         "lv_dice_hi")})
+        out.update(lv_right_dots=Missing(_file("summary")), lv_table=Missing(_file("summary")))
+    else:
+        out.update(_summary_values(summary))
+    out.update(_status_values(status))
+    out.update(_confusion_values(conf, summary))
+    out.update(_example_values(example))
+    return out
+
+
+def _pivot(summary: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    sub = summary[summary["metric"] == str(metric)]
+    wide = sub.pivot(index="display_name", columns="stage", values=["point", "ci_low", "ci_high"])
+    return wide.reindex(list(dict.fromkeys(sub["display_name"])))
+
+
+def _summary_values(summary: pd.DataFrame) -> Page:
+    from spineseg_core.levels.figures import stage_dots
+
+    ident, right, dice = (_pivot(summary, m) for m in Metric)
+    best = right[("point", "predicted")].idxmax()
+    gain = ident[("point", "difference")]
+    dgain = dice[("point", "difference")]
+    rows = []
+    for model in right.index:
+        row = {"display_name": model}
+        for metric, wide in ((Metric.IDENTIFICATION, ident), (Metric.ALL_RIGHT, right),
+                             (Metric.DICE, dice)):
+            for stage in ("predicted", "relabelled", "difference"):
+                row[f"{metric}_{stage}"] = pd.Series(
+                    {k: wide.loc[model, (k, stage)] for k in ("point", "ci_low", "ci_high")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+
+    def cell(key: str, signed: bool = False):
+        def write(r: pd.Series) -> str:
+            v = r[key]
+            if signed:
+                return f"{_signed(v['point'])} ({_signed(v['ci_low'])} to {_signed(v['ci_high'])})"
+            return _ci(v)
+        return write
+
+    cols = [Column("display_name", "Model")]
+    for metric, label in ((Metric.IDENTIFICATION, "Levels named right (%)"),
+                          (Metric.ALL_RIGHT, "Subjects with every level right (%)"),
+                          (Metric.DICE, "Dice (%)")):
+        cols += [Column(f"{metric}_predicted", f"{label}, as predicted",
+                        write=cell(f"{metric}_predicted")),
+                 Column(f"{metric}_relabelled", f"{label}, relabelled",
+                        write=cell(f"{metric}_relabelled")),
+                 Column(f"{metric}_difference", f"{label.split(' (')[0]}: change (points)",
+                        write=cell(f"{metric}_difference", signed=True))]
+    return {
+        "lv_best": best, "lv_best_before": pct(right.loc[best, ("point", "predicted")]),
+        "lv_best_after": pct(right.loc[best, ("point", "relabelled")]),
+        "lv_ident_lo": num(100 * gain.min(), 1), "lv_ident_hi": num(100 * gain.max(), 1),
+        "lv_dice_lo": num(100 * dgain.min(), 1), "lv_dice_hi": num(100 * dgain.max(), 1),
+        "lv_right_dots": stage_dots(summary, str(Metric.ALL_RIGHT),
+                                    "subjects with every level right (%), 95 % CI"),
+        "lv_table": table_html(table, cols, notes=[
+            "Point estimate (95 % CI over seeds and test subjects). Levels: the vertebrae and "
+            "discs present in each subject's reference, each named by the label the model gives "
+            "most of its voxels. Dice: the pooled counts of each seed, mean over the 19 "
+            "classes, then over seeds; the change is paired on seeds and subjects."]),
+    }
+
+
+def _status_values(status: pd.DataFrame | None) -> Page:
+    if status is None or not len(status):
+        return {"lv_ref_ok": MISSING, "lv_count_share": MISSING,
+                "lv_status": Missing(_file("status"))}
+    ref = status[status["model"] == REFERENCE]
+    models = status[status["model"] != REFERENCE]
+    ok = models[models["status"] == str(Status.OK)]
+    n_ref = int(ref["n"].sum())
+    wide = models.pivot(index="display_name", columns="status", values="share")
+    wide = wide.reindex(list(dict.fromkeys(models["display_name"])))
+    shown = [s for s in Status if wide[str(s)].sum() > 0] if len(wide) else []
+    return {
+        "lv_ref_ok": (f"{int(ref.loc[ref['status'] == str(Status.OK), 'n'].sum())} of {n_ref}"
+                      if n_ref else MISSING),
+        "lv_count_share": pct(ok["n"].sum() / models["n"].sum()) if len(models) else MISSING,
+        "lv_status": table_html(wide.reset_index(), [Column("display_name", "Model")] + [
+            Column(str(s), f"{STATUS_TEXT[s]} (%)", Kind.PERCENT, 0) for s in shown],
+            notes=["Share of subjects (over seeds) per outcome of the relabelling; statuses "
+                   "no model met are not shown."]),
+    }
+
+
+def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -> Page:
+    from spineseg_core.levels.figures import confusion_heatmaps
+
+    if conf is None or not len(conf) or summary is None:
+        return {"lv_shift_share": MISSING, "lv_heat_models": MISSING,
+                "lv_heatmaps": Missing(_file("confusion")),
+                "lv_outcomes": Missing(_file("confusion"))}
+    pred = conf[conf["stage"] == "predicted"]
+    wrong = pred[pred["outcome"] != str(Outcome.CORRECT)]
+    shifts = wrong["outcome"].isin([str(Outcome.SHIFT_UP), str(Outcome.SHIFT_DOWN)])
+    by = (pred.groupby(["display_name", "outcome"], sort=False)["n"].sum().unstack(fill_value=0))
+    order = list(dict.fromkeys(summary["display_name"]))
+    by = by.reindex(index=[m for m in order if m in by.index],
+                    columns=[str(o) for o in Outcome], fill_value=0)
+    by = by.div(by.sum(axis=1), axis=0).rename_axis("display_name").reset_index()
+    chosen = heatmap_models(pred, summary)
+    names = summary.drop_duplicates("model").set_index("model")["display_name"]
+    return {
+        "lv_shift_share": pct(wrong.loc[shifts, "n"].sum() / wrong["n"].sum())
+        if wrong["n"].sum() else MISSING,
+        "lv_heat_models": ", ".join(names[m] for m in chosen),
+        "lv_heatmaps": confusion_heatmaps(conf, chosen),
+        "lv_outcomes": table_html(by, [Column("display_name", "Model")] + [
+            Column(str(o), f"{OUTCOME_TEXT[o]} (%)", Kind.PERCENT, 1) for o in Outcome],
+            notes=["As predicted: share of all reference levels (over seeds and subjects) per "
+                   "outcome. One level up or down: the label of the next structure of the same "
+                   "kind."]),
+    }
+
+
+def _example_values(example: dict[str, np.ndarray] | None) -> Page:
+    from spineseg_core.levels.figures import example_figure
+
+    if example is None:
+        return {"lv_ex_model": MISSING, "lv_ex_case": MISSING, "lv_ex_fixed": MISSING,
+                "lv_ex_levels": MISSING, "lv_ex_seed": MISSING,
+                "lv_example": Missing(f"{FOLDER}/{EXAMPLE} (no subject whose shift the "
+                                      "relabelling fixes)")}
+    return {"lv_ex_model": str(example["display_name"]), "lv_ex_case": str(example["case_id"]),
+            "lv_ex_seed": str(int(example["seed"])), "lv_ex_fixed": str(int(example["n_fixed"])),
+            "lv_ex_levels": str(int(example["n_levels"])), "lv_example": example_figure(example)}
