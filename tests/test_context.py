@@ -140,3 +140,16 @@ def test_a_context_model_trains_and_is_scored_like_a_2d_one(model, tiny_data, tm
     again = segment_volume(net, image, torch.device("cpu"), batch_size=3,
                            precision=run.load_params()["precision"])
     assert (again == pred).mean() > 0.99  # float16 images: a few pixels may flip
+
+
+def test_the_cost_tables_measure_2p5d_models_and_name_what_they_do_not_measure():
+    from spineseg_core.errors import ConfigError
+    from spineseg_core.measure.efficiency import count_macs, efficiency_table
+    from spineseg_core.measure.speed import bench_table
+
+    # A 2.5D model costs its 2D network plus the wider first convolution only.
+    flat, stack = count_macs("unet", size=64), count_macs("unet_25d5", size=64)
+    assert stack - flat == 64 * 64 * 64 * 9 * 4  # 64 filters x 64² px x 3x3 x 4 more channels
+    for table in (efficiency_table, bench_table):
+        with pytest.raises(ConfigError, match="unet3d is fed whole volumes"):
+            table(models=["unet3d"])
