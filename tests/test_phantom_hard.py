@@ -14,8 +14,9 @@ import pytest
 from spineseg_core.cli import main as cli_main
 from spineseg_core.data.phantom import (MARKER, PhantomCase, PhantomParams, generate_case,
                                         sample_presence, write_phantom)
-from spineseg_core.data.phantom_geometry import (FOV_CUT_THROUGH_MM, FovCut, HardCase, Kind,
-                                                 present_labels, sample_geometry)
+from spineseg_core.data.phantom_geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
+                                                 HardCase, Kind, present_labels,
+                                                 sample_geometry)
 from spineseg_core.data.phantom_hard import (MANIFEST, HardPreset, describe, hard_params,
                                              read_manifest)
 from spineseg_core.errors import ConfigError, DataError
@@ -148,7 +149,9 @@ def test_fov_cut_through_the_sacrum_keeps_part_of_it() -> None:
         row_mm = geom.fov_mm / case.mask.shape[1]
         sac_rows = np.nonzero((case.mask == 1).any(axis=(0, 2)))[0]
         assert sac_rows.max() == case.mask.shape[1] - 1       # cut by the bottom edge
-        assert lo - 2 * row_mm <= (sac_rows.max() + 1 - sac_rows.min()) * row_mm <= hi + row_mm
+        # (up to MIN_SLIVER_MM more where the field moved down to drop a sliver at its top)
+        shown = (sac_rows.max() + 1 - sac_rows.min()) * row_mm
+        assert lo - 2 * row_mm <= shown <= hi + MIN_SLIVER_MM + 0.5 + row_mm
 
 
 def test_rates_are_frequencies_and_the_draws_independent() -> None:
@@ -232,3 +235,25 @@ def test_sampler_agrees_with_rasterised_hard_masks() -> None:
         kinds[case.geometry.hard_case] += 1
         assert set(np.unique(case.mask).tolist()) - {0} == set(sample_presence(cid, 3, params))
     assert len(kinds) == 3 and HardCase.NONE not in kinds
+
+
+def test_a_hard_case_is_its_default_twin_apart_from_the_hard_case() -> None:
+    """Same (seed, case): the same random draws outside the hard case's own, so the two can be
+    compared as one subject with and without its transitional vertebra or cut field."""
+    from spineseg_core.data.phantom_render import render_slices
+
+    for cid in (3, 42):   # 42's twin has the partial sacralised form (a skipped nucleus draw)
+        twin = sample_geometry(cid, 0, PhantomParams())
+        after = []
+        for params in (PhantomParams(), PhantomParams(sacralised_l5_rate=1.0),
+                       PhantomParams(lumbarised_s1_rate=1.0), PhantomParams(fov_cut_rate=1.0)):
+            geom = sample_geometry(cid, 0, params)
+            assert (geom.n_slices, geom.lateral_offset, geom.scoliosis_phase, geom.back_depth) \
+                == (twin.n_slices, twin.lateral_offset, twin.scoliosis_phase, twin.back_depth)
+            for name in ("L3", "L2/L3", "T12"):
+                st, tw = geom.structures[geom.index_of(name)], twin.structures[twin.index_of(name)]
+                assert st.s_hi - st.s_lo == pytest.approx(tw.s_hi - tw.s_lo, abs=1e-9)
+            rng = np.random.default_rng([0, cid, 1])
+            render_slices(geom, 40, params, rng)
+            after.append(rng.random())
+        assert len(set(after)) == 1    # the rendering stream ends where the twin's does

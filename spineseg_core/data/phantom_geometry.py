@@ -115,7 +115,8 @@ S1_VERTEBRA = (24.0, 17.0, 26.0)
 S1_DISC_MM = 6.0
 """Height (mm) of the hypoplastic disc below a lumbarised S1 (a normal L5/S1 disc is ~10 mm)."""
 FOV_CUT_THROUGH_MM = (12.0, 40.0)
-"""A field cut through the sacrum shows this much (mm, superior-inferior) of its upper part."""
+"""A field cut through the sacrum shows this much (mm, superior-inferior) of its upper part
+(up to :data:`MIN_SLIVER_MM` more where the field moves down to drop a sliver at its top)."""
 
 MIN_SLIVER_MM = 5.0
 """A level cut by the top edge shows at least this much (mm) of itself, so that whether it is
@@ -179,6 +180,10 @@ class SpineGeometry:
     hard_case: HardCase = HardCase.NONE
     fov_cut: FovCut = FovCut.NONE
     sacral_segments: int = 5         # fused segments drawn in the sacrum (6 with a sacralised L5)
+    # A hard case draws its per-level rendering values from a stream of this seed and skips
+    # as many draws of the rendering stream as its default twin makes there (see render).
+    hard_render_seed: int = 0
+    twin_level_draws: int = 0
 
     # --- centre-line helpers -------------------------------------------------------------
     def point(self, s: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,6 +284,8 @@ class _HardDraw:
     cut: FovCut
     u_pos: float           # where the cut edge falls within its range (0..1)
     jitter: np.ndarray     # standard normals for the sizes of added levels
+    render_seed: int       # seed of the rendering's per-level draws of a hard case
+    rng: np.random.Generator  # the rest of the stream (endplates of added levels)
 
 
 def _draw_hard(case_id: int, seed: int, params: PhantomParams) -> _HardDraw:
@@ -293,6 +300,7 @@ def _draw_hard(case_id: int, seed: int, params: PhantomParams) -> _HardDraw:
     hard = np.random.default_rng([int(seed), int(case_id), 2])
     u_kind, u_cut, u_pos = (float(u) for u in hard.random(3))
     jitter = hard.normal(0.0, 1.0, 2 + len(_EXTRA_TOP))
+    render_seed = int(hard.integers(2 ** 63))
     bounds = np.cumsum([params.sacralised_l5_rate, params.lumbarised_s1_rate,
                         params.fov_cut_rate])
     kinds = (HardCase.SACRALISED_L5, HardCase.LUMBARISED_S1, HardCase.FOV_CUT)
@@ -300,7 +308,7 @@ def _draw_hard(case_id: int, seed: int, params: PhantomParams) -> _HardDraw:
     cut = FovCut.NONE
     if kind is HardCase.FOV_CUT:
         cut = FovCut.THROUGH_SACRUM if u_cut < 0.5 else FovCut.ABOVE_SACRUM
-    return _HardDraw(kind, cut, u_pos, jitter)
+    return _HardDraw(kind, cut, u_pos, jitter, render_seed, hard)
 
 
 @dataclass
@@ -398,6 +406,7 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         transitional = Transitional(rng.choice([Transitional.LUMBARISED.value,
                                                 Transitional.SACRALISED.value]))
     draw = _draw_hard(case_id, seed, params)
+    twin_transitional = transitional
     if draw.kind in (HardCase.SACRALISED_L5, HardCase.LUMBARISED_S1):
         transitional = Transitional.NONE   # the complete form replaces the partial one
 
@@ -427,6 +436,10 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         degenerated.append(deg)
 
     sacrum_hd_top = hds[1] * rng.uniform(0.95, 1.08)
+    # The twin's nucleus draws skip its desiccated discs (its L5/S one too if half sacralised).
+    twin_dry = [d or (i == 0 and twin_transitional is Transitional.SACRALISED)
+                for i, d in enumerate(degenerated)]
+    twin_level_draws = len(_LEVELS) + sum(not d for d in twin_dry)
     kinds = [lv[1] for lv in _LEVELS]
     anatomy = list(_ANATOMY)
     sacrum_change, rudimentary_s, segments = 0.0, None, 5
@@ -456,18 +469,21 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
     tilt = np.zeros(m)
     bhd = np.zeros(m)
     for b in range(m):
+        # Boundaries beyond the default stack's draw from the hard-case stream, so the
+        # geometry stream stays aligned with the case's default twin (a paired subject).
+        src = rng if b <= len(_LEVELS) else draw.rng
         below = structures[b - 1] if b > 0 else None
         above = structures[b] if b < len(structures) else None
         body_below = below is None or below.kind is Kind.VERTEBRA
         body = (below if (below is not None and below.kind is Kind.VERTEBRA) else above)
         hd_ref = body.half_depth if body is not None else sacrum_hd_top
         body_h = (body.s_hi - body.s_lo) if body is not None else 20.0
-        c = min(rng.uniform(0.5, 2.0) * jit, 0.12 * body_h)
+        c = min(src.uniform(0.5, 2.0) * jit, 0.12 * body_h)
         conc[b] = -c if body_below else c
         bhd[b] = hd_ref
         thin = min(st.s_hi - st.s_lo for st in (below, above) if st is not None)
         max_tilt = 0.2 * thin / hd_ref
-        tilt[b] = float(np.clip(np.tan(np.deg2rad(rng.normal(0.0, 2.0 * jit))),
+        tilt[b] = float(np.clip(np.tan(np.deg2rad(src.normal(0.0, 2.0 * jit))),
                                 -max_tilt, max_tilt))
 
     sacrum_length = rng.uniform(95.0, 115.0) * scale + sacrum_change
@@ -491,6 +507,7 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         fov_mm=params.fov_mm, n_slices=n_slices, slice_mm=params.slice_mm,
         lateral_offset=float(rng.uniform(-0.5, 0.5) * params.slice_mm),
         hard_case=draw.kind, fov_cut=draw.cut, sacral_segments=segments,
+        hard_render_seed=draw.render_seed, twin_level_draws=twin_level_draws,
     )
     if rudimentary_s is not None:
         geom = replace(geom, rudimentary_disc_s=float(rudimentary_s))

@@ -76,7 +76,7 @@ class PhantomParams:
             it). A realistic setting is ~0.02.
         fov_cut_rate: probability that the field of view misses the sacrum (default 0): the
             field is moved up the spine until its inferior edge passes through the upper
-            sacrum (12-40 mm of it in view) or above it (no sacrum; the lowest level in view is
+            sacrum (12-45 mm of it in view) or above it (no sacrum; the lowest level in view is
             L5 or L4), half of each. Labels keep their anatomical names: the reference is
             right even where a model that counts from the sacrum cannot be. No population
             rate exists: it is a property of the protocol. MRSpineSeg's lumbar fields always

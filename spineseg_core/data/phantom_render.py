@@ -201,9 +201,17 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     is_disc = np.array([st.kind is Kind.DISC for st in structs] + [False, False])
     hd_of = np.array([st.half_depth for st in structs] + [1.0, 1.0])
     hw_of = np.array([st.half_width for st in structs] + [1.0, 1.0])
+    level_rng = rng
+    if geom.hard_case is not HardCase.NONE:
+        # A hard case has another stack of levels: it draws their values from its own stream
+        # and skips the draws its default twin makes here, so that everything drawn after
+        # (vessels, bladder, textures, noise) is the twin's: a paired subject.
+        rng.random(geom.twin_level_draws)
+        level_rng = np.random.default_rng(geom.hard_render_seed)
     nucleus_of = np.array([tis["dry_nucleus"] if st.degenerated else
-                           tis["nucleus"] * rng.uniform(0.85, 1.1) for st in structs] + [0, 0])
-    marrow_of = np.array([tis["marrow"] * rng.uniform(0.9, 1.1) for _ in structs] + [0, 0])
+                           tis["nucleus"] * level_rng.uniform(0.85, 1.1) for st in structs]
+                          + [0, 0])
+    marrow_of = np.array([tis["marrow"] * level_rng.uniform(0.9, 1.1) for _ in structs] + [0, 0])
     aorta_x = rng.uniform(-20.0, -10.0)
     aorta_r = rng.uniform(8.0, 12.0)
     aorta_val = tis["vessel"] if rng.random() < 0.6 else 0.6 * tis["csf"]
