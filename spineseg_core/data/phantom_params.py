@@ -58,10 +58,11 @@ class PhantomParams:
             ``S`` (1), the anatomical L4 is labelled ``L5`` (2), its lower disc ``L5/S`` (11),
             and every level above is named one level lower than its anatomy (the anatomical
             T12 is labelled ``L1``). Literature: transitional vertebrae of any Castellvi type
-            are common, 15.8 % of 5,860 adults (Tang et al. 2014, Eur J Radiol 83:1679) and
-            18.1 % of 4,636 (Nardo et al. 2012, Radiology 265:497), with sacralisation about
-            ten times as frequent as lumbarisation (17.2 % vs 1.7 % of 3,607 abdominal films,
-            Ucar et al. 2013, Arthritis 2013:461425). The fused forms this knob draws
+            are common, 15.8 % of 5,860 adults (Tang et al. 2014, Eur J Radiol 83:1679,
+            doi:10.1016/j.ejrad.2014.05.036) and 18.1 % of 4,636 (Nardo et al. 2012, Radiology,
+            doi:10.1148/radiol.12112747), with sacralisation about ten times as frequent as
+            lumbarisation (17.2 % vs 1.7 % of 3,607 abdominal films, Ucar et al. 2013,
+            Arthritis 2013:461425). The fused forms this knob draws
             (Castellvi III/IV) are 12.0 % (Tang) and 16.7 % (Nardo) of those, about 2-3 % of
             people. A realistic setting is therefore ~0.03 for the fused form, up to ~0.17 if
             every sacralisation is counted as one (uncertain: rates vary with the population,
@@ -70,19 +71,21 @@ class PhantomParams:
             mobile, lumbar-type vertebra above a hypoplastic, desiccated S1/S2 disc, giving six
             lumbar-type vertebrae. Counting up from the sacrum, S1 is labelled ``L5`` (2), the
             S1/S2 disc ``L5/S`` (11), the anatomical L5 ``L4`` (3) and so on; the anatomical L1
-            is labelled ``T12`` (7). Literature: 1.7 % (Ucar et al. 2013, above); six
-            non-ribbed lumbar vertebrae in 6.6 % of 211 subjects (Apazidis et al. 2011, Spine J
-            11:858, whose overall LSTV rate is 35.6 %, not the ~12 % sometimes attributed to
-            it). A realistic setting is ~0.02.
+            is labelled ``T12`` (7). Literature: 1.7 % (Ucar et al. 2013, above); 0.2 % of
+            2,078 (5 lumbarisations, Saudi Med J 2017 38:794); six non-ribbed lumbar vertebrae
+            in 6.6 % of 211 subjects (Apazidis et al. 2011, Spine J 11:858, whose overall LSTV
+            rate is 35.6 %, not the ~12 % sometimes attributed to it). A realistic setting is
+            0.002-0.02 (uncertain, the studies disagree by ten times).
         fov_cut_rate: probability that the field of view misses the sacrum (default 0): the
             field is moved up the spine until its inferior edge passes through the upper
             sacrum (12-45 mm of it in view) or above it (no sacrum; the lowest level in view is
             L5 or L4), half of each. Labels keep their anatomical names: the reference is
             right even where a model that counts from the sacrum cannot be. No population
-            rate exists: it is a property of the protocol. MRSpineSeg's lumbar fields always
-            include the sacrum (0 %); thoracic or whole-spine series, and lumbar series planned
-            high, miss it, which is where users of current tools report wrong levels
-            (TotalSpineSeg issues #123, #67). Choose the rate for the scenario to test.
+            rate exists: it is a property of the protocol. MRSpineSeg's lumbar fields include
+            the sacrum (the project's dataset notes name no case without it: ~0 %); thoracic or
+            whole-spine series, and lumbar series planned high, miss it, which is where users
+            of current tools report wrong levels (TotalSpineSeg issues #123, #67). Choose the
+            rate for the scenario to test.
         p_15_slices: probability of 15 sagittal slices instead of 12 (MRSpineSeg: 35/172).
         slice_mm: slice thickness and spacing in mm.
         fov_mm: in-plane square field of view in mm; pixel spacing is ``fov_mm / size``.
