@@ -5,20 +5,42 @@
 #
 #   scripts/rerun_cpu_study.sh            # RUNS=runs by default: checkpoints, never committed
 #
+# One code version: every record of the main study carries source fingerprint
+# $FINGERPRINT (spineseg_core.fingerprint). The code has moved on since (the context family of
+# issue 13 changed models/, data/ and training/), so the runs are made by the commit that
+# made the others, checked out once into .study-code/ (git worktree) and imported from there;
+# the records still land in this checkout's results/cpu/runs/. The script refuses to start if
+# that commit's fingerprint is not the records'.
+#
 # MiniSeg trains in fp32 on this profile (study.runner.BUDGET_EXCEPTIONS: it diverged in bf16),
 # which the study applies itself and each run's params.json records.
-set -u
+set -eu
 cd "$(dirname "$0")/.."
-S=.venv/bin/spineseg
-RUNS=${RUNS:-runs}
-common=(--profile cpu --runs-dir "$RUNS" --records-dir results/cpu/runs --no-aggregate --poll-s 30)
-
-$S study "${common[@]}" --seeds 0
-$S study "${common[@]}" --seeds 0 --variant res256 -p image_size 256 \
+here=$PWD
+CODE_COMMIT=${CODE_COMMIT:-e28e2c125c79f082b204d353c688af596ed8d2b8}
+FINGERPRINT=1c69bc18c351
+code=$here/.study-code/${CODE_COMMIT:0:12}
+if [ ! -d "$code" ]; then
+    git worktree add --detach "$code" "$CODE_COMMIT" >/dev/null
+fi
+S=(env PYTHONPATH="$code" "$here/.venv/bin/python" -m spineseg_core)
+got=$(cd "$code" && PYTHONPATH="$code" "$here/.venv/bin/python" -c \
+    'from spineseg_core.fingerprint import source_fingerprint as f; print(f()[:12])')
+if [ "$got" != "$FINGERPRINT" ]; then
+    echo "rerun_cpu_study: $code has source fingerprint $got, the records $FINGERPRINT" >&2
+    exit 1
+fi
+RUNS=$(realpath -m "${RUNS:-runs}")  # relative to this checkout, before the cd below
+common=(--profile cpu --runs-dir "$RUNS" --records-dir "$here/results/cpu/runs" --no-aggregate
+        --poll-s 30)
+set +e
+cd "$code"  # the study finds the training notebook beside the code it imports
+"${S[@]}" study "${common[@]}" --seeds 0
+"${S[@]}" study "${common[@]}" --seeds 0 --variant res256 -p image_size 256 \
     --models unet attention_unet deeplabv3plus pspnet danet
-$S study "${common[@]}" --seeds 0 --variant os8 --models danet -p model_kwargs '{"output_stride": 8}'
-$S study "${common[@]}" --seeds 1
-$S study "${common[@]}" --seeds 2
-$S study "${common[@]}" --seeds 0 1 2 --models unet miniseg --losses dice ce weighted_ce
-$S study "${common[@]}" --seeds 0 --variant os8-res256 --models danet -p image_size 256 \
+"${S[@]}" study "${common[@]}" --seeds 0 --variant os8 --models danet -p model_kwargs '{"output_stride": 8}'
+"${S[@]}" study "${common[@]}" --seeds 1
+"${S[@]}" study "${common[@]}" --seeds 2
+"${S[@]}" study "${common[@]}" --seeds 0 1 2 --models unet miniseg --losses dice ce weighted_ce
+"${S[@]}" study "${common[@]}" --seeds 0 --variant os8-res256 --models danet -p image_size 256 \
     -p model_kwargs '{"output_stride": 8}'

@@ -144,3 +144,36 @@ def test_cli_aggregate_mixed_code(tmp_path, capsys):
     assert "aaaaaaaaaaaa (2 runs), bbbbbbbbbbbb (1 run)" in err and "--allow-mixed-code" in err
     assert main(argv + ["--allow-mixed-code"]) == 0
     assert "code aaaaaaaaaaaa (2 runs), bbbbbbbbbbbb (1 run)" in capsys.readouterr().out
+
+
+def test_a_separate_study_is_one_code_version_of_its_own(tmp_path):
+    """The context study (group ``p-context``) may be newer code than the main runs, as long as
+    it is one version itself; it is tabled apart and its fingerprint recorded."""
+    runs = make_fake_study(tmp_path / "runs", profile="p", models=("unet", "miniseg"), seeds=(0,),
+                           losses=())
+    new = "c" * 64
+    for seed in (0, 1):
+        for model in ("unet", "unet_25d3", "unet3d"):
+            write_fake_run(runs / f"p-context/{model}/seed_{seed}/fold_0", model, seed,
+                           profile="p", fingerprint=new)
+    out = tmp_path / "out"
+    bundle = aggregate("p", runs, out, n_boot=20)
+    assert bundle["source_fingerprint"] == FAKE_FINGERPRINT  # the main study's alone
+    assert bundle["studies"]["context"] == {
+        "group": "p-context", "n_runs": 6, "models": ["unet", "unet_25d3", "unet3d"],
+        "source_fingerprint": new, "source_fingerprints": {new: 6}}
+    table = pd.read_csv(out / "context.csv")
+    assert table["model"].tolist() == ["unet", "unet", "unet_25d3", "unet_25d3", "unet3d",
+                                       "unet3d"]
+    assert table["input_kind"].tolist()[::2] == ["slice", "stack", "volume"]
+    assert table["context"].tolist()[::2] == [1, 3, 1]
+    assert set(table["source_fingerprint"]) == {new}
+    assert not (out / "variants.csv").exists()  # a separate study is no side variant
+    per_case = pd.read_csv(out / "context_per_case.csv")
+    one = pd.read_csv(runs / "p-context/unet3d/seed_0/fold_0/per_case.csv")
+    assert set(per_case["group"]) == {"p-context"} and len(per_case) == 6 * len(one)
+
+    write_fake_run(runs / "p-context/unet3d/seed_2/fold_0", "unet3d", 2, profile="p",
+                   fingerprint="d" * 64)
+    with pytest.raises(ConfigError, match=r"p-context: the runs come from 2 versions"):
+        aggregate("p", runs, out, n_boot=20)

@@ -18,7 +18,8 @@ from spineseg_core.study.aggregate import aggregate
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("pages")
-    runs = make_fake_study(root / "runs", profile="cpu", seeds=(0, 1))
+    runs = make_fake_study(root / "runs", profile="cpu", seeds=(0, 1),
+                           variants={"context": {"models": ("unet", "unet_25d3", "unet3d")}})
     aggregate("cpu", runs, root / "results/cpu", n_boot=50)
     write_fake_efficiency(root / "results/cpu/efficiency.csv", ("unet", "deeplabv3plus", "miniseg"))
     return Bundle(root / "results/cpu")
@@ -66,3 +67,16 @@ def test_table1_page_numbers_match_the_bundle(bundle):
 def test_unknown_chapter_is_named():
     with pytest.raises(KeyError, match="known"):
         build_page("nope", Bundle(None))
+
+
+def test_context_page_reads_the_context_study(bundle):
+    values = build_page("context", bundle)
+    assert values["cx_runs"] == "3" and values["cx_fingerprint"] == "f0f0f0f0f0f0"
+    assert isinstance(values["cx_table"], HTMLTable)
+    assert "U-Net 2.5D (3 slices)" in values["cx_table"].text
+    assert "whole volume" in values["cx_table"].text
+    # One seed each: not resolved would need a wider interval; the verdict is computed, and the
+    # models never run (DeepLabv3+ and its 2.5D variants) are named as not run.
+    assert values["cx_verdicts"].startswith("U-Net 2.5D (3 slices): ")
+    assert "DeepLabv3+ 2.5D (5 slices): not resolved at this scale" in values["cx_verdicts"]
+    plt.close("all")

@@ -220,3 +220,8 @@ def test_budget_exception_reaches_the_run_unless_the_user_sets_it(tmp_path):
     mine = notebook_parameters(RunSpec("cpu", "miniseg", 0, 0), tmp_path, False,
                                {"overrides": {"amp": True}})
     assert mine["overrides"] == {"amp": True}  # the user's own choice wins
+    # A 3D U-Net steps on one whole volume at a time on the cpu and paper profiles.
+    for profile in ("cpu", "paper"):
+        vol = notebook_parameters(RunSpec(profile, "unet3d", 0, 0), tmp_path, False)
+        assert vol["overrides"] == {"batch_size": 1}
+    assert budget_exception("unet3d", "smoke") is None

@@ -232,7 +232,7 @@ def test_train_command(tiny_data, tmp_path, capsys):
 
 def _models():
     from spineseg_core.models import list_models
-    return list_models()
+    return list_models(None)  # the twelve and the context family
 
 
 @pytest.mark.slow

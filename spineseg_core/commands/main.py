@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-models", nargs="*", default=["unet", "miniseg"],
                         metavar="MODEL", help="models also trained with every loss other than "
                         "the default, for the loss chapter (none: skip)")
+    parser.add_argument("--context-models", nargs="*", default=[], metavar="MODEL",
+                        help="models of the context study (group <profile>-context, e.g. unet "
+                        "unet_25d3 unet3d; scripts/context_study.sh runs all seven); default: "
+                        "none")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
     parser.add_argument("--no-book", action="store_true", help="skip the book build")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 from spineseg_core.data.phantom import PhantomCase, write_phantom
+from spineseg_core.data.phantom_geometry import FovCut, HardCase
+from spineseg_core.data.phantom_hard import HARD_PRESETS, MANIFEST, HardPreset, hard_params
 from spineseg_core.errors import ConfigError
 
 HELP = "Generate the procedural spine phantom (MRSpineSeg layout) into a folder."
@@ -20,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="in-plane pixels (default 256)")
     parser.add_argument("--test-cases", type=int, default=None,
                         help="unlabelled test1 cases (default max(2, cases // 10))")
+    parser.add_argument("--hard", choices=[p.value for p in HardPreset], default=None,
+                        help="write a hard-case set instead of the default phantom ("
+                             + "; ".join(f"{p.value}: " + ", ".join(f"{k}={v:.2g}"
+                                                                    for k, v in r.items())
+                                         for p, r in HARD_PRESETS.items())
+                             + f"), each case listed in {MANIFEST}; give it a seed of its own")
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
 
 
@@ -41,11 +49,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{split:6s} {path.name:18s} kept (already there)")
         else:
             labels = sorted(int(v) for v in set(case.mask.ravel().tolist()) - {0})
+            geom = case.geometry
+            note = "" if geom.hard_case is HardCase.NONE else f", {geom.hard_case.value}"
+            if geom.fov_cut is not FovCut.NONE:
+                note += f" ({geom.fov_cut.value})"
             print(f"{split:6s} {path.name:18s} {case.image.shape[0]} slices, "
-                  f"top label {max(labels)}, max {int(case.image.max())}")
+                  f"top label {max(labels)}, max {int(case.image.max())}{note}")
 
     t0 = time.perf_counter()
-    root = write_phantom(args.out, args.cases, args.seed, args.size,
+    params = hard_params(args.hard) if args.hard else None
+    root = write_phantom(args.out, args.cases, args.seed, args.size, params=params,
                          test_cases=args.test_cases, progress=progress)
     print(f"phantom: {counts['written']} case(s) written, {counts['kept']} kept, in {root} "
           f"({time.perf_counter() - t0:.1f} s)")

@@ -13,7 +13,7 @@ from spineseg_core.data.preprocess import (PREPROCESS_VERSION, PercentileNormali
                          RandomSpineBand, spine_band_box, spine_centre_column,
                          crop_volume, normalise_percentile, preprocess_volume, resample_inplane)
 from spineseg_core.data.readers import SPIDER_LUT, Volume, load_case, map_spider_labels, read_array
-from spineseg_core.data.slices import SliceDataset
+from spineseg_core.data.slices import SliceDataset, VolumeDataset
 from spineseg_core.data.splits import (Split, get_or_create_splits, get_or_create_test_split, load_splits,
                      make_folds, make_split, save_splits)
 
@@ -26,7 +26,7 @@ __all__ = [
     "normalise_percentile",
     "preprocess_volume", "resample_inplane",
     "SPIDER_LUT", "Volume", "load_case", "map_spider_labels", "read_array",
-    "SliceDataset", "Split", "get_or_create_splits", "get_or_create_test_split", "load_splits",
+    "SliceDataset", "Split", "VolumeDataset", "get_or_create_splits", "get_or_create_test_split", "load_splits",
     "make_folds", "make_split",
     "save_splits",
 ]

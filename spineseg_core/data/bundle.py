@@ -25,18 +25,18 @@ from spineseg_core.data.cache import VolumeCache
 from spineseg_core.data.layout import Layout, detect_layout, scan_cases
 from spineseg_core.data.preprocess import RandomSpineBand
 from spineseg_core.data.readers import Volume
-from spineseg_core.data.slices import SliceDataset
+from spineseg_core.data.slices import SliceDataset, VolumeDataset
 from spineseg_core.data.splits import Split, get_or_create_splits, get_or_create_test_split
 
 
 @dataclass
 class DataBundle:
-    """What a training run needs: slice datasets, validation and test volumes (for 3D metrics),
-    ids."""
+    """What a training run needs: slice (or, for a 3D model, volume) datasets, validation and
+    test volumes (for 3D metrics), ids."""
 
-    train: SliceDataset
-    val: SliceDataset
-    test: SliceDataset
+    train: SliceDataset | VolumeDataset
+    val: SliceDataset | VolumeDataset
+    test: SliceDataset | VolumeDataset
     val_volumes: list[Volume]
     test_volumes: list[Volume]
     train_ids: list[str]
@@ -76,7 +76,8 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
                    skip_bad: bool = False, sequences: Sequence[str] = ("t2",),
                    crop_width: float | None = None, test_dir: str | Path | None = None,
                    test_split_path: str | Path | None = None,
-                   test_fraction: float = 0.2) -> DataBundle:
+                   test_fraction: float = 0.2, context: int = 1,
+                   volumetric: bool = False) -> DataBundle:
     """Load (through the cache) the labelled cases of ``data_dir`` and split them by patient.
 
     Only labelled cases take part (MRSpineSeg's ``train`` subset). ``max_cases`` keeps the first
@@ -89,6 +90,8 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
     of ``data_dir``'s patients, frozen to ``test_split_path``. Train and validation split the
     remaining patients (``splits_path``). ``crop_width`` (a fraction of the slice width) crops
     training slices only, to a random band around the spine (:class:`RandomSpineBand`).
+    ``context`` > 1 stacks each slice's neighbours as channels (a 2.5D model's input);
+    ``volumetric`` gives whole volumes instead of slices (a 3D model's).
     """
     if max_cases is not None and max_cases < 2:
         raise ConfigError(f"max_cases must be at least 2, got {max_cases}")
@@ -127,8 +130,15 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
     val_vols = [v for v in volumes if v.patient_id in val_patients]
     transform = build_augmentation(augment) if augment is not None and augment.enabled else None
     crop = RandomSpineBand(crop_width) if crop_width is not None else None
+    if volumetric:
+        if context != 1:
+            raise ConfigError(f"a volume dataset takes no slice context, got context={context}")
+        sets = (VolumeDataset(train_vols, transform, crop=crop), VolumeDataset(val_vols),
+                VolumeDataset(test_vols))
+    else:
+        sets = (SliceDataset(train_vols, transform, crop=crop, context=context),
+                SliceDataset(val_vols, context=context), SliceDataset(test_vols, context=context))
     return DataBundle(
-        train=SliceDataset(train_vols, transform, crop=crop), val=SliceDataset(val_vols),
-        test=SliceDataset(test_vols), val_volumes=val_vols, test_volumes=test_vols,
+        train=sets[0], val=sets[1], test=sets[2], val_volumes=val_vols, test_volumes=test_vols,
         train_ids=[v.case_id for v in train_vols], val_ids=[v.case_id for v in val_vols],
         test_ids=[v.case_id for v in test_vols], layout=layout, split=split, skipped=skipped)

@@ -8,7 +8,9 @@ rasterising), the pixels from :mod:`.phantom_render`.
 
 Files: ``train/MR/Case<N>.nii.gz`` (int16), ``train/Mask/mask_case<N>.nii.gz`` (uint8),
 ``test1/MR/Case<N>.nii.gz`` (unlabelled) and a ``phantom.json`` marker at the root, written
-last, which the layout detector uses to recognise a phantom folder.
+last, which the layout detector uses to recognise a phantom folder. A phantom with hard cases
+(a hard-case rate of :class:`PhantomParams` above 0) also gets ``hard_cases.csv``, one row per
+case (:mod:`.phantom_hard`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.io import write_json, write_with
 from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
 from spineseg_core.data.phantom_geometry import SpineGeometry, present_labels, sample_geometry
+from spineseg_core.data.phantom_hard import MANIFEST, write_manifest
 from spineseg_core.data.phantom_params import DEFAULT_PRESENCE, PhantomParams
 from spineseg_core.data.phantom_render import TissueCode, finish_image, jitter_image, render_slices
 
@@ -178,7 +181,8 @@ def write_phantom(out_dir: str | Path, cases: int, seed: int, size: int = 256,
     Resumable: a case whose files already exist and load is skipped, provided they were made
     with the same configuration (recorded in a partial marker while writing); files of another
     configuration are replaced. ``progress(split, case_or_None_if_skipped, image_path)`` is
-    called after each case.
+    called after each case. With a hard-case rate above 0 the per-case manifest
+    ``hard_cases.csv`` is written before the marker; otherwise a left-over one is removed.
     """
     if int(cases) < 1:
         raise ConfigError(f"phantom cases must be at least 1, got {cases}")
@@ -214,6 +218,10 @@ def write_phantom(out_dir: str | Path, cases: int, seed: int, size: int = 256,
             _save_nifti(img_p, case.image, case.spacing, np.int16)
             if progress:
                 progress(split, case, img_p)
+    if params.has_hard_cases:
+        write_manifest(root, seed, params, {"train": train_ids, "test1": test_ids})
+    else:
+        (root / MANIFEST).unlink(missing_ok=True)
     write_json(root / MARKER, config)
     (root / _PARTIAL).unlink(missing_ok=True)
     return root

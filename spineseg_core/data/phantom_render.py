@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.spatial import cKDTree
 
-from spineseg_core.data.phantom_geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, Kind, SpineGeometry,
-                               Transitional)
+from spineseg_core.data.phantom_geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, HardCase, Kind,
+                                                SpineGeometry, Transitional)
 from spineseg_core.data.phantom_params import PhantomParams
 
 CORTEX_MM = 1.3
@@ -201,9 +201,17 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     is_disc = np.array([st.kind is Kind.DISC for st in structs] + [False, False])
     hd_of = np.array([st.half_depth for st in structs] + [1.0, 1.0])
     hw_of = np.array([st.half_width for st in structs] + [1.0, 1.0])
+    level_rng = rng
+    if geom.hard_case is not HardCase.NONE:
+        # A hard case has another stack of levels: it draws their values from its own stream
+        # and skips the draws its default twin makes here, so that everything drawn after
+        # (vessels, bladder, textures, noise) is the twin's: a paired subject.
+        rng.random(geom.twin_level_draws)
+        level_rng = np.random.default_rng(geom.hard_render_seed)
     nucleus_of = np.array([tis["dry_nucleus"] if st.degenerated else
-                           tis["nucleus"] * rng.uniform(0.85, 1.1) for st in structs] + [0, 0])
-    marrow_of = np.array([tis["marrow"] * rng.uniform(0.9, 1.1) for _ in structs] + [0, 0])
+                           tis["nucleus"] * level_rng.uniform(0.85, 1.1) for st in structs]
+                          + [0, 0])
+    marrow_of = np.array([tis["marrow"] * level_rng.uniform(0.9, 1.1) for _ in structs] + [0, 0])
     aorta_x = rng.uniform(-20.0, -10.0)
     aorta_r = rng.uniform(8.0, 12.0)
     aorta_val = tis["vessel"] if rng.random() < 0.6 else 0.6 * tis["csf"]
@@ -247,7 +255,8 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     b_shift = geom.lateral_shift(bs)
     canal_front = bhd + 1.5
     canal_depth = geom.canal_depth * np.clip(1.0 + bs / 70.0, 0.15, 1.0)
-    canal_depth = np.where(bs > structs[11].s_lo, canal_depth * 0.85, canal_depth)
+    canal_depth = np.where(bs > structs[geom.index_of("T12")].s_lo, canal_depth * 0.85,
+                           canal_depth)
     canal_back = canal_front + canal_depth
     canal_mid = (canal_front + canal_back) / 2.0
     in_cauda = (bs < geom.conus_s) & (bs > -ls * 0.8)
@@ -264,7 +273,7 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     lamina = post_vert & (bn > canal_front + 2.0) & (bn < canal_back + 9.0)
     edge_la = np.minimum(edge_u, np.minimum(bn - canal_front - 2.0, canal_back + 9.0 - bn))
     aorta_c = -(bhd + 3.0 + aorta_r)
-    aorta_s = bs > structs[3].s_lo
+    aorta_s = bs > structs[geom.index_of("L4")].s_lo
 
     # The column: bodies, discs, sacrum.
     hd_max = max(max(hd_of[:nst]), geom.sacrum_hd_top) + 2.0
@@ -284,9 +293,13 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     hd_sac = geom.sacrum_hd_top + (geom.sacrum_hd_tip - geom.sacrum_hd_top) * frac
     hw_sac = geom.sacrum_hw + (12.0 - geom.sacrum_hw) * frac
     us = (cs + ls / 2.0) / (ls / 2.0) / 1.08
-    seg_line = (np.abs(((-cs) % (ls / 5.0)) - ls / 10.0) > ls / 10.0 - 1.2) & (cs < -5.0)
+    seg = float(geom.sacral_segments)
+    seg_line = ((np.abs(((-cs) % (ls / seg)) - ls / (2.0 * seg)) > ls / (2.0 * seg) - 1.2)
+                & (cs < -5.0))
     rud = np.abs(cs - geom.rudimentary_disc_s) < 2.5
-    lumbarised = geom.transitional is Transitional.LUMBARISED
+    # A disc remnant inside the sacrum: a partly lumbarised S1, or a sacralised L5's fused disc.
+    remnant = (geom.transitional is Transitional.LUMBARISED
+               or geom.hard_case is HardCase.SACRALISED_L5)
 
     offsets = sub_slice_offsets(geom.slice_mm, params.sub_slices)
     centre = len(offsets) // 2
@@ -364,7 +377,7 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
             sac_val = np.where(sac_edge < CORTEX_MM, tis["cortex"],
                                tis["marrow"] * (1.0 + MARROW_TEXTURE * (0.35 * ct + csp))
                                * np.where(seg_line, 0.6, 1.0))
-            if lumbarised:
+            if remnant:
                 sac_val = np.where(rud & (np.abs(vs) < 0.85),
                                    0.5 * (tis["nucleus"] + tis["annulus"]), sac_val)
             cv = np.where(sac, sac_val, cv)

@@ -107,7 +107,7 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _resolve_meta(name_or_model: str | nn.Module, in_channels: int) -> nn.Module:
+def _resolve_meta(name_or_model: str | nn.Module, in_channels: int | None) -> nn.Module:
     if isinstance(name_or_model, str):
         with torch.device("meta"):
             return build_model(name_or_model, in_channels=in_channels)
@@ -147,18 +147,18 @@ def count_params(model: nn.Module, *, scope: ParamScope | str = ParamScope.ALL,
     return total
 
 
-def count_macs(name_or_model: str | nn.Module, size: int = PAPER_SIZE, in_channels: int = 1,
-               batch: int = 1) -> int:
+def count_macs(name_or_model: str | nn.Module, size: int = PAPER_SIZE,
+               in_channels: int | None = None, batch: int = 1) -> int:
     """Multiply-accumulates of one evaluation forward pass at ``size`` x ``size`` (meta device).
 
     A name builds the registered model (unknown names raise a :class:`ConfigError` that lists
     the valid ones); a module is counted through a meta copy, leaving it untouched.
+    ``in_channels`` defaults to the model's own (a 2.5D model's context, else 1).
     """
     if size < 1 or batch < 1:
         raise ConfigError(f"size and batch must be >= 1, got size={size}, batch={batch}")
     model = _resolve_meta(name_or_model, in_channels).eval()
-    if not isinstance(name_or_model, str):
-        in_channels = _in_channels(name_or_model, in_channels)
+    in_channels = _in_channels(model, 1) if in_channels is None else in_channels
     x = torch.empty(batch, in_channels, *spatial(size), device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
@@ -309,7 +309,9 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
     """
     names = list(models) if models else list_models()
     for n in names:
-        model_info(n)  # unknown names fail before any work, listing the valid ones
+        if model_info(n).volumetric:  # unknown names fail before any work, listing them all
+            raise ConfigError(f"efficiency: {n} is fed whole volumes; this table measures slice "
+                              f"models (2D and 2.5D) only, a volume's cost is not measured yet")
     measure_width = measure_size if measure_width is None else measure_width
     if min(size, measure_size, measure_width, batch) < 1:
         raise ConfigError(f"size, measure_size and batch must be >= 1, got "

@@ -292,7 +292,9 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     settings = settings or BenchSettings()
     names = list(models) if models else list_models()
     for n in names:
-        model_info(n)  # unknown names fail before any work, listing the valid ones
+        if model_info(n).volumetric:  # unknown names fail before any work, listing them all
+            raise ConfigError(f"bench: {n} is fed whole volumes; this table measures slice "
+                              f"models (2D and 2.5D) only, a volume's cost is not measured yet")
     dev = resolve_device(device)
     cfg = resolve_config(profile, image_size=size, batch_size=batch, num_workers=num_workers,
                          threads=threads, device=str(dev))

@@ -9,7 +9,8 @@ implementation trains it. Outputs may be at a lower resolution than the input.
 input to the multiple the architecture needs, upsamples every output to the padded size and
 crops back. In evaluation mode it always returns the main ``(N, num_classes, H, W)`` logits;
 in training mode it returns a :class:`MultiOutput` (logits plus weights; a single output has
-weight 1.0), which the loss module consumes.
+weight 1.0), which the loss module consumes. :class:`VolumeSegmentationModel` keeps the same
+contract for a 3D network, over ``(N, C_in, D, H, W)`` volumes.
 """
 
 from __future__ import annotations
@@ -34,37 +35,49 @@ class MultiOutput(NamedTuple):
 
 
 class SegmentationModel(nn.Module):
-    """Pad-to-multiple, resize-outputs, crop-back wrapper around an inner network."""
+    """Pad-to-multiple, resize-outputs, crop-back wrapper around an inner 2D network.
 
-    def __init__(self, net: nn.Module, *, name: str, pad_multiple: int = 1,
+    ``pad_multiple`` is one multiple for every spatial axis, or one per axis."""
+
+    spatial_dims = 2
+    _AXES = "H, W"
+    _RESIZE = "bilinear"
+
+    def __init__(self, net: nn.Module, *, name: str, pad_multiple: int | Sequence[int] = 1,
                  num_classes: int = 20, in_channels: int = 1) -> None:
         super().__init__()
-        if pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        multiples = ((int(pad_multiple),) * self.spatial_dims if isinstance(pad_multiple, int)
+                     else tuple(int(m) for m in pad_multiple))
+        if len(multiples) != self.spatial_dims or min(multiples) < 1:
+            raise ValueError(f"pad_multiple must be >= 1 (one, or one per axis of "
+                             f"{self._AXES}), got {pad_multiple}")
         self.net = net
         self.name = name
         self.pad_multiple = pad_multiple
+        self._multiples = multiples
         self.num_classes = num_classes
         self.in_channels = in_channels
 
     def forward(self, x: Tensor) -> Tensor | MultiOutput:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self.name}: expected input (N, {self.in_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        m = self.pad_multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            # Zero padding: inputs are normalised so that background air is ~0.
-            x = F.pad(x, (0, pw, 0, ph))
+        if x.ndim != 2 + self.spatial_dims or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.name}: expected input (N, {self.in_channels}, "
+                             f"{self._AXES}), got {tuple(x.shape)}")
+        shape = tuple(x.shape[2:])
+        pads = [(-n) % m for n, m in zip(shape, self._multiples)]
+        if any(pads):
+            # Zero padding: inputs are normalised so that background air is ~0. F.pad takes
+            # (before, after) pairs from the last axis backwards.
+            x = F.pad(x, [v for p in reversed(pads) for v in (0, p)])
         out = self.net(x)
         outs: Sequence[Tensor] = out if isinstance(out, (list, tuple)) else [out]
         if not self.training:
             outs = outs[:1]  # evaluation scores the main output only: resize just that one
-        size = x.shape[-2:]
-        outs = [o if o.shape[-2:] == size else
-                F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs]
-        outs = [o[..., :h, :w] for o in outs]
+        size = x.shape[2:]
+        outs = [o if o.shape[2:] == size else
+                F.interpolate(o, size=size, mode=self._RESIZE, align_corners=False)
+                for o in outs]
+        crop = (slice(None), slice(None), *(slice(0, n) for n in shape))
+        outs = [o[crop] for o in outs]
         if not self.training:
             return outs[0]
         weights = tuple(getattr(self.net, "output_weights", None) or (1.0,) * len(outs))
@@ -75,3 +88,12 @@ class SegmentationModel(nn.Module):
     def init_kwargs(self) -> dict:
         """Arguments that rebuild this model with :func:`build_model` (stored in checkpoints)."""
         return dict(getattr(self, "_build_kwargs", {}))
+
+
+class VolumeSegmentationModel(SegmentationModel):
+    """The same wrapper around an inner 3D network: ``(N, C_in, D, H, W)`` volumes in, logits of
+    the same size out (trilinear resize of lower-resolution outputs)."""
+
+    spatial_dims = 3
+    _AXES = "D, H, W"
+    _RESIZE = "trilinear"

@@ -577,6 +577,63 @@ def losses_page(b: Bundle) -> Page:
     return out
 
 
+# --- Context across slices -----------------------------------------------------------------
+
+@page("context")
+def context_page(b: Bundle) -> Page:
+    """The context study (group ``<profile>-context``): what each model is fed, its scores over
+    seeds, and the rule's verdict per context model (:mod:`spineseg_core.report.context`)."""
+    from spineseg_core.report.claims import comparisons_figure, verdict_table
+    from spineseg_core.report.context import context_claims, context_summary
+
+    bundle = b.json("bundle.json") or {}
+    study = (bundle.get("studies") or {}).get("context") or {}
+    table, per_case = b.csv("context.csv"), b.csv("context_per_case.csv")
+    claims = context_claims(per_case)
+    out: Page = {"cx_runs": str(study.get("n_runs", 0)),
+                 "cx_fingerprint": str(study.get("source_fingerprint") or "")[:12] or MISSING,
+                 "cx_verdicts": ", ".join(f"{c.statement.split(' beats ')[0]}: "
+                                          f"{c.verdict}" for c in claims)}
+    summary = context_summary(table)
+    if summary is None:
+        out["cx_table"] = Missing("context.csv (scripts/context_study.sh, then spineseg aggregate)")
+    else:
+        kinds = {"slice": "one slice", "stack": "slices as channels", "volume": "whole volume"}
+
+        def spread(metric: str, digits: int = 1):
+            def write(r: pd.Series) -> str:
+                mean, sd = r[f"{metric}_mean"], r[f"{metric}_std"]
+                if pd.isna(mean):
+                    return DASH
+                return (f"{100 * mean:.{digits}f}" if pd.isna(sd)
+                        else f"{100 * mean:.{digits}f} ± {100 * sd:.{digits}f}")
+            return write
+
+        out["cx_table"] = table_html(summary, [
+            Column("display_name", "Model"),
+            Column("input_kind", "Input", write=lambda r: kinds.get(r["input_kind"], DASH)),
+            Column("context", "Slices seen", write=lambda r: (
+                "all" if r["input_kind"] == "volume" else str(int(r["context"])))),
+            Column("n_seeds", "Seeds", Kind.INTEGER),
+            Column("dice", "Dice, slices (%)", write=spread("dice")),
+            Column("dice3d", "Dice, subjects in 3D (%)", write=spread("dice3d_mean")),
+            Column("bg", "Background recall (%)", write=spread("bg_recall")),
+            Column("absent", "Absent labels (% of pixels)", write=spread("absent_fraction", 2)),
+            Column("time", "Training (min)", write=lambda r: cell_text(
+                r["train_seconds_mean"] / 60, Kind.NUMBER, 1))],
+            notes=["Mean ± sd over seeds (no sd for one seed). Dice, slices: the paper's "
+                   "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
+                   "its volume, mean over subjects."])
+    verdicts = verdict_table(claims).rename(columns={"claim": "comparison"})
+    out["cx_verdicts_table"] = table_html(verdicts, columns_for(
+        verdicts, {c: c[0].upper() + c[1:] for c in verdicts.columns}),
+        dash_note="not measured: the model or its baseline has no run yet")
+    fig = comparisons_figure(claims)
+    out["cx_forest"] = fig
+    plt.close(fig)
+    return out
+
+
 # --- level identification (its page function lives with its package) ----------------------
 
 from spineseg_core.levels import page as _levels_page  # noqa: E402,F401  registers "levels"

@@ -25,6 +25,9 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               resolution check's ``cpu-res256``, ``cpu-os8``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
 ``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
+``context.csv``               runs of the context study (group ``<profile>-context``): model,
+                              input kind and slices, seed, test metrics, fingerprint
+``context_per_case.csv``      their per-subject counts, for paired comparisons
 ``bundle.json``               provenance (the runs' commits and source fingerprint) and a
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
@@ -32,7 +35,9 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``losses.csv``, ``variants.csv`` and ``groups_per_case.csv`` exist only when such groups do.
 All the runs of a bundle (side groups included) must come from one version of the code (one
 source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
-otherwise.
+otherwise. A *separate study* (:data:`SEPARATE_STUDIES`: the context study) is the exception that
+proves the rule: its group holds its own 2D baselines, its comparisons stay inside it, so it
+must be one code version of its own, which ``bundle.json`` records under ``studies``.
 
 Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
 left alone and hashed into the bundle too.
@@ -533,12 +538,19 @@ def losses_table(profile: str, runs: Sequence[LoadedRun],
     return pd.DataFrame(rows) if rows else None
 
 
+SEPARATE_STUDIES: tuple[str, ...] = ("context",)
+"""Variants whose group ``<profile>-<variant>`` is a study of its own: it carries its own
+baselines and its own code version, and is aggregated apart (:func:`separate_study`)."""
+
+
 def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
-    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>`` are not variants), by group."""
+    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>`` and the separate studies are not
+    variants), by group."""
     groups = {}
+    separate = {f"{profile}-{name}" for name in SEPARATE_STUDIES}
     for g in sorted(runs_dir.glob(f"{profile}-*")):
-        if g.is_dir() and not g.name.startswith(f"{profile}-loss-"):
+        if g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate:
             members = [load_run(d) for d in find_runs(g)]
             if members:
                 groups[g.name] = members
@@ -591,6 +603,42 @@ def variants_table(profile: str, runs: Sequence[LoadedRun],
              **{m: run.metrics.get(m) for m in ("dice", "bg_recall", "absent_fraction")}}
             for name, members in [(profile, main), *groups.items()] for run in members]
     return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
+
+
+def separate_study(runs_dir: Path, profile: str, name: str) -> list[LoadedRun]:
+    """The finished runs of the separate study ``name`` (group ``<profile>-<name>``), in the
+    registry's order then by seed."""
+    from spineseg_core.models import list_models
+
+    order = {m: i for i, m in enumerate(list_models(None))}
+    runs = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{name}")]
+    return sorted(runs, key=lambda r: (order.get(r.key["model"], len(order)), r.key["model"],
+                                       r.key["seed"], r.key["fold"]))
+
+
+CONTEXT_COLUMNS: tuple[str, ...] = (
+    "model", "display_name", "family", "input_kind", "context", "seed", "fold", *METRICS,
+    "bg_recall", "absent_fraction", "dice3d_mean", "n_test_slices", "n_test_cases",
+    "train_seconds", "budget_exceptions", "source_fingerprint")
+"""Columns of ``context.csv``."""
+
+
+def context_table(runs: Sequence[LoadedRun]) -> pd.DataFrame:
+    """One row per run of the context study: what the model is fed and its test metrics."""
+    from spineseg_core.models import model_info
+
+    rows = []
+    for run in runs:
+        info = model_info(run.key["model"])
+        rows.append({**{k: run.key[k] for k in ("model", "display_name", "family", "seed",
+                                                  "fold", "budget_exceptions",
+                                                  "source_fingerprint")},
+                     "input_kind": str(info.input_kind), "context": info.context,
+                     **{m: run.metrics.get(m) for m in (*METRICS, "bg_recall",
+                                                         "absent_fraction", "dice3d_mean",
+                                                         "n_test_slices", "n_test_cases",
+                                                         "train_seconds")}})
+    return pd.DataFrame(rows, columns=list(CONTEXT_COLUMNS))
 
 
 def groups_per_case(groups: dict[str, list[LoadedRun]]) -> pd.DataFrame | None:
@@ -689,8 +737,12 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     variants = variant_groups(runs_dir, profile)
     versions = code_versions([*loaded, *(r for g in (*groups.values(), *variants.values())
                                          for r in g)])
+    separate = {name: members for name in SEPARATE_STUDIES
+                if (members := separate_study(runs_dir, profile, name))}
     if not allow_mixed_code:
         check_one_code_version(versions, group)
+        for name, members in separate.items():
+            check_one_code_version(code_versions(members), runs_dir / f"{profile}-{name}")
     out.mkdir(parents=True, exist_ok=True)
 
     runs = runs_table(loaded, runs_dir)
@@ -726,6 +778,15 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     side = groups_per_case({**groups, **variants})
     if side is not None:
         _write_csv(out / "groups_per_case.csv", side)
+    studies = {}
+    for name, members in separate.items():
+        _write_csv(out / f"{name}.csv", context_table(members))
+        _write_csv(out / f"{name}_per_case.csv", groups_per_case({f"{profile}-{name}": members}))
+        own = code_versions(members)
+        studies[name] = {"group": f"{profile}-{name}", "n_runs": len(members),
+                         "models": list(dict.fromkeys(r.key["model"] for r in members)),
+                         "source_fingerprint": next(iter(own)) if len(own) == 1 else None,
+                         "source_fingerprints": own}
 
     envs = [r.params.get("env") or {} for r in loaded]
     info = {
@@ -745,6 +806,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "source_fingerprint": next(iter(versions)) if len(versions) == 1 else None,
         "source_fingerprints": versions,
         "allow_mixed_code": allow_mixed_code,
+        "studies": studies,
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "n_boot": n_boot, "bootstrap_seed": seed,

@@ -32,13 +32,32 @@ class EvalResult:
     slices: dict[str, list] = field(default_factory=dict)
 
 
+def _as_slices(batch: dict, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor,
+                                                                 list[str], list[int]]:
+    """A batch as slices: ``(logits (n, C, H, W), mask (n, H, W), image (n, H, W), case ids,
+    slice indices)``. A slice batch passes as it is (the image's middle channel: the slice
+    itself for a 2.5D stack); a volume batch ``(N, C, D, H, W)`` is cut into its volumes' own
+    slices, the depth padding (``num_slices``) left out, so 2D and 3D models are scored alike."""
+    image = batch["image"]
+    if logits.ndim == 4:
+        return (logits, y, image[:, image.shape[1] // 2], [str(c) for c in batch["case_id"]],
+                [int(s) for s in batch["slice_index"]])
+    counts = [int(n) for n in batch["num_slices"]]
+    logits = torch.cat([logits[i, :, :n].movedim(1, 0) for i, n in enumerate(counts)])
+    y = torch.cat([y[i, :n] for i, n in enumerate(counts)])
+    image = torch.cat([image[i, 0, :n] for i, n in enumerate(counts)])
+    cases = [str(c) for c, n in zip(batch["case_id"], counts) for _ in range(n)]
+    return logits, y, image, cases, [s for n in counts for s in range(n)]
+
+
 def evaluate(model: nn.Module, loader: Iterable[dict], device: torch.device,
              loss_fn: Callable[[Tensor, Tensor], Tensor], *, autocast: Callable[[],
              AbstractContextManager], channels_last: bool = False,
              keep_slices: bool = False) -> EvalResult:
     """Predict every validation batch (argmax of the logits) and accumulate the metrics.
 
-    The mean loss is over batches, accumulated on the device and read once at the end.
+    The mean loss is over batches (for a 3D model over whole padded volumes), accumulated on the
+    device and read once at the end; the metrics are over slices (:func:`_as_slices`).
     ``keep_slices`` keeps images, references and predictions on the CPU (final evaluation).
     """
     model.eval()
@@ -57,16 +76,16 @@ def evaluate(model: nn.Module, loader: Iterable[dict], device: torch.device,
                 logits = model(x)
             logits = logits.float()
             loss_sum += loss_fn(logits, y).detach().to(torch.float64)
+            logits, y, image, case_ids, slice_index = _as_slices(batch, logits, y)
             pred = logits.argmax(dim=1)
-            slice_index = [int(s) for s in batch["slice_index"]]
-            acc.update(pred, y, list(batch["case_id"]), slice_index)
+            acc.update(pred, y, case_ids, slice_index)
             n_batches += 1
-            n_slices += x.shape[0]
+            n_slices += pred.shape[0]
             if keep_slices:
-                kept["image"].append(batch["image"][:, 0].numpy().astype(np.float16))
-                kept["mask"].append(batch["mask"].numpy().astype(np.uint8))
+                kept["image"].append(image.numpy().astype(np.float16))
+                kept["mask"].append(y.cpu().numpy().astype(np.uint8))
                 kept["pred"].append(pred.cpu().numpy().astype(np.uint8))
-                kept["case_id"].extend(str(c) for c in batch["case_id"])
+                kept["case_id"].extend(case_ids)
                 kept["slice_index"].extend(slice_index)
     loss = float(loss_sum) / n_batches if n_batches else math.nan
     return EvalResult(acc, loss, n_slices, kept if keep_slices else {})

@@ -51,7 +51,7 @@ from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.io import write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
-from spineseg_core.models import build_model
+from spineseg_core.models import InputKind, build_model, model_info
 from spineseg_core.training.precision import Precision
 from spineseg_core.training.precision import autocast as precision_autocast
 from spineseg_core.training.precision import precision_for
@@ -60,7 +60,8 @@ from spineseg_core.training.run_folder import RunFolder, cache_root, default_run
 from spineseg_core.training.evaluate import evaluate, write_final_results
 from spineseg_core.training.state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
                           seed_worker, set_rng_state)
-from spineseg_core.training.step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
+from spineseg_core.training.step import (AugmentPath, TrainStep, augment_path, epoch_generator, train_loader,
+                                         uses_channels_last)
 
 with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
@@ -129,6 +130,7 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
 
     root = data_root(cfg)
     key = _data_key(root)
+    info = model_info(cfg.model)
     augment = AugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur, p_motion=cfg.p_motion,
                             p_ghosting=cfg.p_ghosting, enabled=cfg.augment and slice_augment)
     folds = f"k{cfg.k_folds}" if cfg.k_folds else "8to2"
@@ -140,7 +142,9 @@ def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
                           max_cases=cfg.max_cases, skip_bad=cfg.skip_bad,
                           crop_width=cfg.crop_width, test_dir=test_root(cfg),
                           test_split_path=splits / "test.json",
-                          test_fraction=cfg.test_fraction)
+                          test_fraction=cfg.test_fraction,
+                          context=info.context if info.input_kind is InputKind.STACK else 1,
+                          volumetric=info.volumetric)
 
 
 def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
@@ -340,7 +344,8 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                           f"at least one of each")
     seed_everything(cfg.seed)
     model = build_model(cfg.model, **(cfg.model_kwargs or {})).to(device)
-    if cfg.channels_last:
+    channels_last = uses_channels_last(cfg)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     write_json(run.model_json, {"model": cfg.model, "build_kwargs": model.init_kwargs(),
                                 "image_size": cfg.image_size,
@@ -356,7 +361,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         return precision_autocast(device, precision)
 
     step = TrainStep(step_model, loss_fn, opt, device, precision=precision,
-                     channels_last=cfg.channels_last, augment=gpu_augment)
+                     channels_last=channels_last, augment=gpu_augment)
     pin = device.type == "cuda"
     val_loader = _val_loader(data.val, cfg, pin)
     history: list[dict[str, float]] = []
@@ -385,7 +390,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         val, val_loss = None, math.nan
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
             res = evaluate(model, val_loader, device, loss_fn, autocast=autocast,
-                           channels_last=cfg.channels_last)
+                           channels_last=channels_last)
             val, val_loss = res.acc.summary(with_hd95=False), res.loss
             score = val["dice"] if math.isfinite(val["dice"]) else -math.inf
             if score > best_dice or best_epoch == 0:
@@ -421,7 +426,7 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
     t0 = time.perf_counter()
     res = evaluate(model, _val_loader(data.test, cfg, pin), device, loss_fn, autocast=autocast,
-                   channels_last=cfg.channels_last, keep_slices=True)
+                   channels_last=uses_channels_last(cfg), keep_slices=True)
     spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.test_volumes}
     summary = write_final_results(run, res, spacing, with_hd95=cfg.hd95)
     metrics = {
@@ -429,7 +434,7 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
         "val_dice": best_val_dice if math.isfinite(best_val_dice) else None,
         "epochs_completed": epochs_completed, "train_seconds": round(train_seconds, 3),
         "test_seconds": round(time.perf_counter() - t0, 3),
-        "n_train_cases": len(data.train_ids), "n_train_slices": len(data.train),
+        "n_train_cases": len(data.train_ids), "n_train_slices": data.train.n_slices,
         "steps_per_epoch": len(_train_loader(data.train, cfg, 1, pin)),
         "n_val_cases": len(data.val_ids),
         "n_test_cases": len(res.acc.case_ids), "n_test_slices": res.n_slices,

@@ -2,7 +2,8 @@
 
 A file is read and reoriented to the study layout by the data readers, preprocessed exactly as
 the training volumes were (in-plane resampling to the run's image size, percentile
-normalisation, the cache's storage precision), segmented slice by slice, resampled back to the
+normalisation, the cache's storage precision), segmented slice by slice (a 2.5D model with each
+slice's neighbours, a 3D model whole), resampled back to the
 file's in-plane size with nearest neighbour, reoriented back, and written as a uint8 label
 volume with the input's exact shape and geometry: NIfTI output reuses the input's header,
 ``.mha`` output copies the input's origin, spacing and direction (SimpleITK
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -23,6 +25,8 @@ from torch import nn
 
 from spineseg_core.data import CaseRef, VolumeCache, load_case, preprocess_volume
 from spineseg_core.data.orientation import from_study
+from spineseg_core.data.slices import neighbour_indices
+from spineseg_core.models import InputKind, model_info
 from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import DataError
 from spineseg_core.training.precision import Precision, autocast, precision_for
@@ -44,6 +48,24 @@ def _has_suffix(path: Path) -> bool:
     return any(path.name.endswith(s) for s in SUFFIXES)
 
 
+def _inputs(model: nn.Module, image: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """What ``model`` is fed for a volume ``(S, H, W)``, batch by batch: slices ``(B, 1, H, W)``;
+    for a 2.5D model each slice with its neighbours ``(B, context, H, W)`` (as in training,
+    :func:`~spineseg_core.data.slices.neighbour_indices`); for a 3D model the whole volume
+    ``(1, 1, S, H, W)``."""
+    info = model_info(model.name)
+    n = image.shape[0]
+    if info.volumetric:
+        yield image[None, None]
+        return
+    for start in range(0, n, batch_size):
+        rows = range(start, min(start + batch_size, n))
+        if info.input_kind is InputKind.STACK:
+            yield np.stack([image[neighbour_indices(s, n, info.context)] for s in rows])
+        else:
+            yield image[rows.start:rows.stop][:, None]
+
+
 def segment_volume(model: nn.Module, image: np.ndarray, device: torch.device,
                    batch_size: int = 8, precision: Precision = Precision.FP32) -> np.ndarray:
     """Label map ``(S, H, W)`` uint8 of a preprocessed study-layout image ``(S, H, W)``, the
@@ -51,12 +73,12 @@ def segment_volume(model: nn.Module, image: np.ndarray, device: torch.device,
     model.eval()
     out = []
     with torch.inference_mode():
-        for start in range(0, image.shape[0], batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size],
-                                                      dtype=np.float32))[:, None].to(device)
+        for batch in _inputs(model, image, batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
             with autocast(device, precision):
                 logits = model(x)
-            out.append(logits.float().argmax(1).to(torch.uint8).cpu())
+            labels = logits.float().argmax(1).to(torch.uint8).cpu()
+            out.append(labels[0] if labels.ndim == 4 else labels)
     return torch.cat(out).numpy()
 
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from spineseg_core.losses import total_loss
-from spineseg_core.models import MultiOutput
+from spineseg_core.models import MultiOutput, model_info
 from spineseg_core.training.precision import Precision, autocast, precision_for
 from spineseg_core.training.state import seed_worker
 
@@ -50,11 +50,21 @@ def augment_path(cfg: TrainConfig, device: torch.device) -> AugmentPath:
     """The augmentation path of ``cfg`` on ``device``: ``gpu_augment=None`` (the default) means
     batched on CUDA (TorchIO per slice would starve a GPU) and per slice elsewhere; ``True``
     asks for the batched path on any device (how CI runs the GPU's code on a CPU); ``False``
-    keeps TorchIO per slice everywhere."""
+    keeps TorchIO per slice everywhere. A 3D model's volumes always take the slice path (the
+    batched augmentation works on slice batches): each of their slices is augmented as a 2D
+    run's slice is (:class:`~spineseg_core.data.slices.VolumeDataset`)."""
     if not cfg.augment:
         return AugmentPath.NONE
     batched = device.type == "cuda" if cfg.gpu_augment is None else cfg.gpu_augment
+    if batched and model_info(cfg.model).volumetric:
+        return AugmentPath.SLICE
     return AugmentPath.BATCHED if batched else AugmentPath.SLICE
+
+
+def uses_channels_last(cfg: TrainConfig) -> bool:
+    """Whether a run's model and batches are channels-last: as ``cfg.channels_last`` says, but
+    never for a 3D model (its 5D tensors have their own layout, left at torch's default)."""
+    return bool(cfg.channels_last) and not model_info(cfg.model).volumetric
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
