@@ -20,6 +20,7 @@ import pytest
 
 from book_checks import page_problems
 from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
+from spineseg_core.levels.study import level_study
 from spineseg_core.models import model_info
 from spineseg_core.study.aggregate import aggregate
 
@@ -30,7 +31,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # chapter -> (min <img>, min <table>) its DOM must hold with a complete bundle
 CHAPTERS = {"intro": (0, 0), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
             "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
-            "claims": (1, 1), "reproducibility": (0, 3)}
+            "claims": (1, 1), "levels": (2, 4), "reproducibility": (0, 3)}
 MODELS = ("unet", "deeplabv3plus", "miniseg")
 SINGLE_SEED = ("miniseg",)  # n = 1: its spread is not measured
 
@@ -66,6 +67,7 @@ def site(tmp_path_factory) -> Path:
     write_fake_loss_variants(tmp / "results/cpu/loss_variants.csv")
     shutil.copy(REPO / "results/phantom_vs_real.csv", tmp / "results/phantom_vs_real.csv")
     aggregate("cpu", tmp / "runs", tmp / "results/cpu", n_boot=100)
+    level_study(tmp / "runs", tmp / "results/cpu/levels", "cpu", n_boot=100)
     proc = _build(tmp, tmp / "results")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return tmp / "site/_build/html"

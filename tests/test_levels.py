@@ -28,15 +28,16 @@ L5S, L5, L4L5, L4, L3L4, L3, L2L3, L2 = SPINE_ORDER[1:9]
 DISC_ROWS, VERT_ROWS, SACRUM_ROWS, TOP = 2, 4, 6, 3
 
 
-def spine(labels_bottom_up: list[int], heights: list[int] | None = None) -> np.ndarray:
-    """A straight spine: the sacrum, then ``labels_bottom_up`` (one band each, its height
-    from ``heights`` or 2 for a disc value, 4 for any other)."""
+def spine(labels_bottom_up: list[int], heights: list[int] | None = None,
+          sacrum_rows: int = SACRUM_ROWS) -> np.ndarray:
+    """A straight spine: the sacrum (``sacrum_rows`` high), then ``labels_bottom_up`` (one
+    band each, its height from ``heights`` or 2 for a disc value, 4 for any other)."""
     if heights is None:
         heights = [DISC_ROWS if v in SPINE_ORDER[1::2] else VERT_ROWS for v in labels_bottom_up]
-    H = TOP + sum(heights) + SACRUM_ROWS
+    H = TOP + sum(heights) + sacrum_rows
     vol = np.zeros((3, H, 8), np.uint8)
-    vol[:, H - SACRUM_ROWS:, 1:7] = SACRUM
-    bottom = H - SACRUM_ROWS
+    vol[:, H - sacrum_rows:, 1:7] = SACRUM
+    bottom = H - sacrum_rows
     for v, h in zip(labels_bottom_up, heights):
         vol[:, bottom - h:bottom, 1:7] = v
         bottom -= h
@@ -78,9 +79,12 @@ def test_one_level_shift_is_named_and_fixed():
     ref = spine(FIVE)
     pred = spine([L4L5, L4, L3L4, L3, L2L3, L2])  # every level one up
     table = identify(pred, ref)
+    assert list(table["answer"]) == [L4L5, L4, L3L4, L3, L2L3, L2]
     assert (table["outcome"] == Outcome.SHIFT_UP).all() and not all_right(table)
+    assert (table["answer_share"] == 1.0).all()
     r = relabel(pred)
-    assert r.ok and np.array_equal(r.volume, ref)
+    assert r.ok and (r.n_discs, r.n_vertebrae, r.n_specks) == (3, 3, 0)
+    assert np.array_equal(r.volume, ref)
     assert all_right(identify(r.volume, ref))
 
 
@@ -96,16 +100,53 @@ def test_missing_level_is_named_and_stops_the_count():
     assert r.volume is pred  # kept as predicted
 
 
-def test_sacralised_l5_shifts_the_count_while_every_check_passes():
-    """A sacralised L5 labelled as sacrum: the lowest mobile level is L4 (its disc L4/L5 sits
-    on the sacrum). A perfect prediction is all right; the count from the sacrum calls the
-    L4/L5 disc L5/S and L4 L5, every level one below, and reports ok: what it cannot see."""
-    ref = spine([L4L5, L4, L3L4, L3, L2L3, L2])
+# A sacralised L5 as MRSpineSeg labels it (and the phantom's hard cases): the fused L5 and the
+# remnant disc below it are part of S, so the sacrum band is 6 + 2 + 4 = 12 rows, and the levels
+# above are named by counting up from it: the anatomical L4/L5 disc is labelled L5/S, the
+# anatomical L4 L5, and so on. Bottom-up, by anatomy: S1-S5 (6 rows), remnant disc (2), fused
+# L5 (4), L4/L5 (2), L4 (4), L3/L4, L3, L2/L3, L2.
+SACRALISED_SACRUM = SACRUM_ROWS + DISC_ROWS + VERT_ROWS
+
+
+def test_sacralised_l5_labelled_by_counting_from_the_sacrum():
+    ref = spine(FIVE, sacrum_rows=SACRALISED_SACRUM)
+    assert int((ref[1] == SACRUM).any(axis=1).sum()) == 12
     assert all_right(identify(ref, ref))
-    r = relabel(ref)
-    assert r.ok
+    r = relabel(ref)  # the reference's own names are the count's
+    assert r.ok and (r.n_discs, r.n_vertebrae) == (3, 3) and np.array_equal(r.volume, ref)
+
+
+def test_sacralised_l5_named_by_anatomy_is_fixed_by_the_count():
+    """A model that paints the fused L5 as sacrum but names the levels above by their anatomy
+    (anatomical L4 called L4): every level one up; the count from the sacrum gives the
+    reference's names back."""
+    ref = spine(FIVE, sacrum_rows=SACRALISED_SACRUM)
+    pred = spine([L4L5, L4, L3L4, L3, L2L3, L2], sacrum_rows=SACRALISED_SACRUM)
+    before = identify(pred, ref)
+    assert list(before["answer"]) == [L4L5, L4, L3L4, L3, L2L3, L2]
+    assert (before["outcome"] == Outcome.SHIFT_UP).all()
+    r = relabel(pred)
+    assert r.ok and np.array_equal(r.volume, ref) and all_right(identify(r.volume, ref))
+
+
+def test_sacralised_l5_painted_as_a_mobile_vertebra_stays_shifted():
+    """A model that paints the fused L5 as a mobile L5 (and the remnant disc as L5/S) above a
+    normal-height sacrum, then names the rest by anatomy: the reference's S rows 7-12 above
+    the bottom are called L5/S and L5, every level one up. The count starts from that smaller
+    sacrum, finds the same alternation one pair lower, passes every check, and keeps every
+    name one level up: what it cannot see."""
+    ref = spine(FIVE, sacrum_rows=SACRALISED_SACRUM)
+    pred = spine([L5S, L5, L4L5, L4, L3L4, L3, L2L3, L2])
+    assert pred.shape == ref.shape  # 3 + 4 x 6 + 6 = 3 + 3 x 6 + 12 = 33 rows
+    before = identify(pred, ref)
+    assert list(before["answer"]) == [L4L5, L4, L3L4, L3, L2L3, L2]
+    assert (before["outcome"] == Outcome.SHIFT_UP).all()
+    r = relabel(pred)
+    assert r.ok and (r.n_discs, r.n_vertebrae) == (4, 4)
+    assert np.array_equal(r.volume, pred)  # already in counting order: nothing renamed
     after = identify(r.volume, ref)
-    assert (after["outcome"] == Outcome.SHIFT_DOWN).all() and not all_right(after)
+    assert list(after["answer"]) == [L4L5, L4, L3L4, L3, L2L3, L2]
+    assert (after["outcome"] == Outcome.SHIFT_UP).all() and not all_right(after)
 
 
 def test_merged_levels():
@@ -311,7 +352,31 @@ def test_levels_command_writes_its_tables(records, capsys):
     with np.load(out / "example.npz") as ex:  # the first subject fixed: DeepLabv3+'s Case1
         assert (str(ex["model"]), str(ex["case_id"]), int(ex["n_fixed"])) == \
             ("deeplabv3plus", "Case1", 6)
-        assert np.array_equal(ex["relabelled"], ex["mask"])
+        assert bool(ex["all_right"]) and np.array_equal(ex["relabelled"], ex["mask"])
+        assert not np.array_equal(ex["pred"], ex["mask"])
+
+
+def test_confusion_grid_of_the_heatmaps(records):
+    """U-Net relabelled is perfect: its grid is 100 % on the diagonal (each present level
+    answered by itself) and 0 elsewhere; as predicted, one subject of two is shifted one up:
+    50 % on the diagonal, 50 % on the next level of the same kind (two columns to the right:
+    discs and vertebrae alternate). Levels no subject has are empty rows."""
+    from spineseg_core.levels.figures import ANSWERS, confusion_grid
+
+    out = records / "levels"
+    assert main(["levels", "--runs-dir", str(records / "runs"), "--out", str(out),
+                 "--n-boot", "20"]) == 0
+    conf = pd.read_csv(out / "confusion.csv")
+    perfect = confusion_grid(conf, "unet", "relabelled")
+    assert list(perfect.columns) == list(ANSWERS) and list(perfect.index) == list(LEVELS)[::-1]
+    present = perfect.loc[FIVE]
+    assert np.array_equal(present.to_numpy(), 100 * (present.index.to_numpy()[:, None]
+                                                      == np.array(ANSWERS)[None, :]))
+    assert perfect.drop(index=FIVE).isna().all().all()
+    half = confusion_grid(conf, "unet", "predicted").loc[FIVE]
+    for level, up in zip(FIVE, SHIFTED):
+        assert half.loc[level, level] == 50 and half.loc[level, up] == 50
+        assert half.loc[level].sum() == 100
 
 
 def test_levels_page_gives_every_name_of_its_chapter(records):
@@ -326,7 +391,12 @@ def test_levels_page_gives_every_name_of_its_chapter(records):
     values = build_page("levels", Bundle(results))
     wanted = glue_names((REPO / "book" / "levels.md").read_text())
     assert wanted and wanted <= set(values)
-    assert values["lv_ref_ok"] == "2 of 2" and values["lv_ex_model"] == "DeepLabv3+"
+    assert values["lv_ref_ok"] == "2 of 2"
+    assert values["lv_ex_caption"] == (
+        "Case1, predicted by DeepLabv3+ (seed 0), the slice with the most labelled pixels. "
+        "Counting from the sacrum turns 6 of its 6 levels from a one-level shift into the right "
+        "name; relabelled, 6 of the 6 are right (of the subjects the relabelling leaves with "
+        "every level right, the one where it fixes the most).")
     assert values["lv_best"] == "U-Net" and values["lv_best_after"] == "100.0"
     for key, value in values.items():
         text = value if isinstance(value, str) else value.text if isinstance(value, HTMLTable) \
@@ -336,6 +406,78 @@ def test_levels_page_gives_every_name_of_its_chapter(records):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_levels_of_the_context_group(tmp_path, capsys):
+    """A side group (here the context study's, whose 2.5D and 3D models keep their predictions
+    slice by slice like the 2D ones, and whose test set has no display image) is measured the
+    same way and, without --out, written to <runs-dir>/../levels/<group>/, beside the main
+    group's tables, never over them."""
+    group = tmp_path / "runs" / "cpu-context"
+    group.mkdir(parents=True)
+    ref, shifted = spine(FIVE), spine(SHIFTED)
+    np.savez_compressed(group / "test_set.npz", case_id=np.array(["Case1"] * 3),
+                        slice_index=np.arange(3), mask=ref)
+    _write_record(group, "unet", {"Case1": shifted})
+    _write_record(group, "unet_25d3", {"Case1": ref})
+    _write_record(group, "unet3d", {"Case1": shifted}, seed=1)
+    assert main(["levels", "--runs-dir", str(tmp_path / "runs"), "--group", "cpu-context",
+                 "--n-boot", "20"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == [
+        "U-Net: all levels right 0.0 % as predicted, 100.0 % relabelled",
+        "U-Net 2.5D (3 slices): all levels right 100.0 % as predicted, 100.0 % relabelled",
+        "3D U-Net: all levels right 0.0 % as predicted, 100.0 % relabelled"]
+    out = tmp_path / "levels" / "cpu-context"
+    about = json.loads((out / "about.json").read_text())
+    assert about["group"] == "cpu-context" and about["models"] == ["unet", "unet_25d3", "unet3d"]
+    assert about["seeds_per_model"] == {"unet": [0], "unet_25d3": [0], "unet3d": [1]}
+    assert not (tmp_path / "levels" / "summary.csv").exists()
+    with np.load(out / "example.npz") as ex:  # no display image in a side group
+        assert str(ex["model"]) == "unet" and ex["image"].size == 0 and int(ex["n_fixed"]) == 6
+
+
+def test_levels_of_untrained_models(tmp_path):
+    """A smoke study's models (one epoch) may predict background only, or noise: the tables
+    are still written, every rate is an exact 0 with the relabelling refusing each subject,
+    and the chapter's values have no placeholder text."""
+    from spineseg_core.report.bundle import Bundle
+    from spineseg_core.report.pages import build_page
+
+    group = tmp_path / "runs" / "smoke"
+    group.mkdir(parents=True)
+    ref = spine(FIVE)
+    np.savez_compressed(group / "test_set.npz", case_id=np.array(["Case1"] * 3),
+                        slice_index=np.arange(3), mask=ref)
+    noise = np.random.default_rng(0).integers(0, 20, ref.shape).astype(np.uint8)
+    _write_record(group, "unet", {"Case1": np.zeros_like(ref)})
+    _write_record(group, "miniseg", {"Case1": noise})
+    results = tmp_path / "results" / "smoke"
+    assert main(["levels", "--runs-dir", str(tmp_path / "runs"), "--group", "smoke",
+                 "--out", str(results / "levels"), "--n-boot", "20"]) == 0
+    status = pd.read_csv(results / "levels" / "status.csv").set_index(["model", "status"])["n"]
+    assert status[("unet", "no_sacrum")] == 1 and status[("reference", "ok")] == 1
+    assert status[("miniseg", "ok")] == 0
+    summary = pd.read_csv(results / "levels" / "summary.csv")
+    unet = summary[summary.model == "unet"].set_index(["metric", "stage"])["point"]
+    assert unet[("identification", "predicted")] == 0 and unet[("dice", "predicted")] == 0
+    assert unet[("all_levels_right", "difference")] == 0
+    assert not (results / "levels" / "example.npz").exists()
+    values = build_page("levels", Bundle(results))
+    assert values["lv_verdict"] == "not resolved at this scale"
+    assert not [k for k, v in values.items() if isinstance(v, str) and "n/a" in v]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_default_output_folder():
+    from spineseg_core.levels.study import default_out
+
+    assert default_out("results/cpu/runs", "cpu").as_posix() == "results/cpu/levels"
+    assert default_out("results/cpu/runs", "smoke").as_posix() == "results/cpu/levels"
+    assert default_out("results/cpu/runs", "cpu-context").as_posix() == \
+        "results/cpu/levels/cpu-context"
 
 
 def test_levels_command_errors_are_one_line(records, capsys):

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from fake_runs import make_fake_study, write_fake_efficiency
 from spineseg_core.fingerprint import REPO
+from spineseg_core.levels.study import level_study
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.pages import PAGES, Missing, build_page, glue_names
 from spineseg_core.report.tables import HTMLTable
@@ -22,6 +23,10 @@ def bundle(tmp_path_factory):
                            variants={"context": {"models": ("unet", "unet_25d3", "unet3d")}})
     aggregate("cpu", runs, root / "results/cpu", n_boot=50)
     write_fake_efficiency(root / "results/cpu/efficiency.csv", ("unet", "deeplabv3plus", "miniseg"))
+    # The level tables as `spineseg main` writes them. The fake masks are bands of labels 1..k
+    # (no alternation of disc and vertebra) with random flips: a bundle as odd as a smoke
+    # study's, where the relabelling can count nothing.
+    level_study(runs, root / "results/cpu/levels", "cpu", n_boot=50)
     return Bundle(root / "results/cpu")
 
 
@@ -79,4 +84,22 @@ def test_context_page_reads_the_context_study(bundle):
     # models never run (DeepLabv3+ and its 2.5D variants) are named as not run.
     assert values["cx_verdicts"].startswith("U-Net 2.5D (3 slices): ")
     assert "DeepLabv3+ 2.5D (5 slices): not resolved at this scale" in values["cx_verdicts"]
+    plt.close("all")
+
+
+def test_levels_page_reads_the_level_tables(bundle):
+    """The fake masks never alternate disc and vertebra, so the relabelling refuses every
+    subject, reference included: the two stages agree, every change is exactly 0, the verdict
+    is not resolved, and no subject is offered as an example."""
+    values = build_page("levels", bundle)
+    status = bundle.csv("levels/status.csv")
+    n_ref = int(status.loc[status.model == "reference", "n"].sum())
+    assert values["lv_ref_ok"] == f"0 of {n_ref}" and values["lv_count_share"] == "0.0"
+    assert values["lv_verdict"] == "not resolved at this scale"
+    assert (values["lv_v_diff"], values["lv_v_lo"], values["lv_v_hi"]) == ("+0.0",) * 3
+    assert isinstance(values["lv_table"], HTMLTable) and isinstance(values["lv_heatmaps"], Figure)
+    assert isinstance(values["lv_example"], Missing)
+    assert values["lv_ex_caption"].startswith("No subject of these runs has a one-level shift")
+    # with results, no text value is a placeholder (the browser test's "n/a" check)
+    assert not [k for k, v in values.items() if isinstance(v, str) and "n/a" in v]
     plt.close("all")

@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of run records (default: results/cpu/runs)")
     parser.add_argument("--group", default="cpu", help="group of records to read (default: cpu)")
     parser.add_argument("--out", type=Path,
-                        help="output folder (default: <runs-dir>/../levels, e.g. "
-                             "results/cpu/levels)")
+                        help="output folder (default: <runs-dir>/../levels for a profile's "
+                             "own group, e.g. results/cpu/levels; <runs-dir>/../levels/<group> "
+                             "for any other, e.g. results/cpu/levels/cpu-context)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
@@ -24,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from spineseg_core.levels.study import level_study
+    from spineseg_core.levels.study import default_out, level_study
 
-    out = args.out or args.runs_dir.parent / "levels"
+    out = args.out or default_out(args.runs_dir, args.group)
     written = level_study(args.runs_dir, out, args.group, n_boot=args.n_boot, seed=args.seed)
     summary = pd.read_csv(written["summary"])
     right = summary[summary["metric"] == "all_levels_right"]

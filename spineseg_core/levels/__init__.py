@@ -16,10 +16,12 @@ levels upwards from the sacrum:
 - :mod:`~spineseg_core.levels.volumes`: a record's test slices put back into subject volumes;
 - :mod:`~spineseg_core.levels.stats`: rates with intervals over seeds and subjects, from the
   study's hierarchical bootstrap (:mod:`spineseg_core.study.aggregate`);
-- :mod:`~spineseg_core.levels.study`: ``spineseg levels``, the tidy tables of a group of records;
+- :mod:`~spineseg_core.levels.study`: ``spineseg levels``, the tidy tables of any group of
+  records (or run folders);
 - :mod:`~spineseg_core.levels.verdict`: the rule "relabelling from the sacrum improves the
   all-levels-right rate", with its three outcomes;
-- :mod:`~spineseg_core.levels.page`: the values the book's level chapter glues.
+- :mod:`~spineseg_core.levels.figures` and :mod:`~spineseg_core.levels.page`: the book's level
+  chapter (``book/levels.md``), its figures and the values it glues.
 
 Nothing here is part of the source fingerprint: the runs' numbers do not depend on it.
 """

@@ -41,6 +41,17 @@ def stage_dots(summary: pd.DataFrame, metric: str, xlabel: str) -> Figure:
     return fig
 
 
+def confusion_grid(confusion: pd.DataFrame, model: str, stage: str) -> pd.DataFrame:
+    """One heatmap's numbers: rows the reference levels top-down (T9 first, L5/S last),
+    columns :data:`ANSWERS`, each cell the share (percent) of the row level's instances of
+    ``model`` at ``stage`` given that answer (``confusion``: ``confusion.csv``); a level no
+    subject has is a row of NaN."""
+    one = confusion[(confusion["model"] == model) & (confusion["stage"] == stage)]
+    grid = (one.pivot_table(index="class_value", columns="answer", values="n", aggfunc="sum")
+            .reindex(index=list(LEVELS)[::-1], columns=list(ANSWERS)).fillna(0))
+    return 100 * grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
+
+
 def confusion_heatmaps(confusion: pd.DataFrame, models: Sequence[str],
                        stages: Sequence[str] = ("predicted", "relabelled")) -> Figure:
     """Level-confusion heatmaps, one row of panels per stage and one column per model: rows
@@ -57,10 +68,7 @@ def confusion_heatmaps(confusion: pd.DataFrame, models: Sequence[str],
     for i, stage in enumerate(stages):
         for j, model in enumerate(models):
             one = confusion[(confusion["model"] == model) & (confusion["stage"] == stage)]
-            grid = (one.pivot_table(index="class_value", columns="answer", values="n",
-                                    aggfunc="sum")
-                    .reindex(index=rows, columns=list(ANSWERS)).fillna(0))
-            share = 100 * grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
+            share = confusion_grid(confusion, model, stage)
             ax = axes[i, j]
             sns.heatmap(share, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=(j == ncols - 1),
                         cbar_kws={"label": "share of the level's instances (%)"},

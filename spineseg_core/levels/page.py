@@ -72,10 +72,12 @@ def level_caveats(about: dict[str, Any] | None) -> list[str]:
     """What every number of the chapter stands on, first on the page."""
     counts = sorted({len(s) for s in ((about or {}).get("seeds_per_model") or {}).values()})
     return [
-        "The data are the study's phantom: its field of view always holds the sacrum and "
-        "everything below T12, and its transitional vertebrae change the image only (their "
-        "labels stay standard), so the hard cases of real scans (a sacrum cut off, a "
-        "sacralised L5 labelled as sacrum) are not tested by these runs.",
+        "The data are the study's default phantom: its field of view always holds the sacrum, "
+        "and its transitional anatomy is partial (a half-fused L5 or a mobile-looking S1 "
+        "changes the image, not the number of levels). The hard cases of real scans, a field "
+        "of view without the sacrum and a complete transitional vertebra (labelled by "
+        "counting up from the sacrum, as MRSpineSeg does), can be generated "
+        "(`spineseg phantom --hard`) but no model has been scored on them yet.",
         f"{seed_span(counts)} seed{'s' if counts != [1] else ''} per model so far"
         + (": where a model has one, its intervals cover the test subjects, not the randomness "
            "of training." if 1 in counts else "."),
@@ -117,6 +119,7 @@ def levels_page(b: Bundle) -> Page:
     }
     if summary is None or not len(summary):
         out.update({k: MISSING for k in ("lv_best", "lv_best_before", "lv_best_after",
+                                         "lv_ident_down",
                                          "lv_ident_lo", "lv_ident_hi", "lv_dice_lo",
                                          "lv_dice_hi")})
         out.update(lv_right_dots=Missing(_file("summary")), lv_table=Missing(_file("summary")))
@@ -170,7 +173,9 @@ def _summary_values(summary: pd.DataFrame) -> Page:
                         write=cell(f"{metric}_relabelled")),
                  Column(f"{metric}_difference", f"{label.split(' (')[0]}: change (points)",
                         write=cell(f"{metric}_difference", signed=True))]
+    down = [m for m in ident.index if round(100 * gain[m], 1) < 0]
     return {
+        "lv_ident_down": ", ".join(down) if down else "none of the models",
         "lv_best": best, "lv_best_before": pct(right.loc[best, ("point", "predicted")]),
         "lv_best_after": pct(right.loc[best, ("point", "relabelled")]),
         "lv_ident_lo": num(100 * gain.min(), 1), "lv_ident_hi": num(100 * gain.max(), 1),
@@ -211,7 +216,8 @@ def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -
     from spineseg_core.levels.figures import confusion_heatmaps
 
     if conf is None or not len(conf) or summary is None:
-        return {"lv_shift_share": MISSING, "lv_heat_models": MISSING,
+        return {"lv_shift_text": f"The share of one-level shifts needs {_file('confusion')}.",
+                "lv_heat_models": MISSING,
                 "lv_heatmaps": Missing(_file("confusion")),
                 "lv_outcomes": Missing(_file("confusion"))}
     pred = conf[conf["stage"] == "predicted"]
@@ -225,8 +231,11 @@ def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -
     chosen = heatmap_models(pred, summary)
     names = summary.drop_duplicates("model").set_index("model")["display_name"]
     return {
-        "lv_shift_share": pct(wrong.loc[shifts, "n"].sum() / wrong["n"].sum())
-        if wrong["n"].sum() else MISSING,
+        "lv_shift_text": (
+            f"Of all wrong answers (every model, seed, subject and level), "
+            f"{pct(wrong.loc[shifts, 'n'].sum() / wrong['n'].sum())} % are one-level shifts: "
+            "the error Dice hides." if wrong["n"].sum() else
+            "No answer is wrong, so there is no shift to count."),
         "lv_heat_models": ", ".join(names[m] for m in chosen),
         "lv_heatmaps": confusion_heatmaps(conf, chosen),
         "lv_outcomes": table_html(by, [Column("display_name", "Model")] + [
@@ -238,13 +247,23 @@ def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -
 
 
 def _example_values(example: dict[str, np.ndarray] | None) -> Page:
+    """The example figure and its caption's sentence (one sentence either way, so that a
+    bundle without an example shows no placeholder text in the caption)."""
     from spineseg_core.levels.figures import example_figure
 
     if example is None:
-        return {"lv_ex_model": MISSING, "lv_ex_case": MISSING, "lv_ex_fixed": MISSING,
-                "lv_ex_levels": MISSING, "lv_ex_seed": MISSING,
+        return {"lv_ex_caption": "No subject of these runs has a one-level shift that the "
+                                 "relabelling turns into the right name, so there is none to "
+                                 "show.",
                 "lv_example": Missing(f"{FOLDER}/{EXAMPLE} (no subject whose shift the "
                                       "relabelling fixes)")}
-    return {"lv_ex_model": str(example["display_name"]), "lv_ex_case": str(example["case_id"]),
-            "lv_ex_seed": str(int(example["seed"])), "lv_ex_fixed": str(int(example["n_fixed"])),
-            "lv_ex_levels": str(int(example["n_levels"])), "lv_example": example_figure(example)}
+    n = int(example["n_levels"])
+    right = (f"; relabelled, {int(example['n_right'])} of the {n} are right"
+             if "n_right" in example else "")
+    return {"lv_ex_caption": (
+        f"{example['case_id']}, predicted by {example['display_name']} (seed "
+        f"{int(example['seed'])}), the slice with the most labelled pixels. Counting from the "
+        f"sacrum turns {int(example['n_fixed'])} of its {n} levels from a one-level shift into "
+        f"the right name{right} (of the subjects the relabelling leaves with every level "
+        "right, the one where it fixes the most)."),
+        "lv_example": example_figure(example)}

@@ -20,10 +20,15 @@ component, or a structure missed in between); a component more than :data:`MERGE
 as tall as the taller of its neighbours of the same kind (two levels merged through a missed
 disc); more components than there are labels.
 
-**What it cannot see.** The count trusts the sacrum: with a lumbosacral transitional vertebra
-(a sacralised L5 drawn as part of the sacrum, or a lumbarised S1 drawn as a sixth lumbar
-vertebra) it shifts every label by one while each check passes. The book's tests show it on
-hand-made volumes.
+**What it cannot see.** The count trusts the predicted sacrum. MRSpineSeg's masks (and the
+phantom's hard cases, :mod:`spineseg_core.data.phantom_hard`) name the levels by counting up
+from the sacrum too: a sacralised L5 is part of ``S`` and the anatomical L4 is labelled L5. So
+with a transitional vertebra the count agrees with the reference as long as the model paints
+the fused vertebra as sacrum (then it even repairs a model that named the levels by their
+anatomy); a model that paints it as a mobile L5 gives one more disc and vertebra above its
+sacrum, every check passes, and every name stays one level above the reference's. The tests
+show both on hand-made volumes (``tests/test_levels.py``). A field of view without the sacrum
+gives :attr:`Status.NO_SACRUM`: nothing to count from.
 """
 
 from __future__ import annotations

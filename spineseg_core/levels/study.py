@@ -24,7 +24,12 @@ folder:
 ``status.csv``           per model (and ``reference``): subjects per relabelling status
 ``about.json``           group, records, models, seeds, subjects, bootstrap and thresholds
 ``example.npz``          one subject whose shift the relabelling fixes (the book's figure):
-                         the middle slice's image, reference, prediction and relabelling
+                         of the subjects it leaves with every level right (if none, of all),
+                         the one with the most levels turned from a shift into the right
+                         name (on a tie the first: records by model folder and seed,
+                         subjects sorted); its slice with the most labelled pixels:
+                         image, reference, prediction, relabelling, ``n_fixed``,
+                         ``n_levels``, ``n_right`` and ``all_right`` (relabelled)
 =======================  ===================================================================
 
 The intervals are :mod:`spineseg_core.levels.stats`'s (the study's bootstrap, paired between
@@ -46,7 +51,7 @@ from spineseg_core import io
 from spineseg_core.errors import ConfigError
 from spineseg_core.labels import FOREGROUND
 from spineseg_core.levels.anatomy import LEVELS, name
-from spineseg_core.levels.identify import (IDENTIFY_COLUMNS, Outcome, confusion,
+from spineseg_core.levels.identify import (IDENTIFY_COLUMNS, Outcome, all_right, confusion,
                                            identify_confusion)
 from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, Status, relabel
 from spineseg_core.levels.stats import rate_frame, rate_interval, stage_intervals
@@ -99,10 +104,11 @@ def display_name(model: str) -> str:
 
 
 def model_order(models: Sequence[str]) -> list[str]:
-    """``models`` once each, in the registry's order (the paper's), the reference last."""
-    from spineseg_core.models.registry import MODEL_NAMES
+    """``models`` once each, in the registry's order (the paper's twelve, then the context
+    family), any model it does not know after them, the reference last."""
+    from spineseg_core.models import list_models
 
-    rank = {m: i for i, m in enumerate(MODEL_NAMES)}
+    rank = {m: i for i, m in enumerate(list_models(None))}
     return sorted(set(models), key=lambda m: (m == REFERENCE, rank.get(m, len(rank)), m))
 
 
@@ -169,14 +175,18 @@ def _measure(record: Record, t: _Tables, check_reference: bool) -> None:
                                           "class_value": list(FOREGROUND),
                                           **{k: c[:, i] for i, k in enumerate(COUNTS)}}))
         fixed = _fixes(idents[Stage.PREDICTED], idents[Stage.RELABELLED]) if r.ok else 0
-        best = t.example["n_fixed"] if t.example else 0
-        if fixed > best:
+        whole = all_right(idents[Stage.RELABELLED])
+        best = (t.example["all_right"], t.example["n_fixed"]) if t.example else (False, 0)
+        if fixed > 0 and (whole, fixed) > best:
             rows = np.flatnonzero(p["case_id"].astype(str) == case)
             rows = rows[np.argsort(p["slice_index"][rows])]
             mid = int(np.argmax((ref > 0).reshape(len(ref), -1).sum(axis=1)))
             t.example = {"model": record.model, "display_name": display_name(record.model),
                          "seed": record.seed, "case_id": case, "slice_index": mid,
                          "n_fixed": fixed, "n_levels": len(idents[Stage.PREDICTED]),
+                         "all_right": whole,
+                         "n_right": int((idents[Stage.RELABELLED]["outcome"]
+                                         == Outcome.CORRECT).sum()),
                          "image": p["image"][rows[mid]].astype(np.float16)
                          if "image" in p else np.zeros(0, np.float16),
                          "mask": ref[mid], "pred": pred[mid], "relabelled": r.volume[mid]}
@@ -265,6 +275,18 @@ def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
             np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
     io.write_with(path, write)
+
+
+def default_out(runs_dir: str | Path, group: str) -> Path:
+    """Where ``spineseg levels`` writes when not told (``--out``): ``<runs_dir>/../levels``
+    for a profile's own group (``results/cpu/runs`` and ``cpu`` give ``results/cpu/levels``,
+    the folder the book reads), ``<runs_dir>/../levels/<group>`` for any other group
+    (``cpu-context`` gives ``results/cpu/levels/cpu-context``), so a side group never
+    overwrites the main group's tables."""
+    from spineseg_core.training.config import Profile
+
+    base = Path(runs_dir).parent / "levels"
+    return base if group in {str(p) for p in Profile} else base / group
 
 
 def level_study(runs_dir: str | Path, out_dir: str | Path, group: str = "cpu",
