@@ -555,3 +555,37 @@ def test_relabel_file_keeps_a_file_it_cannot_count(tmp_path):
     assert path.read_bytes() == before
     with pytest.raises(DataError, match="expected a .nii.gz, .nii or .mha label file"):
         relabel_file(tmp_path / "p.png")
+
+
+def test_level_caveats_follow_the_bundle():
+    from spineseg_core.levels.page import level_caveats
+
+    about = {"seeds_per_model": {"unet": [0], "miniseg": [0, 1]}}
+    data, seeds, scale, specks = level_caveats(about, {"data_kind": "phantom",
+                                                       "image_size": 64, "epochs": 1})
+    assert data.startswith("The data are the study's default phantom")
+    assert seeds == ("1 to 2 seeds per model: where a model has one, its intervals cover the "
+                     "test subjects, not the randomness of training.")
+    assert scale.startswith("Images at 64 px and 1 epoch: thoracic")
+    assert "5%" in specks
+    real = level_caveats({"seeds_per_model": {"unet": [0, 1, 2]}},
+                         {"data_kind": "real", "data_dir": "/data/MRSpineSeg"})
+    assert real[0].startswith("The data are real scans (/data/MRSpineSeg)")
+    assert real[1] == "3 seeds per model." and real[2].startswith("Images at a reduced size and a few")
+    assert level_caveats(None)[1] == "No run measured yet (`spineseg levels`)."
+
+
+def test_runs_note_compares_the_measured_runs_with_the_bundle():
+    from spineseg_core.levels.page import runs_note
+
+    about = {"seeds_per_model": {"unet": [0, 1], "miniseg": [0]}}
+    same = pd.DataFrame({"model": ["unet", "unet", "miniseg"], "seed": [0, 1, 0]})
+    assert runs_note(about, same) == "They are the 3 runs of the setup above."
+    behind = same.iloc[[0, 2]]
+    assert runs_note(about, behind) == (
+        "They are the 3 runs whose records hold predictions now; the setup above describes the "
+        "results bundle as last aggregated (2 runs), 1 of these runs is not in it yet.")
+    assert runs_note(None, same) == "No run has been measured yet."
+    ahead = pd.concat([same, pd.DataFrame({"model": ["pspnet"], "seed": [0]})])
+    assert runs_note(about, ahead) == ("They are 3 of the 4 runs of the setup above (the others "
+                                       "have no level tables yet).")

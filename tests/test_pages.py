@@ -103,3 +103,15 @@ def test_levels_page_reads_the_level_tables(bundle):
     # with results, no text value is a placeholder (the browser test's "n/a" check)
     assert not [k for k, v in values.items() if isinstance(v, str) and "n/a" in v]
     plt.close("all")
+
+
+@pytest.mark.parametrize("chapter", sorted(PAGES))
+def test_alt_texts_are_not_path_like(chapter):
+    """The browser test's alt-text check (tests/book_checks.py) on the Markdown itself, so it
+    runs without chromium: a "/" (an "L5/S" in a sentence) reads as a path there."""
+    from book_checks import PATH_LIKE
+
+    text = (REPO / "book" / f"{chapter}.md").read_text()
+    alts = [line.split(":alt:", 1)[1].strip() for line in text.splitlines()
+            if line.startswith(":alt:")]
+    assert not [a for a in alts if not a or PATH_LIKE.search(a)], chapter

@@ -68,25 +68,57 @@ def seed_span(counts: list[int]) -> str:
     return str(counts[0]) if len(counts) == 1 else f"{min(counts)} to {max(counts)}"
 
 
-def level_caveats(about: dict[str, Any] | None) -> list[str]:
-    """What every number of the chapter stands on, first on the page."""
+def level_caveats(about: dict[str, Any] | None,
+                  dataset: dict[str, Any] | None = None) -> list[str]:
+    """What every number of the chapter stands on, first on the page: the data, the seeds,
+    the scale (from the bundle's ``dataset.json``) and the relabelling's own limits."""
     counts = sorted({len(s) for s in ((about or {}).get("seeds_per_model") or {}).values()})
-    return [
-        "The data are the study's default phantom: its field of view always holds the sacrum, "
-        "and its transitional anatomy is partial (a half-fused L5 or a mobile-looking S1 "
-        "changes the image, not the number of levels). The hard cases of real scans, a field "
-        "of view without the sacrum and a complete transitional vertebra (labelled by "
-        "counting up from the sacrum, as MRSpineSeg does), can be generated "
-        "(`spineseg phantom --hard`) but no model has been scored on them yet.",
-        f"{seed_span(counts)} seed{'s' if counts != [1] else ''} per model so far"
-        + (": where a model has one, its intervals cover the test subjects, not the randomness "
-           "of training." if 1 in counts else "."),
-        "128 px images and a few epochs (the cpu profile): thoracic discs are two or three "
-        "pixels high, so a missed or merged disc, which stops the count, is common.",
-        f"The relabelling leaves specks (components under {SPECK_SHARE:.0%} of the largest of "
-        "their kind) as predicted, and a subject it cannot count keeps its prediction: its "
-        "two stages then agree.",
-    ]
+    d = dataset or {}
+    if d.get("data_kind", "phantom") == "phantom":
+        data = ("The data are the study's default phantom: its field of view always holds the "
+                "sacrum, and its transitional anatomy is partial (a half-fused L5 or a "
+                "mobile-looking S1 changes the image, not the number of levels). The hard cases "
+                "of real scans, a field of view without the sacrum and a complete transitional "
+                "vertebra (labelled by counting up from the sacrum, as MRSpineSeg does), can be "
+                "generated (`spineseg phantom --hard`) but no model has been scored on them yet.")
+    else:
+        data = (f"The data are real scans ({d.get('data_dir')}): whether each field of view "
+                "holds the sacrum, and how a transitional vertebra is labelled, are the data's.")
+    seeds = (f"{seed_span(counts)} seed{'s' if counts != [1] else ''} per model"
+             + (": where a model has one, its intervals cover the test subjects, not the "
+                "randomness of training." if 1 in counts else ".")) if counts else \
+        "No run measured yet (`spineseg levels`)."
+    size, epochs = d.get("image_size"), d.get("epochs")
+    budget = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "a few epochs"
+    scale = (f"Images at {f'{size} px' if size else 'a reduced size'} and {budget}: thoracic "
+             "discs are a few pixels high, so a missed or merged disc, which stops the count, "
+             "is to be expected (the relabelling's table below counts them).")
+    return [data, seeds, scale,
+            f"The relabelling leaves specks (components under {SPECK_SHARE:.0%} of the largest "
+            "of their kind) as predicted, and a subject it cannot count keeps its prediction: "
+            "its two stages then agree."]
+
+
+def runs_note(about: dict[str, Any] | None, runs: pd.DataFrame | None) -> str:
+    """One sentence on which runs the chapter measures against those of the bundle's setup
+    paragraph (``runs.csv``): the level tables are made from the records directly, so they can
+    be ahead of the last aggregation."""
+    measured = {(m, int(s)) for m, seeds in ((about or {}).get("seeds_per_model") or {}).items()
+                for s in seeds}
+    if not measured:
+        return "No run has been measured yet."
+    n = len(measured)
+    bundled = ({(str(m), int(s)) for m, s in zip(runs["model"], runs["seed"])}
+               if runs is not None and {"model", "seed"} <= set(runs.columns) else set())
+    if measured == bundled:
+        return f"They are the {n} runs of the setup above."
+    k = len(measured - bundled)
+    if k == 0:
+        return (f"They are {n} of the {len(bundled)} runs of the setup above (the others have "
+                "no level tables yet).")
+    return (f"They are the {n} runs whose records hold predictions now; the setup above "
+            f"describes the results bundle as last aggregated ({len(bundled)} runs), "
+            f"{k} of these runs {'is' if k == 1 else 'are'} not in it yet.")
 
 
 @page("levels")
@@ -97,6 +129,7 @@ def levels_page(b: Bundle) -> Page:
     example = b.npz(f"{FOLDER}/{EXAMPLE}")
     claim = relabelling_verdict(subjects, n_boot=int(about.get("n_boot", 1000)))
     out: Page = {
+        "lv_runs_note": runs_note(about, b.csv("runs.csv")),
         "lv_speck": f"{SPECK_SHARE:.0%}", "lv_merge": f"{MERGE_RATIO:g}",
         "lv_verdict": str(claim.verdict), "lv_v_diff": _signed(claim.difference),
         "lv_v_lo": _signed(claim.ci_low), "lv_v_hi": _signed(claim.ci_high),
