@@ -33,14 +33,26 @@ fi
 RUNS=$(realpath -m "${RUNS:-runs}")  # relative to this checkout, before the cd below
 common=(--profile cpu --runs-dir "$RUNS" --records-dir "$here/results/cpu/runs" --no-aggregate
         --poll-s 30)
+# After each study, its finished runs are scored on the phantom's hard cases while their
+# checkpoints are still here (spineseg hardcases, this checkout's code; records in
+# results/cpu/runs/cpu-hard-<set>/).
+hard() { (cd "$here" && .venv/bin/spineseg hardcases --runs-dir "$RUNS" --groups cpu \
+    --records-dir results/cpu/runs | tail -1); }
 set +e
 cd "$code"  # the study finds the training notebook beside the code it imports
 "${S[@]}" study "${common[@]}" --seeds 0
+hard
 "${S[@]}" study "${common[@]}" --seeds 0 --variant res256 -p image_size 256 \
     --models unet attention_unet deeplabv3plus pspnet danet
+hard
 "${S[@]}" study "${common[@]}" --seeds 0 --variant os8 --models danet -p model_kwargs '{"output_stride": 8}'
+hard
 "${S[@]}" study "${common[@]}" --seeds 1
+hard
 "${S[@]}" study "${common[@]}" --seeds 2
+hard
 "${S[@]}" study "${common[@]}" --seeds 0 1 2 --models unet miniseg --losses dice ce weighted_ce
+hard
 "${S[@]}" study "${common[@]}" --seeds 0 --variant os8-res256 --models danet -p image_size 256 \
     -p model_kwargs '{"output_stride": 8}'
+hard

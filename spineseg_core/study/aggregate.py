@@ -61,6 +61,7 @@ import torch
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import FOREGROUND, LABELS
+from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.training.run_folder import RunFolder, find_runs
 from spineseg_core.training.config import budget_exceptions
 
@@ -545,12 +546,13 @@ baselines and its own code version, and is aggregated apart (:func:`separate_stu
 
 def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
-    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>`` and the separate studies are not
-    variants), by group."""
+    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
+    hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` are not variants), by group."""
     groups = {}
     separate = {f"{profile}-{name}" for name in SEPARATE_STUDIES}
     for g in sorted(runs_dir.glob(f"{profile}-*")):
-        if g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate:
+        if (g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate
+                and not is_hard_group(g.name)):
             members = [load_run(d) for d in find_runs(g)]
             if members:
                 groups[g.name] = members

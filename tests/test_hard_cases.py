@@ -1,0 +1,117 @@
+"""Trained runs scored on the phantom's hard cases (spineseg_core.study.hard_cases)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spineseg_core.data.phantom_hard import read_manifest
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.study.hard_cases import (HardSet, hard_group, is_hard_group, run_config,
+                                            score_hard_set, score_runs, source_group)
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training import loop
+from spineseg_core.training.run_folder import RunFolder
+
+
+def test_hard_group_names_round_trip_and_bad_names_say_what_is_expected():
+    assert hard_group("cpu", "fov_cut") == "cpu-hard-fov_cut"
+    assert hard_group("cpu-context", HardSet.SACRALISED_L5) == "cpu-context-hard-sacralised_l5"
+    assert source_group("cpu-context-hard-lumbarised_s1") == ("cpu-context",
+                                                               HardSet.LUMBARISED_S1)
+    assert is_hard_group("cpu-hard-fov_cut") and not is_hard_group("cpu-res256")
+    with pytest.raises(ConfigError, match="not a hard-case group"):
+        source_group("cpu-res256")
+    with pytest.raises(ConfigError, match="unknown set 'l6'"):
+        source_group("cpu-hard-l6")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One finished smoke run of a small U-Net on the phantom, in a runs folder's layout."""
+    root = tmp_path_factory.mktemp("hard")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPINESEG_CACHE", str(root / "cache"))
+    run_dir = root / "runs" / "smoke" / "unet" / "seed_0" / "fold_0"
+    cfg = resolve_config("smoke", out_dir=run_dir, image_size=32, threads=1,
+                         model_kwargs={"base_width": 4, "depth": 2})
+    loop.run_training(cfg)
+    yield root, run_dir, cfg
+    mp.undo()
+
+
+def test_scoring_the_runs_own_test_folder_gives_back_its_test_results(smoke, tmp_path):
+    _, run_dir, cfg = smoke
+    out = tmp_path / "again"
+    metrics = score_hard_set(run_dir, HardSet.FOV_CUT, out, test_dir=loop.test_root(cfg))
+    run, again = RunFolder(run_dir), RunFolder(out)
+    pd.testing.assert_frame_equal(again.load_per_case(), run.load_per_case())
+    with np.load(run.predictions) as a, np.load(again.predictions) as b:
+        assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["mask"], b["mask"])
+    assert metrics["dice"] == pytest.approx(run.load_metrics()["dice"])
+    assert metrics["evaluated_on"] == "hard:fov_cut"
+    assert run_config(again) == run_config(run)  # the source run's configuration, as it was
+
+
+def test_every_set_is_scored_on_twins_of_the_test_subjects_and_recorded_once(smoke):
+    root, run_dir, cfg = smoke
+    records = root / "records"
+    done = score_runs(root / "runs", ["smoke"], root / "scored", records_dir=records)
+    assert [(o.hard, o.note) for o in done] == [(h, "scored") for h in HardSet]
+    test = RunFolder(run_dir)
+    with np.load(test.predictions) as z:
+        test_cases, test_masks = z["case_id"], z["mask"]
+    for hard in HardSet:
+        rec = RunFolder(records / hard_group("smoke", hard) / "unet" / "seed_0" / "fold_0")
+        params = rec.load_params()
+        assert params["rescored"]["set"] == hard.value
+        assert params["seed"] == 0 and params["model"] == "unet"
+        assert rec.load_metrics()["evaluated_on"] == f"hard:{hard.value}"
+        with np.load(rec.path.parents[2] / "test_set.npz") as z:
+            # The same subjects as the test set (twins), every one of them a hard case.
+            assert sorted(set(z["case_id"])) == sorted(set(test_cases))
+            masks, cases = z["mask"], z["case_id"]
+        manifest = read_manifest(params["rescored"]["test_dir"])
+        assert len(manifest) == cfg.test_cases
+        expected = {HardSet.SACRALISED_L5: "sacralised_l5", HardSet.LUMBARISED_S1: "lumbarised_s1"}
+        if hard in expected:
+            assert set(manifest["hard_case"]) == {expected[hard]}
+            assert set(manifest["label_offset"]) == {1 if hard is HardSet.SACRALISED_L5 else -1}
+        else:
+            assert (manifest["fov_cut"] != "none").all()
+        assert masks.shape[1:] == test_masks.shape[1:]
+        if hard is HardSet.SACRALISED_L5:  # the fused L5 is labelled S (1): more sacrum
+            for case in set(test_cases):
+                hard_s, default_s = masks[cases == case] == 1, test_masks[test_cases == case] == 1
+                assert hard_s.sum() > default_s.sum()
+    again = score_runs(root / "runs", ["smoke"], root / "scored", records_dir=records)
+    assert {o.note for o in again} == {"already scored"}
+
+
+def test_a_run_without_its_checkpoint_is_skipped_and_says_so(smoke, tmp_path):
+    root, run_dir, _ = smoke
+    runs = tmp_path / "runs"
+    copy = runs / "smoke" / "unet" / "seed_0" / "fold_0"
+    shutil.copytree(run_dir, copy)
+    RunFolder(copy).checkpoint_best.unlink()
+    done = score_runs(runs, ["smoke"], tmp_path / "scored", sets=["fov_cut"])
+    assert [(o.note, o.out_dir) for o in done] == [("no checkpoint on this machine", None)]
+    with pytest.raises(DataError, match="best checkpoint"):
+        score_hard_set(copy, "fov_cut", tmp_path / "x")
+    with pytest.raises(ConfigError, match="hard-case group already"):
+        score_runs(runs, ["smoke-hard-fov_cut"], tmp_path / "scored")
+
+
+def test_hard_groups_are_not_variants_of_the_study(smoke, tmp_path):
+    from spineseg_core.study.aggregate import variant_groups
+
+    root, run_dir, _ = smoke
+    for name in ("smoke-res256", hard_group("smoke", "fov_cut")):
+        shutil.copytree(run_dir, tmp_path / name / "unet" / "seed_0" / "fold_0")
+    assert list(variant_groups(tmp_path, "smoke")) == ["smoke-res256"]
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["profile"] == "smoke"
