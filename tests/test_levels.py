@@ -478,6 +478,8 @@ def test_default_output_folder():
     assert default_out("results/cpu/runs", "smoke").as_posix() == "results/cpu/levels"
     assert default_out("results/cpu/runs", "cpu-context").as_posix() == \
         "results/cpu/levels/cpu-context"
+    assert default_out("results/cpu/runs", "cpu-hard-fov_cut").as_posix() == \
+        "results/cpu/levels/cpu-hard-fov_cut"
 
 
 def test_levels_command_errors_are_one_line(records, capsys):

@@ -79,8 +79,9 @@ def level_caveats(about: dict[str, Any] | None,
                 "sacrum, and its transitional anatomy is partial (a half-fused L5 or a "
                 "mobile-looking S1 changes the image, not the number of levels). The hard cases "
                 "of real scans, a field of view without the sacrum and a complete transitional "
-                "vertebra (labelled by counting up from the sacrum, as MRSpineSeg does), can be "
-                "generated (`spineseg phantom --hard`) but no model has been scored on them yet.")
+                "vertebra (labelled by counting up from the sacrum, as MRSpineSeg does), are "
+                "made and scored by `spineseg phantom --hard` and `spineseg hardcases`, but this "
+                "chapter measures the default test set only.")
     else:
         data = (f"The data are real scans ({d.get('data_dir')}): whether each field of view "
                 "holds the sacrum, and how a transitional vertebra is labelled, are the data's.")
