@@ -115,3 +115,74 @@ def test_hard_groups_are_not_variants_of_the_study(smoke, tmp_path):
     assert list(variant_groups(tmp_path, "smoke")) == ["smoke-res256"]
     params = json.loads((run_dir / "params.json").read_text())
     assert params["profile"] == "smoke"
+
+
+# --- level identification on hard cases against their default twins (levels.hard) ---------
+
+def _subjects_frame(rows: list[tuple[int, str, str, int, int]]) -> pd.DataFrame:
+    """(seed, case, stage, n_right, n_levels) → a ``subjects.csv`` of U-Net."""
+    return pd.DataFrame([{"model": "unet", "seed": s, "case_id": c, "stage": st,
+                          "n_levels": n, "n_right": r, "all_right": int(r == n), "dice3d": 0.5}
+                         for s, c, st, r, n in rows])
+
+
+def test_hard_case_table_pairs_twins_by_hand():
+    from spineseg_core.levels.hard import HARD_COLUMNS, hard_case_table
+
+    # Default twins: seeds 0 and 1; the hard set scored seed 1 only, so seed 0 stays out.
+    default = _subjects_frame([(0, "A", "predicted", 0, 5), (0, "B", "predicted", 0, 5),
+                               (0, "C", "predicted", 0, 5),
+                               (1, "A", "predicted", 5, 5), (1, "B", "predicted", 5, 5),
+                               (1, "C", "predicted", 4, 5)])
+    hard = _subjects_frame([(1, "A", "predicted", 4, 5), (1, "B", "predicted", 5, 5),
+                            (1, "C", "predicted", 3, 5)])
+    table = hard_case_table({"cpu": default, "cpu-hard-sacralised_l5": hard}, "cpu", n_boot=200)
+    assert list(table.columns) == list(HARD_COLUMNS)
+    assert set(table["set"]) == {"sacralised_l5"} and len(table) == 2  # one stage, 2 metrics
+    rows = table.set_index("metric")
+    right, ident = rows.loc["all_levels_right"], rows.loc["identification"]
+    assert right["default"] == pytest.approx(2 / 3) and right["hard"] == pytest.approx(1 / 3)
+    assert right["difference"] == pytest.approx(-1 / 3)
+    assert ident["default"] == pytest.approx(14 / 15) and ident["hard"] == pytest.approx(12 / 15)
+    for _, r in table.iterrows():  # every interval holds its estimate
+        for k in ("default", "hard", "difference"):
+            assert r[f"{k}_low"] <= r[k] + 1e-12 and r[k] <= r[f"{k}_high"] + 1e-12
+    assert (table["n_seeds"] == 1).all() and (table["n_subjects"] == 3).all()
+
+
+def test_levels_command_measures_the_hard_groups_against_their_source(tmp_path, capsys):
+    from spineseg_core.cli import main
+    from spineseg_core.levels.hard import HARD_CASES
+    from test_levels import FIVE, SHIFTED, _write_record, spine
+
+    runs = tmp_path / "runs"
+    ref, shifted = spine(FIVE), spine(SHIFTED)
+    for group, pred in (("cpu", ref), ("cpu-hard-fov_cut", shifted)):
+        g = runs / group
+        g.mkdir(parents=True)
+        np.savez_compressed(g / "test_set.npz", case_id=np.array(["Case1"] * 3),
+                            slice_index=np.arange(3), mask=ref)
+        _write_record(g, "unet", {"Case1": pred})
+    out = tmp_path / "levels"
+    assert main(["levels", "--runs-dir", str(runs), "--out", str(out), "--n-boot", "20"]) == 0
+    table = pd.read_csv(out / HARD_CASES)
+    assert (out / "cpu-hard-fov_cut" / "subjects.csv").is_file()
+    predicted = table[(table.stage == "predicted") & (table.metric == "all_levels_right")]
+    assert predicted[["set", "default", "hard", "difference"]].values.tolist() == [
+        ["fov_cut", 1.0, 0.0, -1.0]]  # right on the default twin, shifted on the hard one
+    relabelled = table[(table.stage == "relabelled") & (table.metric == "all_levels_right")]
+    assert relabelled["hard"].tolist() == [1.0]  # the sacrum is in view here: the count fixes it
+    from spineseg_core.report.bundle import Bundle
+    from spineseg_core.report.pages import build_page
+    from spineseg_core.report.tables import HTMLTable
+
+    results = tmp_path / "results"
+    shutil.copytree(out, results / "levels")
+    values = build_page("levels", Bundle(results))
+    assert isinstance(values["lv_hard_table"], HTMLTable)
+    html = values["lv_hard_table"].text
+    assert "field cut through or above the sacrum" in html and "-100.0" in html
+    assert values["lv_hard_text"].startswith("1 model(s) have been scored on the hard cases")
+    shutil.rmtree(runs / "cpu-hard-fov_cut")  # a table of runs that are gone goes with them
+    assert main(["levels", "--runs-dir", str(runs), "--out", str(out), "--n-boot", "20"]) == 0
+    assert not (out / HARD_CASES).exists()

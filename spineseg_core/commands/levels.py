@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 HELP = ("level identification before/after relabelling from the sacrum, from the committed "
-        "records of a group; write tidy CSVs")
+        "records of a group (and of its hard-case groups, against it); write tidy CSVs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from spineseg_core.levels.hard import hard_case_study
     from spineseg_core.levels.study import default_out, level_study
 
     out = args.out or default_out(args.runs_dir, args.group)
     written = level_study(args.runs_dir, out, args.group, n_boot=args.n_boot, seed=args.seed)
+    written.update(hard_case_study(args.runs_dir, args.group, out, n_boot=args.n_boot,
+                                   seed=args.seed))
     summary = pd.read_csv(written["summary"])
     right = summary[summary["metric"] == "all_levels_right"]
     right = right.pivot(index="display_name", columns="stage", values="point").reindex(

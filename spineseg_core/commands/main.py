@@ -1,8 +1,10 @@
 """``spineseg main``: the study's main job, end to end, on the embedded default.
 
 In order: generate (once) and check the phantom, run the study (every model, skipping finished
-runs and resuming interrupted ones), measure efficiency and speed, aggregate the results bundle,
-measure level identification (``spineseg levels``) and build the book. Each step is one of the
+runs and resuming interrupted ones; then the loss comparison and, when asked, the context
+study), score the finished runs on the phantom's hard cases (``spineseg hardcases``), measure
+efficiency and speed, aggregate the results bundle, measure level identification (``spineseg
+levels``, for the study and the context study, each with its hard cases) and build the book. Each step is one of the
 other sub-commands, so every step can also be run on its own; ``make main`` calls this.
 """
 
@@ -19,7 +21,8 @@ from pathlib import Path
 from spineseg_core.errors import SpinesegError
 from spineseg_core.fingerprint import REPO
 
-HELP = "the main job: phantom, check, study, efficiency, bench, aggregate, levels, book"
+HELP = ("the main job: phantom, check, study, hard cases, efficiency, bench, aggregate, levels, "
+        "book")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models of the context study (group <profile>-context, e.g. unet "
                         "unet_25d3 unet3d; scripts/context_study.sh runs all seven); default: "
                         "none")
+    parser.add_argument("--no-hard-cases", action="store_true",
+                        help="skip `spineseg hardcases` (the runs on the phantom's hard cases)")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
     parser.add_argument("--no-book", action="store_true", help="skip the book build")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
@@ -102,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
         _step("loss comparison", ["study", *common, "--models", *args.loss_models,
                                   "--losses", *other_losses(), "--no-aggregate",
                                   *data_args])
+    groups = [args.profile]
+    if args.context_models:
+        groups.append(f"{args.profile}-context")
+        _step("context study", ["study", *common, "--models", *args.context_models,
+                                "--variant", "context", "--seeds", *map(str, args.seeds),
+                                "--no-aggregate", *data_args])
+    if args.data_dir is None and not args.no_hard_cases:  # hard cases are the phantom's
+        _step("hard cases", ["hardcases", "--runs-dir", str(args.runs_dir), "--groups", *groups])
     import torch
 
     device = ["--device", "cuda"] if torch.cuda.is_available() else []
@@ -114,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
                         "--out", str(results / "bench.csv")])
     _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
                         str(args.runs_dir), "--out", str(results)])
-    _step("levels", ["levels", "--runs-dir", str(args.runs_dir), "--group", args.profile,
-                     "--out", str(results / "levels")])
+    for group in groups:
+        out = results / "levels" / ("" if group == args.profile else group)
+        _step(f"levels ({group})", ["levels", "--runs-dir", str(args.runs_dir), "--group", group,
+                                    "--out", str(out)])
     if not args.no_book:
         # The jupyter-book of this environment (1.x, which can import spineseg_core) first.
         own = Path(sys.executable).with_name("jupyter-book")

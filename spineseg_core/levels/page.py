@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spineseg_core.levels.hard import HARD_CASES
 from spineseg_core.levels.identify import OUTCOME_TEXT, Outcome
 from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, STATUS_TEXT, Status
 from spineseg_core.levels.study import EXAMPLE, FILES, REFERENCE, Metric
@@ -18,6 +19,7 @@ from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages import Missing, Page, page
 from spineseg_core.report.tables import Column, Kind, table_html
+from spineseg_core.study.hard_cases import HardSet
 
 FOLDER = "levels"
 """Where ``spineseg levels`` writes inside a results bundle (``results/<profile>/levels/``)."""
@@ -162,7 +164,63 @@ def levels_page(b: Bundle) -> Page:
     out.update(_status_values(status))
     out.update(_confusion_values(conf, summary))
     out.update(_example_values(example))
+    out.update(_hard_values(b.csv(f"{FOLDER}/{HARD_CASES}"), about))
     return out
+
+
+HARD_TEXT: dict[HardSet, str] = {
+    HardSet.SACRALISED_L5: "sacralised L5",
+    HardSet.LUMBARISED_S1: "lumbarised S1",
+    HardSet.FOV_CUT: "field cut through or above the sacrum",
+}
+"""How the chapter names each hard-case set."""
+
+
+def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
+    """The hard-case section: ``hard_cases.csv`` (:mod:`spineseg_core.levels.hard`)."""
+    if hard is None or not len(hard):
+        return {"lv_hard_text": (
+            "No run has been scored on the hard cases yet: `spineseg hardcases` scores the "
+            "runs whose checkpoints are on the machine (the study scripts do it after each "
+            "seed) and `spineseg levels` then writes this section's table."),
+            "lv_hard_table": Missing(f"{FOLDER}/{HARD_CASES}")}
+    right = hard[hard["metric"] == "all_levels_right"]
+    wide = right.pivot_table(index=["display_name", "set", "n_seeds", "n_subjects"],
+                             columns="stage", values=["default", "hard", "difference",
+                                                      "difference_low", "difference_high"],
+                             sort=False)
+    rows = []
+    for (model, hset, n_seeds, n_subjects), r in wide.iterrows():
+        row = {"display_name": model, "set": HARD_TEXT[HardSet(hset)], "n_seeds": n_seeds,
+               "n_subjects": n_subjects}
+        for stage in ("predicted", "relabelled"):
+            row[f"default_{stage}"] = r[("default", stage)]
+            row[f"hard_{stage}"] = r[("hard", stage)]
+            row[f"change_{stage}"] = (f"{_signed(r[('difference', stage)])} "
+                                      f"({_signed(r[('difference_low', stage)])} to "
+                                      f"{_signed(r[('difference_high', stage)])})")
+        rows.append(row)
+    cols = [Column("display_name", "Model"), Column("set", "Hard case"),
+            Column("n_seeds", "Seeds", Kind.INTEGER), Column("n_subjects", "Subjects", Kind.INTEGER)]
+    for stage, label in (("predicted", "as predicted"), ("relabelled", "relabelled")):
+        cols += [Column(f"default_{stage}", f"Default twin, {label} (%)", Kind.PERCENT, 1),
+                 Column(f"hard_{stage}", f"Hard twin, {label} (%)", Kind.PERCENT, 1),
+                 Column(f"change_{stage}", f"Change, {label} (points, 95 % CI)")]
+    models = right["display_name"].nunique()
+    seeds = sorted(set(right["n_seeds"]))
+    return {
+        "lv_hard_text": (
+            f"{models} model(s) have been scored on the hard cases so far, with "
+            f"{seed_span(seeds)} seed(s) each and the {int(right['n_subjects'].max())} test "
+            "subjects; a model's runs that were trained before the command existed, or on "
+            "another machine, have no hard-case scores, and the table compares only the seeds "
+            "that have them."),
+        "lv_hard_table": table_html(pd.DataFrame(rows), cols, notes=[
+            "Share of subjects with every level right on the default test subjects (their "
+            "default twins) and on the same subjects with the hard case, and the change "
+            "(hard minus default, points), paired on seeds and subjects; 95 % CI over seeds "
+            "and subjects."]),
+    }
 
 
 def _pivot(summary: pd.DataFrame, metric: Metric) -> pd.DataFrame:
