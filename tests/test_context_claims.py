@@ -195,13 +195,14 @@ def test_context_levels_sets_each_model_beside_its_baseline():
 
 def test_status_sentence_says_what_is_there_and_what_makes_the_rest():
     empty = status_sentence("cpu", None, None)
-    assert "no run of the context study yet (group cpu-context)" in empty
-    assert "scripts/context_study.sh" in empty and "spineseg levels --group cpu-context" in empty
+    assert "no run of the context study yet (group `cpu-context`)" in empty
+    assert "`scripts/context_study.sh`" in empty
+    assert "`spineseg levels --group cpu-context`" in empty
     study = {"n_runs": 4, "models": ["unet", "unet3d"], "source_fingerprint": "ab" * 32}
     unmeasured = status_sentence("smoke", study, None)
-    assert unmeasured == ("The group (smoke-context) holds 4 runs of 2 models, all of code "
-                          "version abababababab. Their levels have not been measured yet "
-                          "(spineseg levels --group smoke-context), so the level tables below "
+    assert unmeasured == ("The group (`smoke-context`) holds 4 runs of 2 models, all of code "
+                          "version `abababababab`. Their levels have not been measured yet "
+                          "(`spineseg levels --group smoke-context`), so the level tables below "
                           "are empty.")
     assert status_sentence("cpu", study, {"records": 4, "n_subjects": 10}).endswith(
         "The level tables measure 4 of them on 10 test subjects.")
@@ -217,7 +218,8 @@ def test_context_caveats_name_the_group_and_its_code_version(tmp_path):
 
     main = "cd" * 32
     none = caveats("none", {})
-    assert none[-1].startswith("The context study (group cpu-context) has no run in this bundle")
+    assert none[-1].startswith("The context study (group `cpu-context`) has no run in this "
+                               "bundle")
     same = caveats("same", {"studies": {"context": {"n_runs": 3, "source_fingerprint": main}}})
     assert "the same version of the code as the main runs (fingerprint `cdcdcdcdcdcd`)" in same[-1]
     other = caveats("other", {"studies": {"context": {"n_runs": 3,

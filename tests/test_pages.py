@@ -12,7 +12,8 @@ from fake_runs import make_fake_study, write_fake_efficiency
 from spineseg_core.fingerprint import REPO
 from spineseg_core.levels.study import bundle_folder, level_study
 from spineseg_core.report.bundle import MISSING, Bundle
-from spineseg_core.report.pages import PAGES, Missing, build_page, glue_names
+from spineseg_core.report.pages import (PAGES, MarkdownText, Missing, build_page, glue_names,
+                                        markdown_glue_names)
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.aggregate import aggregate
 
@@ -57,6 +58,9 @@ def _check(values: dict, chapter: str) -> None:
     text = (REPO / "book" / f"{chapter}.md").read_text()
     wanted = glue_names(text)
     assert wanted <= set(values), f"{chapter}: not given {sorted(wanted - set(values))}"
+    # {glue:md} needs Markdown, and {glue:text} of Markdown would show its repr
+    markdown = {k for k in wanted if isinstance(values[k], MarkdownText)}
+    assert markdown == markdown_glue_names(text), chapter
     for key, value in values.items():
         if isinstance(value, str):
             assert "nan" not in value.lower().split() and "…" not in value, (key, value)
@@ -99,8 +103,8 @@ def test_unknown_chapter_is_named():
 
 def test_context_page_reads_the_context_study(bundle):
     values = build_page("context", bundle)
-    assert values["cx_status"] == ("The group (cpu-context) holds 3 runs of 3 models, all of "
-                                   "code version f0f0f0f0f0f0. The level tables measure 3 of "
+    assert values["cx_status"] == ("The group (`cpu-context`) holds 3 runs of 3 models, all of "
+                                   "code version `f0f0f0f0f0f0`. The level tables measure 3 of "
                                    "them on 4 test subjects.")
     assert isinstance(values["cx_table"], HTMLTable)
     assert "U-Net 2.5D (3 slices)" in values["cx_table"].text
@@ -148,8 +152,9 @@ def test_context_page_without_the_context_study_says_what_makes_it(partial):
     values = build_page("context", partial)
     status = values["cx_status"]
     assert status.startswith("This results bundle has no run of the context study yet "
-                             "(group cpu-context)")
-    assert "scripts/context_study.sh" in status and "spineseg levels --group cpu-context" in status
+                             "(group `cpu-context`)")
+    assert "`scripts/context_study.sh`" in status
+    assert "`spineseg levels --group cpu-context`" in status
     for key in ("cx_table", "cx_verdicts_table", "cx_forest", "cx_levels_table",
                 "cx_level_verdicts_table"):
         assert isinstance(values[key], Missing), key
@@ -163,8 +168,9 @@ def test_context_page_without_the_context_study_says_what_makes_it(partial):
 def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle):
     values = build_page("losses", partial)
     assert values["loss_runs"].startswith("No model of this bundle has been trained with two "
-                                          "of the losses yet (groups cpu-loss-<loss> hold no run)")
-    assert "scripts/rerun_cpu_study.sh" in values["loss_runs"]
+                                          "of the losses yet (groups `cpu-loss-<loss>` hold no "
+                                          "run)")
+    assert "`scripts/rerun_cpu_study.sh`" in values["loss_runs"]
     assert isinstance(values["lo_bars"], Missing) and isinstance(values["lo_table"], Missing)
     assert values["variants_rule"].startswith("This bundle has no loss_variants.csv")
     assert not _placeholders(values)
@@ -172,8 +178,8 @@ def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle)
     losses = bundle.csv("losses.csv")
     best = losses.groupby(["display_name", "loss"])["dice"].mean().unstack().mean().idxmax()
     assert build_page("losses", bundle)["loss_runs"] == (
-        "Here 2 models were trained with at least two of the losses (ce, dice); "
-        f"{best} gave the best mean Dice over them.")
+        "Here 2 models were trained with at least two of the losses (`ce`, `dice`); "
+        f"`{best}` gave the best mean Dice over them.")
     plt.close("all")
 
 

@@ -191,28 +191,28 @@ def context_levels(summary: pd.DataFrame | None, models: Sequence[str] = tuple(B
 
 def status_sentence(profile: str, study: dict[str, Any] | None,
                     about: dict[str, Any] | None) -> str:
-    """What the bundle holds of the context study, as one sentence for the chapter, and when
-    something is missing, the command that makes it. ``study``: ``bundle.json``'s
-    ``studies.context`` (``n_runs``, ``models``, ``source_fingerprint``); ``about``: the
-    group's level tables' ``about.json``."""
+    """What the bundle holds of the context study, as one sentence of Markdown for the chapter
+    (commands and names in backticks), and when something is missing, the command that makes
+    it. ``study``: ``bundle.json``'s ``studies.context`` (``n_runs``, ``models``,
+    ``source_fingerprint``); ``about``: the group's level tables' ``about.json``."""
     name = group(profile)
     study = study or {}
     n_runs = int(study.get("n_runs") or 0)
     if not n_runs:
-        return (f"This results bundle has no run of the context study yet (group {name}), so "
-                "its tables below are empty and every verdict is not resolved at this scale: "
-                f"{SCRIPT} trains its models on the cpu profile (spineseg main "
-                "--context-models on any profile), spineseg aggregate tables them and "
-                f"{levels_command(profile)} measures their levels.")
+        return (f"This results bundle has no run of the context study yet (group `{name}`), "
+                "so its tables below are empty and every verdict is not resolved at this "
+                f"scale: `{SCRIPT}` trains its models on the cpu profile (`spineseg main "
+                "--context-models` on any profile), `spineseg aggregate` tables them and "
+                f"`{levels_command(profile)}` measures their levels.")
     models = study.get("models") or []
     code = str(study.get("source_fingerprint") or "")[:12]
-    text = (f"The group ({name}) holds {n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
+    text = (f"The group (`{name}`) holds {n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
             f"model{'s' * (len(models) != 1)}, "
-            + (f"all of code version {code}." if code else "of more than one code version."))
+            + (f"all of code version `{code}`." if code else "of more than one code version."))
     measured = int((about or {}).get("records") or 0)
     if not measured:
-        return text + (f" Their levels have not been measured yet ({levels_command(profile)}), "
-                       "so the level tables below are empty.")
+        return text + (f" Their levels have not been measured yet "
+                       f"(`{levels_command(profile)}`), so the level tables below are empty.")
     n_subjects = (about or {}).get("n_subjects")
     return text + (f" The level tables measure {measured} of them"
                    + (f" on {n_subjects} test subjects." if n_subjects else "."))
@@ -226,7 +226,7 @@ def context_caveats(b: Bundle) -> list[str]:
     study = (bundle.get("studies") or {}).get(STUDY) or {}
     code = str(study.get("source_fingerprint") or "")[:12]
     if not study.get("n_runs"):
-        own = (f"The context study (group {group(b.profile())}) has no run in this bundle yet; "
+        own = (f"The context study (group `{group(b.profile())}`) has no run in this bundle yet; "
                "when it has, each context model is compared only with the 2D runs of that same "
                "group, never with the main tables.")
     else:

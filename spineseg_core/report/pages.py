@@ -38,6 +38,12 @@ class Missing:
         return f"Missing({self.what!r})"
 
 
+class MarkdownText(str):
+    """Text a chapter glues with ``{glue:md}`name:myst` `` (glued as Markdown): a command in
+    backticks shows as code and keeps its ``--``, which Sphinx's smart quotes turn into a dash
+    in plain text (``{glue:text}``)."""
+
+
 PAGES: dict[str, Callable[[Bundle], Page]] = {}
 
 
@@ -337,13 +343,21 @@ def intro_page(b: Bundle) -> Page:
 
 
 def glue_names(chapter_text: str) -> set[str]:
-    """The glue names a chapter's Markdown uses (``{glue:text}`name` `` and
-    ``{glue:figure} name``)."""
+    """The glue names a chapter's Markdown uses (``{glue:text}`name` ``, ``{glue:md}`name` ``
+    and ``{glue:figure} name``)."""
     import re
 
-    inline = re.findall(r"\{glue:(?:text|any)\}`([^`:]+)", chapter_text)
+    inline = re.findall(r"\{glue:(?:text|any|md)\}`([^`:]+)", chapter_text)
     blocks = re.findall(r"^```\{glue:figure\}\s+(\S+)", chapter_text, flags=re.M)
     return set(inline) | set(blocks)
+
+
+def markdown_glue_names(chapter_text: str) -> set[str]:
+    """The names a chapter glues as Markdown (``{glue:md}``): their values must be
+    :class:`MarkdownText`, and only theirs."""
+    import re
+
+    return set(re.findall(r"\{glue:md\}`([^`:]+)", chapter_text))
 
 
 def placeholder(what: str) -> HTMLTable:
@@ -356,9 +370,14 @@ def placeholder(what: str) -> HTMLTable:
 
 
 def as_glue_value(value: Any) -> Any:
-    """What to glue for a page value (:func:`placeholder` for :class:`Missing`)."""
+    """What to glue for a page value (:func:`placeholder` for :class:`Missing`, a Markdown
+    display object for :class:`MarkdownText`)."""
     if isinstance(value, Missing):
         return placeholder(value.what)
+    if isinstance(value, MarkdownText):
+        from IPython.display import Markdown
+
+        return Markdown(str(value))
     return value
 
 
@@ -528,24 +547,26 @@ LOSS_SCRIPT = "scripts/rerun_cpu_study.sh"
 """What makes the loss-comparison runs of the cpu profile (U-Net and MiniSeg, every loss)."""
 
 
-def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> str:
-    """What the loss comparison holds, as one sentence: the models trained with two losses or
-    more, the losses and the best by mean Dice (``table``: mean Dice per model and loss, a
-    row per model trained with two or more), or, when there is none, that the runs are not
-    there yet and which command makes them."""
+def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> MarkdownText:
+    """What the loss comparison holds, as one sentence of Markdown: the models trained with
+    two losses or more, the losses and the best by mean Dice (``table``: mean Dice per model
+    and loss, a row per model trained with two or more), or, when there is none, that the runs
+    are not there yet and which command makes them."""
     from spineseg_core.models import model_info
     from spineseg_core.report.claims import LOSS_MODELS
 
     if table is None or not len(table):
         names = " and ".join(model_info(m).display_name for m in LOSS_MODELS)
-        return (f"No model of this bundle has been trained with two of the losses yet (groups "
-                f"{profile}-loss-<loss> hold no run), so the figure and table below are empty: "
-                f"{LOSS_SCRIPT} trains {names} with each loss on the cpu profile (spineseg "
-                "main --loss-models on any profile), and spineseg aggregate tables them.")
+        return MarkdownText(
+            f"No model of this bundle has been trained with two of the losses yet (groups "
+            f"`{profile}-loss-<loss>` hold no run), so the figure and table below are empty: "
+            f"`{LOSS_SCRIPT}` trains {names} with each loss on the cpu profile (`spineseg main "
+            "--loss-models` on any profile), and `spineseg aggregate` tables them.")
     n = len(table)
-    return (f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
-            f"losses ({', '.join(table.columns)}); {table.mean().idxmax()} gave the best mean "
-            "Dice over them.")
+    return MarkdownText(
+        f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
+        f"losses ({', '.join(f'`{c}`' for c in table.columns)}); `{table.mean().idxmax()}` gave "
+        "the best mean Dice over them.")
 
 
 @page("losses")
@@ -633,7 +654,7 @@ def context_page(b: Bundle) -> Page:
     claims = context_claims(per_case)
     level_claims = context_level_claims(b.csv(f"{levels}/subjects.csv"),
                                         n_boot=int((about or {}).get("n_boot", 1000)))
-    out: Page = {"cx_status": status_sentence(profile, study, about),
+    out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
                  "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
                  "cx_level_verdicts": _verdicts_sentence(
                      level_claims, "no context model's levels have been measured")}
