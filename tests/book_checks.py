@@ -8,7 +8,9 @@ and everything it lacks at once.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import yaml
 from bs4 import BeautifulSoup
 
 PATH_LIKE = re.compile(r"[\\/]|\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
@@ -21,6 +23,25 @@ standard deviation (the book writes ``n = 1`` instead)."""
 ONE_SEED = re.compile(r"\bn\s*=\s*1\b")
 
 NAN = re.compile(r"\bNaN\b")
+
+
+def toc_chapters(book: Path) -> list[str]:
+    """Every page of the book in its order, as ``book/_toc.yml`` lists them (the root, then
+    each ``file`` of its chapters, parts and sections): what the checks must cover, so that a
+    chapter added to the book is checked without being added to a hand list."""
+    toc = yaml.safe_load((Path(book) / "_toc.yml").read_text())
+    found = [str(toc["root"])]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                found.append(str(entry["file"]))
+            for key in ("chapters", "sections", "parts"):
+                walk(entry.get(key) or [])
+
+    walk(toc.get("parts") or [])
+    walk(toc.get("chapters") or [])
+    return found
 
 
 def _context(text: str, match: re.Match[str], width: int = 30) -> str:

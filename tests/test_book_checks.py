@@ -1,8 +1,13 @@
-"""The chapter checks of the browser test (tests/book_checks.py) on hand-made pages."""
+"""The chapter checks of the browser test (tests/book_checks.py) on hand-made pages, and the
+list of chapters they cover (the book's table of contents)."""
 
 from __future__ import annotations
 
-from book_checks import page_problems
+from pathlib import Path
+
+from book_checks import page_problems, toc_chapters
+
+REPO = Path(__file__).resolve().parent.parent
 
 GOOD = """<html><body><nav><img src="logo.png"></nav><article class="bd-article">
 <h1>Results</h1>
@@ -44,3 +49,24 @@ def test_every_problem_is_named_with_where_it_is():
     # PSPNet's row and the "n = 1" sentence; U-Net's row is not of one seed.
     assert "PSPNet 76.88 ± 0.00" in problems[7] and "and ± 0 here (n = 1)" in problems[7]
     assert "80.1" not in problems[7]
+
+
+def test_toc_chapters_walks_parts_chapters_and_sections(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: One\n    chapters:\n"
+        "      - file: a\n        sections:\n          - file: a1\n      - file: b\n"
+        "  - caption: Two\n    chapters:\n      - file: c\n")
+    assert toc_chapters(tmp_path) == ["intro", "a", "a1", "b", "c"]
+
+
+def test_the_book_checks_cover_every_chapter_of_the_toc():
+    """The browser test's pages are the table of contents' (the context chapter among them),
+    and each has its minimum of figures and tables; the chromium-free alt-text check of
+    tests/test_pages.py reads the same list."""
+    import test_book
+
+    chapters = toc_chapters(REPO / "book")
+    assert "context" in chapters and "levels" in chapters
+    assert test_book.CHAPTERS == chapters
+    assert set(test_book.MINIMA) == set(chapters)
+    assert all((REPO / "book" / f"{c}.md").is_file() for c in chapters)

@@ -1,4 +1,5 @@
-"""The context study's rule (spineseg_core.report.context) on hand-made per-subject tables.
+"""The context study's rules (spineseg_core.report.context) on hand-made per-subject tables:
+Dice, and the share of subjects with every level right.
 
 As in tests/test_claims.py, every subject of a model gets the same counts of one class, so a
 replicate's pooled Dice equals the model's Dice whatever the bootstrap weights: the interval of
@@ -8,12 +9,17 @@ Dice = 2 tp / (2 tp + fp + fn).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from spineseg_core.report.claims import Verdict
-from spineseg_core.report.context import BASELINES, context_claims, context_summary
+from spineseg_core.report.bundle import Bundle
+from spineseg_core.report.claims import Verdict, study_caveats
+from spineseg_core.report.context import (BASELINES, context_caveats, context_claims,
+                                          context_level_claims, context_levels, context_summary,
+                                          status_sentence)
 
 # (tp, fp, fn) of class 1 with Dice .9, .8, .7
 D = {0.9: (9, 1, 1), 0.8: (8, 2, 2), 0.7: (7, 3, 3)}
@@ -85,3 +91,141 @@ def test_summary_means_and_spread_over_seeds():
     assert np.isnan(out.loc["unet3d", "dice_std"])  # one seed: no spread, not 0
     assert list(out.index) == ["unet", "unet3d"] and out.loc["unet3d", "input_kind"] == "volume"
     assert context_summary(None) is None
+
+
+# --- the level rule: does context improve the share of subjects with every level right? ------
+
+def _subjects(right: dict[str, tuple[int, ...]], seeds=(0, 1, 2),
+              relabelled: dict[str, tuple[int, ...]] | None = None) -> pd.DataFrame:
+    """A ``subjects.csv`` by hand: per model, ``all_right`` of each subject of :data:`CASES`
+    (the same for every seed), as predicted, and ``relabelled`` rows if given (the rule must
+    not read them)."""
+    rows = []
+    for stage, table in (("predicted", right), ("relabelled", relabelled or {})):
+        for model, flags in table.items():
+            for seed in seeds:
+                for case, ok in zip(CASES, flags, strict=True):
+                    rows.append(dict(model=model, seed=seed, case_id=case, stage=stage,
+                                     n_levels=6, n_right=6 if ok else 5, all_right=ok,
+                                     dice3d=0.8))
+    return pd.DataFrame(rows)
+
+
+ALL, NONE = (1, 1, 1, 1), (0, 0, 0, 0)
+
+
+def test_level_rule_three_outcomes_by_hand():
+    """Every subject right against none (and the reverse): the share differs by 1 in every
+    replicate, so the interval is the difference itself; equal shares are a tie. The baseline's
+    relabelled rows (all right) are not read: the rule compares predictions as given."""
+    table = _subjects({"unet": (1, 1, 0, 0), "unet_25d3": ALL, "unet3d": NONE,
+                       "unet_25d5": (1, 1, 0, 0)}, relabelled={"unet": ALL})
+    claims = _by_key(context_level_claims(table, n_boot=50, models=("unet_25d3", "unet3d",
+                                                                    "unet_25d5")))
+    better, worse, tie = (claims[f"context-levels-{m}"] for m in ("unet_25d3", "unet3d",
+                                                                    "unet_25d5"))
+    assert better.verdict is Verdict.HOLDS
+    assert better.statement == ("U-Net 2.5D (3 slices) names every level right more often "
+                                "than U-Net (2D)")
+    # 4 of 4 right minus 2 of 4: +0.5 as the point; the interval's replicates weigh the two
+    # subjects U-Net misses, so it lies within (0, 1]
+    assert better.difference == pytest.approx(0.5)
+    assert 0 < better.ci_low <= better.ci_high <= 1
+    assert (better.n_seeds, better.n_subjects, better.caveats) == (3, 4, ())
+    assert worse.verdict is Verdict.FAILS and worse.difference == pytest.approx(-0.5)
+    assert -1 <= worse.ci_low <= worse.ci_high < 0
+    assert tie.verdict is Verdict.UNRESOLVED and tie.difference == pytest.approx(0.0)
+
+
+def test_level_rule_exact_interval_when_every_subject_agrees():
+    table = _subjects({"deeplabv3plus": NONE, "deeplabv3plus_25d5": ALL})
+    claim = context_level_claims(table, n_boot=30, models=("deeplabv3plus_25d5",))[0]
+    assert claim.verdict is Verdict.HOLDS
+    assert (claim.difference, claim.ci_low, claim.ci_high) == (pytest.approx(1.0),) * 3
+    assert claim.comparisons[0].label == "DeepLabv3+ 2.5D (5 slices) - DeepLabv3+"
+
+
+def test_level_rule_interval_including_zero_is_not_resolved():
+    """A gain on two subjects and a loss on a third: the point is +0.25 (2 of 4 subjects right
+    against 1 of 4), but a replicate that weighs the third subject most is below 0, so the
+    interval includes 0."""
+    table = _subjects({"unet": (0, 0, 1, 0), "unet3d": (1, 1, 0, 0)})
+    claim = context_level_claims(table, n_boot=400, models=("unet3d",))[0]
+    assert claim.difference == pytest.approx(0.25)
+    assert claim.ci_low < 0 < claim.ci_high
+    assert claim.verdict is Verdict.UNRESOLVED
+
+
+def test_level_rule_missing_level_tables_are_named():
+    table = _subjects({"unet_25d3": ALL})
+    claim = context_level_claims(table, n_boot=20, models=("unet_25d3",))[0]
+    assert claim.verdict is Verdict.UNRESOLVED and np.isnan(claim.difference)
+    assert claim.caveats == ("Missing: level tables of U-Net in the context study.",)
+    none = context_level_claims(None)
+    assert [c.key for c in none] == [f"context-levels-{m}" for m in BASELINES]
+    assert all(c.verdict is Verdict.UNRESOLVED and not c.comparisons for c in none)
+    one = context_level_claims(_subjects({"unet": NONE, "unet3d": ALL}, seeds=(0,)), n_boot=20,
+                               models=("unet3d",))[0]
+    assert one.verdict is Verdict.HOLDS and one.caveats == ("1 seed of the 3 planned.",)
+
+
+def test_context_levels_sets_each_model_beside_its_baseline():
+    def rows(model, metric, point):
+        return [dict(model=model, display_name=model, metric=metric, stage=stage,
+                     point=point + d, ci_low=point + d - 0.1, ci_high=point + d + 0.1,
+                     n_seeds=1, n_subjects=4)
+                for stage, d in (("predicted", 0.0), ("relabelled", 0.05),
+                                 ("difference", 0.05))]
+    summary = pd.DataFrame(
+        rows("unet", "identification", 0.6) + rows("unet", "all_levels_right", 0.2)
+        + rows("unet", "dice", 0.7) + rows("unet3d", "identification", 0.8)
+        + rows("unet3d", "all_levels_right", 0.5))
+    out = context_levels(summary).set_index("model")
+    # U-Net's variants appear (measured or not); DeepLabv3+'s, with no baseline, do not
+    assert list(out.index) == ["unet_25d3", "unet_25d5", "unet3d"]
+    r = out.loc["unet3d"]
+    assert (r.baseline, r.baseline_name) == ("unet", "U-Net")
+    assert r.all_levels_right_model_point == pytest.approx(0.5)  # as predicted, not relabelled
+    assert r.all_levels_right_baseline_ci_high == pytest.approx(0.3)
+    assert r.identification_baseline_point == pytest.approx(0.6)
+    assert np.isnan(out.loc["unet_25d3", "identification_model_point"])
+    assert context_levels(None) is None
+    assert context_levels(summary[summary.model == "deeplabv3plus"]) is None
+
+
+def test_status_sentence_says_what_is_there_and_what_makes_the_rest():
+    empty = status_sentence("cpu", None, None)
+    assert "no run of the context study yet (group `cpu-context`)" in empty
+    assert "`scripts/context_study.sh`" in empty
+    assert "`spineseg levels --group cpu-context`" in empty
+    study = {"n_runs": 4, "models": ["unet", "unet3d"], "source_fingerprint": "ab" * 32}
+    unmeasured = status_sentence("smoke", study, None)
+    assert unmeasured == ("The group (`smoke-context`) holds 4 runs of 2 models, all of code "
+                          "version `abababababab`. Their levels have not been measured yet "
+                          "(`spineseg levels --group smoke-context`), so the level tables below "
+                          "are empty.")
+    assert status_sentence("cpu", study, {"records": 4, "n_subjects": 10}).endswith(
+        "The level tables measure 4 of them on 10 test subjects.")
+
+
+def test_context_caveats_name_the_group_and_its_code_version(tmp_path):
+    def caveats(name: str, bundle: dict) -> list[str]:
+        folder = tmp_path / name / "cpu"
+        folder.mkdir(parents=True)
+        (folder / "bundle.json").write_text(json.dumps({"source_fingerprint": main, **bundle}))
+        (folder / "dataset.json").write_text(json.dumps({"seeds": [0], "n_test_cases": 8}))
+        return context_caveats(Bundle(folder))
+
+    main = "cd" * 32
+    none = caveats("none", {})
+    assert none[-1].startswith("The context study (group `cpu-context`) has no run in this "
+                               "bundle")
+    same = caveats("same", {"studies": {"context": {"n_runs": 3, "source_fingerprint": main}}})
+    assert "the same version of the code as the main runs (fingerprint `cdcdcdcdcdcd`)" in same[-1]
+    other = caveats("other", {"studies": {"context": {"n_runs": 3,
+                                                      "source_fingerprint": "ab" * 32}}})
+    assert "another version of the code than the main runs (fingerprint `abababababab`)" \
+        in other[-1]
+    # the study's caveats first, from dataset.json, unchanged
+    assert none[:-1] == same[:-1] == study_caveats({"seeds": [0], "n_test_cases": 8})
+    assert any(c.startswith("1 seed per model") for c in none)

@@ -7,11 +7,13 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
+from book_checks import toc_chapters
 from fake_runs import make_fake_study, write_fake_efficiency
 from spineseg_core.fingerprint import REPO
-from spineseg_core.levels.study import level_study
-from spineseg_core.report.bundle import Bundle
-from spineseg_core.report.pages import PAGES, Missing, build_page, glue_names
+from spineseg_core.levels.study import bundle_folder, level_study
+from spineseg_core.report.bundle import MISSING, Bundle
+from spineseg_core.report.pages import (PAGES, MarkdownText, Missing, build_page, glue_names,
+                                        markdown_glue_names)
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.aggregate import aggregate
 
@@ -27,13 +29,38 @@ def bundle(tmp_path_factory):
     # (no alternation of disc and vertebra) with random flips: a bundle as odd as a smoke
     # study's, where the relabelling can count nothing.
     level_study(runs, root / "results/cpu/levels", "cpu", n_boot=50)
+    level_study(runs, root / "results/cpu" / bundle_folder("cpu-context"), "cpu-context",
+                n_boot=50)
     return Bundle(root / "results/cpu")
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """A bundle as the committed one is while the study runs: the main group's runs (one
+    seed) with their level tables and efficiency, no loss-comparison group, no context group."""
+    root = tmp_path_factory.mktemp("partial")
+    runs = make_fake_study(root / "runs", profile="cpu", seeds=(0,), losses=())
+    aggregate("cpu", runs, root / "results/cpu", n_boot=50)
+    write_fake_efficiency(root / "results/cpu/efficiency.csv", ("unet", "deeplabv3plus", "miniseg"))
+    level_study(runs, root / "results/cpu/levels", "cpu", n_boot=50)
+    return Bundle(root / "results/cpu")
+
+
+def _placeholders(values: dict) -> list[str]:
+    """The names whose text or table shows :data:`MISSING` (what the browser test's "n/a"
+    check would find on the page)."""
+    return [k for k, v in values.items()
+            if (isinstance(v, str) and MISSING in v)
+            or (isinstance(v, HTMLTable) and MISSING in v.text)]
 
 
 def _check(values: dict, chapter: str) -> None:
     text = (REPO / "book" / f"{chapter}.md").read_text()
     wanted = glue_names(text)
     assert wanted <= set(values), f"{chapter}: not given {sorted(wanted - set(values))}"
+    # {glue:md} needs Markdown, and {glue:text} of Markdown would show its repr
+    markdown = {k for k in wanted if isinstance(values[k], MarkdownText)}
+    assert markdown == markdown_glue_names(text), chapter
     for key, value in values.items():
         if isinstance(value, str):
             assert "nan" not in value.lower().split() and "…" not in value, (key, value)
@@ -76,7 +103,9 @@ def test_unknown_chapter_is_named():
 
 def test_context_page_reads_the_context_study(bundle):
     values = build_page("context", bundle)
-    assert values["cx_runs"] == "3" and values["cx_fingerprint"] == "f0f0f0f0f0f0"
+    assert values["cx_status"] == ("The group (`cpu-context`) holds 3 runs of 3 models, all of "
+                                   "code version `f0f0f0f0f0f0`. The level tables measure 3 of "
+                                   "them on 4 test subjects.")
     assert isinstance(values["cx_table"], HTMLTable)
     assert "U-Net 2.5D (3 slices)" in values["cx_table"].text
     assert "whole volume" in values["cx_table"].text
@@ -84,6 +113,82 @@ def test_context_page_reads_the_context_study(bundle):
     # models never run (DeepLabv3+ and its 2.5D variants) are named as not run.
     assert values["cx_verdicts"].startswith("U-Net 2.5D (3 slices): ")
     assert "DeepLabv3+ 2.5D (5 slices): not resolved at this scale" in values["cx_verdicts"]
+    assert "Missing: runs of DeepLabv3+ in the context study." in values["cx_verdicts_table"].text
+    assert "1 seed of the 3 planned." in values["cx_verdicts_table"].text
+    plt.close("all")
+
+
+def test_context_page_shows_the_level_metrics_beside_the_baseline(bundle):
+    """The context group's level tables: a row per context model measured (or whose baseline
+    is), its rates beside U-Net's from summary.csv, and the level rule's verdicts."""
+    values = build_page("context", bundle)
+    table = values["cx_levels_table"]
+    assert isinstance(table, HTMLTable)
+    summary = bundle.csv("levels/cpu-context/summary.csv")
+    right = summary[(summary.metric == "all_levels_right") & (summary.stage == "predicted")] \
+        .set_index("model")
+    ident = summary[(summary.metric == "identification") & (summary.stage == "predicted")] \
+        .set_index("model")
+    for model in ("unet_25d3", "unet3d", "unet"):
+        r, i = right.loc[model], ident.loc[model]
+        assert f"{100 * r.point:.1f} ({100 * r.ci_low:.1f} to {100 * r.ci_high:.1f})" in table.text
+        assert f"{100 * i.point:.1f} ({100 * i.ci_low:.1f} to {100 * i.ci_high:.1f})" in table.text
+    # U-Net 2.5D (5 slices) was not run but its baseline was: its row shows dashes, explained;
+    # DeepLabv3+'s variants and their baseline were not run: no row.
+    assert "U-Net 2.5D (5 slices)" in table.text and "not measured" in table.text
+    assert "DeepLabv3+" not in table.text
+    assert values["cx_level_verdicts"].startswith("U-Net 2.5D (3 slices): ")
+    verdicts = values["cx_level_verdicts_table"]
+    assert isinstance(verdicts, HTMLTable)
+    assert "names every level right more often than U-Net (2D)" in verdicts.text
+    assert "Difference (points)" in verdicts.text
+    assert not _placeholders(values)
+    plt.close("all")
+
+
+def test_context_page_without_the_context_study_says_what_makes_it(partial):
+    """The committed bundle's state: no context run yet. One sentence says so and names the
+    commands; every table is a placeholder naming its file, and no value is "n/a"."""
+    values = build_page("context", partial)
+    status = values["cx_status"]
+    assert status.startswith("This results bundle has no run of the context study yet "
+                             "(group `cpu-context`)")
+    assert "`scripts/context_study.sh`" in status
+    assert "`spineseg levels --group cpu-context`" in status
+    for key in ("cx_table", "cx_verdicts_table", "cx_forest", "cx_levels_table",
+                "cx_level_verdicts_table"):
+        assert isinstance(values[key], Missing), key
+    assert "levels/cpu-context/summary.csv" in values["cx_levels_table"].what
+    assert values["cx_verdicts"] == ("no context model has been run yet, so each comparison is "
+                                     "not resolved at this scale")
+    assert not _placeholders(values)
+    plt.close("all")
+
+
+def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle):
+    values = build_page("losses", partial)
+    assert values["loss_runs"].startswith("No model of this bundle has been trained with two "
+                                          "of the losses yet (groups `cpu-loss-<loss>` hold no "
+                                          "run)")
+    assert "`scripts/rerun_cpu_study.sh`" in values["loss_runs"]
+    assert isinstance(values["lo_bars"], Missing) and isinstance(values["lo_table"], Missing)
+    assert values["variants_rule"].startswith("This bundle has no loss_variants.csv")
+    assert not _placeholders(values)
+    # with the loss groups, the real values (the fake study: U-Net and DeepLabv3+ with ce)
+    losses = bundle.csv("losses.csv")
+    best = losses.groupby(["display_name", "loss"])["dice"].mean().unstack().mean().idxmax()
+    assert build_page("losses", bundle)["loss_runs"] == (
+        "Here 2 models were trained with at least two of the losses (`ce`, `dice`); "
+        f"`{best}` gave the best mean Dice over them.")
+    plt.close("all")
+
+
+@pytest.mark.parametrize("chapter", sorted(PAGES))
+def test_no_chapter_shows_a_placeholder_value(bundle, partial, chapter):
+    """With results, complete or as partial as the committed bundle, no text or table value
+    is "n/a": what is missing is said in a sentence or a placeholder naming its file."""
+    for b in (bundle, partial):
+        assert not _placeholders(build_page(chapter, b)), (chapter, b.folder)
     plt.close("all")
 
 
@@ -105,10 +210,11 @@ def test_levels_page_reads_the_level_tables(bundle):
     plt.close("all")
 
 
-@pytest.mark.parametrize("chapter", sorted(PAGES))
+@pytest.mark.parametrize("chapter", toc_chapters(REPO / "book"))
 def test_alt_texts_are_not_path_like(chapter):
     """The browser test's alt-text check (tests/book_checks.py) on the Markdown itself, so it
-    runs without chromium: a "/" (an "L5/S" in a sentence) reads as a path there."""
+    runs without chromium, for every chapter of the table of contents: a "/" (an "L5/S" in a
+    sentence) reads as a path there."""
     from book_checks import PATH_LIKE
 
     text = (REPO / "book" / f"{chapter}.md").read_text()

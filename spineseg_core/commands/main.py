@@ -107,11 +107,14 @@ def run(args: argparse.Namespace) -> int:
         _step("loss comparison", ["study", *common, "--models", *args.loss_models,
                                   "--losses", *other_losses(), "--no-aggregate",
                                   *data_args])
+    from spineseg_core.report.context import STUDY as CONTEXT
+    from spineseg_core.report.context import group as context_group
+
     groups = [args.profile]
     if args.context_models:
-        groups.append(f"{args.profile}-context")
+        groups.append(context_group(args.profile))
         _step("context study", ["study", *common, "--models", *args.context_models,
-                                "--variant", "context", "--seeds", *map(str, args.seeds),
+                                "--variant", CONTEXT, "--seeds", *map(str, args.seeds),
                                 "--no-aggregate", *data_args])
     if args.data_dir is None and not args.no_hard_cases:  # hard cases are the phantom's
         _step("hard cases", ["hardcases", "--runs-dir", str(args.runs_dir), "--groups", *groups])
@@ -127,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
                         "--out", str(results / "bench.csv")])
     _step("aggregate", ["aggregate", "--profile", args.profile, "--runs-dir",
                         str(args.runs_dir), "--out", str(results)])
-    for group in groups:
-        out = results / "levels" / ("" if group == args.profile else group)
+    from spineseg_core.levels.study import bundle_folder
+
+    for group in groups:  # where the level and context chapters read them
+        out = results / bundle_folder(group)
         _step(f"levels ({group})", ["levels", "--runs-dir", str(args.runs_dir), "--group", group,
                                     "--out", str(out)])
     if not args.no_book:

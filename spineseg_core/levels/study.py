@@ -277,16 +277,23 @@ def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
     io.write_with(path, write)
 
 
-def default_out(runs_dir: str | Path, group: str) -> Path:
-    """Where ``spineseg levels`` writes when not told (``--out``): ``<runs_dir>/../levels``
-    for a profile's own group (``results/cpu/runs`` and ``cpu`` give ``results/cpu/levels``,
-    the folder the book reads), ``<runs_dir>/../levels/<group>`` for any other group
-    (``cpu-context`` gives ``results/cpu/levels/cpu-context``), so a side group never
-    overwrites the main group's tables."""
+def bundle_folder(group: str) -> Path:
+    """Where a group's level tables lie inside a results bundle (``results/<profile>/``):
+    ``levels`` for a profile's own group, ``levels/<group>`` for any other (``cpu-context``
+    gives ``levels/cpu-context``), so a side group never overwrites the main group's tables.
+    The book's chapters read them there."""
     from spineseg_core.training.config import Profile
 
-    base = Path(runs_dir).parent / "levels"
+    base = Path("levels")
     return base if group in {str(p) for p in Profile} else base / group
+
+
+def default_out(runs_dir: str | Path, group: str) -> Path:
+    """Where ``spineseg levels`` writes when not told (``--out``): the group's
+    :func:`bundle_folder` in the bundle that holds ``runs_dir`` (``results/cpu/runs`` and
+    ``cpu`` give ``results/cpu/levels``, the folder the book reads; ``cpu-context`` gives
+    ``results/cpu/levels/cpu-context``)."""
+    return Path(runs_dir).parent / bundle_folder(group)
 
 
 def level_study(runs_dir: str | Path, out_dir: str | Path, group: str = "cpu",

@@ -67,3 +67,11 @@ class Bundle:
 
     def has_bundle(self) -> bool:
         return self.path("bundle.json") is not None
+
+    def profile(self, default: str = "<profile>") -> str:
+        """The profile whose runs the bundle holds (``bundle.json``'s, else the folder's name,
+        ``results/<profile>/``), or ``default`` for a bundle with no folder: the groups a
+        chapter names (``<profile>-context``...) are the profile's."""
+        if self.folder is None:
+            return default
+        return str((self.json("bundle.json") or {}).get("profile") or self.folder.name)

@@ -218,8 +218,11 @@ class _Arms:
         return int(seeds.min()) if len(seeds) else 0
 
 
-def _arms(per_case: pd.DataFrame, keys: Sequence[str], n_boot: int, seed: int) -> _Arms:
-    points, reps = paired_replicates(per_case, keys, "dice", n_boot, seed)
+def _arms(per_case: pd.DataFrame, keys: Sequence[str], n_boot: int, seed: int,
+          metric: str = "dice") -> _Arms:
+    """The paired bootstrap of ``metric`` (Dice for the claims; ``recall`` for a rate framed
+    as counts, :func:`spineseg_core.levels.stats.rate_frame`) for each arm of ``keys``."""
+    points, reps = paired_replicates(per_case, keys, metric, n_boot, seed)
     key = keys[0] if len(keys) == 1 else list(keys)
     seeds = per_case.groupby(key)["seed"].nunique()
     return _Arms(points, reps, seeds, int(per_case["case_id"].nunique()))
@@ -512,9 +515,12 @@ def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def verdict_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    """The claims as the page shows them: verdict, difference and interval in Dice points,
-    seeds, subjects (a dash where a value is missing)."""
+def verdict_table(claims: Sequence[Claim], unit: str = "Dice points",
+                  caveats: bool = False) -> pd.DataFrame:
+    """The claims as the page shows them: verdict, difference and interval in points of
+    ``unit`` (Dice, or a rate's percentage points), seeds, subjects (a dash where a value is
+    missing). With ``caveats``, a column of each claim's caveats right after its verdict, so
+    that they are read before the evidence."""
     dash = "\u2014"
 
     def pts(x: float, sign: bool = True) -> str:
@@ -525,7 +531,8 @@ def verdict_table(claims: Sequence[Claim]) -> pd.DataFrame:
         measured = np.isfinite(c.difference)
         rows.append({
             "claim": c.statement, "verdict": str(c.verdict),
-            "difference (Dice points)": pts(c.difference),
+            **({"caveats": " ".join(c.caveats) or dash} if caveats else {}),
+            f"difference ({unit})": pts(c.difference),
             "95 % CI (points)": (f"{pts(c.ci_low)} to {pts(c.ci_high)}" if measured else dash),
             "bound (points)": pts(c.bound, sign=False) if measured else dash,
             "seeds": str(c.n_seeds) if measured else dash,

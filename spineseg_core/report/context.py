@@ -13,15 +13,32 @@ interval is above 0, "does not hold" when it is wholly below, "not resolved at t
 otherwise, and also when a model or its baseline was not run. Dice here is the claims' Dice:
 per seed the Dice of the counts pooled over the test subjects (so a subject's slices count
 together, as in 3D), mean over seeds. Fewer than three seeds adds a caveat.
+
+**The level rule** (:func:`context_level_claims`): the same comparison for the share of
+subjects with every level named right (``spineseg levels --group <profile>-context``,
+:mod:`spineseg_core.levels`), as each model predicts it: the rate is a recall of counts
+(:func:`spineseg_core.levels.stats.rate_frame`), so the same bootstrap, paired on the test
+subjects, gives its difference's interval. :func:`context_levels` tables the identification
+and all-levels-right rates of each context model beside its baseline's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
-from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _Arms, _arms, interval_verdict)
+from spineseg_core.levels.study import Metric, Stage
+from spineseg_core.report.bundle import Bundle
+from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, interval_verdict,
+                                          study_caveats)
+
+STUDY = "context"
+"""The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
+
+SCRIPT = "scripts/context_study.sh"
+"""What makes the context study's runs (the cpu profile's seven models, three seeds)."""
 
 BASELINES: dict[str, str] = {
     "unet_25d3": "unet", "unet_25d5": "unet", "unet3d": "unet",
@@ -36,11 +53,61 @@ SEEDS_WANTED = 3
 RULE = ("Dice of the context model minus its 2D baseline's, paired on seeds' test subjects; "
         "holds when the whole 95 % interval is above 0, does not hold when it is wholly below")
 
+LEVEL_RULE = ("share of test subjects with every level named right, as predicted, by the "
+              "context model minus its 2D baseline's, paired on test subjects (each model's "
+              "seeds weighted on their own); holds when the whole 95 % interval is above 0, "
+              "does not hold when it is wholly below")
+
+
+def group(profile: str) -> str:
+    """The context study's group of runs for ``profile`` (``cpu`` gives ``cpu-context``)."""
+    from spineseg_core.study.runner import group_name
+
+    return group_name(profile, variant=STUDY)
+
+
+def levels_command(profile: str) -> str:
+    """The command that measures the context group's levels into the bundle."""
+    return f"spineseg levels --group {group(profile)}"
+
 
 def _name(model: str) -> str:
     from spineseg_core.models import model_info
 
     return model_info(model).display_name
+
+
+def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str], key: str,
+                   statement: str, rule: str, lacking_text: str, n_boot: int, seed: int
+                   ) -> list[Claim]:
+    """One claim per context model of ``models`` against its baseline, from ``frame``: the
+    per-subject counts of each ``model`` (``model, seed, case_id, class_value, tp, fp, fn,
+    tn``) of which ``metric`` is taken (:func:`spineseg_core.study.aggregate.paired_replicates`).
+    ``statement`` and ``lacking_text`` are formats of ``{model}``/``{base}`` and ``{name}``."""
+    present = set() if frame is None or not len(frame) else set(frame["model"])
+    arms = None
+    if present:
+        rows = frame[frame["model"].isin(set(models) | {BASELINES[m] for m in models})]
+        arms = _arms(rows, ["model"], n_boot, seed, metric) if len(rows) else None
+    claims = []
+    for model in models:
+        base = BASELINES[model]
+        said = statement.format(model=_name(model), base=_name(base))
+        lacking = [_name(m) for m in (model, base) if m not in present]
+        if lacking or arms is None:
+            claims.append(Claim(f"{key}-{model}", said, rule, Verdict.UNRESOLVED,
+                                caveats=tuple(f"Missing: {lacking_text.format(name=n)}."
+                                              for n in lacking)))
+            continue
+        comp = arms.compare(f"{_name(model)} - {_name(base)}", model, base)
+        n_seeds = arms.n_seeds([model, base])
+        caveats = ((f"{n_seeds} seed{'s' * (n_seeds != 1)} of the {SEEDS_WANTED} planned.",)
+                   if n_seeds < SEEDS_WANTED else ())
+        claims.append(Claim(f"{key}-{model}", said, rule,
+                            interval_verdict(comp.ci_low, comp.ci_high), comp.difference,
+                            comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects, caveats,
+                            (comp,)))
+    return claims
 
 
 def context_claims(per_case: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
@@ -51,30 +118,127 @@ def context_claims(per_case: pd.DataFrame | None, n_boot: int = N_BOOT, seed: in
     tp, fp, fn, tn``; ``context_per_case.csv``), or ``None`` when the study was not run. A
     model or baseline without runs gives "not resolved at this scale" with a "Missing:" caveat.
     """
-    present = set() if per_case is None or not len(per_case) else set(per_case["model"])
-    arms: _Arms | None = None
-    if present:
-        rows = per_case[per_case["model"].isin(set(models) | {BASELINES[m] for m in models})]
-        arms = _arms(rows, ["model"], n_boot, seed) if len(rows) else None
-    claims = []
+    return _paired_claims(per_case, "dice", models, "context", "{model} beats {base} (2D)",
+                          RULE, "runs of {name} in the context study", n_boot, seed)
+
+
+def level_frame(subjects: pd.DataFrame) -> pd.DataFrame:
+    """``subjects.csv`` of the context group as per-subject counts for the bootstrap: per
+    model, seed and subject, ``tp`` 1 when every level is right as predicted, else ``fn`` 1
+    (:func:`spineseg_core.levels.stats.rate_frame`)."""
+    from spineseg_core.levels.stats import rate_frame
+
+    predicted = subjects[subjects["stage"] == str(Stage.PREDICTED)].assign(one=1)
+    frames = [rate_frame(rows, "all_right", "one").assign(model=model)
+              for model, rows in predicted.groupby("model", sort=False)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def context_level_claims(subjects: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
+                         models: Sequence[str] = tuple(BASELINES)) -> list[Claim]:
+    """One claim per context model of ``models``: "<model> names every level right more often
+    than <its 2D baseline>", on the share of subjects with every level right as predicted
+    (:data:`LEVEL_RULE`). ``subjects``: the context group's ``subjects.csv`` (``model, seed,
+    case_id, stage, all_right``), or ``None`` when its levels were not measured; a model or
+    baseline without level tables gives "not resolved at this scale" with a "Missing:"
+    caveat."""
+    needed = {"model", "seed", "case_id", "stage", "all_right"}
+    frame = (level_frame(subjects) if subjects is not None and len(subjects)
+             and needed <= set(subjects.columns) else None)
+    return _paired_claims(frame, "recall", models, "context-levels",
+                          "{model} names every level right more often than {base} (2D)",
+                          LEVEL_RULE, "level tables of {name} in the context study", n_boot,
+                          seed)
+
+
+LEVEL_METRICS: tuple[Metric, ...] = (Metric.IDENTIFICATION, Metric.ALL_RIGHT)
+"""What :func:`context_levels` shows of ``summary.csv``: the share of levels named right, the
+share of subjects with every level right."""
+
+ARMS: tuple[str, ...] = ("model", "baseline")
+
+
+def context_levels(summary: pd.DataFrame | None, models: Sequence[str] = tuple(BASELINES)
+                   ) -> pd.DataFrame | None:
+    """Per context model of ``models`` whose level tables (or its baseline's) exist, in that
+    order: ``model, display_name, baseline, baseline_name`` and, per metric of
+    :data:`LEVEL_METRICS` and arm of :data:`ARMS`, ``<metric>_<arm>_point``, ``_ci_low``,
+    ``_ci_high`` as predicted (NaN for an arm not measured); ``None`` when none is.
+    ``summary``: the context group's ``summary.csv`` (:func:`spineseg_core.levels.study.
+    summary_table`)."""
+    if summary is None or not len(summary):
+        return None
+    shown = summary[(summary["stage"] == str(Stage.PREDICTED))
+                    & summary["metric"].isin([str(m) for m in LEVEL_METRICS])
+                    ].set_index(["model", "metric"])
+    measured = set(shown.index.get_level_values("model"))
+    rows = []
     for model in models:
         base = BASELINES[model]
-        statement = f"{_name(model)} beats {_name(base)} (2D)"
-        lacking = [_name(m) for m in (model, base) if m not in present]
-        if lacking or arms is None:
-            claims.append(Claim(f"context-{model}", statement, RULE, Verdict.UNRESOLVED,
-                                caveats=tuple(f"Missing: runs of {n} in the context study."
-                                              for n in lacking)))
+        if not {model, base} & measured:
             continue
-        comp = arms.compare(f"{_name(model)} - {_name(base)}", model, base)
-        n_seeds = arms.n_seeds([model, base])
-        caveats = ((f"{n_seeds} seed{'s' * (n_seeds != 1)} of the {SEEDS_WANTED} planned.",)
-                   if n_seeds < SEEDS_WANTED else ())
-        claims.append(Claim(f"context-{model}", statement, RULE,
-                            interval_verdict(comp.ci_low, comp.ci_high), comp.difference,
-                            comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects, caveats,
-                            (comp,)))
-    return claims
+        row: dict[str, Any] = {"model": model, "display_name": _name(model), "baseline": base,
+                               "baseline_name": _name(base)}
+        for metric in LEVEL_METRICS:
+            for arm, who in zip(ARMS, (model, base)):
+                for k in ("point", "ci_low", "ci_high"):
+                    row[f"{metric}_{arm}_{k}"] = (float(shown.loc[(who, str(metric)), k])
+                                                  if (who, str(metric)) in shown.index
+                                                  else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def status_sentence(profile: str, study: dict[str, Any] | None,
+                    about: dict[str, Any] | None) -> str:
+    """What the bundle holds of the context study, as one sentence of Markdown for the chapter
+    (commands and names in backticks), and when something is missing, the command that makes
+    it. ``study``: ``bundle.json``'s ``studies.context`` (``n_runs``, ``models``,
+    ``source_fingerprint``); ``about``: the group's level tables' ``about.json``."""
+    name = group(profile)
+    study = study or {}
+    n_runs = int(study.get("n_runs") or 0)
+    if not n_runs:
+        return (f"This results bundle has no run of the context study yet (group `{name}`), "
+                "so its tables below are empty and every verdict is not resolved at this "
+                f"scale: `{SCRIPT}` trains its models on the cpu profile (`spineseg main "
+                "--context-models` on any profile), `spineseg aggregate` tables them and "
+                f"`{levels_command(profile)}` measures their levels.")
+    models = study.get("models") or []
+    code = str(study.get("source_fingerprint") or "")[:12]
+    text = (f"The group (`{name}`) holds {n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
+            f"model{'s' * (len(models) != 1)}, "
+            + (f"all of code version `{code}`." if code else "of more than one code version."))
+    measured = int((about or {}).get("records") or 0)
+    if not measured:
+        return text + (f" Their levels have not been measured yet "
+                       f"(`{levels_command(profile)}`), so the level tables below are empty.")
+    n_subjects = (about or {}).get("n_subjects")
+    return text + (f" The level tables measure {measured} of them"
+                   + (f" on {n_subjects} test subjects." if n_subjects else "."))
+
+
+def context_caveats(b: Bundle) -> list[str]:
+    """What every verdict of the context chapter stands on, first on its page: the study's
+    caveats (:func:`spineseg_core.report.claims.study_caveats`, from ``dataset.json``) and the
+    context group's code version against the main runs' (``bundle.json``)."""
+    bundle = b.json("bundle.json") or {}
+    study = (bundle.get("studies") or {}).get(STUDY) or {}
+    code = str(study.get("source_fingerprint") or "")[:12]
+    if not study.get("n_runs"):
+        own = (f"The context study (group `{group(b.profile())}`) has no run in this bundle yet; "
+               "when it has, each context model is compared only with the 2D runs of that same "
+               "group, never with the main tables.")
+    else:
+        main = str(bundle.get("source_fingerprint") or "")[:12]
+        version = ("by more than one version of the code" if not code else
+                   f"by the same version of the code as the main runs (fingerprint `{code}`)"
+                   if code == main else
+                   f"by another version of the code than the main runs (fingerprint `{code}`)")
+        own = (f"The context study is a group of its own, made {version}; each context model "
+               "is compared only with the 2D runs of that same group, never with the main "
+               "tables.")
+    return [*study_caveats(b.json("dataset.json")), own]
 
 
 SUMMARY_METRICS: tuple[str, ...] = ("dice", "dice3d_mean", "bg_recall", "absent_fraction",

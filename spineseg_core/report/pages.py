@@ -11,8 +11,8 @@ never an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -21,6 +21,9 @@ from spineseg_core.fingerprint import REPO
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
                                           table_html)
+
+if TYPE_CHECKING:
+    from spineseg_core.report.claims import Claim
 
 Page = dict[str, Any]
 
@@ -33,6 +36,12 @@ class Missing:
 
     def __repr__(self) -> str:
         return f"Missing({self.what!r})"
+
+
+class MarkdownText(str):
+    """Text a chapter glues with ``{glue:md}`name:myst` `` (glued as Markdown): a command in
+    backticks shows as code and keeps its ``--``, which Sphinx's smart quotes turn into a dash
+    in plain text (``{glue:text}``)."""
 
 
 PAGES: dict[str, Callable[[Bundle], Page]] = {}
@@ -334,13 +343,21 @@ def intro_page(b: Bundle) -> Page:
 
 
 def glue_names(chapter_text: str) -> set[str]:
-    """The glue names a chapter's Markdown uses (``{glue:text}`name` `` and
-    ``{glue:figure} name``)."""
+    """The glue names a chapter's Markdown uses (``{glue:text}`name` ``, ``{glue:md}`name` ``
+    and ``{glue:figure} name``)."""
     import re
 
-    inline = re.findall(r"\{glue:(?:text|any)\}`([^`:]+)", chapter_text)
+    inline = re.findall(r"\{glue:(?:text|any|md)\}`([^`:]+)", chapter_text)
     blocks = re.findall(r"^```\{glue:figure\}\s+(\S+)", chapter_text, flags=re.M)
     return set(inline) | set(blocks)
+
+
+def markdown_glue_names(chapter_text: str) -> set[str]:
+    """The names a chapter glues as Markdown (``{glue:md}``): their values must be
+    :class:`MarkdownText`, and only theirs."""
+    import re
+
+    return set(re.findall(r"\{glue:md\}`([^`:]+)", chapter_text))
 
 
 def placeholder(what: str) -> HTMLTable:
@@ -353,9 +370,14 @@ def placeholder(what: str) -> HTMLTable:
 
 
 def as_glue_value(value: Any) -> Any:
-    """What to glue for a page value (:func:`placeholder` for :class:`Missing`)."""
+    """What to glue for a page value (:func:`placeholder` for :class:`Missing`, a Markdown
+    display object for :class:`MarkdownText`)."""
     if isinstance(value, Missing):
         return placeholder(value.what)
+    if isinstance(value, MarkdownText):
+        from IPython.display import Markdown
+
+        return Markdown(str(value))
     return value
 
 
@@ -397,18 +419,21 @@ def dataset_page(b: Bundle) -> Page:
     # The phantom against a real T2 scan (spineseg calibrate), kept beside the bundles.
     cal_path = (b.root / "phantom_vs_real.csv") if b.root is not None else None
     cal = pd.read_csv(cal_path) if cal_path is not None and cal_path.is_file() else None
-    cal_keys = ("cal_disc_real", "cal_cases", "cal_csf_body_real", "cal_csf_body_ph",
-                "cal_marrow_real", "cal_marrow_ph")
     if cal is None:
-        out.update({k: MISSING for k in cal_keys}, ds_calibration=Missing("phantom_vs_real.csv"))
+        out.update(cal_summary="The table of spineseg calibrate (phantom_vs_real.csv, kept "
+                               "beside the results bundles) is not in this results folder, so "
+                               "its figures are not shown here.",
+                   ds_calibration=Missing("phantom_vs_real.csv (spineseg calibrate)"))
     else:
         c = cal.set_index("statistic")
-        out.update(cal_disc_real=num(c.loc["disc_body_ratio", "real"]),
-                   cal_cases=str(int(c.phantom_cases.max())),
-                   cal_csf_body_real=num(c.loc["csf_body_ratio", "real"]),
-                   cal_csf_body_ph=num(c.loc["csf_body_ratio", "phantom_mean"]),
-                   cal_marrow_real=num(c.loc["marrow_cv", "real"]),
-                   cal_marrow_ph=num(c.loc["marrow_cv", "phantom_mean"]),
+        out.update(cal_summary=(
+                       f"spineseg calibrate writes the table over "
+                       f"{int(c.phantom_cases.max())} phantom cases: disc/body "
+                       f"{num(c.loc['disc_body_ratio', 'real'])} on the real sample (its dark "
+                       f"discs), CSF/body {num(c.loc['csf_body_ratio', 'real'])} real vs "
+                       f"{num(c.loc['csf_body_ratio', 'phantom_mean'])} phantom, marrow "
+                       f"coefficient of variation {num(c.loc['marrow_cv', 'real'])} vs "
+                       f"{num(c.loc['marrow_cv', 'phantom_mean'])}."),
                    ds_calibration=table_html(cal, columns_for(cal, {
                        "description": "Statistic", "real": "Real T2 sample",
                        "phantom_mean": "Phantom mean", "phantom_sd": "Phantom sd",
@@ -518,6 +543,32 @@ def reproducibility_page(b: Bundle) -> Page:
 
 # --- the losses ----------------------------------------------------------------------------
 
+LOSS_SCRIPT = "scripts/rerun_cpu_study.sh"
+"""What makes the loss-comparison runs of the cpu profile (U-Net and MiniSeg, every loss)."""
+
+
+def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> MarkdownText:
+    """What the loss comparison holds, as one sentence of Markdown: the models trained with
+    two losses or more, the losses and the best by mean Dice (``table``: mean Dice per model
+    and loss, a row per model trained with two or more), or, when there is none, that the runs
+    are not there yet and which command makes them."""
+    from spineseg_core.models import model_info
+    from spineseg_core.report.claims import LOSS_MODELS
+
+    if table is None or not len(table):
+        names = " and ".join(model_info(m).display_name for m in LOSS_MODELS)
+        return MarkdownText(
+            f"No model of this bundle has been trained with two of the losses yet (groups "
+            f"`{profile}-loss-<loss>` hold no run), so the figure and table below are empty: "
+            f"`{LOSS_SCRIPT}` trains {names} with each loss on the cpu profile (`spineseg main "
+            "--loss-models` on any profile), and `spineseg aggregate` tables them.")
+    n = len(table)
+    return MarkdownText(
+        f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
+        f"losses ({', '.join(f'`{c}`' for c in table.columns)}); `{table.mean().idxmax()}` gave "
+        "the best mean Dice over them.")
+
+
 @page("losses")
 def losses_page(b: Bundle) -> Page:
     import seaborn as sns
@@ -531,13 +582,18 @@ def losses_page(b: Bundle) -> Page:
     out: Page = {"default_loss": str(TrainConfig.loss), "bg_recall_min": f"{BG_RECALL_MIN:.0%}",
                  "absent_max": f"{ABSENT_MAX:.0%}"}
     if variants is None:
-        out.update(variants_rule=MISSING, variants_epochs=MISSING,
+        out.update(variants_rule="This bundle has no loss_variants.csv, the experiment's table "
+                                 "(scripts/loss_variants.py writes it), so the rule's answer "
+                                 "cannot be shown here.",
+                   variants_budget="its budget is recorded in loss_variants.csv, which this "
+                                   "bundle lacks",
                    lo_variants=Missing("loss_variants.csv (scripts/loss_variants.py)"))
     else:
         chosen, reason = choose_default(variants)
         shown = variants_table(variants)
-        out.update(variants_rule=f"{chosen}: {reason}",
-                   variants_epochs=str(int(variants["epochs"].iloc[0])),
+        epochs = int(variants["epochs"].iloc[0])
+        out.update(variants_rule=f"The rule gave {chosen}: {reason}.",
+                   variants_budget=f"{epochs} epoch{'s' * (epochs != 1)}",
                    lo_variants=table_html(shown, [Column("loss", "Loss")] + [
                        Column(c, c.replace("absent", "absent (%)").replace("Dice", "Dice (%)")
                               .replace("bg recall", "bg recall (%)"), Kind.NUMBER,
@@ -554,13 +610,12 @@ def losses_page(b: Bundle) -> Page:
         per = losses.groupby(["display_name", "loss"])["dice"].mean().reset_index()
         table = per.pivot(index="display_name", columns="loss", values="dice")
         table = table[table.notna().sum(axis=1) >= 2]
+    profile = b.profile()
+    out["loss_runs"] = loss_runs_sentence(profile, table)
     if table is None or not len(table):
-        out.update(loss_models="0", loss_names=MISSING, loss_best_overall=MISSING,
-                   lo_bars=Missing("losses.csv (runs of <profile>-loss-<loss>/)"),
-                   lo_table=Missing("losses.csv"))
+        groups = f"{profile}-loss-<loss>: {LOSS_SCRIPT}"
+        out.update(lo_bars=Missing(f"losses.csv ({groups})"), lo_table=Missing("losses.csv"))
         return out
-    out.update(loss_models=str(len(table)), loss_names=", ".join(table.columns),
-               loss_best_overall=table.mean().idxmax())
     fig, ax = plt.subplots(figsize=(9, 3.8))
     sub = losses[losses.display_name.isin(table.index)]
     sns.barplot(data=sub.assign(dice=100 * sub.dice), x="display_name", y="dice", hue="loss",
@@ -581,22 +636,32 @@ def losses_page(b: Bundle) -> Page:
 
 @page("context")
 def context_page(b: Bundle) -> Page:
-    """The context study (group ``<profile>-context``): what each model is fed, its scores over
-    seeds, and the rule's verdict per context model (:mod:`spineseg_core.report.context`)."""
+    """The context study (group ``<profile>-context``): what the bundle holds of it, what each
+    model is fed, its scores over seeds, the rule's verdict per context model, and its level
+    identification beside its 2D baseline's (:mod:`spineseg_core.report.context`)."""
+    from spineseg_core.levels.study import Metric, bundle_folder
     from spineseg_core.report.claims import comparisons_figure, verdict_table
-    from spineseg_core.report.context import context_claims, context_summary
+    from spineseg_core.report.context import (ARMS, context_claims, context_level_claims,
+                                              context_levels, context_summary, group,
+                                              levels_command, status_sentence)
 
     bundle = b.json("bundle.json") or {}
+    profile = b.profile()
+    levels = bundle_folder(group(profile)).as_posix()
     study = (bundle.get("studies") or {}).get("context") or {}
     table, per_case = b.csv("context.csv"), b.csv("context_per_case.csv")
+    about = b.json(f"{levels}/about.json")
     claims = context_claims(per_case)
-    out: Page = {"cx_runs": str(study.get("n_runs", 0)),
-                 "cx_fingerprint": str(study.get("source_fingerprint") or "")[:12] or MISSING,
-                 "cx_verdicts": ", ".join(f"{c.statement.split(' beats ')[0]}: "
-                                          f"{c.verdict}" for c in claims)}
+    level_claims = context_level_claims(b.csv(f"{levels}/subjects.csv"),
+                                        n_boot=int((about or {}).get("n_boot", 1000)))
+    out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
+                 "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
+                 "cx_level_verdicts": _verdicts_sentence(
+                     level_claims, "no context model's levels have been measured")}
     summary = context_summary(table)
     if summary is None:
-        out["cx_table"] = Missing("context.csv (scripts/context_study.sh, then spineseg aggregate)")
+        out["cx_table"] = Missing(f"context.csv ({group(profile)}: scripts/context_study.sh, "
+                                  "then spineseg aggregate)")
     else:
         kinds = {"slice": "one slice", "stack": "slices as channels", "volume": "whole volume"}
 
@@ -624,14 +689,72 @@ def context_page(b: Bundle) -> Page:
             notes=["Mean ± sd over seeds (no sd for one seed). Dice, slices: the paper's "
                    "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
                    "its volume, mean over subjects."])
-    verdicts = verdict_table(claims).rename(columns={"claim": "comparison"})
-    out["cx_verdicts_table"] = table_html(verdicts, columns_for(
-        verdicts, {c: c[0].upper() + c[1:] for c in verdicts.columns}),
-        dash_note="not measured: the model or its baseline has no run yet")
-    fig = comparisons_figure(claims)
-    out["cx_forest"] = fig
-    plt.close(fig)
+    if any(c.comparisons for c in claims):
+        out["cx_verdicts_table"] = _context_verdicts(
+            verdict_table(claims, caveats=True),
+            "not measured: the model or its baseline has no run yet")
+        fig = comparisons_figure(claims)
+        out["cx_forest"] = fig
+        plt.close(fig)
+    else:
+        out["cx_verdicts_table"] = out["cx_forest"] = Missing(
+            f"context_per_case.csv (runs of a context model and its baseline in "
+            f"{group(profile)})")
+
+    rates = context_levels(b.csv(f"{levels}/summary.csv"))
+    if rates is None:
+        out["cx_levels_table"] = Missing(f"{levels}/summary.csv ({levels_command(profile)})")
+    else:
+        def rate(metric: str, arm: str):
+            def write(r: pd.Series) -> str:
+                point, low, high = (r[f"{metric}_{arm}_{k}"] for k in ("point", "ci_low",
+                                                                        "ci_high"))
+                if pd.isna(point):
+                    return DASH
+                return f"{pct(point)} ({pct(low)} to {pct(high)})"
+            return write
+
+        label = {Metric.IDENTIFICATION: "Levels named right (%)",
+                 Metric.ALL_RIGHT: "Subjects with every level right (%)"}
+        out["cx_levels_table"] = table_html(rates, [
+            Column("display_name", "Model"), Column("baseline_name", "2D baseline")] + [
+            Column(f"{metric}_{arm}", f"{label[metric]}, "
+                   f"{'context model' if arm == 'model' else '2D baseline'}",
+                   write=rate(metric, arm)) for metric in label for arm in ARMS],
+            notes=["As each model predicts (no relabelling): point estimate (95 % CI over seeds "
+                   "and test subjects), from spineseg levels. Levels: the vertebrae and discs "
+                   "present in each subject's reference, each named by the label the model "
+                   "gives most of its voxels."],
+            dash_note="not measured: the model has no level tables yet")
+    out["cx_level_verdicts_table"] = (
+        _context_verdicts(verdict_table(level_claims, unit="points", caveats=True),
+                          "not measured: the model or its baseline has no level tables yet")
+        if any(c.comparisons for c in level_claims) else
+        Missing(f"{levels}/subjects.csv (level tables of a context model and its baseline: "
+                f"{levels_command(profile)})"))
     return out
+
+
+def _verdicts_sentence(claims: Sequence[Claim], none: str) -> str:
+    """The verdicts of a context rule (one claim per model of
+    :data:`~spineseg_core.report.context.BASELINES`, in its order) in one sentence, "model:
+    verdict, ...", or when no comparison could be made, ``none`` and what that leaves."""
+    from spineseg_core.models import model_info
+    from spineseg_core.report.claims import Verdict
+    from spineseg_core.report.context import BASELINES
+
+    if not any(c.comparisons for c in claims):
+        return f"{none} yet, so each comparison is {Verdict.UNRESOLVED}"
+    return ", ".join(f"{model_info(m).display_name}: {c.verdict}"
+                     for m, c in zip(BASELINES, claims, strict=True))
+
+
+def _context_verdicts(verdicts: pd.DataFrame, dash_note: str) -> HTMLTable:
+    """A context rule's :func:`~spineseg_core.report.claims.verdict_table` as shown, each
+    claim a comparison."""
+    verdicts = verdicts.rename(columns={"claim": "comparison"})
+    return table_html(verdicts, columns_for(
+        verdicts, {c: c[0].upper() + c[1:] for c in verdicts.columns}), dash_note=dash_note)
 
 
 # --- level identification (its page function lives with its package) ----------------------
