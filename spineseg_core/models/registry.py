@@ -132,8 +132,8 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") \
-            from None
+        raise ConfigError(f"unknown model {name!r}; valid models: "
+                          f"{', '.join(list_models(None))}") from None
 
 
 def build_model(name: str, in_channels: int | None = None, num_classes: int = 20,
