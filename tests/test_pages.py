@@ -221,3 +221,19 @@ def test_alt_texts_are_not_path_like(chapter):
     alts = [line.split(":alt:", 1)[1].strip() for line in text.splitlines()
             if line.startswith(":alt:")]
     assert not [a for a in alts if not a or PATH_LIKE.search(a)], chapter
+
+
+def test_a_curve_too_short_for_a_gain_shows_a_footnoted_dash(tmp_path):
+    """One epoch (a smoke study) has no gain per epoch: the convergence table shows the dash
+    with its footnote, not a placeholder."""
+    import pandas as pd
+
+    from spineseg_core.report.tables import DASH
+
+    pd.DataFrame([{"model": "unet", "display_name": "U-Net", "epochs": 1, "first_dice": 0.1,
+                   "best_dice": 0.1, "best_epoch": 1, "steepest_gain": float("nan"),
+                   "last_gain": float("nan"), "past_steep": False}]).to_csv(
+        tmp_path / "convergence.csv", index=False)
+    table = build_page("convergence", Bundle(tmp_path))["cv_table"]
+    assert DASH in table.text and "too short to measure a gain" in table.text
+    assert MISSING not in table.text

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from spineseg_core.fingerprint import REPO
-from spineseg_core.report.bundle import MISSING, Bundle, num, pct
+from spineseg_core.report.bundle import MISSING, Bundle, missing, num, pct
 from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
                                           table_html)
 
@@ -168,8 +168,8 @@ def convergence_page(b: Bundle) -> Page:
                    cv_table=Missing("convergence.csv"))
         return out
     past = conv["past_steep"].astype(bool)
-    def gain(key: str) -> Callable[[pd.Series], str]:
-        return lambda r: num(100 * r[key], 2)
+    def gain(key: str) -> Callable[[pd.Series], str]:  # a dash (footnoted) for a short curve
+        return lambda r: DASH if missing(r[key]) else num(100 * r[key], 2)
     out.update(
         cv_n_past=str(int(past.sum())), cv_n_models=str(len(conv)),
         cv_still_steep=", ".join(conv.loc[~past, "display_name"]) or "none",
