@@ -237,3 +237,23 @@ def test_a_curve_too_short_for_a_gain_shows_a_footnoted_dash(tmp_path):
     table = build_page("convergence", Bundle(tmp_path))["cv_table"]
     assert DASH in table.text and "too short to measure a gain" in table.text
     assert MISSING not in table.text
+
+
+def test_the_background_check_names_the_runs_that_fail_it(tmp_path):
+    """A run passes with >= 98 % background recall and < 1 % of pixels labelled as an absent
+    structure; the sentence names the others by model and seed."""
+    import pandas as pd
+
+    pd.DataFrame([
+        {"model": "unet", "display_name": "U-Net", "seed": 0, "bg_recall": 0.99,
+         "absent_fraction": 0.001},
+        {"model": "danet", "display_name": "DANet", "seed": 0, "bg_recall": 0.976,
+         "absent_fraction": 0.0},
+        {"model": "danet", "display_name": "DANet", "seed": 1, "bg_recall": 0.99,
+         "absent_fraction": 0.02}]).to_csv(tmp_path / "runs.csv", index=False)
+    values = build_page("results", Bundle(tmp_path))
+    assert values["t1_sane_text"] == (
+        "1 of 3 runs pass it; DANet (seeds 0, 1) do not, and their scores above measure a model "
+        "that has not learned to leave background alone.")
+    html = values["t1_sanity"].text
+    assert html.count(">no<") == 2 and html.count(">yes<") == 1 and "97.60" in html

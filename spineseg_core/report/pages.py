@@ -108,12 +108,48 @@ def results_page(b: Bundle) -> Page:
     off = None
     if runs is not None and "budget_exceptions" in runs:
         off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
+    out.update(_sanity_values(runs))
     out["t1_n_off"] = str(0 if off is None else len(off))
     out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
                                       Column("seed", "Seed", Kind.INTEGER),
                                       Column("budget_exceptions", "Differs from the profile")])
                      if off is not None and len(off)
                      else HTMLTable("<p>Every run kept the profile's budget.</p>"))
+    return out
+
+
+def _sanity_values(runs: pd.DataFrame | None) -> Page:
+    """The protocol's check of each run (:func:`spineseg_core.study.loss_study.is_sane`):
+    background predicted as background on at least ``BG_RECALL_MIN`` of its pixels, under
+    ``ABSENT_MAX`` of the pixels labelled as a structure the case does not contain."""
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, is_sane
+
+    out: Page = {"t1_bg_min": f"{BG_RECALL_MIN:.0%}", "t1_absent_max": f"{ABSENT_MAX:.0%}"}
+    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+        out.update(t1_sane_text="No run is in the bundle yet.",
+                   t1_sanity=Missing("runs.csv"))
+        return out
+    t = runs.assign(sane=[is_sane(b, a) for b, a in zip(runs["bg_recall"],
+                                                        runs["absent_fraction"])])
+    bad = t[~t["sane"]]
+    failing = "; ".join(f"{m} (seed{'s' if len(g) > 1 else ''} "
+                        f"{', '.join(str(int(x)) for x in g['seed'])})"
+                        for m, g in bad.groupby("display_name", sort=False))
+    one = len(bad) == 1
+    out["t1_sane_text"] = (
+        f"All {len(t)} runs pass it." if bad.empty else
+        f"{len(t) - len(bad)} of {len(t)} runs pass it; {failing} {'does' if one else 'do'} "
+        f"not, and {'its' if one else 'their'} scores above measure a model that has not "
+        "learned to leave background alone.")
+    out["t1_sanity"] = table_html(t, [
+        Column("display_name", "Model"), Column("seed", "Seed", Kind.INTEGER),
+        Column("bg_recall", "Background predicted as background (%)", Kind.PERCENT, 2),
+        Column("absent_fraction", "Pixels labelled as an absent structure (%)",
+               Kind.PERCENT, 3),
+        Column("sane", "Passes", write=lambda r: "yes" if bool(r["sane"]) else "no")],
+        notes=[f"Held-out test set, full field of view. A run passes with at least "
+               f"{BG_RECALL_MIN:.0%} background recall and under {ABSENT_MAX:.0%} of the "
+               "pixels labelled as a structure the case does not contain."])
     return out
 
 
