@@ -60,6 +60,8 @@ def hard_case_table(subjects: Mapping[str, pd.DataFrame], group: str, n_boot: in
                 hs = h[(h["stage"] == stage) & h["case_id"].isin(cases)]
                 ds = d[(d["stage"] == stage) & d["case_id"].isin(cases)]
                 for metric in _RATES:
+                    # The paired two-arm bootstrap of the relabelling, reused: its "before"
+                    # arm is the default twin, its "after" arm the hard twin.
                     iv = stage_intervals(_frame(ds, metric), _frame(hs, metric), "recall",
                                          n_boot, seed)
                     rows.append({"model": model, "display_name": display_name(model),
