@@ -7,6 +7,7 @@
 # results/cpu/runs/cpu-context/ as runs finish; stop it at any time and run it again to go on.
 #
 #   scripts/context_study.sh            # RUNS=runs by default: checkpoints, never committed
+#   SEEDS="0" scripts/context_study.sh   # some seeds only (default 0 1 2)
 #
 # One code version: the runs are made by the commit CODE_COMMIT (source fingerprint
 # $FINGERPRINT), checked out once into .study-code/ (git worktree) and imported from there, so
@@ -28,7 +29,7 @@ if [ "$got" != "$FINGERPRINT" ]; then
     exit 1
 fi
 RUNS=$(realpath -m "${RUNS:-runs}")
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
     (cd "$code" && PYTHONPATH="$code" "$here/.venv/bin/python" -m spineseg_core study \
         --profile cpu --runs-dir "$RUNS" --records-dir "$here/results/cpu/runs" \
         --no-aggregate --poll-s 30 --variant context --seeds "$seed" \

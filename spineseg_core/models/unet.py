@@ -49,7 +49,34 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([skip, self.up(below)], dim=1))
 
 
-class UNet(nn.Module):
+class SkipEncoderDecoder(nn.Module):
+    """The U-Net's skeleton: ``stem``, ``down`` blocks whose outputs are kept as skips, ``up``
+    blocks that each merge the map below with one skip (deepest first), and a 1x1 ``head``.
+
+    Subclasses build the modules and say in :meth:`decode` how one ``up`` block merges; the 2D
+    and 3D U-Nets share this forward pass.
+    """
+
+    stem: nn.Module
+    down: nn.ModuleList
+    up: nn.ModuleList
+    head: nn.Module
+
+    def decode(self, up: nn.Module, below: Tensor, skip: Tensor) -> Tensor:
+        """One decoder step: ``up`` merges the deeper map ``below`` with ``skip``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = [self.stem(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        y = skips.pop()
+        for up in self.up:
+            y = self.decode(up, y, skips.pop())
+        return self.head(y)
+
+
+class UNet(SkipEncoderDecoder):
     """Encoder of ``depth`` max-poolings, symmetric decoder with skip concatenation.
 
     Widths are ``base_width * 2**i``. With ``bilinear=True`` the bottleneck keeps the width
@@ -80,14 +107,8 @@ class UNet(nn.Module):
             below = out
         self.head = nn.Conv2d(below, num_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.up:
-            y = up(y, skips.pop())
-        return self.head(y)
+    def decode(self, up: nn.Module, below: Tensor, skip: Tensor) -> Tensor:
+        return up(below, skip)  # an UpBlock: upsample x2, concatenate, DoubleConv
 
 
 @register_model("unet", display_name="U-Net", family=Family.UNET, pad_multiple=16)

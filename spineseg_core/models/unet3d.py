@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.models.registry import Family, InputKind, register_model
+from spineseg_core.models.unet import SkipEncoderDecoder
 
 DEPTH_POOLED = 2
 """How many of the poolings (the deepest ones) also halve the depth (across slices)."""
@@ -33,7 +34,7 @@ class DoubleConv3d(nn.Sequential):
             nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True))
 
 
-class UNet3D(nn.Module):
+class UNet3D(SkipEncoderDecoder):
     """Encoder of ``depth`` max-poolings (in-plane always, across slices at the deepest
     ``depth_pooled``), symmetric decoder with skip concatenation and trilinear upsampling."""
 
@@ -61,17 +62,11 @@ class UNet3D(nn.Module):
             below = out
         self.head = nn.Conv3d(below, num_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.up:
-            skip = skips.pop()
-            y = nn.functional.interpolate(y, size=skip.shape[2:], mode="trilinear",
+    def decode(self, up: nn.Module, below: Tensor, skip: Tensor) -> Tensor:
+        # trilinear to the skip's own size: depth is not halved at every level
+        below = nn.functional.interpolate(below, size=skip.shape[2:], mode="trilinear",
                                           align_corners=False)
-            y = up(torch.cat([skip, y], dim=1))
-        return self.head(y)
+        return up(torch.cat([skip, below], dim=1))
 
 
 @register_model("unet3d", display_name="3D U-Net", family=Family.CONTEXT,
