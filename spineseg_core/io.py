@@ -8,6 +8,7 @@ truncated file behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -50,6 +51,13 @@ def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
     """Atomically write ``target`` with ``writer(tmp_path)`` (e.g. ``df.to_csv``)."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each non-finite float (NaN, inf) made ``None``: strict JSON has no NaN,
+    and a metric that is undefined (no such structure in any case) must read as missing."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in values.items()}
 
 
 def read_json(path: str | Path, missing: str = "missing") -> Any:

@@ -123,6 +123,17 @@ def test_atomic_write_leaves_a_readable_file(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o644
 
 
+def test_finite_or_none_blanks_only_non_finite_floats(tmp_path):
+    got = io.finite_or_none({"dice": float("nan"), "hd95": float("inf"), "miou": 0.5,
+                             "epochs": 6, "model": "unet", "ok": None})
+    assert got == {"dice": None, "hd95": None, "miou": 0.5, "epochs": 6, "model": "unet",
+                   "ok": None}
+    io.write_json(tmp_path / "m.json", got)
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # JSON readers outside Python refuse them
+    assert io.read_json(tmp_path / "m.json")["dice"] is None
+
+
 def test_parse_choice_names_the_parameter_and_the_valid_values():
     from spineseg_core.errors import ConfigError, parse_choice
     from spineseg_core.labels import LabelKind

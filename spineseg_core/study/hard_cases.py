@@ -162,7 +162,7 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.test_volumes}
     summary = write_final_results(out, res, spacing, with_hd95=False)
     source = run.load_metrics()
-    metrics = {**{k: (None if v != v else v) for k, v in summary.items()},
+    metrics = {**io.finite_or_none(summary),
                "evaluated_on": f"hard:{hard.value}",
                **{k: source.get(k) for k in ("best_epoch", "val_dice", "epochs_completed",
                                              "train_seconds", "params", "model", "profile",

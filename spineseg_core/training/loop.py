@@ -49,7 +49,7 @@ from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig
 from spineseg_core.training.device import resolve_device
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
-from spineseg_core.io import write_json, write_with
+from spineseg_core.io import finite_or_none, write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import InputKind, build_model, model_info
 from spineseg_core.training.precision import Precision
@@ -246,11 +246,6 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, run: RunFolder) ->
                           "use resume=False to start over or choose another out_dir")
 
 
-def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}
-
-
 def _history_row(epoch: int, train_loss: float, val: dict[str, float] | None, val_loss: float,
                  lr: float, seconds: float) -> dict[str, float]:
     val = val or {}
@@ -430,7 +425,7 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.test_volumes}
     summary = write_final_results(run, res, spacing, with_hd95=cfg.hd95)
     metrics = {
-        **_nan_to_none(summary), "evaluated_on": "test", "best_epoch": best_epoch,
+        **finite_or_none(summary), "evaluated_on": "test", "best_epoch": best_epoch,
         "val_dice": best_val_dice if math.isfinite(best_val_dice) else None,
         "epochs_completed": epochs_completed, "train_seconds": round(train_seconds, 3),
         "test_seconds": round(time.perf_counter() - t0, 3),
