@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from spineseg_core.data.phantom_hard import read_manifest
 from spineseg_core.errors import ConfigError, DataError
@@ -54,6 +55,56 @@ def test_scoring_the_runs_own_test_folder_gives_back_its_test_results(smoke, tmp
     assert metrics["dice"] == pytest.approx(run.load_metrics()["dice"])
     assert metrics["evaluated_on"] == "hard:fov_cut"
     assert run_config(again) == run_config(run)  # the source run's configuration, as it was
+
+
+@pytest.mark.parametrize("model, kwargs", [
+    ("unet_25d3", {"base_width": 4, "depth": 2}),
+    ("unet3d", {"base_width": 4, "depth": 2, "depth_pooled": 1})])
+def test_context_models_are_rescored_exactly_as_they_were_tested(model, kwargs, tmp_path,
+                                                                 monkeypatch):
+    """A 2.5D run (neighbour slices as channels) and a 3D run (whole volumes) take their inputs
+    the way they trained: rescoring their own test folder gives back their test results."""
+    monkeypatch.setenv("SPINESEG_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "runs" / "smoke-context" / model / "seed_0" / "fold_0"
+    cfg = resolve_config("smoke", model=model, out_dir=run_dir, image_size=32, threads=1,
+                         epochs=1, model_kwargs=kwargs)
+    loop.run_training(cfg)
+    score_hard_set(run_dir, HardSet.SACRALISED_L5, tmp_path / "again",
+                   test_dir=loop.test_root(cfg))
+    run, again = RunFolder(run_dir), RunFolder(tmp_path / "again")
+    pd.testing.assert_frame_equal(again.load_per_case(), run.load_per_case())
+    with np.load(run.predictions) as a, np.load(again.predictions) as b:
+        assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["mask"], b["mask"])
+
+    # One epoch leaves a constant prediction, which any input would give back. So give the run
+    # random weights (outputs that vary with the input) and check the rescoring against
+    # spineseg predict's own way of feeding a volume (training.predict.segment_volume).
+    from safetensors.torch import save_file
+
+    from spineseg_core.models import build_model
+    from spineseg_core.training.predict import run_precision, segment_volume
+    from spineseg_core.training.run_folder import load_model
+
+    torch.manual_seed(1)
+    weights = build_model(model, **kwargs).state_dict()
+    for name, w in weights.items():  # no bias: the head's would outweigh the input's signal
+        if name.endswith(".bias"):
+            w.zero_()
+    save_file(weights, str(run.checkpoint_best))
+    score_hard_set(run_dir, HardSet.SACRALISED_L5, tmp_path / "random",
+                   test_dir=loop.test_root(cfg))
+    net, precision = load_model(run_dir), run_precision(run, torch.device("cpu"))
+    with np.load(RunFolder(tmp_path / "random").predictions) as z:
+        pred, cases = z["pred"], z["case_id"]
+    assert len(np.unique(pred)) > 1
+    volumes = loop.prepare_data(cfg, slice_augment=False).test_volumes
+    depth = max(v.num_slices for v in volumes)
+    for vol in volumes:
+        image = vol.image
+        if model == "unet3d":  # scored as it was tested: padded with empty slices to the set's
+            image = np.pad(image, ((0, depth - vol.num_slices), (0, 0), (0, 0)))  # deepest
+        expected = segment_volume(net, image, torch.device("cpu"), precision=precision)
+        assert np.array_equal(pred[cases == vol.case_id], expected[:vol.num_slices]), vol.case_id
 
 
 def test_every_set_is_scored_on_twins_of_the_test_subjects_and_recorded_once(smoke):
