@@ -71,6 +71,22 @@ def test_a_volume_item_is_padded_to_the_deepest_volume():
         VolumeDataset([_volume("a", 3)], depth=2)
 
 
+def test_a_scored_volume_keeps_its_own_depth_and_comes_one_to_a_batch():
+    from spineseg_core.training.config import resolve_config
+    from spineseg_core.training.loop import eval_loader
+
+    data = VolumeDataset([_volume("a", 3), _volume("b", 5)], own_depth=True)
+    assert data.batch_limit == 1 and data.n_slices == 8
+    assert data[0]["image"].shape == (1, 3, 8, 8) and data[1]["mask"].shape == (5, 8, 8)
+    assert data[0]["image"][0, :, 0, 0].tolist() == [1.0, 2.0, 3.0]
+    cfg = resolve_config("smoke", batch_size=4)
+    assert [b["image"].shape[2] for b in eval_loader(data, cfg)] == [3, 5]
+    padded = VolumeDataset([_volume("a", 3), _volume("b", 5)])
+    assert padded.batch_limit is None and eval_loader(padded, cfg).batch_size == 4
+    with pytest.raises(ValueError, match="pads nothing"):
+        VolumeDataset([_volume("a", 3)], depth=4, own_depth=True)
+
+
 def test_a_volume_is_augmented_slice_by_slice_and_cropped_as_one_band():
     seen = []
 

@@ -133,8 +133,8 @@ def build_datasets(data_dir: str | Path, *, image_size: int, cache_dir: str | Pa
     if volumetric:
         if context != 1:
             raise ConfigError(f"a volume dataset takes no slice context, got context={context}")
-        sets = (VolumeDataset(train_vols, transform, crop=crop), VolumeDataset(val_vols),
-                VolumeDataset(test_vols))
+        sets = (VolumeDataset(train_vols, transform, crop=crop),
+                VolumeDataset(val_vols, own_depth=True), VolumeDataset(test_vols, own_depth=True))
     else:
         sets = (SliceDataset(train_vols, transform, crop=crop, context=context),
                 SliceDataset(val_vols, context=context), SliceDataset(test_vols, context=context))

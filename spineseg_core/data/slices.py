@@ -92,17 +92,25 @@ class VolumeDataset(Dataset):
     """Every volume of ``volumes`` whole, for a 3D model; its slices are the same as
     :class:`SliceDataset`'s, so a 3D run is scored slice by slice like a 2D one.
 
-    Volumes are padded across slices to one ``depth`` (default: the deepest volume) with zero
-    images and background masks, so that a batch stacks; ``num_slices`` says which slices are
-    the volume's own (evaluation drops the rest). Training augmentation is the 2D runs': each
+    Training volumes are padded across slices to one ``depth`` (default: the deepest volume)
+    with zero images and background masks, so that a batch stacks; ``num_slices`` says which
+    slices are the volume's own (evaluation drops the rest). A scored set takes
+    ``own_depth=True``: each volume comes at its own depth, one to a batch
+    (:attr:`batch_limit`), so that a subject's prediction does not depend on the other subjects
+    of its set (padding reaches the volume's edge slices through the deeper layers) and is the
+    one ``spineseg predict`` gives for the same image. Training augmentation is the 2D runs': each
     slice goes through ``transform`` as a slice item, independently (the same per-slice
     probabilities), and ``crop`` cuts the whole volume to one random band around its spine.
     """
 
     def __init__(self, volumes: Sequence[Volume], transform: Callable[[SliceItem], SliceItem] | None = None,
-                 *, crop: RandomSpineBand | None = None, depth: int | None = None) -> None:
+                 *, crop: RandomSpineBand | None = None, depth: int | None = None,
+                 own_depth: bool = False) -> None:
         self.volumes = [v for v in volumes if v.mask is not None]
         deepest = max((v.num_slices for v in self.volumes), default=0)
+        if own_depth and depth is not None:
+            raise ValueError("own_depth=True pads nothing: give no depth")
+        self.own_depth = own_depth
         self.depth = deepest if depth is None else depth
         if self.depth < deepest:
             raise ValueError(f"depth {self.depth} is less than the deepest volume's "
@@ -116,6 +124,11 @@ class VolumeDataset(Dataset):
         return len(self.volumes)
 
     @property
+    def batch_limit(self) -> int | None:
+        """The most items a batch can stack: 1 when each volume keeps its own depth."""
+        return 1 if self.own_depth else None
+
+    @property
     def n_slices(self) -> int:
         """The volumes' own slices (padding left out)."""
         return sum(v.num_slices for v in self.volumes)
@@ -127,8 +140,9 @@ class VolumeDataset(Dataset):
     def __getitem__(self, i: int) -> VolumeItem:
         vol = self.volumes[i]
         n = vol.num_slices
-        image = torch.zeros((1, self.depth, *vol.image.shape[1:]), dtype=torch.float32)
-        mask = torch.zeros((self.depth, *vol.image.shape[1:]), dtype=torch.int64)
+        depth = n if self.own_depth else self.depth
+        image = torch.zeros((1, depth, *vol.image.shape[1:]), dtype=torch.float32)
+        mask = torch.zeros((depth, *vol.image.shape[1:]), dtype=torch.int64)
         image[0, :n] = torch.from_numpy(np.array(vol.image, dtype=np.float32))
         mask[:n] = torch.from_numpy(vol.mask.astype(np.int64))
         if self.crop is not None:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, DataError
@@ -125,7 +124,7 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     from spineseg_core.losses import build_loss
     from spineseg_core.training.device import resolve_device
     from spineseg_core.training.evaluate import evaluate, write_final_results
-    from spineseg_core.training.loop import prepare_data
+    from spineseg_core.training.loop import eval_loader, prepare_data
     from spineseg_core.training.precision import autocast as precision_autocast
     from spineseg_core.training.predict import run_precision
     from spineseg_core.training.step import uses_channels_last
@@ -146,7 +145,7 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     precision = run_precision(run, dev)
-    loader = DataLoader(data.test, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
+    loader = eval_loader(data.test, cfg, num_workers=0)
     res = evaluate(model, loader, dev, build_loss("ce").to(dev),
                    autocast=lambda: precision_autocast(dev, precision),
                    channels_last=channels_last, keep_slices=True)

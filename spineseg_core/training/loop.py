@@ -162,9 +162,15 @@ def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment |
 _train_loader = train_loader  # the one loader factory (train_step.train_loader)
 
 
-def _val_loader(dataset, cfg: TrainConfig, pin: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                      num_workers=cfg.num_workers, worker_init_fn=seed_worker, pin_memory=pin)
+def eval_loader(dataset, cfg: TrainConfig, pin: bool = False,
+                num_workers: int | None = None) -> DataLoader:
+    """The loader of a scored set (validation, test, a hard-case set): in order, at the run's
+    batch size or the set's own :attr:`batch_limit` if smaller (one whole volume at a time)."""
+    limit = getattr(dataset, "batch_limit", None)
+    return DataLoader(dataset, batch_size=min(cfg.batch_size, limit or cfg.batch_size),
+                      shuffle=False,
+                      num_workers=cfg.num_workers if num_workers is None else num_workers,
+                      worker_init_fn=seed_worker, pin_memory=pin)
 
 
 def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
@@ -358,7 +364,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     step = TrainStep(step_model, loss_fn, opt, device, precision=precision,
                      channels_last=channels_last, augment=gpu_augment)
     pin = device.type == "cuda"
-    val_loader = _val_loader(data.val, cfg, pin)
+    val_loader = eval_loader(data.val, cfg, pin)
     history: list[dict[str, float]] = []
     start_epoch, best_dice, best_epoch, train_seconds = 1, -math.inf, 0, 0.0
     if state is not None:
@@ -420,7 +426,7 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     the result files, then ``metrics.json`` last."""
     model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
     t0 = time.perf_counter()
-    res = evaluate(model, _val_loader(data.test, cfg, pin), device, loss_fn, autocast=autocast,
+    res = evaluate(model, eval_loader(data.test, cfg, pin), device, loss_fn, autocast=autocast,
                    channels_last=uses_channels_last(cfg), keep_slices=True)
     spacing = {v.case_id: tuple(float(s) for s in v.spacing) for v in data.test_volumes}
     summary = write_final_results(run, res, spacing, with_hd95=cfg.hd95)
