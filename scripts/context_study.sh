@@ -16,8 +16,8 @@
 set -u
 cd "$(dirname "$0")/.."
 here=$PWD
-CODE_COMMIT=${CODE_COMMIT:-5a70a60618bbfeb3b8d5dcdbc742398a34a14f72}
-FINGERPRINT=0bad2f1f0a5c
+CODE_COMMIT=${CODE_COMMIT:-3b659d31a6a2144291708d593440d866b5f34e87}
+FINGERPRINT=fdce9a6651f9
 code=$here/.study-code/${CODE_COMMIT:0:12}
 if [ ! -d "$code" ]; then
     git worktree add --detach "$code" "$CODE_COMMIT" >/dev/null || exit 1
