@@ -115,26 +115,36 @@ ALL, NONE = (1, 1, 1, 1), (0, 0, 0, 0)
 
 
 def test_level_rule_three_outcomes_by_hand():
-    """Every subject right against none (and the reverse): the share differs by 1 in every
-    replicate, so the interval is the difference itself; equal shares are a tie. The baseline's
-    relabelled rows (all right) are not read: the rule compares predictions as given."""
-    table = _subjects({"unet": (1, 1, 0, 0), "unet_25d3": ALL, "unet3d": NONE,
-                       "unet_25d5": (1, 1, 0, 0)}, relabelled={"unet": ALL})
-    claims = _by_key(context_level_claims(table, n_boot=50, models=("unet_25d3", "unet3d",
-                                                                    "unet_25d5")))
-    better, worse, tie = (claims[f"context-levels-{m}"] for m in ("unet_25d3", "unet3d",
-                                                                    "unet_25d5"))
+    """Three of four subjects gained (or lost) against the baseline hold (or fail); equal
+    shares are a tie. The baseline's relabelled rows (all right) are not read: the rule
+    compares predictions as given."""
+    table = _subjects({"unet": (1, 0, 0, 0), "unet_25d3": ALL, "unet_25d5": (1, 0, 0, 0)},
+                      relabelled={"unet": ALL})
+    claims = _by_key(context_level_claims(table, n_boot=200, models=("unet_25d3", "unet_25d5")))
+    better, tie = claims["context-levels-unet_25d3"], claims["context-levels-unet_25d5"]
     assert better.verdict is Verdict.HOLDS
     assert better.statement == ("U-Net 2.5D (3 slices) names every level right more often "
                                 "than U-Net (2D)")
-    # 4 of 4 right minus 2 of 4: +0.5 as the point; the interval's replicates weigh the two
-    # subjects U-Net misses, so it lies within (0, 1]
-    assert better.difference == pytest.approx(0.5)
+    # 4 of 4 right minus 1 of 4: +0.75 as the point; a replicate leaves out all three
+    # subjects U-Net misses with chance (1/4)^4, under the 2.5 % tail, so the interval is
+    # within (0, 1]
+    assert better.difference == pytest.approx(0.75)
     assert 0 < better.ci_low <= better.ci_high <= 1
     assert (better.n_seeds, better.n_subjects, better.caveats) == (3, 4, ())
-    assert worse.verdict is Verdict.FAILS and worse.difference == pytest.approx(-0.5)
-    assert -1 <= worse.ci_low <= worse.ci_high < 0
     assert tie.verdict is Verdict.UNRESOLVED and tie.difference == pytest.approx(0.0)
+    worse = context_level_claims(_subjects({"unet": (1, 1, 1, 0), "unet3d": NONE}),
+                                 n_boot=200, models=("unet3d",))[0]
+    assert worse.verdict is Verdict.FAILS and worse.difference == pytest.approx(-0.75)
+    assert -1 <= worse.ci_low <= worse.ci_high < 0
+
+
+def test_level_rule_one_changed_subject_is_not_resolved():
+    """2.5D right on one more subject of four: the point is +0.25, but about a third of the
+    replicates leave that subject out, so the interval reaches 0."""
+    table = _subjects({"unet": (1, 1, 1, 0), "unet_25d3": ALL})
+    claim = context_level_claims(table, n_boot=200, models=("unet_25d3",))[0]
+    assert claim.difference == pytest.approx(0.25) and claim.ci_low == 0.0
+    assert claim.verdict is Verdict.UNRESOLVED
 
 
 def test_level_rule_exact_interval_when_every_subject_agrees():

@@ -243,7 +243,7 @@ def test_rates_and_their_intervals_by_hand():
     assert list(before.columns) == ["seed", "case_id", "class_value", "tp", "fp", "fn", "tn"]
     assert before["tp"].sum() == 4 and before["fn"].sum() == 4  # 2 seeds x 4 subjects
     point, low, high = rate_interval(before, n_boot=200)
-    assert point == 0.5 and 0 < low < 0.5 < high < 1
+    assert point == 0.5 and 0 <= low < 0.5 < high <= 1
     ident = rate_frame(t[t.stage == "predicted"], "n_right", "n_levels")
     assert rate_interval(ident, n_boot=50)[0] == pytest.approx(14 / 16)
     after = rate_frame(t[t.stage == "relabelled"].assign(one=1), "all_right", "one")
@@ -253,6 +253,33 @@ def test_rates_and_their_intervals_by_hand():
     assert found["difference"][1] >= 0
     same = stage_intervals(before, before, n_boot=100)["difference"]
     assert same == (0.0, 0.0, 0.0)
+
+
+def test_one_changed_subject_is_not_a_resolved_difference():
+    """40 subjects, one seed: a rate difference that rests on one subject has an interval that
+    includes 0 (Efron's resampling leaves that subject out of about a third of the
+    replicates); eight subjects that all changed the same way make it exclude 0. With the
+    study's Bayesian weights, the one subject alone would exclude 0 (why rates do not take
+    them)."""
+    from spineseg_core.levels.stats import paired_stages
+    from spineseg_core.study.aggregate import Resampling, subject_weights
+
+    def frames(changed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        t = _subjects({"unet": [1] * 40}, {"unet": [0] * changed + [1] * (40 - changed)},
+                      seeds=(0,))
+        return tuple(rate_frame(t[t.stage == st].assign(one=1), "all_right", "one")
+                     for st in ("predicted", "relabelled"))
+
+    one = stage_intervals(*frames(1), n_boot=1000)["difference"]
+    assert one[0] == pytest.approx(-1 / 40) and one[1] < 0 and one[2] == 0.0
+    eight = stage_intervals(*frames(8), n_boot=1000)["difference"]
+    assert eight[0] == pytest.approx(-8 / 40) and eight[2] < 0
+    cases = sorted(frames(1)[0]["case_id"].unique())
+    bayes = subject_weights(np.random.default_rng(0), 1000, 40, Resampling.BAYESIAN)
+    pb, pa, rb, ra = paired_stages(*frames(1), "recall", subject_w=bayes, cases=cases)
+    assert (ra - rb).max() < 0  # every replicate on the changed subject's side
+    counts = subject_weights(np.random.default_rng(0), 1000, 40, Resampling.MULTINOMIAL)
+    assert (counts.sum(axis=1) == 40).all() and (counts == 0).any()
 
 
 def test_verdict_holds_fails_and_ties():

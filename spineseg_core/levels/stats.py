@@ -10,6 +10,12 @@ the all-levels-right rate the recall of "subjects with every level right", and b
 study's intervals unchanged: per seed the rate pooled over subjects, mean over seeds; per
 replicate random weights on subjects and seeds.
 
+**Resampling.** The rates take Efron's multinomial resampling of the subjects, not the
+study's Bayesian weights (:data:`RATES`): a rate has one class, so the reason for positive
+weights (classes dropping out of a mean) does not arise, and positive weights would give a
+difference that rests on one changed subject an interval that excludes 0. Dice keeps the
+study's weights.
+
 **Before and after relabelling** are the same runs on the same subjects, so their difference
 is paired on both levels: one set of subject weights, and one set of seed weights for both
 stages (the seed weights are drawn from two copies of one generator state). See
@@ -26,8 +32,8 @@ import pandas as pd
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.levels.anatomy import SACRUM
-from spineseg_core.study.aggregate import (bootstrap_ci, seed_subject_counts, subject_weights,
-                                           weighted_replicates)
+from spineseg_core.study.aggregate import (Resampling, bootstrap_ci, seed_subject_counts,
+                                           subject_weights, weighted_replicates)
 
 LEVEL = 0.95
 """Coverage of every interval (as the claims chapter's)."""
@@ -36,7 +42,16 @@ POOLED = SACRUM
 """The class value under which a rate pooled over levels is counted: the bootstrap expects a
 foreground class, and one class makes its mean over classes the pooled rate itself."""
 
+RATES = Resampling.MULTINOMIAL
+"""How every rate's bootstrap resamples the subjects (the module's docstring says why)."""
+
 Interval = tuple[float, float, float]
+
+
+def resampling(metric: str) -> Resampling:
+    """The resampling of ``metric``: ``recall`` (a rate framed as counts) :data:`RATES`, any
+    other (Dice) the study's Bayesian weights."""
+    return RATES if metric == "recall" else Resampling.BAYESIAN
 
 
 def rate_frame(table: pd.DataFrame, successes: str, trials: str,
@@ -70,7 +85,8 @@ def paired_stages(before: pd.DataFrame, after: pd.DataFrame, metric: str = "reca
     """Points and replicates ``(point_before, point_after, reps_before, reps_after)`` of
     ``metric`` (``recall`` for a rate, ``dice``) of two stages of the same runs, paired on
     subjects and seeds. ``subject_w`` and ``cases`` let several models share one set of
-    subject weights (default: drawn here over the subjects of both tables)."""
+    subject weights (default: drawn here over the subjects of both tables, resampled as
+    :func:`resampling` says for ``metric``)."""
     if n_boot < 1:
         raise ConfigError(f"n_boot: expected a positive number of resamples, got {n_boot}")
     if set(before["seed"]) != set(after["seed"]):
@@ -80,7 +96,7 @@ def paired_stages(before: pd.DataFrame, after: pd.DataFrame, metric: str = "reca
     if cases is None:
         cases = sorted(set(before["case_id"].astype(str)) | set(after["case_id"].astype(str)))
     if subject_w is None:
-        subject_w = subject_weights(rng, n_boot, len(cases))
+        subject_w = subject_weights(rng, n_boot, len(cases), resampling(metric))
     twin = copy.deepcopy(rng)  # the same seed weights for both stages
     _, _, cb = seed_subject_counts(before, list(cases))
     _, _, ca = seed_subject_counts(after, list(cases))
@@ -101,4 +117,4 @@ def stage_intervals(before: pd.DataFrame, after: pd.DataFrame, metric: str = "re
 def rate_interval(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Interval:
     """(point, low, high) of the rate of one :func:`rate_frame`
     (:func:`~spineseg_core.study.aggregate.bootstrap_ci`'s recall)."""
-    return bootstrap_ci(frame, n_boot, seed, LEVEL)["recall"]
+    return bootstrap_ci(frame, n_boot, seed, LEVEL, RATES)["recall"]

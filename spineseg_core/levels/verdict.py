@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from spineseg_core.levels.stats import LEVEL, paired_stages, rate_frame
+from spineseg_core.levels.stats import LEVEL, RATES, paired_stages, rate_frame
 from spineseg_core.levels.study import display_name, model_order
 from spineseg_core.report.claims import Claim, Comparison, Verdict, interval_verdict
 from spineseg_core.study.aggregate import subject_weights
@@ -56,7 +56,7 @@ def relabelling_verdict(subjects: pd.DataFrame | None, n_boot: int = 1000, seed:
                               *caveats))
     table = subjects.assign(one=1)
     cases = sorted(table["case_id"].astype(str).unique())
-    subject_w = subject_weights(np.random.default_rng(seed), n_boot, len(cases))
+    subject_w = subject_weights(np.random.default_rng(seed), n_boot, len(cases), RATES)
     comps, points, reps, n_seeds = [], [], [], []
     for i, model in enumerate(model_order(table["model"])):
         sub = table[table["model"] == model]

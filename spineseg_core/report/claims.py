@@ -221,8 +221,11 @@ class _Arms:
 def _arms(per_case: pd.DataFrame, keys: Sequence[str], n_boot: int, seed: int,
           metric: str = "dice") -> _Arms:
     """The paired bootstrap of ``metric`` (Dice for the claims; ``recall`` for a rate framed
-    as counts, :func:`spineseg_core.levels.stats.rate_frame`) for each arm of ``keys``."""
-    points, reps = paired_replicates(per_case, keys, metric, n_boot, seed)
+    as counts, :func:`spineseg_core.levels.stats.rate_frame`, resampled as
+    :func:`spineseg_core.levels.stats.resampling` says) for each arm of ``keys``."""
+    from spineseg_core.levels.stats import resampling
+
+    points, reps = paired_replicates(per_case, keys, metric, n_boot, seed, resampling(metric))
     key = keys[0] if len(keys) == 1 else list(keys)
     seeds = per_case.groupby(key)["seed"].nunique()
     return _Arms(points, reps, seeds, int(per_case["case_id"].nunique()))

@@ -51,6 +51,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,21 @@ def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
 COUNT_COLUMNS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 
 
+class Resampling(StrEnum):
+    """How a bootstrap replicate weighs the subjects."""
+
+    BAYESIAN = "bayesian"
+    """i.i.d. Exp(1) weights (Rubin 1981): every subject in every replicate. The study's
+    default, for metrics over classes (why: :func:`bootstrap_ci`)."""
+    MULTINOMIAL = "multinomial"
+    """Efron's counts: as many draws with replacement as there are subjects, so a replicate
+    may leave a subject out. For a rate of subjects or levels (one class, so nothing can drop
+    out of a mean): with positive weights, a difference that rests on a single subject that
+    changed has every replicate on that subject's side, so its interval excludes 0 however
+    few subjects changed. Left out in about a third of the replicates, one changed subject
+    gives an interval that includes 0, as it should."""
+
+
 def seed_subject_counts(per_case: pd.DataFrame, cases: Sequence[str] | None = None
                         ) -> tuple[list[int], list[str], np.ndarray]:
     """One model's counts per seed and evaluated subject, ``(n_seeds, n_subjects, 19, 4)``.
@@ -219,7 +235,8 @@ def subject_counts(per_case: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 
 
 def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+                 level: float = 0.95, resampling: Resampling = Resampling.BAYESIAN
+                 ) -> dict[str, tuple[float, float, float]]:
     """Point estimate and hierarchical bootstrap interval of each Table 1 metric of one model.
 
     **Point estimate.** Per seed, the metric of the counts pooled over the subjects that seed
@@ -243,6 +260,9 @@ def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     up to missing it. Positive weights keep every subject, hence every class of the estimate,
     in every replicate.
 
+    A rate framed as counts of one class (:func:`spineseg_core.levels.stats.rate_frame`)
+    takes ``resampling=MULTINOMIAL`` instead (:class:`Resampling` says why).
+
     Hand-written: ``scipy.stats.bootstrap`` resamples one level of independent observations
     and has no weights. Returns ``{metric: (point, low, high)}``, all NaN without subjects.
     """
@@ -256,7 +276,7 @@ def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
         return {m: nan3 for m in METRICS}
     rng = np.random.default_rng(seed)
     # Subjects first: a run repeated under another seed then adds no width (tests rely on it).
-    subject_w = subject_weights(rng, n_boot, counts.shape[1])
+    subject_w = subject_weights(rng, n_boot, counts.shape[1], resampling)
     alpha = (1 - level) / 2
     out = {}
     for m, (point, boot) in weighted_replicates(counts, subject_w, rng).items():
@@ -268,12 +288,20 @@ def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def subject_weights(rng: np.random.Generator, n_boot: int, n_subjects: int) -> np.ndarray:
-    """Bayesian-bootstrap weights of the subjects, ``(n_boot, n_subjects)``, i.i.d. Exp(1).
+def subject_weights(rng: np.random.Generator, n_boot: int, n_subjects: int,
+                    resampling: Resampling = Resampling.BAYESIAN) -> np.ndarray:
+    """Bootstrap weights of the subjects, ``(n_boot, n_subjects)``: i.i.d. Exp(1) or
+    multinomial counts (:class:`Resampling`).
 
     The metrics are ratios, so a replicate's weights may be rescaled freely; dividing by the
     smallest keeps every nonzero weighted count >= 1, as metrics.scores expects of counts (it
-    clamps denominators to 1, which would bend ratios of counts below 1)."""
+    clamps denominators to 1, which would bend ratios of counts below 1). Counts are whole
+    already."""
+    if Resampling(resampling) is Resampling.MULTINOMIAL:
+        if n_subjects == 0:
+            return np.zeros((n_boot, 0))
+        return rng.multinomial(n_subjects, np.full(n_subjects, 1 / n_subjects),
+                               size=n_boot).astype(float)
     w = rng.standard_exponential((n_boot, n_subjects))
     return w / w.min(axis=1, keepdims=True)
 
@@ -306,7 +334,8 @@ def weighted_replicates(counts: np.ndarray, subject_w: np.ndarray, rng: np.rando
 
 
 def paired_replicates(per_case: pd.DataFrame, arms: Sequence[str] = ("model",),
-                      metric: str = "dice", n_boot: int = 1000, seed: int = 0
+                      metric: str = "dice", n_boot: int = 1000, seed: int = 0,
+                      resampling: Resampling = Resampling.BAYESIAN
                       ) -> tuple[pd.Series, pd.DataFrame]:
     """The bootstrap of :func:`bootstrap_ci` for several models (or model x loss...) at once,
     paired on subjects, so that a difference between two of them has an interval.
@@ -328,7 +357,7 @@ def paired_replicates(per_case: pd.DataFrame, arms: Sequence[str] = ("model",),
     arms = list(arms)
     cases = sorted(per_case["case_id"].astype(str).unique())
     rng = np.random.default_rng(seed)
-    subject_w = subject_weights(rng, n_boot, len(cases))
+    subject_w = subject_weights(rng, n_boot, len(cases), resampling)
     points, reps = {}, {}
     key = arms[0] if len(arms) == 1 else arms
     for arm, grp in per_case.groupby(key, sort=True):
