@@ -77,6 +77,29 @@ def test_fewer_seeds_than_planned_is_said():
     assert claim.caveats == ("1 seed of the 3 planned.",)
 
 
+def test_a_steep_learning_curve_leaves_the_verdict_unresolved():
+    """The 3D U-Net worse than U-Net beyond the interval, but its curve still steep at the end
+    of the budget: "not resolved", the verdict the interval alone gives named first. A model
+    past its steep part keeps its verdict; a missing convergence table changes nothing."""
+    table = _per_case({"unet": 0.8, "unet3d": 0.7, "unet_25d3": 0.9})
+    convergence = pd.DataFrame({"model": ["unet", "unet3d", "unet_25d3"],
+                                "display_name": ["U-Net", "3D U-Net", "U-Net 2.5D (3 slices)"],
+                                "past_steep": [True, False, True]})
+    claims = _by_key(context_claims(table, n_boot=20, models=("unet3d", "unet_25d3"),
+                                    convergence=convergence))
+    steep = claims["context-unet3d"]
+    assert steep.verdict is Verdict.UNRESOLVED and steep.difference == pytest.approx(-0.1)
+    assert steep.caveats[0] == (
+        'Not resolved although the interval alone says "does not hold": still on the steep '
+        "part of its learning curve at the end of the budget: 3D U-Net (scores table, last "
+        "column).")
+    assert claims["context-unet_25d3"].verdict is Verdict.HOLDS
+    assert context_claims(table, n_boot=20, models=("unet3d",))[0].verdict is Verdict.FAILS
+    baseline_steep = convergence.assign(past_steep=[False, True, True])
+    assert context_claims(table, n_boot=20, models=("unet_25d3",),
+                          convergence=baseline_steep)[0].verdict is Verdict.UNRESOLVED
+
+
 def test_summary_means_and_spread_over_seeds():
     table = pd.DataFrame([
         dict(model="unet", display_name="U-Net", input_kind="slice", context=1, seed=s,

@@ -172,6 +172,9 @@ def test_a_separate_study_is_one_code_version_of_its_own(tmp_path):
     per_case = pd.read_csv(out / "context_per_case.csv")
     one = pd.read_csv(runs / "p-context/unet3d/seed_0/fold_0/per_case.csv")
     assert set(per_case["group"]) == {"p-context"} and len(per_case) == 6 * len(one)
+    convergence = pd.read_csv(out / "context_convergence.csv")  # the group's own curves
+    assert convergence["model"].tolist() == ["unet", "unet_25d3", "unet3d"]
+    assert convergence["past_steep"].dtype == bool
 
     write_fake_run(runs / "p-context/unet3d/seed_2/fold_0", "unet3d", 2, profile="p",
                    fingerprint="d" * 64)

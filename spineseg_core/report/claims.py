@@ -430,15 +430,26 @@ CONVERGENCE_MODELS: dict[str, Callable[[StudyResults], Sequence[str]]] = {
 the model a closeness or a loss comparison is about."""
 
 
-def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
+def steep_models(convergence: pd.DataFrame | None, models: Sequence[str]) -> list[str]:
     """Display names of ``models`` whose mean validation Dice curve had not left its steep part
-    at the end of the budget (``convergence.csv``'s ``past_steep``; see
+    at the end of the budget (a ``convergence.csv``'s ``past_steep``; see
     :func:`spineseg_core.study.aggregate.convergence_table`)."""
-    conv = results.convergence
+    conv = convergence
     if conv is None or not len(conv) or "past_steep" not in conv:
         return []
     rows = conv[conv["model"].isin(models) & ~conv["past_steep"].astype(bool)]
     return [str(n) for n in rows["display_name"]]
+
+
+def steep_reason(steep: Sequence[str], chapter: str = "convergence chapter") -> list[str]:
+    """The :func:`downgrade` reason for models still on the steep part of their curves."""
+    return ([f"still on the steep part of its learning curve at the end of the budget: "
+             f"{', '.join(steep)} ({chapter})"] if steep else [])
+
+
+def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
+    """:func:`steep_models` of the main group's ``convergence.csv``."""
+    return steep_models(results.convergence, models)
 
 
 def check_claims(results: StudyResults) -> list[Claim]:
@@ -449,9 +460,7 @@ def check_claims(results: StudyResults) -> list[Claim]:
     for key, rule in RULES.items():
         claim = rule(results)
         steep = still_steep(results, CONVERGENCE_MODELS[key](results))
-        claims.append(downgrade(claim, [
-            f"still on the steep part of its learning curve at the end of the budget: "
-            f"{', '.join(steep)} (convergence chapter)"] if steep else []))
+        claims.append(downgrade(claim, steep_reason(steep)))
     return claims
 
 

@@ -31,7 +31,8 @@ import pandas as pd
 
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
-from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, interval_verdict,
+from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
+                                          interval_verdict, steep_models, steep_reason,
                                           study_caveats)
 
 STUDY = "context"
@@ -78,12 +79,15 @@ def _name(model: str) -> str:
 
 
 def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str], key: str,
-                   statement: str, rule: str, lacking_text: str, n_boot: int, seed: int
-                   ) -> list[Claim]:
+                   statement: str, rule: str, lacking_text: str, n_boot: int, seed: int,
+                   convergence: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models`` against its baseline, from ``frame``: the
     per-subject counts of each ``model`` (``model, seed, case_id, class_value, tp, fp, fn,
     tn``) of which ``metric`` is taken (:func:`spineseg_core.study.aggregate.paired_replicates`).
-    ``statement`` and ``lacking_text`` are formats of ``{model}``/``{base}`` and ``{name}``."""
+    ``statement`` and ``lacking_text`` are formats of ``{model}``/``{base}`` and ``{name}``.
+    A verdict of either side whose model or baseline is still on the steep part of its
+    learning curve (``convergence``: the group's ``context_convergence.csv``) is "not resolved
+    at this scale", as the claims chapter's are: a longer budget could reverse it."""
     present = set() if frame is None or not len(frame) else set(frame["model"])
     arms = None
     if present:
@@ -103,23 +107,28 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
         n_seeds = arms.n_seeds([model, base])
         caveats = ((f"{n_seeds} seed{'s' * (n_seeds != 1)} of the {SEEDS_WANTED} planned.",)
                    if n_seeds < SEEDS_WANTED else ())
-        claims.append(Claim(f"{key}-{model}", said, rule,
-                            interval_verdict(comp.ci_low, comp.ci_high), comp.difference,
-                            comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects, caveats,
-                            (comp,)))
+        claim = Claim(f"{key}-{model}", said, rule, interval_verdict(comp.ci_low, comp.ci_high),
+                      comp.difference, comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects,
+                      caveats, (comp,))
+        steep = steep_models(convergence, [model, base])
+        claims.append(downgrade(claim, steep_reason(steep, "scores table, last column")))
     return claims
 
 
 def context_claims(per_case: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
-                   models: Sequence[str] = tuple(BASELINES)) -> list[Claim]:
+                   models: Sequence[str] = tuple(BASELINES),
+                   convergence: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models``: "<model> beats <its 2D baseline>".
 
     ``per_case``: the context group's per-subject counts (``model, seed, case_id, class_value,
     tp, fp, fn, tn``; ``context_per_case.csv``), or ``None`` when the study was not run. A
-    model or baseline without runs gives "not resolved at this scale" with a "Missing:" caveat.
+    model or baseline without runs gives "not resolved at this scale" with a "Missing:" caveat;
+    one still on the steep part of its curve (``convergence``, ``context_convergence.csv``)
+    makes the verdict "not resolved at this scale" too.
     """
     return _paired_claims(per_case, "dice", models, "context", "{model} beats {base} (2D)",
-                          RULE, "runs of {name} in the context study", n_boot, seed)
+                          RULE, "runs of {name} in the context study", n_boot, seed,
+                          convergence)
 
 
 def level_frame(subjects: pd.DataFrame) -> pd.DataFrame:
@@ -135,20 +144,21 @@ def level_frame(subjects: pd.DataFrame) -> pd.DataFrame:
 
 
 def context_level_claims(subjects: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
-                         models: Sequence[str] = tuple(BASELINES)) -> list[Claim]:
+                         models: Sequence[str] = tuple(BASELINES),
+                         convergence: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models``: "<model> names every level right more often
     than <its 2D baseline>", on the share of subjects with every level right as predicted
     (:data:`LEVEL_RULE`). ``subjects``: the context group's ``subjects.csv`` (``model, seed,
     case_id, stage, all_right``), or ``None`` when its levels were not measured; a model or
     baseline without level tables gives "not resolved at this scale" with a "Missing:"
-    caveat."""
+    caveat, and so does a steep learning curve (``convergence``, as :func:`context_claims`)."""
     needed = {"model", "seed", "case_id", "stage", "all_right"}
     frame = (level_frame(subjects) if subjects is not None and len(subjects)
              and needed <= set(subjects.columns) else None)
     return _paired_claims(frame, "recall", models, "context-levels",
                           "{model} names every level right more often than {base} (2D)",
                           LEVEL_RULE, "level tables of {name} in the context study", n_boot,
-                          seed)
+                          seed, convergence)
 
 
 LEVEL_METRICS: tuple[Metric, ...] = (Metric.IDENTIFICATION, Metric.ALL_RIGHT)

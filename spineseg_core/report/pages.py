@@ -687,9 +687,11 @@ def context_page(b: Bundle) -> Page:
     study = (bundle.get("studies") or {}).get("context") or {}
     table, per_case = b.csv("context.csv"), b.csv("context_per_case.csv")
     about = b.json(f"{levels}/about.json")
-    claims = context_claims(per_case)
+    convergence = b.csv("context_convergence.csv")
+    claims = context_claims(per_case, convergence=convergence)
     level_claims = context_level_claims(b.csv(f"{levels}/subjects.csv"),
-                                        n_boot=int((about or {}).get("n_boot", 1000)))
+                                        n_boot=int((about or {}).get("n_boot", 1000)),
+                                        convergence=convergence)
     out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
                  "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
                  "cx_level_verdicts": _verdicts_sentence(
@@ -721,10 +723,15 @@ def context_page(b: Bundle) -> Page:
             Column("bg", "Background recall (%)", write=spread("bg_recall")),
             Column("absent", "Absent labels (% of pixels)", write=spread("absent_fraction", 2)),
             Column("time", "Training (min)", write=lambda r: cell_text(
-                r["train_seconds_mean"] / 60, Kind.NUMBER, 1))],
+                r["train_seconds_mean"] / 60, Kind.NUMBER, 1)),
+            Column("curve", "Validation Dice at the end", write=lambda r: curve_state(
+                convergence, r["model"]))],
             notes=["Mean ± sd over seeds (no sd for one seed). Dice, slices: the paper's "
                    "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
-                   "its volume, mean over subjects."])
+                   "its volume, mean over subjects. Validation Dice at the end: whether the "
+                   "mean validation curve had left its steep part when the budget ran out "
+                   "(the convergence chapter's rule); a verdict on a model still steep is "
+                   "not resolved."])
     if any(c.comparisons for c in claims):
         out["cx_verdicts_table"] = _context_verdicts(
             verdict_table(claims, caveats=True),
@@ -783,6 +790,16 @@ def _verdicts_sentence(claims: Sequence[Claim], none: str) -> str:
         return f"{none} yet, so each comparison is {Verdict.UNRESOLVED}"
     return ", ".join(f"{model_info(m).display_name}: {c.verdict}"
                      for m, c in zip(BASELINES, claims, strict=True))
+
+
+def curve_state(convergence: pd.DataFrame | None, model: str) -> str:
+    """How ``model``'s mean validation curve ended (``convergence_table``'s ``past_steep``):
+    "still steep", "levelling off", or a dash when it was not measured."""
+    rows = (convergence[convergence["model"] == model]
+            if convergence is not None and len(convergence) else None)
+    if rows is None or not len(rows):
+        return DASH
+    return "levelling off" if bool(rows["past_steep"].iloc[0]) else "still steep"
 
 
 def _context_verdicts(verdicts: pd.DataFrame, dash_note: str) -> HTMLTable:

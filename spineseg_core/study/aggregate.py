@@ -28,6 +28,7 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
                               input kind and slices, seed, test metrics, fingerprint
 ``context_per_case.csv``      their per-subject counts, for paired comparisons
+``context_convergence.csv``   their learning curves' end (:func:`convergence_table`)
 ``bundle.json``               provenance (the runs' commits and source fingerprint) and a
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
@@ -813,6 +814,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     for name, members in separate.items():
         _write_csv(out / f"{name}.csv", context_table(members))
         _write_csv(out / f"{name}_per_case.csv", groups_per_case({f"{profile}-{name}": members}))
+        _write_csv(out / f"{name}_convergence.csv", convergence_table(_stack(members, "history")))
         own = code_versions(members)
         studies[name] = {"group": f"{profile}-{name}", "n_runs": len(members),
                          "models": list(dict.fromkeys(r.key["model"] for r in members)),
