@@ -100,6 +100,28 @@ def test_a_steep_learning_curve_leaves_the_verdict_unresolved():
                           convergence=baseline_steep)[0].verdict is Verdict.UNRESOLVED
 
 
+def test_a_model_failing_the_background_check_leaves_the_verdict_unresolved():
+    """The 3D U-Net paints 6 % of the background in one of its two runs (the check asks for at
+    least 98 % background recall): a verdict on it is not resolved, and says which run."""
+    table = _per_case({"unet": 0.8, "unet3d": 0.7})
+    runs = pd.DataFrame({"model": ["unet", "unet", "unet3d", "unet3d"],
+                         "display_name": ["U-Net", "U-Net", "3D U-Net", "3D U-Net"],
+                         "bg_recall": [0.99, 0.995, 0.94, 0.985],
+                         "absent_fraction": [0.0, 0.0, 0.0, 0.0]})
+    claim = context_claims(table, n_boot=20, models=("unet3d",), runs=runs)[0]
+    assert claim.verdict is Verdict.UNRESOLVED and claim.difference == pytest.approx(-0.1)
+    assert claim.caveats[0] == (
+        'Not resolved although the interval alone says "does not hold": fails the background '
+        "check, so it has not learned the task within the budget: 3D U-Net in 1 of 2 run(s), "
+        "background recall down to 94.0 %.")
+    sane = runs.assign(bg_recall=0.99)
+    assert context_claims(table, n_boot=20, models=("unet3d",),
+                          runs=sane)[0].verdict is Verdict.FAILS
+    painted = sane.assign(absent_fraction=[0.0, 0.02, 0.0, 0.0])  # the baseline this time
+    assert context_claims(table, n_boot=20, models=("unet3d",),
+                          runs=painted)[0].verdict is Verdict.UNRESOLVED
+
+
 def test_summary_means_and_spread_over_seeds():
     table = pd.DataFrame([
         dict(model="unet", display_name="U-Net", input_kind="slice", context=1, seed=s,

@@ -78,16 +78,37 @@ def _name(model: str) -> str:
     return model_info(model).display_name
 
 
+def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list[str]:
+    """For each of ``models`` with a run of ``runs`` (``context.csv``: ``model, display_name,
+    bg_recall, absent_fraction``) that fails the results chapter's background check
+    (:func:`spineseg_core.study.loss_study.is_sane`), a phrase naming it and its worst run."""
+    from spineseg_core.study.loss_study import is_sane
+
+    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+        return []
+    out = []
+    for model in models:
+        rows = runs[runs["model"] == model]
+        bad = rows[[not is_sane(b, a) for b, a in zip(rows["bg_recall"], rows["absent_fraction"])]]
+        if len(bad):
+            out.append(f"{bad['display_name'].iloc[0]} in {len(bad)} of {len(rows)} run(s), "
+                       f"background recall down to {100 * bad['bg_recall'].min():.1f} %")
+    return out
+
+
 def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str], key: str,
                    statement: str, rule: str, lacking_text: str, n_boot: int, seed: int,
-                   convergence: pd.DataFrame | None = None) -> list[Claim]:
+                   convergence: pd.DataFrame | None = None,
+                   runs: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models`` against its baseline, from ``frame``: the
     per-subject counts of each ``model`` (``model, seed, case_id, class_value, tp, fp, fn,
     tn``) of which ``metric`` is taken (:func:`spineseg_core.study.aggregate.paired_replicates`).
     ``statement`` and ``lacking_text`` are formats of ``{model}``/``{base}`` and ``{name}``.
     A verdict of either side whose model or baseline is still on the steep part of its
     learning curve (``convergence``: the group's ``context_convergence.csv``) is "not resolved
-    at this scale", as the claims chapter's are: a longer budget could reverse it."""
+    at this scale", as the claims chapter's are: a longer budget could reverse it. So is one
+    whose model or baseline fails the background check in a run (``runs``: ``context.csv``;
+    :func:`failing_background`): that model has not learned the task within the budget."""
     present = set() if frame is None or not len(frame) else set(frame["model"])
     arms = None
     if present:
@@ -111,24 +132,30 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
                       comp.difference, comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects,
                       caveats, (comp,))
         steep = steep_models(convergence, [model, base])
-        claims.append(downgrade(claim, steep_reason(steep, "scores table, last column")))
+        unlearned = failing_background(runs, [model, base])
+        claims.append(downgrade(claim, [
+            *(f"fails the background check, so it has not learned the task within the "
+              f"budget: {w}" for w in unlearned),
+            *steep_reason(steep, "scores table, last column")]))
     return claims
 
 
 def context_claims(per_case: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
                    models: Sequence[str] = tuple(BASELINES),
-                   convergence: pd.DataFrame | None = None) -> list[Claim]:
+                   convergence: pd.DataFrame | None = None,
+                   runs: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models``: "<model> beats <its 2D baseline>".
 
     ``per_case``: the context group's per-subject counts (``model, seed, case_id, class_value,
     tp, fp, fn, tn``; ``context_per_case.csv``), or ``None`` when the study was not run. A
     model or baseline without runs gives "not resolved at this scale" with a "Missing:" caveat;
     one still on the steep part of its curve (``convergence``, ``context_convergence.csv``)
-    makes the verdict "not resolved at this scale" too.
+    or failing the background check (``runs``, ``context.csv``) makes the verdict "not
+    resolved at this scale" too.
     """
     return _paired_claims(per_case, "dice", models, "context", "{model} beats {base} (2D)",
                           RULE, "runs of {name} in the context study", n_boot, seed,
-                          convergence)
+                          convergence, runs)
 
 
 def level_frame(subjects: pd.DataFrame) -> pd.DataFrame:
@@ -145,20 +172,22 @@ def level_frame(subjects: pd.DataFrame) -> pd.DataFrame:
 
 def context_level_claims(subjects: pd.DataFrame | None, n_boot: int = N_BOOT, seed: int = 0,
                          models: Sequence[str] = tuple(BASELINES),
-                         convergence: pd.DataFrame | None = None) -> list[Claim]:
+                         convergence: pd.DataFrame | None = None,
+                         runs: pd.DataFrame | None = None) -> list[Claim]:
     """One claim per context model of ``models``: "<model> names every level right more often
     than <its 2D baseline>", on the share of subjects with every level right as predicted
     (:data:`LEVEL_RULE`). ``subjects``: the context group's ``subjects.csv`` (``model, seed,
     case_id, stage, all_right``), or ``None`` when its levels were not measured; a model or
     baseline without level tables gives "not resolved at this scale" with a "Missing:"
-    caveat, and so does a steep learning curve (``convergence``, as :func:`context_claims`)."""
+    caveat, and so do a steep learning curve and a failed background check (``convergence``,
+    ``runs``, as :func:`context_claims`)."""
     needed = {"model", "seed", "case_id", "stage", "all_right"}
     frame = (level_frame(subjects) if subjects is not None and len(subjects)
              and needed <= set(subjects.columns) else None)
     return _paired_claims(frame, "recall", models, "context-levels",
                           "{model} names every level right more often than {base} (2D)",
                           LEVEL_RULE, "level tables of {name} in the context study", n_boot,
-                          seed, convergence)
+                          seed, convergence, runs)
 
 
 LEVEL_METRICS: tuple[Metric, ...] = (Metric.IDENTIFICATION, Metric.ALL_RIGHT)

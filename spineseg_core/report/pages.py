@@ -688,10 +688,10 @@ def context_page(b: Bundle) -> Page:
     table, per_case = b.csv("context.csv"), b.csv("context_per_case.csv")
     about = b.json(f"{levels}/about.json")
     convergence = b.csv("context_convergence.csv")
-    claims = context_claims(per_case, convergence=convergence)
+    claims = context_claims(per_case, convergence=convergence, runs=table)
     level_claims = context_level_claims(b.csv(f"{levels}/subjects.csv"),
                                         n_boot=int((about or {}).get("n_boot", 1000)),
-                                        convergence=convergence)
+                                        convergence=convergence, runs=table)
     out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
                  "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
                  "cx_level_verdicts": _verdicts_sentence(
