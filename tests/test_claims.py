@@ -449,3 +449,20 @@ def test_a_verdict_on_a_model_still_learning_is_not_resolved():
     assert c.verdict is Verdict.UNRESOLVED
     assert "steep part" in c.caveats[0] and "MINISEG" in c.caveats[0]
     assert c.difference == pytest.approx(0.1)  # the evidence stays beside the verdict
+
+
+def test_a_verdict_on_a_model_that_fails_the_background_check_is_not_resolved():
+    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8})
+    models = ("deeplabv3plus", "miniseg")
+    runs = pd.DataFrame({"model": list(models), "display_name": ["DeepLabv3+", "MiniSeg"],
+                         "bg_recall": [0.99, 0.97], "absent_fraction": [0.0, 0.0]})
+    learned = StudyResults(table, "cpu", models=models, n_boot=200,
+                           runs=runs.assign(bg_recall=0.99))
+    assert {c.key: c for c in check_claims(learned)}["miniseg"].verdict is Verdict.FAILS
+    c = {c.key: c for c in check_claims(StudyResults(table, "cpu", models=models, n_boot=200,
+                                                     runs=runs))}["miniseg"]
+    assert c.verdict is Verdict.UNRESOLVED and c.difference == pytest.approx(0.1)
+    assert c.caveats[0] == (
+        'Not resolved although the interval alone says "does not hold": fails the background '
+        "check, so it has not learned the task within the budget: MiniSeg in 1 of 1 run(s), "
+        "background recall down to 97.0 %.")

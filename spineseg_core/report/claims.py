@@ -156,8 +156,8 @@ def downgrade(claim: Claim, reasons: Sequence[str], only: Verdict | None = None)
 class StudyResults:
     """What the rules read: per-subject counts of the profile's own runs (``main``: ``model,
     seed, case_id, class_value, tp, fp, fn, tn``, and ``loss``), of the loss and side-study
-    groups (``side``, with ``group`` and ``loss``), ``variants.csv``, and the model set the
-    study meant to run."""
+    groups (``side``, with ``group`` and ``loss``), ``variants.csv``, the model set the
+    study meant to run, ``convergence.csv`` and ``runs.csv`` (the background check)."""
 
     main: pd.DataFrame | None
     profile: str = "cpu"
@@ -168,6 +168,7 @@ class StudyResults:
     n_boot: int = N_BOOT
     seed: int = 0
     convergence: pd.DataFrame | None = None
+    runs: pd.DataFrame | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def resolution(self) -> ResolutionCheck:
@@ -447,6 +448,31 @@ def steep_reason(steep: Sequence[str], chapter: str = "convergence chapter") -> 
              f"{', '.join(steep)} ({chapter})"] if steep else [])
 
 
+def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list[str]:
+    """For each of ``models`` with a run of ``runs`` (``runs.csv``, ``context.csv``: ``model,
+    display_name, bg_recall, absent_fraction``) that fails the results chapter's background check
+    (:func:`spineseg_core.study.loss_study.is_sane`), a phrase naming it and its worst run."""
+    from spineseg_core.study.loss_study import is_sane
+
+    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+        return []
+    out = []
+    for model in models:
+        rows = runs[runs["model"] == model]
+        bad = rows[[not is_sane(b, a) for b, a in zip(rows["bg_recall"], rows["absent_fraction"])]]
+        if len(bad):
+            out.append(f"{bad['display_name'].iloc[0]} in {len(bad)} of {len(rows)} run(s), "
+                       f"background recall down to {100 * bad['bg_recall'].min():.1f} %")
+    return out
+
+
+def unlearned_reason(failing: Sequence[str]) -> list[str]:
+    """The :func:`downgrade` reasons for models failing the background check
+    (:func:`failing_background`)."""
+    return [f"fails the background check, so it has not learned the task within the budget: "
+            f"{w}" for w in failing]
+
+
 def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
     """:func:`steep_models` of the main group's ``convergence.csv``."""
     return steep_models(results.convergence, models)
@@ -454,13 +480,16 @@ def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
 
 def check_claims(results: StudyResults) -> list[Claim]:
     """Every claim's verdict, in the paper's order. A verdict that rests on a model still on
-    the steep part of its learning curve is "not resolved at this scale": a longer budget
-    could move that model's Dice by more than the interval says."""
+    the steep part of its learning curve, or on one that fails the background check in a run
+    (it has not learned the task), is "not resolved at this scale": a longer budget could move
+    that model's Dice by more than the interval says."""
     claims = []
     for key, rule in RULES.items():
         claim = rule(results)
-        steep = still_steep(results, CONVERGENCE_MODELS[key](results))
-        claims.append(downgrade(claim, steep_reason(steep)))
+        models = CONVERGENCE_MODELS[key](results)
+        claims.append(downgrade(claim, [
+            *unlearned_reason(failing_background(results.runs, models)),
+            *steep_reason(still_steep(results, models))]))
     return claims
 
 
@@ -491,7 +520,7 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
             params.update(table.dropna(subset=["params"]).groupby("model")["params"].first())
     return StudyResults(main, profile, _csv(folder, "groups_per_case.csv"),
                         _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed,
-                        _csv(folder, "convergence.csv"))
+                        _csv(folder, "convergence.csv"), runs)
 
 
 def study_caveats(dataset: dict[str, Any] | None) -> list[str]:

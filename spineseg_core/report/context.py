@@ -32,8 +32,8 @@ import pandas as pd
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
-                                          interval_verdict, steep_models, steep_reason,
-                                          study_caveats)
+                                          failing_background, interval_verdict, steep_models,
+                                          steep_reason, study_caveats, unlearned_reason)
 
 STUDY = "context"
 """The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
@@ -78,24 +78,6 @@ def _name(model: str) -> str:
     return model_info(model).display_name
 
 
-def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list[str]:
-    """For each of ``models`` with a run of ``runs`` (``context.csv``: ``model, display_name,
-    bg_recall, absent_fraction``) that fails the results chapter's background check
-    (:func:`spineseg_core.study.loss_study.is_sane`), a phrase naming it and its worst run."""
-    from spineseg_core.study.loss_study import is_sane
-
-    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
-        return []
-    out = []
-    for model in models:
-        rows = runs[runs["model"] == model]
-        bad = rows[[not is_sane(b, a) for b, a in zip(rows["bg_recall"], rows["absent_fraction"])]]
-        if len(bad):
-            out.append(f"{bad['display_name'].iloc[0]} in {len(bad)} of {len(rows)} run(s), "
-                       f"background recall down to {100 * bad['bg_recall'].min():.1f} %")
-    return out
-
-
 def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str], key: str,
                    statement: str, rule: str, lacking_text: str, n_boot: int, seed: int,
                    convergence: pd.DataFrame | None = None,
@@ -133,10 +115,8 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
                       caveats, (comp,))
         steep = steep_models(convergence, [model, base])
         unlearned = failing_background(runs, [model, base])
-        claims.append(downgrade(claim, [
-            *(f"fails the background check, so it has not learned the task within the "
-              f"budget: {w}" for w in unlearned),
-            *steep_reason(steep, "scores table, last column")]))
+        claims.append(downgrade(claim, [*unlearned_reason(unlearned),
+                                        *steep_reason(steep, "scores table, last column")]))
     return claims
 
 
