@@ -434,7 +434,7 @@ def _convergence(steep: dict[str, bool]) -> pd.DataFrame:
 def test_a_verdict_on_a_model_still_learning_is_not_resolved():
     from spineseg_core.report.claims import still_steep
 
-    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8})
+    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8}, seeds=(0, 1))
     models = ("deeplabv3plus", "miniseg")
     settled = StudyResults(table, "cpu", models=models, n_boot=200,
                            convergence=_convergence({"deeplabv3plus": True, "miniseg": True}))
@@ -452,7 +452,7 @@ def test_a_verdict_on_a_model_still_learning_is_not_resolved():
 
 
 def test_a_verdict_on_a_model_that_fails_the_background_check_is_not_resolved():
-    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8})
+    table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8}, seeds=(0, 1))
     models = ("deeplabv3plus", "miniseg")
     runs = pd.DataFrame({"model": list(models), "display_name": ["DeepLabv3+", "MiniSeg"],
                          "bg_recall": [0.99, 0.97], "absent_fraction": [0.0, 0.0]})
@@ -466,3 +466,14 @@ def test_a_verdict_on_a_model_that_fails_the_background_check_is_not_resolved():
         'Not resolved although the interval alone says "does not hold": fails the background '
         "check, so it has not learned the task within the budget: MiniSeg in 1 of 1 run(s), "
         "background recall down to 97.0 %.")
+
+
+def test_a_verdict_on_one_seed_is_not_resolved():
+    models = ("deeplabv3plus", "miniseg")
+    one = StudyResults(_table({"deeplabv3plus": 0.9, "miniseg": 0.8}), "cpu", models=models,
+                       n_boot=200)
+    c = {c.key: c for c in check_claims(one)}["miniseg"]
+    assert c.verdict is Verdict.UNRESOLVED and c.n_seeds == 1
+    assert c.caveats[0] == ('Not resolved although the interval alone says "does not hold": '
+                            "one seed only, so its interval holds none of the spread between "
+                            "seeds.")

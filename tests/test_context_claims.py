@@ -71,10 +71,21 @@ def test_a_model_or_baseline_not_run_is_not_resolved():
 
 
 def test_fewer_seeds_than_planned_is_said():
+    claim = context_claims(_per_case({"unet": 0.7, "unet3d": 0.9}, seeds=(0, 1)), n_boot=20,
+                           models=("unet3d",))[0]
+    assert claim.verdict is Verdict.HOLDS and claim.n_seeds == 2
+    assert claim.caveats == ("2 seeds of the 3 planned.",)
+
+
+def test_one_seed_is_not_resolved_whatever_the_interval():
+    """One seed: the interval is over test subjects only, with no spread between seeds."""
     claim = context_claims(_per_case({"unet": 0.7, "unet3d": 0.9}, seeds=(0,)), n_boot=20,
                            models=("unet3d",))[0]
-    assert claim.verdict is Verdict.HOLDS and claim.n_seeds == 1
-    assert claim.caveats == ("1 seed of the 3 planned.",)
+    assert claim.verdict is Verdict.UNRESOLVED and claim.n_seeds == 1
+    assert claim.difference == pytest.approx(0.2)
+    assert claim.caveats == ('Not resolved although the interval alone says "holds": one seed '
+                             "only, so its interval holds none of the spread between seeds.",
+                             "1 seed of the 3 planned.")
 
 
 def test_a_steep_learning_curve_leaves_the_verdict_unresolved():
@@ -221,7 +232,8 @@ def test_level_rule_missing_level_tables_are_named():
     assert all(c.verdict is Verdict.UNRESOLVED and not c.comparisons for c in none)
     one = context_level_claims(_subjects({"unet": NONE, "unet3d": ALL}, seeds=(0,)), n_boot=20,
                                models=("unet3d",))[0]
-    assert one.verdict is Verdict.HOLDS and one.caveats == ("1 seed of the 3 planned.",)
+    assert one.verdict is Verdict.UNRESOLVED and one.caveats[-1] == "1 seed of the 3 planned."
+    assert "one seed only" in one.caveats[0] and one.difference == pytest.approx(1.0)
 
 
 def test_context_levels_sets_each_model_beside_its_baseline():

@@ -466,6 +466,14 @@ def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list
     return out
 
 
+def single_seed_reason(n_seeds: int) -> list[str]:
+    """The :func:`downgrade` reason for a verdict on one seed: its interval is over the test
+    subjects alone, with none of the spread between training runs (which the main study
+    measures at several Dice points for one model)."""
+    return (["one seed only, so its interval holds none of the spread between seeds"]
+            if n_seeds == 1 else [])
+
+
 def unlearned_reason(failing: Sequence[str]) -> list[str]:
     """The :func:`downgrade` reasons for models failing the background check
     (:func:`failing_background`)."""
@@ -489,7 +497,7 @@ def check_claims(results: StudyResults) -> list[Claim]:
         models = CONVERGENCE_MODELS[key](results)
         claims.append(downgrade(claim, [
             *unlearned_reason(failing_background(results.runs, models)),
-            *steep_reason(still_steep(results, models))]))
+            *steep_reason(still_steep(results, models)), *single_seed_reason(claim.n_seeds)]))
     return claims
 
 

@@ -32,8 +32,9 @@ import pandas as pd
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
-                                          failing_background, interval_verdict, steep_models,
-                                          steep_reason, study_caveats, unlearned_reason)
+                                          failing_background, interval_verdict,
+                                          single_seed_reason, steep_models, steep_reason,
+                                          study_caveats, unlearned_reason)
 
 STUDY = "context"
 """The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
@@ -116,7 +117,8 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
         steep = steep_models(convergence, [model, base])
         unlearned = failing_background(runs, [model, base])
         claims.append(downgrade(claim, [*unlearned_reason(unlearned),
-                                        *steep_reason(steep, "scores table, last column")]))
+                                        *steep_reason(steep, "scores table, last column"),
+                                        *single_seed_reason(n_seeds)]))
     return claims
 
 
