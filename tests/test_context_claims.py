@@ -296,3 +296,15 @@ def test_context_caveats_name_the_group_and_its_code_version(tmp_path):
     # the study's caveats first, from dataset.json, unchanged
     assert none[:-1] == same[:-1] == study_caveats({"seeds": [0], "n_test_cases": 8})
     assert any(c.startswith("1 seed per model") for c in none)
+
+
+def test_context_caveats_count_the_context_studys_own_seeds(tmp_path):
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    (folder / "bundle.json").write_text(json.dumps({"studies": {"context": {"n_runs": 3}}}))
+    (folder / "dataset.json").write_text(json.dumps({"seeds": [0, 1], "n_test_cases": 8}))
+    pd.DataFrame({"model": ["unet", "unet", "unet3d"], "seed": [0, 1, 0]}).to_csv(
+        folder / "context.csv", index=False)
+    own = context_caveats(Bundle(folder))[-1]
+    assert own.endswith("It has 1 to 2 seeds of each of its 2 models so far (3 planned); a "
+                        "verdict on one seed is not resolved.")

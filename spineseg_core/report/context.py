@@ -259,6 +259,13 @@ def context_caveats(b: Bundle) -> list[str]:
         own = (f"The context study is a group of its own, made {version}; each context model "
                "is compared only with the 2D runs of that same group, never with the main "
                "tables.")
+    table = b.csv("context.csv")
+    if table is not None and len(table):
+        seeds = table.groupby("model")["seed"].nunique()
+        low, high = int(seeds.min()), int(seeds.max())
+        count = f"{low}" if low == high else f"{low} to {high}"
+        own += (f" It has {count} seed{'s' * (high != 1)} of each of its {len(seeds)} models "
+                f"so far ({SEEDS_WANTED} planned); a verdict on one seed is not resolved.")
     return [*study_caveats(b.json("dataset.json")), own]
 
 

@@ -722,13 +722,15 @@ def context_page(b: Bundle) -> Page:
             Column("dice3d", "Dice, subjects in 3D (%)", write=spread("dice3d_mean")),
             Column("bg", "Background recall (%)", write=spread("bg_recall")),
             Column("absent", "Absent labels (% of pixels)", write=spread("absent_fraction", 2)),
-            Column("time", "Training (min)", write=lambda r: cell_text(
+            Column("time", "Training (min, wall clock)", write=lambda r: cell_text(
                 r["train_seconds_mean"] / 60, Kind.NUMBER, 1)),
             Column("curve", "Validation Dice at the end", write=lambda r: curve_state(
                 convergence, r["model"]))],
             notes=["Mean ± sd over seeds (no sd for one seed). Dice, slices: the paper's "
                    "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
-                   "its volume, mean over subjects. Validation Dice at the end: whether the "
+                   "its volume, mean over subjects. Training time is wall clock, so it "
+                   "includes any other load on the machine that ran it. "
+                   "Validation Dice at the end: whether the "
                    "mean validation curve had left its steep part when the budget ran out "
                    "(the convergence chapter's rule); a verdict on a model still steep is "
                    "not resolved."])
