@@ -43,7 +43,7 @@ import pandas as pd
 
 from spineseg_core.models.registry import MODEL_NAMES, Family
 from spineseg_core.report.resolution import ResolutionCheck, resolution_check
-from spineseg_core.study.aggregate import paired_replicates
+from spineseg_core.study.aggregate import Resampling, paired_replicates
 
 LEVEL = 0.95
 """Coverage of every interval."""
@@ -220,13 +220,11 @@ class _Arms:
 
 
 def _arms(per_case: pd.DataFrame, keys: Sequence[str], n_boot: int, seed: int,
-          metric: str = "dice") -> _Arms:
+          metric: str = "dice", resampling: Resampling = Resampling.BAYESIAN) -> _Arms:
     """The paired bootstrap of ``metric`` (Dice for the claims; ``recall`` for a rate framed
-    as counts, :func:`spineseg_core.levels.stats.rate_frame`, resampled as
-    :func:`spineseg_core.levels.stats.resampling` says) for each arm of ``keys``."""
-    from spineseg_core.levels.stats import resampling
-
-    points, reps = paired_replicates(per_case, keys, metric, n_boot, seed, resampling(metric))
+    as counts, :func:`spineseg_core.levels.stats.rate_frame`, which takes
+    ``resampling=levels.stats.RATES``) for each arm of ``keys``."""
+    points, reps = paired_replicates(per_case, keys, metric, n_boot, seed, resampling)
     key = keys[0] if len(keys) == 1 else list(keys)
     seeds = per_case.groupby(key)["seed"].nunique()
     return _Arms(points, reps, seeds, int(per_case["case_id"].nunique()))
@@ -442,43 +440,41 @@ def steep_models(convergence: pd.DataFrame | None, models: Sequence[str]) -> lis
     return [str(n) for n in rows["display_name"]]
 
 
-def steep_reason(steep: Sequence[str], chapter: str = "convergence chapter") -> list[str]:
-    """The :func:`downgrade` reason for models still on the steep part of their curves."""
-    return ([f"still on the steep part of its learning curve at the end of the budget: "
-             f"{', '.join(steep)} ({chapter})"] if steep else [])
-
-
 def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list[str]:
     """For each of ``models`` with a run of ``runs`` (``runs.csv``, ``context.csv``: ``model,
-    display_name, bg_recall, absent_fraction``) that fails the results chapter's background check
-    (:func:`spineseg_core.study.loss_study.is_sane`), a phrase naming it and its worst run."""
-    from spineseg_core.study.loss_study import is_sane
+    display_name, bg_recall, absent_fraction``) that fails the results chapter's background
+    check (:func:`spineseg_core.study.loss_study.sane_runs`), a phrase naming it and its worst
+    run."""
+    from spineseg_core.study.loss_study import sane_runs
 
-    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+    sane = sane_runs(runs)
+    if sane is None:
         return []
     out = []
     for model in models:
         rows = runs[runs["model"] == model]
-        bad = rows[[not is_sane(b, a) for b, a in zip(rows["bg_recall"], rows["absent_fraction"])]]
+        bad = rows[~sane[rows.index]]
         if len(bad):
             out.append(f"{bad['display_name'].iloc[0]} in {len(bad)} of {len(rows)} run(s), "
                        f"background recall down to {100 * bad['bg_recall'].min():.1f} %")
     return out
 
 
-def single_seed_reason(n_seeds: int) -> list[str]:
-    """The :func:`downgrade` reason for a verdict on one seed: its interval is over the test
-    subjects alone, with none of the spread between training runs (which the main study
-    measures at several Dice points for one model)."""
-    return (["one seed only, so its interval holds none of the spread between seeds"]
-            if n_seeds == 1 else [])
-
-
-def unlearned_reason(failing: Sequence[str]) -> list[str]:
-    """The :func:`downgrade` reasons for models failing the background check
-    (:func:`failing_background`)."""
-    return [f"fails the background check, so it has not learned the task within the budget: "
-            f"{w}" for w in failing]
+def scale_reasons(models: Sequence[str], n_seeds: int, *, runs: pd.DataFrame | None,
+                  convergence: pd.DataFrame | None,
+                  where: str = "convergence chapter") -> list[str]:
+    """Why a verdict resting on ``models`` is "not resolved at this scale" whatever its
+    interval (:func:`downgrade`'s reasons; none when it may stand): one of them fails the
+    background check in a run of ``runs`` (it has not learned the task), one is still on the
+    steep part of its curve in ``convergence`` (``where`` the page shows it), or the verdict
+    rests on one seed (its interval holds no spread between training runs)."""
+    steep = steep_models(convergence, models)
+    return [*(f"fails the background check, so it has not learned the task within the "
+              f"budget: {w}" for w in failing_background(runs, models)),
+            *([f"still on the steep part of its learning curve at the end of the budget: "
+               f"{', '.join(steep)} ({where})"] if steep else []),
+            *(["one seed only, so its interval holds none of the spread between seeds"]
+              if n_seeds == 1 else [])]
 
 
 def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
@@ -494,10 +490,9 @@ def check_claims(results: StudyResults) -> list[Claim]:
     claims = []
     for key, rule in RULES.items():
         claim = rule(results)
-        models = CONVERGENCE_MODELS[key](results)
-        claims.append(downgrade(claim, [
-            *unlearned_reason(failing_background(results.runs, models)),
-            *steep_reason(still_steep(results, models)), *single_seed_reason(claim.n_seeds)]))
+        claims.append(downgrade(claim, scale_reasons(
+            CONVERGENCE_MODELS[key](results), claim.n_seeds, runs=results.runs,
+            convergence=results.convergence)))
     return claims
 
 

@@ -32,9 +32,8 @@ import pandas as pd
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
-                                          failing_background, interval_verdict,
-                                          single_seed_reason, steep_models, steep_reason,
-                                          study_caveats, unlearned_reason)
+                                          interval_verdict, scale_reasons, study_caveats)
+from spineseg_core.study.aggregate import Resampling
 
 STUDY = "context"
 """The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
@@ -82,7 +81,8 @@ def _name(model: str) -> str:
 def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str], key: str,
                    statement: str, rule: str, lacking_text: str, n_boot: int, seed: int,
                    convergence: pd.DataFrame | None = None,
-                   runs: pd.DataFrame | None = None) -> list[Claim]:
+                   runs: pd.DataFrame | None = None,
+                   resampling: Resampling = Resampling.BAYESIAN) -> list[Claim]:
     """One claim per context model of ``models`` against its baseline, from ``frame``: the
     per-subject counts of each ``model`` (``model, seed, case_id, class_value, tp, fp, fn,
     tn``) of which ``metric`` is taken (:func:`spineseg_core.study.aggregate.paired_replicates`).
@@ -91,12 +91,13 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
     learning curve (``convergence``: the group's ``context_convergence.csv``) is "not resolved
     at this scale", as the claims chapter's are: a longer budget could reverse it. So is one
     whose model or baseline fails the background check in a run (``runs``: ``context.csv``;
-    :func:`failing_background`): that model has not learned the task within the budget."""
+    :func:`~spineseg_core.report.claims.scale_reasons`): that model has not learned the task
+    within the budget. And so is a verdict on one seed."""
     present = set() if frame is None or not len(frame) else set(frame["model"])
     arms = None
     if present:
         rows = frame[frame["model"].isin(set(models) | {BASELINES[m] for m in models})]
-        arms = _arms(rows, ["model"], n_boot, seed, metric) if len(rows) else None
+        arms = _arms(rows, ["model"], n_boot, seed, metric, resampling) if len(rows) else None
     claims = []
     for model in models:
         base = BASELINES[model]
@@ -114,11 +115,9 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
         claim = Claim(f"{key}-{model}", said, rule, interval_verdict(comp.ci_low, comp.ci_high),
                       comp.difference, comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects,
                       caveats, (comp,))
-        steep = steep_models(convergence, [model, base])
-        unlearned = failing_background(runs, [model, base])
-        claims.append(downgrade(claim, [*unlearned_reason(unlearned),
-                                        *steep_reason(steep, "scores table, last column"),
-                                        *single_seed_reason(n_seeds)]))
+        claims.append(downgrade(claim, scale_reasons(
+            [model, base], n_seeds, runs=runs, convergence=convergence,
+            where="scores table, last column")))
     return claims
 
 
@@ -163,13 +162,15 @@ def context_level_claims(subjects: pd.DataFrame | None, n_boot: int = N_BOOT, se
     baseline without level tables gives "not resolved at this scale" with a "Missing:"
     caveat, and so do a steep learning curve and a failed background check (``convergence``,
     ``runs``, as :func:`context_claims`)."""
+    from spineseg_core.levels.stats import RATES
+
     needed = {"model", "seed", "case_id", "stage", "all_right"}
     frame = (level_frame(subjects) if subjects is not None and len(subjects)
              and needed <= set(subjects.columns) else None)
     return _paired_claims(frame, "recall", models, "context-levels",
                           "{model} names every level right more often than {base} (2D)",
                           LEVEL_RULE, "level tables of {name} in the context study", n_boot,
-                          seed, convergence, runs)
+                          seed, convergence, runs, RATES)
 
 
 LEVEL_METRICS: tuple[Metric, ...] = (Metric.IDENTIFICATION, Metric.ALL_RIGHT)

@@ -122,15 +122,15 @@ def _sanity_values(runs: pd.DataFrame | None) -> Page:
     """The protocol's check of each run (:func:`spineseg_core.study.loss_study.is_sane`):
     background predicted as background on at least ``BG_RECALL_MIN`` of its pixels, under
     ``ABSENT_MAX`` of the pixels labelled as a structure the case does not contain."""
-    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, is_sane
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, sane_runs
 
     out: Page = {"t1_bg_min": f"{BG_RECALL_MIN:.0%}", "t1_absent_max": f"{ABSENT_MAX:.0%}"}
-    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+    sane = sane_runs(runs)
+    if sane is None:
         out.update(t1_sane_text="No run is in the bundle yet.",
                    t1_sanity=Missing("runs.csv"))
         return out
-    t = runs.assign(sane=[is_sane(b, a) for b, a in zip(runs["bg_recall"],
-                                                        runs["absent_fraction"])])
+    t = runs.assign(sane=sane)
     bad = t[~t["sane"]]
     failing = "; ".join(f"{m} (seed{'s' if len(g) > 1 else ''} "
                         f"{', '.join(str(int(x)) for x in g['seed'])})"
