@@ -11,6 +11,7 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -58,6 +59,16 @@ def gpu_name(device: str | torch.device | None = None) -> str | None:
     if device is None or torch.device(device).type != "cuda" or not torch.cuda.is_available():
         return None
     return torch.cuda.get_device_name(torch.device(device))
+
+
+def processor(env: Mapping[str, object]) -> str | None:
+    """The processor a run's env stamp (:func:`env_stamp`) says it trained on: its GPU where it
+    used one, else its CPU model; ``None`` when neither is recorded. A run's wall-clock times
+    only compare with those of runs on the same processor."""
+    for key in ("gpu", "cpu"):
+        if env.get(key):
+            return str(env[key])
+    return None
 
 
 def git_commit(repo: Path = _REPO) -> str | None:

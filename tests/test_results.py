@@ -50,6 +50,15 @@ def test_runs_table_has_every_metrics_field(study):
             assert row[key] == pytest.approx(value)
     assert row["display_name"] == "U-Net" and row["family"] == "U-Net family"
     assert row["device"] == "cpu" and row["precision"] == "fp32"  # from params.json
+    assert row["processor"] == "test cpu"  # the env stamp's CPU: no GPU recorded
+
+
+def test_processor_is_the_gpu_where_a_run_used_one_else_the_cpu():
+    from spineseg_core.envinfo import processor
+
+    assert processor({"cpu": "AMD EPYC", "gpu": "NVIDIA H200"}) == "NVIDIA H200"
+    assert processor({"cpu": "AMD EPYC", "gpu": None}) == "AMD EPYC"
+    assert processor({}) is None
 
 
 def test_models_mean_std_and_ci(study):

@@ -561,7 +561,8 @@ def reproducibility_page(b: Bundle) -> Page:
             if "source_fingerprint" in runs else runs
         out["rp_runs"] = table_html(runs, columns_for(runs, {
             "display_name": "Model", "seed": "Seed", "fold": "Fold", "device": "Device",
-            "precision": "Precision", "code": "Code", "epochs_completed": "Epochs",
+            "precision": "Precision", "processor": "Processor", "code": "Code",
+            "epochs_completed": "Epochs",
             "train_seconds": "Training (s)", "run_dir": "Record"}, 0))
     else:
         out["rp_runs"] = Missing("runs.csv")

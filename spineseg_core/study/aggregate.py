@@ -65,6 +65,7 @@ from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import FOREGROUND, LABELS
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.training.run_folder import RunFolder, find_runs
+from spineseg_core.envinfo import processor
 from spineseg_core.training.config import budget_exceptions
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
@@ -131,6 +132,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
            "fold": int(metrics["fold"]), "loss": str(params.get("loss", "")),
            "device": str(env.get("device") or params.get("device", "")),
            "precision": str(params.get("precision", "")),
+           "processor": processor(env) or "",
            "source_fingerprint": env.get("source_fingerprint"),
            # Runs before the three-set protocol scored the validation set.
            "evaluated_on": str(metrics.get("evaluated_on", "validation")),
