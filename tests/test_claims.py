@@ -9,6 +9,7 @@ difference itself, and every number below is hand-computed. Dice = 2 tp / (2 tp 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,8 @@ import pytest
 
 from fake_runs import make_fake_study
 from spineseg_core.errors import ConfigError
-from spineseg_core.report.claims import (RULES, StudyResults, Verdict, check_claims,
+from spineseg_core.report.claims import (RULES, StudyResults, Verdict, background_runs,
+                                         check_claim, check_claims,
                                          claims_markdown, comparisons_figure,
                                          comparisons_table, dice_loss_is_best, interval_verdict,
                                          load_results, paper_margin, study_caveats,
@@ -294,6 +296,39 @@ def test_dice_loss_tie_is_not_resolved():
     assert c.difference == pytest.approx(0, abs=1e-12) and c.ci_low < 0 < c.ci_high
 
 
+def test_a_dice_loss_that_paints_the_background_wins_no_verdict():
+    """The Dice loss's arm scores higher Dice (.9 against .8...), but one of its runs labels
+    background as levels (background recall 92 %, 4.6 % of pixels absent structures): the
+    verdict is not resolved, and names that model and loss first. Every arm's runs are checked
+    (``losses.csv``); with every run sane the verdict holds."""
+    dice = _all_losses()
+    main = _table({m: d for (m, l), d in dice.items() if l == "dice_ce"}, seeds=(0, 1),
+                  loss="dice_ce")
+    side = pd.concat([_table({m: d}, seeds=(0, 1), loss=l, group=f"cpu-loss-{l}")
+                      for (m, l), d in dice.items() if l != "dice_ce"], ignore_index=True)
+    names = {"unet": "U-Net", "miniseg": "MiniSeg"}
+    losses = pd.DataFrame([{"model": m, "display_name": names[m], "loss": l, "seed": s,
+                            "bg_recall": 0.99, "absent_fraction": 0.0}
+                           for m in names for l in ("dice", "ce", "weighted_ce", "dice_ce")
+                           for s in (0, 1)])
+    sane = StudyResults(main, "cpu", side=side, n_boot=300, losses=losses)
+    assert check_claim(sane, "loss").verdict is Verdict.HOLDS
+    painted = (losses["model"] == "unet") & (losses["loss"] == "dice") & (losses["seed"] == 1)
+    res = replace(sane, losses=losses.assign(
+        bg_recall=losses["bg_recall"].where(~painted, 0.92),
+        absent_fraction=losses["absent_fraction"].where(~painted, 0.046)))
+    c = check_claim(res, "loss")
+    assert c.verdict is Verdict.UNRESOLVED and c.difference == pytest.approx(0.1)
+    assert c.caveats[0] == (
+        'Not resolved although the interval alone says "holds": fails the background check, '
+        "so it has not learned the task within the budget: U-Net, dice loss in 1 of 2 run(s), "
+        "background recall down to 92.0 %, absent structures up to 4.60 % of pixels.")
+    # the main group's runs.csv speaks for the other claims; each loss is named apart
+    assert background_runs(res, "families") is res.runs
+    assert set(background_runs(res, "loss")["display_name"]) == {
+        f"{n}, {l} loss" for n in names.values() for l in ("dice", "ce", "weighted_ce", "dice_ce")}
+
+
 def test_dice_loss_missing_runs():
     partial = _all_losses()
     del partial[("miniseg", "weighted_ce")]
@@ -360,6 +395,10 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     assert set(side.loc[side.group == "cpu-loss-ce", "loss"]) == {"ce"}
 
     res = load_results(out, n_boot=50)
+    # the loss comparison's runs carry their background check (fake runs: 99.5 % recall)
+    assert list(res.losses.query("group == 'cpu-loss-ce'").bg_recall) == [0.995, 0.995]
+    assert set(background_runs(res, "loss").display_name) == {"U-Net, dice loss",
+                                                               "U-Net, ce loss"}
     r = res.resolution()
     assert r.sizes == (64, 128) and not r.complete  # two of the five models missing
     claims = check_claims(res)
@@ -465,7 +504,7 @@ def test_a_verdict_on_a_model_that_fails_the_background_check_is_not_resolved():
     assert c.caveats[0] == (
         'Not resolved although the interval alone says "does not hold": fails the background '
         "check, so it has not learned the task within the budget: MiniSeg in 1 of 1 run(s), "
-        "background recall down to 97.0 %.")
+        "background recall down to 97.0 %, absent structures up to 0.00 % of pixels.")
 
 
 def test_a_verdict_on_one_seed_is_not_resolved():

@@ -124,7 +124,7 @@ def test_a_model_failing_the_background_check_leaves_the_verdict_unresolved():
     assert claim.caveats[0] == (
         'Not resolved although the interval alone says "does not hold": fails the background '
         "check, so it has not learned the task within the budget: 3D U-Net in 1 of 2 run(s), "
-        "background recall down to 94.0 %.")
+        "background recall down to 94.0 %, absent structures up to 0.00 % of pixels.")
     sane = runs.assign(bg_recall=0.99)
     assert context_claims(table, n_boot=20, models=("unet3d",),
                           runs=sane)[0].verdict is Verdict.FAILS

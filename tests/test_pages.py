@@ -177,9 +177,16 @@ def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle)
     # with the loss groups, the real values (the fake study: U-Net and DeepLabv3+ with ce)
     losses = bundle.csv("losses.csv")
     best = losses.groupby(["display_name", "loss"])["dice"].mean().unstack().mean().idxmax()
-    assert build_page("losses", bundle)["loss_runs"] == (
+    values = build_page("losses", bundle)
+    assert values["loss_runs"] == (
         "Here 2 models were trained with at least two of the losses (`ce`, `dice`); "
         f"`{best}` gave the best mean Dice over them.")
+    # every run of the comparison takes the background check, named with its loss
+    # (the fake study: U-Net and DeepLabv3+, seeds 0-1 with dice and seed 0 with ce, all sane)
+    assert isinstance(values["lo_sane_text"], str) and isinstance(values["lo_sanity"], HTMLTable)
+    assert values["lo_sane_text"] == "All 6 runs pass it."
+    assert "U-Net, ce loss" in values["lo_sanity"].text
+    assert isinstance(build_page("losses", partial)["lo_sanity"], Missing)
     plt.close("all")
 
 

@@ -157,7 +157,8 @@ class StudyResults:
     """What the rules read: per-subject counts of the profile's own runs (``main``: ``model,
     seed, case_id, class_value, tp, fp, fn, tn``, and ``loss``), of the loss and side-study
     groups (``side``, with ``group`` and ``loss``), ``variants.csv``, the model set the
-    study meant to run, ``convergence.csv`` and ``runs.csv`` (the background check)."""
+    study meant to run, ``convergence.csv``, and ``runs.csv`` and ``losses.csv`` (the
+    background check of the main runs and of the loss comparison's)."""
 
     main: pd.DataFrame | None
     profile: str = "cpu"
@@ -169,6 +170,7 @@ class StudyResults:
     seed: int = 0
     convergence: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
+    losses: pd.DataFrame | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def resolution(self) -> ResolutionCheck:
@@ -444,7 +446,8 @@ def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list
     """For each of ``models`` with a run of ``runs`` (``runs.csv``, ``context.csv``: ``model,
     display_name, bg_recall, absent_fraction``) that fails the results chapter's background
     check (:func:`spineseg_core.study.loss_study.sane_runs`), a phrase naming it and its worst
-    run."""
+    run; one phrase per display name, so a table whose names carry the loss
+    (:func:`background_runs`) names each loss apart."""
     from spineseg_core.study.loss_study import sane_runs
 
     sane = sane_runs(runs)
@@ -452,11 +455,12 @@ def failing_background(runs: pd.DataFrame | None, models: Sequence[str]) -> list
         return []
     out = []
     for model in models:
-        rows = runs[runs["model"] == model]
-        bad = rows[~sane[rows.index]]
-        if len(bad):
-            out.append(f"{bad['display_name'].iloc[0]} in {len(bad)} of {len(rows)} run(s), "
-                       f"background recall down to {100 * bad['bg_recall'].min():.1f} %")
+        for name, rows in runs[runs["model"] == model].groupby("display_name", sort=False):
+            bad = rows[~sane[rows.index]]
+            if len(bad):
+                out.append(f"{name} in {len(bad)} of {len(rows)} run(s), background recall "
+                           f"down to {100 * bad['bg_recall'].min():.1f} %, absent structures "
+                           f"up to {100 * bad['absent_fraction'].max():.2f} % of pixels")
     return out
 
 
@@ -482,18 +486,34 @@ def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
     return steep_models(results.convergence, models)
 
 
+def background_runs(results: StudyResults, key: str) -> pd.DataFrame | None:
+    """The runs whose background check claim ``key``'s verdict rests on: the main runs
+    (``runs.csv``), or for the loss claim every run of its comparison (``losses.csv``), each
+    named with its loss ("U-Net, dice loss"). A loss that paints background with levels can
+    still win on the Dice of the levels it draws; its verdict must not stand on that."""
+    if key != "loss":
+        return results.runs
+    t = results.losses
+    if t is None or not {"model", "loss", "display_name"} <= set(t.columns):
+        return None
+    t = t[t["model"].isin(LOSS_MODELS) & t["loss"].isin(LOSSES)]
+    return t.assign(display_name=t["display_name"] + ", " + t["loss"].astype(str) + " loss")
+
+
+def check_claim(results: StudyResults, key: str) -> Claim:
+    """Claim ``key``'s verdict (:data:`RULES`). A verdict that rests on a model still on the
+    steep part of its learning curve, or on a run that fails the background check (it has not
+    learned the task), is "not resolved at this scale": a longer budget could move that
+    model's Dice by more than the interval says."""
+    claim = RULES[key](results)
+    return downgrade(claim, scale_reasons(
+        CONVERGENCE_MODELS[key](results), claim.n_seeds, runs=background_runs(results, key),
+        convergence=results.convergence))
+
+
 def check_claims(results: StudyResults) -> list[Claim]:
-    """Every claim's verdict, in the paper's order. A verdict that rests on a model still on
-    the steep part of its learning curve, or on one that fails the background check in a run
-    (it has not learned the task), is "not resolved at this scale": a longer budget could move
-    that model's Dice by more than the interval says."""
-    claims = []
-    for key, rule in RULES.items():
-        claim = rule(results)
-        claims.append(downgrade(claim, scale_reasons(
-            CONVERGENCE_MODELS[key](results), claim.n_seeds, runs=results.runs,
-            convergence=results.convergence)))
-    return claims
+    """Every claim's verdict (:func:`check_claim`), in the paper's order."""
+    return [check_claim(results, key) for key in RULES]
 
 
 def _csv(folder: Path, name: str) -> pd.DataFrame | None:
@@ -523,7 +543,7 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
             params.update(table.dropna(subset=["params"]).groupby("model")["params"].first())
     return StudyResults(main, profile, _csv(folder, "groups_per_case.csv"),
                         _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed,
-                        _csv(folder, "convergence.csv"), runs)
+                        _csv(folder, "convergence.csv"), runs, _csv(folder, "losses.csv"))
 
 
 def study_caveats(dataset: dict[str, Any] | None) -> list[str]:

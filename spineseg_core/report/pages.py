@@ -119,29 +119,42 @@ def results_page(b: Bundle) -> Page:
 
 
 def _sanity_values(runs: pd.DataFrame | None) -> Page:
-    """The protocol's check of each run (:func:`spineseg_core.study.loss_study.is_sane`):
-    background predicted as background on at least ``BG_RECALL_MIN`` of its pixels, under
-    ``ABSENT_MAX`` of the pixels labelled as a structure the case does not contain."""
-    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, sane_runs
+    """The protocol's check of each run (:func:`sanity_check`) for the results chapter."""
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN
 
     out: Page = {"t1_bg_min": f"{BG_RECALL_MIN:.0%}", "t1_absent_max": f"{ABSENT_MAX:.0%}"}
-    sane = sane_runs(runs)
-    if sane is None:
+    checked = sanity_check(runs)
+    if checked is None:
         out.update(t1_sane_text="No run is in the bundle yet.",
                    t1_sanity=Missing("runs.csv"))
         return out
+    out["t1_sane_text"], out["t1_sanity"] = checked
+    return out
+
+
+def sanity_check(runs: pd.DataFrame | None) -> tuple[str, HTMLTable] | None:
+    """The protocol's check of each run of ``runs`` (``display_name, seed, bg_recall,
+    absent_fraction``; :func:`spineseg_core.study.loss_study.is_sane`): background predicted
+    as background on at least ``BG_RECALL_MIN`` of its pixels, under ``ABSENT_MAX`` of the
+    pixels labelled as a structure the case does not contain. A sentence saying which runs fail,
+    and the table of every run; ``None`` when ``runs`` lacks the columns."""
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, sane_runs
+
+    sane = sane_runs(runs)
+    if sane is None:
+        return None
     t = runs.assign(sane=sane)
     bad = t[~t["sane"]]
     failing = "; ".join(f"{m} (seed{'s' if len(g) > 1 else ''} "
                         f"{', '.join(str(int(x)) for x in g['seed'])})"
                         for m, g in bad.groupby("display_name", sort=False))
     one = len(bad) == 1
-    out["t1_sane_text"] = (
+    text = (
         f"All {len(t)} runs pass it." if bad.empty else
         f"{len(t) - len(bad)} of {len(t)} runs pass it; {failing} {'does' if one else 'do'} "
         f"not, and {'its' if one else 'their'} scores above measure a model that has not "
         "learned to leave background alone.")
-    out["t1_sanity"] = table_html(t, [
+    table = table_html(t, [
         Column("display_name", "Model"), Column("seed", "Seed", Kind.INTEGER),
         Column("bg_recall", "Background predicted as background (%)", Kind.PERCENT, 2),
         Column("absent_fraction", "Pixels labelled as an absent structure (%)",
@@ -150,7 +163,7 @@ def _sanity_values(runs: pd.DataFrame | None) -> Page:
         notes=[f"Held-out test set, full field of view. A run passes with at least "
                f"{BG_RECALL_MIN:.0%} background recall and under {ABSENT_MAX:.0%} of the "
                "pixels labelled as a structure the case does not contain."])
-    return out
+    return text, table
 
 
 # --- Figure 18 -----------------------------------------------------------------------------
@@ -610,7 +623,7 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> MarkdownText
 def losses_page(b: Bundle) -> Page:
     import seaborn as sns
 
-    from spineseg_core.report.claims import dice_loss_is_best, load_results
+    from spineseg_core.report.claims import check_claim, load_results
     from spineseg_core.study.loss_study import (ABSENT_MAX, BG_RECALL_MIN, choose_default,
                                                 variants_table)
     from spineseg_core.training.config import TrainConfig
@@ -640,7 +653,7 @@ def losses_page(b: Bundle) -> Page:
                        notes=["absent: pixels labelled as a structure the case does not "
                               "contain; val.: the best validation epoch; 2nd half: the worst "
                               "validated epoch of the second half of the budget."]))
-    out["loss_verdict"] = str(dice_loss_is_best(load_results(b.folder)).verdict) \
+    out["loss_verdict"] = str(check_claim(load_results(b.folder), "loss").verdict) \
         if b.folder is not None and b.has_bundle() else "not resolved at this scale"
     table = None
     if losses is not None:
@@ -651,7 +664,9 @@ def losses_page(b: Bundle) -> Page:
     out["loss_runs"] = loss_runs_sentence(profile, table)
     if table is None or not len(table):
         groups = f"{profile}-loss-<loss>: {LOSS_SCRIPT}"
-        out.update(lo_bars=Missing(f"losses.csv ({groups})"), lo_table=Missing("losses.csv"))
+        out.update(lo_bars=Missing(f"losses.csv ({groups})"), lo_table=Missing("losses.csv"),
+                   lo_sane_text="There are no loss runs to check yet.",
+                   lo_sanity=Missing("losses.csv"))
         return out
     fig, ax = plt.subplots(figsize=(9, 3.8))
     sub = losses[losses.display_name.isin(table.index)]
@@ -666,6 +681,11 @@ def losses_page(b: Bundle) -> Page:
     out["lo_table"] = table_html(shown, [Column("display_name", "Model")] + [
         Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
         dash_note="not trained with this loss")
+    runs = sub.sort_values(["display_name", "loss", "seed"], kind="stable")
+    checked = sanity_check(runs.assign(
+        display_name=runs["display_name"] + ", " + runs["loss"].astype(str) + " loss"))
+    out["lo_sane_text"], out["lo_sanity"] = checked or (
+        "The loss runs of this bundle do not record the check.", Missing("losses.csv"))
     return out
 
 

@@ -74,6 +74,9 @@ METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
 SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 """Metrics of ``metrics.json`` summarised per model (mean and std over runs)."""
 
+SANITY_METRICS: tuple[str, ...] = ("bg_recall", "absent_fraction")
+"""The background check's inputs (:func:`spineseg_core.study.loss_study.is_sane`)."""
+
 _SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall": "recall"}
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
 BUNDLE = "bundle.json"
@@ -566,7 +569,8 @@ def losses_table(profile: str, runs: Sequence[LoadedRun],
     """Runs of the loss comparison: the profile's own ``runs`` and those of every group."""
     if not groups:
         return None
-    rows = [{**run.key, "group": name, **{m: run.metrics.get(m) for m in SUMMARY_METRICS}}
+    rows = [{**run.key, "group": name,
+             **{m: run.metrics.get(m) for m in (*SUMMARY_METRICS, *SANITY_METRICS)}}
             for name, members in [(profile, runs), *groups.items()] for run in members]
     return pd.DataFrame(rows) if rows else None
 
@@ -618,7 +622,7 @@ def output_stride(model: str, model_kwargs: dict[str, Any] | None = None) -> int
 
 VARIANT_COLUMNS: tuple[str, ...] = (
     "group", "model", "display_name", "family", "seed", "image_size", "output_stride", "dice",
-    "bg_recall", "absent_fraction")
+    *SANITY_METRICS)
 """Columns of ``variants.csv``."""
 
 
@@ -634,7 +638,7 @@ def variants_table(profile: str, runs: Sequence[LoadedRun],
     rows = [{"group": name, **{k: run.key[k] for k in ("model", "display_name", "family", "seed")},
              "image_size": run.params.get("image_size"),
              "output_stride": output_stride(run.key["model"], run.params.get("model_kwargs")),
-             **{m: run.metrics.get(m) for m in ("dice", "bg_recall", "absent_fraction")}}
+             **{m: run.metrics.get(m) for m in ("dice", *SANITY_METRICS)}}
             for name, members in [(profile, main), *groups.items()] for run in members]
     return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
 
