@@ -53,8 +53,14 @@ hard
 # without them, the others have two seeds already
 "${S[@]}" study "${common[@]}" --seeds 0 --models unet miniseg --losses dice ce weighted_ce
 hard
-"${S[@]}" study "${common[@]}" --seeds 2
-hard
+# one model at a time, each scored on the hard cases as soon as it finishes: its checkpoint is
+# gone if the machine is (a sitting may end mid-seed), and the scores cannot be made without it
+# (the study's own model list, from the commit that runs it)
+for model in $(cd "$code" && PYTHONPATH="$code" "$here/.venv/bin/python" -c \
+        'from spineseg_core.models import list_models; print(*list_models())'); do
+    "${S[@]}" study "${common[@]}" --seeds 2 --models "$model"
+    hard
+done
 "${S[@]}" study "${common[@]}" --seeds 1 2 --models unet miniseg --losses dice ce weighted_ce
 hard
 # DANet at output stride 8 and 256 px last: one run for the resolution check, and the longest
