@@ -190,6 +190,33 @@ def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle)
     plt.close("all")
 
 
+def test_loss_sentence_and_bars_set_apart_the_losses_that_fail_the_background_check():
+    import pandas as pd
+
+    from spineseg_core.report.figures import loss_bars
+    from spineseg_core.report.pages import loss_runs_sentence
+
+    table = pd.DataFrame({"ce": [0.6, 0.2], "dice": [0.7, 0.4], "dice_ce": [0.65, 0.1]},
+                         index=["U-Net", "MiniSeg"])
+    head = ("Here 2 models were trained with at least two of the losses (`ce`, `dice`, "
+            "`dice_ce`); `dice` gave the best mean Dice over them")
+    assert loss_runs_sentence("cpu", table, None) == head + "."
+    assert loss_runs_sentence("cpu", table, ["ce", "dice", "dice_ce"]) == head + "."
+    # without dice: ce (mean .4) beats dice_ce (mean .375)
+    assert loss_runs_sentence("cpu", table, ["ce", "dice_ce"]) == head + (
+        "; of the losses whose every run passes the background check (Table L3), `ce` did.")
+    assert loss_runs_sentence("cpu", table, []).endswith(
+        "but every loss has a run that fails the background check (Table L3).")
+    runs = pd.DataFrame({"display_name": ["U-Net"] * 3 + ["MiniSeg"] * 2,
+                         "loss": ["dice", "dice", "ce", "dice", "ce"],
+                         "dice": [0.7, 0.6, 0.5, 0.4, 0.2]})
+    fig = loss_bars(runs, pd.Series([True, False, True, True, True]))
+    bars = [p for p in fig.axes[0].patches]
+    assert [round(p.get_height(), 6) for p in bars] == [65.0, 40.0, 50.0, 20.0]
+    assert [bool(p.get_hatch()) for p in bars] == [True, False, False, False]
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("chapter", sorted(PAGES))
 def test_no_chapter_shows_a_placeholder_value(bundle, partial, chapter):
     """With results, complete or as partial as the committed bundle, no text or table value

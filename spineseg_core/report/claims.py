@@ -473,8 +473,10 @@ def scale_reasons(models: Sequence[str], n_seeds: int, *, runs: pd.DataFrame | N
     steep part of its curve in ``convergence`` (``where`` the page shows it), or the verdict
     rests on one seed (its interval holds no spread between training runs)."""
     steep = steep_models(convergence, models)
-    return [*(f"fails the background check, so it has not learned the task within the "
-              f"budget: {w}" for w in failing_background(runs, models)),
+    failing = failing_background(runs, models)
+    return [*([f"{'fails' if len(failing) == 1 else 'runs fail'} the background check, so "
+               f"{'it has' if len(failing) == 1 else 'they have'} not learned the task within "
+               f"the budget: {'; '.join(failing)}"] if failing else []),
             *([f"still on the steep part of its learning curve at the end of the budget: "
                f"{', '.join(steep)} ({where})"] if steep else []),
             *(["one seed only, so its interval holds none of the spread between seeds"]

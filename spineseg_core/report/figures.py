@@ -127,6 +127,39 @@ def paired_bars(names: Sequence[str], paper: Sequence[float], ours: Sequence[flo
     return fig
 
 
+def loss_bars(runs: pd.DataFrame, sane: pd.Series) -> Figure:
+    """Test Dice (%) per model (``display_name``) and ``loss``: the mean over seeds, with their
+    standard deviation when there are two or more. A bar is hatched when a run of it fails the
+    background check (``sane``, on ``runs``' index): its Dice then comes with background
+    painted as structures. The legend sits above the axes, so it covers no bar."""
+    models = list(dict.fromkeys(runs["display_name"]))
+    losses = list(dict.fromkeys(runs["loss"]))
+    width = 0.8 / len(losses)
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.8, 3.8))
+    colors = plt.get_cmap("tab10").colors
+    for j, loss in enumerate(losses):
+        for i, model in enumerate(models):
+            sel = (runs["display_name"] == model) & (runs["loss"] == loss)
+            dice = 100 * runs.loc[sel, "dice"]
+            if dice.empty:
+                continue
+            sd = dice.std(ddof=1) if len(dice) > 1 else None
+            ax.bar(i - 0.4 + (j + 0.5) * width, dice.mean(), width * 0.95, yerr=sd,
+                   capsize=3, color=colors[j % len(colors)], edgecolor="black", linewidth=0.5,
+                   hatch="//" if not sane[sel].all() else None)
+    handles = [Patch(facecolor=colors[j % len(colors)], label=loss)
+               for j, loss in enumerate(losses)]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label="fails the background check"))
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              ncol=len(handles), frameon=False, fontsize=8)
+    ax.set_xticks(np.arange(len(models)), models)
+    ax.set(ylabel="test Dice (%)", ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def spread_labels(y: Sequence[float], min_gap: float) -> np.ndarray:
     """Label heights near ``y`` at least ``min_gap`` apart, keeping their order (labels of
     nearby points in a scatter plot would otherwise collide)."""

@@ -597,11 +597,14 @@ LOSS_SCRIPT = "scripts/rerun_cpu_study.sh"
 """What makes the loss-comparison runs of the cpu profile (U-Net and MiniSeg, every loss)."""
 
 
-def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> MarkdownText:
+def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
+                       passing: Sequence[str] | None = None) -> MarkdownText:
     """What the loss comparison holds, as one sentence of Markdown: the models trained with
     two losses or more, the losses and the best by mean Dice (``table``: mean Dice per model
-    and loss, a row per model trained with two or more), or, when there is none, that the runs
-    are not there yet and which command makes them."""
+    and loss, a row per model trained with two or more), and, when some loss has a run that
+    fails the background check, the best of the ``passing`` losses (those whose every run
+    passes); or, when there is no comparison, that the runs are not there yet and which command
+    makes them."""
     from spineseg_core.models import model_info
     from spineseg_core.report.claims import LOSS_MODELS
 
@@ -613,19 +616,26 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None) -> MarkdownText
             f"`{LOSS_SCRIPT}` trains {names} with each loss on the cpu profile (`spineseg main "
             "--loss-models` on any profile), and `spineseg aggregate` tables them.")
     n = len(table)
-    return MarkdownText(
-        f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
-        f"losses ({', '.join(f'`{c}`' for c in table.columns)}); `{table.mean().idxmax()}` gave "
-        "the best mean Dice over them.")
+    best = table.mean().idxmax()
+    text = (f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
+            f"losses ({', '.join(f'`{c}`' for c in table.columns)}); `{best}` gave the best "
+            "mean Dice over them")
+    kept = [c for c in table.columns if passing is None or c in passing]
+    if len(kept) == len(table.columns):
+        return MarkdownText(text + ".")
+    if not kept:
+        return MarkdownText(text + ", but every loss has a run that fails the background check "
+                            "(Table L3).")
+    return MarkdownText(text + f"; of the losses whose every run passes the background check "
+                        f"(Table L3), `{table[kept].mean().idxmax()}` did.")
 
 
 @page("losses")
 def losses_page(b: Bundle) -> Page:
-    import seaborn as sns
-
     from spineseg_core.report.claims import check_claim, load_results
+    from spineseg_core.report.figures import loss_bars
     from spineseg_core.study.loss_study import (ABSENT_MAX, BG_RECALL_MIN, choose_default,
-                                                variants_table)
+                                                sane_runs, variants_table)
     from spineseg_core.training.config import TrainConfig
 
     variants, losses = b.csv("loss_variants.csv"), b.csv("losses.csv")
@@ -655,28 +665,25 @@ def losses_page(b: Bundle) -> Page:
                               "validated epoch of the second half of the budget."]))
     out["loss_verdict"] = str(check_claim(load_results(b.folder), "loss").verdict) \
         if b.folder is not None and b.has_bundle() else "not resolved at this scale"
-    table = None
+    table = sub = sane = None
     if losses is not None:
         per = losses.groupby(["display_name", "loss"])["dice"].mean().reset_index()
         table = per.pivot(index="display_name", columns="loss", values="dice")
         table = table[table.notna().sum(axis=1) >= 2]
+        sub = losses[losses["display_name"].isin(table.index)]
+        sane = sane_runs(sub)  # None for a bundle whose losses.csv lacks the check
+    passing = None if sane is None else [
+        str(loss) for loss, ok in sane.groupby(sub["loss"]).all().items() if ok]
     profile = b.profile()
-    out["loss_runs"] = loss_runs_sentence(profile, table)
+    out["loss_runs"] = loss_runs_sentence(profile, table, passing)
     if table is None or not len(table):
         groups = f"{profile}-loss-<loss>: {LOSS_SCRIPT}"
         out.update(lo_bars=Missing(f"losses.csv ({groups})"), lo_table=Missing("losses.csv"),
                    lo_sane_text="There are no loss runs to check yet.",
                    lo_sanity=Missing("losses.csv"))
         return out
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    sub = losses[losses.display_name.isin(table.index)]
-    sns.barplot(data=sub.assign(dice=100 * sub.dice), x="display_name", y="dice", hue="loss",
-                errorbar="sd", ax=ax)
-    ax.set(xlabel="", ylabel="test Dice (%)")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns),
-              frameon=False)
-    fig.tight_layout()
-    out["lo_bars"] = fig
+    out["lo_bars"] = loss_bars(sub, sane if sane is not None
+                               else pd.Series(True, index=sub.index))
     shown = (table.reset_index())
     out["lo_table"] = table_html(shown, [Column("display_name", "Model")] + [
         Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
