@@ -93,6 +93,12 @@ def test_table1_page_numbers_match_the_bundle(bundle):
     assert values["t1_best_dice"] == f"{100 * best.dice_mean:.1f}"
     assert values["t1_n_ours"] == "3" and values["t1_n_paper"] == "12"
     assert (values["t1_fnr_recall_lo"], values["t1_fnr_recall_hi"]) == ("105.7", "133.2")
+    # each of our models shows its seed count (the fake study: 2 seeds; the paper's models
+    # that we did not run get a dash)
+    head = values["t1_overlap"].text.split("</thead>")[0]
+    assert "Seeds (ours)" in head
+    row = next(r for r in values["t1_overlap"].text.split("<tr") if "U-Net<" in r)
+    assert [c.split(">", 1)[1].split("<")[0] for c in row.split("<td")[1:3]] == ["U-Net", "2"]
     plt.close("all")
 
 

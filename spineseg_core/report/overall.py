@@ -51,9 +51,10 @@ def table1(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def table1_columns(metrics: Sequence[str], digits: int = 2) -> list[Column]:
-    """Model, then per metric: the paper's value, ours (mean ± sd over seeds) and our 95 %
+    """Model and our seeds (models may have run with different numbers of seeds while a study
+    is under way), then per metric: the paper's value, ours (mean ± sd over seeds) and our 95 %
     interval over seeds and subjects."""
-    cols = [Column("display_name", "Model")]
+    cols = [Column("display_name", "Model"), Column("n_seeds", "Seeds (ours)", Kind.INTEGER)]
     for m in metrics:
         name, paper_col = METRICS[m]
         d = 3 if m == "fpr" else digits
