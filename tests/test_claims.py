@@ -482,7 +482,7 @@ def _convergence(steep: dict[str, bool]) -> pd.DataFrame:
 
 
 def test_a_verdict_on_a_model_still_learning_is_not_resolved():
-    from spineseg_core.report.claims import still_steep
+    from spineseg_core.report.claims import steep_models
 
     table = _table({"deeplabv3plus": 0.9, "miniseg": 0.8}, seeds=(0, 1))
     models = ("deeplabv3plus", "miniseg")
@@ -490,8 +490,9 @@ def test_a_verdict_on_a_model_still_learning_is_not_resolved():
                            convergence=_convergence({"deeplabv3plus": True, "miniseg": True}))
     learning = StudyResults(table, "cpu", models=models, n_boot=200,
                             convergence=_convergence({"deeplabv3plus": True, "miniseg": False}))
-    assert still_steep(settled, models) == [] and still_steep(learning, models) == ["MINISEG"]
-    assert still_steep(StudyResults(table, "cpu"), models) == []  # no convergence table: none
+    assert steep_models(settled.convergence, models) == []
+    assert steep_models(learning.convergence, models) == ["MINISEG"]
+    assert steep_models(None, models) == []  # no convergence table: none
     by_key = {c.key: c for c in check_claims(settled)}
     assert by_key["miniseg"].verdict is Verdict.FAILS  # 10 points against the paper's 1.86
     by_key = {c.key: c for c in check_claims(learning)}

@@ -483,11 +483,6 @@ def scale_reasons(models: Sequence[str], n_seeds: int, *, runs: pd.DataFrame | N
               if n_seeds == 1 else [])]
 
 
-def still_steep(results: StudyResults, models: Sequence[str]) -> list[str]:
-    """:func:`steep_models` of the main group's ``convergence.csv``."""
-    return steep_models(results.convergence, models)
-
-
 def background_runs(results: StudyResults, key: str) -> pd.DataFrame | None:
     """The runs whose background check claim ``key``'s verdict rests on: the main runs
     (``runs.csv``), or for the loss claim every run of its comparison (``losses.csv``), each
@@ -498,8 +493,14 @@ def background_runs(results: StudyResults, key: str) -> pd.DataFrame | None:
     t = results.losses
     if t is None or not {"model", "loss", "display_name"} <= set(t.columns):
         return None
-    t = t[t["model"].isin(LOSS_MODELS) & t["loss"].isin(LOSSES)]
-    return t.assign(display_name=t["display_name"] + ", " + t["loss"].astype(str) + " loss")
+    return named_by_loss(t[t["model"].isin(LOSS_MODELS) & t["loss"].isin(LOSSES)])
+
+
+def named_by_loss(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (``display_name, loss``) with each display name carrying its loss ("U-Net,
+    dice loss"), so that the background check names each loss of a model apart."""
+    return runs.assign(display_name=runs["display_name"] + ", " + runs["loss"].astype(str)
+                       + " loss")
 
 
 def check_claim(results: StudyResults, key: str) -> Claim:

@@ -632,7 +632,7 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
 
 @page("losses")
 def losses_page(b: Bundle) -> Page:
-    from spineseg_core.report.claims import check_claim, load_results
+    from spineseg_core.report.claims import check_claim, load_results, named_by_loss
     from spineseg_core.report.figures import loss_bars
     from spineseg_core.study.loss_study import (ABSENT_MAX, BG_RECALL_MIN, choose_default,
                                                 sane_runs, variants_table)
@@ -689,8 +689,7 @@ def losses_page(b: Bundle) -> Page:
         Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
         dash_note="not trained with this loss")
     runs = sub.sort_values(["display_name", "loss", "seed"], kind="stable")
-    checked = sanity_check(runs.assign(
-        display_name=runs["display_name"] + ", " + runs["loss"].astype(str) + " loss"))
+    checked = sanity_check(named_by_loss(runs))
     out["lo_sane_text"], out["lo_sanity"] = checked or (
         "The loss runs of this bundle do not record the check.", Missing("losses.csv"))
     return out

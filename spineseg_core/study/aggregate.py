@@ -61,11 +61,12 @@ import pandas as pd
 import torch
 
 from spineseg_core import io
+from spineseg_core.envinfo import processor
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import FOREGROUND, LABELS
 from spineseg_core.study.hard_cases import is_hard_group
+from spineseg_core.study.loss_study import SANITY_METRICS
 from spineseg_core.training.run_folder import RunFolder, find_runs
-from spineseg_core.envinfo import processor
 from spineseg_core.training.config import budget_exceptions
 
 METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
@@ -73,9 +74,6 @@ METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
 
 SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 """Metrics of ``metrics.json`` summarised per model (mean and std over runs)."""
-
-SANITY_METRICS: tuple[str, ...] = ("bg_recall", "absent_fraction")
-"""The background check's inputs (:func:`spineseg_core.study.loss_study.is_sane`)."""
 
 _SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall": "recall"}
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")

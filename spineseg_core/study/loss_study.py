@@ -75,10 +75,14 @@ def is_sane(bg_recall: float, absent_fraction: float) -> bool:
     return bg_recall >= BG_RECALL_MIN and absent_fraction < ABSENT_MAX
 
 
+SANITY_METRICS: tuple[str, ...] = ("bg_recall", "absent_fraction")
+"""The check's inputs, as ``metrics.json`` and the bundle's run tables name them."""
+
+
 def sane_runs(runs: pd.DataFrame | None) -> pd.Series | None:
     """:func:`is_sane` of each run of ``runs`` (``bg_recall``, ``absent_fraction`` columns),
     on its index; ``None`` when the table lacks them."""
-    if runs is None or not len(runs) or not {"bg_recall", "absent_fraction"} <= set(runs):
+    if runs is None or not len(runs) or not set(SANITY_METRICS) <= set(runs):
         return None
     return pd.Series([is_sane(b, a) for b, a in zip(runs["bg_recall"], runs["absent_fraction"])],
                      index=runs.index, dtype=bool)
