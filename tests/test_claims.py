@@ -378,6 +378,11 @@ def test_resolution_check_missing_inputs():
     r = resolution_check(no_danet, "cpu")
     assert not r.complete and "danet has no run in cpu" in r.missing
     assert r.family_order_changes is False  # still measured on the four others
+    # DANet at stride 8 missing at 256 px: the stride that was not run is the one named
+    no_os8 = _variants(LOW, STABLE).query("group != 'cpu-os8-res256'")
+    r = resolution_check(no_os8, "cpu")
+    assert r.missing == ("DANet at output stride 8 at 256 px",)
+    assert r.stride8_gain == pytest.approx({128: 0.05})
 
 
 # --- from a bundle -------------------------------------------------------------------------

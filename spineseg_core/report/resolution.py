@@ -168,10 +168,21 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
                 gain[s] = float(eight.groupby(level=0).mean()[seeds].mean()
                                 - base.groupby(level=0).mean()[seeds].mean())
             else:
-                missing.append(f"{STRIDE_MODEL} at output stride 8 and "
-                               f"{int(default[STRIDE_MODEL])} at {s} px with one seed")
+                missing.append(_stride_missing(int(default[STRIDE_MODEL]), s, base, eight))
     return ResolutionCheck((lo, hi), table, gap, changes, rank, rank_changes, gain,
                            tuple(missing))
+
+
+def _stride_missing(stride: int, size: int, base: pd.Series, eight: pd.Series) -> str:
+    """What the stride comparison lacks at one image size, named for the page: the stride not
+    run there, or a seed common to both strides."""
+    from spineseg_core.models import model_info
+
+    name = model_info(STRIDE_MODEL).display_name
+    absent = [str(o) for o, runs in ((8, eight), (stride, base)) if runs.empty]
+    if absent:
+        return f"{name} at output stride {' and '.join(absent)} at {size} px"
+    return f"{name} at output strides 8 and {stride} at {size} px with a seed in common"
 
 
 def resolution_table(check: ResolutionCheck) -> pd.DataFrame:
