@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from fake_runs import make_fake_study
 from spineseg_core.errors import DataError
 from spineseg_core.report.deviations import deviations, deviations_table
-from spineseg_core.report.facts import read_setup, setup_markdown
+from spineseg_core.report.facts import precision_text, read_setup, setup_markdown
 from spineseg_core.report.tables import DASH, Column, Kind, cell_text, shown_frame, table_html
 from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.paper import PAPER_DOI
@@ -60,6 +61,13 @@ def test_setup_is_read_from_the_bundle(tmp_path):
     for part in ("6 runs of 3 models", "4 subjects (12 slices)", "3 epochs in batches of 4",
                  "no pretraining", "seeds 0, 1", "test cpu", PAPER_DOI, "held-out test set"):
         assert part in text, part
+    assert s.precision_models == {"fp32": ["DeepLabv3+", "MiniSeg", "U-Net"]}
+    assert precision_text(s) == "fp32"
+    # one model trained in another precision is named beside the precision of the others
+    mixed = replace(s, precisions=["bf16-autocast", "fp32"], precision_models={
+        "bf16-autocast": ["DANet", "U-Net"], "fp32": ["MiniSeg"]})
+    assert precision_text(mixed) == "bf16-autocast (MiniSeg in fp32)"
+    assert "in bf16-autocast (MiniSeg in fp32) on cpu" in setup_markdown(mixed)
 
 
 def test_setup_of_a_folder_without_a_bundle_is_one_clear_error(tmp_path):

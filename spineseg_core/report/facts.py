@@ -9,7 +9,7 @@ gathers them from the bundle's files (``bundle.json``, ``dataset.json``, ``runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class Setup:
     n_runs: int
     evaluated_on: list[str]
     pretrained: bool = False
+    precision_models: dict[str, list[str]] = field(default_factory=dict)
+    """Each precision with the models (display names) whose runs trained in it."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -77,6 +79,10 @@ def read_setup(results: str | Path) -> Setup:
         return None if value is None or pd.isna(value) else int(value)
 
     epochs = _ints(col("epochs_completed")) or _ints([dataset.get("epochs")])
+    precision_models: dict[str, list[str]] = {}
+    if {"precision", "display_name"} <= set(runs.columns):
+        for prec, names in runs.groupby("precision")["display_name"]:
+            precision_models[str(prec)] = sorted(set(names.astype(str)))
     return Setup(
         data_kind=str(dataset.get("data_kind", "unknown")),
         n_train_cases=opt_int(dataset.get("n_train_cases")),
@@ -98,11 +104,24 @@ def read_setup(results: str | Path) -> Setup:
         n_models=len(bundle.get("models", [])),
         n_runs=int(bundle.get("n_runs", 0)),
         evaluated_on=[str(e) for e in dataset.get("evaluated_on", [])],
+        precision_models=precision_models,
     )
 
 
 def _list(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values) if values else "not recorded"
+
+
+def precision_text(s: Setup) -> str:
+    """The runs' precision in words: the one most models trained in, then each other one with
+    its models, e.g. "bf16-autocast (MiniSeg in fp32)". Without per-run records, the bundle's
+    precisions joined."""
+    if len(s.precision_models) < 2:
+        return _list(list(s.precision_models) or s.precisions)
+    main = max(s.precision_models, key=lambda p: (len(s.precision_models[p]), p))
+    others = "; ".join(f"{', '.join(names)} in {prec}"
+                       for prec, names in sorted(s.precision_models.items()) if prec != main)
+    return f"{main} ({others})"
 
 
 def setup_markdown(s: Setup) -> str:
@@ -123,7 +142,7 @@ def setup_markdown(s: Setup) -> str:
         f"{test} of {s.n_test_cases} subjects ({s.n_test_slices} slices) by the checkpoint "
         f"with the best validation Dice. Images at {grid}{crop}. Every model trains "
         f"{_list(s.epochs)} epochs{steps}, Adam at learning rate {s.lr}, loss `{s.loss}`, "
-        f"in {_list(s.precisions)} on {_list(s.devices)} ({_list(s.processors)}), from random "
+        f"in {precision_text(s)} on {_list(s.devices)} ({_list(s.processors)}), from random "
         f"initialisation (no pretraining, as in the paper), with seeds {_list(s.seeds)}. "
         f"The paper: {PAPER_MARKDOWN}, 880 × 880 px, about 120 epochs on an RTX 3090."
     )

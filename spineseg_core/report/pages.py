@@ -365,7 +365,7 @@ def efficiency_page(b: Bundle) -> Page:
 @page("intro")
 def intro_page(b: Bundle) -> Page:
     from spineseg_core.report.deviations import deviations_table
-    from spineseg_core.report.facts import read_setup
+    from spineseg_core.report.facts import precision_text, read_setup
     from spineseg_core.study.paper import table1_overall
 
     bundle, models = b.json("bundle.json") or {}, b.csv("models.csv")
@@ -376,7 +376,8 @@ def intro_page(b: Bundle) -> Page:
         "data_kind": bundle.get("data_kind", "no results yet"),
         "n_runs": str(bundle.get("n_runs", 0)), "n_models": str(len(bundle.get("models", []))),
         "devices": ", ".join(bundle.get("devices", [])) or MISSING,
-        "precisions": " and ".join(bundle.get("precisions", [])) or "an unrecorded precision",
+        "precisions": (precision_text(setup) if setup and setup.precisions
+                       else "an unrecorded precision"),
         "processors": ", ".join(setup.processors) if setup and setup.processors else MISSING,
         "paper_best": paper.loc[paper["dice"].idxmax(), "model"],
         "paper_best_dice": f"{paper['dice'].max():.2f}",
