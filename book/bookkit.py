@@ -110,15 +110,17 @@ def protocol_note() -> None:
              "findings; the re-run under the protocol replaces them.", "warning")
 
 
-def show_setup() -> None:
+def show_setup(study: str | None = None) -> None:
     """The bundle's setup (:func:`spineseg_core.report.facts.setup_markdown`): every results
-    chapter opens with it."""
+    chapter opens with it; ``study`` (``context``) gives a separate study's own runs."""
     from spineseg_core.report.facts import read_setup, setup_markdown
 
-    if RESULTS is None or not (RESULTS / "bundle.json").is_file():
-        no_results("bundle.json")
-        return
-    display(Markdown(setup_markdown(read_setup(RESULTS))))
+    needed = ("bundle.json", *([f"{study}.csv"] if study else []))
+    for name in needed:
+        if RESULTS is None or not (RESULTS / name).is_file():
+            no_results(name)
+            return
+    display(Markdown(setup_markdown(read_setup(RESULTS, study))))
 
 
 def show_gpu_tables() -> None:

@@ -21,7 +21,7 @@ from spineseg_core.report.claims import (RULES, StudyResults, Verdict, backgroun
                                          check_claim, check_claims,
                                          claims_markdown, comparisons_figure,
                                          comparisons_table, dice_loss_is_best, interval_verdict,
-                                         load_results, paper_margin, study_caveats,
+                                         load_results, paper_margin, seed_counts, study_caveats,
                                          verdict_table)
 from spineseg_core.report.resolution import resolution_check
 from spineseg_core.study.aggregate import aggregate, paired_replicates
@@ -451,6 +451,18 @@ def test_verdict_table_and_caveats():
     assert caveats[3].startswith("1 seed per model: the intervals cover the test subjects only")
     assert caveats[3].endswith("; 40 test subjects.")
     assert study_caveats({"seeds": [0, 1, 2]})[3] == "3 seeds per model."
+    # each model's own count, from its runs: the models short of the most are named
+    runs = pd.DataFrame({"display_name": ["U-Net"] * 3 + ["PSPNet"] * 2 + ["DANet", "MiniSeg"],
+                         "seed": [0, 1, 2, 0, 1, 0, 0]})
+    assert seed_counts(runs) == {"U-Net": 3, "PSPNet": 2, "DANet": 1, "MiniSeg": 1}
+    assert study_caveats({"seeds": [0, 1, 2], "n_test_cases": 40}, seed_counts(runs))[3] == (
+        "1 to 3 seeds per model (1 for DANet, MiniSeg; 2 for PSPNet): where a model has one "
+        "seed, its interval covers the test subjects only; 40 test subjects.")
+    assert study_caveats({"seeds": [0, 1]}, {"U-Net": 2, "PSPNet": 1})[3] == (
+        "1 to 2 seeds per model (1 for PSPNet): where a model has one seed, its interval "
+        "covers the test subjects only.")
+    assert study_caveats({"seeds": [0, 1, 2]}, {"U-Net": 1})[3].startswith(
+        "1 seed per model: the intervals cover the test subjects only")
     assert study_caveats(None)[1:4] == [
         "A miniature of the paper's protocol: a few epochs against the 120 of our reading of the "
         "paper, so large models may be far from converged.",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 
-from fake_runs import make_fake_study
+from fake_runs import make_fake_study, write_fake_run
 from spineseg_core.errors import DataError
 from spineseg_core.report.deviations import deviations, deviations_table
 from spineseg_core.report.facts import precision_text, read_setup, setup_markdown
@@ -70,6 +71,35 @@ def test_setup_is_read_from_the_bundle(tmp_path):
     assert "in bf16-autocast (MiniSeg in fp32) on cpu" in setup_markdown(mixed)
 
 
+def test_setup_of_a_separate_study_is_its_own(tmp_path):
+    """The context chapter's setup counts the context study's runs, not the main study's, and
+    names the model that steps in another batch size (the 3D U-Net, on one volume)."""
+    runs = make_fake_study(tmp_path / "runs", profile="p", models=("unet", "miniseg"),
+                           seeds=(0, 1, 2), losses=())
+    for seed in (0, 1):
+        for model in ("unet", "unet_25d3", "unet3d"):
+            run = write_fake_run(runs / f"p-context/{model}/seed_{seed}/fold_0", model, seed,
+                                 profile="p")
+            for name, change in (("params.json", {"batch_size": 1 if model == "unet3d" else 4,
+                                                  "precision": "bf16-autocast"}),
+                                 ("metrics.json", {"steps_per_epoch": 16 if model == "unet3d"
+                                                   else 12})):
+                data = json.loads((run / name).read_text())
+                (run / name).write_text(json.dumps({**data, **change}))
+    aggregate("p", runs, tmp_path / "out", n_boot=20)
+    main, context = read_setup(tmp_path / "out"), read_setup(tmp_path / "out", "context")
+    assert (main.n_runs, main.n_models, main.seeds) == (6, 2, [0, 1, 2])
+    assert (context.n_runs, context.n_models, context.seeds) == (6, 3, [0, 1])
+    assert context.precisions == ["bf16-autocast"] and context.batch_size == 4
+    assert context.seeds_per_model == {"U-Net": 2, "U-Net 2.5D (3 slices)": 2, "3D U-Net": 2}
+    text = setup_markdown(context)
+    assert "6 runs of 3 models" in text and "seeds 0, 1." in text
+    assert "(12 steps of batch 4 per epoch; 3D U-Net: 16 steps of batch 1)" in text
+    with pytest.raises(DataError, match=r"other.csv: missing: the bundle has no runs of the "
+                                        r"other study"):
+        read_setup(tmp_path / "out", "other")
+
+
 def test_setup_of_a_folder_without_a_bundle_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="bundle.json: missing"):
         read_setup(tmp_path)
@@ -86,6 +116,12 @@ def test_every_deviation_has_a_reason_and_the_backbones_are_checked(tmp_path):
     table = deviations_table(read_setup(tmp_path / "out"))
     grid = table.set_index("aspect").loc["Image grid", "ours"]
     assert grid == "64 × 64 px"  # the fake runs' image size
+    setup = read_setup(tmp_path / "out")
+    assert setup.seeds_per_model == {"U-Net": 2, "DeepLabv3+": 2, "MiniSeg": 2}
+    seeds = lambda s: deviations_table(s).set_index("aspect").loc["Repetitions", "ours"]  # noqa: E731
+    assert seeds(setup).startswith("2 seeds per model")
+    uneven = replace(setup, seeds_per_model={"U-Net": 3, "DeepLabv3+": 2})
+    assert seeds(uneven).startswith("2 to 3 seeds per model")
     assert list(table.columns) == ["aspect", "paper", "ours", "reason"]
 
 

@@ -32,7 +32,7 @@ is "not resolved at this scale" and the caveats name what is missing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.models.registry import MODEL_NAMES, Family
+from spineseg_core.report.facts import seed_counts
 from spineseg_core.report.resolution import ResolutionCheck, resolution_check
 from spineseg_core.study.aggregate import Resampling, paired_replicates
 
@@ -549,9 +550,31 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
                         _csv(folder, "convergence.csv"), runs, _csv(folder, "losses.csv"))
 
 
-def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
+def _seeds_caveat(seeds: list[int], per_model: Mapping[str, int] | None) -> str:
+    """How many seeds stand behind each model: one count when every model has it, else the
+    range with the models short of the most named by their count."""
+    counts = dict(per_model) if per_model else {}
+    values = sorted(set(counts.values())) or ([len(seeds)] if seeds else [])
+    if not values:
+        return "No runs yet"
+    low, high = values[0], values[-1]
+    spread = (": the intervals cover the test subjects only, not the randomness of training"
+              if high == 1 else
+              ": where a model has one seed, its interval covers the test subjects only"
+              if low == 1 else "")
+    if low == high:
+        return f"{low} seed{'s' if low != 1 else ''} per model{spread}"
+    short = "; ".join(f"{n} for {', '.join(m for m, k in counts.items() if k == n)}"
+                      for n in values[:-1])
+    return f"{low} to {high} seeds per model ({short}){spread}"
+
+
+def study_caveats(dataset: dict[str, Any] | None,
+                  seeds: Mapping[str, int] | None = None) -> list[str]:
     """What every verdict stands on, from ``dataset.json``, in the order the page shows it:
-    the data, the protocol, the resolution, the seeds, the weights."""
+    the data, the protocol, the resolution, the seeds, the weights. ``seeds`` (model to seeds
+    run, :func:`seed_counts`) counts each model's seeds; without it, the bundle's seeds are
+    taken as every model's."""
     from spineseg_core.training.config import PROFILE_DEFAULTS, Profile
 
     d = dataset or {}
@@ -572,11 +595,8 @@ def study_caveats(dataset: dict[str, Any] | None) -> list[str]:
                f"{paper['image_size']} px: thoracic discs are a few pixels high and a stride-32 "
                "encoder sees a map a few pixels across; the resolution check tests whether the "
                "orderings survive 256 px.")
-    seeds, n_test = d.get("seeds") or [], d.get("n_test_cases")
-    spread = (": the intervals cover the test subjects only, not the randomness of training"
-              if len(seeds) == 1 else "")
-    out.append((f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model{spread}"
-                if seeds else "No runs yet")
+    n_test = d.get("n_test_cases")
+    out.append(_seeds_caveat(d.get("seeds") or [], seeds)
                + (f"; {n_test} test subjects." if n_test else "."))
     out.append("No model was pretrained: every backbone starts from random weights.")
     return out

@@ -32,7 +32,8 @@ import pandas as pd
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
-                                          interval_verdict, scale_reasons, study_caveats)
+                                          interval_verdict, scale_reasons, seed_counts,
+                                          study_caveats)
 from spineseg_core.study.aggregate import Resampling
 
 STUDY = "context"
@@ -261,13 +262,14 @@ def context_caveats(b: Bundle) -> list[str]:
                "is compared only with the 2D runs of that same group, never with the main "
                "tables.")
     table = b.csv("context.csv")
-    if table is not None and len(table):
-        seeds = table.groupby("model")["seed"].nunique()
-        low, high = int(seeds.min()), int(seeds.max())
+    seeds = seed_counts(table)
+    if seeds:
+        low, high = min(seeds.values()), max(seeds.values())
         count = f"{low}" if low == high else f"{low} to {high}"
         own += (f" It has {count} seed{'s' * (high != 1)} of each of its {len(seeds)} models "
                 f"so far ({SEEDS_WANTED} planned); a verdict on one seed is not resolved.")
-    return [*study_caveats(b.json("dataset.json")), own]
+    # the seeds caveat counts the context study's own runs, not the main study's
+    return [*study_caveats(b.json("dataset.json"), seeds or None), own]
 
 
 SUMMARY_METRICS: tuple[str, ...] = ("dice", "dice3d_mean", "bg_recall", "absent_fraction",

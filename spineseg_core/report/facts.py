@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from spineseg_core import io
+from spineseg_core.errors import DataError
 from spineseg_core.study.paper import PAPER_MARKDOWN
 
 
@@ -46,6 +47,12 @@ class Setup:
     pretrained: bool = False
     precision_models: dict[str, list[str]] = field(default_factory=dict)
     """Each precision with the models (display names) whose runs trained in it."""
+    seeds_per_model: dict[str, int] = field(default_factory=dict)
+    """Seeds run per model (display name), from ``runs.csv``."""
+    batch_models: dict[int, list[str]] = field(default_factory=dict)
+    """Each batch size with its models, where the runs record it (a separate study)."""
+    batch_steps: dict[int, list[int]] = field(default_factory=dict)
+    """Each batch size with the steps per epoch its runs took."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -64,12 +71,34 @@ def _processors(bundle: dict[str, Any]) -> list[str]:
     return [str(c) for c in cpus]
 
 
-def read_setup(results: str | Path) -> Setup:
-    """The setup of the bundle in ``results`` (``results/<profile>/``)."""
+def seed_counts(runs: pd.DataFrame | None) -> dict[str, int]:
+    """Seeds run per model (display name where the table has it), from a table with one row
+    per run (``runs.csv``, ``context.csv``)."""
+    if runs is None or not len(runs):
+        return {}
+    name = "display_name" if "display_name" in runs else "model"
+    return {str(m): int(n) for m, n in runs.groupby(name, sort=False)["seed"].nunique().items()}
+
+
+def _by_value(runs: pd.DataFrame, column: str) -> dict[Any, list[str]]:
+    """Each value of ``column`` with the models (display names) whose runs have it."""
+    if not {column, "display_name"} <= set(runs.columns):
+        return {}
+    return {v: sorted(set(names.astype(str)))
+            for v, names in runs.dropna(subset=[column]).groupby(column)["display_name"]}
+
+
+def read_setup(results: str | Path, study: str | None = None) -> Setup:
+    """The setup of the bundle in ``results`` (``results/<profile>/``): of its main runs
+    (``runs.csv``), or of a separate study's runs (``study``: ``context`` reads
+    ``context.csv``, written by the same aggregate), whose own rows then decide the runs,
+    models, seeds, budget, precision and processors; the data facts are the bundle's."""
     results = Path(results)
     bundle = _read_json(results / "bundle.json")
     dataset = _read_json(results / "dataset.json")
-    runs_path = results / "runs.csv"
+    runs_path = results / (f"{study}.csv" if study else "runs.csv")
+    if study and not runs_path.is_file():
+        raise DataError(runs_path, f"missing: the bundle has no runs of the {study} study")
     runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
 
     def col(name: str) -> pd.Series:
@@ -78,33 +107,54 @@ def read_setup(results: str | Path) -> Setup:
     def opt_int(value: Any) -> int | None:
         return None if value is None or pd.isna(value) else int(value)
 
+    def one(name: str) -> Any:
+        """The study's own value where its rows agree on one, else the bundle's."""
+        values = col(name).dropna().unique()
+        if study and len(values) == 1:
+            return getattr(values[0], "item", lambda: values[0])()  # numpy scalar or str
+        return dataset.get(name)
+
     epochs = _ints(col("epochs_completed")) or _ints([dataset.get("epochs")])
-    precision_models: dict[str, list[str]] = {}
-    if {"precision", "display_name"} <= set(runs.columns):
-        for prec, names in runs.groupby("precision")["display_name"]:
-            precision_models[str(prec)] = sorted(set(names.astype(str)))
+    batches = {int(b): m for b, m in _by_value(runs, "batch_size").items()} if study else {}
+    if study:
+        precisions = sorted(str(p) for p in col("precision").dropna().unique())
+        devices = sorted(str(d) for d in col("device").dropna().unique())
+        processors = sorted(str(p) for p in col("processor").dropna().unique())
+        n_models, n_runs = int(col("model").nunique()), len(runs)
+        seeds = _ints(col("seed"))
+    else:
+        precisions = [str(p) for p in bundle.get("precisions", [])]
+        devices = [str(d) for d in bundle.get("devices", [])]
+        processors = _processors(bundle)
+        n_models, n_runs = len(bundle.get("models", [])), int(bundle.get("n_runs", 0))
+        seeds = _ints(dataset.get("seeds", []))
     return Setup(
         data_kind=str(dataset.get("data_kind", "unknown")),
-        n_train_cases=opt_int(dataset.get("n_train_cases")),
-        n_val_cases=opt_int(dataset.get("n_val_cases")),
-        n_test_cases=opt_int(dataset.get("n_test_cases")),
-        n_test_slices=opt_int(dataset.get("n_test_slices")),
+        n_train_cases=opt_int(one("n_train_cases")),
+        n_val_cases=opt_int(one("n_val_cases")),
+        n_test_cases=opt_int(one("n_test_cases")),
+        n_test_slices=opt_int(one("n_test_slices")),
         image_size=opt_int(dataset.get("image_size")),
         phantom_size=opt_int(dataset.get("phantom_size")),
         crop_width=dataset.get("crop_width"),
         epochs=epochs,
         steps_per_epoch=_ints(col("steps_per_epoch")),
-        batch_size=opt_int(dataset.get("batch_size")),
-        lr=dataset.get("lr"),
-        loss=dataset.get("loss"),
-        precisions=[str(p) for p in bundle.get("precisions", [])],
-        devices=[str(d) for d in bundle.get("devices", [])],
-        processors=_processors(bundle),
-        seeds=_ints(dataset.get("seeds", [])),
-        n_models=len(bundle.get("models", [])),
-        n_runs=int(bundle.get("n_runs", 0)),
+        batch_size=(max(batches, key=lambda b: len(batches[b])) if batches
+                    else opt_int(dataset.get("batch_size"))),
+        lr=one("lr"),
+        loss=one("loss"),
+        precisions=precisions,
+        devices=devices,
+        processors=processors,
+        seeds=seeds,
+        n_models=n_models,
+        n_runs=n_runs,
         evaluated_on=[str(e) for e in dataset.get("evaluated_on", [])],
-        precision_models=precision_models,
+        precision_models={str(k): v for k, v in _by_value(runs, "precision").items()},
+        seeds_per_model=seed_counts(runs) if "seed" in runs else {},
+        batch_models=batches,
+        batch_steps={int(b): _ints(g) for b, g in runs.groupby("batch_size")["steps_per_epoch"]}
+        if study and {"batch_size", "steps_per_epoch"} <= set(runs.columns) else {},
     )
 
 
@@ -134,6 +184,13 @@ def setup_markdown(s: Setup) -> str:
             if s.crop_width else "")
     steps = (f" ({_list(s.steps_per_epoch)} steps of batch {s.batch_size} per epoch)"
              if s.steps_per_epoch else f" in batches of {s.batch_size}")
+    if len(s.batch_models) > 1 and s.batch_size in s.batch_steps:
+        # a budget exception in batch size (the 3D U-Net steps on one volume): each named
+        others = "; ".join(f"{', '.join(s.batch_models[b])}: {_list(s.batch_steps.get(b, []))} "
+                           f"steps of batch {b}" for b in sorted(s.batch_models)
+                           if b != s.batch_size)
+        steps = (f" ({_list(s.batch_steps[s.batch_size])} steps of batch {s.batch_size} per "
+                 f"epoch; {others})")
     test = ("a held-out test set" if s.evaluated_on == ["test"]
             else f"the {_list(s.evaluated_on)} set")
     return (

@@ -655,8 +655,11 @@ def separate_study(runs_dir: Path, profile: str, name: str) -> list[LoadedRun]:
 CONTEXT_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "input_kind", "context", "seed", "fold", *METRICS,
     "bg_recall", "absent_fraction", "dice3d_mean", "n_test_slices", "n_test_cases",
-    "train_seconds", "budget_exceptions", "source_fingerprint")
-"""Columns of ``context.csv``."""
+    "train_seconds", "budget_exceptions", "source_fingerprint",
+    "loss", "device", "precision", "processor", "epochs_completed", "steps_per_epoch",
+    "batch_size", "lr", "n_train_cases", "n_val_cases")
+"""Columns of ``context.csv``: the metrics, then what the study's setup paragraph needs
+(:func:`spineseg_core.report.facts.read_setup` with ``study="context"``)."""
 
 
 def context_table(runs: Sequence[LoadedRun]) -> pd.DataFrame:
@@ -668,12 +671,16 @@ def context_table(runs: Sequence[LoadedRun]) -> pd.DataFrame:
         info = model_info(run.key["model"])
         rows.append({**{k: run.key[k] for k in ("model", "display_name", "family", "seed",
                                                   "fold", "budget_exceptions",
-                                                  "source_fingerprint")},
+                                                  "source_fingerprint", "loss", "device",
+                                                  "precision", "processor")},
                      "input_kind": str(info.input_kind), "context": info.context,
+                     "batch_size": run.params.get("batch_size"), "lr": run.params.get("lr"),
                      **{m: run.metrics.get(m) for m in (*METRICS, "bg_recall",
                                                          "absent_fraction", "dice3d_mean",
                                                          "n_test_slices", "n_test_cases",
-                                                         "train_seconds")}})
+                                                         "train_seconds", "epochs_completed",
+                                                         "steps_per_epoch", "n_train_cases",
+                                                         "n_val_cases")}})
     return pd.DataFrame(rows, columns=list(CONTEXT_COLUMNS))
 
 
