@@ -297,3 +297,16 @@ def test_the_background_check_names_the_runs_that_fail_it(tmp_path):
         "that has not learned to leave background alone.")
     html = values["t1_sanity"].text
     assert html.count(">no<") == 2 and html.count(">yes<") == 1 and "97.60" in html
+
+
+def test_reproducibility_page_writes_the_separate_studies_in_words(bundle):
+    from spineseg_core.report.pages import studies_text
+
+    study = {"context": {"group": "cpu-context", "n_runs": 7, "models": ["unet", "unet3d"],
+                         "source_fingerprint": "ab" * 32, "source_fingerprints": {"ab" * 32: 7}}}
+    assert studies_text(study) == ("context: group cpu-context, 7 runs of 2 models (unet, "
+                                   "unet3d), code abababababab (7 runs)")
+    assert studies_text({}) is None
+    table = build_page("reproducibility", bundle)["rp_bundle"].text
+    assert "context: group cpu-context, 6 runs of 3 models" in table  # the fixture's 3 x 2
+    assert "{'" not in table  # no Python dict on the page

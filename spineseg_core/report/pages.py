@@ -541,6 +541,21 @@ BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "ni
 
 
 @page("reproducibility")
+def studies_text(studies: dict[str, Any]) -> str | None:
+    """``bundle.json``'s separate studies in words, for Table R1: each one's group, runs,
+    models and code version (None when there are none: a dash on the page)."""
+    from spineseg_core.fingerprint import describe
+
+    parts = []
+    for name, st in (studies or {}).items():
+        code = (describe(st["source_fingerprints"]) if st.get("source_fingerprints")
+                else "code not recorded")
+        parts.append(f"{name}: group {st.get('group', name)}, {st.get('n_runs', 0)} runs of "
+                     f"{len(st.get('models', []))} models ({', '.join(st.get('models', []))}), "
+                     f"code {code}")
+    return "; ".join(parts) or None
+
+
 def reproducibility_page(b: Bundle) -> Page:
     import platform
     from importlib.metadata import PackageNotFoundError, version
@@ -561,8 +576,9 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_fingerprint": describe(versions) if versions else "not recorded (an older bundle)",
     }
     if bundle:
-        info = [(k, ", ".join(map(str, v)) if isinstance(v, list)
-                 else describe(v) if k == "source_fingerprints" else str(v))
+        info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
+                 else describe(v) if k == "source_fingerprints"
+                 else studies_text(v) if k == "studies" else str(v))
                 for k, v in bundle.items() if k != "files"]
         fields = pd.DataFrame(info, columns=["field", "value"])
         out["rp_bundle"] = table_html(fields, [Column("field", "Field"), Column("value", "Value")])
