@@ -308,5 +308,5 @@ def test_reproducibility_page_writes_the_separate_studies_in_words(bundle):
                                    "unet3d), code abababababab (7 runs)")
     assert studies_text({}) is None
     table = build_page("reproducibility", bundle)["rp_bundle"].text
-    assert "context: group cpu-context, 6 runs of 3 models" in table  # the fixture's 3 x 2
+    assert "context: group cpu-context, 3 runs of 3 models" in table  # the fixture: seed 0
     assert "{'" not in table  # no Python dict on the page

@@ -540,7 +540,6 @@ BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "ni
 """The packages whose versions the reproducibility chapter lists for the book's build."""
 
 
-@page("reproducibility")
 def studies_text(studies: dict[str, Any]) -> str | None:
     """``bundle.json``'s separate studies in words, for Table R1: each one's group, runs,
     models and code version (None when there are none: a dash on the page)."""
@@ -556,6 +555,7 @@ def studies_text(studies: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
+@page("reproducibility")
 def reproducibility_page(b: Bundle) -> Page:
     import platform
     from importlib.metadata import PackageNotFoundError, version
