@@ -113,14 +113,18 @@ def protocol_note() -> None:
 def show_setup(study: str | None = None) -> None:
     """The bundle's setup (:func:`spineseg_core.report.facts.setup_markdown`): every results
     chapter opens with it; ``study`` (``context``) gives a separate study's own runs."""
+    from spineseg_core.errors import DataError
     from spineseg_core.report.facts import read_setup, setup_markdown
 
-    needed = ("bundle.json", *([f"{study}.csv"] if study else []))
-    for name in needed:
-        if RESULTS is None or not (RESULTS / name).is_file():
-            no_results(name)
-            return
-    display(Markdown(setup_markdown(read_setup(RESULTS, study))))
+    if RESULTS is None:
+        no_results("bundle.json")
+        return
+    try:  # read_setup names the file it lacks: bundle.json, dataset.json or <study>.csv
+        setup = read_setup(RESULTS, study)
+    except DataError as err:
+        no_results(err.path.name)
+        return
+    display(Markdown(setup_markdown(setup)))
 
 
 def show_gpu_tables() -> None:

@@ -383,6 +383,11 @@ def test_resolution_check_missing_inputs():
     r = resolution_check(no_os8, "cpu")
     assert r.missing == ("DANet at output stride 8 at 256 px",)
     assert r.stride8_gain == pytest.approx({128: 0.05})
+    # both strides run at 256 px, but on different seeds: no paired difference to take
+    other_seed = _variants(LOW, STABLE)
+    other_seed.loc[other_seed.group == "cpu-os8-res256", "seed"] = 1
+    r = resolution_check(other_seed, "cpu")
+    assert r.missing == ("DANet at output strides 8 and 32 at 256 px with a seed in common",)
 
 
 # --- from a bundle -------------------------------------------------------------------------

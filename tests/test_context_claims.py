@@ -305,6 +305,9 @@ def test_context_caveats_count_the_context_studys_own_seeds(tmp_path):
     (folder / "dataset.json").write_text(json.dumps({"seeds": [0, 1], "n_test_cases": 8}))
     pd.DataFrame({"model": ["unet", "unet", "unet3d"], "seed": [0, 1, 0]}).to_csv(
         folder / "context.csv", index=False)
-    own = context_caveats(Bundle(folder))[-1]
-    assert own.endswith("It has 1 to 2 seeds of each of its 2 models so far (3 planned); a "
-                        "verdict on one seed is not resolved.")
+    caveats = context_caveats(Bundle(folder))
+    assert caveats[-1].endswith(" 3 seeds of each of its 2 models are planned; a verdict on "
+                                "one seed is not resolved.")
+    # the count is the context study's (unet 2 seeds, unet3d 1), not dataset.json's [0, 1]
+    assert caveats[3] == ("1 to 2 seeds per model (1 for unet3d): where a model has one seed, "
+                          "its interval covers the test subjects only; 8 test subjects.")

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.models.registry import MODEL_NAMES, Family
-from spineseg_core.report.facts import seed_counts
+from spineseg_core.report.facts import seed_counts, seeds_text
 from spineseg_core.report.resolution import ResolutionCheck, resolution_check
 from spineseg_core.study.aggregate import Resampling, paired_replicates
 
@@ -551,22 +551,23 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
 
 
 def _seeds_caveat(seeds: list[int], per_model: Mapping[str, int] | None) -> str:
-    """How many seeds stand behind each model: one count when every model has it, else the
-    range with the models short of the most named by their count."""
+    """How many seeds stand behind each model (:func:`seeds_text`), with the models short of
+    the most named by their count."""
     counts = dict(per_model) if per_model else {}
-    values = sorted(set(counts.values())) or ([len(seeds)] if seeds else [])
-    if not values:
+    if not counts and seeds:  # no per-run table: the bundle's seeds are every model's
+        counts = {"every model": len(seeds)}
+    text = seeds_text(counts)
+    if text is None:
         return "No runs yet"
-    low, high = values[0], values[-1]
-    spread = (": the intervals cover the test subjects only, not the randomness of training"
-              if high == 1 else
-              ": where a model has one seed, its interval covers the test subjects only"
-              if low == 1 else "")
-    if low == high:
-        return f"{low} seed{'s' if low != 1 else ''} per model{spread}"
-    short = "; ".join(f"{n} for {', '.join(m for m, k in counts.items() if k == n)}"
-                      for n in values[:-1])
-    return f"{low} to {high} seeds per model ({short}){spread}"
+    values = sorted(set(counts.values()))
+    if len(values) > 1:
+        text += " (" + "; ".join(f"{n} for {', '.join(m for m, k in counts.items() if k == n)}"
+                                 for n in values[:-1]) + ")"
+    if values[-1] == 1:
+        text += ": the intervals cover the test subjects only, not the randomness of training"
+    elif values[0] == 1:
+        text += ": where a model has one seed, its interval covers the test subjects only"
+    return text
 
 
 def study_caveats(dataset: dict[str, Any] | None,

@@ -263,11 +263,9 @@ def context_caveats(b: Bundle) -> list[str]:
                "tables.")
     table = b.csv("context.csv")
     seeds = seed_counts(table)
-    if seeds:
-        low, high = min(seeds.values()), max(seeds.values())
-        count = f"{low}" if low == high else f"{low} to {high}"
-        own += (f" It has {count} seed{'s' * (high != 1)} of each of its {len(seeds)} models "
-                f"so far ({SEEDS_WANTED} planned); a verdict on one seed is not resolved.")
+    if seeds:  # the seeds caveat above counts them; here what is planned
+        own += (f" {SEEDS_WANTED} seeds of each of its {len(seeds)} models are planned; a "
+                "verdict on one seed is not resolved.")
     # the seeds caveat counts the context study's own runs, not the main study's
     return [*study_caveats(b.json("dataset.json"), seeds or None), own]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from spineseg_core.report.facts import Setup
+from spineseg_core.report.facts import Setup, seeds_text
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,9 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
         "the profile's grid (128 × 128 px on the cpu profile)"
     epochs = (", ".join(str(e) for e in setup.epochs) + " epochs, batch "
               + str(setup.batch_size)) if setup and setup.epochs else "the profile's epochs"
-    counts = sorted(set(setup.seeds_per_model.values())) if setup else []
-    seeds = (f"{counts[0]} seed{'s' * (counts[0] != 1)} per model" if len(counts) == 1
-             else f"{counts[0]} to {counts[-1]} seeds per model" if counts
-             else f"{len(setup.seeds)} seed(s) per model" if setup and setup.seeds
-             else "several seeds per model")
+    seeds = ((setup and seeds_text(setup.seeds_per_model))
+             or (f"{len(setup.seeds)} seed(s) per model" if setup and setup.seeds
+                 else "several seeds per model"))
     data = ("a procedural phantom written in MRSpineSeg's layout, calibrated against a real "
             "T2 scan" if setup is None or setup.data_kind == "phantom"
             else "the real data given to the study")

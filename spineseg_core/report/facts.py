@@ -49,10 +49,9 @@ class Setup:
     """Each precision with the models (display names) whose runs trained in it."""
     seeds_per_model: dict[str, int] = field(default_factory=dict)
     """Seeds run per model (display name), from ``runs.csv``."""
-    batch_models: dict[int, list[str]] = field(default_factory=dict)
-    """Each batch size with its models, where the runs record it (a separate study)."""
-    batch_steps: dict[int, list[int]] = field(default_factory=dict)
-    """Each batch size with the steps per epoch its runs took."""
+    batches: dict[int, tuple[list[str], list[int]]] = field(default_factory=dict)
+    """Each batch size with its models and the steps per epoch their runs took, where the
+    runs record it (a separate study)."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -78,6 +77,17 @@ def seed_counts(runs: pd.DataFrame | None) -> dict[str, int]:
         return {}
     name = "display_name" if "display_name" in runs else "model"
     return {str(m): int(n) for m, n in runs.groupby(name, sort=False)["seed"].nunique().items()}
+
+
+def seeds_text(per_model: dict[str, int]) -> str | None:
+    """The seeds behind each model in words: "3 seeds per model", or "2 to 3 seeds per model"
+    when the models differ; ``None`` without runs."""
+    counts = sorted(set(per_model.values()))
+    if not counts:
+        return None
+    low, high = counts[0], counts[-1]
+    return (f"{low} seed{'s' * (low != 1)} per model" if low == high
+            else f"{low} to {high} seeds per model")
 
 
 def _by_value(runs: pd.DataFrame, column: str) -> dict[Any, list[str]]:
@@ -115,9 +125,12 @@ def read_setup(results: str | Path, study: str | None = None) -> Setup:
         return dataset.get(name)
 
     epochs = _ints(col("epochs_completed")) or _ints([dataset.get("epochs")])
-    batches = {int(b): m for b, m in _by_value(runs, "batch_size").items()} if study else {}
+    precision_models = {str(k): v for k, v in _by_value(runs, "precision").items()}
+    batches = ({int(b): (models, _ints(runs.loc[runs["batch_size"] == b, "steps_per_epoch"]))
+                for b, models in _by_value(runs, "batch_size").items()}
+               if study and "steps_per_epoch" in runs else {})
     if study:
-        precisions = sorted(str(p) for p in col("precision").dropna().unique())
+        precisions = sorted(precision_models)
         devices = sorted(str(d) for d in col("device").dropna().unique())
         processors = sorted(str(p) for p in col("processor").dropna().unique())
         n_models, n_runs = int(col("model").nunique()), len(runs)
@@ -139,7 +152,7 @@ def read_setup(results: str | Path, study: str | None = None) -> Setup:
         crop_width=dataset.get("crop_width"),
         epochs=epochs,
         steps_per_epoch=_ints(col("steps_per_epoch")),
-        batch_size=(max(batches, key=lambda b: len(batches[b])) if batches
+        batch_size=(max(batches, key=lambda b: len(batches[b][0])) if batches
                     else opt_int(dataset.get("batch_size"))),
         lr=one("lr"),
         loss=one("loss"),
@@ -150,11 +163,9 @@ def read_setup(results: str | Path, study: str | None = None) -> Setup:
         n_models=n_models,
         n_runs=n_runs,
         evaluated_on=[str(e) for e in dataset.get("evaluated_on", [])],
-        precision_models={str(k): v for k, v in _by_value(runs, "precision").items()},
+        precision_models=precision_models,
         seeds_per_model=seed_counts(runs) if "seed" in runs else {},
-        batch_models=batches,
-        batch_steps={int(b): _ints(g) for b, g in runs.groupby("batch_size")["steps_per_epoch"]}
-        if study and {"batch_size", "steps_per_epoch"} <= set(runs.columns) else {},
+        batches=batches,
     )
 
 
@@ -184,12 +195,12 @@ def setup_markdown(s: Setup) -> str:
             if s.crop_width else "")
     steps = (f" ({_list(s.steps_per_epoch)} steps of batch {s.batch_size} per epoch)"
              if s.steps_per_epoch else f" in batches of {s.batch_size}")
-    if len(s.batch_models) > 1 and s.batch_size in s.batch_steps:
+    if len(s.batches) > 1 and s.batch_size in s.batches:
         # a budget exception in batch size (the 3D U-Net steps on one volume): each named
-        others = "; ".join(f"{', '.join(s.batch_models[b])}: {_list(s.batch_steps.get(b, []))} "
-                           f"steps of batch {b}" for b in sorted(s.batch_models)
+        others = "; ".join(f"{', '.join(models)}: {_list(st)} steps of batch {b}"
+                           for b, (models, st) in sorted(s.batches.items())
                            if b != s.batch_size)
-        steps = (f" ({_list(s.batch_steps[s.batch_size])} steps of batch {s.batch_size} per "
+        steps = (f" ({_list(s.batches[s.batch_size][1])} steps of batch {s.batch_size} per "
                  f"epoch; {others})")
     test = ("a held-out test set" if s.evaluated_on == ["test"]
             else f"the {_list(s.evaluated_on)} set")
