@@ -361,11 +361,18 @@ def test_resolution_check_by_hand():
     assert r.family_order_changes is True
     assert r.deeplab_rank == {128: 1, 256: 4} and r.deeplab_rank_changes is True
     assert r.stride8_gain == pytest.approx({128: 0.05, 256: 0.1})
+    # DANet's stride-8 runs (.55, .7) in place of its stride-32 ones (.5, .6):
+    # (.9 + .8 + .55) / 3 - .65 = +.10 at 128 px, (.7 + .75 + .7) / 3 - .825 at 256 px
+    assert r.family_gap_stride8 == pytest.approx({128: 0.10, 256: 2.15 / 3 - 0.825})
     text = " ".join(r.summary())
     assert "+8.33 points at 128 px" in text and "ranks 1 of 5 at 128 px and 4 of 5" in text
+    assert ("stride 8 in place of its default stride, the same gap is +10.00 points at 128 px, "
+            "-10.83 points at 256 px; the ordering changes") in text
     stable = resolution_check(_variants(LOW, STABLE), "cpu")
     assert stable.family_order_changes is False and stable.deeplab_rank_changes is False
     assert stable.family_gap[256] == pytest.approx(stable.family_gap[128])
+    assert stable.family_gap_stride8 == pytest.approx({128: 0.10, 256: 2.5 / 3 - 0.70})
+    assert "the ordering is the same between 128 and 256 px." in stable.stride8_family_finding()
 
 
 def test_resolution_check_missing_inputs():
@@ -383,6 +390,7 @@ def test_resolution_check_missing_inputs():
     r = resolution_check(no_os8, "cpu")
     assert r.missing == ("DANet at output stride 8 at 256 px",)
     assert r.stride8_gain == pytest.approx({128: 0.05})
+    assert r.family_gap_stride8 == {} and r.stride8_family_finding() == ""
     # both strides run at 256 px, but on different seeds: no paired difference to take
     other_seed = _variants(LOW, STABLE)
     other_seed.loc[other_seed.group == "cpu-os8-res256", "seed"] = 1
