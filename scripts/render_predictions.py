@@ -4,7 +4,7 @@ and the prediction, with a colour key of the 20 labels, so that one can look bef
 Usage: python scripts/render_predictions.py RUN_DIR [RUN_DIR ...] --out PNG
 RUN_DIR is a run folder or a committed record (results/<profile>/runs/...): a record's slices
 are joined with its group's test_set.npz (study.records.load_predictions). Side groups keep no
-display image; theirs is taken from the main group's test set when it holds the same slices.
+display image; theirs is the main group's when it holds the same slices (black otherwise).
 Each run is one row group; background is black in the label maps, so a model that paints the
 background with a level shows it at once.
 """
@@ -23,7 +23,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from spineseg_core.labels import LABEL_NAMES, NUM_CLASSES  # noqa: E402
-from spineseg_core.study.records import TEST_SET, group_dir, load_predictions  # noqa: E402
+from spineseg_core.study.records import load_predictions, main_group_images  # noqa: E402
 from spineseg_core.training.run_folder import RunFolder  # noqa: E402
 
 
@@ -41,21 +41,6 @@ def picks(dice: np.ndarray) -> list[tuple[str, int]]:
             ("worst", int(order[0]))]
 
 
-def main_group_images(run_dir: Path, p: dict[str, np.ndarray]) -> np.ndarray:
-    """The display images of a side group's record, from the sibling main group's records
-    (the profile's name, e.g. ``cpu`` beside ``cpu-context``) when they hold the same slices;
-    black images otherwise."""
-    group = group_dir(run_dir)
-    main = group.parent / group.name.split("-")[0] / TEST_SET
-    if main.is_file():
-        with np.load(main) as t:
-            if ("image" in t.files and np.array_equal(t["case_id"], p["case_id"])
-                    and np.array_equal(t["slice_index"], p["slice_index"])
-                    and t["image"].shape == p["pred"].shape):
-                return t["image"]
-    return np.zeros(p["pred"].shape, dtype=np.float32)
-
-
 def render(runs: list[Path], out: Path) -> None:
     cmap = label_cmap()
     fig, axes = plt.subplots(3 * len(runs), 3, figsize=(7.5, 7.2 * len(runs)), squeeze=False)
@@ -69,8 +54,9 @@ def render(runs: list[Path], out: Path) -> None:
         p = load_predictions(run_dir)
         if p is None:
             raise SystemExit(f"{run_dir}: no predictions.npz (expected a finished run or record)")
-        if "image" not in p:
-            p["image"] = main_group_images(Path(run_dir), p)
+        if "image" not in p:  # a side group's record: the main group's images, or none
+            images = main_group_images(run_dir, p)
+            p["image"] = np.zeros(p["pred"].shape, np.float32) if images is None else images
         for r, (what, i) in enumerate(picks(p["dice"])):
             row = axes[3 * k + r]
             row[0].imshow(p["image"][i].astype(np.float32), cmap="gray")

@@ -14,7 +14,8 @@ from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.records import (IMAGE_LEVELS, TEST_SET, has_record, load_predictions,
-                                         record_runs, write_record)
+                                         main_group_images, main_group_name, record_runs,
+                                         write_record)
 from spineseg_core.study.runner import Outcome, RunStatus, group_name, plan_study, run_study
 from spineseg_core.training.run_folder import RunFolder
 
@@ -144,3 +145,17 @@ def test_side_groups_keep_no_display_image(tmp_path):
     joined = load_predictions(rec)
     assert "image" not in joined
     np.testing.assert_array_equal(joined["mask"], _npz(run / "predictions.npz")["mask"])
+
+
+def test_a_side_record_borrows_the_main_groups_display_images(tmp_path):
+    run = write_fake_run(tmp_path / "runs/cpu/unet/seed_0/fold_0", "unet")
+    main = write_record(run, tmp_path / "rec/cpu/unet/seed_0/fold_0")
+    side = write_record(run, tmp_path / "rec/cpu-context/unet/seed_0/fold_0")
+    p = load_predictions(side)
+    assert main_group_name("cpu-context") == "cpu" and main_group_name("cpu") == "cpu"
+    # decoded exactly as the main record's own images are
+    np.testing.assert_array_equal(main_group_images(side, p), load_predictions(main)["image"])
+    other = dict(p, slice_index=p["slice_index"][::-1].copy())  # not the main group's slices
+    assert main_group_images(side, other) is None
+    alone = write_record(run, tmp_path / "only/cpu-context/unet/seed_0/fold_0")
+    assert main_group_images(alone, p) is None  # no main group beside it

@@ -67,6 +67,11 @@ def is_main_group(name: str) -> bool:
     return "-" not in name
 
 
+def main_group_name(name: str) -> str:
+    """The profile's own group beside a group (``cpu-context`` → ``cpu``; ``cpu`` itself)."""
+    return name.split("-", 1)[0]
+
+
 def _test_set(p: dict[str, np.ndarray], with_image: bool = True) -> dict[str, np.ndarray]:
     if not with_image:  # side groups: the book draws no image of theirs (4x the bytes at 256 px)
         return {"case_id": p["case_id"], "slice_index": p["slice_index"],
@@ -142,10 +147,32 @@ def load_predictions(run_dir: str | Path) -> dict[str, np.ndarray] | None:
         raise DataError(shared, f"its slices differ from those of {run.predictions}")
     p["mask"] = t["mask"]
     if "image" in t:  # the main group's records keep a display image; side groups do not
-        lo, hi = (float(v) for v in t["image_range"])
-        p["image"] = (lo + t["image"].astype(np.float32) * ((hi - lo) / IMAGE_LEVELS)
-                      ).astype(np.float16)
+        p["image"] = _display_image(t)
     return p
+
+
+def _display_image(test_set: dict[str, np.ndarray]) -> np.ndarray:
+    """A test set's stored display image back in its range, to within half a grey level."""
+    lo, hi = (float(v) for v in test_set["image_range"])
+    return (lo + test_set["image"].astype(np.float32) * ((hi - lo) / IMAGE_LEVELS)
+            ).astype(np.float16)
+
+
+def main_group_images(record_dir: str | Path, p: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Display images for a side group's record (which keeps none): the main group's
+    (:func:`main_group_name`), decoded as :func:`load_predictions` decodes them, when its test
+    set holds the same slices on the same grid as ``p``; ``None`` otherwise (a 256 px group,
+    or no main group beside it)."""
+    group = group_dir(Path(record_dir))
+    shared = group.parent / main_group_name(group.name) / TEST_SET
+    if not shared.is_file():
+        return None
+    with np.load(shared) as z:
+        t = {k: z[k] for k in z.files}
+    same = ("image" in t and np.array_equal(t["case_id"], p["case_id"])
+            and np.array_equal(t["slice_index"], p["slice_index"])
+            and t["image"].shape == p["pred"].shape)
+    return _display_image(t) if same else None
 
 
 def record_runs(runs_dir: str | Path, records_dir: str | Path,
