@@ -391,6 +391,13 @@ def test_resolution_check_missing_inputs():
     assert r.missing == ("DANet at output stride 8 at 256 px",)
     assert r.stride8_gain == pytest.approx({128: 0.05})
     assert r.family_gap_stride8 == {} and r.stride8_family_finding() == ""
+    # DANet's own runs already at stride 8: no second family gap, no repeated sentence
+    own8 = _variants(LOW, STABLE)
+    own = (own8.model == "danet") & own8.group.isin(["cpu", "cpu-res256"])
+    own8.loc[own, "output_stride"] = 8
+    r = resolution_check(own8, "cpu")
+    assert r.family_gap_stride8 == {}
+    assert "in place of its default stride" not in " ".join(r.summary())
     # both strides run at 256 px, but on different seeds: no paired difference to take
     other_seed = _variants(LOW, STABLE)
     other_seed.loc[other_seed.group == "cpu-os8-res256", "seed"] = 1

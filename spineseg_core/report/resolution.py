@@ -69,8 +69,8 @@ class ResolutionCheck:
     def stride8_family_finding(self) -> str:
         """Finding (a) again with DANet's stride-8 runs in place of its default-stride ones:
         evidence beside the verdicts (their rules read :attr:`family_gap` only), since the
-        default stride is a choice of the study (its deviations table); empty when not
-        measured at both sizes."""
+        default stride is the study's choice (stride 32 matches the paper's operation count,
+        ``models/danet.py``); empty when not measured at both sizes, or when the default is 8."""
         if len(self.family_gap_stride8) < 2:
             return ""
         lo, hi = self.sizes
@@ -128,8 +128,8 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
     gap's sign differs between the smallest and largest size. (b) DeepLabv3+'s rank among the
     same models (1 = best, ties share the better rank) changes when it differs. DANet's gain
     from stride 8 (same seeds and size) is reported beside, and so is gap (a) with DANet's
-    stride-8 runs (mean over the seeds run at stride 8 at both sizes) in its place. Missing runs are named in
-    ``missing``, never raised.
+    stride-8 runs (mean over the seeds run at stride 8 at both sizes) in its place. Missing
+    runs are named in ``missing``, never raised.
     """
     if variants is None or not len(variants):
         return ResolutionCheck(missing=("no side-study runs yet: variants.csv is absent",))
@@ -179,11 +179,11 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
         rank_changes = rank[lo] != rank[hi]
 
     gap8: dict[int, float] = {}
-    eight = v[(v["model"] == STRIDE_MODEL) & (v["output_stride"] == 8)]
-    seeds8 = (set(eight.loc[eight["image_size"] == lo, "seed"])
-              & set(eight.loc[eight["image_size"] == hi, "seed"]))
-    if gap and STRIDE_MODEL in set(table["model"]) and seeds8:
-        dice8 = eight[eight["seed"].isin(seeds8)].groupby("image_size")["dice"].mean()
+    os8 = v[(v["model"] == STRIDE_MODEL) & (v["output_stride"] == 8)]
+    seeds8 = (set(os8.loc[os8["image_size"] == lo, "seed"])
+              & set(os8.loc[os8["image_size"] == hi, "seed"]))
+    if gap and STRIDE_MODEL in set(table["model"]) and default[STRIDE_MODEL] != 8 and seeds8:
+        dice8 = os8[os8["seed"].isin(seeds8)].groupby("image_size")["dice"].mean()
         table8 = table.set_index("model")
         table8.loc[STRIDE_MODEL, [f"dice_{lo}", f"dice_{hi}"]] = [dice8[lo], dice8[hi]]
         gap8 = {s: _family_gap(table8, s) for s in (lo, hi)}
