@@ -247,12 +247,12 @@ def test_compiled_psa_graph_holds_no_index_construction():
 
 def test_resume_in_another_precision_is_refused(tiny_data, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp: Precision.FP32)
+    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.FP32)
     train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1))
     params = RunFolder(run_dir).params.read_text()
     assert json.loads(params)["precision"] == "fp32"
     # The same run continued where bf16 is native (a CPU run resumed on a GPU).
-    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp: Precision.BF16)
+    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.BF16)
     with pytest.raises(ConfigError, match=r"was trained with precision fp32, augmentation "
                                           r"slice; on cpu it would continue with precision "
                                           r"bf16-autocast"):
@@ -264,7 +264,7 @@ def test_checkpoint_without_mode_is_judged_by_its_params_json(tiny_data, tmp_pat
                                                               monkeypatch):
     """A checkpoint of an earlier version (no ``mode``): its params.json says how it ran."""
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp: Precision.FP32)
+    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.FP32)
     train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1))
     run = RunFolder(run_dir)
     state = torch.load(run.checkpoint_last, weights_only=True)
@@ -273,7 +273,7 @@ def test_checkpoint_without_mode_is_judged_by_its_params_json(tiny_data, tmp_pat
     torch.save(state, run.checkpoint_last)
     metrics = train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=2))
     assert metrics["epochs_completed"] == 2
-    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp: Precision.BF16)
+    monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.BF16)
     run.metrics.unlink()
     torch.save(state, run.checkpoint_last)
     with pytest.raises(ConfigError, match="was trained with precision fp32"):

@@ -202,7 +202,8 @@ def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
 def run_mode(cfg: TrainConfig, device: torch.device) -> dict[str, str]:
     """What ``cfg`` computes on ``device``: its ``precision`` and its ``augmentation`` path
     (recorded in ``params.json`` and in the checkpoint)."""
-    return {"precision": str(precision_for(device, cfg.amp)),
+    volumetric = model_info(cfg.model).volumetric
+    return {"precision": str(precision_for(device, cfg.amp, volumetric=volumetric)),
             "augmentation": str(augment_path(cfg, device))}
 
 

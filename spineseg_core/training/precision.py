@@ -14,6 +14,19 @@ the device has (not by a timing, so a run resumed on the same machine keeps its 
   TransUNet 1.65x, DeepLabv3+ 1.32x. MiniSeg's depthwise convolutions ran 0.75x (AMX) and 0.84x
   (AVX512-BF16) as fast, so the cpu profile turns ``amp`` off for it. Without either feature
   bf16 is emulated and slower, so ``amp`` then means fp32.
+* CPU, 3D models (:attr:`~spineseg_core.models.registry.ModelInfo.volumetric`): fp32 always.
+  oneDNN's AMX kernel for the backward pass of a bf16 ``Conv3d`` (torch 2.13) segfaults, never
+  returns, or returns NaN weight gradients on thin, wide volumes (depth 4-6 at 80-128 px,
+  batch 2: ``scripts/conv3d_bf16_probe.py --check`` on an AMX Xeon,
+  ``results/probes/conv3d_bf16_amx.txt``); the same shapes pass, with gradients within bf16
+  rounding (0.3 %) of fp32, when AMX is masked off (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``,
+  ``conv3d_bf16_amx_masked.txt``). The failing shapes follow no simple rule (depth 4 passes
+  at 64 px, depth 7 at 128) and a hang in C++ cannot be timed out from Python, so the rule
+  does not guess shapes. Its cost: the 3D U-Net's training step on the cpu profile's grid (4
+  volumes of 16x128x64) is 2.6-2.9x slower in fp32 than in bf16 on that machine. The context
+  runs recorded before this rule trained in bf16 (their ``params.json`` says so) on volumes
+  of depth 12 and 16; their layers' shapes (depth 3-16 at the in-plane size of each level)
+  pass the probe with errors of 0.3 % (``conv3d_bf16_amx_context_layers.txt``).
 """
 
 from __future__ import annotations
@@ -48,9 +61,11 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def precision_for(device: torch.device, amp: bool) -> Precision:
-    """bf16 autocast when ``amp`` is asked for and ``device`` runs bf16 natively (the module's
-    rule), else fp32."""
+def precision_for(device: torch.device, amp: bool, *, volumetric: bool = False) -> Precision:
+    """bf16 autocast when ``amp`` is asked for and ``device`` runs bf16 natively, except for a
+    3D (``volumetric``) model on the CPU (the module's rule); else fp32."""
+    if volumetric and device.type == "cpu":
+        return Precision.FP32
     return Precision.BF16 if amp and native_bf16(device) else Precision.FP32
 
 

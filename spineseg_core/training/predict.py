@@ -141,7 +141,8 @@ def run_precision(run: RunFolder, device: torch.device) -> Precision:
             raise DataError(run.params, f"precision: expected one of "
                             f"{', '.join(p.value for p in Precision)}, "
                             f"got {params['precision']!r}") from None
-    return precision_for(device, bool(params.get("amp", True)))
+    volumetric = "model" in params and model_info(str(params["model"])).volumetric
+    return precision_for(device, bool(params.get("amp", True)), volumetric=volumetric)
 
 
 def predict_path(run_dir: str | Path, source: str | Path, output: str | Path, *,

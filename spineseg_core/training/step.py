@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from spineseg_core.losses import total_loss
-from spineseg_core.models import MultiOutput, model_info
+from spineseg_core.models import MultiOutput, VolumeSegmentationModel, model_info
 from spineseg_core.training.precision import Precision, autocast, precision_for
 from spineseg_core.training.state import seed_worker
 
@@ -131,12 +131,14 @@ class TrainStep:
                augment: Augment | None = None) -> TrainStep:
         """The step as the trainer sets it up: ``model`` and ``loss_fn`` moved to ``device``
         (the model channels-last when asked), Adam at ``lr``, and ``precision`` (default
-        :func:`~spineseg_core.training.precision.precision_for` of the device and ``amp``)."""
+        :func:`~spineseg_core.training.precision.precision_for` of the device, ``amp`` and
+        whether ``model`` is 3D)."""
         device = torch.device(device)
         model = model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        precision = precision or precision_for(device, amp)
+        precision = precision or precision_for(
+            device, amp, volumetric=isinstance(model, VolumeSegmentationModel))
         return cls(model, loss_fn.to(device), torch.optim.Adam(model.parameters(), lr=lr),
                    device, precision=precision, channels_last=channels_last, augment=augment)
 
