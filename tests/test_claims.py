@@ -363,16 +363,18 @@ def test_resolution_check_by_hand():
     assert r.stride8_gain == pytest.approx({128: 0.05, 256: 0.1})
     # DANet's stride-8 runs (.55, .7) in place of its stride-32 ones (.5, .6):
     # (.9 + .8 + .55) / 3 - .65 = +.10 at 128 px, (.7 + .75 + .7) / 3 - .825 at 256 px
-    assert r.family_gap_stride8 == pytest.approx({128: 0.10, 256: 2.15 / 3 - 0.825})
+    assert r.main_stride == 32 and r.alt_stride == 8
+    assert r.family_gap_alt_stride == pytest.approx({128: 0.10, 256: 2.15 / 3 - 0.825})
     text = " ".join(r.summary())
     assert "+8.33 points at 128 px" in text and "ranks 1 of 5 at 128 px and 4 of 5" in text
-    assert ("stride 8 in place of its default stride, the same gap is +10.00 points at 128 px, "
-            "-10.83 points at 256 px; the ordering changes") in text
+    assert ("stride 8 in place of its main stride (32), the same gap is +10.00 points at 128 "
+            "px, -10.83 points at 256 px; the ordering changes") in text
     stable = resolution_check(_variants(LOW, STABLE), "cpu")
     assert stable.family_order_changes is False and stable.deeplab_rank_changes is False
     assert stable.family_gap[256] == pytest.approx(stable.family_gap[128])
-    assert stable.family_gap_stride8 == pytest.approx({128: 0.10, 256: 2.5 / 3 - 0.70})
-    assert "the ordering is the same between 128 and 256 px." in stable.stride8_family_finding()
+    assert stable.family_gap_alt_stride == pytest.approx({128: 0.10, 256: 2.5 / 3 - 0.70})
+    assert ("the ordering is the same between 128 and 256 px."
+            in stable.alt_stride_family_finding())
 
 
 def test_resolution_check_missing_inputs():
@@ -390,14 +392,20 @@ def test_resolution_check_missing_inputs():
     r = resolution_check(no_os8, "cpu")
     assert r.missing == ("DANet at output stride 8 at 256 px",)
     assert r.stride8_gain == pytest.approx({128: 0.05})
-    assert r.family_gap_stride8 == {} and r.stride8_family_finding() == ""
-    # DANet's own runs already at stride 8: no second family gap, no repeated sentence
-    own8 = _variants(LOW, STABLE)
-    own = (own8.model == "danet") & own8.group.isin(["cpu", "cpu-res256"])
-    own8.loc[own, "output_stride"] = 8
-    r = resolution_check(own8, "cpu")
-    assert r.family_gap_stride8 == {}
-    assert "in place of its default stride" not in " ".join(r.summary())
+    assert r.family_gap_alt_stride == {} and r.alt_stride_family_finding() == ""
+    # DANet's main runs at stride 8 (the same runs with their strides swapped): the gap still
+    # comes from the main group's runs and the other stride's go beside it, while the gain,
+    # always stride 8 minus stride 32, changes sign
+    swapped = _variants(LOW, STABLE)
+    danet = swapped.model == "danet"
+    swapped.loc[danet, "output_stride"] = swapped.loc[danet, "output_stride"].map({8: 32, 32: 8})
+    main8 = resolution_check(swapped, "cpu")
+    ref = resolution_check(_variants(LOW, STABLE), "cpu")
+    assert main8.main_stride == 8 and main8.alt_stride == 32
+    assert main8.family_gap == pytest.approx(ref.family_gap)
+    assert main8.family_gap_alt_stride == pytest.approx(ref.family_gap_alt_stride)
+    assert main8.stride8_gain == pytest.approx({s: -g for s, g in ref.stride8_gain.items()})
+    assert "stride 32 in place of its main stride (8)" in main8.alt_stride_family_finding()
     # both strides run at 256 px, but on different seeds: no paired difference to take
     other_seed = _variants(LOW, STABLE)
     other_seed.loc[other_seed.group == "cpu-os8-res256", "seed"] = 1

@@ -126,3 +126,6 @@ def test_budget_exceptions_name_what_differs_from_the_profile():
     params.update(epochs=24, amp=False)
     assert budget_exceptions(params) == ["epochs=24 (profile: 6)", "amp=False (profile: True)"]
     assert budget_exceptions({"profile": "laptop"}) == ["profile='laptop' (not a known profile)"]
+    danet = {**resolve_config("cpu", model="danet").to_dict(), "model_kwargs": {"output_stride": 8}}
+    assert budget_exceptions(danet) == [
+        "model_kwargs={'output_stride': 8} (profile: the model's defaults)"]

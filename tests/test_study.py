@@ -225,3 +225,10 @@ def test_budget_exception_reaches_the_run_unless_the_user_sets_it(tmp_path):
         vol = notebook_parameters(RunSpec(profile, "unet3d", 0, 0), tmp_path, False)
         assert vol["overrides"] == {"batch_size": 1}
     assert budget_exception("unet3d", "smoke") is None
+    # DANet at its authors' output stride 8 on the cpu profile's small grid, unless asked
+    danet = notebook_parameters(RunSpec("cpu", "danet", 0, 0), tmp_path, False)
+    assert danet["overrides"] == {"model_kwargs": {"output_stride": 8}}
+    assert budget_exception("danet", "paper") is None
+    own = notebook_parameters(RunSpec("cpu", "danet", 0, 0), tmp_path, False,
+                              {"model_kwargs": {"output_stride": 32}})
+    assert own["overrides"] == {"model_kwargs": {"output_stride": 32}}  # the user's wins

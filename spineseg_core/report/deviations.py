@@ -109,7 +109,7 @@ def exception_deviations() -> list[Deviation]:
     from spineseg_core.study.runner import BUDGET_EXCEPTIONS
 
     return [Deviation(f"{model_info(e.model).display_name} on the {e.profile} profile",
-                      "the same training for every model",
+                      e.paper,
                       ", ".join(f"{k}={v}" for k, v in e.params.items()), e.reason)
             for e in BUDGET_EXCEPTIONS]
 

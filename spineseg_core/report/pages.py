@@ -70,6 +70,7 @@ def results_page(b: Bundle) -> Page:
 
     from spineseg_core.report.figures import paired_bars
     from spineseg_core.report.overall import table1, table1_columns
+    from spineseg_core.report.resolution import alt_stride_text
     from spineseg_core.study.paper import table1_overall
 
     models, runs, bundle = b.csv("models.csv"), b.csv("runs.csv"), b.json("bundle.json") or {}
@@ -110,6 +111,9 @@ def results_page(b: Bundle) -> Page:
         off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
     out.update(_sanity_values(runs))
     out["t1_n_off"] = str(0 if off is None else len(off))
+    out["t1_alt_stride"] = alt_stride_text(b.csv("variants.csv"),
+                                           str(bundle.get("profile", "cpu"))) or (
+        "No run of DANet at another output stride is in this bundle.")
     out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
                                       Column("seed", "Seed", Kind.INTEGER),
                                       Column("budget_exceptions", "Differs from the profile")])

@@ -3,8 +3,10 @@
 At 128 px a thoracic disc of the phantom is 2-4 px high and a stride-32 encoder sees a map of a
 few pixels (``spineseg resolution``), so an ordering measured there may be an artefact of the
 grid. The check trains U-Net, Attention U-Net, DeepLabv3+, PSPNet and DANet again at twice the
-size (group ``<profile>-res256``, one seed) and DANet at output stride 8 at both sizes (groups
-``<profile>-os8``, ``<profile>-os8-res256``); ``spineseg aggregate`` puts these runs and the
+size (group ``<profile>-res256``, one seed) and DANet at both of :data:`STRIDES` at both sizes
+(on the cpu profile its main runs use stride 8, ``<profile>-os32`` and ``<profile>-res256``
+hold its stride-32 runs, ``<profile>-os8-res256`` its stride-8 run at 256 px); ``spineseg
+aggregate`` puts these runs and the
 profile's own runs of the same models in ``variants.csv``. :func:`resolution_check` says, with
 numbers, whether (a) the U-Net family vs backbone-model ordering and (b) DeepLabv3+'s rank
 among the models run at both sizes change between the two sizes. The claims of
@@ -26,7 +28,11 @@ RESOLUTION_MODELS: tuple[str, ...] = ("unet", "attention_unet", "deeplabv3plus",
 """The models the check trains at both sizes (issue 11, item 2)."""
 
 STRIDE_MODEL = "danet"
-"""The model also trained at output stride 8 (stride 32 by default)."""
+"""The model trained at both of :data:`STRIDES`."""
+
+STRIDES: tuple[int, int] = (8, 32)
+"""DANet's two output strides: 8, its authors' dilated setting, and 32, the undilated one
+that matches the paper's operation count (``models/danet.py``)."""
 
 BEST_CANDIDATE = "deeplabv3plus"
 """The model whose rank the check follows (the paper's best)."""
@@ -38,7 +44,7 @@ REQUIRED = ("group", "model", "family", "seed", "image_size", "output_stride", "
 class ResolutionCheck:
     """The check's numbers; a ``None`` verdict field means it could not be decided (``missing``
     says why). Dice values are fractions; ``table`` has one row per model run at both sizes at
-    its default stride, with its Dice at each size (mean over the seeds run at both)."""
+    its main stride (that of its runs in the main group), with its Dice at each size (mean over the seeds run at both)."""
 
     sizes: tuple[int, ...] = ()
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -47,7 +53,8 @@ class ResolutionCheck:
     deeplab_rank: dict[int, int] = field(default_factory=dict)
     deeplab_rank_changes: bool | None = None
     stride8_gain: dict[int, float] = field(default_factory=dict)
-    family_gap_stride8: dict[int, float] = field(default_factory=dict)
+    main_stride: int | None = None
+    family_gap_alt_stride: dict[int, float] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
 
     @property
@@ -66,20 +73,24 @@ class ResolutionCheck:
                 f"{'changes' if self.family_order_changes else 'is the same'} between {lo} and "
                 f"{hi} px.")
 
-    def stride8_family_finding(self) -> str:
-        """Finding (a) again with DANet's stride-8 runs in place of its default-stride ones:
+    @property
+    def alt_stride(self) -> int | None:
+        """The one of :data:`STRIDES` that DANet's main runs do not use."""
+        return alt_stride(self.main_stride)
+
+    def alt_stride_family_finding(self) -> str:
+        """Finding (a) again with DANet's runs at its other stride in place of its main runs:
         evidence beside the verdicts (their rules read :attr:`family_gap` only), since the
-        default stride is the study's choice (stride 32 matches the paper's operation count,
-        ``models/danet.py``); empty when not measured at both sizes, or when the default is 8."""
-        if len(self.family_gap_stride8) < 2:
+        stride is the study's choice; empty when not measured at both sizes."""
+        gap = self.family_gap_alt_stride
+        if len(gap) < 2:
             return ""
         lo, hi = self.sizes
-        gaps = ", ".join(f"{100 * self.family_gap_stride8[s]:+.2f} points at {s} px"
-                         for s in self.sizes)
-        changes = np.sign(self.family_gap_stride8[lo]) != np.sign(self.family_gap_stride8[hi])
-        return (f"With DANet at output stride 8 in place of its default stride, the same gap "
-                f"is {gaps}; the ordering {'changes' if changes else 'is the same'} between "
-                f"{lo} and {hi} px.")
+        gaps = ", ".join(f"{100 * gap[s]:+.2f} points at {s} px" for s in self.sizes)
+        changes = np.sign(gap[lo]) != np.sign(gap[hi])
+        return (f"With DANet at output stride {self.alt_stride} in place of its main stride "
+                f"({self.main_stride}), the same gap is {gaps}; the ordering "
+                f"{'changes' if changes else 'is the same'} between {lo} and {hi} px.")
 
     def rank_finding(self) -> str:
         """Finding (b) in a sentence with its numbers; empty when not measured."""
@@ -95,7 +106,7 @@ class ResolutionCheck:
         """The findings in sentences, with their numbers (Dice in points)."""
         if len(self.sizes) < 2:
             return [f"The resolution check has not run: {'; '.join(self.missing)}."]
-        out = [t for t in (self.family_finding(), self.stride8_family_finding(),
+        out = [t for t in (self.family_finding(), self.alt_stride_family_finding(),
                            self.rank_finding()) if t]
         if self.stride8_gain:
             gains = ", ".join(f"{100 * g:+.2f} points at {s} px"
@@ -104,6 +115,11 @@ class ResolutionCheck:
         if self.missing:
             out.append(f"Missing: {'; '.join(self.missing)}.")
         return out
+
+
+def alt_stride(stride: int | None) -> int | None:
+    """The other one of :data:`STRIDES` (``None`` for a stride outside them)."""
+    return {a: b for a, b in (STRIDES, STRIDES[::-1])}.get(stride) if stride else None
 
 
 def _family_gap(table: pd.DataFrame, size: int) -> float:
@@ -127,9 +143,10 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
     that of the U-Net family, over the models run at both sizes; the ordering changes when the
     gap's sign differs between the smallest and largest size. (b) DeepLabv3+'s rank among the
     same models (1 = best, ties share the better rank) changes when it differs. DANet's gain
-    from stride 8 (same seeds and size) is reported beside, and so is gap (a) with DANet's
-    stride-8 runs (mean over the seeds run at stride 8 at both sizes) in its place. Missing
-    runs are named in ``missing``, never raised.
+    from stride 8 over stride 32 (same seeds and size) is reported beside, and so is gap (a)
+    with DANet's runs at the stride its main runs do not use (mean over the seeds run at that
+    stride at both sizes) in their place. Missing runs are named in ``missing``, never
+    raised.
     """
     if variants is None or not len(variants):
         return ResolutionCheck(missing=("no side-study runs yet: variants.csv is absent",))
@@ -178,43 +195,48 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
             rank[s] = int(_rank(table.set_index("model")[f"dice_{s}"])[BEST_CANDIDATE])
         rank_changes = rank[lo] != rank[hi]
 
-    gap8: dict[int, float] = {}
-    os8 = v[(v["model"] == STRIDE_MODEL) & (v["output_stride"] == 8)]
-    seeds8 = (set(os8.loc[os8["image_size"] == lo, "seed"])
-              & set(os8.loc[os8["image_size"] == hi, "seed"]))
-    if gap and STRIDE_MODEL in set(table["model"]) and default[STRIDE_MODEL] != 8 and seeds8:
-        dice8 = os8[os8["seed"].isin(seeds8)].groupby("image_size")["dice"].mean()
-        table8 = table.set_index("model")
-        table8.loc[STRIDE_MODEL, [f"dice_{lo}", f"dice_{hi}"]] = [dice8[lo], dice8[hi]]
-        gap8 = {s: _family_gap(table8, s) for s in (lo, hi)}
+    main_stride = int(default[STRIDE_MODEL]) if STRIDE_MODEL in default.index else None
+    other = alt_stride(main_stride)
+    gap_alt: dict[int, float] = {}
+    alt = v[(v["model"] == STRIDE_MODEL) & (v["output_stride"] == other)]
+    seeds_alt = (set(alt.loc[alt["image_size"] == lo, "seed"])
+                 & set(alt.loc[alt["image_size"] == hi, "seed"]))
+    if gap and STRIDE_MODEL in set(table["model"]) and seeds_alt:
+        dice_alt = alt[alt["seed"].isin(seeds_alt)].groupby("image_size")["dice"].mean()
+        table_alt = table.set_index("model")
+        table_alt.loc[STRIDE_MODEL, [f"dice_{lo}", f"dice_{hi}"]] = [dice_alt[lo],
+                                                                      dice_alt[hi]]
+        gap_alt = {s: _family_gap(table_alt, s) for s in (lo, hi)}
 
     gain: dict[int, float] = {}
-    if STRIDE_MODEL in default.index:
+    if main_stride is not None:
         runs = v[v["model"] == STRIDE_MODEL]
+        eight_stride, base_stride = STRIDES
         for s in (lo, hi):
             at = runs[runs["image_size"] == s]
-            base = at[at["output_stride"] == default[STRIDE_MODEL]].set_index("seed")["dice"]
-            eight = at[at["output_stride"] == 8].set_index("seed")["dice"]
+            base = at[at["output_stride"] == base_stride].set_index("seed")["dice"]
+            eight = at[at["output_stride"] == eight_stride].set_index("seed")["dice"]
             seeds = sorted(set(base.index) & set(eight.index))
             if seeds:
                 gain[s] = float(eight.groupby(level=0).mean()[seeds].mean()
                                 - base.groupby(level=0).mean()[seeds].mean())
             else:
-                missing.append(_stride_missing(int(default[STRIDE_MODEL]), s, base, eight))
-    return ResolutionCheck((lo, hi), table, gap, changes, rank, rank_changes, gain, gap8,
-                           tuple(missing))
+                missing.append(_stride_missing(s, base, eight))
+    return ResolutionCheck((lo, hi), table, gap, changes, rank, rank_changes, gain,
+                           main_stride, gap_alt, tuple(missing))
 
 
-def _stride_missing(stride: int, size: int, base: pd.Series, eight: pd.Series) -> str:
+def _stride_missing(size: int, base: pd.Series, eight: pd.Series) -> str:
     """What the stride comparison lacks at one image size, named for the page: the stride not
     run there, or a seed common to both strides."""
     from spineseg_core.models import model_info
 
     name = model_info(STRIDE_MODEL).display_name
-    absent = [str(o) for o, runs in ((8, eight), (stride, base)) if runs.empty]
+    absent = [str(o) for o, runs in zip(STRIDES, (eight, base)) if runs.empty]
     if absent:
         return f"{name} at output stride {' and '.join(absent)} at {size} px"
-    return f"{name} at output strides 8 and {stride} at {size} px with a seed in common"
+    return (f"{name} at output strides {STRIDES[0]} and {STRIDES[1]} at {size} px with a seed "
+            "in common")
 
 
 def resolution_table(check: ResolutionCheck) -> pd.DataFrame:
@@ -228,3 +250,35 @@ def resolution_table(check: ResolutionCheck) -> pd.DataFrame:
     for size in check.sizes:
         out[f"Dice at {size} px (%)"] = (100 * t[f"dice_{size}"]).round(2)
     return out
+
+
+def alt_stride_text(variants: pd.DataFrame | None, main_group: str) -> str:
+    """DANet's runs at the profile's image size and the stride its main runs do not use, in a
+    sentence for the page beside Table 1: Dice (mean ± sd over seeds) and the lowest background
+    recall, against the main runs'; empty when there are none."""
+    from spineseg_core.models import model_info
+    from spineseg_core.report.overall import mean_sd_text
+
+    if variants is None or not len(variants) or not set(REQUIRED) <= set(variants):
+        return ""
+    v = variants[variants["model"] == STRIDE_MODEL].dropna(subset=["dice"])
+    main = v[v["group"] == main_group]
+    if not len(main):
+        return ""
+    stride, size = int(main["output_stride"].mode().iloc[0]), int(main["image_size"].iloc[0])
+    other = v[(v["output_stride"] == alt_stride(stride)) & (v["image_size"] == size)]
+    if not len(other):
+        return ""
+
+    def describe(runs: pd.DataFrame) -> str:
+        seeds = ", ".join(str(int(s)) for s in sorted(runs["seed"]))
+        text = (f"Dice {mean_sd_text(runs['dice'].mean(), runs['dice'].std(ddof=1), len(runs))}"
+                f" % (seeds {seeds})")
+        if "bg_recall" in runs and runs["bg_recall"].notna().any():
+            text += f", background recall down to {100 * runs['bg_recall'].min():.1f} %"
+        return text
+
+    name = model_info(STRIDE_MODEL).display_name
+    groups = ", ".join(sorted(set(other["group"])))
+    return (f"{name} runs here at output stride {stride}: {describe(main)}. At output stride "
+            f"{alt_stride(stride)} (group {groups}) it scores {describe(other)}.")

@@ -22,7 +22,7 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               models), with every model's prediction on the same slices
 ``losses.csv``                runs of the loss comparison (groups ``<profile>-loss-<loss>``)
 ``variants.csv``              runs of the side-study groups ``<profile>-<variant>`` (e.g. the
-                              resolution check's ``cpu-res256``, ``cpu-os8``) and the profile's
+                              resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
 ``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
@@ -580,7 +580,7 @@ baselines and its own code version, and is aggregated apart (:func:`separate_stu
 
 def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
-    ``cpu-os8``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
+    ``cpu-os32``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
     hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` are not variants), by group."""
     groups = {}
     separate = {f"{profile}-{name}" for name in SEPARATE_STUDIES}

@@ -347,11 +347,16 @@ BUDGET_FIELDS: tuple[str, ...] = ("epochs", "batch_size", "lr", "scheduler", "am
 
 def budget_exceptions(params: dict[str, Any]) -> list[str]:
     """The budget fields of a run's ``params.json`` that differ from its profile's values, as
-    ``"name=value (profile: default)"``; empty for a run on the profile's budget."""
+    ``"name=value (profile: default)"``, then its ``model_kwargs`` when it set any (the model
+    built other than by its defaults, e.g. DANet's output stride); empty for a run on the
+    profile's budget and the model's defaults."""
     try:
         profile = Profile(params.get("profile"))
     except ValueError:
         return [f"profile={params.get('profile')!r} (not a known profile)"]
     base = resolve_config(profile).to_dict()
-    return [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in BUDGET_FIELDS
-            if k in params and params[k] != base[k]]
+    out = [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in BUDGET_FIELDS
+           if k in params and params[k] != base[k]]
+    if params.get("model_kwargs"):
+        out.append(f"model_kwargs={params['model_kwargs']!r} (profile: the model's defaults)")
+    return out
