@@ -23,7 +23,7 @@ from spineseg_core.report.claims import (RULES, StudyResults, Verdict, backgroun
                                          comparisons_table, dice_loss_is_best, interval_verdict,
                                          load_results, paper_margin, seed_counts, study_caveats,
                                          verdict_table)
-from spineseg_core.report.resolution import resolution_check
+from spineseg_core.report.resolution import alt_stride_text, final_map, resolution_check
 from spineseg_core.study.aggregate import aggregate, paired_replicates
 
 # (tp, fp, fn) of class 1 with Dice .9, .87, .85, .8, .7, .6, .5
@@ -425,7 +425,8 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     aggregate("cpu", runs, out, n_boot=20)
     v = pd.read_csv(out / "variants.csv")
     assert list(v.columns) == ["group", "model", "display_name", "family", "seed", "image_size",
-                               "output_stride", "dice", "bg_recall", "absent_fraction"]
+                               "output_stride", "dice", "bg_recall", "absent_fraction",
+                               "val_dice"]
     stride = {(g, m): s for g, m, s in zip(v.group, v.model, v.output_stride)}
     assert stride == {("cpu", "unet"): 16, ("cpu", "deeplabv3plus"): 16, ("cpu", "danet"): 32,
                       ("cpu-res256", "unet"): 16, ("cpu-res256", "deeplabv3plus"): 16,
@@ -434,6 +435,7 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     assert set(v.loc[v.group == "cpu", "image_size"]) == {64}
     metrics = json.loads((runs / "cpu-os8/danet/seed_0/fold_0/metrics.json").read_text())
     assert v.loc[v.group == "cpu-os8", "dice"].iloc[0] == pytest.approx(metrics["dice"])
+    assert v.loc[v.group == "cpu-os8", "val_dice"].iloc[0] == pytest.approx(metrics["val_dice"])
     side = pd.read_csv(out / "groups_per_case.csv")
     assert set(side.group) == {"cpu-loss-ce", "cpu-res256", "cpu-os8"}
     assert set(side.loc[side.group == "cpu-loss-ce", "loss"]) == {"ce"}
@@ -573,3 +575,34 @@ def test_a_verdict_on_one_seed_is_not_resolved():
     assert c.caveats[0] == ('Not resolved although the interval alone says "does not hold": '
                             "one seed only, so its interval holds none of the spread between "
                             "seeds.")
+
+
+def test_the_other_stride_beside_table_1_by_hand():
+    v = _variants(LOW, STABLE)
+    v["val_dice"] = np.where(v["output_stride"] == 8, 0.6, 0.1)
+    v.loc[(v.model == "danet") & (v.group == "cpu"), "val_dice"] = [0.04, 0.06, 0.05]
+    resolution = pd.DataFrame({"section": ["map, training band"] * 2, "stride": [8, 32],
+                               "rows": [16, 4], "cols": [8, 2]})
+    text = alt_stride_text(v, "cpu", resolution)
+    # main: DANet at stride 32, seeds 0-2 at 128 px with Dice .5, .99, .99 (mean .8267,
+    # sd .2829); the other stride at 128 px: the one stride-8 run (seed 0, Dice .55)
+    assert text.startswith("DANet's Table 1 runs are at output stride 32 (a last map of 4x2), "
+                           "best validation Dice 0.05 (0.04–0.06), test Dice 82.67 ± 28.29 %")
+    assert ("Its runs at output stride 8 (a last map of 16x8), best validation Dice 0.60 "
+            "(0.60–0.60), test Dice 55.00 (n = 1) % (seeds 0), background recall down to "
+            "99.0 %, group cpu-os8.") in text
+    assert final_map(resolution, 16) is None and final_map(None, 8) is None
+    # without validation Dice or map sizes the sentence leaves them out; no other stride: empty
+    assert "validation" not in alt_stride_text(v.drop(columns="val_dice"), "cpu")
+    assert alt_stride_text(v[v.output_stride != 8], "cpu") == ""
+    assert alt_stride_text(None, "cpu") == ""
+
+
+def test_danet_stride_is_a_listed_deviation_with_the_papers_side():
+    from spineseg_core.report.deviations import exception_deviations
+
+    row = next(d for d in exception_deviations() if d.aspect == "DANet on the cpu profile")
+    assert "stride-32" in row.paper and "output_stride" in row.ours
+    assert "after the test scores" in row.reason
+    mini = next(d for d in exception_deviations() if d.aspect == "MiniSeg on the cpu profile")
+    assert mini.paper == "the same training for every model"

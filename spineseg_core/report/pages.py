@@ -112,7 +112,8 @@ def results_page(b: Bundle) -> Page:
     out.update(_sanity_values(runs))
     out["t1_n_off"] = str(0 if off is None else len(off))
     out["t1_alt_stride"] = alt_stride_text(b.csv("variants.csv"),
-                                           str(bundle.get("profile", "cpu"))) or (
+                                           str(bundle.get("profile", "cpu")),
+                                           b.csv("resolution.csv")) or (
         "No run of DANet at another output stride is in this bundle.")
     out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
                                       Column("seed", "Seed", Kind.INTEGER),

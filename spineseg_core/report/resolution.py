@@ -119,7 +119,14 @@ class ResolutionCheck:
 
 def alt_stride(stride: int | None) -> int | None:
     """The other one of :data:`STRIDES` (``None`` for a stride outside them)."""
-    return {a: b for a, b in (STRIDES, STRIDES[::-1])}.get(stride) if stride else None
+    return STRIDES[1 - STRIDES.index(stride)] if stride in STRIDES else None
+
+
+def main_strides(variants: pd.DataFrame, main_group: str) -> pd.Series:
+    """Each model's output stride in ``main_group`` (the most common one of its runs there),
+    indexed by model: the stride at which the check and Table 1 count it."""
+    main = variants[variants["group"] == main_group]
+    return main.groupby("model")["output_stride"].agg(lambda s: int(s.mode().iloc[0]))
 
 
 def _family_gap(table: pd.DataFrame, size: int) -> float:
@@ -154,8 +161,7 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
     if lacking:
         return ResolutionCheck(missing=(f"variants.csv lacks the columns {lacking}",))
     v = variants.dropna(subset=["dice", "image_size"])
-    main = v[v["group"] == main_group]
-    default = main.groupby("model")["output_stride"].agg(lambda s: s.mode().iloc[0])
+    default = main_strides(v, main_group)
     sizes = sorted({int(s) for s in v["image_size"]})
     if len(sizes) < 2:
         return ResolutionCheck(sizes=tuple(sizes),
@@ -252,33 +258,54 @@ def resolution_table(check: ResolutionCheck) -> pd.DataFrame:
     return out
 
 
-def alt_stride_text(variants: pd.DataFrame | None, main_group: str) -> str:
-    """DANet's runs at the profile's image size and the stride its main runs do not use, in a
-    sentence for the page beside Table 1: Dice (mean ± sd over seeds) and the lowest background
-    recall, against the main runs'; empty when there are none."""
+def final_map(resolution: pd.DataFrame | None, stride: int) -> str | None:
+    """The ``rows x cols`` of a stride's last feature map on the training band
+    (``resolution.csv``'s section "map, training band"); ``None`` when not measured."""
+    if resolution is None or not {"section", "stride", "rows", "cols"} <= set(resolution):
+        return None
+    row = resolution[(resolution["section"] == "map, training band")
+                     & (resolution["stride"] == stride)]
+    return f"{int(row['rows'].iloc[0])}x{int(row['cols'].iloc[0])}" if len(row) else None
+
+
+def alt_stride_text(variants: pd.DataFrame | None, main_group: str,
+                    resolution: pd.DataFrame | None = None) -> str:
+    """DANet's runs at the profile's image size at its main stride and at the other one, in
+    sentences for the page beside Table 1: the best validation Dice (the choice's evidence,
+    mean and range over seeds), then the test Dice (mean ± sd) and the lowest background
+    recall, and the last map each stride leaves on the training band (``resolution``); empty
+    when either stride has no run."""
     from spineseg_core.models import model_info
     from spineseg_core.report.overall import mean_sd_text
 
     if variants is None or not len(variants) or not set(REQUIRED) <= set(variants):
         return ""
+    stride = main_strides(variants, main_group).get(STRIDE_MODEL)
     v = variants[variants["model"] == STRIDE_MODEL].dropna(subset=["dice"])
     main = v[v["group"] == main_group]
-    if not len(main):
+    if stride is None or not len(main):
         return ""
-    stride, size = int(main["output_stride"].mode().iloc[0]), int(main["image_size"].iloc[0])
+    size = int(main["image_size"].iloc[0])
     other = v[(v["output_stride"] == alt_stride(stride)) & (v["image_size"] == size)]
     if not len(other):
         return ""
 
-    def describe(runs: pd.DataFrame) -> str:
+    def describe(runs: pd.DataFrame, at: int) -> str:
+        where = final_map(resolution, at)
+        text = f"at output stride {at}" + (f" (a last map of {where})" if where else "")
+        if "val_dice" in runs and runs["val_dice"].notna().all():
+            val = runs["val_dice"]
+            text += (f", best validation Dice {val.mean():.2f} ({val.min():.2f}–"
+                     f"{val.max():.2f})")
         seeds = ", ".join(str(int(s)) for s in sorted(runs["seed"]))
-        text = (f"Dice {mean_sd_text(runs['dice'].mean(), runs['dice'].std(ddof=1), len(runs))}"
-                f" % (seeds {seeds})")
+        dice = mean_sd_text(runs["dice"].mean(), runs["dice"].std(ddof=1), len(runs))
+        text += f", test Dice {dice} % (seeds {seeds})"
         if "bg_recall" in runs and runs["bg_recall"].notna().any():
             text += f", background recall down to {100 * runs['bg_recall'].min():.1f} %"
         return text
 
     name = model_info(STRIDE_MODEL).display_name
     groups = ", ".join(sorted(set(other["group"])))
-    return (f"{name} runs here at output stride {stride}: {describe(main)}. At output stride "
-            f"{alt_stride(stride)} (group {groups}) it scores {describe(other)}.")
+    other_text = describe(other, alt_stride(stride))
+    return (f"{name}'s Table 1 runs are {describe(main, stride)}. Its runs {other_text}, "
+            f"group {groups}.")

@@ -620,7 +620,7 @@ def output_stride(model: str, model_kwargs: dict[str, Any] | None = None) -> int
 
 VARIANT_COLUMNS: tuple[str, ...] = (
     "group", "model", "display_name", "family", "seed", "image_size", "output_stride", "dice",
-    *SANITY_METRICS)
+    *SANITY_METRICS, "val_dice")
 """Columns of ``variants.csv``."""
 
 
@@ -636,7 +636,7 @@ def variants_table(profile: str, runs: Sequence[LoadedRun],
     rows = [{"group": name, **{k: run.key[k] for k in ("model", "display_name", "family", "seed")},
              "image_size": run.params.get("image_size"),
              "output_stride": output_stride(run.key["model"], run.params.get("model_kwargs")),
-             **{m: run.metrics.get(m) for m in ("dice", *SANITY_METRICS)}}
+             **{m: run.metrics.get(m) for m in ("dice", *SANITY_METRICS, "val_dice")}}
             for name, members in [(profile, main), *groups.items()] for run in members]
     return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
 
