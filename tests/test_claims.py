@@ -604,5 +604,8 @@ def test_danet_stride_is_a_listed_deviation_with_the_papers_side():
     row = next(d for d in exception_deviations() if d.aspect == "DANet on the cpu profile")
     assert "stride-32" in row.paper and "output_stride" in row.ours
     assert "after the test scores" in row.reason
-    mini = next(d for d in exception_deviations() if d.aspect == "MiniSeg on the cpu profile")
-    assert mini.paper == "the same training for every model"
+    mini = next(d for d in exception_deviations()
+                if d.aspect == "MiniSeg on the smoke, cpu and paper profiles")
+    assert mini.paper == "the same training for every model" and mini.ours == "amp=False"
+    volume = next(d for d in exception_deviations() if d.aspect.startswith("3D U-Net"))
+    assert volume.aspect == "3D U-Net on the cpu and paper profiles"

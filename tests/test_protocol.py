@@ -121,11 +121,14 @@ def test_resolution_command_measures_the_training_volumes(tmp_path, monkeypatch)
 def test_budget_exceptions_name_what_differs_from_the_profile():
     from spineseg_core.training.config import budget_exceptions, resolve_config
 
-    params = resolve_config("cpu", model="miniseg").to_dict()
+    params = resolve_config("cpu", model="unet").to_dict()
     assert budget_exceptions(params) == []
     params.update(epochs=24, amp=False)
     assert budget_exceptions(params) == ["epochs=24 (profile: 6)", "amp=False (profile: True)"]
     assert budget_exceptions({"profile": "laptop"}) == ["profile='laptop' (not a known profile)"]
-    danet = {**resolve_config("cpu", model="danet").to_dict(), "model_kwargs": {"output_stride": 8}}
+    # A model's own budget exception (training.budgets) is listed against the profile too.
+    mini = resolve_config("paper", model="miniseg", phantom=True).to_dict()
+    assert budget_exceptions(mini) == ["amp=False (profile: True)"]
+    danet = resolve_config("cpu", model="danet").to_dict()
     assert budget_exceptions(danet) == [
         "model_kwargs={'output_stride': 8} (profile: the model's defaults)"]

@@ -207,28 +207,14 @@ def test_cli_study_several_seeds_end_to_end(tmp_path, capsys):
     assert models["dice_ci_low"] <= models["dice_point"] <= models["dice_ci_high"]
 
 
-def test_budget_exception_reaches_the_run_unless_the_user_sets_it(tmp_path):
-    from spineseg_core.study.runner import BUDGET_EXCEPTIONS, budget_exception, notebook_parameters
+def test_budget_exception_is_the_configurations_not_the_runners(tmp_path):
+    """The study passes no per-model values of its own: the notebook's resolve_config applies
+    them (tests/test_budgets.py), so a notebook run outside the study gets the same."""
+    from spineseg_core.study.runner import notebook_parameters
 
-    assert budget_exception("miniseg", "cpu").params == {"amp": False}
-    assert budget_exception("unet", "cpu") is None and budget_exception("miniseg", "paper") is None
-    assert all(e.reason for e in BUDGET_EXCEPTIONS)
-    mini = notebook_parameters(RunSpec("cpu", "miniseg", 0, 0), tmp_path, False)
-    assert mini["overrides"] == {"amp": False}
-    unet = notebook_parameters(RunSpec("cpu", "unet", 0, 0), tmp_path, False)
-    assert "overrides" not in unet  # every other model keeps the profile's budget
+    for model in ("miniseg", "unet3d", "danet", "unet"):
+        params = notebook_parameters(RunSpec("cpu", model, 0, 0), tmp_path, False)
+        assert "overrides" not in params
     mine = notebook_parameters(RunSpec("cpu", "miniseg", 0, 0), tmp_path, False,
-                               {"overrides": {"amp": True}})
-    assert mine["overrides"] == {"amp": True}  # the user's own choice wins
-    # A 3D U-Net steps on one whole volume at a time on the cpu and paper profiles.
-    for profile in ("cpu", "paper"):
-        vol = notebook_parameters(RunSpec(profile, "unet3d", 0, 0), tmp_path, False)
-        assert vol["overrides"] == {"batch_size": 1}
-    assert budget_exception("unet3d", "smoke") is None
-    # DANet at its authors' output stride 8 on the cpu profile's small grid, unless asked
-    danet = notebook_parameters(RunSpec("cpu", "danet", 0, 0), tmp_path, False)
-    assert danet["overrides"] == {"model_kwargs": {"output_stride": 8}}
-    assert budget_exception("danet", "paper") is None
-    own = notebook_parameters(RunSpec("cpu", "danet", 0, 0), tmp_path, False,
-                              {"model_kwargs": {"output_stride": 32}})
-    assert own["overrides"] == {"model_kwargs": {"output_stride": 32}}  # the user's wins
+                               {"overrides": '{"amp": true}', "lr": 1e-3})
+    assert mine["overrides"] == {"amp": True} and mine["lr"] == 1e-3

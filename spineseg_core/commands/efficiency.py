@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         width = input_size(resolve_config(args.profile, image_size=args.measure_size))[1]
     table = efficiency_table(args.models, args.size, measure_size=args.measure_size,
                              measure_width=width,
-                             batch=args.batch, device=args.device,
+                             batch=args.batch, device=args.device, profile=args.profile,
                              with_throughput=not args.no_throughput, steps=args.steps,
                              warmup=args.warmup)
     out = args.out or Path("results") / args.profile / "efficiency.csv"

@@ -35,7 +35,7 @@ from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError, parse_choice
 from spineseg_core.models import MultiOutput, build_model, list_models, model_info
 from spineseg_core.training.precision import Precision, precision_for
-from spineseg_core.training.config import TrainConfig
+from spineseg_core.training.config import TrainConfig, resolve_config
 from spineseg_core.training.step import TrainStep
 
 PAPER_SIZE = 880
@@ -293,11 +293,12 @@ def throughput(model: nn.Module, size: int | tuple[int, int], batch: int, device
 
 
 def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE, *,
-                     measure_size: int = 128, measure_width: int | None = None, batch: int = 2,
+                     measure_size: int = 128, measure_width: int | None = None,
+                     batch: int | None = 2,
                      device: torch.device | str = "cpu",
                      with_throughput: bool = True, steps: int = 3,
                      warmup: int = 1, amp: bool = True, channels_last: bool = True,
-                     loss: str = TrainConfig.loss) -> pd.DataFrame:
+                     loss: str = TrainConfig.loss, profile: str | None = None) -> pd.DataFrame:
     """One row per model with :data:`EFFICIENCY_COLUMNS`.
 
     Parameters and MACs (at 880 and at ``size``) are counted on the meta device; training
@@ -306,6 +307,9 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
     ``device`` unless ``with_throughput`` is off.
     Memory and throughput run the trainer's step in the precision ``amp`` gives on ``device``
     (the ``precision`` column), channels-last and with ``loss`` as the paper profile does.
+    With ``profile``, each model is built, batched and run in the precision of its resolved
+    configuration on that profile (its budget exception:
+    :mod:`spineseg_core.training.budgets`), ``batch`` overriding the batch when given.
     """
     names = list(models) if models else list_models()
     for n in names:
@@ -313,24 +317,33 @@ def efficiency_table(models: Sequence[str] | None = None, size: int = PAPER_SIZE
             raise ConfigError(f"efficiency: {n} is fed whole volumes; this table measures slice "
                               f"models (2D and 2.5D) only, a volume's cost is not measured yet")
     measure_width = measure_size if measure_width is None else measure_width
-    if min(size, measure_size, measure_width, batch) < 1:
+    if batch is None and profile is None:
+        raise ConfigError("efficiency: give a batch, or a profile whose batch to use")
+    if min(size, measure_size, measure_width, batch or 1) < 1:
         raise ConfigError(f"size, measure_size and batch must be >= 1, got "
                           f"{size}, {measure_size}, {batch}")
     device = resolve_device(device)
     precision = precision_for(device, amp)
     rows = []
+    given_batch = batch
     for name in names:
         info = model_info(name)
+        kwargs: dict = {}
+        if profile is not None:  # random batches: phantom=True only quiets the data check
+            cfg = resolve_config(profile, model=name, batch_size=given_batch, phantom=True)
+            kwargs, batch = dict(cfg.model_kwargs or {}), cfg.batch_size
+            precision = precision_for(device, cfg.amp)
         with torch.device("meta"):
-            meta = build_model(name)
+            meta = build_model(name, **kwargs)
         params = count_params(meta)
-        mem = train_step_memory(meta if device.type != "cuda" else build_model(name),
+        mem = train_step_memory(meta if device.type != "cuda" else build_model(name, **kwargs),
                                 size, batch, device, loss=loss, precision=precision,
                                 channels_last=channels_last, warmup=warmup)
         train_ips = infer_ips = float("nan")
         if with_throughput:
             torch.manual_seed(0)
-            train_ips, infer_ips = throughput(build_model(name), (measure_size, measure_width),
+            train_ips, infer_ips = throughput(build_model(name, **kwargs),
+                                              (measure_size, measure_width),
                                               batch, device,
                                               steps, warmup, loss=loss, precision=precision,
                                               channels_last=channels_last)

@@ -296,8 +296,10 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
             raise ConfigError(f"bench: {n} is fed whole volumes; this table measures slice "
                               f"models (2D and 2.5D) only, a volume's cost is not measured yet")
     dev = resolve_device(device)
+    # The bench measures the phantom's data path (and random batches): phantom=True says so
+    # on the paper profile, which otherwise asks for real data.
     cfg = resolve_config(profile, image_size=size, batch_size=batch, num_workers=num_workers,
-                         threads=threads, device=str(dev))
+                         threads=threads, device=str(dev), phantom=True)
     if cfg.threads and cfg.threads != torch.get_num_threads():
         torch.set_num_threads(cfg.threads)
     rows = []
@@ -325,11 +327,11 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     with backend_like_trainer(dev):
         for name in names:
             t0 = time.perf_counter()
-            # The model's own profile values (the cpu profile trains MiniSeg in fp32 and the
-            # heavy backbone models at batch 8).
+            # The model's own values on the profile, its budget exception included
+            # (training.budgets: e.g. MiniSeg in fp32, DANet at stride 8 on the cpu profile).
             model_cfg = resolve_config(profile, model=name, image_size=size, batch_size=batch,
                                        num_workers=num_workers, threads=threads,
-                                       device=str(dev))
+                                       device=str(dev), phantom=True)
             pipe, data_sps = data_for(model_cfg)
             row = bench_model(name, model_cfg, dev, settings, peak, pipe, data_sps,
                               gemm_flops=gemm)

@@ -199,7 +199,8 @@ def monai_comparison(profile: str = "cpu", *, size: int | None = None, batch: in
     _require_monai()
     settings = settings or BenchSettings()
     dev = resolve_device(device)
-    cfg = resolve_config(profile, image_size=size, batch_size=batch, device=str(dev))
+    cfg = resolve_config(profile, image_size=size, batch_size=batch, device=str(dev),
+                         phantom=True)  # random batches: no data, real or phantom
     rows = []
     with backend_like_trainer(dev):
         for name in networks:

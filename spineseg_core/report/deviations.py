@@ -104,14 +104,22 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
 
 
 def exception_deviations() -> list[Deviation]:
-    """The study's budget exceptions (:data:`spineseg_core.study.runner.BUDGET_EXCEPTIONS`)."""
+    """The study's budget exceptions (:data:`spineseg_core.training.budgets.BUDGET_EXCEPTIONS`),
+    one row per model and change, naming every profile it applies to."""
     from spineseg_core.models import model_info
-    from spineseg_core.study.runner import BUDGET_EXCEPTIONS
+    from spineseg_core.training.budgets import BUDGET_EXCEPTIONS
 
-    return [Deviation(f"{model_info(e.model).display_name} on the {e.profile} profile",
-                      e.paper,
-                      ", ".join(f"{k}={v}" for k, v in e.params.items()), e.reason)
-            for e in BUDGET_EXCEPTIONS]
+    profiles: dict[tuple[str, str, str, str], list[str]] = {}
+    for e in BUDGET_EXCEPTIONS:
+        ours = ", ".join(f"{k}={v}" for k, v in e.params.items())
+        profiles.setdefault((e.model, ours, e.paper, e.reason), []).append(e.profile)
+    return [Deviation(f"{model_info(model).display_name} on the {_and(names)} "
+                      f"profile{'s' if len(names) > 1 else ''}", paper, ours, reason)
+            for (model, ours, paper, reason), names in profiles.items()]
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def deviations_table(setup: Setup | None = None) -> pd.DataFrame:

@@ -201,49 +201,6 @@ def notebook_parameter_names(notebook: str | Path) -> frozenset[str]:
         raise ConfigError(f"{notebook}: cannot read its parameters cell ({exc})") from None
 
 
-@dataclass(frozen=True)
-class BudgetException:
-    """A model that cannot train on a profile's equal budget as it stands, and what it gets
-    instead: the study passes ``params`` to its runs (unless the user set them), so the change
-    is in each run's ``params.json`` and the book lists it under Table 1."""
-
-    model: str
-    profile: str
-    params: Mapping[str, Any]
-    reason: str
-    paper: str = "the same training for every model"
-    """What the paper did instead (the deviations table's "paper" column)."""
-
-
-BUDGET_EXCEPTIONS: tuple[BudgetException, ...] = (
-    BudgetException(
-        "danet", "cpu", {"model_kwargs": {"output_stride": 8}},
-        "on the cpu profile's small grid a stride-32 encoder ends on a map a few pixels "
-        "across: trained so, DANet's best validation Dice stayed far below that of its runs at "
-        "output stride 8, its authors' dilated setting, in every seed, and its runs fail the "
-        "background check (both strides' numbers beside Table 1). Chosen on those validation "
-        "scores, but after the test scores of both had been seen",
-        paper="DANet's 139 GMACs imply an undilated stride-32 backbone at 880 px"),
-    BudgetException(
-        "miniseg", "cpu", {"amp": False},
-        "in bf16 autocast MiniSeg's training loss became non-finite at epoch 2 (cpu profile, "
-        "seed 0, on a 2-core AVX512-BF16 CPU), so it trains in fp32"),
-    *(BudgetException(
-        "unet3d", profile, {"batch_size": 1},
-        "a 3D U-Net's batch item is a whole volume (12-15 slices), so the profile's batch of 4 "
-        "would be about 52 slices per step and a quarter of the optimiser steps; one volume per "
-        "step (set by design, not tuned) keeps it near the 2D models' slices per step")
-      for profile in ("cpu", "paper")),
-)
-"""The study's departures from equal budgets, each with the evidence or design reason that
-forced it."""
-
-
-def budget_exception(model: str, profile: str) -> BudgetException | None:
-    """The exception of ``model`` on ``profile``, if any."""
-    return next((e for e in BUDGET_EXCEPTIONS if (e.model, e.profile) == (model, profile)), None)
-
-
 def notebook_parameters(spec: RunSpec, run_dir: Path, resume: bool,
                         extra: Mapping[str, Any] | None = None,
                         accepted: frozenset[str] = NOTEBOOK_PARAMETERS) -> dict[str, Any]:
@@ -251,26 +208,26 @@ def notebook_parameters(spec: RunSpec, run_dir: Path, resume: bool,
 
     An extra name the notebook's parameters cell lacks (``accepted``) but that is a training
     parameter travels in the notebook's ``overrides`` dictionary; any other name is an error,
-    not a value papermill would silently drop.
+    not a value papermill would silently drop. The model's budget exception is not passed: the
+    notebook's :func:`~spineseg_core.training.config.resolve_config` applies it, as every entry
+    point's does.
     """
     extra = dict(extra or {})
     clash = sorted(RESERVED_PARAMETERS & extra.keys())
     if clash:
         raise ConfigError(f"parameters {clash} are set by the study itself "
                           "(use --models/--seeds/--folds/--losses instead)")
-    from spineseg_core.training.config import PARAMETERS
+    from spineseg_core.training.config import PARAMETERS, parse_mapping
 
+    if "overrides" in extra:
+        extra["overrides"] = parse_mapping("overrides", extra["overrides"])
     rest = {k: extra.pop(k) for k in sorted(set(extra) - accepted)}
     unknown = sorted(set(rest) - set(PARAMETERS)) if "overrides" in accepted else sorted(rest)
     if unknown:
         valid = sorted(accepted | (set(PARAMETERS) if "overrides" in accepted else set()))
         raise ConfigError(f"unknown parameters {unknown}; valid: {', '.join(valid)}")
-    exception = budget_exception(spec.model, spec.profile)
-    if exception is not None:
-        given = set(extra) | set(rest) | set(extra.get("overrides") or {})
-        rest = {**{k: v for k, v in exception.params.items() if k not in given}, **rest}
     if rest:
-        extra["overrides"] = {**dict(extra.get("overrides") or {}), **rest}
+        extra["overrides"] = {**extra.get("overrides", {}), **rest}
     params = {**extra, "model": spec.model, "profile": spec.profile, "seed": spec.seed,
               "fold": spec.fold, "out_dir": str(run_dir), "resume": resume}
     if spec.loss is not None:

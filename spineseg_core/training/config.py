@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from spineseg_core.errors import ConfigError
+from spineseg_core.training.budgets import model_budget
 
 
 class Profile(StrEnum):
@@ -60,7 +61,9 @@ class TrainConfig:
 
     ``data_dir=None`` trains on the procedural phantom (``phantom_cases`` cases written at
     ``phantom_size`` px, generated once into the cache) and tests on ``test_cases`` fresh
-    phantom cases of their own seed (``phantom_test_seed``). On real data the test set is
+    phantom cases of their own seed (``phantom_test_seed``). The paper profile is sized for the
+    real data: without ``data_dir`` it asks for ``phantom=True``, the explicit choice of its
+    paper-scale phantom (:data:`PAPER_PHANTOM_COST`). On real data the test set is
     ``test_dir``'s labelled cases, or else ``test_fraction`` of the patients, held out once and
     frozen (:func:`~spineseg_core.data.splits.get_or_create_test_split`); validation splits the
     rest with the run's seed. ``loss_kwargs`` are options of the Dice term
@@ -93,6 +96,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] | None = None
     profile: Profile = Profile.CPU
     data_dir: Path | None = None
+    phantom: bool = False
     phantom_cases: int = 40
     phantom_size: int = 256
     phantom_seed: int = 0
@@ -153,11 +157,17 @@ PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
                         batch_size=4),
 }
 """Per-profile values; everything else comes from the :class:`TrainConfig` defaults. Every
-model of a profile gets the same values: no per-model or per-family budget."""
+model of a profile gets the same values, but for the few listed, with their reasons, in
+:data:`~spineseg_core.training.budgets.BUDGET_EXCEPTIONS`; no per-family budget."""
 
 _HINTS = typing.get_type_hints(TrainConfig)
 PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 """Names :func:`resolve_config` accepts."""
+
+MAPPING_PARAMETERS: tuple[str, ...] = tuple(
+    name for name in PARAMETERS
+    if dict in (typing.get_origin(a) for a in (_HINTS[name], *typing.get_args(_HINTS[name]))))
+"""Parameters whose value is a mapping (given as JSON text on a command line)."""
 
 _POSITIVE = {"epochs", "phantom_cases", "test_cases", "phantom_size", "image_size", "batch_size", "val_every",
              "k_folds", "max_cases", "max_train_slices_per_epoch", "threads"}
@@ -187,9 +197,15 @@ def parse_mapping(name: str, value: Any) -> dict[str, Any]:
     parsed = _from_text(value, dict)
     if isinstance(parsed, dict) and all(isinstance(k, str) for k in parsed):
         return dict(parsed)
+    why = ""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError as exc:
+            why = f"; not JSON: {exc}"
     raise ConfigError(f"{name}: expected a mapping of parameter names to values (a dict, or "
                       f"JSON text such as '{{\"epochs\": 2}}'), got {value!r} "
-                      f"({type(value).__name__})")
+                      f"({type(value).__name__}){why}")
 
 
 def resolve_with_overrides(profile: str | Profile, overrides: Any = None,
@@ -243,6 +259,23 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return Path(value).expanduser()
         want = "a path"
     raise ConfigError(f"{name}: expected {want}, got {value!r} ({type(value).__name__})")
+
+
+PAPER_PHANTOM_COST = ("264 cases at 880 px, about 30 min on one core and 12 GB of RAM before "
+                      "the first step")
+"""What the paper profile's phantom costs to build (code review of issue 22, measured at about
+7 s a case on one core): 200 training cases, 40 test cases and their unlabelled extras."""
+
+
+def _check_data(cfg: TrainConfig) -> None:
+    """The paper profile trains on real data; its phantom only when asked for explicitly."""
+    if cfg.phantom and cfg.data_dir is not None:
+        raise ConfigError(f"phantom: True trains on the procedural phantom, but data_dir "
+                          f"{str(cfg.data_dir)!r} is also given; give one of them")
+    if cfg.profile is Profile.PAPER and cfg.data_dir is None and not cfg.phantom:
+        raise ConfigError(f"data_dir: the paper profile trains on the real data (give data_dir, "
+                          f"the MRSpineSeg folder), or pass phantom=True to build its phantom "
+                          f"instead ({PAPER_PHANTOM_COST})")
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
@@ -313,27 +346,36 @@ def _check_names(cfg: TrainConfig) -> None:
         raise ConfigError(f"test_dir: expected an existing folder, got {str(cfg.test_dir)!r}")
     if cfg.data_dir is not None and not cfg.data_dir.is_dir():
         raise ConfigError(f"data_dir: expected an existing folder, got {str(cfg.data_dir)!r}")
-    if cfg.device is DeviceChoice.CUDA and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no CUDA device is available "
-                          "(use 'auto' or 'cpu')")
 
 
 def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> TrainConfig:
     """The validated :class:`TrainConfig` of ``profile`` with ``overrides`` applied.
 
-    An override of ``None`` keeps the profile's value (so notebook and command-line parameters
-    can default to ``None``). Unknown names, wrong types and out-of-range values raise
-    :class:`ConfigError` naming the parameter.
+    The model's budget exception on ``profile``
+    (:data:`~spineseg_core.training.budgets.BUDGET_EXCEPTIONS`) overlays the profile's values,
+    so every entry point resolves a model alike; an override given explicitly still wins
+    (``model_kwargs`` key by key). An override of ``None`` keeps the profile's (or the model's)
+    value (so notebook and command-line parameters can default to ``None``). Unknown names,
+    wrong types and out-of-range values raise :class:`ConfigError` naming the parameter. The
+    device is checked where the run executes
+    (:func:`~spineseg_core.training.device.resolve_device`), not here, so a Slurm study can ask
+    for CUDA from a login node without a GPU.
     """
     prof = _coerce("profile", profile, Profile)
     unknown = sorted(set(overrides) - set(PARAMETERS))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(PARAMETERS)}")
-    values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], "profile": prof}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    model = given.get("model", TrainConfig.model)
+    budget = model_budget(model, prof) if isinstance(model, str) else {}
+    values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], **budget, "profile": prof}
+    values.update(given)
     checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
+    if budget.get("model_kwargs") and "model_kwargs" in given:  # the user's keys win, key by key
+        checked["model_kwargs"] = {**budget["model_kwargs"], **(checked["model_kwargs"] or {})}
     cfg = TrainConfig(**checked)
+    _check_data(cfg)
     _check_ranges(cfg)
     _check_names(cfg)
     return cfg
@@ -354,7 +396,9 @@ def budget_exceptions(params: dict[str, Any]) -> list[str]:
         profile = Profile(params.get("profile"))
     except ValueError:
         return [f"profile={params.get('profile')!r} (not a known profile)"]
-    base = resolve_config(profile).to_dict()
+    # The profile's values (the default model has no exception; the phantom keeps the paper
+    # profile's check of its data quiet).
+    base = resolve_config(profile, phantom=True).to_dict()
     out = [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in BUDGET_FIELDS
            if k in params and params[k] != base[k]]
     if params.get("model_kwargs"):

@@ -1,0 +1,76 @@
+"""The per-model departures from a profile's equal budget, part of every run's configuration.
+
+A profile gives every model the same budget (CONTRIBUTING, "Equal budgets"). A few models
+cannot train on it as they stand; each :class:`BudgetException` names the model, the profile,
+the values it gets instead and the evidence or design reason that forced them.
+:func:`~spineseg_core.training.config.resolve_config` applies them to the resolved
+configuration, so every entry point (the notebook, ``spineseg train``, ``study``, ``bench``,
+``efficiency`` and the GPU check) trains and measures a model with the same values; a value the
+user gives explicitly still wins (for ``model_kwargs``, key by key). The run's ``params.json``
+records the values used, and Table D of the book lists the exceptions
+(:func:`spineseg_core.report.deviations.exception_deviations`).
+
+This module imports nothing from the package, so the configuration can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BudgetException:
+    """A model that cannot train on a profile's equal budget as it stands, and what it gets
+    instead: ``params`` overlay the profile's values (unless the user sets them)."""
+
+    model: str
+    profile: str
+    params: Mapping[str, Any]
+    reason: str
+    paper: str = "the same training for every model"
+    """What the paper did instead (the deviations table's "paper" column)."""
+
+
+MINISEG_BF16_REASON = (
+    "in bf16 autocast MiniSeg's training loss became non-finite: at epoch 2 on the cpu "
+    "profile (seed 0, a 2-core AVX512-BF16 CPU), at epoch 1 of the smoke profile on an AMX "
+    "Xeon under Slurm, and at epoch 2 of the smoke profile on a 2-core AMX CPU here (torch "
+    "2.13). The cause is not found, so it trains in fp32 on every profile and device: on a GPU "
+    "its bf16 path has never been seen to hold either, and the network is small enough "
+    "(83 K parameters) for fp32 to cost little")
+"""Why MiniSeg trains in fp32 (one sentence shared by its exceptions)."""
+
+
+BUDGET_EXCEPTIONS: tuple[BudgetException, ...] = (
+    BudgetException(
+        "danet", "cpu", {"model_kwargs": {"output_stride": 8}},
+        "on the cpu profile's small grid a stride-32 encoder ends on a map a few pixels "
+        "across: trained so, DANet's best validation Dice stayed far below that of its runs at "
+        "output stride 8, its authors' dilated setting, in every seed, and its runs fail the "
+        "background check (both strides' numbers beside Table 1). Chosen on those validation "
+        "scores, but after the test scores of both had been seen",
+        paper="DANet's 139 GMACs imply an undilated stride-32 backbone at 880 px"),
+    *(BudgetException("miniseg", profile, {"amp": False}, MINISEG_BF16_REASON)
+      for profile in ("smoke", "cpu", "paper")),
+    *(BudgetException(
+        "unet3d", profile, {"batch_size": 1},
+        "a 3D U-Net's batch item is a whole volume (12-15 slices), so the profile's batch of 4 "
+        "would be about 52 slices per step and a quarter of the optimiser steps; one volume per "
+        "step (set by design, not tuned) keeps it near the 2D models' slices per step")
+      for profile in ("cpu", "paper")),
+)
+"""The study's departures from equal budgets, each with the evidence or design reason that
+forced it."""
+
+
+def budget_exception(model: str, profile: str) -> BudgetException | None:
+    """The exception of ``model`` on ``profile``, if any."""
+    return next((e for e in BUDGET_EXCEPTIONS if (e.model, e.profile) == (model, profile)), None)
+
+
+def model_budget(model: str, profile: str) -> dict[str, Any]:
+    """The values ``model`` gets on ``profile`` instead of the profile's (empty for none)."""
+    exception = budget_exception(model, str(profile))
+    return dict(exception.params) if exception is not None else {}
