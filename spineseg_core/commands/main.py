@@ -70,6 +70,14 @@ def _step(title: str, argv: list[str]) -> None:
 REPO_ROOT = REPO
 
 
+def main_device() -> str:
+    """The main job's device, as the study's ``device=auto`` resolves it here: ``cuda`` when
+    a GPU is usable, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _monai_available() -> bool:
     import importlib.util
 
@@ -116,11 +124,13 @@ def run(args: argparse.Namespace) -> int:
         _step("context study", ["study", *common, "--models", *args.context_models,
                                 "--variant", CONTEXT, "--seeds", *map(str, args.seeds),
                                 "--no-aggregate", *data_args])
+    # The study's runs train where `auto` puts them; their hard cases and the efficiency
+    # table are measured on the same device (a GPU run's bf16 replayed on the CPU is slow,
+    # and emulated where the CPU lacks bf16 units).
+    device = ["--device", main_device()]
     if args.data_dir is None and not args.no_hard_cases:  # hard cases are the phantom's
-        _step("hard cases", ["hardcases", "--runs-dir", str(args.runs_dir), "--groups", *groups])
-    import torch
-
-    device = ["--device", "cuda"] if torch.cuda.is_available() else []
+        _step("hard cases", ["hardcases", "--runs-dir", str(args.runs_dir), "--groups", *groups,
+                             *device])
     _step("efficiency", ["efficiency", "--profile", args.profile, *model_args, *device,
                          "--out", str(results / "efficiency.csv")])
     if not args.no_bench:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.study.slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
-                     parse_sbatch_options)
+                     default_mem_gb, parse_sbatch_options)
 from spineseg_core.study.runner import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, parse_parameter,
                      plan_study, run_study)
 
@@ -66,17 +66,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm-timeout-min", type=int, default=SlurmOptions.timeout_min,
                        help="time limit per task; a run at its limit is requeued and resumes")
     slurm.add_argument("--slurm-cpus", type=int, default=SlurmOptions.cpus_per_task)
-    slurm.add_argument("--slurm-mem-gb", type=int, default=SlurmOptions.mem_gb)
+    slurm.add_argument("--slurm-mem-gb", type=int, default=None)
     slurm.add_argument("--slurm-parallelism", type=int, default=SlurmOptions.array_parallelism,
                        help="array tasks running at once")
 
 
 def _extra(pairs: list[list[str]]) -> dict:
+    """The ``-p KEY VALUE`` pairs typed: ``overrides`` and the mapping parameters
+    (``model_kwargs``, ``loss_kwargs``) as JSON by the notebook's own parser
+    (:func:`~spineseg_core.training.config.parse_mapping`), so bad JSON is one line naming the
+    parameter; any other value as papermill types it."""
+    from spineseg_core.training.config import MAPPING_PARAMETERS, parse_mapping
+
     extra = {}
     for key, value in pairs:
         if key in RESERVED_PARAMETERS:
             raise ConfigError(f"-p {key}: set by the study; use --models/--seeds/--folds/--losses")
-        extra[key] = parse_parameter(value)
+        if key == "overrides" or key in MAPPING_PARAMETERS:
+            extra[key] = parse_mapping(f"-p {key}", value)
+        else:
+            extra[key] = parse_parameter(value)
     return extra
 
 
@@ -110,7 +119,8 @@ def slurm_options(args: argparse.Namespace, device: str = "auto") -> SlurmOption
     the cluster (``sinfo``), so a combination it would reject is one error line here."""
     options = SlurmOptions(
         timeout_min=args.slurm_timeout_min, cpus_per_task=args.slurm_cpus,
-        mem_gb=args.slurm_mem_gb, partition=args.slurm_partition,
+        mem_gb=default_mem_gb(args.profile) if args.slurm_mem_gb is None else args.slurm_mem_gb,
+        partition=args.slurm_partition,
         gpus=default_gpus(args.profile) if args.slurm_gpus is None else args.slurm_gpus,
         gres=args.slurm_gres, account=args.slurm_account, qos=args.slurm_qos,
         constraint=args.slurm_constraint, array_parallelism=args.slurm_parallelism,
@@ -143,8 +153,15 @@ def run(args: argparse.Namespace) -> int:
                       records_dir=args.records_dir)
     _validate(plan, extra, args.notebook)
     slurm = None
+    first = resolve(plan[0].spec)
     if args.executor is Executor.SLURM:
-        slurm = slurm_options(args, str(resolve(plan[0].spec).device))
+        # The device is checked on each node, where the run executes (a login node may
+        # have no GPU); here only against the resources asked for.
+        slurm = slurm_options(args, str(first.device))
+    else:
+        from spineseg_core.training.device import resolve_device
+
+        resolve_device(first.device, first.profile)  # here, before any run starts
     if args.dry_run:
         for p in plan:
             print(f"{p.status:<8} {p.spec.label():<40} {p.run_dir}")

@@ -318,7 +318,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     are deleted and the run starts over.
     """
     run = RunFolder(default_run_dir(cfg))
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.profile)
     _configure_backend(cfg, device)
     mode = run_mode(cfg, device)
     state: dict[str, Any] | None = None
