@@ -45,11 +45,12 @@ def default_gpus(profile: str) -> int:
 
 
 PROFILE_MEM_GB: dict[str, int] = {"smoke": 4, "cpu": 6, "paper": 32}
-"""Memory per array task by profile (``--slurm-mem-gb`` when not given). A smoke run peaked at
-about 1 GB of resident memory here (``/usr/bin/time -v`` of ``spineseg train --profile smoke``,
-phantom generation included), the papermill kernel adds a few hundred MB; the cpu profile's
-40 cached 256 px cases are a few hundred MB more. The paper profile's 880 px slices and its
-cache of 240 volumes need far more (about 12 GB to build its phantom)."""
+"""Memory per array task by profile (``--slurm-mem-gb`` when not given), with room over what
+was measured here (peak resident memory, ``/usr/bin/time -v``, phantom generation included,
+U-Net, torch 2.13): 1.0 GB for ``spineseg train --profile smoke``, 1.4 GB for one short epoch
+of the cpu profile (80 phantom cases at 256 px); heavier models, HD95 and the papermill kernel
+add a few hundred MB. The paper profile's 880 px slices and its cache of 240 volumes need far
+more (about 12 GB to build its phantom)."""
 
 
 def default_mem_gb(profile: str) -> int:
