@@ -155,10 +155,11 @@ def test_miniseg_trains_in_fp32_on_every_profile():
 @pytest.mark.slow
 def test_miniseg_smoke_run_on_the_bf16_path_keeps_every_loss_finite(tmp_path):
     """MiniSeg's smoke run where the CPU runs bf16 natively (AMX or AVX512-BF16; elsewhere
-    ``amp`` means fp32 anyway): in bf16 autocast its loss became non-finite within these 6
-    epochs (48 steps) in 3 of 4 tries on this data and the smoke phantom (seed 0, a 2-core AMX
-    CPU, torch 2.13: at epoch 1, 2 or 3; the bf16 kernels are not bitwise repeatable, so the
-    step varies); its budget exception trains it in fp32, and every loss stays finite."""
+    ``amp`` means fp32 anyway). In bf16 autocast torch 2.13's weight gradient of its dilated
+    depthwise convolutions is wrong (``scripts/dwconv_bf16_probe.py``) and its loss became
+    non-finite within these 6 epochs (48 steps) in 3 of 4 tries on this data and the smoke
+    phantom (at epoch 1, 2 or 3); its budget exception trains it in fp32, and every loss stays
+    finite."""
     data = make_tiny_dataset(tmp_path / "data", cases=8, slices=8, size=64)
     cfg = resolve_config("smoke", model="miniseg", data_dir=data, out_dir=tmp_path / "run",
                          epochs=6, threads=1)
