@@ -287,8 +287,8 @@ def test_every_model_of_a_profile_gets_the_same_budget():
     from spineseg_core.training.budgets import budget_exception
 
     budget = {(c.epochs, c.batch_size, c.lr, c.scheduler, c.amp, c.crop_width, c.image_size)
-              for c in (resolve_config("cpu", model=m) for m in list_models())
-              if budget_exception(m, "cpu") is None}
+              for c in (resolve_config("cpu", model=m) for m in list_models()
+                        if budget_exception(m, "cpu") is None)}
     assert len(budget) == 1
     assert resolve_config("cpu", model="miniseg", epochs=2).epochs == 2  # the user still wins
 

@@ -38,9 +38,9 @@ MINISEG_BF16_REASON = (
     "profile (seed 0, a 2-core AVX512-BF16 CPU), and at epoch 1 to 3 of smoke runs on AMX "
     "Xeons. The cause is in torch 2.13's CPU kernels, not the network: the bf16 weight "
     "gradient of a dilated depthwise 3x3 convolution in channels-last layout on maps of 32 px "
-    "and more is wrong, by a factor of 2 up to 1e31 or NaN, on AMX and on AVX512-BF16 alike, "
-    "while fp32 and channels-first bf16 agree (MiniSeg alone has such layers). So it trains "
-    "in fp32 on every profile: on a GPU its bf16 path has not been checked, and fp32 costs "
+    "and more is wrong, by a factor of 2 up to 1e31 or not a number, on AMX and on AVX512-BF16 "
+    "alike, while fp32 and channels-first bf16 agree (MiniSeg alone has such layers). So it "
+    "trains in fp32 on every profile: on a GPU its bf16 path has not been checked, and fp32 costs "
     "an 83 K-parameter network little")
 """Why MiniSeg trains in fp32 (one sentence shared by its exceptions)."""
 
