@@ -170,3 +170,18 @@ def test_miniseg_smoke_run_on_the_bf16_path_keeps_every_loss_finite(tmp_path):
     assert history["val_loss"].map(math.isfinite).all()
     params = json.loads((tmp_path / "run" / "params.json").read_text())
     assert params["precision"] == "fp32" and params["amp"] is False
+
+
+def test_a_recorded_run_is_rebuilt_as_it_was_made(tmp_path):
+    """A run made before (or without) its model's exception keeps its own values when its
+    configuration is read back from params.json (hard cases rescore it so)."""
+    from spineseg_core.study.hard_cases import run_config
+    from spineseg_core.training.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    made = {**resolve_config("cpu", model="danet", exceptions=False).to_dict()}
+    assert made["model_kwargs"] is None  # DANet at its default stride 32
+    run.params.write_text(json.dumps(made))
+    assert run_config(run).model_kwargs is None
+    assert resolve_config("cpu", model="danet").model_kwargs == {"output_stride": 8}

@@ -91,7 +91,9 @@ def run_config(run: RunFolder) -> TrainConfig:
     if "profile" not in params or "model" not in params:
         raise DataError(run.params, "expected the run's configuration (profile, model, ...)")
     known = {k: params[k] for k in PARAMETERS if k in params and k != "profile"}
-    return resolve_config(params["profile"], **known)
+    # The recorded values as they are: a model's budget exception of today does not rewrite
+    # a run made without it (e.g. DANet's model_kwargs=None, stride 32).
+    return resolve_config(params["profile"], exceptions=False, **known)
 
 
 def hard_set_root(cfg: TrainConfig, hard: HardSet | str) -> Path:

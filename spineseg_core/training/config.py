@@ -348,14 +348,17 @@ def _check_names(cfg: TrainConfig) -> None:
         raise ConfigError(f"data_dir: expected an existing folder, got {str(cfg.data_dir)!r}")
 
 
-def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> TrainConfig:
+def resolve_config(profile: str | Profile = Profile.CPU, *, exceptions: bool = True,
+                   **overrides: Any) -> TrainConfig:
     """The validated :class:`TrainConfig` of ``profile`` with ``overrides`` applied.
 
     The model's budget exception on ``profile``
     (:data:`~spineseg_core.training.budgets.BUDGET_EXCEPTIONS`) overlays the profile's values,
     so every entry point resolves a model alike; an override given explicitly still wins
-    (``model_kwargs`` key by key). An override of ``None`` keeps the profile's (or the model's)
-    value (so notebook and command-line parameters can default to ``None``). Unknown names,
+    (``model_kwargs`` key by key); ``exceptions=False`` leaves them out (a recorded run's
+    ``params.json`` already holds every value it used, ``None`` included). An override of
+    ``None`` keeps the profile's (or the model's) value (so notebook and command-line
+    parameters can default to ``None``). Unknown names,
     wrong types and out-of-range values raise :class:`ConfigError` naming the parameter. The
     device is checked where the run executes
     (:func:`~spineseg_core.training.device.resolve_device`), not here, so a Slurm study can ask
@@ -368,7 +371,7 @@ def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> Tr
                           f"{', '.join(PARAMETERS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     model = given.get("model", TrainConfig.model)
-    budget = model_budget(model, prof) if isinstance(model, str) else {}
+    budget = model_budget(model, prof) if exceptions and isinstance(model, str) else {}
     values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], **budget, "profile": prof}
     values.update(given)
     checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
@@ -396,9 +399,8 @@ def budget_exceptions(params: dict[str, Any]) -> list[str]:
         profile = Profile(params.get("profile"))
     except ValueError:
         return [f"profile={params.get('profile')!r} (not a known profile)"]
-    # The profile's values (the default model has no exception; the phantom keeps the paper
-    # profile's check of its data quiet).
-    base = resolve_config(profile, phantom=True).to_dict()
+    # The profile's values (phantom=True keeps the paper profile's check of its data quiet).
+    base = resolve_config(profile, exceptions=False, phantom=True).to_dict()
     out = [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in BUDGET_FIELDS
            if k in params and params[k] != base[k]]
     if params.get("model_kwargs"):
