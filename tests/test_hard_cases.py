@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from spineseg_core.data.phantom_hard import read_manifest
+from spineseg_core.data.phantom.hard import read_manifest
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.hard_cases import (HardSet, hard_group, is_hard_group, run_config,
                                             score_hard_set, score_runs, source_group)

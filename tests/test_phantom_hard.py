@@ -14,10 +14,10 @@ import pytest
 from spineseg_core.cli import main as cli_main
 from spineseg_core.data.phantom import (MARKER, PhantomCase, PhantomParams, generate_case,
                                         sample_presence, write_phantom)
-from spineseg_core.data.phantom_geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
+from spineseg_core.data.phantom.geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
                                                  HardCase, Kind, present_labels,
                                                  sample_geometry)
-from spineseg_core.data.phantom_hard import (MANIFEST, HardPreset, describe, hard_params,
+from spineseg_core.data.phantom.hard import (MANIFEST, HardPreset, describe, hard_params,
                                              read_manifest)
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.labels import LABEL_NAMES
@@ -240,7 +240,7 @@ def test_sampler_agrees_with_rasterised_hard_masks() -> None:
 def test_a_hard_case_is_its_default_twin_apart_from_the_hard_case() -> None:
     """Same (seed, case): the same random draws outside the hard case's own, so the two can be
     compared as one subject with and without its transitional vertebra or cut field."""
-    from spineseg_core.data.phantom_render import render_slices
+    from spineseg_core.data.phantom.render import render_slices
 
     for cid in (3, 42):   # 42's twin has the partial sacralised form (a skipped nucleus draw)
         twin = sample_geometry(cid, 0, PhantomParams())

@@ -3,7 +3,7 @@ miss the sacrum (issue 13).
 
 A hard-case set is the study's own test set with one hard case switched on for every subject:
 the same ``test_cases`` subjects of the test seed, each the *twin* of its default test subject
-(:mod:`spineseg_core.data.phantom_hard`: a hard case shares every other draw with its default
+(:mod:`spineseg_core.data.phantom.hard`: a hard case shares every other draw with its default
 twin), so a model's answers on a hard case pair with its answers on the same subject without
 it. :data:`HARD_SETS` names the three sets:
 
@@ -98,7 +98,7 @@ def hard_set_root(cfg: TrainConfig, hard: HardSet | str) -> Path:
     """The hard-case twin of ``cfg``'s phantom test set, generated once into the cache
     (``<cache>/phantom_hard/<set>_n<cases>_px<size>_seed<test seed>``)."""
     from spineseg_core.data.phantom import ensure_phantom
-    from spineseg_core.data.phantom_params import PhantomParams
+    from spineseg_core.data.phantom.params import PhantomParams
 
     if cfg.data_dir is not None or cfg.test_dir is not None:
         raise ConfigError("hard cases: the run was tested on real data, not on the phantom; "

@@ -26,7 +26,7 @@ from enum import StrEnum
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from spineseg_core.data.phantom_params import PhantomParams
+from spineseg_core.data.phantom.params import PhantomParams
 
 DS_MM = 0.5
 """Sampling step of the centre line (mm)."""
@@ -48,7 +48,7 @@ class Transitional(StrEnum):
 
 
 class HardCase(StrEnum):
-    """The hard case a phantom subject carries (at most one; see :mod:`.phantom_params`).
+    """The hard case a phantom subject carries (at most one; see :mod:`.params`).
 
     ``SACRALISED_L5`` and ``LUMBARISED_S1`` are complete transitional vertebrae that change the
     count of mobile levels (four or six lumbar-type vertebrae above the sacrum); the masks name

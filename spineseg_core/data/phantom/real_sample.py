@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spineseg_core.errors import DataError
-from spineseg_core.data.calibration import Region
+from spineseg_core.data.phantom.calibration import Region
 from spineseg_core.data.orientation import to_study
 from spineseg_core.data.readers import read_array
 

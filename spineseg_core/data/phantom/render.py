@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.spatial import cKDTree
 
-from spineseg_core.data.phantom_geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, HardCase, Kind,
+from spineseg_core.data.phantom.geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, HardCase, Kind,
                                                 SpineGeometry, Transitional)
-from spineseg_core.data.phantom_params import PhantomParams
+from spineseg_core.data.phantom.params import PhantomParams
 
 CORTEX_MM = 1.3
 """Thickness of the dark cortical rim of a vertebral body (mm); irregular around this."""
