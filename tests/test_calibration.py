@@ -122,7 +122,7 @@ def test_phantom_is_calibrated_like_the_real_t2() -> None:
 
 # --- the real sample (downloaded with pip; skipped offline) ------------------------------
 def _real_sample_dir() -> Path:
-    from spineseg_core.training.run_folder import cache_root
+    from spineseg_core.data.cache import cache_root
 
     return cache_root() / "real_t2_sample"
 

@@ -73,7 +73,7 @@ def test_a_volume_item_is_padded_to_the_deepest_volume():
 
 def test_a_scored_volume_keeps_its_own_depth_and_comes_one_to_a_batch():
     from spineseg_core.training.config import resolve_config
-    from spineseg_core.training.loop import eval_loader
+    from spineseg_core.training.step import eval_loader
 
     data = VolumeDataset([_volume("a", 3), _volume("b", 5)], own_depth=True)
     assert data.batch_limit == 1 and data.n_slices == 8

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 64:
         raise ConfigError(f"--size must be at least 64 pixels, got {args.size}")
     if args.sample_dir is None:
-        from spineseg_core.training.run_folder import cache_root
+        from spineseg_core.data.cache import cache_root
         args.sample_dir = cache_root() / "real_t2_sample"
     sample = load_real_sample(fetch_real_sample(args.sample_dir))
     real = calibration_stats(sample.image, sample.regions)

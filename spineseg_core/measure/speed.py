@@ -137,7 +137,8 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     own functions (``prepare_data``, ``batch_augmentation``)."""
     from dataclasses import replace
 
-    from spineseg_core.training.loop import batch_augmentation, prepare_data
+    from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.training.step import batch_augmentation
 
     path = parse_choice(DataPath, path, "data_path")
     if path is not DataPath.AUTO:
@@ -145,7 +146,7 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     chosen = augment_path(cfg, device)
     path = DataPath.BATCHED if chosen is AugmentPath.BATCHED else DataPath.SLICE if \
         path is DataPath.AUTO else path
-    bundle = prepare_data(cfg, slice_augment=chosen is AugmentPath.SLICE)
+    bundle = prepare_data(cfg, model_info(cfg.model), slice_augment=chosen is AugmentPath.SLICE)
     if len(bundle.train) < cfg.batch_size:
         raise ConfigError(f"data: {len(bundle.train)} training slices, fewer than one batch "
                           f"of {cfg.batch_size}")

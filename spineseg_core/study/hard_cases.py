@@ -38,9 +38,10 @@ from typing import Any
 import torch
 
 from spineseg_core import io
+from spineseg_core.data.cache import cache_root
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.training.config import PARAMETERS, TrainConfig, resolve_config
-from spineseg_core.training.run_folder import RunFolder, cache_root, find_runs, load_model
+from spineseg_core.training.run_folder import RunFolder, find_runs, load_model
 
 
 class HardSet(StrEnum):
@@ -124,10 +125,11 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     from spineseg_core.losses import build_loss
     from spineseg_core.training.device import resolve_device
     from spineseg_core.training.evaluate import evaluate, write_final_results
-    from spineseg_core.training.loop import eval_loader, prepare_data
+    from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.models import model_info
     from spineseg_core.training.precision import autocast as precision_autocast
     from spineseg_core.training.predict import run_precision
-    from spineseg_core.training.step import uses_channels_last
+    from spineseg_core.training.step import eval_loader, uses_channels_last
 
     hard = HardSet(hard)
     run, out = RunFolder(Path(run_dir)), RunFolder(Path(out_dir))
@@ -139,7 +141,8 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     root = Path(test_dir) if test_dir is not None else hard_set_root(cfg, hard)
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    data = prepare_data(dataclasses.replace(cfg, test_dir=root), slice_augment=False)
+    data = prepare_data(dataclasses.replace(cfg, test_dir=root), model_info(cfg.model),
+                        slice_augment=False)
     model = load_model(run.path, dev)
     channels_last = uses_channels_last(cfg)
     if channels_last:
