@@ -15,7 +15,7 @@ from spineseg_core.training import predict
 from spineseg_core.training import state as train_state
 from spineseg_core.training import loop as train_mod
 from spineseg_core.measure import speed, timing
-from spineseg_core.measure.speed import BenchSettings
+from spineseg_core.measure.timing import BenchSettings
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
 from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb, throughput,
                                       train_step_memory)
@@ -142,7 +142,7 @@ def test_efficiency_throughput_times_the_benchs_step(monkeypatch):
         seen.update(step=step, x=x, settings=settings)
         return 0.5, 0.25
 
-    monkeypatch.setattr(speed, "model_throughput", fake)
+    monkeypatch.setattr("spineseg_core.measure.efficiency.model_throughput", fake)
     train_ips, infer_ips = throughput(build_model("unet", **TINY_UNET), 32, 4, CPU, steps=3,
                                       warmup=2, precision=Precision.BF16)
     assert (train_ips, infer_ips) == (8.0, 16.0)
