@@ -15,7 +15,7 @@ from spineseg_core.cli import main as cli_main
 from spineseg_core.data.phantom import (MARKER, PhantomCase, PhantomParams, generate_case,
                                         sample_presence, write_phantom)
 from spineseg_core.data.phantom.geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
-                                                 HardCase, Kind, present_labels,
+                                                 HardCase, StructureKind, present_labels,
                                                  sample_geometry)
 from spineseg_core.data.phantom.hard import (MANIFEST, HardPreset, describe, hard_params,
                                              read_manifest)
@@ -98,7 +98,7 @@ def test_sacralised_l5_is_sacrum_and_levels_above_count_from_it() -> None:
     present = set(np.unique(case.mask).tolist()) - {0}
     assert {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15, 16} <= present
     # Four lumbar-type bodies (>= 24 mm) above the sacrum, then the thoracic ones.
-    bodies = [st for st in geom.structures if st.kind is Kind.VERTEBRA]
+    bodies = [st for st in geom.structures if st.kind is StructureKind.VERTEBRA]
     assert [st.anatomy for st in bodies[:5]] == ["L4", "L3", "L2", "L1", "T12"]
     assert geom.sacrum_length > 120.0                          # S1-S5 plus the fused L5
 
@@ -114,7 +114,7 @@ def test_lumbarised_s1_is_labelled_l5_with_six_lumbar_type_levels() -> None:
     assert names["S1/S2"].degenerated and names["S1/S2"].s_hi - names["S1/S2"].s_lo < 8.0
     assert _pixel_label(case, "S1") == 2 and _pixel_label(case, "L5") == 3
     assert _pixel_label(case, "S1/S2") == 11
-    bodies = [st for st in geom.structures if st.kind is Kind.VERTEBRA]
+    bodies = [st for st in geom.structures if st.kind is StructureKind.VERTEBRA]
     assert [st.anatomy for st in bodies[:6]] == ["S1", "L5", "L4", "L3", "L2", "L1"]
     assert all(st.s_hi - st.s_lo > 20.0 for st in bodies[:6])
 

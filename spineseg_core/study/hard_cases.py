@@ -176,7 +176,7 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class ScoringResult:
     """What :func:`score_runs` did with one run and set."""
 
     run_dir: Path
@@ -187,7 +187,7 @@ class Outcome:
 
 def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path, *,
                sets: Sequence[HardSet | str] = tuple(HardSet),
-               records_dir: str | Path | None = None, device: str = "cpu") -> list[Outcome]:
+               records_dir: str | Path | None = None, device: str = "cpu") -> list[ScoringResult]:
     """Score every finished run of ``groups`` under ``runs_dir`` on each set of ``sets``.
 
     Results go to ``out_runs/<group>-hard-<set>/<model>/seed_<s>/fold_<f>/``; with
@@ -199,7 +199,7 @@ def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path
 
     runs_dir, out_runs = Path(runs_dir), Path(out_runs)
     sets = [HardSet(h) for h in sets]
-    done: list[Outcome] = []
+    done: list[ScoringResult] = []
     for group in groups:
         if is_hard_group(group):
             raise ConfigError(f"groups: {group!r} is a hard-case group already")
@@ -212,13 +212,13 @@ def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path
                 if RunFolder(out).is_finished() or (record is not None and has_record(record)):
                     if record is not None and not has_record(record):
                         write_record(out, record)
-                    done.append(Outcome(run_dir, hard, out, "already scored"))
+                    done.append(ScoringResult(run_dir, hard, out, "already scored"))
                     continue
                 if not RunFolder(run_dir).checkpoint_best.is_file():
-                    done.append(Outcome(run_dir, hard, None, "no checkpoint on this machine"))
+                    done.append(ScoringResult(run_dir, hard, None, "no checkpoint on this machine"))
                     continue
                 score_hard_set(run_dir, hard, out, device=device)
                 if record is not None:
                     write_record(out, record)
-                done.append(Outcome(run_dir, hard, out, "scored"))
+                done.append(ScoringResult(run_dir, hard, out, "scored"))
     return done
