@@ -9,10 +9,16 @@ import pandas as pd
 import pytest
 
 from spineseg_core.cli import main as cli_main
-from spineseg_core.data.phantom.calibration import (COMPARISON_COLUMNS, STATISTICS, Region,
-                                            calibration_stats, comparison_table,
-                                            phantom_regions, region_stats)
 from spineseg_core.data.phantom import TissueCode, generate_case
+from spineseg_core.data.phantom.calibration import (
+    COMPARISON_COLUMNS,
+    STATISTICS,
+    Region,
+    calibration_stats,
+    comparison_table,
+    phantom_regions,
+    region_stats,
+)
 from spineseg_core.errors import DataError
 
 

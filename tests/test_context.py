@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core.data.preprocess import RandomSpineBand
 from spineseg_core.data.readers import Volume
 from spineseg_core.data.slices import SliceDataset, VolumeDataset, neighbour_indices

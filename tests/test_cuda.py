@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from spineseg_core import envinfo
-from spineseg_core.training import state as train_state
-from spineseg_core.training import loop as train_mod
-from spineseg_core.measure import timing
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
-from spineseg_core.measure.efficiency import CudaMemory, step_peak_memory
 from spineseg_core.data.prepare import prepare_data
+from spineseg_core.measure import timing
+from spineseg_core.measure.efficiency import CudaMemory, step_peak_memory
 from spineseg_core.models import build_model, model_info
-from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.training import loop as train_mod, state as train_state
 from spineseg_core.training.config import resolve_config
+from spineseg_core.training.precision import Precision, precision_for
 from spineseg_core.training.step import TrainStep, batch_augmentation, train_loader
 
 DEVICE = torch.device(os.environ.get("SPINESEG_TEST_DEVICE", "cuda"))

@@ -12,8 +12,7 @@ from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError
-from spineseg_core.fingerprint import (REPO, describe, short, source_files,
-                                       source_fingerprint)
+from spineseg_core.fingerprint import REPO, describe, short, source_files, source_fingerprint
 from spineseg_core.study.aggregate import aggregate
 
 

@@ -8,22 +8,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core import envinfo
-from spineseg_core.training import predict
-from spineseg_core.training import state as train_state
-from spineseg_core.training import loop as train_mod
-from spineseg_core.measure import speed, timing
-from spineseg_core.measure.timing import BenchSettings
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
-from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb, throughput,
-                                      train_step_memory)
-from spineseg_core.errors import ConfigError
 from spineseg_core.data.prepare import prepare_data
+from spineseg_core.errors import ConfigError
+from spineseg_core.measure import speed, timing
+from spineseg_core.measure.efficiency import CudaMemory, MemMethod, fits_24gb, throughput, train_step_memory
+from spineseg_core.measure.timing import BenchSettings
 from spineseg_core.models import build_model, model_info
-from spineseg_core.training.precision import Precision, native_bf16, precision_for
+from spineseg_core.training import loop as train_mod, predict, state as train_state
 from spineseg_core.training.config import resolve_config
+from spineseg_core.training.precision import Precision, native_bf16, precision_for
 from spineseg_core.training.run_folder import RunFolder
 from spineseg_core.training.step import TrainStep, batch_augmentation, epoch_seed, train_loader
 

@@ -9,14 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
-from spineseg_core.data.phantom.hard import read_manifest
 from spineseg_core.data import prepare
-from spineseg_core.models import model_info
+from spineseg_core.data.phantom.hard import read_manifest
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.hard_cases import (HardSet, hard_group, is_hard_group, run_config,
-                                            score_hard_set, score_runs, source_group)
-from spineseg_core.training.config import resolve_config
+from spineseg_core.models import model_info
+from spineseg_core.study.hard_cases import (
+    HardSet,
+    hard_group,
+    is_hard_group,
+    run_config,
+    score_hard_set,
+    score_runs,
+    source_group,
+)
 from spineseg_core.training import loop
+from spineseg_core.training.config import resolve_config
 from spineseg_core.training.run_folder import RunFolder
 
 

@@ -12,13 +12,24 @@ import numpy as np
 import pytest
 
 from spineseg_core.cli import main as cli_main
-from spineseg_core.data.phantom import (MARKER, PhantomCase, PhantomParams, generate_case,
-                                        sample_presence, write_phantom)
-from spineseg_core.data.phantom.geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
-                                                 HardCase, StructureKind, present_labels,
-                                                 sample_geometry)
-from spineseg_core.data.phantom.hard import (MANIFEST, HardPreset, describe, hard_params,
-                                             read_manifest)
+from spineseg_core.data.phantom import (
+    MARKER,
+    PhantomCase,
+    PhantomParams,
+    generate_case,
+    sample_presence,
+    write_phantom,
+)
+from spineseg_core.data.phantom.geometry import (
+    FOV_CUT_THROUGH_MM,
+    MIN_SLIVER_MM,
+    FovCut,
+    HardCase,
+    StructureKind,
+    present_labels,
+    sample_geometry,
+)
+from spineseg_core.data.phantom.hard import MANIFEST, HardPreset, describe, hard_params, read_manifest
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.labels import LABEL_NAMES
 

@@ -9,22 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
-from spineseg_core.training import loop as train_mod
+from _tiny_data import make_tiny_dataset
+from spineseg_core.data.prepare import prepare_data
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.labels import NUM_CLASSES
+from spineseg_core.models import model_info
+from spineseg_core.training import loop as train_mod
 from spineseg_core.training.config import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
+from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
 from spineseg_core.training.precision import Precision, autocast, precision_for
 from spineseg_core.training.run_folder import RunFolder, default_run_dir, load_model
-from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
-from spineseg_core.data.prepare import prepare_data
-from spineseg_core.models import model_info
 
 TINY_UNET = {"base_width": 4, "depth": 2}
 METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
                "dice3d_mean", "dice3d_std", "hd95_mean", "evaluated_on", "best_epoch",
-               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases", "n_train_slices", "steps_per_epoch",
+               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases",
+               "n_train_slices", "steps_per_epoch",
                "n_val_cases", "n_test_cases", "n_test_slices", "params", "model", "profile",
                "seed", "fold"}
 

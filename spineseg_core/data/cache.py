@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spineseg_core.fingerprint import REPO
-from spineseg_core.io import atomic_path
 from spineseg_core.data.layout import CaseRef
 from spineseg_core.data.preprocess import PREPROCESS_VERSION, PercentileNormalisation, preprocess_volume
 from spineseg_core.data.readers import Volume, load_case
+from spineseg_core.fingerprint import REPO
+from spineseg_core.io import atomic_path
 
 CACHE_SUFFIX = ".npz"
 
@@ -121,9 +121,8 @@ class VolumeCache:
         }
         if volume.mask is not None:
             arrays["mask"] = volume.mask
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
         for stale in self.cache_dir.glob(f"{self._prefix(ref)}*{CACHE_SUFFIX}"):
             if stale != path:
                 stale.unlink(missing_ok=True)

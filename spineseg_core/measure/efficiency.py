@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,13 +30,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from spineseg_core.measure.timing import (BenchSettings, backend_like_trainer, bench_loss, meta_copy,
-                                          model_throughput, random_batch, spatial)
-from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.measure.timing import (
+    BenchSettings,
+    backend_like_trainer,
+    bench_loss,
+    meta_copy,
+    model_throughput,
+    random_batch,
+    spatial,
+)
 from spineseg_core.models import MultiOutput, build_model, list_models, model_info
-from spineseg_core.training.precision import Precision, precision_for
 from spineseg_core.training.config import TrainConfig
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import Precision, precision_for
 from spineseg_core.training.step import TrainStep
 
 PAPER_SIZE = 880
@@ -46,7 +52,8 @@ PAPER_SIZE = 880
 EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "backbone", "params", "params_m", "params_inference_m",
     "gmacs_880", "size", "gmacs_size", "train_peak_mem_mb", "mem_device", "mem_method",
-    "measure_size", "measure_width", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device", "precision")
+    "measure_size", "measure_width", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device",
+    "precision")
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
 
 CARD_24GB_MIB = 24 * 1024

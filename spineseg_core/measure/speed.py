@@ -45,17 +45,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, MemoryProbe, step_peak_memory,
-                          train_step_memory)
-from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.measure.efficiency import (
+    CudaMemory,
+    MemMethod,
+    MemoryProbe,
+    step_peak_memory,
+    train_step_memory,
+)
+from spineseg_core.measure.timing import (
+    BenchSettings,
+    Peak,
+    backend_like_trainer,
+    bench_loss,
+    matmul_peak_flops,
+    model_throughput,
+    random_batch,
+    sync,
+    theoretical_peak,
+    timed,
+    train_step_flops,
+)
 from spineseg_core.models import build_model, list_models, model_info
-from spineseg_core.training.precision import Precision
 from spineseg_core.training.config import DeviceChoice, TrainConfig, resolve_config
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import Precision
 from spineseg_core.training.step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
-from spineseg_core.measure.timing import (BenchSettings, Peak, backend_like_trainer, bench_loss,
-                                          matmul_peak_flops, model_throughput, random_batch, sync,
-                                          theoretical_peak, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "size", "width", "batch", "train_img_s", "infer_img_s",

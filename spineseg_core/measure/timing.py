@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import subprocess
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -185,10 +185,8 @@ def _cpu_clock_hz() -> float | None:
     maximum, so it is not used."""
     best = 0.0
     for f in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             best = max(best, float(f.read_text()) * 1e3)
-        except (OSError, ValueError):
-            pass
     return best or None
 
 

@@ -102,7 +102,8 @@ class ViTEncoder(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Bilinear x2, concatenate the skip (if any), two 3x3 :class:`~spineseg_core.models.blocks.ConvBNReLU`."""
+    """Bilinear x2, concatenate the skip (if any), two 3x3
+    :class:`~spineseg_core.models.blocks.ConvBNReLU`."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()

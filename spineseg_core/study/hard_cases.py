@@ -121,12 +121,12 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     ``test_dir`` replaces the set's phantom (for tests: scoring the run's own test folder must
     give back the run's own test results). ``metrics.json`` is written last.
     """
+    from spineseg_core.data.prepare import prepare_data
     from spineseg_core.fingerprint import source_fingerprint
     from spineseg_core.losses import build_loss
+    from spineseg_core.models import model_info
     from spineseg_core.training.device import resolve_device
     from spineseg_core.training.evaluate import evaluate, write_final_results
-    from spineseg_core.data.prepare import prepare_data
-    from spineseg_core.models import model_info
     from spineseg_core.training.precision import autocast as precision_autocast
     from spineseg_core.training.predict import run_precision
     from spineseg_core.training.step import eval_loader, uses_channels_last

@@ -44,23 +44,34 @@ from torch.utils.data import DataLoader
 from tqdm import TqdmWarning
 
 from spineseg_core.data.prepare import prepare_data
-from spineseg_core.training.device import resolve_device
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.io import finite_or_none, write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import build_model, model_info
-from spineseg_core.training.precision import Precision
-from spineseg_core.training.precision import autocast as precision_autocast
-from spineseg_core.training.precision import precision_for
 from spineseg_core.training.config import Scheduler, TrainConfig
-from spineseg_core.training.run_folder import RunFolder, default_run_dir
+from spineseg_core.training.device import resolve_device
 from spineseg_core.training.evaluate import evaluate, write_final_results
-from spineseg_core.training.state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
-                          set_rng_state)
-from spineseg_core.training.step import (AugmentPath, TrainStep, augment_path, batch_augmentation,
-                                         epoch_generator, eval_loader, train_loader,
-                                         uses_channels_last)
+from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
+from spineseg_core.training.run_folder import RunFolder, default_run_dir
+from spineseg_core.training.state import (
+    cpu_state_dict,
+    load_state,
+    rng_state,
+    save_state,
+    seed_everything,
+    set_rng_state,
+)
+from spineseg_core.training.step import (
+    AugmentPath,
+    TrainStep,
+    augment_path,
+    batch_augmentation,
+    epoch_generator,
+    eval_loader,
+    train_loader,
+    uses_channels_last,
+)
 
 with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
@@ -312,10 +323,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             score = val["dice"] if math.isfinite(val["dice"]) else -math.inf
             if score > best_dice or best_epoch == 0:
                 best_dice, best_epoch = score, epoch
-                write_with(run.checkpoint_best,
+                write_with(run.checkpoint_best,  # calls the lambda at once, in this epoch
                            lambda p: save_file(cpu_state_dict(model), str(p),
                                                metadata={"model": cfg.model,
-                                                         "epoch": str(epoch)}))
+                                                         "epoch": str(epoch)}))  # noqa: B023
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         history.append(_history_row(epoch, train_loss, val, val_loss, lr, seconds))

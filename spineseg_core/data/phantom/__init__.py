@@ -7,10 +7,20 @@ manifest, and :mod:`.calibration` with :mod:`.real_sample` compares the phantom'
 with a real T2 scan. The names below are what the rest of the package uses to make a phantom.
 """
 
-from spineseg_core.data.phantom.generate import (DEFAULT_PRESENCE, GENERATOR, MARKER, PHANTOM_VERSION,
-                                                 PhantomCase, PhantomParams, TissueCode,
-                                                 ensure_phantom, generate_case, phantom_config,
-                                                 sample_presence, write_phantom)
+from spineseg_core.data.phantom.generate import (
+                                                 DEFAULT_PRESENCE,
+                                                 GENERATOR,
+                                                 MARKER,
+                                                 PHANTOM_VERSION,
+                                                 PhantomCase,
+                                                 PhantomParams,
+                                                 TissueCode,
+                                                 ensure_phantom,
+                                                 generate_case,
+                                                 phantom_config,
+                                                 sample_presence,
+                                                 write_phantom,
+)
 
 __all__ = [
     "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PHANTOM_VERSION", "PhantomCase", "PhantomParams",

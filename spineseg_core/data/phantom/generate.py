@@ -27,13 +27,13 @@ import nibabel as nib
 import numpy as np
 
 from spineseg_core import __version__
-from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.io import write_json, write_with
 from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
 from spineseg_core.data.phantom.geometry import SpineGeometry, present_labels, sample_geometry
 from spineseg_core.data.phantom.hard import MANIFEST, write_manifest
 from spineseg_core.data.phantom.params import DEFAULT_PRESENCE, PhantomParams
 from spineseg_core.data.phantom.render import TissueCode, finish_image, jitter_image, render_slices
+from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.io import write_json, write_with
 
 __all__ = [
     "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PHANTOM_VERSION", "PhantomCase", "PhantomParams",

@@ -419,7 +419,7 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
 
     heights, hds, hws, degenerated = [], [], [], []
     di = 0
-    for k, (label, kind, h, hd, hw) in enumerate(_LEVELS):
+    for k, (_label, kind, h, hd, hw) in enumerate(_LEVELS):
         h = h * scale * (1.0 + h_jit[k])
         hd = hd * scale * (1.0 + d_jit[k])
         deg = False

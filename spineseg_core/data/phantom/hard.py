@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from spineseg_core.data.phantom.geometry import (
+    FovCut,
+    HardCase,
+    SpineGeometry,
+    present_labels,
+    sample_geometry,
+)
+from spineseg_core.data.phantom.params import PhantomParams
 from spineseg_core.errors import DataError
 from spineseg_core.io import write_with
-from spineseg_core.data.phantom.geometry import (FovCut, HardCase, SpineGeometry, present_labels,
-                                                 sample_geometry)
-from spineseg_core.data.phantom.params import PhantomParams
 
 MANIFEST = "hard_cases.csv"
 """Name of the manifest at the root of a phantom written with a hard-case rate above 0."""

@@ -23,8 +23,14 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.spatial import cKDTree
 
-from spineseg_core.data.phantom.geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, HardCase, StructureKind,
-                                                SpineGeometry, Transitional)
+from spineseg_core.data.phantom.geometry import (
+    ENDPLATE_STRETCH,
+    SUPERELLIPSE_P,
+    HardCase,
+    SpineGeometry,
+    StructureKind,
+    Transitional,
+)
 from spineseg_core.data.phantom.params import PhantomParams
 
 CORTEX_MM = 1.3
