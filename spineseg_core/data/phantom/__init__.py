@@ -8,18 +8,18 @@ with a real T2 scan. The names below are what the rest of the package uses to ma
 """
 
 from spineseg_core.data.phantom.generate import (
-                                                 DEFAULT_PRESENCE,
-                                                 GENERATOR,
-                                                 MARKER,
-                                                 PHANTOM_VERSION,
-                                                 PhantomCase,
-                                                 PhantomParams,
-                                                 TissueCode,
-                                                 ensure_phantom,
-                                                 generate_case,
-                                                 phantom_config,
-                                                 sample_presence,
-                                                 write_phantom,
+    DEFAULT_PRESENCE,
+    GENERATOR,
+    MARKER,
+    PHANTOM_VERSION,
+    PhantomCase,
+    PhantomParams,
+    TissueCode,
+    ensure_phantom,
+    generate_case,
+    phantom_config,
+    sample_presence,
+    write_phantom,
 )
 
 __all__ = [
