@@ -11,6 +11,11 @@ reading it, so a GPU never waits for the host inside an epoch.
 The epoch's randomness comes from one formula, :func:`epoch_seed`: the loader's shuffling and
 the batched augmentation are re-seeded from ``(seed, epoch)``, so a resumed run draws what an
 uninterrupted one would.
+
+The loaders live here too: :func:`train_loader` for an epoch, :func:`eval_loader` for a scored
+set (validation, test, a hard-case set), and :func:`batch_augmentation`, the run's batched
+augmentation when its :class:`AugmentPath` is batched. The datasets they load come from
+:func:`spineseg_core.data.prepare.prepare_data`.
 """
 
 from __future__ import annotations
