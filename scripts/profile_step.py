@@ -3,7 +3,7 @@
 Usage: python scripts/profile_step.py [--profile cpu] [--models unet psanet] [--steps 3]
                                       [--out FILE.csv]
 
-Times the trainer's own step (:class:`spineseg_core.measure.timing.TrainStep`: the profile's
+Times the trainer's own step (:class:`spineseg_core.training.step.TrainStep`: the profile's
 batch and input size, its precision, channels-last) and groups the profiler's self time into
 a few kinds (convolution, matmul/attention, normalisation, element-wise, resampling, optimiser,
 copies and casts, other), printing per model the share of each. ``--out`` also writes the
@@ -21,7 +21,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from spineseg_core.measure.speed import input_size
-from spineseg_core.measure.timing import TrainStep, bench_loss, random_batch
+from spineseg_core.measure.timing import bench_loss, random_batch
+from spineseg_core.training.step import TrainStep
 from spineseg_core.training.device import resolve_device
 from spineseg_core.io import write_with
 from spineseg_core.models import build_model

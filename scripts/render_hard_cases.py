@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 
 from render_phantom import label_cmap  # noqa: E402
 from spineseg_core.data.phantom import PhantomCase, generate_case  # noqa: E402
-from spineseg_core.data.phantom_geometry import FovCut, sample_geometry  # noqa: E402
-from spineseg_core.data.phantom_params import PhantomParams  # noqa: E402
+from spineseg_core.data.phantom.geometry import FovCut, sample_geometry  # noqa: E402
+from spineseg_core.data.phantom.params import PhantomParams  # noqa: E402
 from spineseg_core.labels import LABEL_NAMES, NUM_CLASSES  # noqa: E402
 
 

@@ -9,10 +9,16 @@ import pandas as pd
 import pytest
 
 from spineseg_core.cli import main as cli_main
-from spineseg_core.data.calibration import (COMPARISON_COLUMNS, STATISTICS, Region,
-                                            calibration_stats, comparison_table,
-                                            phantom_regions, region_stats)
 from spineseg_core.data.phantom import TissueCode, generate_case
+from spineseg_core.data.phantom.calibration import (
+    COMPARISON_COLUMNS,
+    STATISTICS,
+    Region,
+    calibration_stats,
+    comparison_table,
+    phantom_regions,
+    region_stats,
+)
 from spineseg_core.errors import DataError
 
 
@@ -122,14 +128,14 @@ def test_phantom_is_calibrated_like_the_real_t2() -> None:
 
 # --- the real sample (downloaded with pip; skipped offline) ------------------------------
 def _real_sample_dir() -> Path:
-    from spineseg_core.training.run_folder import cache_root
+    from spineseg_core.data.cache import cache_root
 
     return cache_root() / "real_t2_sample"
 
 
 @pytest.fixture(scope="module")
 def real_dir() -> Path:
-    from spineseg_core.data.real_sample import fetch_real_sample
+    from spineseg_core.data.phantom.real_sample import fetch_real_sample
 
     try:
         return fetch_real_sample(_real_sample_dir())
@@ -140,7 +146,7 @@ def real_dir() -> Path:
 def test_real_sample_header_orientation_and_published_statistics(real_dir: Path) -> None:
     import nibabel as nib
 
-    from spineseg_core.data.real_sample import REAL_SAMPLE_FILES, load_real_sample
+    from spineseg_core.data.phantom.real_sample import REAL_SAMPLE_FILES, load_real_sample
 
     hdr = nib.load(real_dir / REAL_SAMPLE_FILES["image"]).header
     assert (int(hdr["sform_code"]), int(hdr["qform_code"])) == (2, 0)
@@ -156,7 +162,7 @@ def test_real_sample_header_orientation_and_published_statistics(real_dir: Path)
 
 
 def test_load_real_sample_names_missing_files(tmp_path: Path) -> None:
-    from spineseg_core.data.real_sample import load_real_sample
+    from spineseg_core.data.phantom.real_sample import load_real_sample
 
     with pytest.raises(DataError, match="real T2 sample"):
         load_real_sample(tmp_path)

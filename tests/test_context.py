@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core.data.preprocess import RandomSpineBand
 from spineseg_core.data.readers import Volume
 from spineseg_core.data.slices import SliceDataset, VolumeDataset, neighbour_indices
@@ -73,7 +73,7 @@ def test_a_volume_item_is_padded_to_the_deepest_volume():
 
 def test_a_scored_volume_keeps_its_own_depth_and_comes_one_to_a_batch():
     from spineseg_core.training.config import resolve_config
-    from spineseg_core.training.loop import eval_loader
+    from spineseg_core.training.step import eval_loader
 
     data = VolumeDataset([_volume("a", 3), _volume("b", 5)], own_depth=True)
     assert data.batch_limit == 1 and data.n_slices == 8

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from spineseg_core import envinfo
-from spineseg_core.training import state as train_state
-from spineseg_core.training import loop as train_mod
-from spineseg_core.measure import timing
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
+from spineseg_core.data.prepare import prepare_data
+from spineseg_core.measure import timing
 from spineseg_core.measure.efficiency import CudaMemory, step_peak_memory
-from spineseg_core.models import build_model
-from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.models import build_model, model_info
+from spineseg_core.training import loop as train_mod, state as train_state
 from spineseg_core.training.config import resolve_config
-from spineseg_core.training.step import TrainStep
+from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.training.step import TrainStep, batch_augmentation, train_loader
 
 DEVICE = torch.device(os.environ.get("SPINESEG_TEST_DEVICE", "cuda"))
 CUDA = DEVICE.type == "cuda"
@@ -72,13 +72,13 @@ def test_an_epoch_on_the_device_never_waits_for_it(tmp_path, monkeypatch):
     cfg = resolve_config("smoke", data_dir=data_dir, out_dir=tmp_path / "run", image_size=32,
                          batch_size=2, model_kwargs={"base_width": 4, "depth": 2},
                          gpu_augment=True, device=DEVICE.type)
-    data = train_mod.prepare_data(cfg, slice_augment=False)
+    data = prepare_data(cfg, model_info(cfg.model), slice_augment=False)
     model = build_model("unet", base_width=4, depth=2).to(DEVICE)
     step = TrainStep(model, timing.bench_loss("dice").to(DEVICE),
                      torch.optim.Adam(model.parameters()), DEVICE,
                      precision=precision_for(DEVICE, True),
-                     augment=train_mod.batch_augmentation(cfg, DEVICE))
-    batches = list(train_mod.train_loader(data.train, cfg, 1, pin=CUDA))
+                     augment=batch_augmentation(cfg, DEVICE))
+    batches = list(train_loader(data.train, cfg, 1, pin=CUDA))
     step(batches[0]["image"], batches[0]["mask"])  # warm-up: lazy initialisation may sync
     calls = []
     step.loss_fn.register_forward_hook(lambda *a: calls.append(1))

@@ -6,14 +6,21 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
 from spineseg_core.cli import main
-from spineseg_core.measure.efficiency import (EFFICIENCY_COLUMNS, MemMethod, ParamScope, count_macs,
-                                      count_params, efficiency_table, fits_24gb, meta_copy,
-                                      train_step_memory)
 from spineseg_core.errors import ConfigError
+from spineseg_core.measure.efficiency import (
+    EFFICIENCY_COLUMNS,
+    MemMethod,
+    ParamScope,
+    count_macs,
+    count_params,
+    efficiency_table,
+    fits_24gb,
+    train_step_memory,
+)
+from spineseg_core.measure.timing import meta_copy
 from spineseg_core.models import SegmentationModel
 
 

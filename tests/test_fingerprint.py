@@ -12,8 +12,7 @@ from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError
-from spineseg_core.fingerprint import (REPO, describe, short, source_files,
-                                       source_fingerprint)
+from spineseg_core.fingerprint import REPO, describe, short, source_files, source_fingerprint
 from spineseg_core.study.aggregate import aggregate
 
 
@@ -38,7 +37,7 @@ def test_hashes_what_computes_a_runs_numbers_only():
     for shaping in ("notebooks/train.ipynb", "spineseg_core/training/loop.py",
                     "spineseg_core/training/step.py", "spineseg_core/losses.py",
                     "spineseg_core/metrics.py", "spineseg_core/labels.py",
-                    "spineseg_core/models/registry.py", "spineseg_core/data/phantom.py",
+                    "spineseg_core/models/registry.py", "spineseg_core/data/phantom/generate.py",
                     "spineseg_core/models/backbones/resnet.py"):  # sub-packages too
         assert shaping in rel, shaping
     for reporting in ("spineseg_core/study/aggregate.py", "spineseg_core/study/runner.py",

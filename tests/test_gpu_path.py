@@ -8,23 +8,21 @@ import json
 import numpy as np
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core import envinfo
-from spineseg_core.training import predict
-from spineseg_core.training import state as train_state
-from spineseg_core.training import loop as train_mod
-from spineseg_core.measure import speed, timing
-from spineseg_core.measure.speed import BenchSettings
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig, gaussian_blur
-from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb, throughput,
-                                      train_step_memory)
+from spineseg_core.data.prepare import prepare_data
 from spineseg_core.errors import ConfigError
-from spineseg_core.models import build_model
-from spineseg_core.training.precision import Precision, native_bf16, precision_for
+from spineseg_core.measure import speed, timing
+from spineseg_core.measure.efficiency import CudaMemory, MemMethod, fits_24gb, throughput, train_step_memory
+from spineseg_core.measure.timing import BenchSettings
+from spineseg_core.models import build_model, model_info
+from spineseg_core.training import loop as train_mod, predict, state as train_state
 from spineseg_core.training.config import resolve_config
+from spineseg_core.training.precision import Precision, native_bf16, precision_for
 from spineseg_core.training.run_folder import RunFolder
-from spineseg_core.training.step import TrainStep, epoch_seed
+from spineseg_core.training.step import TrainStep, batch_augmentation, epoch_seed, train_loader
 
 CPU = torch.device("cpu")
 TINY_UNET = {"base_width": 4, "depth": 2}
@@ -141,7 +139,7 @@ def test_efficiency_throughput_times_the_benchs_step(monkeypatch):
         seen.update(step=step, x=x, settings=settings)
         return 0.5, 0.25
 
-    monkeypatch.setattr(speed, "model_throughput", fake)
+    monkeypatch.setattr("spineseg_core.measure.efficiency.model_throughput", fake)
     train_ips, infer_ips = throughput(build_model("unet", **TINY_UNET), 32, 4, CPU, steps=3,
                                       warmup=2, precision=Precision.BF16)
     assert (train_ips, infer_ips) == (8.0, 16.0)
@@ -182,7 +180,7 @@ def test_bench_batched_data_path_is_the_trainers_augmentation(tiny_data, tmp_pat
     cfg = tiny_config(tiny_data, tmp_path / "run", p_blur=1.0, p_noise=0.0, p_motion=0.0,
                       p_ghosting=0.0)
     pipe = speed.build_data_pipe(cfg, CPU, "batched")
-    trainer = train_mod.batch_augmentation(
+    trainer = batch_augmentation(
         tiny_config(tiny_data, tmp_path / "run", p_blur=1.0, p_noise=0.0, p_motion=0.0,
                     p_ghosting=0.0, gpu_augment=True), CPU)
     x = torch.rand(4, 1, 32, 32)
@@ -338,7 +336,7 @@ def test_env_stamp_names_the_training_device(monkeypatch):
 
 def _tiny_epoch_parts(tmp_path, tiny_data, loss_factor=1.0, bad_at=None):
     cfg = tiny_config(tiny_data, tmp_path / "run", max_train_slices_per_epoch=None, batch_size=2)
-    data = train_mod.prepare_data(cfg)
+    data = prepare_data(cfg, model_info(cfg.model))
     model = build_model("unet", **TINY_UNET)
 
     class Loss(torch.nn.Module):
@@ -354,7 +352,7 @@ def _tiny_epoch_parts(tmp_path, tiny_data, loss_factor=1.0, bad_at=None):
     # SGD: Adam reads its CPU-side step counters (no device sync, but a read all the same).
     step = TrainStep(model, Loss(), torch.optim.SGD(model.parameters(), lr=1e-3), CPU,
                      precision=Precision.FP32)
-    loader = train_mod.train_loader(data.train, cfg, 1, pin=False)
+    loader = train_loader(data.train, cfg, 1, pin=False)
     return cfg, step, loader
 
 

@@ -9,12 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
-from spineseg_core.data.phantom_hard import read_manifest
+from spineseg_core.data import prepare
+from spineseg_core.data.phantom.hard import read_manifest
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.hard_cases import (HardSet, hard_group, is_hard_group, run_config,
-                                            score_hard_set, score_runs, source_group)
-from spineseg_core.training.config import resolve_config
+from spineseg_core.models import model_info
+from spineseg_core.study.hard_cases import (
+    HardSet,
+    hard_group,
+    is_hard_group,
+    run_config,
+    score_hard_set,
+    score_runs,
+    source_group,
+)
 from spineseg_core.training import loop
+from spineseg_core.training.config import resolve_config
 from spineseg_core.training.run_folder import RunFolder
 
 
@@ -47,7 +56,7 @@ def smoke(tmp_path_factory):
 def test_scoring_the_runs_own_test_folder_gives_back_its_test_results(smoke, tmp_path):
     _, run_dir, cfg = smoke
     out = tmp_path / "again"
-    metrics = score_hard_set(run_dir, HardSet.FOV_CUT, out, test_dir=loop.test_root(cfg))
+    metrics = score_hard_set(run_dir, HardSet.FOV_CUT, out, test_dir=prepare.test_root(cfg))
     run, again = RunFolder(run_dir), RunFolder(out)
     pd.testing.assert_frame_equal(again.load_per_case(), run.load_per_case())
     with np.load(run.predictions) as a, np.load(again.predictions) as b:
@@ -70,7 +79,7 @@ def test_context_models_are_rescored_exactly_as_they_were_tested(model, kwargs, 
                          epochs=1, model_kwargs=kwargs)
     loop.run_training(cfg)
     score_hard_set(run_dir, HardSet.SACRALISED_L5, tmp_path / "again",
-                   test_dir=loop.test_root(cfg))
+                   test_dir=prepare.test_root(cfg))
     run, again = RunFolder(run_dir), RunFolder(tmp_path / "again")
     pd.testing.assert_frame_equal(again.load_per_case(), run.load_per_case())
     with np.load(run.predictions) as a, np.load(again.predictions) as b:
@@ -92,12 +101,12 @@ def test_context_models_are_rescored_exactly_as_they_were_tested(model, kwargs, 
             w.zero_()
     save_file(weights, str(run.checkpoint_best))
     score_hard_set(run_dir, HardSet.SACRALISED_L5, tmp_path / "random",
-                   test_dir=loop.test_root(cfg))
+                   test_dir=prepare.test_root(cfg))
     net, precision = load_model(run_dir), run_precision(run, torch.device("cpu"))
     with np.load(RunFolder(tmp_path / "random").predictions) as z:
         pred, cases = z["pred"], z["case_id"]
     assert len(np.unique(pred)) > 1
-    volumes = loop.prepare_data(cfg, slice_augment=False).test_volumes
+    volumes = prepare.prepare_data(cfg, model_info(cfg.model), slice_augment=False).test_volumes
     assert len({v.num_slices for v in volumes}) > 1  # a 3D model's set padding would show
     for vol in volumes:
         expected = segment_volume(net, vol.image, torch.device("cpu"), precision=precision)

@@ -12,13 +12,24 @@ import numpy as np
 import pytest
 
 from spineseg_core.cli import main as cli_main
-from spineseg_core.data.phantom import (MARKER, PhantomCase, PhantomParams, generate_case,
-                                        sample_presence, write_phantom)
-from spineseg_core.data.phantom_geometry import (FOV_CUT_THROUGH_MM, MIN_SLIVER_MM, FovCut,
-                                                 HardCase, Kind, present_labels,
-                                                 sample_geometry)
-from spineseg_core.data.phantom_hard import (MANIFEST, HardPreset, describe, hard_params,
-                                             read_manifest)
+from spineseg_core.data.phantom import (
+    MARKER,
+    PhantomCase,
+    PhantomParams,
+    generate_case,
+    sample_presence,
+    write_phantom,
+)
+from spineseg_core.data.phantom.geometry import (
+    FOV_CUT_THROUGH_MM,
+    MIN_SLIVER_MM,
+    FovCut,
+    HardCase,
+    StructureKind,
+    present_labels,
+    sample_geometry,
+)
+from spineseg_core.data.phantom.hard import MANIFEST, HardPreset, describe, hard_params, read_manifest
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.labels import LABEL_NAMES
 
@@ -98,7 +109,7 @@ def test_sacralised_l5_is_sacrum_and_levels_above_count_from_it() -> None:
     present = set(np.unique(case.mask).tolist()) - {0}
     assert {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15, 16} <= present
     # Four lumbar-type bodies (>= 24 mm) above the sacrum, then the thoracic ones.
-    bodies = [st for st in geom.structures if st.kind is Kind.VERTEBRA]
+    bodies = [st for st in geom.structures if st.kind is StructureKind.VERTEBRA]
     assert [st.anatomy for st in bodies[:5]] == ["L4", "L3", "L2", "L1", "T12"]
     assert geom.sacrum_length > 120.0                          # S1-S5 plus the fused L5
 
@@ -114,7 +125,7 @@ def test_lumbarised_s1_is_labelled_l5_with_six_lumbar_type_levels() -> None:
     assert names["S1/S2"].degenerated and names["S1/S2"].s_hi - names["S1/S2"].s_lo < 8.0
     assert _pixel_label(case, "S1") == 2 and _pixel_label(case, "L5") == 3
     assert _pixel_label(case, "S1/S2") == 11
-    bodies = [st for st in geom.structures if st.kind is Kind.VERTEBRA]
+    bodies = [st for st in geom.structures if st.kind is StructureKind.VERTEBRA]
     assert [st.anatomy for st in bodies[:6]] == ["S1", "L5", "L4", "L3", "L2", "L1"]
     assert all(st.s_hi - st.s_lo > 20.0 for st in bodies[:6])
 
@@ -240,7 +251,7 @@ def test_sampler_agrees_with_rasterised_hard_masks() -> None:
 def test_a_hard_case_is_its_default_twin_apart_from_the_hard_case() -> None:
     """Same (seed, case): the same random draws outside the hard case's own, so the two can be
     compared as one subject with and without its transitional vertebra or cut field."""
-    from spineseg_core.data.phantom_render import render_slices
+    from spineseg_core.data.phantom.render import render_slices
 
     for cid in (3, 42):   # 42's twin has the partial sacralised form (a skipped nucleus draw)
         twin = sample_geometry(cid, 0, PhantomParams())

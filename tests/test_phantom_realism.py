@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from spineseg_core.data.phantom import (MARKER, PHANTOM_VERSION, PhantomParams, TissueCode,
-                                        generate_case, sample_presence, write_phantom)
-from spineseg_core.data.phantom_geometry import sample_geometry
-from spineseg_core.data.phantom_render import (jitter_image, render_slices,
-                                               sub_slice_offsets)
+from spineseg_core.data.phantom import (
+    MARKER,
+    PHANTOM_VERSION,
+    PhantomParams,
+    TissueCode,
+    generate_case,
+    sample_presence,
+    write_phantom,
+)
+from spineseg_core.data.phantom.geometry import sample_geometry
+from spineseg_core.data.phantom.render import jitter_image, render_slices, sub_slice_offsets
 from spineseg_core.errors import ConfigError
 
 QUIET = dict(noise=0.0, bias=0.0, annotation_jitter_mm=0.0)

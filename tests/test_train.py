@@ -9,20 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
-from spineseg_core.training import loop as train_mod
+from _tiny_data import make_tiny_dataset
+from spineseg_core.data.prepare import prepare_data
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.labels import NUM_CLASSES
+from spineseg_core.models import model_info
+from spineseg_core.training import loop as train_mod
 from spineseg_core.training.config import PROFILE_DEFAULTS, Profile, TrainConfig, resolve_config
+from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
 from spineseg_core.training.precision import Precision, autocast, precision_for
 from spineseg_core.training.run_folder import RunFolder, default_run_dir, load_model
-from spineseg_core.training.loop import HISTORY_COLUMNS, run_training
 
 TINY_UNET = {"base_width": 4, "depth": 2}
 METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
                "dice3d_mean", "dice3d_std", "hd95_mean", "evaluated_on", "best_epoch",
-               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases", "n_train_slices", "steps_per_epoch",
+               "val_dice", "epochs_completed", "train_seconds", "test_seconds", "n_train_cases",
+               "n_train_slices", "steps_per_epoch",
                "n_val_cases", "n_test_cases", "n_test_slices", "params", "model", "profile",
                "seed", "fold"}
 
@@ -156,7 +159,8 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
 def test_resume_equals_uninterrupted(tiny_data, tmp_path):
     # Warm the volume cache first: a cache miss currently returns float32 images while a hit
     # returns the stored float16 ones, so the very first run would see other inputs.
-    train_mod.prepare_data(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
+    warm = tiny_config(tiny_data, tmp_path / "straight", epochs=2)
+    prepare_data(warm, model_info(warm.model))
     straight = run_training(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
     run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=1))
     resumed = run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=2))
@@ -251,7 +255,7 @@ def test_every_model_smoke_run(model, tiny_data, tmp_path):
 
 def test_batch_augmentation_on_cuda_by_default_and_on_the_cpu_when_asked():
     from spineseg_core.data.batch_augment import BatchAugment
-    from spineseg_core.training.loop import batch_augmentation
+    from spineseg_core.training.step import batch_augmentation
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = resolve_config("smoke", p_blur=0.5)
@@ -268,7 +272,8 @@ def test_batch_augmentation_on_cuda_by_default_and_on_the_cpu_when_asked():
 def test_batched_augmentation_trains_on_the_cpu_when_asked(tiny_data, tmp_path):
     """The GPU's data path (batched augmentation on the device, seeded per epoch) runs in CI:
     recorded in params.json, and resumed runs equal uninterrupted ones on it too."""
-    train_mod.prepare_data(tiny_config(tiny_data, tmp_path / "a"))  # warm cache: same inputs
+    warm = tiny_config(tiny_data, tmp_path / "a")
+    prepare_data(warm, model_info(warm.model))  # warm cache: same inputs
     straight = run_training(tiny_config(tiny_data, tmp_path / "a", epochs=2, gpu_augment=True))
     params = RunFolder(tmp_path / "a").load_params()
     assert params["augmentation"] == "batched"

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from spineseg_core.data.calibration import calibration_stats, comparison_table, phantom_regions
+from spineseg_core.data.phantom.calibration import calibration_stats, comparison_table, phantom_regions
 from spineseg_core.data.phantom import PHANTOM_VERSION, generate_case
-from spineseg_core.data.real_sample import WHEEL, fetch_real_sample, load_real_sample
+from spineseg_core.data.phantom.real_sample import WHEEL, fetch_real_sample, load_real_sample
 from spineseg_core.errors import ConfigError
 from spineseg_core.io import write_text
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 64:
         raise ConfigError(f"--size must be at least 64 pixels, got {args.size}")
     if args.sample_dir is None:
-        from spineseg_core.training.run_folder import cache_root
+        from spineseg_core.data.cache import cache_root
         args.sample_dir = cache_root() / "real_t2_sample"
     sample = load_real_sample(fetch_real_sample(args.sample_dir))
     real = calibration_stats(sample.image, sample.regions)

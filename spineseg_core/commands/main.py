@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.data_dir is None:
         from spineseg_core.training.config import resolve_config
-        from spineseg_core.training.loop import data_root
+        from spineseg_core.data.prepare import data_root
 
         cfg = resolve_config(args.profile)
         print(f"=== phantom: {cfg.phantom_cases} cases at {cfg.phantom_size} px", flush=True)

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from spineseg_core.data.phantom import PhantomCase, write_phantom
-from spineseg_core.data.phantom_geometry import FovCut, HardCase
-from spineseg_core.data.phantom_hard import HARD_PRESETS, MANIFEST, HardPreset, hard_params
+from spineseg_core.data.phantom.geometry import FovCut, HardCase
+from spineseg_core.data.phantom.hard import HARD_PRESETS, MANIFEST, HardPreset, hard_params
 from spineseg_core.errors import ConfigError
 
 HELP = "Generate the procedural spine phantom (MRSpineSeg layout) into a folder."

@@ -27,10 +27,11 @@ def resolution_table(profile: str, image_size: int | None = None,
     sizes, as one long table ``section, item, value...``."""
     from spineseg_core.data.resolution import feature_map_sizes, structure_heights
     from spineseg_core.training.config import resolve_config
-    from spineseg_core.training.loop import prepare_data
+    from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.models import model_info
 
     cfg = resolve_config(profile, image_size=image_size, data_dir=data_dir, augment=False)
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, model_info(cfg.model))
     vols = data.train.volumes
     spacing = float(sum(v.spacing[1] for v in vols) / len(vols))
     heights = structure_heights([v.mask for v in vols], spacing_mm=spacing)

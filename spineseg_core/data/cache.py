@@ -14,20 +14,33 @@ footprint at 880 px, and returned as float32.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from spineseg_core.io import atomic_path
 from spineseg_core.data.layout import CaseRef
 from spineseg_core.data.preprocess import PREPROCESS_VERSION, PercentileNormalisation, preprocess_volume
 from spineseg_core.data.readers import Volume, load_case
+from spineseg_core.fingerprint import REPO
+from spineseg_core.io import atomic_path
 
 CACHE_SUFFIX = ".npz"
+
+
+def cache_root() -> Path:
+    """Folder for generated data and caches: ``$SPINESEG_CACHE``, else ``<repo>/.cache`` when
+    running from a checkout, else ``~/.cache/spineseg``."""
+    env = os.environ.get("SPINESEG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    repo = REPO
+    if (repo / "pyproject.toml").is_file() and (repo / "spineseg_core").is_dir():
+        return repo / ".cache"
+    return Path.home() / ".cache" / "spineseg"
 
 
 def _file_stamp(path: Path | None) -> list:
@@ -108,9 +121,8 @@ class VolumeCache:
         }
         if volume.mask is not None:
             arrays["mask"] = volume.mask
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
         for stale in self.cache_dir.glob(f"{self._prefix(ref)}*{CACHE_SUFFIX}"):
             if stale != path:
                 stale.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ as tall as the taller of its neighbours of the same kind (two levels merged thro
 disc); more components than there are labels.
 
 **What it cannot see.** The count trusts the predicted sacrum. MRSpineSeg's masks (and the
-phantom's hard cases, :mod:`spineseg_core.data.phantom_hard`) name the levels by counting up
+phantom's hard cases, :mod:`spineseg_core.data.phantom.hard`) name the levels by counting up
 from the sacrum too: a sacralised L5 is part of ``S`` and the anatomical L4 is labelled L5. So
 with a transitional vertebra the count agrees with the reference as long as the model paints
 the fused vertebra as sacrum (then it even repairs a model that named the levels by their

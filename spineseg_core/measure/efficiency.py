@@ -14,12 +14,11 @@
   parameters, their gradients and Adam's two moments. It leaves out allocator slack and
   short-lived buffers, so it is a lower bound of what a GPU would report.
 * Throughput is images per second of the same step and of inference on the given device,
-  timed exactly as ``spineseg bench`` times them (:func:`spineseg_core.measure.speed.model_throughput`).
+  timed exactly as ``spineseg bench`` times them (:func:`spineseg_core.measure.timing.model_throughput`).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,11 +30,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.measure.timing import (
+    BenchSettings,
+    backend_like_trainer,
+    bench_loss,
+    meta_copy,
+    model_throughput,
+    random_batch,
+    spatial,
+)
 from spineseg_core.models import MultiOutput, build_model, list_models, model_info
-from spineseg_core.training.precision import Precision, precision_for
 from spineseg_core.training.config import TrainConfig, resolve_config
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import Precision, precision_for
 from spineseg_core.training.step import TrainStep
 
 PAPER_SIZE = 880
@@ -44,7 +52,8 @@ PAPER_SIZE = 880
 EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "family", "backbone", "params", "params_m", "params_inference_m",
     "gmacs_880", "size", "gmacs_size", "train_peak_mem_mb", "mem_device", "mem_method",
-    "measure_size", "measure_width", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device", "precision")
+    "measure_size", "measure_width", "batch", "fits_24gb", "train_img_s", "infer_img_s", "device",
+    "precision")
 """Columns of :func:`efficiency_table` (CONTRIBUTING's list plus scope and method columns)."""
 
 CARD_24GB_MIB = 24 * 1024
@@ -58,14 +67,6 @@ def fits_24gb(peak_mb: float) -> bool:
     """Whether a training step peaking at ``peak_mb`` MiB fits the paper's 24 GiB card, leaving
     :data:`CARD_RESERVE_MIB` for the CUDA context and fragmentation."""
     return bool(peak_mb <= CARD_24GB_MIB - CARD_RESERVE_MIB)
-
-
-def spatial(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` of an input size given as one side (square) or as ``(H, W)``."""
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
 
 
 class ParamScope(StrEnum):
@@ -95,16 +96,6 @@ class MemoryReport:
 
 def _in_channels(model: nn.Module, default: int = 1) -> int:
     return int(getattr(model, "in_channels", default))
-
-
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied)."""
-    memo: dict[int, object] = {}
-    for t in list(model.parameters()) + list(model.buffers()):
-        meta = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) \
-            if isinstance(t, nn.Parameter) else meta
-    return copy.deepcopy(model, memo)
 
 
 def _resolve_meta(name_or_model: str | nn.Module, in_channels: int | None) -> nn.Module:
@@ -234,7 +225,6 @@ def step_peak_memory(step: TrainStep, x: Tensor, y: Tensor, probe: MemoryProbe, 
 def _bench_step(model: nn.Module, size: int | tuple[int, int], batch: int,
                 device: torch.device, *, loss: str, precision: Precision,
                 channels_last: bool) -> tuple[TrainStep, Tensor, Tensor]:
-    from spineseg_core.measure.timing import bench_loss, random_batch  # the benchmark imports this module
 
     step = TrainStep.create(model, bench_loss(loss), device, precision=precision,
                             channels_last=channels_last)
@@ -274,11 +264,9 @@ def throughput(model: nn.Module, size: int | tuple[int, int], batch: int, device
     """Images per second of ``(training steps, inference forwards)``: the trainer's step
     (:class:`~spineseg_core.training.step.TrainStep`, ``precision`` by default the device's
     choice for ``amp``), medians of ``steps`` after ``warmup``, exactly as ``spineseg bench``
-    times them (:func:`spineseg_core.measure.speed.model_throughput`)."""
+    times them (:func:`spineseg_core.measure.timing.model_throughput`)."""
     if steps < 1 or warmup < 0:
         raise ConfigError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
-    from spineseg_core.measure.speed import BenchSettings, model_throughput
-    from spineseg_core.measure.timing import backend_like_trainer
 
     device = torch.device(device)
     step, x, y = _bench_step(model, size, batch, device, loss=loss,

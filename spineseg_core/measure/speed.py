@@ -3,7 +3,7 @@
 Per model, at a profile's image size and batch, on the current device:
 
 * ``train_img_s`` / ``infer_img_s`` — model-only throughput on one fixed random batch
-  (:class:`~.timing.TrainStep`: the trainer's step, channels-last, bf16 autocast where the
+  (:class:`~spineseg_core.training.step.TrainStep`: the trainer's step, channels-last, bf16 autocast where the
   device runs bf16 natively — ``precision`` says which, per model as the profile trains it);
 * ``step_flops`` — nominal FLOPs of one training forward + backward (``FlopCounterMode`` on a
   meta copy), ``achieved_gflop_s = step_flops / step time`` and ``peak_ratio`` against the
@@ -45,16 +45,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, MemoryProbe, step_peak_memory,
-                          train_step_memory)
-from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError, parse_choice
+from spineseg_core.measure.efficiency import (
+    CudaMemory,
+    MemMethod,
+    MemoryProbe,
+    step_peak_memory,
+    train_step_memory,
+)
+from spineseg_core.measure.timing import (
+    BenchSettings,
+    Peak,
+    backend_like_trainer,
+    bench_loss,
+    matmul_peak_flops,
+    model_throughput,
+    random_batch,
+    sync,
+    theoretical_peak,
+    timed,
+    train_step_flops,
+)
 from spineseg_core.models import build_model, list_models, model_info
-from spineseg_core.training.precision import Precision
 from spineseg_core.training.config import DeviceChoice, TrainConfig, resolve_config
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import Precision
 from spineseg_core.training.step import AugmentPath, TrainStep, augment_path, epoch_generator, train_loader
-from spineseg_core.measure.timing import (Peak, backend_like_trainer, bench_loss, matmul_peak_flops, random_batch,
-                     sync, theoretical_peak, timed, train_step_flops)
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "device", "size", "width", "batch", "train_img_s", "infer_img_s",
@@ -79,29 +95,6 @@ class DataPath(StrEnum):
     AUTO = "auto"
     SLICE = "slice"
     BATCHED = "batched"
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    """How long to measure: ``steps`` timed after ``warmup`` untimed, for every measurement.
-    ``data_batches`` timed batches of the data path alone (default ``max(4, 2 * steps)``);
-    ``peak_size`` the side of the peak matmul (default: 4096 on CPU, 8192 on CUDA)."""
-
-    steps: int = 2
-    warmup: int = 1
-    data_batches: int | None = None
-    peak_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.warmup < 0:
-            raise ConfigError(f"steps must be >= 1 and warmup >= 0, got steps={self.steps}, "
-                              f"warmup={self.warmup}")
-        if self.data_batches is not None and self.data_batches < 1:
-            raise ConfigError(f"data_batches must be >= 1, got {self.data_batches}")
-
-    @property
-    def n_data_batches(self) -> int:
-        return self.data_batches or max(4, 2 * self.steps)
 
 
 @dataclass
@@ -137,7 +130,8 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     own functions (``prepare_data``, ``batch_augmentation``)."""
     from dataclasses import replace
 
-    from spineseg_core.training.loop import batch_augmentation, prepare_data
+    from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.training.step import batch_augmentation
 
     path = parse_choice(DataPath, path, "data_path")
     if path is not DataPath.AUTO:
@@ -145,7 +139,7 @@ def build_data_pipe(cfg: TrainConfig, device: torch.device,
     chosen = augment_path(cfg, device)
     path = DataPath.BATCHED if chosen is AugmentPath.BATCHED else DataPath.SLICE if \
         path is DataPath.AUTO else path
-    bundle = prepare_data(cfg, slice_augment=chosen is AugmentPath.SLICE)
+    bundle = prepare_data(cfg, model_info(cfg.model), slice_augment=chosen is AugmentPath.SLICE)
     if len(bundle.train) < cfg.batch_size:
         raise ConfigError(f"data: {len(bundle.train)} training slices, fewer than one batch "
                           f"of {cfg.batch_size}")
@@ -165,16 +159,6 @@ def data_throughput(pipe: DataPipe, settings: BenchSettings) -> float:
         n += x.shape[0]
     sync(pipe.device)
     return n / (time.perf_counter() - t0)
-
-
-def model_throughput(step: TrainStep, x: Tensor, y: Tensor,
-                     settings: BenchSettings) -> tuple[float, float]:
-    """Median seconds per training step and per evaluation forward on the fixed batch."""
-    x = step.prepare(x)
-    train_s, _ = timed(lambda: step(x, y, prepared=True), settings.steps, settings.warmup,
-                       step.device)
-    infer_s, _ = timed(lambda: step.infer(x), settings.steps, settings.warmup, step.device)
-    return train_s, infer_s
 
 
 def paired_step_times(step: TrainStep, x: Tensor, y: Tensor, pipe: DataPipe,

@@ -1,6 +1,8 @@
 """The measuring instruments of the benchmark: the trainer's own training step
 (:class:`~spineseg_core.training.step.TrainStep`), its FLOPs, the device's peak, the memory of a
-step, and clocks that wait for the device.
+step, and clocks that wait for the device; with what both tables share: input sizes
+(:func:`spatial`), meta copies (:func:`meta_copy`), how long to measure (:class:`BenchSettings`)
+and the timing of a step on a fixed batch (:func:`model_throughput`).
 
 Kept apart from the tables (:mod:`.speed`, :mod:`.vs_monai`) so that every comparison times
 exactly the same step as the trainer: forward under the run's precision, channels-last inputs
@@ -20,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import subprocess
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,13 +34,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from spineseg_core.measure.efficiency import meta_copy, spatial
 from spineseg_core.errors import ConfigError
 from spineseg_core.losses import LossName, build_loss, total_loss
 from spineseg_core.training.precision import Precision
 from spineseg_core.training.step import TrainStep, float_outputs
 
-__all__ = ["TrainStep", "theoretical_peak", "matmul_peak_flops", "timed", "train_step_flops"]
+__all__ = ["BenchSettings", "meta_copy", "model_throughput", "spatial", "theoretical_peak",
+           "matmul_peak_flops", "timed", "train_step_flops"]
 
 T = TypeVar("T")
 
@@ -47,6 +49,47 @@ CPU_PEAK_N = 4096
 
 CUDA_PEAK_N = 8192
 """Side of the bf16 matmul that measures a GPU's peak (1.1 TFLOP per product)."""
+
+
+def spatial(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` of an input size given as one side (square) or as ``(H, W)``."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied)."""
+    memo: dict[int, object] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) \
+            if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How long to measure: ``steps`` timed after ``warmup`` untimed, for every measurement.
+    ``data_batches`` timed batches of the data path alone (default ``max(4, 2 * steps)``);
+    ``peak_size`` the side of the peak matmul (default: 4096 on CPU, 8192 on CUDA)."""
+
+    steps: int = 2
+    warmup: int = 1
+    data_batches: int | None = None
+    peak_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0:
+            raise ConfigError(f"steps must be >= 1 and warmup >= 0, got steps={self.steps}, "
+                              f"warmup={self.warmup}")
+        if self.data_batches is not None and self.data_batches < 1:
+            raise ConfigError(f"data_batches must be >= 1, got {self.data_batches}")
+
+    @property
+    def n_data_batches(self) -> int:
+        return self.data_batches or max(4, 2 * self.steps)
 
 
 def sync(device: torch.device) -> None:
@@ -142,10 +185,8 @@ def _cpu_clock_hz() -> float | None:
     maximum, so it is not used."""
     best = 0.0
     for f in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             best = max(best, float(f.read_text()) * 1e3)
-        except (OSError, ValueError):
-            pass
     return best or None
 
 
@@ -223,6 +264,16 @@ def theoretical_peak(device: torch.device | str, precision: Precision) -> Peak:
                          sms=props.multi_processor_count,
                          clock_hz=_nvidia_smi_max_clock_hz(index))
     return cpu_peak(precision)
+
+
+def model_throughput(step: TrainStep, x: Tensor, y: Tensor,
+                     settings: BenchSettings) -> tuple[float, float]:
+    """Median seconds per training step and per evaluation forward on the fixed batch."""
+    x = step.prepare(x)
+    train_s, _ = timed(lambda: step(x, y, prepared=True), settings.steps, settings.warmup,
+                       step.device)
+    infer_s, _ = timed(lambda: step.infer(x), settings.steps, settings.warmup, step.device)
+    return train_s, infer_s
 
 
 def bench_loss(name: str, num_classes: int = 20) -> nn.Module:

@@ -2,8 +2,9 @@
 
 * **Networks.** Our ``unet`` and ``attention_unet`` against MONAI's ``UNet`` and
   ``AttentionUnet`` given the same width at each resolution (:func:`monai_twin`), trained with
-  the same :class:`~.timing.TrainStep` on the same batch. MONAI's blocks are not ours, so the
-  MACs differ: the fair speed figure is achieved FLOP/s (``FlopCounterMode`` per step), beside
+  the same :class:`~spineseg_core.training.step.TrainStep` on the same batch. MONAI's blocks
+  are not ours, so the MACs differ: the fair speed figure is achieved FLOP/s
+  (``FlopCounterMode`` per step), beside
   the raw images/s.
 * **Metric.** Our confusion-matrix Dice (one ``bincount``) against MONAI's ``DiceMetric``
   (``include_background=False``, one-hot inputs) on the same 20-class spine-like volume pair
@@ -25,16 +26,23 @@ import torch
 from torch import nn
 
 from spineseg_core import metrics as M
-from spineseg_core.measure.efficiency import count_macs
-from spineseg_core.training.device import resolve_device
 from spineseg_core.errors import ConfigError
 from spineseg_core.labels import NUM_CLASSES
+from spineseg_core.measure.efficiency import count_macs
+from spineseg_core.measure.timing import (
+    BenchSettings,
+    backend_like_trainer,
+    bench_loss,
+    model_throughput,
+    random_batch,
+    timed,
+    train_step_flops,
+)
 from spineseg_core.models import build_model
-from spineseg_core.training.precision import precision_for
 from spineseg_core.training.config import DeviceChoice, resolve_config
-from spineseg_core.measure.speed import BenchSettings, model_throughput
-from spineseg_core.measure.timing import (TrainStep, backend_like_trainer, bench_loss, random_batch, timed,
-                     train_step_flops)
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import precision_for
+from spineseg_core.training.step import TrainStep
 
 MONAI_COLUMNS: tuple[str, ...] = (
     "comparison", "ours", "monai", "device", "size", "batch", "params_ours", "params_monai",

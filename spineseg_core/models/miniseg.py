@@ -95,7 +95,7 @@ class DecoderConv(nn.Module):
         return self.bn(self.d1(x) + self.d2(x))
 
 
-class Stage(nn.Module):
+class EncoderStage(nn.Module):
     """One encoder stage: a strided entry on each path, then ``blocks`` AHSP blocks.
 
     The first ``blocks // 2`` AHSP blocks each pair with a stride-1 downsampler block on the
@@ -139,7 +139,7 @@ class MiniSeg(nn.Module):
                               f"and 4 block counts, got channels={channels!r}, "
                               f"blocks={blocks!r}")
         self.stages = nn.ModuleList(
-            Stage(in_channels if i == 0 else c[i - 1], c[i], n[i], first=i == 0)
+            EncoderStage(in_channels if i == 0 else c[i - 1], c[i], n[i], first=i == 0)
             for i in range(4))
         self.merge = nn.ModuleList(
             nn.Sequential(nn.Conv2d(2 * c[i], 2 * c[i], 1, bias=False), nn.BatchNorm2d(2 * c[i]))

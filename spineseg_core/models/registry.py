@@ -16,6 +16,8 @@ pipeline, the trainer and the measurements.
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -110,9 +112,18 @@ def register_model(name: str, *, display_name: str, family: Family,
     return deco
 
 
+ARCHITECTURE_MODULES: tuple[str, ...] = (*MODEL_NAMES, "context", "unet3d")
+"""Modules of :mod:`spineseg_core.models` that register models: one per paper model, and the
+context family (2.5D stacks and the 3D U-Net) in two of their own."""
+
+
+@functools.cache
 def _load_all() -> None:
-    # Importing the package imports every architecture module, which registers it.
-    from spineseg_core.models import zoo  # noqa: F401
+    """Import every architecture module once, so that each registers its models. By name
+    (``importlib``): the architectures import this module to register, so this module does not
+    import them back."""
+    for name in ARCHITECTURE_MODULES:
+        importlib.import_module(f"spineseg_core.models.{name}")
 
 
 def list_models(families: Iterable[Family] | None = PAPER_FAMILIES) -> list[str]:

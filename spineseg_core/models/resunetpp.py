@@ -1,16 +1,16 @@
 """ResUNet++ (Jha et al., ISM 2019) as the paper's Table 3 counts it.
 
-A residual stem and three strided residual blocks with squeeze-and-excitation; an ASPP bridge
+A residual stem and three strided residual blocks with squeeze-and-excitation; an ConcatASPP bridge
 (rates 6/12/18); on the way up an attention block on every skip, x2 upsampling and residual
-blocks; an ASPP and a 1x1 head at full resolution. Two designs, one parameter apart
-(:class:`Variant`):
+blocks; an ConcatASPP and a 1x1 head at full resolution. Two designs, one parameter apart
+(:class:`ResUNetVariant`):
 
 * ``port`` (default) -- the widely used PyTorch port: widths 32-64-128-256-512, SE (r=16)
-  before each strided block, 3x3 conv shortcuts, three concatenated ASPP branches fused by a
+  before each strided block, 3x3 conv shortcuts, three concatenated ConcatASPP branches fused by a
   1x1 conv, one-channel attention maps (no sigmoid), bilinear upsampling: 14.5 M parameters,
   ~834 GMACs at 880x880 (the paper's 14 M / 837 G).
 * ``authors`` -- the original authors' Keras model: widths 16-32-64-128-256, SE (r=8) after
-  the stem and after every residual block, 1x1 conv + BN shortcuts, four summed ASPP branches
+  the stem and after every residual block, 1x1 conv + BN shortcuts, four summed ConcatASPP branches
   (with BN), full-width attention maps, nearest upsampling: 4.06 M parameters.
 """
 
@@ -27,7 +27,7 @@ from spineseg_core.errors import ConfigError
 from spineseg_core.models.registry import Family, register_model
 
 
-class Variant(StrEnum):
+class ResUNetVariant(StrEnum):
     """Which ResUNet++ design to build."""
 
     PORT = "port"
@@ -47,9 +47,9 @@ class Design:
     upsample_mode: str
 
 
-DESIGNS: dict[Variant, Design] = {
-    Variant.PORT: Design((32, 64, 128, 256, 512), 16, False, 3, False, False, "bilinear"),
-    Variant.AUTHORS: Design((16, 32, 64, 128, 256), 8, True, 1, True, True, "nearest"),
+DESIGNS: dict[ResUNetVariant, Design] = {
+    ResUNetVariant.PORT: Design((32, 64, 128, 256, 512), 16, False, 3, False, False, "bilinear"),
+    ResUNetVariant.AUTHORS: Design((16, 32, 64, 128, 256), 8, True, 1, True, True, "nearest"),
 }
 
 
@@ -94,7 +94,7 @@ class SqueezeExcite(nn.Module):
         return x * w[:, :, None, None]
 
 
-class ASPP(nn.Module):
+class ConcatASPP(nn.Module):
     """Parallel dilated 3x3 convs (conv, ReLU, BN each), concatenated and fused by a 1x1 conv."""
 
     def __init__(self, in_channels: int, out_channels: int,
@@ -111,7 +111,7 @@ class ASPP(nn.Module):
 
 
 class SummedASPP(nn.Module):
-    """The authors' ASPP: dilated 3x3 convs + BN at each rate and an undilated one, summed,
+    """The authors' ConcatASPP: dilated 3x3 convs + BN at each rate and an undilated one, summed,
     then a 1x1 conv."""
 
     def __init__(self, in_channels: int, out_channels: int,
@@ -153,7 +153,7 @@ class AttentionBlock(nn.Module):
 
 
 class ResUNetPlusPlus(nn.Module):
-    """ResUNet++ with five widths: stem, three encoder levels, ASPP bridge (1/8 resolution).
+    """ResUNet++ with five widths: stem, three encoder levels, ConcatASPP bridge (1/8 resolution).
 
     ``widths`` and ``se_ratio`` default to those of the chosen ``variant``.
     """
@@ -161,21 +161,21 @@ class ResUNetPlusPlus(nn.Module):
     pad_multiple = 8
 
     def __init__(self, in_channels: int = 1, num_classes: int = 20, *,
-                 variant: Variant | str = Variant.PORT, widths: Sequence[int] | None = None,
+                 variant: ResUNetVariant | str = ResUNetVariant.PORT, widths: Sequence[int] | None = None,
                  se_ratio: int | None = None, rates: Sequence[int] = (6, 12, 18)) -> None:
         super().__init__()
         try:
-            design = DESIGNS[Variant(variant)]
+            design = DESIGNS[ResUNetVariant(variant)]
         except ValueError:
             raise ConfigError(f"resunetpp: variant must be one of "
-                              f"{', '.join(v.value for v in Variant)}, got {variant!r}") from None
+                              f"{', '.join(v.value for v in ResUNetVariant)}, got {variant!r}") from None
         w = tuple(int(c) for c in (widths if widths is not None else design.widths))
         if len(w) != 5 or min(w) < 1:
             raise ConfigError(f"resunetpp: widths must be 5 positive ints, got {widths!r}")
         ratio = se_ratio or design.se_ratio
         after = ratio if design.se_after_blocks else None
         k = design.shortcut_kernel
-        aspp = SummedASPP if design.aspp_sum else ASPP
+        aspp = SummedASPP if design.aspp_sum else ConcatASPP
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, w[0], 3, padding=1), nn.BatchNorm2d(w[0]),
             nn.ReLU(inplace=True), nn.Conv2d(w[0], w[0], 3, padding=1))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.models.backbones.resnetv2 import ResNetV2
+from spineseg_core.models.blocks import ConvBNReLU
 from spineseg_core.models.registry import Family, register_model
 
 
@@ -100,16 +101,9 @@ class ViTEncoder(nn.Module):
         return self.norm(tokens).transpose(1, 2).reshape(n, -1, h, w)
 
 
-class ConvBNReLU(nn.Sequential):
-    """3x3 conv (no bias) + BatchNorm + ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
-
-
 class DecoderBlock(nn.Module):
-    """Bilinear x2, concatenate the skip (if any), two :class:`ConvBNReLU`."""
+    """Bilinear x2, concatenate the skip (if any), two 3x3
+    :class:`~spineseg_core.models.blocks.ConvBNReLU`."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()

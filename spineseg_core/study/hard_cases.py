@@ -3,7 +3,7 @@ miss the sacrum (issue 13).
 
 A hard-case set is the study's own test set with one hard case switched on for every subject:
 the same ``test_cases`` subjects of the test seed, each the *twin* of its default test subject
-(:mod:`spineseg_core.data.phantom_hard`: a hard case shares every other draw with its default
+(:mod:`spineseg_core.data.phantom.hard`: a hard case shares every other draw with its default
 twin), so a model's answers on a hard case pair with its answers on the same subject without
 it. :data:`HARD_SETS` names the three sets:
 
@@ -38,9 +38,10 @@ from typing import Any
 import torch
 
 from spineseg_core import io
+from spineseg_core.data.cache import cache_root
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.training.config import PARAMETERS, TrainConfig, resolve_config
-from spineseg_core.training.run_folder import RunFolder, cache_root, find_runs, load_model
+from spineseg_core.training.run_folder import RunFolder, find_runs, load_model
 
 
 class HardSet(StrEnum):
@@ -100,7 +101,7 @@ def hard_set_root(cfg: TrainConfig, hard: HardSet | str) -> Path:
     """The hard-case twin of ``cfg``'s phantom test set, generated once into the cache
     (``<cache>/phantom_hard/<set>_n<cases>_px<size>_seed<test seed>``)."""
     from spineseg_core.data.phantom import ensure_phantom
-    from spineseg_core.data.phantom_params import PhantomParams
+    from spineseg_core.data.phantom.params import PhantomParams
 
     if cfg.data_dir is not None or cfg.test_dir is not None:
         raise ConfigError("hard cases: the run was tested on real data, not on the phantom; "
@@ -122,14 +123,15 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     ``test_dir`` replaces the set's phantom (for tests: scoring the run's own test folder must
     give back the run's own test results). ``metrics.json`` is written last.
     """
+    from spineseg_core.data.prepare import prepare_data
     from spineseg_core.fingerprint import source_fingerprint
     from spineseg_core.losses import build_loss
+    from spineseg_core.models import model_info
     from spineseg_core.training.device import resolve_device
     from spineseg_core.training.evaluate import evaluate, write_final_results
-    from spineseg_core.training.loop import eval_loader, prepare_data
     from spineseg_core.training.precision import autocast as precision_autocast
     from spineseg_core.training.predict import run_precision
-    from spineseg_core.training.step import uses_channels_last
+    from spineseg_core.training.step import eval_loader, uses_channels_last
 
     hard = HardSet(hard)
     run, out = RunFolder(Path(run_dir)), RunFolder(Path(out_dir))
@@ -141,7 +143,8 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
     root = Path(test_dir) if test_dir is not None else hard_set_root(cfg, hard)
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    data = prepare_data(dataclasses.replace(cfg, test_dir=root), slice_augment=False)
+    data = prepare_data(dataclasses.replace(cfg, test_dir=root), model_info(cfg.model),
+                        slice_augment=False)
     model = load_model(run.path, dev)
     channels_last = uses_channels_last(cfg)
     if channels_last:
@@ -175,7 +178,7 @@ def score_hard_set(run_dir: str | Path, hard: HardSet | str, out_dir: str | Path
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class ScoringResult:
     """What :func:`score_runs` did with one run and set."""
 
     run_dir: Path
@@ -186,7 +189,7 @@ class Outcome:
 
 def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path, *,
                sets: Sequence[HardSet | str] = tuple(HardSet),
-               records_dir: str | Path | None = None, device: str = "cpu") -> list[Outcome]:
+               records_dir: str | Path | None = None, device: str = "cpu") -> list[ScoringResult]:
     """Score every finished run of ``groups`` under ``runs_dir`` on each set of ``sets``.
 
     Results go to ``out_runs/<group>-hard-<set>/<model>/seed_<s>/fold_<f>/``; with
@@ -198,7 +201,7 @@ def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path
 
     runs_dir, out_runs = Path(runs_dir), Path(out_runs)
     sets = [HardSet(h) for h in sets]
-    done: list[Outcome] = []
+    done: list[ScoringResult] = []
     for group in groups:
         if is_hard_group(group):
             raise ConfigError(f"groups: {group!r} is a hard-case group already")
@@ -211,13 +214,13 @@ def score_runs(runs_dir: str | Path, groups: Sequence[str], out_runs: str | Path
                 if RunFolder(out).is_finished() or (record is not None and has_record(record)):
                     if record is not None and not has_record(record):
                         write_record(out, record)
-                    done.append(Outcome(run_dir, hard, out, "already scored"))
+                    done.append(ScoringResult(run_dir, hard, out, "already scored"))
                     continue
                 if not RunFolder(run_dir).checkpoint_best.is_file():
-                    done.append(Outcome(run_dir, hard, None, "no checkpoint on this machine"))
+                    done.append(ScoringResult(run_dir, hard, None, "no checkpoint on this machine"))
                     continue
                 score_hard_set(run_dir, hard, out, device=device)
                 if record is not None:
                     write_record(out, record)
-                done.append(Outcome(run_dir, hard, out, "scored"))
+                done.append(ScoringResult(run_dir, hard, out, "scored"))
     return done

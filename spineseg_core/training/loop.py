@@ -27,14 +27,12 @@ are documented where they are made:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,23 +43,35 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import TqdmWarning
 
-from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig
-from spineseg_core.training.device import resolve_device
+from spineseg_core.data.prepare import prepare_data
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.io import finite_or_none, write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
-from spineseg_core.models import InputKind, build_model, model_info
-from spineseg_core.training.precision import Precision
-from spineseg_core.training.precision import autocast as precision_autocast
-from spineseg_core.training.precision import precision_for
+from spineseg_core.models import build_model, model_info
 from spineseg_core.training.config import Scheduler, TrainConfig
-from spineseg_core.training.run_folder import RunFolder, cache_root, default_run_dir
+from spineseg_core.training.device import resolve_device
 from spineseg_core.training.evaluate import evaluate, write_final_results
-from spineseg_core.training.state import (cpu_state_dict, load_state, rng_state, save_state, seed_everything,
-                          seed_worker, set_rng_state)
-from spineseg_core.training.step import (AugmentPath, TrainStep, augment_path, epoch_generator, train_loader,
-                                         uses_channels_last)
+from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
+from spineseg_core.training.run_folder import RunFolder, default_run_dir
+from spineseg_core.training.state import (
+    cpu_state_dict,
+    load_state,
+    rng_state,
+    save_state,
+    seed_everything,
+    set_rng_state,
+)
+from spineseg_core.training.step import (
+    AugmentPath,
+    TrainStep,
+    augment_path,
+    batch_augmentation,
+    epoch_generator,
+    eval_loader,
+    train_loader,
+    uses_channels_last,
+)
 
 with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
     warnings.simplefilter("ignore", TqdmWarning)
@@ -87,90 +97,6 @@ GPU_CHECK_EVERY = 50
 
 class NonFiniteLossError(SpinesegError):
     """The training loss became NaN or infinite."""
-
-
-def _data_key(root: Path) -> str:
-    root = root.resolve()
-    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
-
-
-def _phantom_root(cases: int, size: int, seed: int) -> Path:
-    from spineseg_core.data.phantom import ensure_phantom
-
-    root = cache_root() / "phantom" / f"n{cases}_px{size}_seed{seed}"
-    return Path(ensure_phantom(root, cases=cases, seed=seed, size=size))
-
-
-def data_root(cfg: TrainConfig) -> Path:
-    """The dataset folder of a run: ``cfg.data_dir``, or the phantom generated once into the
-    cache (``<cache>/phantom/n<cases>_px<size>_seed<seed>``)."""
-    if cfg.data_dir is not None:
-        return cfg.data_dir
-    return _phantom_root(cfg.phantom_cases, cfg.phantom_size, cfg.phantom_seed)
-
-
-def test_root(cfg: TrainConfig) -> Path | None:
-    """The folder of the held-out test cases: ``cfg.test_dir``; on the phantom, ``test_cases``
-    fresh cases of their own seed; ``None`` on real data without ``test_dir`` (the test
-    patients are then held out of ``data_dir``)."""
-    if cfg.test_dir is not None:
-        return cfg.test_dir
-    if cfg.data_dir is None:
-        return _phantom_root(cfg.test_cases, cfg.phantom_size, cfg.phantom_test_seed)
-    return None
-
-
-def prepare_data(cfg: TrainConfig, *, slice_augment: bool = True):
-    """Build the training, validation and test slice datasets of ``cfg`` (a ``DataBundle``).
-
-    ``slice_augment=False`` leaves the training slices un-augmented: the trainer then augments
-    whole batches on the GPU (:func:`batch_augmentation`).
-    """
-    from spineseg_core.data import AugmentConfig, build_datasets
-
-    root = data_root(cfg)
-    key = _data_key(root)
-    info = model_info(cfg.model)
-    augment = AugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur, p_motion=cfg.p_motion,
-                            p_ghosting=cfg.p_ghosting, enabled=cfg.augment and slice_augment)
-    folds = f"k{cfg.k_folds}" if cfg.k_folds else "8to2"
-    splits = cache_root() / "splits" / key
-    return build_datasets(root, image_size=cfg.image_size,
-                          cache_dir=cache_root() / "volumes" / key,
-                          splits_path=splits / f"seed_{cfg.seed}_{folds}.json",
-                          seed=cfg.seed, fold=cfg.fold, k_folds=cfg.k_folds, augment=augment,
-                          max_cases=cfg.max_cases, skip_bad=cfg.skip_bad,
-                          crop_width=cfg.crop_width, test_dir=test_root(cfg),
-                          test_split_path=splits / "test.json",
-                          test_fraction=cfg.test_fraction,
-                          context=info.context if info.input_kind is InputKind.STACK else 1,
-                          volumetric=info.volumetric)
-
-
-def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
-    """The batched augmentation of ``cfg`` on ``device`` when its augmentation path is
-    :attr:`~spineseg_core.training.step.AugmentPath.BATCHED` (by default on CUDA, where TorchIO
-    per slice would starve the GPU; on any device with ``gpu_augment=True``), else ``None``: the
-    data loader then applies TorchIO's transforms per slice. Like the TorchIO path, it works in
-    pixel units (slices carry no spacing), and so does the benchmark's batched data path."""
-    if augment_path(cfg, device) is not AugmentPath.BATCHED:
-        return None
-    return BatchAugment(BatchAugmentConfig(p_noise=cfg.p_noise, p_blur=cfg.p_blur,
-                                           p_motion=cfg.p_motion, p_ghosting=cfg.p_ghosting))
-
-
-_train_loader = train_loader  # the one loader factory (train_step.train_loader)
-
-
-def eval_loader(dataset, cfg: TrainConfig, pin: bool = False,
-                num_workers: int | None = None) -> DataLoader:
-    """The loader of a scored set (validation, test, a hard-case set): in order, at the run's
-    batch size or the set's own :attr:`batch_limit` if smaller (one whole volume at a time)."""
-    limit = getattr(dataset, "batch_limit", None)
-    return DataLoader(dataset, batch_size=min(cfg.batch_size, limit or cfg.batch_size),
-                      shuffle=False,
-                      num_workers=cfg.num_workers if num_workers is None else num_workers,
-                      worker_init_fn=seed_worker, pin_memory=pin)
 
 
 def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
@@ -339,7 +265,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
 
     seed_everything(cfg.seed)
     gpu_augment = batch_augmentation(cfg, device)
-    data = prepare_data(cfg, slice_augment=gpu_augment is None)
+    data = prepare_data(cfg, model_info(cfg.model), slice_augment=gpu_augment is None)
     if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
         raise ConfigError(f"data: the split left {len(data.train)} training, "
                           f"{len(data.val)} validation and {len(data.test)} test slices; need "
@@ -386,7 +312,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                       dynamic_ncols=True):
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        loader = _train_loader(data.train, cfg, epoch, pin)
+        loader = train_loader(data.train, cfg, epoch, pin)
         train_loss = _train_epoch(step, loader, cfg, epoch)
         sched.step()
         val, val_loss = None, math.nan
@@ -397,10 +323,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             score = val["dice"] if math.isfinite(val["dice"]) else -math.inf
             if score > best_dice or best_epoch == 0:
                 best_dice, best_epoch = score, epoch
-                write_with(run.checkpoint_best,
+                write_with(run.checkpoint_best,  # calls the lambda at once, in this epoch
                            lambda p: save_file(cpu_state_dict(model), str(p),
                                                metadata={"model": cfg.model,
-                                                         "epoch": str(epoch)}))
+                                                         "epoch": str(epoch)}))  # noqa: B023
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         history.append(_history_row(epoch, train_loss, val, val_loss, lr, seconds))
@@ -437,7 +363,7 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
         "epochs_completed": epochs_completed, "train_seconds": round(train_seconds, 3),
         "test_seconds": round(time.perf_counter() - t0, 3),
         "n_train_cases": len(data.train_ids), "n_train_slices": data.train.n_slices,
-        "steps_per_epoch": len(_train_loader(data.train, cfg, 1, pin)),
+        "steps_per_epoch": len(train_loader(data.train, cfg, 1, pin)),
         "n_val_cases": len(data.val_ids),
         "n_test_cases": len(res.acc.case_ids), "n_test_slices": res.n_slices,
         "params": sum(p.numel() for p in model.parameters()),

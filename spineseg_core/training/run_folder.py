@@ -19,20 +19,7 @@ import torch
 from torch import nn
 
 from spineseg_core.errors import DataError
-from spineseg_core.fingerprint import REPO
 from spineseg_core.training.config import TrainConfig
-
-
-def cache_root() -> Path:
-    """Folder for generated data and caches: ``$SPINESEG_CACHE``, else ``<repo>/.cache`` when
-    running from a checkout, else ``~/.cache/spineseg``."""
-    env = os.environ.get("SPINESEG_CACHE")
-    if env:
-        return Path(env).expanduser()
-    repo = REPO
-    if (repo / "pyproject.toml").is_file() and (repo / "spineseg_core").is_dir():
-        return repo / ".cache"
-    return Path.home() / ".cache" / "spineseg"
 
 
 def runs_root() -> Path:

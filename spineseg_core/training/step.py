@@ -11,6 +11,11 @@ reading it, so a GPU never waits for the host inside an epoch.
 The epoch's randomness comes from one formula, :func:`epoch_seed`: the loader's shuffling and
 the batched augmentation are re-seeded from ``(seed, epoch)``, so a resumed run draws what an
 uninterrupted one would.
+
+The loaders live here too: :func:`train_loader` for an epoch, :func:`eval_loader` for a scored
+set (validation, test, a hard-case set), and :func:`batch_augmentation`, the run's batched
+augmentation when its :class:`AugmentPath` is batched. The datasets they load come from
+:func:`spineseg_core.data.prepare.prepare_data`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from spineseg_core.data.batch_augment import BatchAugment
+from spineseg_core.data.prepare import batch_augment
 from spineseg_core.losses import total_loss
 from spineseg_core.models import MultiOutput, VolumeSegmentationModel, model_info
 from spineseg_core.training.precision import Precision, autocast, precision_for
@@ -90,6 +97,28 @@ def train_loader(dataset: Dataset, cfg: TrainConfig, epoch: int, pin: bool) -> D
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                       num_workers=cfg.num_workers, worker_init_fn=seed_worker, generator=g,
                       drop_last=num > cfg.batch_size, pin_memory=pin)
+
+
+def eval_loader(dataset: Dataset, cfg: TrainConfig, pin: bool = False,
+                num_workers: int | None = None) -> DataLoader:
+    """The loader of a scored set (validation, test, a hard-case set): in order, at the run's
+    batch size or the set's own :attr:`batch_limit` if smaller (one whole volume at a time)."""
+    limit = getattr(dataset, "batch_limit", None)
+    return DataLoader(dataset, batch_size=min(cfg.batch_size, limit or cfg.batch_size),
+                      shuffle=False,
+                      num_workers=cfg.num_workers if num_workers is None else num_workers,
+                      worker_init_fn=seed_worker, pin_memory=pin)
+
+
+def batch_augmentation(cfg: TrainConfig, device: torch.device) -> BatchAugment | None:
+    """The batched augmentation of ``cfg`` on ``device`` when its augmentation path is
+    :attr:`AugmentPath.BATCHED` (by default on CUDA, where TorchIO per slice would starve the
+    GPU; on any device with ``gpu_augment=True``), else ``None``: the data loader then applies
+    TorchIO's transforms per slice. Like the TorchIO path, it works in pixel units (slices carry
+    no spacing), and so does the benchmark's batched data path."""
+    if augment_path(cfg, device) is not AugmentPath.BATCHED:
+        return None
+    return batch_augment(cfg)
 
 
 def float_outputs(out: Tensor | MultiOutput) -> Tensor | MultiOutput:

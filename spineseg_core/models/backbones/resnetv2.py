@@ -35,7 +35,7 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
-class Bottleneck(nn.Module):
+class StdConvBottleneck(nn.Module):
     """1x1 -> 3x3 (strided) -> 1x1 standardised convs, each with GroupNorm; ReLU after the sum.
 
     A projection shortcut (1x1 standardised conv + GroupNorm) is used when the shape changes.
@@ -85,8 +85,8 @@ class ResNetV2(nn.Module):
         cin = width
         for i, n in enumerate(layers):
             mid, cout = width * 2**i, 4 * width * 2**i
-            units = [Bottleneck(cin, cout, mid, stride=1 if i == 0 else 2)]
-            units += [Bottleneck(cout, cout, mid) for _ in range(n - 1)]
+            units = [StdConvBottleneck(cin, cout, mid, stride=1 if i == 0 else 2)]
+            units += [StdConvBottleneck(cout, cout, mid) for _ in range(n - 1)]
             stages.append(nn.Sequential(*units))
             cin = cout
         self.stages = nn.ModuleList(stages)

@@ -3,14 +3,14 @@
 Nothing real can ship with the project, so the study runs end to end on synthetic sagittal T2
 spine volumes written in exactly the MRSpineSeg layout and label values (one loader serves
 both). Each case is a pure function of ``(seed, case_id, size, params)``: the geometry comes
-from :mod:`.phantom_geometry` (its own random stream, so label presence can be sampled without
-rasterising), the pixels from :mod:`.phantom_render`.
+from :mod:`.geometry` (its own random stream, so label presence can be sampled without
+rasterising), the pixels from :mod:`.render`.
 
 Files: ``train/MR/Case<N>.nii.gz`` (int16), ``train/Mask/mask_case<N>.nii.gz`` (uint8),
 ``test1/MR/Case<N>.nii.gz`` (unlabelled) and a ``phantom.json`` marker at the root, written
 last, which the layout detector uses to recognise a phantom folder. A phantom with hard cases
 (a hard-case rate of :class:`PhantomParams` above 0) also gets ``hard_cases.csv``, one row per
-case (:mod:`.phantom_hard`).
+case (:mod:`.hard`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import nibabel as nib
 import numpy as np
 
 from spineseg_core import __version__
+from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
+from spineseg_core.data.phantom.geometry import SpineGeometry, present_labels, sample_geometry
+from spineseg_core.data.phantom.hard import MANIFEST, write_manifest
+from spineseg_core.data.phantom.params import DEFAULT_PRESENCE, PhantomParams
+from spineseg_core.data.phantom.render import TissueCode, finish_image, jitter_image, render_slices
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.io import write_json, write_with
-from spineseg_core.data.orientation import MRSPINESEG_AXCODES, from_study, study_affine
-from spineseg_core.data.phantom_geometry import SpineGeometry, present_labels, sample_geometry
-from spineseg_core.data.phantom_hard import MANIFEST, write_manifest
-from spineseg_core.data.phantom_params import DEFAULT_PRESENCE, PhantomParams
-from spineseg_core.data.phantom_render import TissueCode, finish_image, jitter_image, render_slices
 
 __all__ = [
     "DEFAULT_PRESENCE", "GENERATOR", "MARKER", "PHANTOM_VERSION", "PhantomCase", "PhantomParams",

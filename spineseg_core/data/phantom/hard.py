@@ -1,8 +1,8 @@
 """Hard-case phantom sets: presets of the hard-case knobs and the per-case manifest.
 
-The knobs themselves live in :class:`~spineseg_core.data.phantom_params.PhantomParams`
+The knobs themselves live in :class:`~spineseg_core.data.phantom.params.PhantomParams`
 (``sacralised_l5_rate``, ``lumbarised_s1_rate``, ``fov_cut_rate``) and the anatomy in
-:mod:`.phantom_geometry`. This module names the sets a user asks for (``spineseg phantom
+:mod:`.geometry`. This module names the sets a user asks for (``spineseg phantom
 --hard lstv|fov|all``) and describes each written case in ``hard_cases.csv`` at the phantom's
 root: which hard case it has, which vertebra is transitional and which label it carries, how
 the labels relate to the anatomy, and where the field of view is cut.
@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from spineseg_core.data.phantom.geometry import (
+    FovCut,
+    HardCase,
+    SpineGeometry,
+    present_labels,
+    sample_geometry,
+)
+from spineseg_core.data.phantom.params import PhantomParams
 from spineseg_core.errors import DataError
 from spineseg_core.io import write_with
-from spineseg_core.data.phantom_geometry import (FovCut, HardCase, SpineGeometry, present_labels,
-                                                 sample_geometry)
-from spineseg_core.data.phantom_params import PhantomParams
 
 MANIFEST = "hard_cases.csv"
 """Name of the manifest at the root of a phantom written with a hard-case rate above 0."""

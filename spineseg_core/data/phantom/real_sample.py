@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spineseg_core.errors import DataError
-from spineseg_core.data.calibration import Region
 from spineseg_core.data.orientation import to_study
+from spineseg_core.data.phantom.calibration import Region
 from spineseg_core.data.readers import read_array
+from spineseg_core.errors import DataError
 
 __all__ = ["REAL_SAMPLE_FILES", "RealSample", "SUBREGION_LABELS", "WHEEL", "fetch_real_sample",
            "load_real_sample"]

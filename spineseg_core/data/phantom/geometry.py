@@ -26,13 +26,13 @@ from enum import StrEnum
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from spineseg_core.data.phantom_params import PhantomParams
+from spineseg_core.data.phantom.params import PhantomParams
 
 DS_MM = 0.5
 """Sampling step of the centre line (mm)."""
 
 
-class Kind(StrEnum):
+class StructureKind(StrEnum):
     """What an interval of the centre line holds."""
 
     DISC = "disc"
@@ -48,7 +48,7 @@ class Transitional(StrEnum):
 
 
 class HardCase(StrEnum):
-    """The hard case a phantom subject carries (at most one; see :mod:`.phantom_params`).
+    """The hard case a phantom subject carries (at most one; see :mod:`.params`).
 
     ``SACRALISED_L5`` and ``LUMBARISED_S1`` are complete transitional vertebrae that change the
     count of mobile levels (four or six lumbar-type vertebrae above the sacrum); the masks name
@@ -73,31 +73,31 @@ class FovCut(StrEnum):
 
 # Bottom-up above the sacrum: (label, kind, height mm, half depth mm, lateral half width mm).
 # Label 0: drawn in the image above T9 but unlabelled, as in the real masks.
-_LEVELS: tuple[tuple[int, Kind, float, float, float], ...] = (
-    (11, Kind.DISC, 10.0, 17.5, 24.0),
-    (2, Kind.VERTEBRA, 27.0, 17.5, 25.0),
-    (12, Kind.DISC, 11.0, 17.5, 24.0),
-    (3, Kind.VERTEBRA, 28.0, 17.5, 24.0),
-    (13, Kind.DISC, 10.5, 17.2, 23.0),
-    (4, Kind.VERTEBRA, 28.0, 17.0, 23.0),
-    (14, Kind.DISC, 10.0, 16.8, 22.0),
-    (5, Kind.VERTEBRA, 27.0, 16.5, 22.0),
-    (15, Kind.DISC, 9.0, 16.2, 21.0),
-    (6, Kind.VERTEBRA, 26.0, 16.0, 21.0),
-    (16, Kind.DISC, 7.0, 15.5, 20.0),
-    (7, Kind.VERTEBRA, 23.0, 15.0, 19.0),
-    (17, Kind.DISC, 6.0, 14.8, 18.0),
-    (8, Kind.VERTEBRA, 22.0, 14.5, 18.0),
-    (18, Kind.DISC, 5.0, 14.2, 17.0),
-    (9, Kind.VERTEBRA, 21.0, 14.0, 17.0),
-    (19, Kind.DISC, 4.5, 13.8, 16.0),
-    (10, Kind.VERTEBRA, 20.0, 13.5, 16.0),
-    (0, Kind.DISC, 4.5, 13.2, 15.0),
-    (0, Kind.VERTEBRA, 19.5, 13.0, 15.0),
-    (0, Kind.DISC, 4.5, 13.0, 15.0),
-    (0, Kind.VERTEBRA, 19.0, 13.0, 15.0),
-    (0, Kind.DISC, 4.5, 12.8, 15.0),
-    (0, Kind.VERTEBRA, 19.0, 12.5, 15.0),
+_LEVELS: tuple[tuple[int, StructureKind, float, float, float], ...] = (
+    (11, StructureKind.DISC, 10.0, 17.5, 24.0),
+    (2, StructureKind.VERTEBRA, 27.0, 17.5, 25.0),
+    (12, StructureKind.DISC, 11.0, 17.5, 24.0),
+    (3, StructureKind.VERTEBRA, 28.0, 17.5, 24.0),
+    (13, StructureKind.DISC, 10.5, 17.2, 23.0),
+    (4, StructureKind.VERTEBRA, 28.0, 17.0, 23.0),
+    (14, StructureKind.DISC, 10.0, 16.8, 22.0),
+    (5, StructureKind.VERTEBRA, 27.0, 16.5, 22.0),
+    (15, StructureKind.DISC, 9.0, 16.2, 21.0),
+    (6, StructureKind.VERTEBRA, 26.0, 16.0, 21.0),
+    (16, StructureKind.DISC, 7.0, 15.5, 20.0),
+    (7, StructureKind.VERTEBRA, 23.0, 15.0, 19.0),
+    (17, StructureKind.DISC, 6.0, 14.8, 18.0),
+    (8, StructureKind.VERTEBRA, 22.0, 14.5, 18.0),
+    (18, StructureKind.DISC, 5.0, 14.2, 17.0),
+    (9, StructureKind.VERTEBRA, 21.0, 14.0, 17.0),
+    (19, StructureKind.DISC, 4.5, 13.8, 16.0),
+    (10, StructureKind.VERTEBRA, 20.0, 13.5, 16.0),
+    (0, StructureKind.DISC, 4.5, 13.2, 15.0),
+    (0, StructureKind.VERTEBRA, 19.5, 13.0, 15.0),
+    (0, StructureKind.DISC, 4.5, 13.0, 15.0),
+    (0, StructureKind.VERTEBRA, 19.0, 13.0, 15.0),
+    (0, StructureKind.DISC, 4.5, 12.8, 15.0),
+    (0, StructureKind.VERTEBRA, 19.0, 12.5, 15.0),
 )
 _ANATOMY: tuple[str, ...] = (
     "L5/S1", "L5", "L4/L5", "L4", "L3/L4", "L3", "L2/L3", "L2", "L1/L2", "L1", "T12/L1", "T12",
@@ -105,9 +105,9 @@ _ANATOMY: tuple[str, ...] = (
     "T6")
 """Anatomical name of each row of :data:`_LEVELS` (bottom-up, for a spine with five lumbar
 vertebrae: the label is then the anatomical name)."""
-_EXTRA_TOP: tuple[tuple[str, Kind, float, float, float], ...] = (
-    ("T5/T6", Kind.DISC, 4.5, 12.8, 15.0), ("T5", Kind.VERTEBRA, 19.0, 12.5, 15.0),
-    ("T4/T5", Kind.DISC, 4.5, 12.8, 15.0), ("T4", Kind.VERTEBRA, 18.5, 12.5, 15.0))
+_EXTRA_TOP: tuple[tuple[str, StructureKind, float, float, float], ...] = (
+    ("T5/T6", StructureKind.DISC, 4.5, 12.8, 15.0), ("T5", StructureKind.VERTEBRA, 19.0, 12.5, 15.0),
+    ("T4/T5", StructureKind.DISC, 4.5, 12.8, 15.0), ("T4", StructureKind.VERTEBRA, 18.5, 12.5, 15.0))
 """Unlabelled levels added on top of a hard case's stack, so that a field moved up the spine
 (or a sacralised L5 taking a level from the stack) still shows vertebrae up to its top edge."""
 S1_VERTEBRA = (24.0, 17.0, 26.0)
@@ -133,7 +133,7 @@ class Structure:
     """One interval of the centre line: a disc or a vertebral body."""
 
     label: int             # mask value; 0 for drawn-but-unlabelled levels above T9
-    kind: Kind
+    kind: StructureKind
     s_lo: float            # lower boundary position on the centre line (mm)
     s_hi: float            # upper boundary position (mm)
     half_depth: float      # anterior-posterior half extent (mm)
@@ -255,7 +255,7 @@ class SpineGeometry:
         u = np.linspace(-1.0, 1.0, 21)
         v = np.linspace(-1.0, 1.0, 21)
         uu, vv = np.meshgrid(u, v, indexing="ij")
-        if st.kind is Kind.VERTEBRA:
+        if st.kind is StructureKind.VERTEBRA:
             inside = (np.abs(uu / ENDPLATE_STRETCH) ** SUPERELLIPSE_P
                       + np.abs(vv) ** SUPERELLIPSE_P) <= 1.0
             uu, vv = uu[inside], vv[inside]
@@ -315,7 +315,7 @@ def _draw_hard(case_id: int, seed: int, params: PhantomParams) -> _HardDraw:
 class _Row:
     """One level of the stack before it is placed: kind, sizes (mm), state, anatomical name."""
 
-    kind: Kind
+    kind: StructureKind
     height: float
     half_depth: float
     half_width: float
@@ -343,9 +343,9 @@ def _hard_stack(rows: list[_Row], draw: _HardDraw, scale: float,
         return rows[2:], l5.height + remnant, -(l5.height + remnant / 2.0), 6
     if draw.kind is HardCase.LUMBARISED_S1:
         h, hd, hw = S1_VERTEBRA
-        s1 = _Row(Kind.VERTEBRA, h * scale * (1.0 + 0.05 * jit * float(draw.jitter[0])),
+        s1 = _Row(StructureKind.VERTEBRA, h * scale * (1.0 + 0.05 * jit * float(draw.jitter[0])),
                   rows[1].half_depth * 0.97, hw * scale, False, "S1")
-        s1s2 = _Row(Kind.DISC, S1_DISC_MM * scale * (1.0 + 0.1 * jit * float(draw.jitter[1])),
+        s1s2 = _Row(StructureKind.DISC, S1_DISC_MM * scale * (1.0 + 0.1 * jit * float(draw.jitter[1])),
                     rows[1].half_depth * 0.95, 24.0 * scale, True, "S1/S2")
         return [s1s2, s1, *rows], -(s1.height + s1s2.height), None, 4
     return rows, 0.0, None, 5
@@ -411,7 +411,7 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         transitional = Transitional.NONE   # the complete form replaces the partial one
 
     # Desiccation: L5/S at the given rate, each disc above with 0.6 times the rate below.
-    n_disc = sum(1 for lv in _LEVELS if lv[1] is Kind.DISC)
+    n_disc = sum(1 for lv in _LEVELS if lv[1] is StructureKind.DISC)
     degen = rng.random(n_disc) < params.degeneration_rate * 0.6 ** np.arange(n_disc)
     h_jit = rng.normal(0.0, 0.05 * jit, len(_LEVELS))
     d_jit = rng.normal(0.0, 0.04 * jit, len(_LEVELS))
@@ -419,11 +419,11 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
 
     heights, hds, hws, degenerated = [], [], [], []
     di = 0
-    for k, (label, kind, h, hd, hw) in enumerate(_LEVELS):
+    for k, (_label, kind, h, hd, hw) in enumerate(_LEVELS):
         h = h * scale * (1.0 + h_jit[k])
         hd = hd * scale * (1.0 + d_jit[k])
         deg = False
-        if kind is Kind.DISC:
+        if kind is StructureKind.DISC:
             deg = bool(degen[di])
             if deg:
                 h *= shrink[di]
@@ -474,8 +474,8 @@ def sample_geometry(case_id: int, seed: int, params: PhantomParams) -> SpineGeom
         src = rng if b <= len(_LEVELS) else draw.rng
         below = structures[b - 1] if b > 0 else None
         above = structures[b] if b < len(structures) else None
-        body_below = below is None or below.kind is Kind.VERTEBRA
-        body = (below if (below is not None and below.kind is Kind.VERTEBRA) else above)
+        body_below = below is None or below.kind is StructureKind.VERTEBRA
+        body = (below if (below is not None and below.kind is StructureKind.VERTEBRA) else above)
         hd_ref = body.half_depth if body is not None else sacrum_hd_top
         body_h = (body.s_hi - body.s_lo) if body is not None else 20.0
         c = min(src.uniform(0.5, 2.0) * jit, 0.12 * body_h)

@@ -23,9 +23,15 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.spatial import cKDTree
 
-from spineseg_core.data.phantom_geometry import (ENDPLATE_STRETCH, SUPERELLIPSE_P, HardCase, Kind,
-                                                SpineGeometry, Transitional)
-from spineseg_core.data.phantom_params import PhantomParams
+from spineseg_core.data.phantom.geometry import (
+    ENDPLATE_STRETCH,
+    SUPERELLIPSE_P,
+    HardCase,
+    SpineGeometry,
+    StructureKind,
+    Transitional,
+)
+from spineseg_core.data.phantom.params import PhantomParams
 
 CORTEX_MM = 1.3
 """Thickness of the dark cortical rim of a vertebral body (mm); irregular around this."""
@@ -197,8 +203,8 @@ def render_slices(geom: SpineGeometry, size: int, params: PhantomParams,
     nst = len(structs)
     n_sl = geom.n_slices
     labels_of = np.array([st.label for st in structs] + [0, 0], dtype=np.uint8)
-    is_vert = np.array([st.kind is Kind.VERTEBRA for st in structs] + [False, False])
-    is_disc = np.array([st.kind is Kind.DISC for st in structs] + [False, False])
+    is_vert = np.array([st.kind is StructureKind.VERTEBRA for st in structs] + [False, False])
+    is_disc = np.array([st.kind is StructureKind.DISC for st in structs] + [False, False])
     hd_of = np.array([st.half_depth for st in structs] + [1.0, 1.0])
     hw_of = np.array([st.half_width for st in structs] + [1.0, 1.0])
     level_rng = rng

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import binary_erosion
 
+from spineseg_core.data.phantom.render import TissueCode
 from spineseg_core.errors import DataError
 from spineseg_core.labels import DISC_VALUES, VERTEBRA_VALUES
-from spineseg_core.data.phantom_render import TissueCode
 
 __all__ = ["COMPARISON_COLUMNS", "NORMALISING_PERCENTILE", "Region", "RegionStats", "STATISTICS",
            "calibration_stats", "comparison_table", "phantom_regions", "region_stats"]
