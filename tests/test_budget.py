@@ -105,3 +105,11 @@ def test_a_run_makes_exactly_its_steps_and_resumes_exactly(tiny_data, tmp_path, 
     b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="epoch_seconds")
     pd.testing.assert_frame_equal(a, b)
     assert a["lr"].tolist() == pytest.approx([cfg.lr / 2, cfg.lr])  # warm-up, then the cosine
+
+
+def test_table_d_states_the_step_budget():
+    from spineseg_core.report.deviations import deviations
+
+    row = next(d for d in deviations() if d.aspect == "Budget and learning-rate schedule")
+    assert f"{CPU_STEPS} on the cpu profile, provisional" in row.ours
+    assert "cosine decay to 0 at the budget" in row.ours and "3D U-Net" in row.reason
