@@ -113,3 +113,17 @@ def test_table_d_states_the_step_budget():
     row = next(d for d in deviations() if d.aspect == "Budget and learning-rate schedule")
     assert f"{CPU_STEPS} on the cpu profile, provisional" in row.ours
     assert "cosine decay to 0 at the budget" in row.ours and "3D U-Net" in row.reason
+
+
+def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):
+    from spineseg_core.commands.study import epoch_target
+    from spineseg_core.study.plateau import HALF_VARIANT, half_steps
+    from spineseg_core.study.runner import plan_study
+
+    assert epoch_target(resolve_config("cpu")) is None
+    assert epoch_target(resolve_config("cpu", epochs=4)) == 4
+    half = resolve_config("cpu", steps=half_steps(CPU_STEPS))
+    assert (half.steps, epoch_target(half)) == (1470, None)
+    plan = plan_study("cpu", ["unet"], [0], [0], tmp_path, variant=HALF_VARIANT,
+                      epochs_of=lambda spec: epoch_target(half))
+    assert plan[0].spec.epochs is None and plan[0].run_dir == tmp_path / "cpu-half/unet/seed_0/fold_0"

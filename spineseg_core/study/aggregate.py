@@ -25,6 +25,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
 ``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
+``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
+                              and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
                               input kind and slices, seed, test metrics, fingerprint
 ``context_per_case.csv``      their per-subject counts, for paired comparisons
@@ -33,7 +35,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
 
-``losses.csv``, ``variants.csv`` and ``groups_per_case.csv`` exist only when such groups do.
+``losses.csv``, ``variants.csv``, ``groups_per_case.csv`` and ``plateau.csv`` exist only when
+such groups do.
 All the runs of a bundle (side groups included) must come from one version of the code (one
 source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
 otherwise. A *separate study* (:data:`SEPARATE_STUDIES`: the context study) is the exception that
@@ -66,6 +69,7 @@ from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import FOREGROUND, LABELS
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
+from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
 from spineseg_core.training.run_folder import RunFolder, find_runs
 from spineseg_core.training.config import budget_exceptions
 
@@ -581,9 +585,10 @@ baselines and its own code version, and is aggregated apart (:func:`separate_stu
 def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
     ``cpu-os32``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
-    hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` are not variants), by group."""
+    hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` and the half-budget group
+    ``<profile>-half`` of :mod:`.plateau` are not variants), by group."""
     groups = {}
-    separate = {f"{profile}-{name}" for name in SEPARATE_STUDIES}
+    separate = {f"{profile}-{name}" for name in (*SEPARATE_STUDIES, HALF_VARIANT)}
     for g in sorted(runs_dir.glob(f"{profile}-*")):
         if (g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate
                 and not is_hard_group(g.name)):
@@ -778,8 +783,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
                                r.key["seed"], r.key["fold"]))
     groups = loss_runs(runs_dir, profile)
     variants = variant_groups(runs_dir, profile)
-    versions = code_versions([*loaded, *(r for g in (*groups.values(), *variants.values())
-                                         for r in g)])
+    half = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{HALF_VARIANT}")]
+    versions = code_versions([*loaded, *half, *(r for g in (*groups.values(), *variants.values())
+                                                for r in g)])
     separate = {name: members for name in SEPARATE_STUDIES
                 if (members := separate_study(runs_dir, profile, name))}
     if not allow_mixed_code:
@@ -815,6 +821,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     losses = losses_table(profile, loaded, groups)
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
+    if half:
+        _write_csv(out / "plateau.csv",
+                   plateau_table(runs, runs_table(half), list(runs["model"].drop_duplicates())))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)
