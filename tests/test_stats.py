@@ -19,12 +19,16 @@ def test_combined_interval_by_hand():
     reps = np.array([-1.96, 1.96])  # percentiles at +-1.96 (two replicates, linear quantiles)
     low, high = combined_interval(0.0, np.linspace(-1.96 / 0.95, 1.96 / 0.95, 2001), [])
     assert (low, high) == pytest.approx((-1.96, 1.96), abs=1e-3)
-    # Subject SD 1 and a seed variance 1 at 2 df: t(0.975, 2) * sqrt(2).
+    # Subject half-width 1.96 (known SD 1) and a seed variance 1 at 2 df, in quadrature.
     low, high = combined_interval(0.0, np.linspace(-1.96 / 0.95, 1.96 / 0.95, 2001), [(1.0, 2)])
-    assert high == pytest.approx(4.3027 * np.sqrt(2), rel=1e-3) and low == pytest.approx(-high)
-    # Two equal components at 2 df each: Welch-Satterthwaite gives 4 df.
-    low, high = combined_interval(1.0, reps * 0, [(0.5, 2), (0.5, 2)])
-    assert high - 1.0 == pytest.approx(2.7764, rel=1e-3)
+    assert high == pytest.approx(np.hypot(1.96, 4.3027), rel=1e-3) and low == pytest.approx(-high)
+    # With 40 subjects the subject part takes t(39) and the Bayesian bootstrap's deficit.
+    _, high = combined_interval(0.0, np.linspace(-1.96 / 0.95, 1.96 / 0.95, 2001), [(1.0, 2)],
+                                n_subjects=40)
+    assert high == pytest.approx(np.hypot(2.0227 * np.sqrt(41 / 39), 4.3027), rel=1e-3)
+    # Two seed parts (arms with their own seeds): their variances add, at the smaller df.
+    low, high = combined_interval(1.0, reps * 0, [(0.5, 2), (0.5, 4)])
+    assert high - 1.0 == pytest.approx(4.3027, rel=1e-3)
     assert combined_interval(float("nan"), reps, []) != combined_interval(0.0, reps, [])
 
 
