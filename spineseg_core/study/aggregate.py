@@ -25,6 +25,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
 ``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
+``baseline.csv``              with ``--baseline``: every training-pool subject's mask pasted on
+                              every test subject, its test Dice (:mod:`.baseline`), best first
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
                               and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
@@ -556,10 +558,36 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     io.write_with(path, writer)
 
 
+BASELINE_DATA_FIELDS: tuple[str, ...] = (
+    "data_dir", "phantom_cases", "phantom_size", "phantom_seed", "image_size", "test_dir",
+    "test_cases", "phantom_test_seed", "test_fraction", "seed", "fold", "k_folds", "max_cases",
+    "skip_bad")
+"""The parameters of a run that fix its data (what :func:`baseline_table` reads)."""
+
+
+def baseline_table(run: LoadedRun) -> pd.DataFrame:
+    """``baseline.csv`` (:mod:`spineseg_core.study.baseline`) for the data of ``run``: its
+    training pool pasted on its test set, at its grid."""
+    from spineseg_core.study.baseline import baseline_from_config
+    from spineseg_core.training.config import resolve_config
+
+    params = run.params
+    try:
+        cfg = resolve_config(params.get("profile"), model="unet",
+                             **{k: params[k] for k in BASELINE_DATA_FIELDS if k in params})
+    except ConfigError as exc:
+        raise DataError(run.path / "params.json", f"cannot rebuild the runs' data for the "
+                                                   f"baseline: {exc}") from None
+    return baseline_from_config(cfg)
+
+
 def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
-              n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False
-              ) -> dict[str, Any]:
+              n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False,
+              baseline: bool = False) -> dict[str, Any]:
     """Aggregate every finished run of ``profile``; returns the bundle written.
+
+    With ``baseline`` the no-learning baseline of the runs' test set is scored into
+    ``baseline.csv`` (:func:`baseline_table`; it reads the runs' data).
 
     Raises :class:`DataError` when the profile has no finished run, and :class:`ConfigError`,
     before writing anything, when its runs (loss-comparison groups included) carry more than
@@ -620,6 +648,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     losses = losses_table(profile, loaded, groups)
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
+    if baseline:
+        _write_csv(out / "baseline.csv", baseline_table(loaded[0]))
     if half:
         _write_csv(out / "plateau.csv",
                    plateau_table(runs, runs_table(half), list(runs["model"].drop_duplicates())))
