@@ -175,12 +175,13 @@ at batch 4, i.e. 120 x 435 optimiser steps."""
 PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
     Profile.SMOKE: dict(phantom_cases=6, phantom_size=64, image_size=64, epochs=1,
                         batch_size=4, max_train_slices_per_epoch=32, hd95=False, test_cases=3),
-    # The study's miniature for a 2-core CPU: 40 phantom cases (32 train / 8 validation)
-    # written at 256 px (1.2 mm), resampled to 128 px (2.4 mm), training slices cropped to a
-    # random 64 px band around the spine; 40 fresh test cases. One budget for every model
-    # (CONTRIBUTING, "Equal budgets"), in optimiser steps with a cosine decay to the budget.
-    # CPU_STEPS is provisional (see its docstring).
-    Profile.CPU: dict(phantom_cases=40, phantom_size=256, image_size=128, crop_width=0.5,
+    # The study's miniature for a 2-core CPU: 80 phantom cases (64 train / 16 validation, so
+    # that validation holds the rare levels: study.validation) written at 256 px (1.2 mm),
+    # resampled to 128 px (2.4 mm), training slices cropped to a random 64 px band around the
+    # spine; 40 fresh test cases. One budget for every model (CONTRIBUTING, "Equal budgets"),
+    # in optimiser steps with a cosine decay to the budget: a larger pool costs evaluation
+    # time only. CPU_STEPS is provisional (see its docstring).
+    Profile.CPU: dict(phantom_cases=80, phantom_size=256, image_size=128, crop_width=0.5,
                       epochs=6, steps=CPU_STEPS, batch_size=4, scheduler="cosine"),
     Profile.PAPER: dict(phantom_cases=200, phantom_size=880, image_size=880, epochs=120,
                         steps=PAPER_STEPS, batch_size=4, scheduler="cosine"),
