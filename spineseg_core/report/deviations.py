@@ -100,7 +100,30 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
                   "slices only", "focuses the small grid on the spine; evaluation never uses "
                   "the reference mask"),
     ]
-    return rows + [budget_deviation()] + exception_deviations() + backbone_deviations()
+    return (rows + [budget_deviation(), stride_deviation()] + exception_deviations()
+            + backbone_deviations())
+
+
+def stride_deviation() -> Deviation:
+    """The one output-stride rule for every dilatable encoder (:mod:`spineseg_core.models.stride`),
+    with the strides it gives on the cpu profile's grid."""
+    from spineseg_core.models import list_models, model_info
+    from spineseg_core.models.stride import MIN_MAP_PX, stride_table
+    from spineseg_core.training.config import Profile, resolve_config
+
+    cpu = resolve_config(Profile.CPU)
+    table = stride_table(list_models(), cpu.image_size, cpu.crop_width)
+    paper = ", ".join(f"{model_info(r['model']).display_name} {r['default']}" for r in table)
+    ours = ", ".join(f"{model_info(r['model']).display_name} {r['stride']}" for r in table)
+    return Deviation(
+        "Output stride of the dilatable encoders", f"each model's own ({paper})",
+        f"one rule for every model that takes an output stride: its own stride unless its "
+        f"deepest map would be narrower than k px on the training input's short side, then the "
+        f"coarsest stride that keeps k px; on the cpu profile with k = {MIN_MAP_PX} "
+        f"(provisional, chosen on validation runs by scripts/stride_runs.sh): {ours}",
+        "on a 128 px grid trained on a 64 px band a stride-32 encoder ends on a map 2 px "
+        "across; DANet alone was moved to stride 8 after it failed, Inf-Net at stride 32 was "
+        "never examined: one rule, decided on validation only, treats every encoder alike")
 
 
 def budget_deviation() -> Deviation:
