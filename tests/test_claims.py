@@ -267,15 +267,17 @@ def _loss_results(dice: dict[tuple[str, str], float]) -> StudyResults:
     return StudyResults(main, "cpu", side=side, n_boot=300)
 
 
-def _all_losses(unet=(0.9, 0.8, 0.7, 0.6), miniseg=(0.9, 0.8, 0.7, 0.6)):
+def _all_losses(unet=(0.9, 0.8, 0.7, 0.6), miniseg=(0.9, 0.8, 0.7, 0.6),
+                deeplabv3plus=(0.9, 0.8, 0.7, 0.6)):
     losses = ("dice", "ce", "weighted_ce", "dice_ce")
     return {**{("unet", l): d for l, d in zip(losses, unet)},
-            **{("miniseg", l): d for l, d in zip(losses, miniseg)}}
+            **{("miniseg", l): d for l, d in zip(losses, miniseg)},
+            **{("deeplabv3plus", l): d for l, d in zip(losses, deeplabv3plus)}}
 
 
 def test_dice_loss_holds_and_fails_by_hand():
     holds = dice_loss_is_best(_loss_results(_all_losses()))
-    assert holds.verdict is Verdict.HOLDS and len(holds.comparisons) == 6
+    assert holds.verdict is Verdict.HOLDS and len(holds.comparisons) == 9
     assert (holds.difference, holds.ci_low, holds.ci_high) == pytest.approx((0.1, 0.1, 0.1))
     # MiniSeg trains better with cross-entropy (.9 against .8): one comparison fails
     fails = dice_loss_is_best(_loss_results(_all_losses(miniseg=(0.8, 0.9, 0.7, 0.6))))
@@ -312,7 +314,7 @@ def test_a_dice_loss_that_paints_the_background_wins_no_verdict():
                   loss="dice_ce")
     side = pd.concat([_table({m: d}, seeds=(0, 1), loss=l, group=f"cpu-loss-{l}")
                       for (m, l), d in dice.items() if l != "dice_ce"], ignore_index=True)
-    names = {"unet": "U-Net", "miniseg": "MiniSeg"}
+    names = {"unet": "U-Net", "miniseg": "MiniSeg", "deeplabv3plus": "DeepLabv3+"}
     losses = pd.DataFrame([{"model": m, "display_name": names[m], "loss": l, "seed": s,
                             "bg_recall": 0.99, "absent_fraction": 0.0}
                            for m in names for l in ("dice", "ce", "weighted_ce", "dice_ce")
@@ -449,15 +451,16 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     res = load_results(out, n_boot=50)
     # the loss comparison's runs carry their background check (fake runs: 99.5 % recall)
     assert list(res.losses.query("group == 'cpu-loss-ce'").bg_recall) == [0.995, 0.995]
-    assert set(background_runs(res, "loss").display_name) == {"U-Net, dice loss",
-                                                               "U-Net, ce loss"}
+    assert set(background_runs(res, "loss").display_name) == {
+        "U-Net, dice loss", "U-Net, ce loss", "DeepLabv3+, dice loss", "DeepLabv3+, ce loss"}
     r = res.resolution()
     assert r.sizes == (64, 128) and not r.complete  # two of the five models missing
     claims = check_claims(res)
     assert [c.key for c in claims] == list(RULES)
     assert all(c.verdict is Verdict.UNRESOLVED for c in claims)  # 3 of 12 models, 1 seed
     # the fake main runs trained with the Dice loss: U-Net's comparison is dice (main) - ce
-    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce"]
+    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce",
+                                                        "DeepLabv3+: dice - ce"]
     # better by its interval (fake qualities .95 and .85), but MiniSeg was never trained
     assert 'alone says "holds"' in claims[3].caveats[0]
     assert "MiniSeg with dice" in claims[3].caveats[0]
