@@ -67,7 +67,7 @@ import torch
 from spineseg_core import io
 from spineseg_core.envinfo import processor
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
-from spineseg_core.labels import FOREGROUND, LABELS
+from spineseg_core.labels import LABELS
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
 from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
