@@ -24,7 +24,8 @@ from spineseg_core.report.claims import (RULES, StudyResults, Verdict, backgroun
                                          load_results, paper_margin, seed_counts, study_caveats,
                                          verdict_table)
 from spineseg_core.report.resolution import alt_stride_text, final_map, resolution_check
-from spineseg_core.study.aggregate import aggregate, paired_replicates
+from spineseg_core.study.aggregate import aggregate
+from spineseg_core.study.stats import paired_arms
 
 # (tp, fp, fn) of class 1 with Dice .9, .87, .85, .8, .7, .6, .5
 D = {0.9: (9, 1, 1), 0.87: (87, 13, 13), 0.85: (85, 15, 15), 0.8: (8, 2, 2), 0.7: (7, 3, 3),
@@ -97,19 +98,23 @@ def test_interval_verdict_three_outcomes_and_ties():
     assert {str(v) for v in Verdict} == {"holds", "does not hold", "not resolved at this scale"}
 
 
-def test_paired_replicates_pair_subjects_and_check_arguments():
+def test_paired_arms_pair_subjects_and_check_arguments():
     """Two arms with identical, uneven subjects: each alone has a wide interval, but paired
     their difference is exactly 0 in every replicate."""
+    from spineseg_core.study.stats import contrast_interval
+
     a = [r for c, k in (("a", D[0.9]), ("b", (2, 4, 4))) for r in _rows("m1", k, c)]
     b = [dict(r, model="m2") for r in a]
-    points, reps = paired_replicates(pd.DataFrame(a + b), n_boot=300)
-    assert points["m1"] == points["m2"] == pytest.approx(22 / 32)  # tp 11, fp 5, fn 5
-    assert reps["m1"].max() - reps["m1"].min() > 0.2
-    assert (reps["m1"] == reps["m2"]).all()
+    arms = paired_arms(pd.DataFrame(a + b), n_boot=300)
+    assert arms["m1"].point == arms["m2"].point == pytest.approx(22 / 32)  # tp 11, fp 5, fn 5
+    reps = arms["m1"].subject_reps()
+    assert reps.max() - reps.min() > 0.2
+    assert (reps == arms["m2"].subject_reps()).all()
+    assert contrast_interval(arms, {"m1": 1, "m2": -1}) == (0.0, 0.0, 0.0)
     with pytest.raises(ConfigError, match="n_boot"):
-        paired_replicates(pd.DataFrame(a), n_boot=0)
+        paired_arms(pd.DataFrame(a), n_boot=0)
     with pytest.raises(ConfigError, match="metric"):
-        paired_replicates(pd.DataFrame(a), metric="hd95")
+        paired_arms(pd.DataFrame(a), metric="hd95")
 
 
 # --- claim 1: families ---------------------------------------------------------------------
@@ -203,17 +208,18 @@ def test_deeplab_rank_change_flips_fails():
 
 def test_seed_level_interval_by_hand():
     """DeepLabv3+'s seed 0 scores .8 on every subject, seed 1 scores 1/3 (2, 4, 4); U-Net .5.
-    Only the two seed weights move a replicate: w .8 + (1 - w) / 3 - .5, w uniform."""
+    The subjects add no spread, so the interval is the t interval over DeepLabv3+'s two seeds:
+    the point +- t(0.975, 1 df) * sd / sqrt(2), sd = (.8 - 1/3) / sqrt(2)."""
     rows = ([r for c in CASES for r in _rows("deeplabv3plus", (8, 2, 2), c, 0)]
             + [r for c in CASES for r in _rows("deeplabv3plus", (2, 4, 4), c, 1)]
             + [r for s in (0, 1) for c in CASES for r in _rows("unet", D[0.5], c, s)])
     res = StudyResults(pd.DataFrame(rows), "cpu", variants=_variants(LOW, STABLE),
                        models=("unet", "deeplabv3plus"), n_boot=4000)
     c = RULES["deeplab"](res)
-    g = lambda w: w * 0.8 + (1 - w) / 3 - 0.5  # noqa: E731
+    half = 12.7062 * (0.8 - 1 / 3) / 2
     assert c.difference == pytest.approx((0.8 + 1 / 3) / 2 - 0.5)
-    assert c.ci_low == pytest.approx(g(0.025), abs=0.01)
-    assert c.ci_high == pytest.approx(g(0.975), abs=0.01)
+    assert c.ci_low == pytest.approx(c.difference - half, abs=1e-3)
+    assert c.ci_high == pytest.approx(c.difference + half, abs=1e-3)
     assert c.verdict is Verdict.UNRESOLVED and (c.n_seeds, c.n_subjects) == (2, 3)
 
 
@@ -261,15 +267,17 @@ def _loss_results(dice: dict[tuple[str, str], float]) -> StudyResults:
     return StudyResults(main, "cpu", side=side, n_boot=300)
 
 
-def _all_losses(unet=(0.9, 0.8, 0.7, 0.6), miniseg=(0.9, 0.8, 0.7, 0.6)):
+def _all_losses(unet=(0.9, 0.8, 0.7, 0.6), miniseg=(0.9, 0.8, 0.7, 0.6),
+                deeplabv3plus=(0.9, 0.8, 0.7, 0.6)):
     losses = ("dice", "ce", "weighted_ce", "dice_ce")
     return {**{("unet", l): d for l, d in zip(losses, unet)},
-            **{("miniseg", l): d for l, d in zip(losses, miniseg)}}
+            **{("miniseg", l): d for l, d in zip(losses, miniseg)},
+            **{("deeplabv3plus", l): d for l, d in zip(losses, deeplabv3plus)}}
 
 
 def test_dice_loss_holds_and_fails_by_hand():
     holds = dice_loss_is_best(_loss_results(_all_losses()))
-    assert holds.verdict is Verdict.HOLDS and len(holds.comparisons) == 6
+    assert holds.verdict is Verdict.HOLDS and len(holds.comparisons) == 9
     assert (holds.difference, holds.ci_low, holds.ci_high) == pytest.approx((0.1, 0.1, 0.1))
     # MiniSeg trains better with cross-entropy (.9 against .8): one comparison fails
     fails = dice_loss_is_best(_loss_results(_all_losses(miniseg=(0.8, 0.9, 0.7, 0.6))))
@@ -306,7 +314,7 @@ def test_a_dice_loss_that_paints_the_background_wins_no_verdict():
                   loss="dice_ce")
     side = pd.concat([_table({m: d}, seeds=(0, 1), loss=l, group=f"cpu-loss-{l}")
                       for (m, l), d in dice.items() if l != "dice_ce"], ignore_index=True)
-    names = {"unet": "U-Net", "miniseg": "MiniSeg"}
+    names = {"unet": "U-Net", "miniseg": "MiniSeg", "deeplabv3plus": "DeepLabv3+"}
     losses = pd.DataFrame([{"model": m, "display_name": names[m], "loss": l, "seed": s,
                             "bg_recall": 0.99, "absent_fraction": 0.0}
                            for m in names for l in ("dice", "ce", "weighted_ce", "dice_ce")
@@ -443,15 +451,16 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     res = load_results(out, n_boot=50)
     # the loss comparison's runs carry their background check (fake runs: 99.5 % recall)
     assert list(res.losses.query("group == 'cpu-loss-ce'").bg_recall) == [0.995, 0.995]
-    assert set(background_runs(res, "loss").display_name) == {"U-Net, dice loss",
-                                                               "U-Net, ce loss"}
+    assert set(background_runs(res, "loss").display_name) == {
+        "U-Net, dice loss", "U-Net, ce loss", "DeepLabv3+, dice loss", "DeepLabv3+, ce loss"}
     r = res.resolution()
     assert r.sizes == (64, 128) and not r.complete  # two of the five models missing
     claims = check_claims(res)
     assert [c.key for c in claims] == list(RULES)
     assert all(c.verdict is Verdict.UNRESOLVED for c in claims)  # 3 of 12 models, 1 seed
     # the fake main runs trained with the Dice loss: U-Net's comparison is dice (main) - ce
-    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce"]
+    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce",
+                                                        "DeepLabv3+: dice - ce"]
     # better by its interval (fake qualities .95 and .85), but MiniSeg was never trained
     assert 'alone says "holds"' in claims[3].caveats[0]
     assert "MiniSeg with dice" in claims[3].caveats[0]

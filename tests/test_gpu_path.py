@@ -366,9 +366,9 @@ def test_epoch_loop_reads_the_device_once_per_check(tiny_data, tmp_path, monkeyp
                             lambda self, *a, _real=real, _n=name: reads.append(_n) or
                             _real(self, *a))
     monkeypatch.setattr(torch.Tensor, "__index__", torch.Tensor.__int__)
-    loss = train_mod._train_epoch(step, batches, cfg, 1, check_every=1000)
+    loss, made = train_mod._train_epoch(step, batches, cfg, 1, check_every=1000)
     monkeypatch.undo()
-    assert len(batches) >= 2 and np.isfinite(loss)
+    assert len(batches) >= 2 and np.isfinite(loss) and made == len(batches)
     assert sorted(reads) == ["__float__", "__int__"]  # once at the end, not per step
 
 

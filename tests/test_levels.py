@@ -262,7 +262,7 @@ def test_one_changed_subject_is_not_a_resolved_difference():
     study's Bayesian weights, the one subject alone would exclude 0 (why rates do not take
     them)."""
     from spineseg_core.levels.stats import paired_stages
-    from spineseg_core.study.aggregate import Resampling, subject_weights
+    from spineseg_core.study.stats import Resampling, subject_weights
 
     def frames(changed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         t = _subjects({"unet": [1] * 40}, {"unet": [0] * changed + [1] * (40 - changed)},

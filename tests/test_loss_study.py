@@ -67,3 +67,34 @@ def test_variants_table_for_the_book():
     assert shown.loc[shown["loss"] == "cross-entropy", "sane"].item() == "yes"
     assert shown["worst val. bg recall, 2nd half"].iloc[0] == 50.0
     assert shown["sane"].tolist().count("yes") == 1
+
+
+def test_select_loss_over_several_models_by_hand():
+    import pandas as pd
+
+    from spineseg_core.study.loss_study import LOSS_MODELS, select_loss
+
+    assert LOSS_MODELS == ("unet", "miniseg", "deeplabv3plus")
+    val = {"dice_ce": (0.74, 0.15, 0.60), "weighted_ce": (0.72, 0.36, 0.58),
+           "dice": (0.70, 0.40, 0.50), "ce": (0.73, 0.10, 0.59)}
+    rows = [dict(model=m, loss=loss, seed=s, val_dice=d + 0.01 * s, test_dice=0.99)
+            for loss, ds in val.items() for m, d in zip(LOSS_MODELS, ds) for s in (0, 1)]
+    runs = pd.DataFrame(rows)
+    chosen, reason, table = select_loss(runs)
+    # means: weighted_ce .5533, dice .5333, dice_ce .4967, ce .4733 (+ .005 seed mean each)
+    assert chosen == "weighted_ce" and "highest mean" in reason
+    assert table["loss"].tolist() == ["weighted_ce", "dice", "dice_ce", "ce"]
+    assert table["val_dice"].iloc[0] == pytest.approx((0.72 + 0.36 + 0.58) / 3 + 0.005)
+    # Within a point of the best, the paper's Dice wins the tie.
+    tie = runs.assign(val_dice=runs["val_dice"].where(runs["loss"] != "dice",
+                                                      runs["val_dice"] + 0.015))
+    chosen, reason, _ = select_loss(tie)
+    assert chosen == "dice" and "within 1 point" in reason
+    # A loss not run for every model does not compete.
+    partial = runs[~((runs["loss"] == "weighted_ce") & (runs["model"] == "deeplabv3plus"))]
+    chosen, _, table = select_loss(partial)
+    assert chosen == "dice" and not table.set_index("loss").loc["weighted_ce", "eligible"]
+    with pytest.raises(ValueError, match="no loss was run for every model"):
+        select_loss(runs[runs["model"] == "unet"])
+    with pytest.raises(ValueError, match=r"lack the columns \['val_dice'\]"):
+        select_loss(runs.drop(columns="val_dice"))

@@ -123,8 +123,14 @@ def test_budget_exceptions_name_what_differs_from_the_profile():
 
     params = resolve_config("cpu", model="unet").to_dict()
     assert budget_exceptions(params) == []
-    params.update(epochs=24, amp=False)
-    assert budget_exceptions(params) == ["epochs=24 (profile: 6)", "amp=False (profile: True)"]
+    params.update(epochs=24, amp=False)  # epochs are not read under a step budget
+    assert budget_exceptions(params) == ["amp=False (profile: True)"]
+    params.update(steps=5880)
+    assert budget_exceptions(params) == ["steps=5880 (profile: 2940)", "amp=False (profile: True)"]
+    old = {**params, "epochs": 6, "scheduler": "constant"}  # a record of the epoch budget
+    del old["steps"], old["warmup_steps"]
+    assert budget_exceptions(old) == ["scheduler='constant' (profile: 'cosine')",
+                                      "amp=False (profile: True)"]
     assert budget_exceptions({"profile": "laptop"}) == ["profile='laptop' (not a known profile)"]
     # A model's own budget exception (training.budgets) is listed against the profile too.
     mini = resolve_config("paper", model="miniseg", phantom=True).to_dict()

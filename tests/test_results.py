@@ -13,8 +13,8 @@ import pytest
 from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.aggregate import (aggregate, bootstrap_ci, convergence_table, find_runs,
-                                    seed_subject_counts, subject_counts)
+from spineseg_core.study.aggregate import aggregate, convergence_table, find_runs
+from spineseg_core.study.stats import bootstrap_ci, seed_subject_counts, subject_counts
 
 EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
             "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "groups_per_case.csv",
@@ -157,16 +157,23 @@ def test_bootstrap_a_repeated_seed_adds_no_width():
 
 
 def test_bootstrap_seed_level_by_hand():
-    """Within each seed its two subjects are identical, so only the seeds' weights move a
-    replicate: w * .8 + (1 - w) / 3 with w uniform (two Exp(1) weights)."""
+    """Within each seed its two subjects are identical, so only the seeds move the interval:
+    the t interval over two seeds, point +- t(0.975, 1 df) * (.8 - 1/3) / 2, clipped to
+    [0, 1]; three seeds .8, .75, .78 give t(0.975, 2 df) * sd / sqrt(3)."""
     rows = (_case_rows("a", 8, 2, 2, seed=0) + _case_rows("b", 8, 2, 2, seed=0)
             + _case_rows("a", 2, 4, 4, seed=1) + _case_rows("b", 2, 4, 4, seed=1))
     seeds, cases, counts = seed_subject_counts(pd.DataFrame(rows))
     assert seeds == [0, 1] and cases == ["a", "b"] and counts.shape == (2, 2, 19, 4)
     point, low, high = bootstrap_ci(pd.DataFrame(rows), n_boot=4000, seed=3)["dice"]
     assert point == pytest.approx((0.8 + 1 / 3) / 2)
-    assert low == pytest.approx(1 / 3 + 0.025 * (0.8 - 1 / 3), abs=0.01)
-    assert high == pytest.approx(1 / 3 + 0.975 * (0.8 - 1 / 3), abs=0.01)
+    assert (low, high) == (0.0, 1.0)  # 0.567 +- 2.96
+    rows3 = [r for seed, k in enumerate(((8, 2, 2), (6, 2, 2), (7, 2, 2))) for c in "ab"
+             for r in _case_rows(c, *k, seed=seed)]
+    point, low, high = bootstrap_ci(pd.DataFrame(rows3), n_boot=400, seed=3)["dice"]
+    values = np.array([0.8, 12 / 16, 14 / 18])
+    half = 4.3027 * values.std(ddof=1) / np.sqrt(3)
+    assert point == pytest.approx(values.mean())
+    assert (low, high) == pytest.approx((point - half, point + half), abs=1e-4)
 
 
 def test_bootstrap_subjects_of_different_folds_pool_within_their_seed():

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-mixed-code", action="store_true",
                         help="bundle runs made by different versions of the code (different "
                              "source fingerprints); refused by default")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also score the no-learning baseline (a training subject's mask "
+                             "pasted on every test subject) into baseline.csv; needs the "
+                             "runs' data (the phantom is generated into the cache if absent)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n_boot < 1:
         raise ConfigError(f"--n-boot: expected a positive number of resamples, got {args.n_boot}")
     bundle = aggregate(args.profile, args.runs_dir, out, n_boot=args.n_boot, seed=args.seed,
-                       allow_mixed_code=args.allow_mixed_code)
+                       allow_mixed_code=args.allow_mixed_code, baseline=args.baseline)
     print(f"{out}: {bundle['n_runs']} runs of {len(bundle['models'])} models, "
           f"{len(bundle['files'])} files, bundle sha256 {bundle['bundle_sha256']}, "
           f"code {describe(bundle['source_fingerprints'])}")

@@ -26,12 +26,14 @@ HELP = ("the main job: phantom, check, study, hard cases, efficiency, bench, agg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spineseg_core.study.loss_study import LOSS_MODELS
+
     parser.add_argument("--profile", default="cpu", help="training profile (default: cpu)")
     parser.add_argument("--models", nargs="+", metavar="MODEL", help="default: all twelve")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
     parser.add_argument("--data-dir", type=Path,
                         help="real data (MRSpineSeg or SPIDER layout); default: the phantom")
-    parser.add_argument("--loss-models", nargs="*", default=["unet", "miniseg"],
+    parser.add_argument("--loss-models", nargs="*", default=list(LOSS_MODELS),
                         metavar="MODEL", help="models also trained with every loss other than "
                         "the default, for the loss chapter (none: skip)")
     parser.add_argument("--context-models", nargs="*", default=[], metavar="MODEL",

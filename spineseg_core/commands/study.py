@@ -104,6 +104,11 @@ def _resolver(extra: dict):
     return resolve
 
 
+def epoch_target(cfg) -> int | None:
+    """A run's epoch target for the plan: its ``epochs``, or ``None`` under a step budget."""
+    return cfg.epochs if cfg.steps is None else None
+
+
 def _validate(plan, extra: dict, notebook: Path) -> None:
     """Check the notebook parameters now, so a bad value is one error line here rather than
     a failed notebook per run (the configurations were resolved by the plan)."""
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         extra["data_dir"] = str(Path(extra["data_dir"]).resolve())
     resolve = _resolver(extra)
     plan = plan_study(args.profile, models, args.seeds, args.folds, args.runs_dir, args.losses,
-                      epochs_of=lambda spec: resolve(spec).epochs, variant=args.variant,
+                      epochs_of=lambda spec: epoch_target(resolve(spec)), variant=args.variant,
                       records_dir=args.records_dir)
     _validate(plan, extra, args.notebook)
     slurm = None

@@ -1,9 +1,9 @@
 """Rates and Dice with intervals over seeds and subjects: the study's bootstrap, reused.
 
-The study's hierarchical Bayesian bootstrap (:func:`spineseg_core.study.aggregate.bootstrap_ci`,
-its pieces :func:`~spineseg_core.study.aggregate.seed_subject_counts`,
-:func:`~spineseg_core.study.aggregate.subject_weights` and
-:func:`~spineseg_core.study.aggregate.weighted_replicates`) works on per-subject counts
+The study's hierarchical Bayesian bootstrap (:func:`spineseg_core.study.stats.bootstrap_ci`,
+its pieces :func:`~spineseg_core.study.stats.seed_subject_counts`,
+:func:`~spineseg_core.study.stats.subject_weights` and
+:func:`~spineseg_core.study.stats.weighted_replicates`) works on per-subject counts
 ``tp, fp, fn, tn`` per class. A rate is a recall of counts: successes as ``tp``, failures as
 ``fn``. So an identification rate is the recall of "levels named right" (:func:`rate_frame`),
 the all-levels-right rate the recall of "subjects with every level right", and both get the
@@ -32,8 +32,8 @@ import pandas as pd
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.levels.anatomy import SACRUM
-from spineseg_core.study.aggregate import (Resampling, bootstrap_ci, seed_subject_counts,
-                                           subject_weights, weighted_replicates)
+from spineseg_core.study.stats import (Resampling, bootstrap_ci, seed_subject_counts,
+                                       subject_weights, weighted_replicates)
 
 LEVEL = 0.95
 """Coverage of every interval (as the claims chapter's)."""
@@ -116,5 +116,5 @@ def stage_intervals(before: pd.DataFrame, after: pd.DataFrame, metric: str = "re
 
 def rate_interval(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Interval:
     """(point, low, high) of the rate of one :func:`rate_frame`
-    (:func:`~spineseg_core.study.aggregate.bootstrap_ci`'s recall)."""
+    (:func:`~spineseg_core.study.stats.bootstrap_ci`'s recall)."""
     return bootstrap_ci(frame, n_boot, seed, LEVEL, RATES)["recall"]

@@ -13,7 +13,7 @@ seeds); the headline is its mean over the models, since the question is about th
 one model. **The interval.** Replicates of the study's bootstrap: one set of subject weights for
 every model and both stages (all are scored on the same subjects), and per model one set of
 seed weights shared by its two stages (the same runs); a model's seeds are weighted
-independently of another's, as in :func:`spineseg_core.study.aggregate.paired_replicates`.
+independently of another's, as in :func:`spineseg_core.study.stats.paired_arms`.
 Each model's own comparison, with its own verdict, is kept as evidence.
 """
 
@@ -27,7 +27,7 @@ import pandas as pd
 from spineseg_core.levels.stats import LEVEL, RATES, paired_stages, rate_frame
 from spineseg_core.levels.study import display_name, model_order
 from spineseg_core.report.claims import Claim, Comparison, Verdict, interval_verdict
-from spineseg_core.study.aggregate import subject_weights
+from spineseg_core.study.stats import subject_weights
 
 KEY = "relabel"
 STATEMENT = "Relabelling from the sacrum improves the all-levels-right rate"

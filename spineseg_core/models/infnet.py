@@ -26,6 +26,12 @@ reference's test script does.
 **Input size.** Every resize inside the network goes to the size of the feature it meets, so
 any input size works without padding (``pad_multiple=1``); at 880 px the stage sizes are
 440, 220, 110, 55 and 28.
+
+**Output stride.** The reference's encoder is undilated (stride 32, the default here);
+``output_stride=16`` or ``8`` dilates the last one or two Res2Net stages instead of striding
+them (as DANet's and PSANet's encoders do), so the reverse-attention branches of stages 3 and 4
+work at stride 16 or 8: the study's one stride rule for every encoder
+(:mod:`spineseg_core.models.stride`) needs the option on a small grid.
 """
 
 from __future__ import annotations
@@ -124,12 +130,13 @@ class ReverseAttention(nn.Module):
 class InfNet(nn.Module):
     """Inf-Net with a Res2Net-101 v1b encoder; see the module docstring for the 20-class choices."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 20, channel: int = 32) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 20, channel: int = 32,
+                 output_stride: int = 32) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"Inf-Net here needs num_classes >= 2 (background + classes), "
                              f"got {num_classes}")
-        self.backbone = res2net101_v1b(in_channels=in_channels, output_stride=32)
+        self.backbone = res2net101_v1b(in_channels=in_channels, output_stride=output_stride)
         self.rfb2, self.rfb3, self.rfb4 = RFB(512, channel), RFB(1024, channel), RFB(2048, channel)
         self.decoder = PartialDecoder(channel, num_classes)
         self.ra4 = ReverseAttention(2048, 256, kernel=5, n_convs=3, num_classes=num_classes)

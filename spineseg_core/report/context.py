@@ -34,7 +34,7 @@ from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
                                           interval_verdict, scale_reasons, seed_counts,
                                           study_caveats)
-from spineseg_core.study.aggregate import Resampling
+from spineseg_core.study.stats import Resampling
 
 STUDY = "context"
 """The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
@@ -86,7 +86,7 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
                    resampling: Resampling = Resampling.BAYESIAN) -> list[Claim]:
     """One claim per context model of ``models`` against its baseline, from ``frame``: the
     per-subject counts of each ``model`` (``model, seed, case_id, class_value, tp, fp, fn,
-    tn``) of which ``metric`` is taken (:func:`spineseg_core.study.aggregate.paired_replicates`).
+    tn``) of which ``metric`` is taken (:func:`spineseg_core.study.stats.paired_arms`).
     ``statement`` and ``lacking_text`` are formats of ``{model}``/``{base}`` and ``{name}``.
     A verdict of either side whose model or baseline is still on the steep part of its
     learning curve (``convergence``: the group's ``context_convergence.csv``) is "not resolved

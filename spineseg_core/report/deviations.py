@@ -100,7 +100,48 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
                   "slices only", "focuses the small grid on the spine; evaluation never uses "
                   "the reference mask"),
     ]
-    return rows + exception_deviations() + backbone_deviations()
+    return (rows + [budget_deviation(), stride_deviation()] + exception_deviations()
+            + backbone_deviations())
+
+
+def stride_deviation() -> Deviation:
+    """The one output-stride rule for every dilatable encoder (:mod:`spineseg_core.models.stride`),
+    with the strides it gives on the cpu profile's grid."""
+    from spineseg_core.models import list_models, model_info
+    from spineseg_core.models.stride import MIN_MAP_PX, stride_table
+    from spineseg_core.training.config import Profile, resolve_config
+
+    cpu = resolve_config(Profile.CPU)
+    table = stride_table(list_models(), cpu.image_size, cpu.crop_width)
+    paper = ", ".join(f"{model_info(r['model']).display_name} {r['default']}" for r in table)
+    ours = ", ".join(f"{model_info(r['model']).display_name} {r['stride']}" for r in table)
+    return Deviation(
+        "Output stride of the dilatable encoders", f"each model's own ({paper})",
+        f"one rule for every model that takes an output stride: its own stride unless its "
+        f"deepest map would be narrower than k px on the training input's short side, then the "
+        f"coarsest stride that keeps k px; on the cpu profile with k = {MIN_MAP_PX} "
+        f"(provisional, chosen on validation runs by scripts/stride_runs.sh): {ours}",
+        "on a 128 px grid trained on a 64 px band a stride-32 encoder ends on a map 2 px "
+        "across; DANet alone was moved to stride 8 after it failed, Inf-Net at stride 32 was "
+        "never examined: one rule, decided on validation only, treats every encoder alike")
+
+
+def budget_deviation() -> Deviation:
+    """The protocol's budget: optimiser steps, the same for every model, with a schedule that
+    ends at the budget (values from :mod:`spineseg_core.training.config`)."""
+    from spineseg_core.training.config import CPU_STEPS, PAPER_STEPS
+
+    return Deviation(
+        "Budget and learning-rate schedule",
+        "about 120 epochs (its Figure 19); Adam at 5e-4, no schedule stated",
+        f"the same number of optimiser steps for every model, 2D, 2.5D and 3D alike "
+        f"({CPU_STEPS} on the cpu profile, provisional until the budget seed; {PAPER_STEPS} on "
+        "the paper profile), Adam from 5e-4 with a cosine decay to 0 at the budget, stepped "
+        "per optimiser step",
+        "a model's batch item differs (a slice, a stack, a volume), so equal epochs gave the "
+        "3D U-Net a third of the 2D models' steps; a rate that ends at the budget makes every "
+        "run a complete one, so runs at B and B/2 can be compared to tell a plateau from "
+        "under-training (a flat tail under a decaying rate proves nothing)")
 
 
 def exception_deviations() -> list[Deviation]:

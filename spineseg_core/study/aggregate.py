@@ -25,6 +25,10 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
 ``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
+``baseline.csv``              with ``--baseline``: every training-pool subject's mask pasted on
+                              every test subject, its test Dice (:mod:`.baseline`), best first
+``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
+                              and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
                               input kind and slices, seed, test metrics, fingerprint
 ``context_per_case.csv``      their per-subject counts, for paired comparisons
@@ -33,7 +37,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
 
-``losses.csv``, ``variants.csv`` and ``groups_per_case.csv`` exist only when such groups do.
+``losses.csv``, ``variants.csv``, ``groups_per_case.csv`` and ``plateau.csv`` exist only when
+such groups do.
 All the runs of a bundle (side groups included) must come from one version of the code (one
 source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
 otherwise. A *separate study* (:data:`SEPARATE_STUDIES`: the context study) is the exception that
@@ -52,7 +57,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +67,17 @@ import torch
 from spineseg_core import io
 from spineseg_core.envinfo import processor
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
-from spineseg_core.labels import FOREGROUND, LABELS
+from spineseg_core.labels import LABELS
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
+from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
+from spineseg_core.study.stats import COUNT_COLUMNS, METRICS, bootstrap_ci
 from spineseg_core.training.run_folder import RunFolder, find_runs
 from spineseg_core.training.config import budget_exceptions
-
-METRICS: tuple[str, ...] = ("dice", "miou", "fnr", "fpr", "recall")
-"""The paper's Table 1 metrics, fractions in [0, 1]."""
 
 SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 """Metrics of ``metrics.json`` summarised per model (mean and std over runs)."""
 
-_SCORE_OF = {"dice": "dice", "miou": "iou", "fnr": "fnr", "fpr": "fpr", "recall": "recall"}
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
 BUNDLE = "bundle.json"
 
@@ -173,203 +175,6 @@ def runs_table(runs: Sequence[LoadedRun], root: Path | None = None) -> pd.DataFr
     df["_order"] = df["model"].map(lambda m: order.get(m, len(order)))
     df = df.sort_values(["_order", "model", "seed", "fold"], kind="stable", ignore_index=True)
     return df.drop(columns="_order")
-
-
-def pooled_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Table 1 metrics from pooled counts ``(..., 19, 4)`` (tp, fp, fn, tn), mean over classes.
-
-    Uses :func:`spineseg_core.metrics.scores`, so absent classes are skipped exactly as in the
-    runs' own ``metrics.json``.
-    """
-    from spineseg_core.metrics import Counts, scores
-
-    t = torch.as_tensor(counts, dtype=torch.float64)
-    s = scores(Counts(t[..., 0], t[..., 1], t[..., 2], t[..., 3]))
-    return {m: torch.nanmean(s[_SCORE_OF[m]], dim=-1).numpy() for m in METRICS}
-
-
-COUNT_COLUMNS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
-
-
-class Resampling(StrEnum):
-    """How a bootstrap replicate weighs the subjects."""
-
-    BAYESIAN = "bayesian"
-    """i.i.d. Exp(1) weights (Rubin 1981): every subject in every replicate. The study's
-    default, for metrics over classes (why: :func:`bootstrap_ci`)."""
-    MULTINOMIAL = "multinomial"
-    """Efron's counts: as many draws with replacement as there are subjects, so a replicate
-    may leave a subject out. For a rate of subjects or levels (one class, so nothing can drop
-    out of a mean): with positive weights, a difference that rests on a single subject that
-    changed has every replicate on that subject's side, so its interval excludes 0 however
-    few subjects changed. Left out in about a third of the replicates, one changed subject
-    gives an interval that includes 0, as it should."""
-
-
-def seed_subject_counts(per_case: pd.DataFrame, cases: Sequence[str] | None = None
-                        ) -> tuple[list[int], list[str], np.ndarray]:
-    """One model's counts per seed and evaluated subject, ``(n_seeds, n_subjects, 19, 4)``.
-
-    The evaluated subjects are the ``case_id`` values of ``per_case`` (validation or test
-    subjects, whichever the runs scored). A subject's counts are summed over the runs of a
-    seed that evaluated it (one fold under cross-validation; every fold when all of them score
-    one test set) and are zero where the seed did not evaluate it. A table without a ``seed``
-    column is one seed (0). ``cases`` fixes the subjects and their order (zero counts for one
-    the table lacks: several models set side by side). Returns the seeds, the subjects and the
-    counts.
-    """
-    fg = per_case[per_case["class_value"].isin(FOREGROUND)]
-    if "seed" not in fg:
-        fg = fg.assign(seed=0)
-    fg = fg.assign(case_id=fg["case_id"].astype(str))
-    grouped = fg.groupby(["seed", "case_id", "class_value"])[list(COUNT_COLUMNS)].sum()
-    seeds = sorted(grouped.index.get_level_values(0).unique())
-    if cases is None:
-        cases = sorted(grouped.index.get_level_values(1).unique(), key=str)
-    full = pd.MultiIndex.from_product([seeds, cases, list(FOREGROUND)], names=grouped.index.names)
-    arr = grouped.reindex(full, fill_value=0).to_numpy(np.int64)
-    shape = (len(seeds), len(cases), len(FOREGROUND), len(COUNT_COLUMNS))
-    return [int(s) for s in seeds], [str(c) for c in cases], arr.reshape(shape)
-
-
-def subject_counts(per_case: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Counts per evaluated subject ``(n_subjects, 19, 4)``, summed over the subject's runs."""
-    _, cases, counts = seed_subject_counts(per_case)
-    return cases, counts.sum(axis=0)
-
-
-def bootstrap_ci(per_case: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95, resampling: Resampling = Resampling.BAYESIAN
-                 ) -> dict[str, tuple[float, float, float]]:
-    """Point estimate and hierarchical bootstrap interval of each Table 1 metric of one model.
-
-    **Point estimate.** Per seed, the metric of the counts pooled over the subjects that seed
-    evaluated (mean over the classes evaluated there, as in the runs' ``metrics.json``); then
-    the mean over seeds. With one fold per seed this is the mean over runs of ``metrics.json``.
-
-    **Replicates** (``n_boot``, generator seeded with ``seed``). Both levels are resampled:
-    every evaluated subject gets a random weight, the same in every seed that evaluated it (a
-    subject hard for one seed is hard for all, so its draw is shared; subjects that only one
-    seed evaluated get independent draws, i.e. a nested resampling), and every seed gets a
-    random weight. A replicate computes each seed's metric from its subjects' weighted counts,
-    then averages those with the seeds' weights. The interval is the ``level`` percentile
-    interval of the replicates. One seed: a bootstrap over subjects only.
-
-    **Why Bayesian weights** (Rubin 1981: i.i.d. Exp(1) weights, i.e. Dirichlet(1, ..., 1) once
-    normalised, in place of the plain bootstrap's multinomial counts). A multinomial draw
-    leaves about a third of the subjects out; a class evaluated only in those (a rare level,
-    or a level the model predicts in a few subjects that lack it) then drops out of the
-    replicate's mean over classes, which changes that mean's denominator. Such classes score
-    low, so those replicates jump above the estimate and the interval is pushed away from it,
-    up to missing it. Positive weights keep every subject, hence every class of the estimate,
-    in every replicate.
-
-    A rate framed as counts of one class (:func:`spineseg_core.levels.stats.rate_frame`)
-    takes ``resampling=MULTINOMIAL`` instead (:class:`Resampling` says why).
-
-    Hand-written: ``scipy.stats.bootstrap`` resamples one level of independent observations
-    and has no weights. Returns ``{metric: (point, low, high)}``, all NaN without subjects.
-    """
-    if n_boot < 1:
-        raise ConfigError(f"n_boot: expected a positive number of resamples, got {n_boot}")
-    if not 0 < level < 1:
-        raise ConfigError(f"level: expected a coverage between 0 and 1, got {level}")
-    _, _, counts = seed_subject_counts(per_case)
-    nan3 = (float("nan"),) * 3
-    if counts.shape[1] == 0:
-        return {m: nan3 for m in METRICS}
-    rng = np.random.default_rng(seed)
-    # Subjects first: a run repeated under another seed then adds no width (tests rely on it).
-    subject_w = subject_weights(rng, n_boot, counts.shape[1], resampling)
-    alpha = (1 - level) / 2
-    out = {}
-    for m, (point, boot) in weighted_replicates(counts, subject_w, rng).items():
-        if np.isnan(point):
-            out[m] = nan3
-            continue
-        low, high = np.quantile(boot, [alpha, 1 - alpha])
-        out[m] = (point, float(low), float(high))
-    return out
-
-
-def subject_weights(rng: np.random.Generator, n_boot: int, n_subjects: int,
-                    resampling: Resampling = Resampling.BAYESIAN) -> np.ndarray:
-    """Bootstrap weights of the subjects, ``(n_boot, n_subjects)``: i.i.d. Exp(1) or
-    multinomial counts (:class:`Resampling`).
-
-    The metrics are ratios, so a replicate's weights may be rescaled freely; dividing by the
-    smallest keeps every nonzero weighted count >= 1, as metrics.scores expects of counts (it
-    clamps denominators to 1, which would bend ratios of counts below 1). Counts are whole
-    already."""
-    if Resampling(resampling) is Resampling.MULTINOMIAL:
-        if n_subjects == 0:
-            return np.zeros((n_boot, 0))
-        return rng.multinomial(n_subjects, np.full(n_subjects, 1 / n_subjects),
-                               size=n_boot).astype(float)
-    w = rng.standard_exponential((n_boot, n_subjects))
-    return w / w.min(axis=1, keepdims=True)
-
-
-def weighted_replicates(counts: np.ndarray, subject_w: np.ndarray, rng: np.random.Generator,
-                        metrics: Sequence[str] = METRICS
-                        ) -> dict[str, tuple[float, np.ndarray]]:
-    """Point estimate and replicates of each metric of one model (see :func:`bootstrap_ci`).
-
-    ``counts`` are its ``(n_seeds, n_subjects, 19, 4)`` counts (:func:`seed_subject_counts`),
-    ``subject_w`` the subjects' weights ``(n_boot, n_subjects)`` (:func:`subject_weights`;
-    shared by every model of a paired comparison); the seeds' weights are drawn here from
-    ``rng`` (none for one seed). Returns ``{metric: (point, replicates (n_boot,))}``; NaN and
-    an array of NaN for a metric no seed scored."""
-    n_boot = subject_w.shape[0]
-    n_seeds = counts.shape[0]
-    seed_w = rng.standard_exponential((n_boot, n_seeds)) if n_seeds > 1 else np.ones((n_boot, 1))
-    per_seed_point = pooled_scores(counts.sum(axis=1))  # {m: (S,)}
-    per_seed_boot = pooled_scores(np.einsum("bn,snck->bsck", subject_w, counts.astype(float)))
-    out = {}
-    for m in metrics:
-        scored = np.isfinite(per_seed_point[m])  # a seed with no class scored for m
-        if not scored.any():
-            out[m] = (float("nan"), np.full(n_boot, np.nan))
-            continue
-        w = seed_w[:, scored]
-        boot = (w * per_seed_boot[m][:, scored]).sum(axis=1) / w.sum(axis=1)
-        out[m] = (float(per_seed_point[m][scored].mean()), boot)
-    return out
-
-
-def paired_replicates(per_case: pd.DataFrame, arms: Sequence[str] = ("model",),
-                      metric: str = "dice", n_boot: int = 1000, seed: int = 0,
-                      resampling: Resampling = Resampling.BAYESIAN
-                      ) -> tuple[pd.Series, pd.DataFrame]:
-    """The bootstrap of :func:`bootstrap_ci` for several models (or model x loss...) at once,
-    paired on subjects, so that a difference between two of them has an interval.
-
-    ``per_case`` stacks the per-subject counts of every arm (one arm per distinct value of the
-    ``arms`` columns) with ``seed, case_id, class_value, tp, fp, fn, tn``. All arms are scored
-    on one test set, so a subject gets one weight per replicate, the same in every arm (a
-    subject hard for one model is hard for all: the pairing removes that shared part of the
-    spread from a difference); an arm without a subject has zero counts there. Each arm's seeds
-    get their own weights: a seed trains every model from a different start, so nothing pairs
-    seed ``s`` of one model with seed ``s`` of another. Returns the point estimates (a Series
-    indexed by arm) and the replicates (``n_boot`` rows, one column per arm); a one-column
-    ``arms`` gives plain labels, several give tuples.
-    """
-    if n_boot < 1:
-        raise ConfigError(f"n_boot: expected a positive number of resamples, got {n_boot}")
-    if metric not in METRICS:
-        raise ConfigError(f"metric: expected one of {', '.join(METRICS)}, got {metric!r}")
-    arms = list(arms)
-    cases = sorted(per_case["case_id"].astype(str).unique())
-    rng = np.random.default_rng(seed)
-    subject_w = subject_weights(rng, n_boot, len(cases), resampling)
-    points, reps = {}, {}
-    key = arms[0] if len(arms) == 1 else arms
-    for arm, grp in per_case.groupby(key, sort=True):
-        _, _, counts = seed_subject_counts(grp, cases)
-        points[arm], reps[arm] = weighted_replicates(counts, subject_w, rng, (metric,))[metric]
-    return pd.Series(points, dtype=float), pd.DataFrame(reps)
-
-
 
 
 def models_table(runs: pd.DataFrame, per_case: pd.DataFrame, n_boot: int = 1000,
@@ -581,9 +386,10 @@ baselines and its own code version, and is aggregated apart (:func:`separate_stu
 def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
     ``cpu-os32``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
-    hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` are not variants), by group."""
+    hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` and the half-budget group
+    ``<profile>-half`` of :mod:`.plateau` are not variants), by group."""
     groups = {}
-    separate = {f"{profile}-{name}" for name in SEPARATE_STUDIES}
+    separate = {f"{profile}-{name}" for name in (*SEPARATE_STUDIES, HALF_VARIANT)}
     for g in sorted(runs_dir.glob(f"{profile}-*")):
         if (g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate
                 and not is_hard_group(g.name)):
@@ -752,10 +558,36 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     io.write_with(path, writer)
 
 
+BASELINE_DATA_FIELDS: tuple[str, ...] = (
+    "data_dir", "phantom_cases", "phantom_size", "phantom_seed", "image_size", "test_dir",
+    "test_cases", "phantom_test_seed", "test_fraction", "seed", "fold", "k_folds", "max_cases",
+    "skip_bad")
+"""The parameters of a run that fix its data (what :func:`baseline_table` reads)."""
+
+
+def baseline_table(run: LoadedRun) -> pd.DataFrame:
+    """``baseline.csv`` (:mod:`spineseg_core.study.baseline`) for the data of ``run``: its
+    training pool pasted on its test set, at its grid."""
+    from spineseg_core.study.baseline import baseline_from_config
+    from spineseg_core.training.config import resolve_config
+
+    params = run.params
+    try:
+        cfg = resolve_config(params.get("profile"), model="unet",
+                             **{k: params[k] for k in BASELINE_DATA_FIELDS if k in params})
+    except ConfigError as exc:
+        raise DataError(run.path / "params.json", f"cannot rebuild the runs' data for the "
+                                                   f"baseline: {exc}") from None
+    return baseline_from_config(cfg)
+
+
 def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
-              n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False
-              ) -> dict[str, Any]:
+              n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False,
+              baseline: bool = False) -> dict[str, Any]:
     """Aggregate every finished run of ``profile``; returns the bundle written.
+
+    With ``baseline`` the no-learning baseline of the runs' test set is scored into
+    ``baseline.csv`` (:func:`baseline_table`; it reads the runs' data).
 
     Raises :class:`DataError` when the profile has no finished run, and :class:`ConfigError`,
     before writing anything, when its runs (loss-comparison groups included) carry more than
@@ -778,8 +610,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
                                r.key["seed"], r.key["fold"]))
     groups = loss_runs(runs_dir, profile)
     variants = variant_groups(runs_dir, profile)
-    versions = code_versions([*loaded, *(r for g in (*groups.values(), *variants.values())
-                                         for r in g)])
+    half = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{HALF_VARIANT}")]
+    versions = code_versions([*loaded, *half, *(r for g in (*groups.values(), *variants.values())
+                                                for r in g)])
     separate = {name: members for name in SEPARATE_STUDIES
                 if (members := separate_study(runs_dir, profile, name))}
     if not allow_mixed_code:
@@ -815,6 +648,11 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     losses = losses_table(profile, loaded, groups)
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
+    if baseline:
+        _write_csv(out / "baseline.csv", baseline_table(loaded[0]))
+    if half:
+        _write_csv(out / "plateau.csv",
+                   plateau_table(runs, runs_table(half), list(runs["model"].drop_duplicates())))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)

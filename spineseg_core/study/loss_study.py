@@ -8,6 +8,11 @@ literal reading to the least (then the two references, ``ce`` and nnU-Net's ``di
 *validation* scores (``scripts/loss_variants.py`` writes them, with the test scores beside):
 the most literal pure-Dice variant that is sane; if none is, ``dice_ce``.
 
+The default is then chosen over several models, not on one U-Net seed
+(:func:`select_loss`): the loss runs cover :data:`LOSS_MODELS` (U-Net, MiniSeg and a backbone
+model), and the loss with the highest mean best-validation Dice over them wins, the paper's
+loss first among those within a point of it.
+
 "Sane" is asked of every validated epoch in the second half of the budget
 (:func:`late_scores`), not of the best epoch alone: a loss whose model is sane only at its last
 epoch is one epoch, one seed or one slower model away from an insane one. (This was tightened
@@ -30,6 +35,17 @@ ABSENT_MAX = 0.01
 """...and labels under this share of pixels as structures the case does not contain."""
 FALLBACK = "dice_ce"
 """The default when no pure Dice variant is sane (nnU-Net's loss)."""
+
+LOSS_MODELS: tuple[str, ...] = ("unet", "miniseg", "deeplabv3plus")
+"""The models trained with every loss (the study's loss runs, ``<profile>-loss-<loss>``) and
+over which the default loss is chosen: a U-Net, the light MiniSeg (whose own recipe is a
+weighted cross-entropy) and a backbone model, the paper's best (issue 24, part 5)."""
+
+LOSS_PREFERENCE: tuple[str, ...] = ("dice", "dice_ce", "ce", "weighted_ce")
+"""On a tie, the first of these wins: the paper's loss, then the study's default so far."""
+
+LOSS_TIE = 0.01
+"""Mean validation Dice within which two losses count as tied (one point)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,42 @@ def choose_default(table: pd.DataFrame) -> tuple[str, str]:
                       f"over the second half of its epochs (background recall >= "
                       f"{BG_RECALL_MIN:.0%} and absent structures < {ABSENT_MAX:.0%} at "
                       f"every one)")
+
+
+def select_loss(runs: pd.DataFrame, models: tuple[str, ...] = LOSS_MODELS,
+                tie: float = LOSS_TIE) -> tuple[str, str, pd.DataFrame]:
+    """The default loss chosen on validation over ``models``: from loss-run records (``model,
+    loss, seed, val_dice``: each run's best validation Dice, e.g. ``runs.csv`` of the main and
+    loss groups stacked), each loss's mean over the models of the mean over seeds; only a loss
+    run for every model competes. The highest wins; among the losses within ``tie`` of it, the
+    first of :data:`LOSS_PREFERENCE`. Test columns are never read. Returns the loss, the
+    reason in words, and the table (``loss``, ``val_dice``, ``models``, ``eligible``), best
+    first."""
+    lacking = {"model", "loss", "seed", "val_dice"} - set(runs.columns)
+    if lacking:
+        raise ValueError(f"loss runs: lack the columns {sorted(lacking)}")
+    own = runs[runs["model"].isin(models)]
+    per_model = own.groupby(["loss", "model"])["val_dice"].mean().unstack("model")
+    per_model = per_model.reindex(columns=list(models))
+    table = pd.DataFrame({"loss": per_model.index,
+                          "val_dice": per_model.mean(axis=1, skipna=False).to_numpy(),
+                          "models": per_model.notna().sum(axis=1).to_numpy()})
+    table["eligible"] = table["models"] == len(models)
+    table = table.sort_values(["eligible", "val_dice"], ascending=False, ignore_index=True)
+    eligible = table[table["eligible"]]
+    if not len(eligible):
+        raise ValueError(f"loss runs: no loss was run for every model of {list(models)}")
+    best = float(eligible["val_dice"].max())
+    tied = list(eligible.loc[eligible["val_dice"] >= best - tie, "loss"])
+    rank = {name: i for i, name in enumerate(LOSS_PREFERENCE)}
+    chosen = min(tied, key=lambda name: (rank.get(name, len(rank)), name))
+    top = eligible["loss"].iloc[0]
+    reason = (f"highest mean best-validation Dice over {', '.join(models)} "
+              f"({100 * best:.1f} %)" if chosen == top and len(tied) == 1 else
+              f"within {100 * tie:.0f} point of the highest mean best-validation Dice over "
+              f"{', '.join(models)} ({', '.join(tied)}), and first in the order "
+              f"{', '.join(LOSS_PREFERENCE)}")
+    return chosen, reason, table
 
 
 def variants_table(table: pd.DataFrame) -> pd.DataFrame:

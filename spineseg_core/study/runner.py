@@ -154,13 +154,14 @@ class PlannedRun:
 
 def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int],
                runs_dir: str | Path, losses: Sequence[str] | None = None,
-               epochs_of: Callable[[RunSpec], int] | None = None,
+               epochs_of: Callable[[RunSpec], int | None] | None = None,
                variant: str | None = None,
                records_dir: str | Path | None = None) -> list[PlannedRun]:
     """Every (loss, model, seed, fold) of the study with its current status, in run order.
 
     ``epochs_of(spec)`` gives each run's epoch target (its resolved configuration's), so a
-    finished run with fewer epochs is planned as one to extend. A run whose record is in
+    finished run with fewer epochs is planned as one to extend; ``None`` for a run whose
+    budget is in steps (its epochs depend on its data; a finished run is finished). A run whose record is in
     ``records_dir`` (:mod:`spineseg_core.study.records`) is planned as recorded: done."""
     if variant is not None and (not variant or not all(c.isalnum() or c in "_-" for c in variant)
                                 or variant.startswith(("loss", "-"))):
@@ -180,8 +181,9 @@ def plan_study(profile: str, models: Sequence[str], seeds: Sequence[int], folds:
             for seed in seeds:
                 for fold in folds:
                     spec = RunSpec(profile, model, int(seed), int(fold), loss, variant=variant)
-                    if epochs_of is not None:
-                        spec = dataclasses.replace(spec, epochs=int(epochs_of(spec)))
+                    target = epochs_of(spec) if epochs_of is not None else None
+                    if target is not None:
+                        spec = dataclasses.replace(spec, epochs=int(target))
                     run_dir = spec.run_dir(runs_dir)
                     status = run_status(run_dir, spec.epochs)
                     if (records_dir is not None and status is not RunStatus.FINISHED

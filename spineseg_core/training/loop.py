@@ -4,8 +4,11 @@
 complete run folder behind (CONTRIBUTING, "Run folder contract"). Choices the paper leaves open
 are documented where they are made:
 
-* Adam at the configured rate; the schedule is constant by default (the paper gives only the
-  initial rate), cosine on request.
+* Adam at the configured rate, its schedule (:func:`~spineseg_core.training.config.lr_factor`)
+  stepped once per optimiser step so that it ends at the run's budget. A budget in steps
+  (``steps``) is obeyed exactly: the epochs are ``ceil(steps / steps per epoch)`` and the last
+  one stops after the budget's last step; ``history.csv`` records the step count at each
+  validation (``step``).
 * Three sets (:mod:`spineseg_core.data.bundle`): validation with every metric after each
   epoch (every ``val_every`` epochs) chooses the best checkpoint (highest pooled validation
   Dice); the held-out test set is scored once, by that checkpoint, at the end, and is what
@@ -49,7 +52,7 @@ from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.io import finite_or_none, write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import build_model, model_info
-from spineseg_core.training.config import Scheduler, TrainConfig
+from spineseg_core.training.config import TrainConfig, lr_factor, planned_epochs, planned_steps
 from spineseg_core.training.device import resolve_device
 from spineseg_core.training.evaluate import evaluate, write_final_results
 from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
@@ -77,7 +80,7 @@ with warnings.catch_warnings():  # without ipywidgets the text bar is used, whic
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr",
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "train_loss", "val_loss", "dice", "miou", "fnr",
                                     "fpr", "recall", "dice3d", "bg_recall", "absent_fraction",
                                     "lr", "epoch_seconds")
 """Columns of ``history.csv`` (CONTRIBUTING)."""
@@ -109,10 +112,11 @@ def _build_loss(cfg: TrainConfig, train_set) -> nn.Module:
     return build_loss(cfg.loss, class_weights=weights, loss_kwargs=cfg.loss_kwargs)
 
 
-def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
-    if cfg.scheduler is Scheduler.COSINE:
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer,
+               total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's schedule, stepped after every optimiser step, ending at ``total_steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, total_steps, cfg.scheduler, cfg.warmup_steps))
 
 
 def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
@@ -179,10 +183,10 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, run: RunFolder) ->
                           "use resume=False to start over or choose another out_dir")
 
 
-def _history_row(epoch: int, train_loss: float, val: dict[str, float] | None, val_loss: float,
+def _history_row(epoch: int, step: int, train_loss: float, val: dict[str, float] | None, val_loss: float,
                  lr: float, seconds: float) -> dict[str, float]:
     val = val or {}
-    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+    return {"epoch": epoch, "step": step, "train_loss": train_loss, "val_loss": val_loss,
             **{k: val.get(k, math.nan) for k in ("dice", "miou", "fnr", "fpr", "recall")},
             **{k: val.get(k, math.nan) for k in ("bg_recall", "absent_fraction")},
             "dice3d": val.get("dice3d_mean", math.nan), "lr": lr, "epoch_seconds": seconds}
@@ -200,8 +204,12 @@ def loss_check_every(device: torch.device) -> int:
 
 
 def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: int, *,
-                 check_every: int | None = None) -> float:
-    """One pass of ``step`` over ``loader``; returns the mean loss. Raises on a non-finite loss.
+                 check_every: int | None = None, max_steps: int | None = None,
+                 after_step: Callable[[], None] | None = None,
+                 epochs: int | None = None) -> tuple[float, int]:
+    """One pass of ``step`` over ``loader``, stopped after ``max_steps`` optimiser steps when
+    given (the budget's last, partial epoch), calling ``after_step`` after each (the
+    schedule); returns the mean loss and the steps made. Raises on a non-finite loss.
 
     The loss is summed on the device and the first non-finite step is remembered there; the
     host reads them every ``check_every`` steps (default :func:`loss_check_every`) and once at
@@ -221,10 +229,14 @@ def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: i
     steps = 0
     # Seeded per epoch, so a resumed run draws the same artefacts.
     gen = epoch_generator(cfg.seed, epoch, device) if step.augment is not None else None
-    bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
+    bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{epochs or cfg.epochs}", leave=False,
                unit="batch", dynamic_ncols=True, mininterval=2.0)
     for i, batch in enumerate(bar):
+        if max_steps is not None and steps >= max_steps:
+            break
         loss = step(batch["image"], batch["mask"], gen)
+        if after_step is not None:
+            after_step()
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
                                torch.full_like(bad_step, i), bad_step)
         if (i + 1) % check_every == 0 and int(bad_step) >= 0:
@@ -233,15 +245,15 @@ def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: i
         steps += 1
     if int(bad_step) >= 0:
         fail(int(bad_step))
-    return float(loss_sum) / max(steps, 1)
+    return float(loss_sum) / max(steps, 1), steps
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` as ``cfg`` says and return the final metrics (``metrics.json``).
 
     With ``cfg.resume`` an existing ``checkpoint_last.pt`` of the same parameters is continued
-    (a finished run with as many epochs is returned as is); without it the folder's results
-    are deleted and the run starts over.
+    (a finished run with as many epochs, or steps, is returned as is); without it the folder's
+    results are deleted and the run starts over.
     """
     run = RunFolder(default_run_dir(cfg))
     device = resolve_device(cfg.device, cfg.profile)
@@ -253,7 +265,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     elif run.has_checkpoint():
         state = load_state(run.checkpoint_last)
         _check_resumable(state["config"], cfg, run)
-        if run.is_finished() and state["epoch"] >= cfg.epochs:
+        done = (state["epoch"] >= cfg.epochs if cfg.steps is None
+                else int(state.get("step", -1)) >= cfg.steps)
+        if run.is_finished() and done:
             tqdm.write(f"{run.path}: finished run found ({state['epoch']} epochs), reused")
             return run.load_metrics()
         _check_mode(_recorded_mode(state, run), mode, run, device)
@@ -282,7 +296,11 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     # prediction use the plain module, so state-dict keys stay the same either way.
     step_model = torch.compile(model) if cfg.compile else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = _scheduler(cfg, opt)
+    pin = device.type == "cuda"
+    steps_per_epoch = len(train_loader(data.train, cfg, 1, pin))
+    n_epochs = planned_epochs(cfg, steps_per_epoch)
+    total_steps = planned_steps(cfg, steps_per_epoch)
+    sched = _scheduler(cfg, opt, total_steps)
     loss_fn = _build_loss(cfg, data.train).to(device)
 
     def autocast() -> AbstractContextManager:
@@ -290,16 +308,18 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
 
     step = TrainStep(step_model, loss_fn, opt, device, precision=precision,
                      channels_last=channels_last, augment=gpu_augment)
-    pin = device.type == "cuda"
     val_loader = eval_loader(data.val, cfg, pin)
     history: list[dict[str, float]] = []
-    start_epoch, best_dice, best_epoch, train_seconds = 1, -math.inf, 0, 0.0
+    start_epoch, best_dice, best_epoch, train_seconds, done_steps = 1, -math.inf, 0, 0.0, 0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
-            sched.T_max = cfg.epochs
+        # A checkpoint from before per-step schedules counted whole epochs.
+        done_steps = int(state.get("step", int(state["epoch"]) * steps_per_epoch))
+        sched.load_state_dict({**state["scheduler"], "last_epoch": done_steps})
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(done_steps, total_steps, cfg.scheduler,
+                                             cfg.warmup_steps)
         set_rng_state(state["rng"], device)
         history = [dict(r) for r in state["history"]]
         start_epoch = int(state["epoch"]) + 1
@@ -307,16 +327,18 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         train_seconds = float(state["train_seconds"])
         _write_history(run, history)
 
-    for epoch in tqdm(range(start_epoch, cfg.epochs + 1), desc=f"{cfg.model} ({cfg.profile})",
-                      initial=start_epoch - 1, total=cfg.epochs, unit="epoch",
+    for epoch in tqdm(range(start_epoch, n_epochs + 1), desc=f"{cfg.model} ({cfg.profile})",
+                      initial=start_epoch - 1, total=n_epochs, unit="epoch",
                       dynamic_ncols=True):
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = train_loader(data.train, cfg, epoch, pin)
-        train_loss = _train_epoch(step, loader, cfg, epoch)
-        sched.step()
+        train_loss, made = _train_epoch(step, loader, cfg, epoch,
+                                        max_steps=total_steps - done_steps,
+                                        after_step=sched.step, epochs=n_epochs)
+        done_steps += made
         val, val_loss = None, math.nan
-        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+        if epoch % cfg.val_every == 0 or epoch == n_epochs:
             res = evaluate(model, val_loader, device, loss_fn, autocast=autocast,
                            channels_last=channels_last)
             val, val_loss = res.acc.summary(with_hd95=False), res.loss
@@ -329,26 +351,28 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                                                          "epoch": str(epoch)}))  # noqa: B023
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        history.append(_history_row(epoch, train_loss, val, val_loss, lr, seconds))
+        history.append(_history_row(epoch, done_steps, train_loss, val, val_loss, lr, seconds))
         _write_history(run, history)
         save_state(run.checkpoint_last, {
-            "config": cfg.to_dict(), "epoch": epoch, "model": cpu_state_dict(model),
+            "config": cfg.to_dict(), "epoch": epoch, "step": done_steps,
+            "model": cpu_state_dict(model),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": rng_state(device), "mode": mode, "best_dice": best_dice, "best_epoch": best_epoch,
             "train_seconds": train_seconds, "history": history})
         shown = f"dice {val['dice']:.4f} (best {best_dice:.4f} @ {best_epoch})" if val else ""
-        tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "
+        tqdm.write(f"{cfg.model} epoch {epoch}/{n_epochs}: train_loss {train_loss:.4f} "
                    f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
 
     return _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
                    best_epoch=best_epoch, best_val_dice=best_dice,
-                   train_seconds=train_seconds, epochs_completed=len(history))
+                   train_seconds=train_seconds, epochs_completed=len(history),
+                   steps_completed=done_steps)
 
 
 def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: nn.Module,
             device: torch.device, autocast: Callable[[], AbstractContextManager], pin: bool, *,
             best_epoch: int, best_val_dice: float, train_seconds: float,
-            epochs_completed: int) -> dict[str, Any]:
+            epochs_completed: int, steps_completed: int) -> dict[str, Any]:
     """Score the best checkpoint (chosen on validation) on the held-out test set, once; write
     the result files, then ``metrics.json`` last."""
     model.load_state_dict(load_file(str(run.checkpoint_best), device="cpu"))
@@ -360,7 +384,8 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     metrics = {
         **finite_or_none(summary), "evaluated_on": "test", "best_epoch": best_epoch,
         "val_dice": best_val_dice if math.isfinite(best_val_dice) else None,
-        "epochs_completed": epochs_completed, "train_seconds": round(train_seconds, 3),
+        "epochs_completed": epochs_completed, "steps_completed": steps_completed,
+        "train_seconds": round(train_seconds, 3),
         "test_seconds": round(time.perf_counter() - t0, 3),
         "n_train_cases": len(data.train_ids), "n_train_slices": data.train.n_slices,
         "steps_per_epoch": len(train_loader(data.train, cfg, 1, pin)),

@@ -1,0 +1,133 @@
+"""Has a model plateaued at its budget? Complete runs at B and B/2 compared (issue 24, part 2).
+
+Under a learning rate that decays to zero at the budget (:func:`spineseg_core.training.config.lr_factor`)
+every validation curve flattens at its end, whatever the model has learned, so a flat tail
+proves nothing. The rule compares two *complete* runs instead: the run at the budget B and a run
+at B/2 with its own full schedule (it also ends annealed), same model and seed. A model has
+plateaued at B when its validation score at B is within ``tolerance`` (one Dice point by
+default) of its score at B/2: doubling the budget bought nothing that matters. A score at B
+lower than at B/2 by more than the tolerance also counts as plateaued (more steps did not help;
+the evidence says so). A model without both runs at a common seed, or whose runs did not make
+their budgets' steps, is *not measured*.
+
+The B/2 runs are a side group of the study, ``<profile>-half`` (:data:`HALF_VARIANT`), made by
+``spineseg study --variant half -p steps <B/2>`` (:func:`half_steps`); ``spineseg aggregate``
+writes the labels to ``plateau.csv`` (:func:`plateau_table`) and keeps the group out of the
+side studies of ``variants.csv``. The score is the run's best validation Dice (``val_dice`` of
+``metrics.json``, the score that chose its checkpoint); the test set plays no part.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+
+import pandas as pd
+
+from spineseg_core.errors import ConfigError
+
+HALF_VARIANT = "half"
+"""The variant (group ``<profile>-half``) of the runs at half the profile's budget."""
+
+PLATEAU_TOLERANCE = 0.01
+"""How close (validation Dice, 0-1) the score at B must be to that at B/2: about one point, the
+order of the between-seed spread of the best models' validation Dice."""
+
+PLATEAU_COLUMNS: tuple[str, ...] = ("model", "label", "seeds", "steps", "half_steps",
+                                    "val_dice", "half_val_dice", "gain", "tolerance", "evidence")
+"""Columns of ``plateau.csv``."""
+
+
+class Plateau(StrEnum):
+    """A model's label under the rule."""
+
+    PLATEAUED = "plateaued"
+    NOT_PLATEAUED = "not plateaued"
+    NOT_MEASURED = "not measured"
+
+
+def half_steps(steps: int) -> int:
+    """The budget of the B/2 runs for a budget of ``steps`` (rounded down, at least 1)."""
+    if steps < 2:
+        raise ConfigError(f"steps: a budget of at least 2 steps is needed to halve, got {steps}")
+    return steps // 2
+
+
+def plateau_label(val_dice: float, half_val_dice: float,
+                  tolerance: float = PLATEAU_TOLERANCE) -> Plateau:
+    """The label from the two scores: plateaued when the run at B gains at most ``tolerance``
+    over the run at B/2, not plateaued when it gains more, not measured when either is
+    missing (NaN)."""
+    if not (math.isfinite(val_dice) and math.isfinite(half_val_dice)):
+        return Plateau.NOT_MEASURED
+    gain = val_dice - half_val_dice
+    return Plateau.PLATEAUED if gain <= tolerance + 1e-12 else Plateau.NOT_PLATEAUED
+
+
+def _steps(frame: pd.DataFrame) -> set[int]:
+    if "steps_completed" not in frame:
+        return set()
+    return {int(s) for s in frame["steps_completed"].dropna()}
+
+
+def plateau_table(full: pd.DataFrame, half: pd.DataFrame, models: Sequence[str] | None = None,
+                  tolerance: float = PLATEAU_TOLERANCE) -> pd.DataFrame:
+    """Every model labelled from the runs at B (``full``) and at B/2 (``half``), frames of
+    ``runs.csv``'s form (``model``, ``seed``, ``val_dice``, ``steps_completed`` where
+    recorded). Scores are the means over the seeds both groups ran; ``models`` (default: those
+    of ``full`` then ``half``, in order) fixes the rows, so a model with no run is listed as not
+    measured. The ``evidence`` column says why, in words."""
+    if tolerance <= 0:
+        raise ConfigError(f"tolerance: expected a positive Dice difference, got {tolerance}")
+    for name, frame in (("full", full), ("half", half)):
+        lacking = [c for c in ("model", "seed", "val_dice") if c not in frame]
+        if lacking:
+            raise ConfigError(f"{name}: the runs lack the columns {lacking}")
+    names = list(models) if models is not None else list(
+        dict.fromkeys([*full["model"], *half["model"]]))
+    rows = []
+    for model in names:
+        a, b = full[full["model"] == model], half[half["model"] == model]
+        seeds = sorted(set(a["seed"]) & set(b["seed"]))
+        row = {"model": model, "seeds": ",".join(str(int(s)) for s in seeds),
+               "steps": math.nan, "half_steps": math.nan, "val_dice": math.nan,
+               "half_val_dice": math.nan, "gain": math.nan, "tolerance": tolerance}
+        if not len(a) or not len(b) or not seeds:
+            which = ("no run at B" if not len(a) else "no run at B/2" if not len(b)
+                     else "no seed run at both B and B/2")
+            rows.append({**row, "label": str(Plateau.NOT_MEASURED), "evidence": which})
+            continue
+        a, b = a[a["seed"].isin(seeds)], b[b["seed"].isin(seeds)]
+        sa, sb = _steps(a), _steps(b)
+        if len(sa) > 1 or len(sb) > 1 or (sa and sb and next(iter(sb)) != half_steps(
+                next(iter(sa)))):
+            rows.append({**row, "label": str(Plateau.NOT_MEASURED),
+                         "evidence": f"the runs made {sorted(sa)} and {sorted(sb)} steps, not "
+                                     "one budget B and its half"})
+            continue
+        full_dice, half_dice = float(a["val_dice"].mean()), float(b["val_dice"].mean())
+        label = plateau_label(full_dice, half_dice, tolerance)
+        gain = full_dice - half_dice
+        if label is Plateau.NOT_MEASURED:
+            evidence = "a validation score is missing"
+        elif label is Plateau.NOT_PLATEAUED:
+            evidence = (f"doubling the budget gained {100 * gain:.1f} Dice points on validation, "
+                        f"more than {100 * tolerance:.1f}")
+        elif gain < -tolerance:
+            evidence = (f"the run at B scores {100 * -gain:.1f} points below the run at B/2: "
+                        "more steps did not help")
+        else:
+            evidence = (f"doubling the budget changed validation Dice by {100 * gain:+.1f} "
+                        f"points, within {100 * tolerance:.1f}")
+        rows.append({**row, "label": str(label), "evidence": evidence,
+                     "steps": next(iter(sa), math.nan), "half_steps": next(iter(sb), math.nan),
+                     "val_dice": full_dice, "half_val_dice": half_dice, "gain": gain})
+    return pd.DataFrame(rows, columns=list(PLATEAU_COLUMNS))
+
+
+def plateaued_count(table: pd.DataFrame) -> tuple[int, int]:
+    """How many models of ``plateau.csv`` plateaued, and how many were measured: the budget
+    seed keeps its budget B when at least 10 of the 12 plateau (issue 24)."""
+    measured = table[table["label"] != str(Plateau.NOT_MEASURED)]
+    return int((measured["label"] == str(Plateau.PLATEAUED)).sum()), len(measured)

@@ -1,0 +1,129 @@
+"""The budget in optimiser steps (issue 24, part 1): the schedule, the profiles, and a run that
+makes exactly its budget's steps, resumed exactly."""
+
+from __future__ import annotations
+
+
+import pandas as pd
+import pytest
+from _tiny_data import make_tiny_dataset
+
+from spineseg_core.errors import ConfigError
+from spineseg_core.training import loop as train_mod
+from spineseg_core.training.config import (CPU_STEPS, lr_factor, planned_epochs, planned_steps,
+                                           resolve_config)
+from spineseg_core.training.loop import run_training
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPINESEG_CACHE", str(tmp_path / "cache"))
+
+
+def _cfg(data_dir, out_dir, **kw):
+    values = dict(data_dir=data_dir, out_dir=out_dir, image_size=32, batch_size=4,
+                  model_kwargs={"base_width": 4, "depth": 2}, threads=1, hd95=False)
+    return resolve_config("smoke", **{**values, **kw})
+
+
+def test_cosine_and_warm_up_by_hand():
+    assert [round(lr_factor(s, 4, "cosine"), 4) for s in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
+    # Two warm-up steps, then the half cosine over the remaining four.
+    assert [round(lr_factor(s, 6, "cosine", 2), 4) for s in range(6)] == \
+        [0.5, 1.0, 1.0, 0.8536, 0.5, 0.1464]
+    assert [lr_factor(s, 5, "constant", 2) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(10, 10, "cosine") == 0.0
+
+
+def test_profiles_budget_in_steps_and_an_epoch_budget_on_request():
+    cpu = resolve_config("cpu")
+    assert (cpu.steps, str(cpu.scheduler), CPU_STEPS) == (2940, "cosine", 2940)
+    assert resolve_config("paper").steps == 120 * 435
+    assert resolve_config("cpu", epochs=2).steps is None  # an epoch budget replaces it
+    assert resolve_config("cpu", epochs=2, steps=10).steps == 10
+    assert planned_epochs(cpu, 98) == 30 and planned_epochs(cpu, 97) == 31
+    assert planned_steps(cpu, 97) == 2940
+    assert planned_steps(resolve_config("cpu", epochs=3), 97) == 291
+    for model in ("unet", "unet_25d3", "unet3d"):  # 2D, 2.5D, 3D: the same steps
+        assert resolve_config("cpu", model=model).steps == CPU_STEPS
+    with pytest.raises(ConfigError, match="warmup_steps: expected fewer than the budget's 10"):
+        resolve_config("cpu", steps=10, warmup_steps=10)
+    with pytest.raises(ConfigError, match="steps: expected a positive integer"):
+        resolve_config("cpu", steps=0)
+
+
+def test_a_run_makes_exactly_its_steps_and_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    train_mod.prepare_data(_cfg(tiny_data, tmp_path / "probe", epochs=1))  # warm the cache
+    per_epoch = run_training(_cfg(tiny_data, tmp_path / "probe", epochs=1))["steps_per_epoch"]
+    assert per_epoch >= 2
+    budget = per_epoch + 1  # the second epoch is partial
+    cfg = _cfg(tiny_data, tmp_path / "straight", steps=budget)
+    calls = []
+    real_step = train_mod.TrainStep.__call__
+
+    def counting(self, *a, **k):
+        calls.append(self.opt.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(train_mod.TrainStep, "__call__", counting)
+    straight = run_training(cfg)
+    assert len(calls) == budget and straight["steps_completed"] == budget
+    assert straight["epochs_completed"] == 2
+    assert calls == pytest.approx([cfg.lr * lr_factor(s, budget, "constant") for s in
+                                   range(budget)])
+    hist = pd.read_csv(tmp_path / "straight" / "history.csv")
+    assert hist["step"].tolist() == [per_epoch, budget]
+    assert hist["dice"].notna().all()  # validated every epoch and at the end
+
+    # Cosine, interrupted after its first epoch and resumed: the same run.
+    cos = dict(steps=budget, scheduler="cosine", warmup_steps=2)
+    whole = run_training(_cfg(tiny_data, tmp_path / "whole", **cos))
+    real_epoch = train_mod._train_epoch
+
+    def stop_at_two(step, loader, cfg, epoch, **kw):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(step, loader, cfg, epoch, **kw)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", stop_at_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(_cfg(tiny_data, tmp_path / "cut", **cos))
+    monkeypatch.setattr(train_mod, "_train_epoch", real_epoch)
+    calls.clear()
+    resumed = run_training(_cfg(tiny_data, tmp_path / "cut", **cos))
+    assert calls == pytest.approx([cfg.lr * lr_factor(s, budget, "cosine", 2)
+                                   for s in range(per_epoch, budget)])
+    drop = {"train_seconds", "test_seconds"}
+    assert {k: v for k, v in resumed.items() if k not in drop} == \
+        {k: v for k, v in whole.items() if k not in drop}
+    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="epoch_seconds")
+    b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="epoch_seconds")
+    pd.testing.assert_frame_equal(a, b)
+    assert a["lr"].tolist() == pytest.approx([cfg.lr / 2, cfg.lr])  # warm-up, then the cosine
+
+
+def test_table_d_states_the_step_budget():
+    from spineseg_core.report.deviations import deviations
+
+    row = next(d for d in deviations() if d.aspect == "Budget and learning-rate schedule")
+    assert f"{CPU_STEPS} on the cpu profile, provisional" in row.ours
+    assert "cosine decay to 0 at the budget" in row.ours and "3D U-Net" in row.reason
+
+
+def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):
+    from spineseg_core.commands.study import epoch_target
+    from spineseg_core.study.plateau import HALF_VARIANT, half_steps
+    from spineseg_core.study.runner import plan_study
+
+    assert epoch_target(resolve_config("cpu")) is None
+    assert epoch_target(resolve_config("cpu", epochs=4)) == 4
+    half = resolve_config("cpu", steps=half_steps(CPU_STEPS))
+    assert (half.steps, epoch_target(half)) == (1470, None)
+    plan = plan_study("cpu", ["unet"], [0], [0], tmp_path, variant=HALF_VARIANT,
+                      epochs_of=lambda spec: epoch_target(half))
+    assert plan[0].spec.epochs is None and plan[0].run_dir == tmp_path / "cpu-half/unet/seed_0/fold_0"

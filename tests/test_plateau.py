@@ -1,0 +1,75 @@
+"""The plateau rule (issue 24, part 2) on hand-made records, and its file from aggregate."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from fake_runs import make_fake_study
+
+from spineseg_core.errors import ConfigError
+from spineseg_core.study.plateau import (Plateau, half_steps, plateau_label, plateau_table,
+                                         plateaued_count)
+
+
+def _runs(rows):
+    return pd.DataFrame(rows, columns=["model", "seed", "val_dice", "steps_completed"])
+
+
+def test_label_by_hand():
+    assert plateau_label(0.700, 0.695) is Plateau.PLATEAUED
+    assert plateau_label(0.700, 0.690) is Plateau.PLATEAUED  # exactly one point
+    assert plateau_label(0.700, 0.680) is Plateau.NOT_PLATEAUED
+    assert plateau_label(0.600, 0.700) is Plateau.PLATEAUED  # worse with more steps
+    assert plateau_label(float("nan"), 0.7) is Plateau.NOT_MEASURED
+    assert half_steps(2940) == 1470 and half_steps(5) == 2
+    with pytest.raises(ConfigError, match="steps: a budget of at least 2"):
+        half_steps(1)
+
+
+def test_every_model_labelled_from_two_groups():
+    full = _runs([("unet", 0, 0.80, 2940), ("unet", 1, 0.78, 2940),
+                  ("miniseg", 0, 0.694, 2940),
+                  ("pspnet", 0, 0.60, 2940), ("danet", 0, 0.55, 2940),
+                  ("emanet", 0, 0.50, 2940)])
+    half = _runs([("unet", 0, 0.795, 1470), ("unet", 1, 0.775, 1470),
+                  ("miniseg", 0, 0.375, 1470),  # the issue's probe: 30 vs 15 epochs
+                  ("pspnet", 0, 0.70, 1470), ("danet", 1, 0.55, 1470),
+                  ("emanet", 0, 0.49, 1000)])
+    table = plateau_table(full, half, ["unet", "miniseg", "pspnet", "danet", "emanet", "psanet"])
+    got = table.set_index("model")
+    assert got["label"].to_dict() == {
+        "unet": "plateaued", "miniseg": "not plateaued", "pspnet": "plateaued",
+        "danet": "not measured", "emanet": "not measured", "psanet": "not measured"}
+    assert got.loc["unet", "val_dice"] == pytest.approx(0.79)
+    assert got.loc["unet", "gain"] == pytest.approx(0.005) and got.loc["unet", "seeds"] == "0,1"
+    assert "gained 31.9 Dice points" in got.loc["miniseg", "evidence"]
+    assert "below the run at B/2" in got.loc["pspnet", "evidence"]
+    assert got.loc["danet", "evidence"] == "no seed run at both B and B/2"
+    assert "not one budget B and its half" in got.loc["emanet", "evidence"]
+    assert got.loc["psanet", "evidence"] == "no run at B"
+    assert plateaued_count(table) == (2, 3)
+    strict = plateau_table(full, half, ["unet"], tolerance=0.001)
+    assert strict["label"].tolist() == ["not plateaued"]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ConfigError, match=r"half: the runs lack the columns \['val_dice'\]"):
+        plateau_table(_runs([]), pd.DataFrame({"model": [], "seed": []}))
+    with pytest.raises(ConfigError, match="tolerance: expected a positive"):
+        plateau_table(_runs([]), _runs([]), tolerance=0)
+
+
+def test_aggregate_writes_plateau_csv_and_keeps_the_half_group_out_of_variants(tmp_path):
+    from spineseg_core.study.aggregate import aggregate
+
+    runs = make_fake_study(tmp_path / "runs", profile="cpu", losses=())
+    half = make_fake_study(tmp_path / "h", profile="cpu", losses=())
+    (half / "cpu").rename(runs / "cpu-half")
+    aggregate("cpu", runs, tmp_path / "out", n_boot=20)
+    table = pd.read_csv(tmp_path / "out" / "plateau.csv")
+    assert set(table["label"]) == {"plateaued"}  # the same fake runs at both budgets
+    assert (table["gain"] == 0).all()
+    assert not (tmp_path / "out" / "variants.csv").exists()
+    assert "plateau.csv" in json.loads((tmp_path / "out" / "bundle.json").read_text())["files"]
