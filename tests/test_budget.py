@@ -9,6 +9,8 @@ import pytest
 from _tiny_data import make_tiny_dataset
 
 from spineseg_core.errors import ConfigError
+from spineseg_core.data.prepare import prepare_data
+from spineseg_core.models import model_info
 from spineseg_core.training import loop as train_mod
 from spineseg_core.training.config import (CPU_STEPS, lr_factor, planned_epochs, planned_steps,
                                            resolve_config)
@@ -43,7 +45,7 @@ def test_cosine_and_warm_up_by_hand():
 def test_profiles_budget_in_steps_and_an_epoch_budget_on_request():
     cpu = resolve_config("cpu")
     assert (cpu.steps, str(cpu.scheduler), CPU_STEPS) == (2940, "cosine", 2940)
-    assert resolve_config("paper").steps == 120 * 435
+    assert resolve_config("paper", phantom=True).steps == 120 * 435
     assert resolve_config("cpu", epochs=2).steps is None  # an epoch budget replaces it
     assert resolve_config("cpu", epochs=2, steps=10).steps == 10
     assert planned_epochs(cpu, 98) == 30 and planned_epochs(cpu, 97) == 31
@@ -58,7 +60,8 @@ def test_profiles_budget_in_steps_and_an_epoch_budget_on_request():
 
 
 def test_a_run_makes_exactly_its_steps_and_resumes_exactly(tiny_data, tmp_path, monkeypatch):
-    train_mod.prepare_data(_cfg(tiny_data, tmp_path / "probe", epochs=1))  # warm the cache
+    warm = _cfg(tiny_data, tmp_path / "probe", epochs=1)
+    prepare_data(warm, model_info(warm.model))  # warm the cache
     per_epoch = run_training(_cfg(tiny_data, tmp_path / "probe", epochs=1))["steps_per_epoch"]
     assert per_epoch >= 2
     budget = per_epoch + 1  # the second epoch is partial
