@@ -124,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from spineseg_core.models import list_models, model_info
     from spineseg_core.study.aggregate import aggregate
 
-    models = args.models or list_models()
-    for name in models:
-        model_info(name)
+    models = [model_info(name).name for name in args.models or list_models()]
     extra = _extra(args.param)
     if args.poll_s <= 0:
         raise ConfigError(f"--poll-s {args.poll_s}: expected a positive number of seconds")

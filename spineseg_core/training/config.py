@@ -284,6 +284,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
                           f"{cfg.phantom_cases}")
 
 
+def _model_name(name: str) -> str:
+    from spineseg_core.models import canonical_name
+
+    try:
+        return canonical_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
 def _check_names(cfg: TrainConfig) -> None:
     from spineseg_core.losses import LossName
     from spineseg_core.models import model_info
@@ -333,6 +342,8 @@ def resolve_config(profile: str | Profile = Profile.CPU, **overrides: Any) -> Tr
     values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], "profile": prof}
     values.update({k: v for k, v in overrides.items() if v is not None})
     checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
+    if "model" in checked:  # the stable name, whatever the spelling (TransUNet -> transunet)
+        checked["model"] = _model_name(checked["model"])
     cfg = TrainConfig(**checked)
     _check_ranges(cfg)
     _check_names(cfg)
