@@ -87,6 +87,9 @@ class TrainConfig:
     forward pass under bf16 autocast where the device runs bf16 faster than fp32 (a CUDA GPU
     with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.training.precision`); the run's
     ``params.json`` records which (``precision``).
+    ``keep_last_checkpoint`` keeps ``checkpoint_last.pt`` (the resumable state, about three
+    times the size of the best weights) once the run has finished; by default it is deleted
+    then, since resuming is over (a longer run starts again).
     """
 
     model: str = "unet"
@@ -130,6 +133,7 @@ class TrainConfig:
     amp: bool = True
     hd95: bool = True
     skip_bad: bool = False
+    keep_last_checkpoint: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (paths and enums as strings)."""

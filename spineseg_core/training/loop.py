@@ -73,7 +73,8 @@ HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "
 """Columns of ``history.csv`` (CONTRIBUTING)."""
 
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95"})
+    {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95",
+     "keep_last_checkpoint"})
 """Parameters that may differ when a run is resumed (they do not change what was learnt)."""
 
 MODE_PARAMETERS: frozenset[str] = frozenset({"amp", "gpu_augment"})
@@ -314,8 +315,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` as ``cfg`` says and return the final metrics (``metrics.json``).
 
     With ``cfg.resume`` an existing ``checkpoint_last.pt`` of the same parameters is continued
-    (a finished run with as many epochs is returned as is); without it the folder's results
-    are deleted and the run starts over.
+    (a finished run with as many epochs is returned as is, also when its last checkpoint was
+    dropped); without it the folder's results are deleted and the run starts over. A finished
+    run deletes its ``checkpoint_last.pt`` unless ``cfg.keep_last_checkpoint``.
     """
     run = RunFolder(default_run_dir(cfg))
     device = resolve_device(cfg.device)
@@ -331,6 +333,15 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             tqdm.write(f"{run.path}: finished run found ({state['epoch']} epochs), reused")
             return run.load_metrics()
         _check_mode(_recorded_mode(state, run), mode, run, device)
+    elif run.is_finished():  # finished, its checkpoint_last.pt dropped (keep_last_checkpoint)
+        _check_resumable(run.load_params(), cfg, run)
+        done = int(run.load_metrics().get("epochs_completed") or 0)
+        if done >= cfg.epochs:
+            tqdm.write(f"{run.path}: finished run found ({done} epochs), reused")
+            return run.load_metrics()
+        tqdm.write(f"{run.path}: finished after {done} epochs without its last checkpoint; "
+                   f"training again from epoch 1 to {cfg.epochs}")
+        run.clear()
     run.metrics.unlink(missing_ok=True)  # the run is unfinished from here on
     run.path.mkdir(parents=True, exist_ok=True)
     precision = Precision(mode["precision"])
@@ -414,9 +425,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "
                    f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
 
-    return _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
-                   best_epoch=best_epoch, best_val_dice=best_dice,
-                   train_seconds=train_seconds, epochs_completed=len(history))
+    metrics = _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
+                      best_epoch=best_epoch, best_val_dice=best_dice,
+                      train_seconds=train_seconds, epochs_completed=len(history))
+    if not cfg.keep_last_checkpoint:  # resuming is over; the best weights stay
+        run.checkpoint_last.unlink(missing_ok=True)
+    return metrics
 
 
 def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: nn.Module,

@@ -81,9 +81,10 @@ class RunFolder:
     ``predictions.npz`` reduced to its predictions: :func:`spineseg_core.study.records`)."""
 
     RESULT_FILES = ("params.json", "history.csv", "metrics.json", "per_class.csv",
-                    "per_case.csv", "predictions.npz", "checkpoint_last.pt",
-                    "checkpoint_best.safetensors", "model.json")
-    """Files a finished run leaves (``notebook.ipynb`` comes from papermill)."""
+                    "per_case.csv", "predictions.npz", "checkpoint_best.safetensors",
+                    "model.json")
+    """Files a finished run leaves (``notebook.ipynb`` comes from papermill; with
+    ``keep_last_checkpoint`` also ``checkpoint_last.pt``, which an unfinished run holds)."""
 
     def is_finished(self) -> bool:
         return self.metrics.is_file()
@@ -124,6 +125,7 @@ class RunFolder:
         which papermill may be writing right now, stays."""
         for name in self.RESULT_FILES:
             (self.path / name).unlink(missing_ok=True)
+        self.checkpoint_last.unlink(missing_ok=True)
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
