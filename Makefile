@@ -19,14 +19,20 @@ $(STAMP): pyproject.toml constraints.txt scripts/torch_build.py
 	$(PY) scripts/torch_build.py check
 	touch $(STAMP)
 
-.PHONY: setup main test test-all
-setup: $(STAMP)
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
-main: $(STAMP)
+$(KERNEL_CONFIG): scripts/ipython_kernel_config.py $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+.PHONY: setup main test test-all
+setup: $(STAMP) $(KERNEL_CONFIG)
+
+main: setup
 	$(VENV)/bin/spineseg main
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest
 
-test-all: $(STAMP)
+test-all: setup
 	$(PY) -m pytest -m "slow or not slow"
