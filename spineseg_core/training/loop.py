@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import TqdmWarning
+from tqdm import tqdm  # text bars: they go to the terminal (progress_stream)
 
 from spineseg_core.data.batch_augment import BatchAugment, BatchAugmentConfig
 from spineseg_core.training.device import resolve_device
@@ -55,6 +54,7 @@ from spineseg_core.models import InputKind, build_model, model_info
 from spineseg_core.training.precision import Precision
 from spineseg_core.training.precision import autocast as precision_autocast
 from spineseg_core.training.precision import precision_for
+from spineseg_core.training.progress import eta_text, progress_stream
 from spineseg_core.training.config import Scheduler, TrainConfig
 from spineseg_core.training.run_folder import RunFolder, cache_root, default_run_dir
 from spineseg_core.training.evaluate import evaluate, write_final_results
@@ -62,10 +62,6 @@ from spineseg_core.training.state import (cpu_state_dict, load_state, rng_state,
                           seed_worker, set_rng_state)
 from spineseg_core.training.step import (AugmentPath, TrainStep, augment_path, epoch_generator, train_loader,
                                          uses_channels_last)
-
-with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
 
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_loss", "dice", "miou", "fnr",
                                     "fpr", "recall", "dice3d", "bg_recall", "absent_fraction",
@@ -297,7 +293,7 @@ def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: i
     # Seeded per epoch, so a resumed run draws the same artefacts.
     gen = epoch_generator(cfg.seed, epoch, device) if step.augment is not None else None
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
-               unit="batch", dynamic_ncols=True, mininterval=2.0)
+               unit="batch", dynamic_ncols=True, mininterval=2.0, file=progress_stream())
     for i, batch in enumerate(bar):
         loss = step(batch["image"], batch["mask"], gen)
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
@@ -392,9 +388,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         train_seconds = float(state["train_seconds"])
         _write_history(run, history)
 
+    out = progress_stream()  # the terminal, also from a papermill kernel
     for epoch in tqdm(range(start_epoch, cfg.epochs + 1), desc=f"{cfg.model} ({cfg.profile})",
                       initial=start_epoch - 1, total=cfg.epochs, unit="epoch",
-                      dynamic_ncols=True):
+                      dynamic_ncols=True, file=out):
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = _train_loader(data.train, cfg, epoch, pin)
@@ -422,8 +419,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             "rng": rng_state(device), "mode": mode, "best_dice": best_dice, "best_epoch": best_epoch,
             "train_seconds": train_seconds, "history": history})
         shown = f"dice {val['dice']:.4f} (best {best_dice:.4f} @ {best_epoch})" if val else ""
+        eta = eta_text(train_seconds / len(history), cfg.epochs - epoch)
         tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f} "
-                   f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
+                   f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s{', ' + eta if eta else ''}]",
+                   file=out)
 
     metrics = _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
                       best_epoch=best_epoch, best_val_dice=best_dice,
