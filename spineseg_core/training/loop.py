@@ -458,5 +458,6 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     }
     write_json(run.metrics, metrics)
     tqdm.write(f"{cfg.model}: best epoch {best_epoch} (validation), test " +
-               json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}))
+               json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}),
+               file=progress_stream())
     return metrics
