@@ -6,22 +6,33 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-$(STAMP): pyproject.toml constraints.txt
+# torch's CPU build comes from PyTorch's CPU index when it answers (`make TORCH_INDEX=` skips
+# it); otherwise from PyPI (on Linux the CUDA build: a notice, not a failure) or local wheels.
+# SPINESEG_REQUIRE_CPU_TORCH=1 (CI) makes a CUDA build an error. See docs/install.md.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+$(STAMP): pyproject.toml constraints.txt scripts/torch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt $$($(PY) scripts/torch_build.py source $(TORCH_INDEX)) torch
 	$(PY) -m pip install -q -c constraints.txt -e ".[test,bench]"
-	@if $(PY) -m pip list 2>/dev/null | grep -qiE '^nvidia|cuda'; then \
-		echo "error: a CUDA package was installed; torch must stay on its CPU build" >&2; exit 1; fi
+	$(PY) scripts/torch_build.py check
 	touch $(STAMP)
 
-.PHONY: setup main test test-all
-setup: $(STAMP)
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
-main: $(STAMP)
+$(KERNEL_CONFIG): scripts/ipython_kernel_config.py $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+.PHONY: setup main test test-all
+setup: $(STAMP) $(KERNEL_CONFIG)
+
+main: setup
 	$(VENV)/bin/spineseg main
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest
 
-test-all: $(STAMP)
+test-all: setup
 	$(PY) -m pytest -m "slow or not slow"

@@ -246,7 +246,8 @@ def test_compiled_psa_graph_holds_no_index_construction():
 def test_resume_in_another_precision_is_refused(tiny_data, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.FP32)
-    train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1))
+    train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1,
+                                 keep_last_checkpoint=True))
     params = RunFolder(run_dir).params.read_text()
     assert json.loads(params)["precision"] == "fp32"
     # The same run continued where bf16 is native (a CPU run resumed on a GPU).
@@ -263,7 +264,8 @@ def test_checkpoint_without_mode_is_judged_by_its_params_json(tiny_data, tmp_pat
     """A checkpoint of an earlier version (no ``mode``): its params.json says how it ran."""
     run_dir = tmp_path / "run"
     monkeypatch.setattr(train_mod, "precision_for", lambda device, amp, **_: Precision.FP32)
-    train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1))
+    train_mod.run_training(tiny_config(tiny_data, run_dir, epochs=1,
+                                 keep_last_checkpoint=True))
     run = RunFolder(run_dir)
     state = torch.load(run.checkpoint_last, weights_only=True)
     del state["mode"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 
 import pytest
 
@@ -52,3 +53,36 @@ def test_no_context_study_unless_asked(monkeypatch, tmp_path, argv):
     titles = [t for t, _ in _steps(monkeypatch, tmp_path, *argv)]
     assert "context study" not in titles and "levels (smoke-context)" not in titles
     assert "levels (smoke)" in titles
+
+
+def test_results_go_to_a_git_ignored_folder_by_default(tmp_path, capsys):
+    """The default keeps the committed bundle results/<profile>/ as it is, and says so; only
+    --results-dir results remakes it."""
+    parser = argparse.ArgumentParser()
+    main_command.add_arguments(parser)
+    assert parser.parse_args([]).results_dir == main_command.LOCAL_RESULTS
+    local = main_command.where_results_go(main_command.REPO_ROOT / "results" / "local", "cpu")
+    assert local.startswith(f"main: results go to {main_command.REPO_ROOT}/results/local/cpu; "
+                            f"the committed bundle {main_command.REPO_ROOT}/results/cpu stays")
+    committed = main_command.where_results_go(main_command.REPO_ROOT / "results", "cpu")
+    assert committed.startswith("main: remaking the committed bundle ")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/local/cpu/bundle.json"],
+                             cwd=main_command.REPO_ROOT)
+    assert ignored.returncode == 0
+
+
+def test_dry_run_plans_every_study_and_trains_nothing(monkeypatch, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    calls = _steps(monkeypatch, tmp_path, "--models", "unet", "miniseg", "--seeds", "0", "1",
+                   "--loss-models", "unet", "--dry-run")
+    assert [t for t, _ in calls] == ["study (dry run)", "loss comparison (dry run)"]
+    assert all(argv[0] == "study" and "--dry-run" in argv for _, argv in calls)
+    out = capsys.readouterr().out
+    # unet: 2 seeds + 3 other losses; its weights are 4 bytes per parameter.
+    from spineseg_core.models import build_model
+
+    unet_mb = 4 * sum(t.numel() for t in build_model("unet").state_dict().values()) / 1e6
+    assert "unet                 5 runs x " in out and "predictions <= ? MB" in out
+    assert f"(weights {unet_mb:.0f} MB" in out
+    assert "miniseg              2 runs x " in out
+    assert "total: about " in out

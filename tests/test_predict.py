@@ -105,6 +105,25 @@ def test_predict_command_and_errors(run_dir, tmp_path, capsys):
         predict_path(tmp_path, tmp_path / "Case1.nii.gz", tmp_path / "y.nii.gz")
 
 
+def test_predict_into_a_new_folder_prints_the_file_written(run_dir, tmp_path, capsys):
+    """`-o DIR/` with DIR not yet made: the label file goes into DIR under the input's name,
+    and the printed line is that file; `-o pred` (no suffix, no slash) is one clear error."""
+    _oblique_nifti(tmp_path / "Case1.nii.gz")
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(run_dir), str(tmp_path / "Case1.nii.gz"), "-o",
+                 f"{out}/", "--device", "cpu"]) == 0
+    written = out / "mask_case1.nii.gz"
+    assert capsys.readouterr().out.strip() == str(written)
+    assert nib.load(written).shape == (36, 40, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["mask_case1.nii.gz"]
+    assert main(["predict", "--run", str(run_dir), str(tmp_path / "Case1.nii.gz"), "-o",
+                 str(tmp_path / "other"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"spineseg predict: error: -o {tmp_path / 'other'}: expected a label file "
+                   "ending in .nii.gz, .nii, .mha, or a folder (end it with /)")
+    assert not (tmp_path / "other").exists()
+
+
 def test_predict_and_aggregate_reject_bad_options_in_one_line(tmp_path, capsys):
     from spineseg_core.cli import main
 
@@ -115,7 +134,7 @@ def test_predict_and_aggregate_reject_bad_options_in_one_line(tmp_path, capsys):
     assert "--batch-size: expected a positive integer" in capsys.readouterr().err
     assert main(["predict", "--run", str(tmp_path), str(tmp_path / "in"), "-o",
                  str(tmp_path / "out")]) == 2
-    assert "must be a folder too" in capsys.readouterr().err
+    assert "must be a folder, but it is an existing file" in capsys.readouterr().err
     (tmp_path / "model.json").write_text("{broken")
     (tmp_path / "case.nii.gz").write_bytes(b"")
     code = main(["predict", "--run", str(tmp_path), str(tmp_path / "case.nii.gz"), "-o",

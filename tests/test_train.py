@@ -102,7 +102,8 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
     run = RunFolder(tmp_path / "run")
     for name in RunFolder.RESULT_FILES:
         assert (run.path / name).is_file(), name
-    assert run.is_finished() and run.has_checkpoint()
+    # Resuming is over: the last state is dropped (keep_last_checkpoint=False, the default).
+    assert run.is_finished() and not run.has_checkpoint()
 
     assert set(metrics) == METRIC_KEYS
     assert json.loads(run.metrics.read_text()) == metrics
@@ -133,8 +134,6 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
         assert npz["slice_index"].tolist() == [0, 1, 2] and npz["dice"].shape == (3,)
     assert metrics_case in per_case["case_id"].tolist()
 
-    state = torch.load(run.checkpoint_last, weights_only=True)
-    assert state["epoch"] == 2 and len(state["history"]) == 2
     params = run.load_params()
     assert params["model"] == "unet" and params["env"]["torch"] == torch.__version__
     assert {"host", "cpu", "gpu", "python", "spineseg", "git_commit", "device",
@@ -151,9 +150,24 @@ def test_smoke_run_writes_every_file(tiny_data, tmp_path):
             pred = model(x).float().argmax(1).numpy()
         assert (pred == npz["pred"]).mean() > 0.99  # float16 images: a few pixels may flip
 
-    # A finished run with the same parameters is reused, not retrained.
+    # A finished run with the same parameters is reused, not retrained, without its last
+    # checkpoint too.
+    mtime = run.metrics.stat().st_mtime_ns
     again = run_training(cfg)
-    assert again == metrics
+    assert again == metrics and run.metrics.stat().st_mtime_ns == mtime
+
+
+def test_keep_last_checkpoint_keeps_the_resumable_state(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=1, keep_last_checkpoint=True)
+    run_training(cfg)
+    run = RunFolder(tmp_path / "run")
+    state = torch.load(run.checkpoint_last, weights_only=True)
+    assert run.is_finished() and state["epoch"] == 1 and len(state["history"]) == 1
+    # Asking for more epochs without the kept state trains again from the start.
+    run.checkpoint_last.unlink()
+    longer = run_training(tiny_config(tiny_data, tmp_path / "run", epochs=2))
+    assert longer["epochs_completed"] == 2 and run.load_history()["epoch"].tolist() == [1, 2]
+    assert not run.has_checkpoint()
 
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path):
@@ -162,7 +176,8 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path):
     warm = tiny_config(tiny_data, tmp_path / "straight", epochs=2)
     prepare_data(warm, model_info(warm.model))
     straight = run_training(tiny_config(tiny_data, tmp_path / "straight", epochs=2))
-    run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=1))
+    run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=1,
+                             keep_last_checkpoint=True))
     resumed = run_training(tiny_config(tiny_data, tmp_path / "resumed", epochs=2))
     drop = {"train_seconds", "test_seconds"}
     assert {k: v for k, v in resumed.items() if k not in drop} == \
@@ -195,7 +210,7 @@ class _NanAfter(torch.nn.Module):
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_data, tmp_path, monkeypatch):
-    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1))
+    run_training(tiny_config(tiny_data, tmp_path / "run", epochs=1, keep_last_checkpoint=True))
     before = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
     real_build = train_mod.build_loss
     monkeypatch.setattr(train_mod, "build_loss",

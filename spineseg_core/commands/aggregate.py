@@ -13,7 +13,8 @@ HELP = "aggregate a profile's finished runs into the tables and figures the book
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", help="profile whose runs to read (default: cpu)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="folder holding <profile>/<model>/seed_<s>/fold_<f>/ run folders")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<profile>)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and slices")

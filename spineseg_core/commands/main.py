@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--profile", default="cpu", help="training profile (default: cpu)")
     parser.add_argument("--models", nargs="+", metavar="MODEL", help="default: all twelve")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S",
+                        help="training seeds of the study and the context study")
     parser.add_argument("--data-dir", type=Path,
                         help="real data (MRSpineSeg or SPIDER layout); default: the phantom")
     parser.add_argument("--loss-models", nargs="*", default=list(LOSS_MODELS),
@@ -44,8 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip `spineseg hardcases` (the runs on the phantom's hard cases)")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
     parser.add_argument("--no-book", action="store_true", help="skip the book build")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="parent of the run folders (git-ignored)")
+    parser.add_argument("--results-dir", type=Path, default=LOCAL_RESULTS,
+                        help="the bundle goes to <results-dir>/<profile>/ and the book is "
+                             "built from it; the default is git-ignored and leaves the "
+                             "committed bundle results/<profile>/ as it is; 'results' remakes "
+                             "that one")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what would run (models, groups, runs already finished, "
+                             "estimated disk) and train nothing")
 
 
 def other_losses() -> list[str]:
@@ -70,6 +79,70 @@ def _step(title: str, argv: list[str]) -> None:
 
 
 REPO_ROOT = REPO
+
+LOCAL_RESULTS = Path("results") / "local"
+"""``spineseg main``'s default results folder (git-ignored): the committed bundle
+``results/<profile>/`` is remade only when asked (``--results-dir results``)."""
+
+
+def where_results_go(results_dir: Path, profile: str) -> str:
+    """One line saying where the bundle goes and whether it replaces the committed one."""
+    bundle = results_dir.resolve() / profile
+    committed = (REPO_ROOT / "results").resolve()
+    if results_dir.resolve() == committed:
+        return (f"main: remaking the committed bundle {bundle} (the runs' files there are "
+                "replaced; git shows what changed)")
+    return (f"main: results go to {bundle}; the committed bundle {committed / profile} stays "
+            f"as it is (the book reads these with SPINESEG_RESULTS_DIR={results_dir.resolve()})")
+
+
+def _dry_run(args: argparse.Namespace, models: list[str], common: list[str],
+             data_args: list[str]) -> int:
+    """Each study step's plan (``spineseg study --dry-run``: runs, finished or not) and the
+    disk the runs need, without training."""
+    from collections import Counter
+
+    from spineseg_core.models import list_models
+    from spineseg_core.report.context import STUDY as CONTEXT
+    from spineseg_core.training.config import resolve_config
+    from spineseg_core.training.run_folder import estimate_run_disk
+
+    seeds = [*map(str, args.seeds)]
+    steps = [("study", ["--models", *models] if models else [])]
+    runs = Counter({m: len(args.seeds) for m in models or list_models()})
+    if args.loss_models:
+        steps.append(("loss comparison", ["--models", *args.loss_models, "--losses",
+                                          *other_losses()]))
+        runs.update({m: len(other_losses()) for m in args.loss_models})
+    if args.context_models:
+        steps.append(("context study", ["--models", *args.context_models, "--variant",
+                                        CONTEXT]))
+        runs.update({m: len(args.seeds) for m in args.context_models})
+    for title, argv in steps:
+        seed_args = [] if title == "loss comparison" else ["--seeds", *seeds]
+        _step(f"{title} (dry run)", ["study", *common, *argv, *seed_args, "--no-aggregate",
+                                     "--dry-run", *data_args])
+    print("\n=== disk (every planned run, finished ones included; the CSV and JSON files not "
+          "counted)")
+    def mb(n: float) -> str:
+        return f"{n / 1e6:.1f}" if n < 1e7 else f"{n / 1e6:.0f}"
+
+    total = peak = 0
+    for model, n in runs.items():
+        data_dir = {"data_dir": str(args.data_dir)} if args.data_dir else {}
+        est = estimate_run_disk(resolve_config(args.profile, model=model, **data_dir))
+        preds = "?" if est.predictions is None else mb(est.predictions)
+        print(f"{model:<20} {n} run{'s' if n > 1 else ' '} x {mb(est.kept):>5} MB kept "
+              f"(weights {mb(est.weights)} MB, predictions <= {preds} MB); "
+              f"{mb(est.last)} MB more while training")
+        total += n * est.kept
+        peak = max(peak, est.last)
+    print(f"total: about {total / 1e9:.1f} GB kept, plus {peak / 1e9:.1f} GB at most while "
+          "a run trains (its checkpoint_last.pt, deleted when it finishes)")
+    print("then: hard cases, efficiency, bench, aggregate, levels and the book, "
+          "which train nothing")
+    print(where_results_go(args.results_dir, args.profile))
+    return 0
 
 
 def main_device() -> str:
@@ -97,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
     models = args.models or []
     model_args = ["--models", *models] if models else []
     data_args = ["-p", "data_dir", str(args.data_dir)] if args.data_dir else []
+    common = ["--profile", args.profile, "--runs-dir", str(args.runs_dir),
+              "--results-dir", str(args.results_dir)]
+    print(where_results_go(args.results_dir, args.profile), flush=True)
+    if args.dry_run:
+        return _dry_run(args, models, common, data_args)
 
     if args.data_dir is None:
         from spineseg_core.training.config import resolve_config
@@ -109,8 +187,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         _step("check", ["check", str(args.data_dir)])
 
-    common = ["--profile", args.profile, "--runs-dir", str(args.runs_dir),
-              "--results-dir", str(args.results_dir)]
     _step("study", ["study", *common, *model_args, "--seeds", *map(str, args.seeds),
                     "--no-aggregate", *data_args])
     if args.loss_models:
@@ -165,4 +241,5 @@ def run(args: argparse.Namespace) -> int:
             raise SpinesegError(f"book build failed (exit {code})")
         print("=== book: _build/html/index.html")
     print(f"\nmain: done in {(time.perf_counter() - t0) / 60:.1f} min")
+    print(where_results_go(args.results_dir, args.profile))
     return 0

@@ -19,8 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", help="training profile (default: cpu)")
     parser.add_argument("--models", nargs="+", metavar="MODEL",
                         help="models to run (default: all twelve)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
-    parser.add_argument("--folds", nargs="+", type=int, default=[0], metavar="F")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S",
+                        help="training seeds: one run per model and seed")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0], metavar="F",
+                        help="validation folds (0 alone with the single 8:2 split)")
     parser.add_argument("--losses", nargs="+", metavar="LOSS",
                         help="loss comparison: run every model once per loss, into "
                              "<runs-dir>/<profile>-loss-<loss>/ (default: the profile's loss, "
@@ -33,13 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a side study that changes parameters (-p) of every run: its runs "
                              "go into <runs-dir>/<profile>-<NAME>/ (e.g. --variant res256 "
                              "-p image_size 256), apart from the main runs")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="parent of the run folders")
     parser.add_argument("--records-dir", type=Path,
                         help="keep each finished run's small record here (e.g. "
                              "results/cpu/runs, to commit), skip runs recorded there, and "
                              "aggregate from the records")
-    parser.add_argument("--results-dir", type=Path, default=Path("results"))
-    parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK)
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="the aggregated bundle goes to <results-dir>/<profile>/")
+    parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK,
+                        help="training notebook each run executes")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
                         metavar=("KEY", "VALUE"), help="extra notebook parameter (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
@@ -57,16 +62,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--slurm-gres", metavar="NAME",
                        help="ask the GPUs as the generic resource NAME (--gres=NAME:N, e.g. "
                             "gpu or gpu:a100) instead of --gpus-per-node=N")
-    slurm.add_argument("--slurm-account")
-    slurm.add_argument("--slurm-qos")
+    slurm.add_argument("--slurm-account", help="account charged (default: your default)")
+    slurm.add_argument("--slurm-qos", help="quality of service (default: the cluster's)")
     slurm.add_argument("--slurm-constraint", help="node features, e.g. 'a100|h100'")
     slurm.add_argument("--slurm-sbatch", action="append", default=[], metavar="OPTION[=VALUE]",
                        help="any other sbatch option, without its dashes (repeatable), e.g. "
                             "--slurm-sbatch mail-type=END --slurm-sbatch exclusive")
     slurm.add_argument("--slurm-timeout-min", type=int, default=SlurmOptions.timeout_min,
                        help="time limit per task; a run at its limit is requeued and resumes")
-    slurm.add_argument("--slurm-cpus", type=int, default=SlurmOptions.cpus_per_task)
-    slurm.add_argument("--slurm-mem-gb", type=int, default=None)
+    slurm.add_argument("--slurm-cpus", type=int, default=SlurmOptions.cpus_per_task,
+                       help="CPU cores per task")
+    slurm.add_argument("--slurm-mem-gb", type=int, default=None,
+                       help="memory per task in GB (default: the profile's, PROFILE_MEM_GB: "
+                            "4 smoke, 6 cpu, 32 paper)")
     slurm.add_argument("--slurm-parallelism", type=int, default=SlurmOptions.array_parallelism,
                        help="array tasks running at once")
 
@@ -139,9 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from spineseg_core.models import list_models, model_info
     from spineseg_core.study.aggregate import aggregate
 
-    models = args.models or list_models()
-    for name in models:
-        model_info(name)
+    models = [model_info(name).name for name in args.models or list_models()]
     extra = _extra(args.param)
     if args.poll_s <= 0:
         raise ConfigError(f"--poll-s {args.poll_s}: expected a positive number of seconds")

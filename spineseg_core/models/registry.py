@@ -16,6 +16,7 @@ pipeline, the trainer and the measurements.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 from collections.abc import Callable, Iterable
@@ -137,14 +138,36 @@ def list_models(families: Iterable[Family] | None = PAPER_FAMILIES) -> list[str]
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 
-def model_info(name: str) -> ModelInfo:
-    """Registry entry of ``name``; an unknown name lists the valid ones."""
+def _name_key(name: str) -> str:
+    """How names compare: case, spaces, hyphens and underscores ignored (``TransUNet``,
+    ``attention-unet`` and ``Attention U-Net`` find their models)."""
+    return "".join(c for c in name.lower() if c not in " -_")
+
+
+def canonical_name(name: str) -> str:
+    """The stable name of the model called ``name``: its stable name or its display name
+    (``ResUNet++``) in any case, spacing or hyphenation. An unknown name is a
+    :class:`ConfigError` that suggests the closest names and lists the valid ones."""
     _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid models: "
-                          f"{', '.join(list_models(None))}") from None
+    if name in _REGISTRY:
+        return name
+    aliases: dict[str, str] = {}
+    for stable, info in _REGISTRY.items():
+        aliases.setdefault(_name_key(stable), stable)
+        aliases.setdefault(_name_key(info.display_name), stable)
+    key = _name_key(str(name))
+    if key in aliases:
+        return aliases[key]
+    close = difflib.get_close_matches(key, aliases, n=1)
+    hint = f"; did you mean {aliases[close[0]]}?" if close else ""
+    raise ConfigError(f"unknown model {name!r}{hint} (valid models: "
+                      f"{', '.join(list_models(None))})")
+
+
+def model_info(name: str) -> ModelInfo:
+    """Registry entry of ``name`` (any spelling :func:`canonical_name` accepts); an unknown
+    name suggests the closest and lists the valid ones."""
+    return _REGISTRY[canonical_name(name)]
 
 
 def build_model(name: str, in_channels: int | None = None, num_classes: int = 20,
@@ -154,6 +177,7 @@ def build_model(name: str, in_channels: int | None = None, num_classes: int = 20
     ``in_channels`` defaults to the registry's (:attr:`ModelInfo.in_channels`: the context of a
     2.5D model, else 1)."""
     info = model_info(name)
+    name = info.name
     if in_channels is None:
         in_channels = info.in_channels
     try:

@@ -109,6 +109,9 @@ class TrainConfig:
     forward pass under bf16 autocast where the device runs bf16 faster than fp32 (a CUDA GPU
     with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.training.precision`); the run's
     ``params.json`` records which (``precision``).
+    ``keep_last_checkpoint`` keeps ``checkpoint_last.pt`` (the resumable state, about three
+    times the size of the best weights) once the run has finished; by default it is deleted
+    then, since resuming is over (a longer run starts again).
     """
 
     model: str = "unet"
@@ -155,6 +158,7 @@ class TrainConfig:
     amp: bool = True
     hd95: bool = True
     skip_bad: bool = False
+    keep_last_checkpoint: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (paths and enums as strings)."""
@@ -354,6 +358,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
                           f"{cfg.phantom_cases}")
 
 
+def _model_name(name: str) -> str:
+    from spineseg_core.models import canonical_name
+
+    try:
+        return canonical_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
 def _check_names(cfg: TrainConfig) -> None:
     from spineseg_core.losses import LossName
     from spineseg_core.models import model_info
@@ -407,6 +420,8 @@ def resolve_config(profile: str | Profile = Profile.CPU, *, exceptions: bool = T
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(PARAMETERS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(given.get("model"), str):  # the stable name, whatever the spelling (TransUNet)
+        given["model"] = _model_name(given["model"])
     model = given.get("model", TrainConfig.model)
     budget = model_budget(model, prof) if exceptions and isinstance(model, str) else {}
     values: dict[str, Any] = {**PROFILE_DEFAULTS[prof], **budget, "profile": prof}

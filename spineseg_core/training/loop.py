@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -44,7 +43,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import TqdmWarning
+from tqdm import tqdm  # text bars: they go to the terminal (progress_stream)
 
 from spineseg_core.data.prepare import prepare_data
 from spineseg_core.envinfo import env_stamp
@@ -54,6 +53,7 @@ from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import build_model, model_info
 from spineseg_core.training.config import TrainConfig, lr_factor, planned_epochs, planned_steps
 from spineseg_core.training.device import resolve_device
+from spineseg_core.training.progress import eta_text, progress_stream
 from spineseg_core.training.evaluate import evaluate, write_final_results
 from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
 from spineseg_core.training.run_folder import RunFolder, default_run_dir
@@ -76,17 +76,14 @@ from spineseg_core.training.step import (
     uses_channels_last,
 )
 
-with warnings.catch_warnings():  # without ipywidgets the text bar is used, which is fine
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
-
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "train_loss", "val_loss", "dice", "miou", "fnr",
                                     "fpr", "recall", "dice3d", "bg_recall", "absent_fraction",
                                     "lr", "epoch_seconds")
 """Columns of ``history.csv`` (CONTRIBUTING)."""
 
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95"})
+    {"epochs", "resume", "device", "num_workers", "threads", "out_dir", "val_every", "hd95",
+     "keep_last_checkpoint"})
 """Parameters that may differ when a run is resumed (they do not change what was learnt)."""
 
 MODE_PARAMETERS: frozenset[str] = frozenset({"amp", "gpu_augment"})
@@ -230,7 +227,7 @@ def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: i
     # Seeded per epoch, so a resumed run draws the same artefacts.
     gen = epoch_generator(cfg.seed, epoch, device) if step.augment is not None else None
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{epochs or cfg.epochs}", leave=False,
-               unit="batch", dynamic_ncols=True, mininterval=2.0)
+               unit="batch", dynamic_ncols=True, mininterval=2.0, file=progress_stream())
     for i, batch in enumerate(bar):
         if max_steps is not None and steps >= max_steps:
             break
@@ -252,8 +249,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` as ``cfg`` says and return the final metrics (``metrics.json``).
 
     With ``cfg.resume`` an existing ``checkpoint_last.pt`` of the same parameters is continued
-    (a finished run with as many epochs, or steps, is returned as is); without it the folder's
-    results are deleted and the run starts over.
+    (a finished run with as many epochs, or steps, is returned as is, also when its last
+    checkpoint was dropped); without it the folder's results are deleted and the run starts
+    over. A finished run deletes its ``checkpoint_last.pt`` unless ``cfg.keep_last_checkpoint``.
     """
     run = RunFolder(default_run_dir(cfg))
     device = resolve_device(cfg.device, cfg.profile)
@@ -271,6 +269,19 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             tqdm.write(f"{run.path}: finished run found ({state['epoch']} epochs), reused")
             return run.load_metrics()
         _check_mode(_recorded_mode(state, run), mode, run, device)
+    elif run.is_finished():  # finished, its checkpoint_last.pt dropped (keep_last_checkpoint)
+        _check_resumable(run.load_params(), cfg, run)
+        finished = run.load_metrics()
+        if cfg.steps is None:
+            done, budget, unit = int(finished.get("epochs_completed") or 0), cfg.epochs, "epochs"
+        else:
+            done, budget, unit = int(finished.get("steps_completed") or 0), cfg.steps, "steps"
+        if done >= budget:
+            tqdm.write(f"{run.path}: finished run found ({done} {unit}), reused")
+            return finished
+        tqdm.write(f"{run.path}: finished after {done} {unit} without its last checkpoint; "
+                   f"training again from the start to {budget} {unit}")
+        run.clear()
     run.metrics.unlink(missing_ok=True)  # the run is unfinished from here on
     run.path.mkdir(parents=True, exist_ok=True)
     precision = Precision(mode["precision"])
@@ -327,9 +338,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         train_seconds = float(state["train_seconds"])
         _write_history(run, history)
 
+    out = progress_stream()  # the terminal, also from a papermill kernel
     for epoch in tqdm(range(start_epoch, n_epochs + 1), desc=f"{cfg.model} ({cfg.profile})",
                       initial=start_epoch - 1, total=n_epochs, unit="epoch",
-                      dynamic_ncols=True):
+                      dynamic_ncols=True, file=out):
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         loader = train_loader(data.train, cfg, epoch, pin)
@@ -360,13 +372,18 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
             "rng": rng_state(device), "mode": mode, "best_dice": best_dice, "best_epoch": best_epoch,
             "train_seconds": train_seconds, "history": history})
         shown = f"dice {val['dice']:.4f} (best {best_dice:.4f} @ {best_epoch})" if val else ""
+        eta = eta_text(train_seconds / len(history), n_epochs - epoch)
         tqdm.write(f"{cfg.model} epoch {epoch}/{n_epochs}: train_loss {train_loss:.4f} "
-                   f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s]")
+                   f"val_loss {val_loss:.4f} {shown} [{seconds:.1f} s{', ' + eta if eta else ''}]",
+                   file=out)
 
-    return _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
-                   best_epoch=best_epoch, best_val_dice=best_dice,
-                   train_seconds=train_seconds, epochs_completed=len(history),
-                   steps_completed=done_steps)
+    metrics = _finish(run, cfg, model, data, loss_fn, device, autocast, pin,
+                      best_epoch=best_epoch, best_val_dice=best_dice,
+                      train_seconds=train_seconds, epochs_completed=len(history),
+                      steps_completed=done_steps)
+    if not cfg.keep_last_checkpoint:  # resuming is over; the best weights stay
+        run.checkpoint_last.unlink(missing_ok=True)
+    return metrics
 
 
 def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: nn.Module,
@@ -396,5 +413,6 @@ def _finish(run: RunFolder, cfg: TrainConfig, model: nn.Module, data, loss_fn: n
     }
     write_json(run.metrics, metrics)
     tqdm.write(f"{cfg.model}: best epoch {best_epoch} (validation), test " +
-               json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}))
+               json.dumps({k: round(v, 4) for k, v in summary.items() if math.isfinite(v)}),
+               file=progress_stream())
     return metrics

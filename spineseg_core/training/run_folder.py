@@ -40,6 +40,43 @@ def find_runs(group_dir: str | Path) -> list[Path]:
     return sorted(p.parent for p in Path(group_dir).glob("*/seed_*/fold_*/metrics.json"))
 
 
+MAX_SLICES_PER_CASE = 15
+"""Most sagittal slices of a phantom or MRSpineSeg case (they have 12 to 15): the bound on
+``predictions.npz`` in :func:`estimate_run_disk`."""
+
+
+@dataclass(frozen=True)
+class DiskEstimate:
+    """Bytes one run of a configuration needs: what a finished run keeps (``weights``, the
+    best checkpoint; ``predictions``, an upper bound, ``None`` on real data where the test
+    set's size is not known before it is read) and ``last``, the resumable state that exists
+    while it trains (and after, with ``keep_last_checkpoint``)."""
+
+    weights: int
+    last: int
+    predictions: int | None
+
+    @property
+    def kept(self) -> int:
+        """Bytes a finished run keeps (the small CSV and JSON files not counted)."""
+        return self.weights + (self.predictions or 0)
+
+
+def estimate_run_disk(cfg: TrainConfig) -> DiskEstimate:
+    """:class:`DiskEstimate` of ``cfg``, without training: the model is built on the meta
+    device for its parameter count; weights are fp32 (4 bytes each), the last checkpoint holds
+    them with Adam's two moments (three times as much), and the predictions hold, per test
+    slice, the image (float16), the reference and the prediction (uint8 each) uncompressed."""
+    from spineseg_core.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg.model, **(cfg.model_kwargs or {}))
+    weights = 4 * sum(t.numel() for t in model.state_dict().values())
+    predictions = (cfg.test_cases * MAX_SLICES_PER_CASE * cfg.image_size ** 2 * 4
+                   if cfg.data_dir is None else None)
+    return DiskEstimate(weights=weights, last=3 * weights, predictions=predictions)
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths of every file of one run folder, and readers for them."""
@@ -68,9 +105,10 @@ class RunFolder:
     ``predictions.npz`` reduced to its predictions: :func:`spineseg_core.study.records`)."""
 
     RESULT_FILES = ("params.json", "history.csv", "metrics.json", "per_class.csv",
-                    "per_case.csv", "predictions.npz", "checkpoint_last.pt",
-                    "checkpoint_best.safetensors", "model.json")
-    """Files a finished run leaves (``notebook.ipynb`` comes from papermill)."""
+                    "per_case.csv", "predictions.npz", "checkpoint_best.safetensors",
+                    "model.json")
+    """Files a finished run leaves (``notebook.ipynb`` comes from papermill; with
+    ``keep_last_checkpoint`` also ``checkpoint_last.pt``, which an unfinished run holds)."""
 
     def is_finished(self) -> bool:
         return self.metrics.is_file()
@@ -111,6 +149,7 @@ class RunFolder:
         which papermill may be writing right now, stays."""
         for name in self.RESULT_FILES:
             (self.path / name).unlink(missing_ok=True)
+        self.checkpoint_last.unlink(missing_ok=True)
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
