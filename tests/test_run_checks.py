@@ -17,6 +17,7 @@ from spineseg_core.commands import main as main_command
 from spineseg_core.errors import ConfigError
 from spineseg_core.study import slurm
 from spineseg_core.study.slurm import Partitions, SlurmOptions, check_cluster, default_mem_gb
+from spineseg_core.data import prepare as prepare_mod
 from spineseg_core.training import loop as train_mod
 from spineseg_core.training.config import resolve_config
 from spineseg_core.training.device import resolve_device
@@ -133,7 +134,7 @@ def test_cuda_is_submitted_from_a_login_node_without_a_gpu(tmp_path, monkeypatch
 @pytest.mark.parametrize("gpu, device", [(True, "cuda"), (False, "cpu")])
 def test_main_scores_hard_cases_on_the_main_jobs_device(tmp_path, monkeypatch, gpu, device):
     (_fake_cuda if gpu else _no_cuda)(monkeypatch)
-    monkeypatch.setattr(train_mod, "data_root", lambda cfg: tmp_path / "phantom")
+    monkeypatch.setattr(prepare_mod, "data_root", lambda cfg: tmp_path / "phantom")
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(main_command, "_step", lambda title, args: calls.append((title, args)))
     parser = argparse.ArgumentParser()

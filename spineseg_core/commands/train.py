@@ -44,14 +44,20 @@ FIELD_HELP: dict[str, str] = {
     "profile": "set of defaults sized for a machine: smoke (seconds), cpu (the study's "
                "miniature), paper (the paper's protocol, for a GPU)",
     "data_dir": "real data (MRSpineSeg or SPIDER layout); none: the procedural phantom",
+    "phantom": "train on the procedural phantom where the profile expects real data (the paper "
+               "profile: 264 cases at 880 px are generated first, about 30 min and 12 GB of RAM)",
     "phantom_cases": "phantom cases to generate for training and validation",
     "phantom_size": "in-plane size in px at which phantom cases are written",
     "phantom_seed": "seed of the phantom's training cases",
     "image_size": "in-plane size in px the slices are resampled to for training",
-    "epochs": "training epochs",
+    "epochs": "training epochs (used when no step budget is set; giving it replaces the "
+              "profile's step budget)",
+    "steps": "the budget in optimiser steps, equal for every model (the epochs follow from it, "
+             "the last one partial)",
+    "warmup_steps": "optimiser steps of linear learning-rate warm-up before the schedule",
     "batch_size": "slices (or volumes, for a 3D model) per training step",
     "lr": "Adam's (initial) learning rate",
-    "scheduler": "learning-rate schedule per epoch",
+    "scheduler": "learning-rate schedule, stepped per optimiser step to the budget",
     "loss": "training loss",
     "loss_kwargs": "options of the Dice term (include_background, pooling, smooth_nr, smooth_dr), "
                    "e.g. '{\"include_background\": true}'",
