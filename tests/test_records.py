@@ -16,7 +16,7 @@ from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.records import (IMAGE_LEVELS, TEST_SET, has_record, load_predictions,
                                          main_group_images, main_group_name, record_runs,
                                          write_record)
-from spineseg_core.study.runner import Outcome, RunStatus, group_name, plan_study, run_study
+from spineseg_core.study.runner import RunOutcome, RunStatus, group_name, plan_study, run_study
 from spineseg_core.training.run_folder import RunFolder
 
 
@@ -128,7 +128,7 @@ def test_study_skips_recorded_runs_and_records_each_as_it_finishes(tmp_path):
     lines = []
     results = run_study(plan, tmp_path / "runs", runner=fake_runner, records_dir=records,
                         log=lines.append)
-    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.DONE]
+    assert [r.outcome for r in results] == [RunOutcome.SKIPPED, RunOutcome.DONE]
     assert not (tmp_path / "runs/cpu/unet").exists()  # the recorded run never ran again
     assert has_record(records / "cpu/miniseg/seed_0/fold_0")
     assert any("recorded in" in line for line in lines)

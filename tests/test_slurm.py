@@ -18,7 +18,7 @@ from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
 from spineseg_core.study.slurm import (Partitions, SlurmOptions, check_cluster, check_options,
                                  default_gpus, parse_sbatch_options)
-from spineseg_core.study.runner import Outcome, RunResult, RunSpec, RunStatus, plan_study, run_study
+from spineseg_core.study.runner import RunOutcome, RunResult, RunSpec, RunStatus, plan_study, run_study
 
 SINFO = "debug*|(null)\ngpu|gpu:a100:4(S:0-1)\ngpu|gpu:a100:2\nbig|(null)\n"
 
@@ -130,7 +130,7 @@ def test_local_study_prints_every_epoch_with_etas(tmp_path):
     lines: list[str] = []
     results = run_study(plan, tmp_path / "runs", notebook=notebook, runner=fake_runner,
                         poll_s=0.01, log=lines.append)
-    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.DONE]
+    assert [r.outcome for r in results] == [RunOutcome.DONE, RunOutcome.DONE]
     epochs = [l for l in lines if ": epoch " in l]
     assert [l.split(": epoch ")[1].split(" ")[0] for l in epochs] == ["1/3", "2/3", "3/3"] * 2
     assert all("run ETA" in l and "study ETA" in l for l in epochs)
@@ -160,7 +160,7 @@ def test_slurm_monitor_counts_and_reports_a_vanished_task_with_its_log(tmp_path,
     folder = runs / ".submitit"
     folder.mkdir(parents=True)
     specs = [RunSpec("smoke", "unet", 0, 0, epochs=2), RunSpec("smoke", "miniseg", 0, 0, epochs=2)]
-    done = RunResult(specs[0], specs[0].run_dir(runs), Outcome.DONE, RunStatus.NEW)
+    done = RunResult(specs[0], specs[0].run_dir(runs), RunOutcome.DONE, RunStatus.NEW)
     tasks = [_FakeTask(folder, "7_0", done), _FakeTask(folder, "7_1", None)]
     monkeypatch.setattr(study, "_submit", lambda *a: tasks)
     # What squeue shows at each poll: both pending; both running (unet's epoch 1 written);
@@ -181,7 +181,7 @@ def test_slurm_monitor_counts_and_reports_a_vanished_task_with_its_log(tmp_path,
     lines: list[str] = []
     results = study._run_submitit(specs, study.RunJob(runs), folder, "slurm", SlurmOptions(),
                                   lines.append, poll_s=0)
-    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.FAILED]
+    assert [r.outcome for r in results] == [RunOutcome.DONE, RunOutcome.FAILED]
     assert results[1].error_log == tasks[1].paths.stderr
     assert "last RUNNING" in results[1].error
     error_log = (specs[1].run_dir(runs) / "error.log").read_text()

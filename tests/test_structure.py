@@ -24,12 +24,7 @@ KNOWN_CYCLES: list[frozenset[str]] = [
 ]
 """Cycles tolerated for now, each as the set of its files."""
 
-KNOWN_SHARED_CLASS_NAMES: dict[str, frozenset[str]] = {
-    # The study runner's outcome of a run and the levels' outcome of an identification. Both
-    # files are being edited on other branches; the lead renames the runner's (RunOutcome)
-    # after merging them and deletes this entry.
-    "Outcome": frozenset({"spineseg_core/study/runner.py", "spineseg_core/levels/identify.py"}),
-}
+KNOWN_SHARED_CLASS_NAMES: dict[str, frozenset[str]] = {}
 """Class names that two files still share, with those files."""
 
 

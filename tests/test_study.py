@@ -13,7 +13,7 @@ import fake_runs
 from fake_runs import fake_runner, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.runner import (Executor, Outcome, RunJob, RunSpec, RunStatus,
+from spineseg_core.study.runner import (Executor, RunOutcome, RunJob, RunSpec, RunStatus,
                                  notebook_parameters, parse_parameter, plan_study, run_status,
                                  run_study)
 
@@ -85,11 +85,11 @@ def test_local_skip_resume_new_and_failure(tmp_path, notebook):
     results = run_study(plan, runs, extra={"fail_model": "miniseg"}, notebook=notebook,
                         runner=fake_runner, log=lambda _: None)
     outcomes = {(r.spec.model, r.spec.seed): r.outcome for r in results}
-    assert outcomes == {("unet", 0): Outcome.SKIPPED, ("unet", 1): Outcome.DONE,
-                        ("miniseg", 0): Outcome.FAILED, ("miniseg", 1): Outcome.FAILED}
+    assert outcomes == {("unet", 0): RunOutcome.SKIPPED, ("unet", 1): RunOutcome.DONE,
+                        ("miniseg", 0): RunOutcome.FAILED, ("miniseg", 1): RunOutcome.FAILED}
     assert _calls(runs / "cpu/unet/seed_0/fold_0") == []          # finished: not run again
     assert _calls(resume_dir)[0]["resume"] is True                 # interrupted: resumed
-    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    failed = [r for r in results if r.outcome is RunOutcome.FAILED]
     assert _calls(failed[0].run_dir)[0]["resume"] is False         # new
     log = failed[0].error_log.read_text()
     assert "RuntimeError: fake failure of miniseg" in log and "Traceback" in log
@@ -102,7 +102,7 @@ def test_notebook_without_metrics_is_a_failure(tmp_path, notebook):
 
     plan = plan_study("cpu", ["unet"], [0], [0], tmp_path)
     (result,) = run_study(plan, tmp_path, notebook=notebook, runner=silent, log=lambda _: None)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is RunOutcome.FAILED
     assert "without writing metrics.json" in result.error_log.read_text()
 
 
@@ -130,7 +130,7 @@ def test_submitit_local_job_array(tmp_path, notebook, monkeypatch):
     results = run_study(plan, runs, executor=Executor.SLURM, cluster="local",
                         extra={"fail_model": "none"}, notebook=notebook, runner=fake_runner,
                         log=lambda _: None)
-    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.DONE, Outcome.DONE]
+    assert [r.outcome for r in results] == [RunOutcome.SKIPPED, RunOutcome.DONE, RunOutcome.DONE]
     assert all((r.run_dir / "metrics.json").is_file() for r in results)
     assert list((runs / ".submitit").glob("*_log.out"))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from spineseg_core.errors import ConfigError
 from spineseg_core.study.slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
                      default_mem_gb, parse_sbatch_options)
-from spineseg_core.study.runner import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, Outcome, parse_parameter,
+from spineseg_core.study.runner import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, RunOutcome, parse_parameter,
                      plan_study, run_study)
 
 HELP = "run the study's training runs through papermill (locally or on Slurm), then aggregate"
@@ -182,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
     results = run_study(plan, args.runs_dir, executor=args.executor, extra=extra,
                         notebook=args.notebook, slurm=slurm, poll_s=args.poll_s,
                         records_dir=args.records_dir)
-    failed = [r for r in results if r.outcome is Outcome.FAILED]
-    done = sum(r.outcome is Outcome.DONE for r in results)
-    skipped = sum(r.outcome is Outcome.SKIPPED for r in results)
+    failed = [r for r in results if r.outcome is RunOutcome.FAILED]
+    done = sum(r.outcome is RunOutcome.DONE for r in results)
+    skipped = sum(r.outcome is RunOutcome.SKIPPED for r in results)
     print(f"study {args.profile}: {done} run, {skipped} already finished, {len(failed)} failed")
     for r in failed:
         print(f"FAILED {r.spec.label()}: {r.error} (log: {r.error_log})")

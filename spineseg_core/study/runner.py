@@ -73,7 +73,7 @@ class RunStatus(StrEnum):
     NEW = "new"
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
     """What happened to a run during this study."""
 
     SKIPPED = "skipped"
@@ -269,7 +269,7 @@ class RunResult:
 
     spec: RunSpec
     run_dir: Path
-    outcome: Outcome
+    outcome: RunOutcome
     status_before: RunStatus
     seconds: float = 0.0
     error_log: Path | None = None
@@ -287,7 +287,7 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     run_dir = spec.run_dir(runs_dir)
     status = run_status(run_dir, spec.epochs)
     if status is RunStatus.FINISHED:
-        return RunResult(spec, run_dir, Outcome.SKIPPED, status)
+        return RunResult(spec, run_dir, RunOutcome.SKIPPED, status)
     run_dir.mkdir(parents=True, exist_ok=True)
     error_log = RunFolder(run_dir).error_log
     start = time.perf_counter()
@@ -301,11 +301,11 @@ def execute_run(spec: RunSpec, runs_dir: str | Path, *, extra: Mapping[str, Any]
     except Exception as exc:  # noqa: BLE001 - every failure is reported, the study goes on
         text = f"{spec.label()}\nrun folder: {run_dir}\n\n{traceback.format_exc()}"
         error_log.write_text(text)
-        return RunResult(spec, run_dir, Outcome.FAILED, status, time.perf_counter() - start,
+        return RunResult(spec, run_dir, RunOutcome.FAILED, status, time.perf_counter() - start,
                          error_log, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if error_log.exists():
         error_log.unlink()
-    return RunResult(spec, run_dir, Outcome.DONE, status, time.perf_counter() - start)
+    return RunResult(spec, run_dir, RunOutcome.DONE, status, time.perf_counter() - start)
 
 
 try:
@@ -426,7 +426,7 @@ def _failed(spec: RunSpec, runs_dir: Path, message: str, log_path: Path,
     run_dir = spec.run_dir(runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(RunFolder(run_dir).error_log, f"{spec.label()}\nrun folder: {run_dir}\n\n{message}\n")
-    return RunResult(spec, run_dir, Outcome.FAILED, run_status(run_dir, spec.epochs),
+    return RunResult(spec, run_dir, RunOutcome.FAILED, run_status(run_dir, spec.epochs),
                      error_log=log_path, error=error)
 
 
@@ -547,7 +547,7 @@ def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id
                 results[i] = _task_result(spec, sjob, job.runs_dir)
                 log(f"{labels[i]}: {results[i].outcome}"
                     + (f" ({results[i].error}; log: {results[i].error_log})"
-                       if results[i].outcome is Outcome.FAILED else ""))
+                       if results[i].outcome is RunOutcome.FAILED else ""))
                 on_result(results[i])
             elif states is not None and str(sjob.job_id) not in states:
                 missing[i] = missing.get(i, 0) + 1
@@ -571,8 +571,8 @@ def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id
         running = sum(1 for i in range(len(specs)) if i not in results
                       and (not on_slurm or last_state.get(i) not in (None, *PENDING_STATES)))
         counts = (len(specs) - len(results) - running, running,
-                  sum(r.outcome is not Outcome.FAILED for r in results.values()),
-                  sum(r.outcome is Outcome.FAILED for r in results.values()))
+                  sum(r.outcome is not RunOutcome.FAILED for r in results.values()),
+                  sum(r.outcome is RunOutcome.FAILED for r in results.values()))
         if counts != shown:
             shown = counts
             log(f"job array {array_id}: {counts[0]} pending, {counts[1]} running, "
@@ -606,11 +606,11 @@ def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
     job = RunJob(runs_dir, extra, notebook, runner, cwd)
     done_before = (RunStatus.FINISHED, RunStatus.RECORDED)
     todo = [p.spec for p in plan if p.status not in done_before]
-    skipped = [RunResult(p.spec, p.run_dir, Outcome.SKIPPED, p.status)
+    skipped = [RunResult(p.spec, p.run_dir, RunOutcome.SKIPPED, p.status)
                for p in plan if p.status in done_before]
 
     def record(result: RunResult) -> None:
-        if records_dir is None or result.outcome is Outcome.FAILED:
+        if records_dir is None or result.outcome is RunOutcome.FAILED:
             return
         target = result.spec.run_dir(records_dir)
         if not has_record(target):
