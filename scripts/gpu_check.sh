@@ -31,6 +31,7 @@
 #   scripts/gpu_check.sh                    # on the GPU machine (PYTHON: its python3)
 #   scripts/gpu_check.sh --dry-run          # every part on the CPU at tiny sizes, with .venv
 #                                           # (or VENV), into $OUT (/tmp/spineseg-gpu-check)
+#   scripts/gpu_check.sh --install-only     # parts 0 and 1 alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -43,12 +44,14 @@ part() {  # the part just finished and its elapsed time
 }
 fail() { echo "gpu_check: $*" >&2; exit 1; }
 
-DRY=0
-case "${1:-}" in
-    --dry-run) DRY=1 ;;
-    "") ;;
-    *) fail "unknown option ${1}: expected --dry-run or nothing" ;;
-esac
+DRY=0 INSTALL_ONLY=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) DRY=1 ;;
+        --install-only) INSTALL_ONLY=1 ;;  # parts 0 and 1 (scripts/gpu_study.sh)
+        *) fail "unknown option ${arg}: expected --dry-run and/or --install-only" ;;
+    esac
+done
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu SIZE=${SIZE:-64} BATCH=${BATCH:-2} STEPS=${STEPS:-2} CASES=${CASES:-4}
     MODELS=${MODELS:-"unet miniseg"} OUT=${OUT:-/tmp/spineseg-gpu-check} VENV=${VENV:-.venv}
@@ -123,6 +126,7 @@ PY="$VENV/bin/python"
 "$PY" -c "import torch; assert torch.__version__ == '${probe#torch }'.split(',')[0], torch.__version__" \
     2>/dev/null || fail "$VENV's torch is not the machine's (${probe%%,*})"
 part install
+[ "$INSTALL_ONLY" = 1 ] && exit 0
 
 # 2. The device's own tests; on the GPU a skipped one is a failure.
 "$PY" scripts/gpu_check.py tests $([ "$DRY" = 1 ] && echo --allow-skips) \
