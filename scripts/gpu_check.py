@@ -48,7 +48,7 @@ from spineseg_core.measure.timing import (backend_like_trainer, bench_loss, rand
                                           theoretical_peak, timed, train_step_flops)
 from spineseg_core.models import build_model, list_models, model_info
 from spineseg_core.study.paper import table3_efficiency
-from spineseg_core.training.config import TrainConfig, resolve_config
+from spineseg_core.training.config import PARAMETERS, TrainConfig, resolve_config
 from spineseg_core.training.device import resolve_device
 from spineseg_core.training.step import TrainStep
 
@@ -103,13 +103,20 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     print(f"wrote {path}", flush=True)
 
 
+NO_DATA: dict[str, object] = {"phantom": True} if "phantom" in PARAMETERS else {}
+"""What tells the paper profile, where it asks for real data or an explicit phantom, that no
+data is read (the train part times random batches)."""
+
+
 def model_config(name: str, size: int, device: torch.device, batch: int | None = None,
                  **overrides: object) -> TrainConfig:
     """The paper profile's configuration of model ``name`` as every entry point resolves it
     (its per-model values included), at ``size`` px on ``device``; ``batch`` overrides the
-    batch (the dry run's tiny sizes)."""
+    batch (the dry run's tiny sizes). Without ``data_dir`` it is the configuration of a step
+    on random batches (:data:`NO_DATA`)."""
+    data = {} if overrides.get("data_dir") is not None else NO_DATA
     return resolve_config("paper", model=name, image_size=size, batch_size=batch,
-                          device=device.type, **overrides)
+                          device=device.type, **data, **overrides)
 
 
 def train_rows(models: Sequence[str], device: torch.device, size: int, steps: int,
