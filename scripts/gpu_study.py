@@ -21,8 +21,11 @@ each with its share of the CPU threads. The study stops launching runs when the 
 (``--budget-s``, 9 minutes by default) is shorter than a run is expected to take (the slowest
 finished run so far, ``--run-estimate-s`` before any has finished); at the budget it ends the
 runs still going, which leave no record (their checkpoints stay in ``--runs-dir``, from which
-the next study on the same machine resumes them). ``--archive`` packs the records it wrote
-into one ``.tar.gz`` (the lent machine returns a few files, not a tree).
+the next study on the same machine resumes them). The main group's runs it finished are then
+scored on the phantom's hard cases (as ``scripts/rerun_cpu_study.sh`` does after each study:
+their checkpoints leave with the machine), in the last :data:`HARD_S` of the budget, in a child
+process ended at the budget; only finished scores are recorded. ``--archive`` packs the records
+it wrote into one ``.tar.gz`` (the lent machine returns a few files, not a tree).
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ rather than the GPU sets the pace."""
 
 BUDGET_S = 540.0
 """Nine minutes, the whole study's share of a 15-minute lease."""
+
+HARD_S = 90.0
+"""The end of the budget kept for scoring the new main-group runs on the hard cases (an
+estimate: three sets of phantom cases written once, then one evaluation per run and set)."""
 
 
 def planned(profile: str, parts: Sequence[Part], runs_dir: Path, records_dir: Path,
@@ -271,6 +278,38 @@ def run_all(todo: list, runs_dir: Path, records_dir: Path, *, jobs: int, budget_
     return done
 
 
+def score_hard(runs_dir: Path, specs: Sequence, records_dir: Path, device: str,
+               seconds: float, say=print) -> list[Path]:
+    """Score the main-group runs among ``specs`` on every hard-case set in a child process
+    given ``seconds``, then record each finished score; returns the records written."""
+    from spineseg_core.study.hard_cases import HardSet, hard_group
+    from spineseg_core.study.records import has_record, is_main_group, write_record
+    from spineseg_core.training.run_folder import RunFolder
+
+    specs = [s for s in specs if is_main_group(s.group)]
+    if not specs or seconds <= 0:
+        return []
+    groups = sorted({s.group for s in specs})
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "hard",
+                              str(runs_dir), device, *groups], cwd=REPO, start_new_session=True)
+    try:
+        child.wait(seconds)
+    except subprocess.TimeoutExpired:
+        child.terminate()
+        child.wait()
+        say(f"hard-case scoring ended at the budget after {seconds:.0f} s")
+    written = []
+    for spec in specs:
+        for hard in HardSet:
+            scored = runs_dir / hard_group(spec.group, hard) / spec.run_dir(runs_dir).relative_to(
+                runs_dir / spec.group)
+            target = records_dir / scored.relative_to(runs_dir)
+            if RunFolder(scored).is_finished() and not has_record(target):
+                written.append(write_record(scored, target))
+    say(f"{len(written)} hard-case scores recorded")
+    return written
+
+
 def archive(records_dir: Path, labels_dirs: Sequence[Path], out: Path) -> None:
     """Pack the record folders ``labels_dirs`` (and their groups' test sets) into ``out``,
     paths relative to ``records_dir``."""
@@ -294,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["one"]:  # a child: one run from its parameters
         train_one(json.loads(argv[1]))
         return 0
+    if argv[:1] == ["hard"]:  # a child: hard-case scores of groups, kept in the runs folder
+        from spineseg_core.study.hard_cases import score_runs
+
+        score_runs(Path(argv[1]), argv[3:], Path(argv[1]), device=argv[2])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--records-dir", type=Path, default=REPO / "results" / "cpu" / "runs")
@@ -306,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="only these models of the plan")
     parser.add_argument("--limit", type=int, help="at most this many runs")
     parser.add_argument("--archive", type=Path, help="a .tar.gz of the records written")
+    parser.add_argument("--hard-s", type=float, default=HARD_S,
+                        help=f"seconds kept for hard-case scoring (default {HARD_S:.0f}; 0: none)")
     parser.add_argument("--dry-run", action="store_true",
                         help="on the CPU: the smoke profile, 2 runs of U-Net and MiniSeg, "
                              "in a temporary folder")
@@ -319,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.profile, args.device, args.jobs = "smoke", "cpu", "2"
         args.records_dir, args.runs_dir = root / "records", root / "runs"
         args.models, args.limit = args.models or ["unet", "miniseg"], args.limit or 2
+        args.hard_s = 0.0
         os.environ.setdefault("SPINESEG_CACHE", str(root / "cache"))
     if args.device == "cuda":
         from spineseg_core.training.device import resolve_device
@@ -335,10 +382,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 2) // jobs)
     print(f"gpu_study: {len(todo)} runs to do ({args.profile} profile, {args.device}), {jobs} "
           f"at once, {threads} CPU threads each, budget {args.budget_s:.0f} s", flush=True)
-    done = run_all(todo, runs_dir, records_dir, jobs=jobs, budget_s=args.budget_s,
-                   run_estimate_s=args.run_estimate_s, threads=threads,
-                   say=lambda line: print(f"gpu_study {line}", flush=True))
+    t0 = time.monotonic()
+    say = lambda line: print(f"gpu_study {line}", flush=True)  # noqa: E731
+    done = run_all(todo, runs_dir, records_dir, jobs=jobs,
+                   budget_s=args.budget_s - args.hard_s,
+                   run_estimate_s=args.run_estimate_s, threads=threads, say=say)
     written = [spec.run_dir(records_dir) for spec in done["recorded"]]
+    written += score_hard(runs_dir, done["recorded"], records_dir, args.device,
+                          args.budget_s - (time.monotonic() - t0), say)
     if args.archive and written:
         archive(records_dir, written, args.archive)
         print(f"gpu_study: {len(written)} records packed in {args.archive}")

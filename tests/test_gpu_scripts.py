@@ -198,3 +198,24 @@ def test_gpu_study_dry_run_records_two_runs_and_then_skips_them():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu_study: 2 recorded, 0 failed, 0 stopped, 0 not started" in done.stdout
     assert "dry run: 2 recorded, skipped when planned again" in done.stdout
+
+
+def test_gpu_study_archive_holds_the_records_and_their_groups_test_sets(tmp_path):
+    import tarfile
+
+    records = tmp_path / "records"
+    _record(records, "cpu", "unet", "f")
+    _record(records, "cpu-hard-fov_cut", "unet", "f")
+    _record(records, "cpu", "miniseg", "f")  # not written by this study: not packed
+    (records / "cpu" / "test_set.npz").write_bytes(b"t")
+    out = tmp_path / "out" / "records.tar.gz"
+    gpu_study.archive(records, [records / "cpu" / "unet" / "seed_0" / "fold_0",
+                                records / "cpu-hard-fov_cut" / "unet" / "seed_0" / "fold_0"],
+                      out)
+    with tarfile.open(out) as tar:
+        names = sorted(m.name for m in tar.getmembers() if m.isfile())
+    assert names == ["cpu-hard-fov_cut/unet/seed_0/fold_0/metrics.json",
+                     "cpu-hard-fov_cut/unet/seed_0/fold_0/params.json",
+                     "cpu/test_set.npz",
+                     "cpu/unet/seed_0/fold_0/metrics.json",
+                     "cpu/unet/seed_0/fold_0/params.json"]
