@@ -147,7 +147,8 @@ def train_rows(models: Sequence[str], device: torch.device, size: int, steps: in
             else:  # the dry run: the named estimate
                 report = train_step_memory(model, hw, n, device)
                 mem_mb, method = report.peak_mb, str(report.method)
-            seconds, _ = timed(lambda: step(x, y, prepared=True), steps, warmup, device)
+            seconds, _ = timed(lambda s=step, x=x, y=y: s(x, y, prepared=True), steps, warmup,
+                               device)
             achieved = flops / seconds
             paper_gb = paper.get(info.display_name, float("nan"))
             rows.append(dict(
@@ -207,7 +208,7 @@ def predict_row(device: torch.device, run: Path, image_file: Path, output: Path,
     return pd.DataFrame([dict(
         input=image_file.name, shape="x".join(map(str, image.shape)),
         output_shape="x".join(map(str, labels.shape)),
-        same_shape=labels.shape == image.shape, labels_found=int(len(np.unique(labels))),
+        same_shape=labels.shape == image.shape, labels_found=len(np.unique(labels)),
         run_precision=params.get("precision"), device=str(device), seconds=seconds)])
 
 

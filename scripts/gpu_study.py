@@ -383,7 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"gpu_study: {len(todo)} runs to do ({args.profile} profile, {args.device}), {jobs} "
           f"at once, {threads} CPU threads each, budget {args.budget_s:.0f} s", flush=True)
     t0 = time.monotonic()
-    say = lambda line: print(f"gpu_study {line}", flush=True)  # noqa: E731
+
+    def say(line: str) -> None:
+        print(f"gpu_study {line}", flush=True)
+
     done = run_all(todo, runs_dir, records_dir, jobs=jobs,
                    budget_s=args.budget_s - args.hard_s,
                    run_estimate_s=args.run_estimate_s, threads=threads, say=say)
