@@ -120,14 +120,25 @@ def model_config(name: str, size: int, device: torch.device, batch: int | None =
 
 
 def train_rows(models: Sequence[str], device: torch.device, size: int, steps: int,
-               warmup: int, batch: int | None = None) -> pd.DataFrame:
-    """One row per model of :data:`TRAIN_COLUMNS` (see the module docstring)."""
+               warmup: int, batch: int | None = None,
+               budget_s: float | None = None) -> pd.DataFrame:
+    """One row per model of :data:`TRAIN_COLUMNS` (see the module docstring). With
+    ``budget_s`` the part measures no further model once the slowest so far would take it past
+    that many seconds, and says which it left out (the check's time limit holds even where the
+    estimate in ``gpu_check.sh`` is wrong)."""
     paper = table3_efficiency().set_index("model")["memory_gb"]
     gpu = env_stamp(device)["gpu"]
-    rows = []
+    rows: list[dict] = []
+    start = time.perf_counter()
     with backend_like_trainer(device):
-        for name in models:
+        for i, name in enumerate(models):
             t0 = time.perf_counter()
+            slowest = max((r["seconds"] for r in rows), default=0.0)
+            if budget_s is not None and rows and t0 - start + slowest > budget_s:
+                print(f"train: {len(rows)} of {len(models)} models measured; left out "
+                      f"{', '.join(models[i:])}: the next would pass the part's "
+                      f"{budget_s:.0f} s", flush=True)
+                break
             cfg = model_config(name, size, device, batch)
             info = model_info(name)
             torch.manual_seed(cfg.seed)
@@ -225,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=None)
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="part train: measure no model that would end past this")
     parser.add_argument("--data-dir", type=Path, help="labelled cases of the data part")
     parser.add_argument("--out", type=Path, default=Path("results/gpu"))
     parser.add_argument("--run", type=Path)
@@ -238,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(args.out / "env.json", env_stamp(device))
     if args.part == "train":
         frame = train_rows(args.models or list_models(), device, args.size, args.steps,
-                           args.warmup, args.batch)
+                           args.warmup, args.batch, args.budget_s)
         _write_csv(frame, args.out / f"train_{args.size}.csv")
     elif args.part == "data":
         if args.data_dir is None:

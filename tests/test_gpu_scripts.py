@@ -219,3 +219,13 @@ def test_gpu_study_archive_holds_the_records_and_their_groups_test_sets(tmp_path
                      "cpu/test_set.npz",
                      "cpu/unet/seed_0/fold_0/metrics.json",
                      "cpu/unet/seed_0/fold_0/params.json"]
+
+
+def test_the_train_part_leaves_out_the_models_past_its_budget(capsys):
+    gpu_check = _script("gpu_check")
+    frame = gpu_check.train_rows(["miniseg", "unet", "pspnet"], torch.device("cpu"), 32,
+                                 steps=1, warmup=0, batch=1, budget_s=0.0)
+    assert frame["model"].tolist() == ["miniseg"]
+    assert frame.loc[0, "batch"] == 1 and frame.loc[0, "size"] == 32
+    assert ("train: 1 of 3 models measured; left out unet, pspnet: the next would pass the "
+            "part's 0 s") in capsys.readouterr().out
