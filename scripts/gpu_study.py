@@ -353,8 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hard-s", type=float, default=HARD_S,
                         help=f"seconds kept for hard-case scoring (default {HARD_S:.0f}; 0: none)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="on the CPU: the smoke profile, 2 runs of U-Net and MiniSeg, "
-                             "in a temporary folder")
+                        help="on the CPU: the smoke profile, 2 runs of U-Net and MiniSeg and "
+                             "their hard-case scores, in a temporary folder")
     args = parser.parse_args(argv)
     from spineseg_core.errors import ConfigError
 
@@ -365,7 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.profile, args.device, args.jobs = "smoke", "cpu", "2"
         args.records_dir, args.runs_dir = root / "records", root / "runs"
         args.models, args.limit = args.models or ["unet", "miniseg"], args.limit or 2
-        args.hard_s = 0.0
         os.environ.setdefault("SPINESEG_CACHE", str(root / "cache"))
     if args.device == "cuda":
         from spineseg_core.training.device import resolve_device
@@ -391,8 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    budget_s=args.budget_s - args.hard_s,
                    run_estimate_s=args.run_estimate_s, threads=threads, say=say)
     written = [spec.run_dir(records_dir) for spec in done["recorded"]]
-    written += score_hard(runs_dir, done["recorded"], records_dir, args.device,
-                          args.budget_s - (time.monotonic() - t0), say)
+    hard = [] if args.hard_s <= 0 else score_hard(
+        runs_dir, done["recorded"], records_dir, args.device,
+        args.budget_s - (time.monotonic() - t0), say)
+    written += hard
     if args.archive and written:
         archive(records_dir, written, args.archive)
         print(f"gpu_study: {len(written)} records packed in {args.archive}")
@@ -404,8 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("gpu_study: dry run failed: no run recorded, or a recorded run still planned",
                   file=sys.stderr)
             return 1
+        if len(hard) != 3 * len(done["recorded"]):
+            print(f"gpu_study: dry run failed: {len(hard)} hard-case scores recorded, not "
+                  f"{3 * len(done['recorded'])}", file=sys.stderr)
+            return 1
         print(f"gpu_study: dry run: {len(done['recorded'])} recorded, skipped when planned "
-              "again")
+              f"again, and {len(hard)} hard-case scores")
         temp.cleanup()
     return 1 if done["failed"] else 0
 

@@ -197,7 +197,8 @@ def test_gpu_study_dry_run_records_two_runs_and_then_skips_them():
     done = _run([sys.executable, str(SCRIPTS / "gpu_study.py"), "--dry-run"], timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu_study: 2 recorded, 0 failed, 0 stopped, 0 not started" in done.stdout
-    assert "dry run: 2 recorded, skipped when planned again" in done.stdout
+    assert ("dry run: 2 recorded, skipped when planned again, and 6 hard-case scores"
+            in done.stdout)
 
 
 def test_gpu_study_archive_holds_the_records_and_their_groups_test_sets(tmp_path):
