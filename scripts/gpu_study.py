@@ -15,7 +15,8 @@ this process alone, one at a time) as soon as it ends. ``params.json``'s ``env``
 the GPU. The runs must be of the records' code version: a record of another source
 fingerprint in a group the plan writes stops the study before it starts, with one line.
 
-Several runs share the card (``--jobs``; ``auto``: as many as a quarter of the card's free
+Each data set (phantom and volume cache) is built once, here, before the first run that reads
+it starts. Several runs share the card (``--jobs``; ``auto``: as many as a quarter of the card's free
 memory per :data:`RUN_MEMORY_GB` allows, at most one per two CPU cores and :data:`MAX_JOBS`),
 each with its share of the CPU threads. The study stops launching runs when the time left
 (``--budget-s``, 9 minutes by default) is shorter than a run is expected to take (the slowest
@@ -189,6 +190,26 @@ def auto_jobs(device: str) -> int:
     return max(1, min(MAX_JOBS, cores, int(free / 2**30 / RUN_MEMORY_GB)))
 
 
+DATA_FIELDS: tuple[str, ...] = ("data_dir", "test_dir", "phantom_cases", "phantom_size",
+                                "phantom_seed", "test_cases", "phantom_test_seed", "image_size",
+                                "crop_width")
+"""What decides a run's data (phantom and volume cache): runs alike in these share it."""
+
+
+def warm_data(cfg, warmed: set, say=print) -> None:
+    """Build the phantom and volume cache of ``cfg`` here, once per :data:`DATA_FIELDS`, so
+    that runs started together read it rather than all writing it at once."""
+    from spineseg_core.training.loop import prepare_data
+
+    key = tuple(str(getattr(cfg, f)) for f in DATA_FIELDS)
+    if key in warmed:
+        return
+    t0 = time.monotonic()
+    prepare_data(cfg)
+    warmed.add(key)
+    say(f"data of {cfg.profile} at {cfg.image_size} px ready in {time.monotonic() - t0:.0f} s")
+
+
 @dataclass
 class Running:
     """A run's child process and when it started."""
@@ -222,6 +243,7 @@ def run_all(todo: list, runs_dir: Path, records_dir: Path, *, jobs: int, budget_
     running: list[Running] = []
     done: dict[str, list] = {"recorded": [], "failed": [], "stopped": [], "not_started": []}
     slowest = 0.0
+    warmed: set = set()
 
     def record(p, seconds: float | None) -> None:
         target = p.spec.run_dir(records_dir)
@@ -240,12 +262,13 @@ def run_all(todo: list, runs_dir: Path, records_dir: Path, *, jobs: int, budget_
         expected = max(slowest, run_estimate_s) * 1.1
         while queue and len(running) < jobs and now + expected < budget_s:
             p, params = queue.pop(0)
+            warm_data(run_config(p.spec, params), warmed, say)
             resume = run_status(p.run_dir, p.spec.epochs) is RunStatus.RESUME
             p.run_dir.mkdir(parents=True, exist_ok=True)
             log = p.run_dir / "gpu_study.log"
             args = run_parameters(p.spec, p.run_dir, resume, {**params, "threads": threads})
             running.append(Running(p, _child(args, log, threads), clock(), log))
-            say(f"[{now:.0f} s] started {p.spec.group} {p.spec.label()}"
+            say(f"[{clock() - start:.0f} s] started {p.spec.group} {p.spec.label()}"
                 f"{' (resumed)' if resume else ''}; {len(running)} running")
         if not running:
             break

@@ -171,6 +171,7 @@ def _todo(tmp_path: Path, n: int):
 def test_gpu_study_launches_nothing_it_cannot_finish_in_time(tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(gpu_study, "_child", lambda *a: started.append(a))
+    monkeypatch.setattr(gpu_study, "warm_data", lambda *a: started.append(a))
     done = gpu_study.run_all(_todo(tmp_path, 2), tmp_path / "runs", tmp_path / "records",
                              jobs=2, budget_s=100, run_estimate_s=120, threads=1,
                              say=lambda line: None)
@@ -182,6 +183,7 @@ def test_gpu_study_ends_runs_at_the_budget_without_a_record(tmp_path, monkeypatc
         return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 
     monkeypatch.setattr(gpu_study, "_child", child)
+    monkeypatch.setattr(gpu_study, "warm_data", lambda *a: None)
     lines = []
     done = gpu_study.run_all(_todo(tmp_path, 3), tmp_path / "runs", tmp_path / "records",
                              jobs=2, budget_s=1.0, run_estimate_s=0.1, threads=1,
