@@ -1,6 +1,7 @@
-"""Checks that need the device itself: run by ``scripts/gpu_check.sh`` on a GPU. Without CUDA
-they skip, unless ``SPINESEG_TEST_DEVICE=cpu`` (the script's ``--dry-run``) runs them on the CPU,
-where the parts that only a GPU has (sync detection, reserved memory) are left out."""
+"""Checks that need the device itself: run by ``scripts/gpu_check.sh`` on a GPU, where a skipped
+test fails the check (``scripts/gpu_check.py tests``). Without CUDA they skip in the test suite,
+unless ``SPINESEG_TEST_DEVICE=cpu`` (the script's ``--dry-run``) runs them on the CPU, where the
+parts that only a GPU has (sync detection, reserved memory) are left out."""
 
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ def test_confusion_matrix_matches_numpy_for_any_index_width(num_classes):
     np.testing.assert_array_equal(cm.numpy(), expected)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_confusion_matrix_runs_on_cuda():
     pred, ref = (torch.as_tensor(a) for a in _structured_pair(4))
