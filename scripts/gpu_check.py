@@ -48,7 +48,7 @@ from spineseg_core.measure.timing import (backend_like_trainer, bench_loss, rand
                                           theoretical_peak, timed, train_step_flops)
 from spineseg_core.models import build_model, list_models, model_info
 from spineseg_core.study.paper import table3_efficiency
-from spineseg_core.training.config import PARAMETERS, TrainConfig, resolve_config
+from spineseg_core.training.config import TrainConfig, resolve_config
 from spineseg_core.training.device import resolve_device
 from spineseg_core.training.step import TrainStep
 
@@ -103,7 +103,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     print(f"wrote {path}", flush=True)
 
 
-NO_DATA: dict[str, object] = {"phantom": True} if "phantom" in PARAMETERS else {}
+NO_DATA: dict[str, object] = {"phantom": True}
 """What tells the paper profile, where it asks for real data or an explicit phantom, that no
 data is read (the train part times random batches)."""
 

@@ -185,3 +185,25 @@ def test_a_recorded_run_is_rebuilt_as_it_was_made(tmp_path):
     run.params.write_text(json.dumps(made))
     assert run_config(run).model_kwargs is None
     assert resolve_config("cpu", model="danet").model_kwargs == {"output_stride": 8}
+
+
+def test_the_gpu_check_resolves_a_model_as_spineseg_train_does(monkeypatch, tmp_path):
+    """scripts/gpu_check.py times each model on the paper profile with the values the paper
+    profile's runs get: DANet's stride, MiniSeg's fp32 and the 3D U-Net's batch of 1."""
+    import importlib.util
+
+    import torch
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("_gpu_check_budgets", script)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    trained: list[config.TrainConfig] = []
+    monkeypatch.setattr(train_mod, "run_training", lambda cfg: trained.append(cfg) or {})
+    for m in MODELS:
+        assert main(["train", "--profile", "paper", "--model", m, "--phantom", "--device", "cpu",
+                     "--out-dir", str(tmp_path / m)]) == 0
+        checked = gpu_check.model_config(m, 880, torch.device("cpu"))
+        assert budget(checked) == budget(trained[-1]), m
+    assert budget(gpu_check.model_config("unet3d", 880, torch.device("cpu")))["batch_size"] == 1
+    assert budget(gpu_check.model_config("miniseg", 880, torch.device("cpu")))["amp"] is False
