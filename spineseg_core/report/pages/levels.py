@@ -15,9 +15,9 @@ from spineseg_core.levels.hard import HARD_CASES
 from spineseg_core.levels.identify import OUTCOME_TEXT, Outcome
 from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, STATUS_TEXT, Status
 from spineseg_core.levels.study import EXAMPLE, FILES, REFERENCE, Metric
-from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
-from spineseg_core.report.pages import Missing, Page, page
+from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
+from spineseg_core.report.pages.base import Missing, Page, page
 from spineseg_core.report.tables import Column, Kind, table_html
 from spineseg_core.study.hard_cases import HardSet
 
@@ -236,7 +236,7 @@ def _pivot(summary: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 
 def _summary_values(summary: pd.DataFrame) -> Page:
-    from spineseg_core.levels.figures import stage_dots
+    from spineseg_core.report.level_figures import stage_dots
 
     ident, right, dice = (_pivot(summary, m) for m in Metric)
     best = right[("point", "predicted")].idxmax()
@@ -311,7 +311,7 @@ def _status_values(status: pd.DataFrame | None) -> Page:
 
 
 def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -> Page:
-    from spineseg_core.levels.figures import confusion_heatmaps
+    from spineseg_core.report.level_figures import confusion_heatmaps
 
     if conf is None or not len(conf) or summary is None:
         return {"lv_shift_text": f"The share of one-level shifts needs {_file('confusion')}.",
@@ -347,7 +347,7 @@ def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -
 def _example_values(example: dict[str, np.ndarray] | None) -> Page:
     """The example figure and its caption's sentence (one sentence either way, so that a
     bundle without an example shows no placeholder text in the caption)."""
-    from spineseg_core.levels.figures import example_figure
+    from spineseg_core.report.level_figures import example_figure
 
     if example is None:
         return {"lv_ex_caption": "No subject of these runs has a one-level shift that the "

@@ -1,0 +1,72 @@
+"""Table 2: Dice per class, ours beside the paper's.
+
+The page function of ``book/per_class.md`` (:mod:`spineseg_core.report.pages`)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from spineseg_core.report.bundle import MISSING, Bundle, num, pct
+from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
+from spineseg_core.report.tables import Column, Kind, table_html
+
+
+RARE_CLASSES = ("T10", "T9", "T10/T11", "T9/T10")
+
+
+@page("per_class")
+def per_class_page(b: Bundle) -> Page:
+    import seaborn as sns
+
+    from spineseg_core.study.paper import table2_per_class_dice
+
+    paper = table2_per_class_dice().set_index("model")
+    per_class, classes = b.csv("per_class.csv"), b.csv("classes.csv")
+    out: Page = {"pc_paper": table_html(paper.reset_index(), [Column("model", "Model")] + [
+        Column(c, c, Kind.NUMBER, 2) for c in paper.columns])}
+    t9 = paper["T9"].mode()[0]
+    out["pc_paper_t9_same"] = str(int((paper["T9"] == t9).sum()))
+    out["pc_paper_t9_value"] = f"{t9:.2f}"
+    real = pd.read_csv(BOOK_DATA / "mrspineseg_presence.csv").set_index("class_name")
+    out["pc_real_t9"] = str(int(real.loc["T9", "cases_present"]))
+    out["pc_real_n"] = str(int(real.loc["T9", "n_cases"]))
+    ours = None
+    if per_class is not None:
+        fg = per_class[per_class.class_value > 0]
+        ours = 100 * fg.pivot(index="display_name", columns="class_name", values="dice")
+        ours = ours[[c for c in paper.columns if c in ours.columns]]
+    if ours is None or not len(ours):
+        for k in ("hardest", "hardest_dice", "easiest", "easiest_dice", "rare_mean",
+                  "common_mean"):
+            out[f"pc_{k}"] = MISSING
+        out["pc_heatmaps"] = out["pc_ours"] = Missing("per_class.csv")
+    else:
+        rare = [c for c in RARE_CLASSES if c in ours]
+        out.update(pc_hardest=ours.mean().idxmin(), pc_hardest_dice=num(ours.mean().min(), 1),
+                   pc_easiest=ours.mean().idxmax(), pc_easiest_dice=num(ours.mean().max(), 1),
+                   pc_rare_mean=num(ours[rare].stack().mean(), 1),
+                   pc_common_mean=num(ours.drop(columns=rare).stack().mean(), 1))
+        rows = [m for m in paper.index if m in ours.index]
+        fig, axes = plt.subplots(1, 2, figsize=(16, 0.45 * len(paper) + 1.8))
+        sns.heatmap(paper.drop(columns="mDice"), annot=True, fmt=".0f", cmap="viridis",
+                    vmin=0, vmax=100, ax=axes[0], cbar=False, annot_kws={"fontsize": 7})
+        axes[0].set(title="paper (Table 2, Dice %)", xlabel="", ylabel="")
+        sns.heatmap(ours.reindex(paper.index), annot=True, fmt=".0f", cmap="viridis", vmin=0,
+                    vmax=100, ax=axes[1], annot_kws={"fontsize": 7},
+                    cbar_kws={"label": "Dice (%)"})
+        axes[1].set(title="ours (Dice %)", xlabel="", ylabel="")
+        fig.tight_layout()
+        out["pc_heatmaps"] = fig
+        shown = ours.loc[rows].assign(mean=ours.loc[rows].mean(axis=1)).reset_index()
+        cols = [Column("display_name", "Model")] + [
+            Column(c, c, Kind.NUMBER, 1) for c in shown.columns if c not in ("display_name", "mean")]
+        out["pc_ours"] = table_html(shown, cols + [Column("mean", "Mean", Kind.NUMBER, 1)],
+                                    dash_note="the class was never scored in this model's runs")
+    if classes is not None:
+        c = classes.set_index("class_name")
+        out["pc_t9_present"] = pct(c.loc["T9", "subjects_present"], 0)
+        out["pc_n_subjects"] = str(int(c["n_subjects"].iloc[0]))
+    else:
+        out["pc_t9_present"] = out["pc_n_subjects"] = MISSING
+    return out
