@@ -81,7 +81,8 @@ def test_page_gives_every_name_its_chapter_uses(bundle, chapter):
 def test_page_without_results_names_what_is_missing(chapter, tmp_path):
     values = build_page(chapter, Bundle(tmp_path / "nothing"))
     _check(values, chapter)
-    assert any(isinstance(v, Missing) for v in values.values()) or chapter == "intro"
+    # The first page and the methods page say in words that nothing has run yet.
+    assert any(isinstance(v, Missing) for v in values.values()) or chapter in ("intro", "methods")
     plt.close("all")
 
 
@@ -310,3 +311,82 @@ def test_reproducibility_page_writes_the_separate_studies_in_words(bundle):
     table = build_page("reproducibility", bundle)["rp_bundle"].text
     assert "context: group cpu-context, 3 runs of 3 models" in table  # the fixture: seed 0
     assert "{'" not in table  # no Python dict on the page
+
+
+# --- the first screen (spineseg_core.report.headline) ------------------------------------------
+
+
+def test_paper_audit_finds_table1_above_its_own_table2_means():
+    """Each model's Table 1 Dice against the mean of its 19 classes in Table 2, hand-checked for
+    U-Net (79.87 against the mean of its row, which the paper prints as 76.59)."""
+    from spineseg_core.report.headline import paper_audit
+    from spineseg_core.study.paper import table2_per_class_dice
+
+    audit = paper_audit()
+    gap = audit.table_gap.set_index("model")
+    row = table2_per_class_dice().set_index("model").loc["U-Net"].drop("mDice")
+    assert len(row) == 19
+    assert gap.loc["U-Net", "table2_mean"] == pytest.approx(row.mean())
+    assert gap.loc["U-Net", "table2_mean"] == pytest.approx(76.59, abs=0.02)  # printed mDice
+    assert gap.loc["U-Net", "gap"] == pytest.approx(79.87 - row.mean())
+    assert len(gap) == 12 and (gap["gap"] > 0).all()
+    assert (round(gap["gap"].min(), 1), round(gap["gap"].max(), 1)) == (0.1, 3.3)
+    assert (round(audit.fnr_recall_low, 1), round(audit.fnr_recall_high, 1)) == (105.7, 133.2)
+
+
+def _claim(verdict, diff, lo, hi, label="A - B", bound=0.0, above=True):
+    from spineseg_core.report.claims import Claim, Comparison
+
+    return Claim("k", "A beats B", "rule", verdict, diff, lo, hi, 3, 40,
+                 ("why",), (Comparison(label, diff, lo, hi),), bound, above)
+
+
+def test_claims_box_gives_verdict_number_and_what_the_interval_alone_says():
+    from spineseg_core.report.claims import Verdict
+    from spineseg_core.report.headline import claims_box
+
+    held_open = _claim(Verdict.UNRESOLVED, -0.052, -0.083, -0.019, "U-Net: dice - weighted_ce")
+    plain = _claim(Verdict.HOLDS, 0.10, 0.05, 0.15)
+    text = claims_box([held_open, plain]).text
+    assert "U-Net: Dice loss minus weighted cross-entropy: <b>-5.2</b> Dice points" in text
+    assert "95 % CI -8.3 to -1.9" in text
+    assert "the interval alone: does not hold" in text  # its interval is wholly below 0
+    assert text.count("the interval alone") == 1  # not when it agrees with the verdict
+    assert "<b>+10.0</b>" in text and "spineseg-verdict-holds" in text
+
+
+def test_takeaway_names_the_models_tied_with_the_best():
+    import pandas as pd
+
+    from spineseg_core.report.claims import Verdict
+    from spineseg_core.report.headline import takeaway, verdict_counts
+
+    models = pd.DataFrame({"display_name": ["U-Net", "PSPNet", "MiniSeg"],
+                           "dice_mean": [0.59, 0.55, 0.13], "dice_ci_low": [0.54, 0.50, 0.09],
+                           "dice_ci_high": [0.64, 0.58, 0.17]})
+    claims = [_claim(Verdict.UNRESOLVED, 0.0, -0.1, 0.1)]
+    text = takeaway(models, claims, None)
+    assert "U-Net scores highest" in text
+    assert "the 95 % interval of PSPNet overlaps its own" in text and "MiniSeg" not in text
+    assert "do not pick a model by these Dice scores" in text
+    assert verdict_counts(claims) == "none can be confirmed or refuted at this scale"
+    two = [_claim(Verdict.HOLDS, 0.1, 0.05, 0.15), _claim(Verdict.UNRESOLVED, 0, -0.1, 0.1)]
+    assert verdict_counts(two) == ("1 hold, 0 do not hold and 1 cannot be decided at this "
+                                   "scale")
+
+
+def test_intro_first_screen_reads_the_bundle(bundle):
+    """The abstract and the claims box are computed from the bundle: its best model and its
+    verdicts, not typed."""
+    from spineseg_core.report import claims as cl
+
+    values = build_page("intro", bundle)
+    models = bundle.csv("models.csv")
+    best = models.loc[models["dice_mean"].idxmax()]
+    assert f"({best['display_name']})" in values["abstract"]
+    claims = cl.check_claims(cl.load_results(bundle.folder))
+    assert f"Of the paper's {len(claims)} claims" in values["abstract"]
+    for c in claims:
+        assert c.statement in values["claims_box"].text
+    assert "Scale: every model here trained" in values["scale_caveat"]
+    assert "0.1–3.3 points above the mean of its own per-class row" in values["abstract"]
