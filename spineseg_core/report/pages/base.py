@@ -24,7 +24,7 @@ Page = dict[str, Any]
 """What a page function returns: every glue name of its chapter with its value."""
 
 BOOK_DATA = REPO / "book" / "data"
-"""Facts about MRSpineSeg the book shows (from the project's dataset notes)."""
+"""Facts about MRSpineSeg the book shows (counted over the MRSpineSeg release)."""
 
 
 class Missing:

@@ -4,9 +4,15 @@ The page function of ``book/efficiency.md`` (:mod:`spineseg_core.report.pages`).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pandas as pd
+
 from spineseg_core.report.bundle import MISSING, Bundle, num
 from spineseg_core.report.pages.base import Missing, Page, page
-from spineseg_core.report.tables import DASH, Column, Kind, cell_text, columns_for, table_html
+from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
+                                         table_html)
 
 
 @page("efficiency")
@@ -27,31 +33,41 @@ def efficiency_page(b: Bundle) -> Page:
         for k in ("big", "big_params", "small", "small_params", "size", "params_max_diff"):
             out[f"ef_{k}"] = MISSING
         out["ef_table3"] = out["ef_scatter"] = Missing("efficiency.csv")
+        out["ef_scatter_note"] = "No cost was measured (efficiency.csv is missing)."
     else:
         big, small = both.loc[both.params_m.idxmax()], both.loc[both.params_m.idxmin()]
         out.update(ef_big=big.display_name, ef_big_params=num(big.params_m, 1),
                    ef_small=small.display_name, ef_small_params=num(small.params_m, 3),
                    ef_size=str(int(eff["size"].iloc[0])) if "size" in eff else MISSING,
                    ef_params_max_diff=num((both.params_m - both.params_m_paper).abs().max(), 1))
+        both = both.sort_values("params_m", ignore_index=True)
         out["ef_table3"] = table_html(both, [
             Column("display_name", "Model"), Column("backbone_paper", "Backbone paper"),
             Column("backbone", "Backbone ours"),
-            Column("params_m_paper", "Params paper (M)", Kind.NUMBER, 3),
-            Column("params_m", "Params ours (M)", Kind.NUMBER, 3),
+            Column("params_m_paper", "Params paper (M)", Kind.NUMBER, 1),
+            Column("params_m", "Params ours (M)", Kind.NUMBER, 1),
             Column("flops_g_reported", "GMACs paper", Kind.NUMBER, 1),
             Column("gmacs_880", "GMACs ours", Kind.NUMBER, 1),
-            Column("memory_gb", "Memory paper (GB)", Kind.NUMBER, 2),
-            Column("train_peak_mem_mb", "Memory ours (GB)",
+            Column("memory_gb", "Memory paper (GB)", Kind.NUMBER, 1),
+            Column("train_peak_mem_mb", "Memory ours (GiB)",
                    write=lambda r: cell_text(r.get("train_peak_mem_mb", None) / 1024
                                              if r.get("train_peak_mem_mb") is not None else None,
-                                             Kind.NUMBER, 2)),
-            Column("fits_24gb", "Fits 24 GB",
+                                             Kind.NUMBER, 1)),
+            Column("fits_24gb", "Fits 24 GiB",
                    write=lambda r: {True: "yes", False: "no"}.get(r.get("fits_24gb"), DASH))],
-            notes=["Memory ours: a CPU estimate unless the device is a GPU (see below)."],
+            notes=["Memory ours: a CPU estimate unless the device is a GPU (see below). The "
+                   "paper's memory column says GB without saying which; ours is in GiB "
+                   "(1024\u00b3 bytes).", "Sorted by our parameter count."],
             dash_note="no backbone (U-Net family)")
-        out["ef_scatter"] = (cost_scatter(both.merge(models[["display_name", "dice_mean"]],
-                                                     on="display_name"))
+        paired, recounted = main_run_macs(both, b.csv("runs.csv"))
+        out["ef_scatter"] = (cost_scatter(paired.merge(models[["display_name", "dice_mean"]],
+                                                       on="display_name"))
                              if models is not None and len(models) else Missing("models.csv"))
+        out["ef_scatter_note"] = (
+            "Each point pairs a model's Dice with the cost of the same network: "
+            + "; ".join(f"{name} at {kw}, {g:.0f} GMACs at 880 px (Table 3 counts its default)"
+                        for name, kw, g in recounted) + "."
+            if recounted else "Each point pairs a model's Dice with the cost of the same network.")
     out["ef_bench"] = Missing("bench.csv") if bench is None else table_html(
         bench, columns_for(bench, {
             "display_name": "Model", "precision": "Precision", "size": "Size (px)",
@@ -59,7 +75,66 @@ def efficiency_page(b: Bundle) -> Page:
             "achieved_gflop_s": "Achieved (GFLOP/s)", "peak_gflop_s": "Peak (GFLOP/s)",
             "peak_ratio": "Fraction of peak", "data_ratio": "Data path / model only",
             "peak_mem_mb": "Peak memory (MB)"}))
-    monai = b.csv("bench_monai.csv")
-    out["ef_monai"] = Missing("bench_monai.csv (spineseg bench --monai)") if monai is None else \
-        table_html(monai, columns_for(monai, {c: c.replace("_", " ") for c in monai}, 3))
     return out
+
+
+GPU_TEXT = ("**On a GPU.** " + "`scripts/gpu_check.sh` measures the paper's setting on one GPU (H100/H200 class, under eight minutes from a bare machine): thirty training steps per model at 880x880, batch 4, bf16 autocast and channels-last, the images per second, the achieved TFLOP/s and the model FLOP utilisation (MFU) against the card's dense bf16 peak, the `max_memory_reserved` peak of one step after warm-up beside the paper's Table 3 memory, the batched augmentation against the model alone at 880 px, and one `spineseg predict` of a phantom volume. Its CSV files land in `results/gpu/`.")
+MONAI_TEXT = ("**Side by side with MONAI.** " + "The same process measures our U-Net and Attention U-Net against MONAI's `UNet` and `AttentionUnet` built with the same widths, and our metrics against MONAI's `DiceMetric` on one 20-class 12x880x880 volume pair. MONAI's networks differ in their blocks (see the `differences` column), so they do a different number of MACs: achieved FLOP/s is the fair speed comparison, images per second the practical one.")
+
+
+def optional_sections(b: Bundle, gpu_dir: Path) -> list[tuple[str, HTMLTable]]:
+    """The chapter's sections that exist only when their measurement was made: the GPU check's
+    tables (``scripts/gpu_check.sh``, ``results/gpu/*.csv``) and the comparison with MONAI
+    (``spineseg bench --monai``, ``bench_monai.csv``). A section without data is left out, not
+    announced: ``(text, table)`` pairs, each text in Markdown."""
+    out: list[tuple[str, HTMLTable]] = []
+    files = sorted(gpu_dir.glob("*.csv")) if gpu_dir.is_dir() else []
+    for i, f in enumerate(files):
+        df = pd.read_csv(f)
+        out.append((GPU_TEXT if i == 0 else "", table_html(
+            df, columns_for(df, {c: c.replace("_", " ") for c in df}, 3),
+            notes=[f"From results/gpu/{f.name}."])))
+    monai = b.csv("bench_monai.csv")
+    if monai is not None:
+        out.append((MONAI_TEXT, table_html(
+            monai, columns_for(monai, {c: c.replace("_", " ") for c in monai}, 3),
+            notes=["From bench_monai.csv (spineseg bench --monai)."])))
+    return out
+
+
+KWARGS = re.compile(r"model_kwargs=(\{[^}]*\})")
+"""How a run's ``budget_exceptions`` (``runs.csv``) records the model arguments it changed."""
+
+
+def main_run_macs(both: pd.DataFrame, runs: pd.DataFrame | None
+                  ) -> tuple[pd.DataFrame, list[tuple[str, str, float]]]:
+    """``both`` (Table 3 rows) with ``gmacs_880`` counted for the network the main runs
+    trained: a model whose runs changed its arguments (DANet at output stride 8) is counted
+    again with them (:func:`~spineseg_core.measure.efficiency.count_macs`, on the meta device:
+    no memory, a few seconds), so that accuracy is never paired with another network's cost.
+    Also returns ``(display name, the arguments in words, GMACs)`` for each recounted model."""
+    import ast
+
+    import torch
+
+    from spineseg_core.measure.efficiency import count_macs
+    from spineseg_core.models.registry import build_model
+
+    out, recounted = both.copy(), []
+    if runs is None or "budget_exceptions" not in runs:
+        return out, recounted
+    for model, texts in runs.groupby("model")["budget_exceptions"]:
+        found = {m.group(1) for t in texts.dropna().astype(str) for m in KWARGS.finditer(t)}
+        if len(found) != 1:  # none changed, or the runs disagree: Table 3's count stands
+            continue
+        kwargs = ast.literal_eval(found.pop())
+        name = str(runs.loc[runs["model"] == model, "display_name"].iloc[0])
+        if name not in set(out["display_name"]):
+            continue
+        with torch.device("meta"):
+            net = build_model(str(model), **kwargs)
+        gmacs = count_macs(net) / 1e9
+        out.loc[out["display_name"] == name, "gmacs_880"] = gmacs
+        words = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kwargs.items())
+        recounted.append((name, words, gmacs))
+    return out, recounted

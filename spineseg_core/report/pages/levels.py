@@ -216,11 +216,11 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
     seeds = sorted(set(right["n_seeds"]))
     return {
         "lv_hard_text": (
-            f"{models} model(s) have been scored on the hard cases so far, with "
-            f"{seed_span(seeds)} seed(s) each and the {int(right['n_subjects'].max())} test "
-            "subjects; a model's runs that were trained before the command existed, or on "
-            "another machine, have no hard-case scores, and the table compares only the seeds "
-            "that have them."),
+            f"{models} model{'s' * (models != 1)} {'were' if models != 1 else 'was'} scored on "
+            f"the hard cases, with {seed_span(seeds)} seed{'s' * (seeds != [1])} each and the "
+            f"{int(right['n_subjects'].max())} test subjects; runs trained before the hard "
+            "cases existed have no hard-case scores (their checkpoints are not kept), and the "
+            "table compares only the seeds that have them."),
         "lv_hard_table": table_html(pd.DataFrame(rows), cols, notes=[
             "Share of the reference levels named right, and of subjects with every level "
             "right, on the default test subjects (their default twins) and on the same "
