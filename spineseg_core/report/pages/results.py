@@ -15,7 +15,7 @@ from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html
 def results_page(b: Bundle) -> Page:
     from scipy.stats import spearmanr
 
-    from spineseg_core.report.figures import paired_bars
+    from spineseg_core.report.figures import rank_slopes
     from spineseg_core.report.overall import table1, table1_columns
     from spineseg_core.report.resolution import alt_stride_text
     from spineseg_core.study.paper import table1_overall
@@ -36,21 +36,22 @@ def results_page(b: Bundle) -> Page:
     if both is None:
         for k in ("best", "best_dice", "best_lo", "best_hi", "worst", "worst_dice"):
             out[f"t1_{k}"] = MISSING
-        out.update(t1_bars=Missing("models.csv"), t1_overlap=Missing("models.csv"),
+        out.update(t1_ranks=Missing("models.csv"), t1_overlap=Missing("models.csv"),
                    t1_errors=Missing("models.csv"))
     else:
         best, worst = both.loc[both.dice_mean.idxmax()], both.loc[both.dice_mean.idxmin()]
         out.update(t1_best=best.display_name, t1_best_dice=pct(best.dice_mean),
                    t1_best_lo=pct(best.dice_ci_low), t1_best_hi=pct(best.dice_ci_high),
                    t1_worst=worst.display_name, t1_worst_dice=pct(worst.dice_mean))
-        order = both.sort_values("dice", na_position="first")
-        out["t1_bars"] = paired_bars(order.display_name, order["dice"], 100 * order.dice_mean,
-                                     100 * order.dice_ci_low, 100 * order.dice_ci_high,
-                                     "Dice (%)")
+        ranked = both.dropna(subset=["dice", "dice_mean"])
+        out["t1_ranks"] = (rank_slopes(ranked.display_name, ranked["dice"], ranked.dice_mean)
+                           if len(ranked) >= 2 else Missing("models.csv (two models or more)"))
         out["t1_overlap"] = table_html(
             both, table1_columns(["dice", "miou"]),
-            notes=["Ours: mean ± sd over seeds (n = 1: one seed, spread not measured); 95 % CI "
-                   "over seeds and test subjects."], dash_note="the paper has no such model")
+            notes=["Sorted by our mean Dice. Ours: mean ± sd over seeds (n = 1: one seed, spread "
+                   "not measured), and under it the 95 % CI over seeds and test subjects. "
+                   "Paper's rank: the model's place by Dice in the paper's Table 1."],
+            dash_note="the paper has no such model")
         out["t1_errors"] = table_html(both, table1_columns(["fnr", "fpr", "recall"]),
                                       dash_note="the paper has no such model")
     off = None
