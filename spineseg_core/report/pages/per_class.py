@@ -4,12 +4,14 @@ The page function of ``book/per_class.md`` (:mod:`spineseg_core.report.pages`)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
-from spineseg_core.report.tables import Column, Kind, table_html
+from spineseg_core.report.tables import Column, HTMLTable, Kind, cell_text, is_missing, table_html
 
 
 RARE_CLASSES = ("T10", "T9", "T10/T11", "T9/T10")
@@ -23,8 +25,7 @@ def per_class_page(b: Bundle) -> Page:
 
     paper = table2_per_class_dice().set_index("model")
     per_class, classes = b.csv("per_class.csv"), b.csv("classes.csv")
-    out: Page = {"pc_paper": table_html(paper.reset_index(), [Column("model", "Model")] + [
-        Column(c, c, Kind.NUMBER, 2) for c in paper.columns])}
+    out: Page = {}
     t9 = paper["T9"].mode()[0]
     out["pc_paper_t9_same"] = str(int((paper["T9"] == t9).sum()))
     out["pc_paper_t9_value"] = f"{t9:.2f}"
@@ -40,7 +41,7 @@ def per_class_page(b: Bundle) -> Page:
         for k in ("hardest", "hardest_dice", "easiest", "easiest_dice", "rare_mean",
                   "common_mean"):
             out[f"pc_{k}"] = MISSING
-        out["pc_heatmaps"] = out["pc_ours"] = Missing("per_class.csv")
+        out["pc_heatmaps"] = out["pc_vertebrae"] = out["pc_discs"] = Missing("per_class.csv")
     else:
         rare = [c for c in RARE_CLASSES if c in ours]
         out.update(pc_hardest=ours.mean().idxmin(), pc_hardest_dice=num(ours.mean().min(), 1),
@@ -48,21 +49,24 @@ def per_class_page(b: Bundle) -> Page:
                    pc_rare_mean=num(ours[rare].stack().mean(), 1),
                    pc_common_mean=num(ours.drop(columns=rare).stack().mean(), 1))
         rows = [m for m in paper.index if m in ours.index]
-        fig, axes = plt.subplots(1, 2, figsize=(16, 0.45 * len(paper) + 1.8))
+        n = len(paper)
+        fig, axes = plt.subplots(2, 1, figsize=(12, 2 * (0.34 * n + 1.2)))
         sns.heatmap(paper.drop(columns="mDice"), annot=True, fmt=".0f", cmap="viridis",
-                    vmin=0, vmax=100, ax=axes[0], cbar=False, annot_kws={"fontsize": 7})
-        axes[0].set(title="paper (Table 2, Dice %)", xlabel="", ylabel="")
+                    vmin=0, vmax=100, ax=axes[0], cbar=False, annot_kws={"fontsize": 9})
+        axes[0].set(title="The paper's Table 2 (its validation set), Dice %", xlabel="",
+                    ylabel="")
         sns.heatmap(ours.reindex(paper.index), annot=True, fmt=".0f", cmap="viridis", vmin=0,
-                    vmax=100, ax=axes[1], annot_kws={"fontsize": 7},
-                    cbar_kws={"label": "Dice (%)"})
-        axes[1].set(title="ours (Dice %)", xlabel="", ylabel="")
+                    vmax=100, ax=axes[1], cbar=False, annot_kws={"fontsize": 9})
+        axes[1].set(title="Ours (the held-out test set, mean over seeds), Dice %", xlabel="",
+                    ylabel="")
         fig.tight_layout()
         out["pc_heatmaps"] = fig
-        shown = ours.loc[rows].assign(mean=ours.loc[rows].mean(axis=1)).reset_index()
-        cols = [Column("display_name", "Model")] + [
-            Column(c, c, Kind.NUMBER, 1) for c in shown.columns if c not in ("display_name", "mean")]
-        out["pc_ours"] = table_html(shown, cols + [Column("mean", "Mean", Kind.NUMBER, 1)],
-                                    dash_note="the class was never scored in this model's runs")
+        shown = ours.loc[rows].assign(mean=ours.loc[rows].mean(axis=1))
+        shown = shown.sort_values("mean", ascending=False)
+        out["pc_vertebrae"], out["pc_discs"] = (
+            per_class_table(shown, paper, [c for c in shown.columns
+                                           if c != "mean" and ("/" in c) is discs])
+            for discs in (False, True))
     if classes is not None:
         c = classes.set_index("class_name")
         out["pc_t9_present"] = pct(c.loc["T9", "subjects_present"], 0)
@@ -70,3 +74,27 @@ def per_class_page(b: Bundle) -> Page:
     else:
         out["pc_t9_present"] = out["pc_n_subjects"] = MISSING
     return out
+
+
+def per_class_table(ours: pd.DataFrame, paper: pd.DataFrame, classes: list[str]) -> HTMLTable:
+    """One group of structures (the vertebrae with the sacrum, or the discs) as a table that fits
+    the page: a row per model in ``ours``' order (display names as index, a ``mean`` column),
+    a column per structure, each cell our Dice and, lighter under it, the paper's; the last
+    column the mean over all 19 structures (the paper's: its printed mean Dice)."""
+    def both(mine: object, theirs: object) -> str:
+        text = cell_text(mine, Kind.NUMBER, 1)
+        if theirs is None or is_missing(theirs):
+            return text
+        return f'{text}<br><span class="spineseg-ci">{float(theirs):.1f}</span>'
+
+    def write(c: str, paper_col: str) -> Callable[[pd.Series], str]:
+        return lambda r: both(r[c], paper[paper_col].get(r["display_name"]))
+
+    cols = [Column("display_name", "Model")]
+    cols += [Column(c, c, write=write(c, c)) for c in classes]
+    cols.append(Column("mean", "Mean of 19", write=write("mean", "mDice")))
+    return table_html(ours.reset_index(), cols, notes=[
+        "Dice (%) on the held-out test set, mean over seeds; lighter, under it: the paper's "
+        "(its Table 2, validation set). Sorted by our mean over the 19 structures. Data: "
+        "per_class.csv and the paper's Table 2."],
+        dash_note="the class was never scored in this model's runs")
