@@ -427,3 +427,26 @@ def test_every_build_rereads_every_chapter():
         found_docs = {"intro", "results", "claims", "gone"}
 
     assert ext.every_chapter(None, Env(), {"claims"}, set(), {"gone"}) == ["intro", "results"]
+
+
+def test_rerun_scripts_pin_the_code_of_the_committed_records():
+    """The reproducibility chapter names the commit and fingerprint that made the committed
+    records and the script that remakes them; the scripts' pins agree with the bundle."""
+    import json
+
+    from spineseg_core.report.pages.reproducibility import (RERUN_SCRIPTS, records_text,
+                                                             script_pin)
+
+    bundle = json.loads((REPO / "results/cpu/bundle.json").read_text())
+    main_pin = script_pin(REPO / RERUN_SCRIPTS["main"])
+    assert main_pin is not None
+    assert [f[:12] for f in bundle["source_fingerprints"]] == [main_pin[1]]
+    assert main_pin[0][:7] in {c[:7] for c in bundle["run_commits"]}
+    context_pin = script_pin(REPO / RERUN_SCRIPTS["context"])
+    assert [f[:12] for f in bundle["studies"]["context"]["source_fingerprints"]] == [
+        context_pin[1]]
+    text = records_text(bundle)
+    assert f"commit {main_pin[0][:7]} (fingerprint {main_pin[1]})" in text
+    assert "NOT" not in text
+    other = {**bundle, "source_fingerprints": {"0" * 64: 36}}
+    assert f"expects fingerprint {main_pin[1]}, which does NOT match" in records_text(other)

@@ -4,12 +4,16 @@ The page function of ``book/reproducibility.md`` (:mod:`spineseg_core.report.pag
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from typing import Any
 
 import pandas as pd
 
+from spineseg_core.fingerprint import REPO
 from spineseg_core.report.bundle import MISSING, Bundle
-from spineseg_core.report.pages.base import Missing, Page, page
+from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
 from spineseg_core.report.tables import Column, columns_for, table_html
 
 
@@ -34,6 +38,63 @@ def studies_text(studies: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
+RERUN_SCRIPTS = {"main": "scripts/rerun_cpu_study.sh", "context": "scripts/context_study.sh"}
+"""The scripts that remake the committed records with the code that made them, by study."""
+
+_PIN = re.compile(r"^(CODE_COMMIT|FINGERPRINT)=(?:\$\{CODE_COMMIT:-)?([0-9a-f]+)\}?\s*$", re.M)
+
+
+def script_pin(script: Path) -> tuple[str, str] | None:
+    """The commit a rerun script checks out and the fingerprint it demands of that code
+    (``CODE_COMMIT``, ``FINGERPRINT``); ``None`` when the script or either pin is absent."""
+    if not script.is_file():
+        return None
+    pins = dict(_PIN.findall(script.read_text()))
+    if not {"CODE_COMMIT", "FINGERPRINT"} <= set(pins):
+        return None
+    return pins["CODE_COMMIT"], pins["FINGERPRINT"]
+
+
+def book_commit(repo: Path = REPO) -> str:
+    """The commit this book is built from (short), marked when the checkout has changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+
+    head = git("rev-parse", "--short=7", "HEAD")
+    if not head:
+        return "not a git checkout"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + (" with uncommitted changes" if dirty else "")
+
+
+def records_text(bundle: dict[str, Any], repo: Path = REPO) -> str:
+    """Which commit and fingerprint made the bundle's runs, per study, the script that remakes
+    them with that code, and whether the script's pin agrees with the bundle's records."""
+    studies = {"main": bundle, **(bundle.get("studies") or {})}
+    parts = []
+    for study, info in studies.items():
+        fingerprints = [str(f)[:12] for f in (info.get("source_fingerprints") or {})]
+        script = RERUN_SCRIPTS.get(study)
+        pin = script_pin(repo / script) if script else None
+        what = "The main runs" if study == "main" else f"The {study} study's runs"
+        if not fingerprints:
+            parts.append(f"{what} recorded no code fingerprint.")
+        elif pin is None:
+            parts.append(f"{what} have fingerprint {', '.join(fingerprints)}; no script here "
+                         "pins the code that made them.")
+        else:
+            agree = fingerprints == [pin[1]]
+            parts.append(f"{what} were made by commit {pin[0][:7]} (fingerprint "
+                         f"{', '.join(fingerprints)}); `{script}` checks that commit out and "
+                         + ("verifies its fingerprint before it runs anything."
+                            if agree else f"expects fingerprint {pin[1]}, which does NOT match "
+                            "these records."))
+    return " ".join(parts)
+
+
 @page("reproducibility")
 def reproducibility_page(b: Bundle) -> Page:
     import platform
@@ -53,6 +114,9 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_nfiles": str(len(bundle.get("files", {}))),
         "rp_run_commits": ", ".join(c[:10] for c in bundle.get("run_commits", [])) or MISSING,
         "rp_fingerprint": describe(versions) if versions else "not recorded (an older bundle)",
+        "rp_book_commit": book_commit(),
+        "rp_records": MarkdownText(records_text(bundle) if bundle else
+                                   "No results bundle was found."),
     }
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
