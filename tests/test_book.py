@@ -35,7 +35,7 @@ CHAPTERS: list[str] = toc_chapters(REPO / "book")
 MINIMA: dict[str, tuple[int, int]] = {
     "intro": (0, 1), "methods": (0, 1), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
     "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
-    "claims": (1, 1), "levels": (2, 4), "context": (1, 4), "reproducibility": (0, 3)}
+    "claims": (1, 1), "levels": (2, 4), "context": (1, 4), "reproducibility": (0, 3), "references": (0, 0)}
 """Chapter -> (min ``<img>``, min ``<table>``) its page must hold with the fixture's bundle;
 tests/test_book_checks.py checks that it names every chapter of the table of contents."""
 MODELS = ("unet", "deeplabv3plus", "miniseg")

@@ -8,7 +8,7 @@ imported. The book's helper (``book/bookkit.py``) and the tests use only this pa
 
 from spineseg_core.report.pages import (context, convergence, dataset, efficiency,  # noqa: F401
                                         intro, levels, losses, methods, per_class,
-                                        reproducibility, results, visual)
+                                        references, reproducibility, results, visual)
 from spineseg_core.report.pages.base import (PAGES, MarkdownText, Missing, Page, as_glue_value,
                                              build_page, glue_names, markdown_glue_names, page,
                                              placeholder)
