@@ -451,3 +451,13 @@ def test_rerun_scripts_pin_the_code_of_the_committed_records():
     assert "NOT" not in text
     other = {**bundle, "source_fingerprints": {"0" * 64: 36}}
     assert f"expects fingerprint {main_pin[1]}, which does NOT match" in records_text(other)
+
+
+def test_budget_exceptions_read_in_words():
+    """Table 1c shows what a run changed in words, not Python dicts."""
+    from spineseg_core.report.pages.results import exception_words
+
+    assert exception_words("model_kwargs={'output_stride': 8} (profile: the model's defaults)"
+                           ) == "output stride 8 instead of the model's default"
+    assert exception_words("amp=False (profile: True); epochs=2 (profile: 6)") == (
+        "fp32 instead of bf16 autocast; epochs 2 instead of 6")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.report.claims import Claim, Verdict, interval_verdict
-from spineseg_core.report.facts import Setup
+from spineseg_core.report.facts import LOSS_WORDS, Setup
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.paper import table1_overall, table2_per_class_dice, table3_efficiency
 
@@ -25,9 +25,6 @@ PAPER_SIZE_PX = 880
 PAPER_EPOCHS = "about 120"
 """The paper's image grid and training length (its Section 4 and Figure 19)."""
 
-LOSS_WORDS = {"dice": "Dice loss", "ce": "cross-entropy", "weighted_ce": "weighted cross-entropy",
-              "dice_ce": "Dice + cross-entropy"}
-"""The losses' names in the text (their code names are for the reproducibility chapter)."""
 
 VERDICT_CLASS = {Verdict.HOLDS: "holds", Verdict.FAILS: "fails",
                  Verdict.UNRESOLVED: "unresolved"}

@@ -65,7 +65,9 @@ def results_page(b: Bundle) -> Page:
         "No run of DANet at another output stride is in this bundle.")
     out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
                                       Column("seed", "Seed", Kind.INTEGER),
-                                      Column("budget_exceptions", "Differs from the profile")])
+                                      Column("budget_exceptions", "Differs from the profile",
+                                             write=lambda r: exception_words(
+                                                 r["budget_exceptions"]))])
                      if off is not None and len(off)
                      else HTMLTable("<p>Every run kept the profile's budget.</p>"))
     return out
@@ -117,3 +119,34 @@ def sanity_check(runs: pd.DataFrame | None) -> tuple[str, HTMLTable] | None:
                f"{BG_RECALL_MIN:.0%} background recall and under {ABSENT_MAX:.0%} of the "
                "pixels labelled as a structure the case does not contain."])
     return text, table
+
+
+def exception_words(text: str) -> str:
+    """A run's recorded departures from its profile (``runs.csv``'s ``budget_exceptions``,
+    ``name=value (profile: default)`` joined by ``; ``) in reader words: ``amp=False`` reads
+    "fp32 instead of bf16 autocast", ``model_kwargs={'output_stride': 8}`` reads "output
+    stride 8 instead of the model's default"."""
+    import ast
+    import re
+
+    words = []
+    for part in str(text).split("; "):
+        m = re.match(r"(\w+)=(.*?)(?: \(profile: (.*)\))?$", part.strip())
+        if m is None:
+            words.append(part)
+            continue
+        key, value, default = m.groups()
+        if key == "amp":
+            words.append("fp32 instead of bf16 autocast" if value == "False"
+                         else "bf16 autocast instead of fp32")
+        elif key == "model_kwargs":
+            try:
+                kwargs = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                kwargs = {}
+            words += [f"{k.replace('_', ' ')} {v} instead of the model's default"
+                      for k, v in kwargs.items()] or [part]
+        else:
+            words.append(f"{key.replace('_', ' ')} {value}"
+                         + (f" instead of {default}" if default else ""))
+    return "; ".join(words)
