@@ -42,7 +42,7 @@ def intro_page(b: Bundle) -> Page:
                                              efficiency)),
         "claims_box": hl.claims_box(claims),
         "takeaway": MarkdownText(hl.takeaway(models, claims, efficiency)),
-        "scale_caveat": hl.scale_caveat(setup),
+        "scale_caveat": MarkdownText(hl.scale_caveat(setup)),
         "paper_best": paper.loc[paper["dice"].idxmax(), "model"],
         "paper_best_dice": hl.one_decimal(paper["dice"].max()),
         "our_best": MISSING, "our_best_dice": MISSING,
