@@ -59,7 +59,7 @@ def with_interval(mean: str, low: object, high: object, digits: int = 1) -> str:
     ci = interval_text(low, high, digits)
     if ci == DASH:
         return mean
-    return f'{mean}<br><span class="spineseg-ci">{ci}</span>'
+    return f'<span class="spineseg-num">{mean}</span><br><span class="spineseg-ci">{ci}</span>'
 
 
 def table1_columns(metrics: Sequence[str], digits: int = 1) -> list[Column]:

@@ -52,7 +52,8 @@ def results_page(b: Bundle) -> Page:
                    "not measured), and under it the 95 % CI over seeds and test subjects. "
                    "Paper's rank: the model's place by Dice in the paper's Table 1."],
             dash_note="the paper has no such model")
-        out["t1_errors"] = table_html(both, table1_columns(["fnr", "fpr", "recall"]),
+        out["t1_errors"] = table_html(both, [c for c in table1_columns(["fnr", "fpr", "recall"])
+                                             if c.key not in ("paper_rank", "n_seeds")],
                                       dash_note="the paper has no such model")
     off = None
     if runs is not None and "budget_exceptions" in runs:
