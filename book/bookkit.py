@@ -19,7 +19,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue as _glue
 
 from spineseg_core.report.bundle import MISSING, Bundle, missing, num, pct  # noqa: F401
-from spineseg_core.report.tables import table_html
+from spineseg_core.report.tables import columns_for, table_html  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ENV = "SPINESEG_BOOK_PROFILE"
