@@ -62,7 +62,7 @@ def label_key(fig: Figure, ncol: int = 10) -> None:
                bbox_to_anchor=(0.5, 0.0))
 
 
-def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 7) -> Figure:
+def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 5) -> Figure:
     """One of Figure 18's slices: the image, the reference and every model's prediction (its
     Dice on the slice in the title), in rows of ``ncols`` panels, with the colour key."""
     names = [str(n) for n in fig18["display_names"]]

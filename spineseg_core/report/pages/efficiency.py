@@ -41,23 +41,24 @@ def efficiency_page(b: Bundle) -> Page:
                    ef_size=str(int(eff["size"].iloc[0])) if "size" in eff else MISSING,
                    ef_params_max_diff=num((both.params_m - both.params_m_paper).abs().max(), 1))
         both = both.sort_values("params_m", ignore_index=True)
+        mem = both.get("train_peak_mem_mb")
+        both = both.assign(mem_gib=None if mem is None else mem / 1024)
         out["ef_table3"] = table_html(both, [
-            Column("display_name", "Model"), Column("backbone_paper", "Backbone paper"),
-            Column("backbone", "Backbone ours"),
-            Column("params_m_paper", "Params paper (M)", Kind.NUMBER, 1),
-            Column("params_m", "Params ours (M)", Kind.NUMBER, 1),
-            Column("flops_g_reported", "GMACs paper", Kind.NUMBER, 1),
-            Column("gmacs_880", "GMACs ours", Kind.NUMBER, 1),
-            Column("memory_gb", "Memory paper (GB)", Kind.NUMBER, 1),
-            Column("train_peak_mem_mb", "Memory ours (GiB)",
-                   write=lambda r: cell_text(r.get("train_peak_mem_mb", None) / 1024
-                                             if r.get("train_peak_mem_mb") is not None else None,
-                                             Kind.NUMBER, 1)),
+            Column("display_name", "Model"),
+            Column("backbone", "Backbone", write=lambda r: ours_over_paper(
+                r.get("backbone"), r.get("backbone_paper"), Kind.TEXT)),
+            Column("params_m", "Parameters (M)", write=lambda r: ours_over_paper(
+                r.get("params_m"), r.get("params_m_paper"))),
+            Column("gmacs_880", "GMACs at 880 px", write=lambda r: ours_over_paper(
+                r.get("gmacs_880"), r.get("flops_g_reported"))),
+            Column("mem_gib", "Training memory", write=lambda r: ours_over_paper(
+                r.get("mem_gib"), r.get("memory_gb"))),
             Column("fits_24gb", "Fits 24 GiB",
                    write=lambda r: {True: "yes", False: "no"}.get(r.get("fits_24gb"), DASH))],
-            notes=["Memory ours: a CPU estimate unless the device is a GPU (see below). The "
-                   "paper's memory column says GB without saying which; ours is in GiB "
-                   "(1024\u00b3 bytes).", "Sorted by our parameter count."],
+            notes=["Each cell: ours, and lighter under it the paper's Table 3. Memory: ours in "
+                   "GiB (1024\u00b3 bytes), a CPU estimate unless the device is a GPU (see "
+                   "below); the paper's column says GB without saying which. Sorted by our "
+                   "parameter count. Data: efficiency.csv and the paper's Table 3."],
             dash_note="no backbone (U-Net family)")
         paired, recounted = main_run_macs(both, b.csv("runs.csv"))
         out["ef_scatter"] = (cost_scatter(paired.merge(models[["display_name", "dice_mean"]],
@@ -138,3 +139,13 @@ def main_run_macs(both: pd.DataFrame, runs: pd.DataFrame | None
         words = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kwargs.items())
         recounted.append((name, words, gmacs))
     return out, recounted
+
+
+def ours_over_paper(ours: object, paper: object, kind: Kind = Kind.NUMBER) -> str:
+    """A Table 3 cell: our value and, lighter under it, the paper's (one decimal; text as it is,
+    the paper's shown only where it differs)."""
+    mine = cell_text(ours, kind, 1)
+    theirs = cell_text(paper, kind, 1)
+    if theirs == DASH or (kind is Kind.TEXT and theirs.replace("-", "") == mine.replace("-", "")):
+        return mine
+    return f'{mine}<br><span class="spineseg-ci">{theirs}</span>'
