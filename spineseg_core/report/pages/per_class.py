@@ -92,9 +92,9 @@ def per_class_table(ours: pd.DataFrame, paper: pd.DataFrame, classes: list[str])
 
     cols = [Column("display_name", "Model")]
     cols += [Column(c, c, write=write(c, c)) for c in classes]
-    cols.append(Column("mean", "Mean of 19", write=write("mean", "mDice")))
+    cols.append(Column("mean", "Mean", write=write("mean", "mDice")))
     return table_html(ours.reset_index(), cols, notes=[
         "Dice (%) on the held-out test set, mean over seeds; lighter, under it: the paper's "
-        "(its Table 2, validation set). Sorted by our mean over the 19 structures. Data: "
+        "(its Table 2, validation set). Mean: over all 19 structures; sorted by ours. Data: "
         "per_class.csv and the paper's Table 2."],
         dash_note="the class was never scored in this model's runs")
