@@ -48,9 +48,16 @@ def _file(key: str) -> str:
     return f"{FOLDER}/{FILES[key]}"
 
 
+def two_lines(point: str, low: str, high: str) -> str:
+    """A table cell: the point estimate and, lighter under it, its 95 % interval (HTML), so a
+    wide table of intervals still fits the page."""
+    return (f'<span class="spineseg-num">{point}</span><br>'
+            f'<span class="spineseg-ci">{low} to {high}</span>')
+
+
 def _ci(row: pd.Series, digits: int = 1) -> str:
-    return f"{pct(row['point'], digits)} ({pct(row['ci_low'], digits)} to " \
-           f"{pct(row['ci_high'], digits)})"
+    return two_lines(pct(row["point"], digits), pct(row["ci_low"], digits),
+                     pct(row["ci_high"], digits))
 
 
 def _signed(x: float, digits: int = 1) -> str:
@@ -200,9 +207,9 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
             key = f"{metric}_{stage}"
             row[f"default_{key}"] = r[("default", metric, stage)]
             row[f"hard_{key}"] = r[("hard", metric, stage)]
-            row[f"change_{key}"] = (f"{_signed(r[('difference', metric, stage)])} "
-                                    f"({_signed(r[('difference_low', metric, stage)])} to "
-                                    f"{_signed(r[('difference_high', metric, stage)])})")
+            row[f"change_{key}"] = two_lines(_signed(r[("difference", metric, stage)]),
+                                             _signed(r[("difference_low", metric, stage)]),
+                                             _signed(r[("difference_high", metric, stage)]))
         rows.append(row)
     cols = [Column("display_name", "Model"), Column("set", "Hard case"),
             Column("n_seeds", "Seeds", Kind.INTEGER),
@@ -257,7 +264,7 @@ def _summary_values(summary: pd.DataFrame) -> Page:
         def write(r: pd.Series) -> str:
             v = r[key]
             if signed:
-                return f"{_signed(v['point'])} ({_signed(v['ci_low'])} to {_signed(v['ci_high'])})"
+                return two_lines(_signed(v["point"]), _signed(v["ci_low"]), _signed(v["ci_high"]))
             return _ci(v)
         return write
 
