@@ -12,8 +12,7 @@ import pandas as pd
 
 from spineseg_core.report.bundle import Bundle, pct
 from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
-from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
-                                         table_html)
+from spineseg_core.report.tables import DASH, Column, HTMLTable, Kind, cell_text, table_html
 
 if TYPE_CHECKING:
     from spineseg_core.report.claims import Claim
@@ -155,7 +154,29 @@ def curve_state(convergence: pd.DataFrame | None, model: str) -> str:
 
 def _context_verdicts(verdicts: pd.DataFrame, dash_note: str) -> HTMLTable:
     """A context rule's :func:`~spineseg_core.report.claims.verdict_table` as shown, each
-    claim a comparison."""
+    claim a comparison: its verdict with the caveats lighter under it, the difference with its
+    interval under it, and the seeds (the bound, always 0 here, and the test subjects, the
+    same for every row, are said in the caption)."""
+    import html
+
     verdicts = verdicts.rename(columns={"claim": "comparison"})
-    return table_html(verdicts, columns_for(
-        verdicts, {c: c[0].upper() + c[1:] for c in verdicts.columns}), dash_note=dash_note)
+    diff = next(c for c in verdicts.columns if c.startswith("difference"))
+    ci = next(c for c in verdicts.columns if c.startswith("95 % CI"))
+
+    def verdict(r: pd.Series) -> str:
+        caveats = str(r.get("caveats", DASH))
+        if caveats in (DASH, "\u2014", "", "nan"):
+            return html.escape(str(r["verdict"]))
+        return (f'{html.escape(str(r["verdict"]))}<br><span class="spineseg-ci spineseg-note">'
+                f"{html.escape(caveats)}</span>")
+
+    def difference(r: pd.Series) -> str:
+        if str(r[ci]) in (DASH, "\u2014"):
+            return str(r[diff])
+        return (f'<span class="spineseg-num">{r[diff]}</span><br>'
+                f'<span class="spineseg-ci">{r[ci]}</span>')
+
+    return table_html(verdicts, [
+        Column("comparison", "Comparison"), Column("verdict", "Verdict", write=verdict),
+        Column(diff, diff[:1].upper() + diff[1:] + ", 95 % CI", write=difference),
+        Column("seeds", "Seeds")], dash_note=dash_note)
