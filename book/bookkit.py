@@ -90,7 +90,7 @@ def glue_figure(name: str, fig: Any | None, missing_file: str = "") -> None:
     if fig is None:
         fig, ax = plt.subplots(figsize=(6, 0.8))
         ax.set_axis_off()
-        ax.text(0.5, 0.5, f"not available yet: {missing_file or 'no results'} is missing",
+        ax.text(0.5, 0.5, f"missing from this results bundle: {missing_file or 'no results'}",
                 ha="center", va="center")
     _glue(name, fig, display=False)
     plt.close(fig)

@@ -84,8 +84,8 @@ def placeholder(what: str) -> HTMLTable:
     not an image, so nothing is left without a caption's alt text)."""
     import html
 
-    return HTMLTable(f'<p class="spineseg-missing">Not available yet: {html.escape(what)} is '
-                     "missing from this results bundle.</p>")
+    return HTMLTable(f'<p class="spineseg-missing">Missing from this results bundle: '
+                     f"{html.escape(what)}.</p>")
 
 
 def as_glue_value(value: Any) -> Any:
