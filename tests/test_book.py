@@ -165,7 +165,8 @@ def test_glued_numbers_match_results(site, tmp_path):
     best = models.loc[models.dice_mean.idxmax()]
     text = re.sub(r"<[^>]+>", "", _chromium(tmp_path, "--dump-dom",
                                              (site / "intro.html").as_uri()).stdout)
-    assert f"{100 * best.dice_mean:.1f} % ({best.display_name})" in re.sub(r"\s+", " ", text)
+    assert f"ours is {best.display_name} at {100 * best.dice_mean:.1f} %" in re.sub(r"\s+", " ",
+                                                                                  text)
     assert "phantom" in text
 
 
@@ -183,4 +184,4 @@ def test_book_without_results_degrades(tmp_path):
     proc = _build(tmp_path, tmp_path / "empty")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = (tmp_path / "site/_build/html/results.html").read_text()
-    assert "is not in" in html and "Traceback" not in html
+    assert "Missing from this results bundle: models.csv" in html and "Traceback" not in html
