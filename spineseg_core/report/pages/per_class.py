@@ -25,7 +25,7 @@ def per_class_page(b: Bundle) -> Page:
 
     paper = table2_per_class_dice().set_index("model")
     per_class, classes = b.csv("per_class.csv"), b.csv("classes.csv")
-    out: Page = {}
+    out: Page = paper_table_gap()
     t9 = paper["T9"].mode()[0]
     out["pc_paper_t9_same"] = str(int((paper["T9"] == t9).sum()))
     out["pc_paper_t9_value"] = f"{t9:.2f}"
@@ -98,3 +98,22 @@ def per_class_table(ours: pd.DataFrame, paper: pd.DataFrame, classes: list[str])
         "(its Table 2, validation set). Mean: over all 19 structures; sorted by ours. Data: "
         "per_class.csv and the paper's Table 2."],
         dash_note="the class was never scored in this model's runs")
+
+
+def paper_table_gap() -> Page:
+    """The paper's Table 1 Dice of each model against the mean of its own Table 2 row (the
+    same 19 structures, so they should agree): the audit's table and its range."""
+    from spineseg_core.report.headline import paper_audit
+
+    gap = paper_audit().table_gap
+    return {
+        "pc_gap_lo": f"{gap['gap'].min():.1f}", "pc_gap_hi": f"{gap['gap'].max():.1f}",
+        "pc_gap_unet_t1": f"{gap.set_index('model').loc['U-Net', 'table1_dice']:.2f}",
+        "pc_gap_unet_t2": f"{gap.set_index('model').loc['U-Net', 'table2_mean']:.2f}",
+        "pc_gap": table_html(gap, [
+            Column("model", "Model"), Column("table1_dice", "Table 1 Dice (%)", Kind.NUMBER, 2),
+            Column("table2_mean", "Mean of its Table 2 row (%)", Kind.NUMBER, 2),
+            Column("gap", "Table 1 minus Table 2 (points)", Kind.NUMBER, 2)],
+            notes=["Sorted by the gap. Data: the paper's Tables 1 and 2 "
+                   "(spineseg_core/resources/paper/)."]),
+    }
