@@ -19,7 +19,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue as _glue
 
 from spineseg_core.report.bundle import MISSING, Bundle, missing, num, pct  # noqa: F401
-from spineseg_core.report.tables import table_html
+from spineseg_core.report.tables import columns_for, table_html  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ENV = "SPINESEG_BOOK_PROFILE"
@@ -90,7 +90,7 @@ def glue_figure(name: str, fig: Any | None, missing_file: str = "") -> None:
     if fig is None:
         fig, ax = plt.subplots(figsize=(6, 0.8))
         ax.set_axis_off()
-        ax.text(0.5, 0.5, f"not available yet: {missing_file or 'no results'} is missing",
+        ax.text(0.5, 0.5, f"missing from this results bundle: {missing_file or 'no results'}",
                 ha="center", va="center")
     _glue(name, fig, display=False)
     plt.close(fig)
@@ -127,19 +127,17 @@ def show_setup(study: str | None = None) -> None:
     display(Markdown(setup_markdown(setup)))
 
 
-def show_gpu_tables() -> None:
-    """The tables of ``scripts/gpu_check.sh`` (``results/gpu/``), formatted, when present."""
-    from spineseg_core.report.tables import columns_for
+def show_optional_sections(chapter: str) -> None:
+    """The sections of ``chapter`` whose measurement exists (efficiency: the GPU check, the
+    comparison with MONAI); nothing at all for those that do not."""
+    from spineseg_core.report.pages.efficiency import optional_sections
 
-    gpu_dir = results_root() / "gpu"
-    files = sorted(gpu_dir.glob("*.csv")) if gpu_dir.is_dir() else []
-    if not files:
-        note("No `results/gpu/` yet: no GPU has run `scripts/gpu_check.sh` for this bundle.")
-        return
-    for f in files:
-        df = pd.read_csv(f)
-        display(Markdown(f"`results/gpu/{f.name}`"))
-        display(table_html(df, columns_for(df, {c: c.replace("_", " ") for c in df}, 3)))
+    if chapter != "efficiency":
+        raise KeyError(f"no optional sections for chapter {chapter!r}")
+    for text, table in optional_sections(BUNDLE, results_root() / "gpu"):
+        if text:
+            display(Markdown(text))
+        display(table)
 
 
 BUNDLE = Bundle(RESULTS, results_root())

@@ -24,6 +24,24 @@ ONE_SEED = re.compile(r"\bn\s*=\s*1\b")
 
 NAN = re.compile(r"\bNaN\b")
 
+STALE = {
+    '"planned"': re.compile(r"\bplanned\b", re.IGNORECASE),
+    '"so far"': re.compile(r"\bso far\b", re.IGNORECASE),
+    '"not available yet"': re.compile(r"not available yet", re.IGNORECASE),
+    "a placeholder": re.compile(r"\b(?:TODO|TBD|FIXME|XXX)\b|\{glue:|lorem ipsum"),
+}
+"""Text that was true only while the study was under way, or never meant for a reader."""
+
+REPO_FILE = re.compile(
+    r"(?<![\w/.<-])((?:scripts|docs|spineseg_core|notebooks|book|tests|\.github|\.ci)/[\w./-]*\w"
+    r"|(?:README|CONTRIBUTING)\.md|CITATION\.cff|Makefile|pyproject\.toml|constraints\.txt)"
+    r"(?![\w<>*])")
+"""A path into the repository's own files, as a page names one (results/ and runs/ are the
+bundle's and a user's, which a fixture bundle need not have)."""
+
+SECTION_OF_FILE = re.compile(r"\b[\w-]+\.md section \d+")
+""""dataset.md section 1": a section of a notes file the reader cannot open."""
+
 
 def toc_chapters(book: Path) -> list[str]:
     """Every page of the book in its order, as ``book/_toc.yml`` lists them (the root, then
@@ -99,10 +117,28 @@ def _zero_spread_of_one_seed(article, single_seed: tuple[str, ...]) -> list[str]
             + "; ".join(found[:2])]
 
 
-def page_problems(dom: str, single_seed: tuple[str, ...] = ()) -> list[str]:
+def stale_problems(text: str, repo: Path | None = None) -> list[str]:
+    """Stale or placeholder text (:data:`STALE`), a "file.md section N" reference, and, with
+    ``repo``, every repository path the text names (:data:`REPO_FILE`) that does not exist
+    there."""
+    problems = []
+    for what, pattern in STALE.items():
+        problems += _found(what, pattern, text)
+    problems += _found('a "<file>.md section N" reference', SECTION_OF_FILE, text)
+    if repo is not None:
+        gone = sorted({m.group(1).rstrip(".") for m in REPO_FILE.finditer(text)
+                       if not (Path(repo) / m.group(1).rstrip(".")).exists()})
+        if gone:
+            problems.append(f"{len(gone)} x a file that does not exist: {', '.join(gone[:4])}")
+    return problems
+
+
+def page_problems(dom: str, single_seed: tuple[str, ...] = (),
+                  repo: Path | None = None) -> list[str]:
     """Every problem of one rendered chapter page: figures without a caption or with a path
     as alt text, "…" (or a table cell "..."), "NaN", "Traceback", and "± 0.00" where the
-    result is of one seed (``single_seed``: display names of the models run with one seed)."""
+    result is of one seed (``single_seed``: display names of the models run with one seed), and
+    stale text (:func:`stale_problems`, files checked against ``repo`` when given)."""
     soup = BeautifulSoup(dom, "html.parser")
     article = soup.select_one("article.bd-article") or soup.body or soup
     text = article.get_text(" ")
@@ -113,6 +149,7 @@ def page_problems(dom: str, single_seed: tuple[str, ...] = ()) -> list[str]:
         problems.append(f"{len(cut)} x a table cell '...' (a truncated table)")
     problems += _found('"NaN"', NAN, text)
     problems += _zero_spread_of_one_seed(article, single_seed)
+    problems += stale_problems(text, repo)
     if "Traceback" in soup.get_text(" "):
         problems.append('"Traceback" on the page')
     return problems

@@ -33,9 +33,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 CHAPTERS: list[str] = toc_chapters(REPO / "book")
 """Every page of the book, from its table of contents."""
 MINIMA: dict[str, tuple[int, int]] = {
-    "intro": (0, 0), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
+    "intro": (0, 1), "methods": (0, 1), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
     "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
-    "claims": (1, 1), "levels": (2, 4), "context": (1, 4), "reproducibility": (0, 3)}
+    "claims": (1, 1), "levels": (2, 4), "context": (1, 4), "reproducibility": (0, 3), "references": (0, 0)}
 """Chapter -> (min ``<img>``, min ``<table>``) its page must hold with the fixture's bundle;
 tests/test_book_checks.py checks that it names every chapter of the table of contents."""
 MODELS = ("unet", "deeplabv3plus", "miniseg")
@@ -101,7 +101,7 @@ def test_built_page_reads_as_a_publication(site, chapter):
     assert page.is_file(), f"{chapter}.html was not built"
     dom = page.read_text()
     one_seed = tuple(model_info(m).display_name for m in SINGLE_SEED)
-    assert page_problems(dom, one_seed) == [], chapter
+    assert page_problems(dom, one_seed, REPO) == [], chapter
     assert "n/a" not in _text(dom) or chapter in NA_ALLOWED
     want_img, want_table = MINIMA[chapter]
     assert len(re.findall(r"<img\b", dom)) >= want_img, chapter
@@ -135,7 +135,7 @@ def test_every_chapter_reads_as_a_publication(doms):
     """Captions and real alt text on every figure; no "…", "NaN", "Traceback" or "± 0.00"."""
     assert set(doms) == set(CHAPTERS)
     one_seed = tuple(model_info(m).display_name for m in SINGLE_SEED)
-    problems = {chapter: page_problems(dom, one_seed) for chapter, dom in doms.items()}
+    problems = {chapter: page_problems(dom, one_seed, REPO) for chapter, dom in doms.items()}
     failing = {chapter: found for chapter, found in problems.items() if found}
     report = "\n".join(f"{chapter}.html:\n  - " + "\n  - ".join(found)
                        for chapter, found in failing.items())
@@ -165,7 +165,8 @@ def test_glued_numbers_match_results(site, tmp_path):
     best = models.loc[models.dice_mean.idxmax()]
     text = re.sub(r"<[^>]+>", "", _chromium(tmp_path, "--dump-dom",
                                              (site / "intro.html").as_uri()).stdout)
-    assert f"{best.display_name} ({100 * best.dice_mean:.1f} %)" in re.sub(r"\s+", " ", text)
+    assert f"ours is {best.display_name} at {100 * best.dice_mean:.1f} %" in re.sub(r"\s+", " ",
+                                                                                  text)
     assert "phantom" in text
 
 
@@ -183,4 +184,4 @@ def test_book_without_results_degrades(tmp_path):
     proc = _build(tmp_path, tmp_path / "empty")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = (tmp_path / "site/_build/html/results.html").read_text()
-    assert "is not in" in html and "Traceback" not in html
+    assert "Missing from this results bundle: models.csv" in html and "Traceback" not in html

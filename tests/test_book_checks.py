@@ -51,6 +51,24 @@ def test_every_problem_is_named_with_where_it_is():
     assert "80.1" not in problems[7]
 
 
+def test_stale_text_and_missing_files_are_named(tmp_path):
+    """Words true only while the study ran, placeholders, a notes file's section and a
+    repository path that does not exist; paths that exist, and results/ paths, pass."""
+    from book_checks import stale_problems
+
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts/rerun.sh").write_text("")
+    text = ("Three seeds are planned. So far 2 models. Not available yet: x. TODO. "
+            "See dataset.md section 1, scripts/rerun.sh, scripts/gone.sh and "
+            "results/cpu/models.csv.")
+    problems = stale_problems(text, tmp_path)
+    assert [p.split(": ")[0] for p in problems] == [
+        '1 x "planned"', '1 x "so far"', '1 x "not available yet"', "1 x a placeholder",
+        '1 x a "<file>.md section N" reference', "1 x a file that does not exist"]
+    assert problems[-1].endswith("scripts/gone.sh")
+    assert stale_problems("Seeds 0 to 2 ran; scripts/rerun.sh remakes them.", tmp_path) == []
+
+
 def test_toc_chapters_walks_parts_chapters_and_sections(tmp_path):
     (tmp_path / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nparts:\n  - caption: One\n    chapters:\n"

@@ -74,7 +74,7 @@ def test_fewer_seeds_than_planned_is_said():
     claim = context_claims(_per_case({"unet": 0.7, "unet3d": 0.9}, seeds=(0, 1)), n_boot=20,
                            models=("unet3d",))[0]
     assert claim.verdict is Verdict.HOLDS and claim.n_seeds == 2
-    assert claim.caveats == ("2 seeds of the 3 planned.",)
+    assert claim.caveats == ("2 of the 3 seeds the study runs.",)
 
 
 def test_one_seed_is_not_resolved_whatever_the_interval():
@@ -85,7 +85,7 @@ def test_one_seed_is_not_resolved_whatever_the_interval():
     assert claim.difference == pytest.approx(0.2)
     assert claim.caveats == ('Not resolved although the interval alone says "holds": one seed '
                              "only, so its interval holds none of the spread between seeds.",
-                             "1 seed of the 3 planned.")
+                             "1 of the 3 seeds the study runs.")
 
 
 def test_a_steep_learning_curve_leaves_the_verdict_unresolved():
@@ -232,7 +232,7 @@ def test_level_rule_missing_level_tables_are_named():
     assert all(c.verdict is Verdict.UNRESOLVED and not c.comparisons for c in none)
     one = context_level_claims(_subjects({"unet": NONE, "unet3d": ALL}, seeds=(0,)), n_boot=20,
                                models=("unet3d",))[0]
-    assert one.verdict is Verdict.UNRESOLVED and one.caveats[-1] == "1 seed of the 3 planned."
+    assert one.verdict is Verdict.UNRESOLVED and one.caveats[-1] == "1 of the 3 seeds the study runs."
     assert "one seed only" in one.caveats[0] and one.difference == pytest.approx(1.0)
 
 
@@ -306,8 +306,8 @@ def test_context_caveats_count_the_context_studys_own_seeds(tmp_path):
     pd.DataFrame({"model": ["unet", "unet", "unet3d"], "seed": [0, 1, 0]}).to_csv(
         folder / "context.csv", index=False)
     caveats = context_caveats(Bundle(folder))
-    assert caveats[-1].endswith(" 3 seeds of each of its 2 models are planned; a verdict on "
-                                "one seed is not resolved.")
+    assert caveats[-1].endswith(" The study runs 3 seeds of each of its 2 models; 2 have "
+                                "fewer, and a verdict on one seed is not resolved.")
     # the count is the context study's (unet 2 seeds, unet3d 1), not dataset.json's [0, 1]
     assert caveats[3] == ("1 to 2 seeds per model (1 for unet3d): where a model has one seed, "
                           "its interval covers the test subjects only; 8 test subjects.")

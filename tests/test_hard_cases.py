@@ -236,7 +236,7 @@ def test_levels_command_measures_the_hard_groups_against_their_source(tmp_path, 
     assert isinstance(values["lv_hard_table"], HTMLTable)
     html = values["lv_hard_table"].text
     assert "field cut through or above the sacrum" in html and "-100.0" in html
-    assert values["lv_hard_text"].startswith("1 model(s) have been scored on the hard cases")
+    assert values["lv_hard_text"].startswith("1 model was scored on the hard cases")
     shutil.rmtree(runs / "cpu-hard-fov_cut")  # a table of runs that are gone goes with them
     assert main(["levels", "--runs-dir", str(runs), "--out", str(out), "--n-boot", "20"]) == 0
     assert not (out / HARD_CASES).exists()

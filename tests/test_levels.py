@@ -21,7 +21,7 @@ from spineseg_core.levels.anatomy import LEVELS, SACRUM, SPINE_ORDER, rank
 from spineseg_core.levels.identify import Outcome, all_right, identify, outcome
 from spineseg_core.levels.relabel import Status, relabel
 from spineseg_core.levels.stats import rate_frame, rate_interval, stage_intervals
-from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
+from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.claims import Verdict
 
 L5S, L5, L4L5, L4, L3L4, L3, L2L3, L2 = SPINE_ORDER[1:9]
@@ -388,7 +388,7 @@ def test_confusion_grid_of_the_heatmaps(records):
     answered by itself) and 0 elsewhere; as predicted, one subject of two is shifted one up:
     50 % on the diagonal, 50 % on the next level of the same kind (two columns to the right:
     discs and vertebrae alternate). Levels no subject has are empty rows."""
-    from spineseg_core.levels.figures import ANSWERS, confusion_grid
+    from spineseg_core.report.level_figures import ANSWERS, confusion_grid
 
     out = records / "levels"
     assert main(["levels", "--runs-dir", str(records / "runs"), "--out", str(out),
@@ -587,7 +587,7 @@ def test_relabel_file_keeps_a_file_it_cannot_count(tmp_path):
 
 
 def test_level_caveats_follow_the_bundle():
-    from spineseg_core.levels.page import level_caveats
+    from spineseg_core.report.pages.levels import level_caveats
 
     about = {"seeds_per_model": {"unet": [0], "miniseg": [0, 1]}}
     data, seeds, scale, specks = level_caveats(about, {"data_kind": "phantom",
@@ -605,7 +605,7 @@ def test_level_caveats_follow_the_bundle():
 
 
 def test_runs_note_compares_the_measured_runs_with_the_bundle():
-    from spineseg_core.levels.page import runs_note
+    from spineseg_core.report.pages.levels import runs_note
 
     about = {"seeds_per_model": {"unet": [0, 1], "miniseg": [0]}}
     same = pd.DataFrame({"model": ["unet", "unet", "miniseg"], "seed": [0, 1, 0]})

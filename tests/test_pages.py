@@ -81,7 +81,9 @@ def test_page_gives_every_name_its_chapter_uses(bundle, chapter):
 def test_page_without_results_names_what_is_missing(chapter, tmp_path):
     values = build_page(chapter, Bundle(tmp_path / "nothing"))
     _check(values, chapter)
-    assert any(isinstance(v, Missing) for v in values.values()) or chapter == "intro"
+    # The first and methods pages say in words that nothing has run; references reads none.
+    assert any(isinstance(v, Missing) for v in values.values()) or chapter in (
+        "intro", "methods", "references")
     plt.close("all")
 
 
@@ -98,7 +100,8 @@ def test_table1_page_numbers_match_the_bundle(bundle):
     head = values["t1_overlap"].text.split("</thead>")[0]
     assert "Seeds (ours)" in head
     row = next(r for r in values["t1_overlap"].text.split("<tr") if "U-Net<" in r)
-    assert [c.split(">", 1)[1].split("<")[0] for c in row.split("<td")[1:3]] == ["U-Net", "2"]
+    assert [c.split(">", 1)[1].split("<")[0] for c in row.split("<td")[1:4]] == [
+        "U-Net", "9", "2"]  # U-Net is ninth of the paper's twelve by its Table 1 Dice
     plt.close("all")
 
 
@@ -120,7 +123,7 @@ def test_context_page_reads_the_context_study(bundle):
     assert values["cx_verdicts"].startswith("U-Net 2.5D (3 slices): ")
     assert "DeepLabv3+ 2.5D (5 slices): not resolved at this scale" in values["cx_verdicts"]
     assert "Missing: runs of DeepLabv3+ in the context study." in values["cx_verdicts_table"].text
-    assert "1 seed of the 3 planned." in values["cx_verdicts_table"].text
+    assert "1 of the 3 seeds the study runs." in values["cx_verdicts_table"].text
     plt.close("all")
 
 
@@ -310,3 +313,152 @@ def test_reproducibility_page_writes_the_separate_studies_in_words(bundle):
     table = build_page("reproducibility", bundle)["rp_bundle"].text
     assert "context: group cpu-context, 3 runs of 3 models" in table  # the fixture: seed 0
     assert "{'" not in table  # no Python dict on the page
+
+
+# --- the first screen (spineseg_core.report.headline) ------------------------------------------
+
+
+def test_paper_audit_finds_table1_above_its_own_table2_means():
+    """Each model's Table 1 Dice against the mean of its 19 classes in Table 2, hand-checked for
+    U-Net (79.87 against the mean of its row, which the paper prints as 76.59)."""
+    from spineseg_core.report.headline import paper_audit
+    from spineseg_core.study.paper import table2_per_class_dice
+
+    audit = paper_audit()
+    gap = audit.table_gap.set_index("model")
+    row = table2_per_class_dice().set_index("model").loc["U-Net"].drop("mDice")
+    assert len(row) == 19
+    assert gap.loc["U-Net", "table2_mean"] == pytest.approx(row.mean())
+    assert gap.loc["U-Net", "table2_mean"] == pytest.approx(76.59, abs=0.02)  # printed mDice
+    assert gap.loc["U-Net", "gap"] == pytest.approx(79.87 - row.mean())
+    assert len(gap) == 12 and (gap["gap"] > 0).all()
+    assert (round(gap["gap"].min(), 1), round(gap["gap"].max(), 1)) == (0.1, 3.3)
+    assert (round(audit.fnr_recall_low, 1), round(audit.fnr_recall_high, 1)) == (105.7, 133.2)
+
+
+def _claim(verdict, diff, lo, hi, label="A - B", bound=0.0, above=True):
+    from spineseg_core.report.claims import Claim, Comparison
+
+    return Claim("k", "A beats B", "rule", verdict, diff, lo, hi, 3, 40,
+                 ("why",), (Comparison(label, diff, lo, hi),), bound, above)
+
+
+def test_claims_box_gives_verdict_number_and_what_the_interval_alone_says():
+    from spineseg_core.report.claims import Verdict
+    from spineseg_core.report.headline import claims_box
+
+    held_open = _claim(Verdict.UNRESOLVED, -0.052, -0.083, -0.019, "U-Net: dice - weighted_ce")
+    plain = _claim(Verdict.HOLDS, 0.10, 0.05, 0.15)
+    text = claims_box([held_open, plain]).text
+    assert "U-Net: Dice loss minus weighted cross-entropy: <b>-5.2</b> Dice points" in text
+    assert "95 % CI -8.3 to -1.9" in text
+    assert "the interval alone: does not hold" in text  # its interval is wholly below 0
+    assert text.count("the interval alone") == 1  # not when it agrees with the verdict
+    assert "<b>+10.0</b>" in text and "spineseg-verdict-holds" in text
+
+
+def test_takeaway_names_the_models_tied_with_the_best():
+    import pandas as pd
+
+    from spineseg_core.report.claims import Verdict
+    from spineseg_core.report.headline import takeaway, verdict_counts
+
+    models = pd.DataFrame({"display_name": ["U-Net", "PSPNet", "MiniSeg"],
+                           "dice_mean": [0.59, 0.55, 0.13], "dice_ci_low": [0.54, 0.50, 0.09],
+                           "dice_ci_high": [0.64, 0.58, 0.17]})
+    claims = [_claim(Verdict.UNRESOLVED, 0.0, -0.1, 0.1)]
+    text = takeaway(models, claims, None)
+    assert "U-Net scores highest" in text
+    assert "the 95 % interval of PSPNet overlaps its own" in text and "MiniSeg" not in text
+    assert "do not pick a model by these Dice scores" in text
+    assert verdict_counts(claims) == "none can be confirmed or refuted at this scale"
+    two = [_claim(Verdict.HOLDS, 0.1, 0.05, 0.15), _claim(Verdict.UNRESOLVED, 0, -0.1, 0.1)]
+    assert verdict_counts(two) == ("1 hold, 0 do not hold and 1 cannot be decided at this "
+                                   "scale")
+
+
+def test_intro_first_screen_reads_the_bundle(bundle):
+    """The abstract and the claims box are computed from the bundle: its best model and its
+    verdicts, not typed."""
+    from spineseg_core.report import claims as cl
+
+    values = build_page("intro", bundle)
+    models = bundle.csv("models.csv")
+    best = models.loc[models["dice_mean"].idxmax()]
+    assert f"({100 * models['dice_mean'].min():.1f}–{100 * best['dice_mean']:.1f} %)" in values[
+        "abstract"]
+    claims = cl.check_claims(cl.load_results(bundle.folder))
+    assert f"of the paper's {len(claims)} claims" in values["abstract"]
+    for c in claims:
+        assert c.statement in values["claims_box"].text
+    assert "Scale: every model here trained" in values["scale_caveat"]
+    assert "0.1–3.3 points above the mean of its own Table 2 row" in values["abstract"]
+
+
+def test_cost_figure_pairs_danet_dice_with_the_cost_of_its_own_stride():
+    """DANet's main runs train at output stride 8 (runs.csv records the arguments): its point
+    in the accuracy-against-cost figure must count that network, not Table 3's stride 32."""
+    import pandas as pd
+
+    from spineseg_core.report.pages.efficiency import main_run_macs
+
+    kw = "model_kwargs={'output_stride': 8} (profile: the model's defaults)"
+    runs = pd.DataFrame({"model": ["danet", "danet", "unet"],
+                         "display_name": ["DANet", "DANet", "U-Net"],
+                         "budget_exceptions": [kw, kw, None]})
+    both = pd.DataFrame({"display_name": ["DANet", "U-Net"], "gmacs_880": [143.06, 365.42]})
+    paired, recounted = main_run_macs(both, runs)
+    danet = float(paired.loc[paired["display_name"] == "DANet", "gmacs_880"].iloc[0])
+    assert [r[:2] for r in recounted] == [("DANet", "output stride 8")]
+    assert danet == pytest.approx(recounted[0][2]) and danet > 4 * 143.06  # 16x the map area
+    assert float(paired.loc[paired["display_name"] == "U-Net", "gmacs_880"].iloc[0]) == 365.42
+    assert main_run_macs(both, runs.assign(budget_exceptions=None))[1] == []
+
+
+def test_every_build_rereads_every_chapter():
+    """The book's Sphinx hook: a build re-reads the chapters whose text did not change, so the
+    pages never keep numbers from before the results changed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "spineseg_sphinx", REPO / "book/_ext/spineseg_sphinx.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+
+    class Env:
+        found_docs = {"intro", "results", "claims", "gone"}
+
+    assert ext.every_chapter(None, Env(), {"claims"}, set(), {"gone"}) == ["intro", "results"]
+
+
+def test_rerun_scripts_pin_the_code_of_the_committed_records():
+    """The reproducibility chapter names the commit and fingerprint that made the committed
+    records and the script that remakes them; the scripts' pins agree with the bundle."""
+    import json
+
+    from spineseg_core.report.pages.reproducibility import (RERUN_SCRIPTS, records_text,
+                                                             script_pin)
+
+    bundle = json.loads((REPO / "results/cpu/bundle.json").read_text())
+    main_pin = script_pin(REPO / RERUN_SCRIPTS["main"])
+    assert main_pin is not None
+    assert [f[:12] for f in bundle["source_fingerprints"]] == [main_pin[1]]
+    assert main_pin[0][:7] in {c[:7] for c in bundle["run_commits"]}
+    context_pin = script_pin(REPO / RERUN_SCRIPTS["context"])
+    assert [f[:12] for f in bundle["studies"]["context"]["source_fingerprints"]] == [
+        context_pin[1]]
+    text = records_text(bundle)
+    assert f"commit {main_pin[0][:7]} (fingerprint {main_pin[1]})" in text
+    assert "NOT" not in text
+    other = {**bundle, "source_fingerprints": {"0" * 64: 36}}
+    assert f"expects fingerprint {main_pin[1]}, which does NOT match" in records_text(other)
+
+
+def test_budget_exceptions_read_in_words():
+    """Table 1c shows what a run changed in words, not Python dicts."""
+    from spineseg_core.report.pages.results import exception_words
+
+    assert exception_words("model_kwargs={'output_stride': 8} (profile: the model's defaults)"
+                           ) == "output stride 8 instead of the model's default"
+    assert exception_words("amp=False (profile: True); epochs=2 (profile: 6)") == (
+        "fp32 instead of bf16 autocast; epochs 2 instead of 6")

@@ -18,10 +18,12 @@ levels upwards from the sacrum:
   study's hierarchical bootstrap (:mod:`spineseg_core.study.aggregate`);
 - :mod:`~spineseg_core.levels.study`: ``spineseg levels``, the tidy tables of any group of
   records (or run folders);
-- :mod:`~spineseg_core.levels.verdict`: the rule "relabelling from the sacrum improves the
-  all-levels-right rate", with its three outcomes;
-- :mod:`~spineseg_core.levels.figures` and :mod:`~spineseg_core.levels.page`: the book's level
-  chapter (``book/levels.md``), its figures and the values it glues.
+
+What the book makes of these tables lives with the rest of the book's analysis, which imports
+this package (never the other way round): the rule "relabelling from the sacrum improves the
+all-levels-right rate" in :mod:`spineseg_core.report.level_verdict`, the chapter's figures in
+:mod:`spineseg_core.report.level_figures` and its page in
+:mod:`spineseg_core.report.pages.levels`.
 
 Nothing here is part of the source fingerprint: the runs' numbers do not depend on it.
 """

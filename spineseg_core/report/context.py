@@ -111,7 +111,7 @@ def _paired_claims(frame: pd.DataFrame | None, metric: str, models: Sequence[str
             continue
         comp = arms.compare(f"{_name(model)} - {_name(base)}", model, base)
         n_seeds = arms.n_seeds([model, base])
-        caveats = ((f"{n_seeds} seed{'s' * (n_seeds != 1)} of the {SEEDS_WANTED} planned.",)
+        caveats = ((f"{n_seeds} of the {SEEDS_WANTED} seeds the study runs.",)
                    if n_seeds < SEEDS_WANTED else ())
         claim = Claim(f"{key}-{model}", said, rule, interval_verdict(comp.ci_low, comp.ci_high),
                       comp.difference, comp.ci_low, comp.ci_high, n_seeds, arms.n_subjects,
@@ -263,9 +263,10 @@ def context_caveats(b: Bundle) -> list[str]:
                "tables.")
     table = b.csv("context.csv")
     seeds = seed_counts(table)
-    if seeds:  # the seeds caveat above counts them; here what is planned
-        own += (f" {SEEDS_WANTED} seeds of each of its {len(seeds)} models are planned; a "
-                "verdict on one seed is not resolved.")
+    if seeds and min(seeds.values()) < SEEDS_WANTED:  # said only while runs are missing
+        own += (f" The study runs {SEEDS_WANTED} seeds of each of its {len(seeds)} models; "
+                f"{sum(n < SEEDS_WANTED for n in seeds.values())} have fewer, and a verdict on "
+                "one seed is not resolved.")
     # the seeds caveat counts the context study's own runs, not the main study's
     return [*study_caveats(b.json("dataset.json"), seeds or None), own]
 

@@ -18,8 +18,27 @@ from matplotlib.patches import Patch
 
 from spineseg_core.labels import LABELS
 
-LABEL_COLOURS = plt.get_cmap("tab20")(np.arange(len(LABELS)))
-"""One colour per label value (tab20), background included but drawn transparent."""
+def level_colours() -> np.ndarray:
+    """One colour per label value (RGBA rows, indexed by value) in which neighbours along the
+    spine differ, so that a one-level shift shows: the sacrum and the vertebrae bottom-up take
+    tab10's ten hues in order (dark, from tab20), and each disc the light tint of the hue five
+    places on, unlike both vertebrae around it and the discs next to it. Background (drawn
+    transparent) is white."""
+    from spineseg_core.levels.anatomy import SACRUM
+    from spineseg_core.labels import VERTEBRA_VALUES, disc_below
+
+    tab20 = plt.get_cmap("tab20")(np.arange(20))
+    colours = np.ones((len(LABELS), 4))
+    for k, v in enumerate((SACRUM, *VERTEBRA_VALUES)):
+        colours[v] = tab20[2 * (k % 10)]
+        if k:  # the disc below vertebra v, between bone k - 1 and bone k
+            colours[disc_below(v)] = tab20[2 * ((k - 1 + 5) % 10) + 1]
+    return colours
+
+
+LABEL_COLOURS = level_colours()
+"""One colour per label value (:func:`level_colours`), background included but drawn
+transparent."""
 LABEL_CMAP = ListedColormap(LABEL_COLOURS)
 PAGE_WIDTH_IN = 12.0
 """Figure width that renders at the book's page width without shrinking text too much."""
@@ -43,7 +62,7 @@ def label_key(fig: Figure, ncol: int = 10) -> None:
                bbox_to_anchor=(0.5, 0.0))
 
 
-def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 7) -> Figure:
+def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 5) -> Figure:
     """One of Figure 18's slices: the image, the reference and every model's prediction (its
     Dice on the slice in the title), in rows of ``ncols`` panels, with the colour key."""
     names = [str(n) for n in fig18["display_names"]]
@@ -105,25 +124,6 @@ def learning_curves(history: pd.DataFrame, metrics: Sequence[str] = ("dice", "bg
     fig.legend(handles=handles, loc="lower center", ncol=len(metrics), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
-
-
-def paired_bars(names: Sequence[str], paper: Sequence[float], ours: Sequence[float],
-                low: Sequence[float], high: Sequence[float], ylabel: str) -> Figure:
-    """The paper's value beside ours (with its interval) per model; the legend sits above the
-    axes so it covers no bar. Values in percent."""
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.8, 4.2))
-    ours_a = np.asarray(ours, dtype=float)
-    err = np.clip(np.vstack([ours_a - np.asarray(low, float), np.asarray(high, float) - ours_a]),
-                  0, None)
-    ax.bar(x - 0.2, paper, 0.4, label="paper", color="tab:gray")
-    ax.bar(x + 0.2, ours_a, 0.4, yerr=err, capsize=3, label="ours (95 % CI)", color="tab:blue")
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set(ylabel=ylabel, ylim=(0, 100))
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
@@ -204,4 +204,29 @@ def cost_scatter(df: pd.DataFrame) -> Figure:
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def rank_slopes(names: Sequence[str], paper: Sequence[float], ours: Sequence[float]) -> Figure:
+    """The paper's ranking of the models (left, by its Table 1 Dice) against ours (right, by
+    our mean Dice), one line per model: crossing lines are models whose order the re-run
+    changed. Rank 1 (the best) is at the top."""
+    names = list(names)
+    p_rank = pd.Series(list(paper)).rank(ascending=False, method="min").to_numpy()
+    o_rank = pd.Series(list(ours)).rank(ascending=False, method="min").to_numpy()
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * n + 1.2))
+    for name, a, b in zip(names, p_rank, o_rank):
+        moved = abs(a - b) >= n / 3
+        colour = "tab:red" if moved else "tab:gray"
+        ax.plot([0, 1], [a, b], color=colour, lw=2 if moved else 1.2, marker="o", zorder=3)
+        ax.text(-0.04, a, f"{name}  {int(a)}", ha="right", va="center", fontsize=9)
+        ax.text(1.04, b, f"{int(b)}  {name}", ha="left", va="center", fontsize=9)
+    ax.set(xlim=(-0.6, 1.6), ylim=(n + 0.6, 0.4))
+    ax.set_xticks([0, 1], ["the paper's rank", "our rank"])
+    ax.tick_params(axis="x", length=0, labelsize=10, labeltop=True, labelbottom=False)
+    ax.set_yticks([])
+    for side in ("left", "right", "top", "bottom"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
     return fig

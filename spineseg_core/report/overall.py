@@ -44,27 +44,40 @@ def interval_text(low: object, high: object, digits: int = 2) -> str:
 
 
 def table1(models: pd.DataFrame) -> pd.DataFrame:
-    """Our models (``models.csv``) with the paper's Table 1 columns, in our order; models the
-    paper has and we have not run are left out (a chapter says how many)."""
+    """Our models (``models.csv``) with the paper's Table 1 columns and ``paper_rank`` (the
+    model's place by Dice among the paper's twelve), sorted by our mean Dice, best first;
+    models the paper has and we have not run are left out (a chapter says how many)."""
     paper = table1_overall().rename(columns={"model": "display_name"})
-    return models.merge(paper, on="display_name", how="left", suffixes=("", "_paper"))
+    paper["paper_rank"] = paper["dice"].rank(ascending=False, method="min")
+    both = models.merge(paper, on="display_name", how="left", suffixes=("", "_paper"))
+    return both.sort_values("dice_mean", ascending=False, ignore_index=True)
 
 
-def table1_columns(metrics: Sequence[str], digits: int = 2) -> list[Column]:
-    """Model and our seeds (models may have run with different numbers of seeds while a study
-    is under way), then per metric: the paper's value, ours (mean ± sd over seeds) and our 95 %
-    interval over seeds and subjects."""
-    cols = [Column("display_name", "Model"), Column("n_seeds", "Seeds (ours)", Kind.INTEGER)]
+def with_interval(mean: str, low: object, high: object, digits: int = 1) -> str:
+    """A cell with our mean (± sd) and, on a lighter second line, its 95 % interval (HTML:
+    the table stays narrow enough for the page)."""
+    ci = interval_text(low, high, digits)
+    if ci == DASH:
+        return mean
+    return f'<span class="spineseg-num">{mean}</span><br><span class="spineseg-ci">{ci}</span>'
+
+
+def table1_columns(metrics: Sequence[str], digits: int = 1) -> list[Column]:
+    """Model, the paper's rank by Dice and our seeds (models may have run with different
+    numbers of seeds while a study is under way), then per metric: the paper's value and ours
+    (mean ± sd over seeds, its 95 % interval over seeds and subjects under it), percent with
+    one decimal."""
+    cols = [Column("display_name", "Model"),
+            Column("paper_rank", "Paper's rank", Kind.INTEGER),
+            Column("n_seeds", "Seeds (ours)", Kind.INTEGER)]
     for m in metrics:
         name, paper_col = METRICS[m]
-        d = 3 if m == "fpr" else digits
+        d = 2 if m == "fpr" else digits
         cols += [
             Column(paper_col, f"{name} paper (%)", Kind.NUMBER, d),
             Column(f"{m}_mean", f"{name} ours (%)",
-                   write=lambda r, m=m, d=d: mean_sd_text(r[f"{m}_mean"], r[f"{m}_std"],
-                                                          r.get("n_seeds"), d)),
-            Column(f"{m}_ci_low", f"{name} 95 % CI",
-                   write=lambda r, m=m, d=d: interval_text(r[f"{m}_ci_low"], r[f"{m}_ci_high"],
-                                                           d)),
+                   write=lambda r, m=m, d=d: with_interval(
+                       mean_sd_text(r[f"{m}_mean"], r[f"{m}_std"], r.get("n_seeds"), d),
+                       r[f"{m}_ci_low"], r[f"{m}_ci_high"], d)),
         ]
     return cols

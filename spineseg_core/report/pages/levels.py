@@ -15,9 +15,9 @@ from spineseg_core.levels.hard import HARD_CASES
 from spineseg_core.levels.identify import OUTCOME_TEXT, Outcome
 from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, STATUS_TEXT, Status
 from spineseg_core.levels.study import EXAMPLE, FILES, REFERENCE, Metric
-from spineseg_core.levels.verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
-from spineseg_core.report.pages import Missing, Page, page
+from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
+from spineseg_core.report.pages.base import Missing, Page, page
 from spineseg_core.report.tables import Column, Kind, table_html
 from spineseg_core.study.hard_cases import HardSet
 
@@ -48,9 +48,16 @@ def _file(key: str) -> str:
     return f"{FOLDER}/{FILES[key]}"
 
 
+def two_lines(point: str, low: str, high: str) -> str:
+    """A table cell: the point estimate and, lighter under it, its 95 % interval (HTML), so a
+    wide table of intervals still fits the page."""
+    return (f'<span class="spineseg-num">{point}</span><br>'
+            f'<span class="spineseg-ci">{low} to {high}</span>')
+
+
 def _ci(row: pd.Series, digits: int = 1) -> str:
-    return f"{pct(row['point'], digits)} ({pct(row['ci_low'], digits)} to " \
-           f"{pct(row['ci_high'], digits)})"
+    return two_lines(pct(row["point"], digits), pct(row["ci_low"], digits),
+                     pct(row["ci_high"], digits))
 
 
 def _signed(x: float, digits: int = 1) -> str:
@@ -200,9 +207,9 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
             key = f"{metric}_{stage}"
             row[f"default_{key}"] = r[("default", metric, stage)]
             row[f"hard_{key}"] = r[("hard", metric, stage)]
-            row[f"change_{key}"] = (f"{_signed(r[('difference', metric, stage)])} "
-                                    f"({_signed(r[('difference_low', metric, stage)])} to "
-                                    f"{_signed(r[('difference_high', metric, stage)])})")
+            row[f"change_{key}"] = two_lines(_signed(r[("difference", metric, stage)]),
+                                             _signed(r[("difference_low", metric, stage)]),
+                                             _signed(r[("difference_high", metric, stage)]))
         rows.append(row)
     cols = [Column("display_name", "Model"), Column("set", "Hard case"),
             Column("n_seeds", "Seeds", Kind.INTEGER),
@@ -216,11 +223,11 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
     seeds = sorted(set(right["n_seeds"]))
     return {
         "lv_hard_text": (
-            f"{models} model(s) have been scored on the hard cases so far, with "
-            f"{seed_span(seeds)} seed(s) each and the {int(right['n_subjects'].max())} test "
-            "subjects; a model's runs that were trained before the command existed, or on "
-            "another machine, have no hard-case scores, and the table compares only the seeds "
-            "that have them."),
+            f"{models} model{'s' * (models != 1)} {'were' if models != 1 else 'was'} scored on "
+            f"the hard cases, with {seed_span(seeds)} seed{'s' * (seeds != [1])} each and the "
+            f"{int(right['n_subjects'].max())} test subjects; runs trained before the hard "
+            "cases existed have no hard-case scores (their checkpoints are not kept), and the "
+            "table compares only the seeds that have them."),
         "lv_hard_table": table_html(pd.DataFrame(rows), cols, notes=[
             "Share of the reference levels named right, and of subjects with every level "
             "right, on the default test subjects (their default twins) and on the same "
@@ -236,7 +243,7 @@ def _pivot(summary: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 
 def _summary_values(summary: pd.DataFrame) -> Page:
-    from spineseg_core.levels.figures import stage_dots
+    from spineseg_core.report.level_figures import stage_dots
 
     ident, right, dice = (_pivot(summary, m) for m in Metric)
     best = right[("point", "predicted")].idxmax()
@@ -257,7 +264,7 @@ def _summary_values(summary: pd.DataFrame) -> Page:
         def write(r: pd.Series) -> str:
             v = r[key]
             if signed:
-                return f"{_signed(v['point'])} ({_signed(v['ci_low'])} to {_signed(v['ci_high'])})"
+                return two_lines(_signed(v["point"]), _signed(v["ci_low"]), _signed(v["ci_high"]))
             return _ci(v)
         return write
 
@@ -311,7 +318,7 @@ def _status_values(status: pd.DataFrame | None) -> Page:
 
 
 def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -> Page:
-    from spineseg_core.levels.figures import confusion_heatmaps
+    from spineseg_core.report.level_figures import confusion_heatmaps
 
     if conf is None or not len(conf) or summary is None:
         return {"lv_shift_text": f"The share of one-level shifts needs {_file('confusion')}.",
@@ -347,7 +354,7 @@ def _confusion_values(conf: pd.DataFrame | None, summary: pd.DataFrame | None) -
 def _example_values(example: dict[str, np.ndarray] | None) -> Page:
     """The example figure and its caption's sentence (one sentence either way, so that a
     bundle without an example shows no placeholder text in the caption)."""
-    from spineseg_core.levels.figures import example_figure
+    from spineseg_core.report.level_figures import example_figure
 
     if example is None:
         return {"lv_ex_caption": "No subject of these runs has a one-level shift that the "

@@ -1,0 +1,151 @@
+"""Reproducibility: the versions, fingerprints and commands behind the bundle.
+
+The page function of ``book/reproducibility.md`` (:mod:`spineseg_core.report.pages`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typing import Any
+
+import pandas as pd
+
+from spineseg_core.fingerprint import REPO
+from spineseg_core.report.bundle import MISSING, Bundle
+from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
+from spineseg_core.report.tables import Column, columns_for, table_html
+
+
+BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "nibabel",
+                 "SimpleITK", "matplotlib", "seaborn", "papermill", "jupyter-book", "myst-nb",
+                 "submitit")
+"""The packages whose versions the reproducibility chapter lists for the book's build."""
+
+
+def studies_text(studies: dict[str, Any]) -> str | None:
+    """``bundle.json``'s separate studies in words, for Table R1: each one's group, runs,
+    models and code version (None when there are none: a dash on the page)."""
+    from spineseg_core.fingerprint import describe
+
+    parts = []
+    for name, st in (studies or {}).items():
+        code = (describe(st["source_fingerprints"]) if st.get("source_fingerprints")
+                else "code not recorded")
+        parts.append(f"{name}: group {st.get('group', name)}, {st.get('n_runs', 0)} runs of "
+                     f"{len(st.get('models', []))} models ({', '.join(st.get('models', []))}), "
+                     f"code {code}")
+    return "; ".join(parts) or None
+
+
+RERUN_SCRIPTS = {"main": "scripts/rerun_cpu_study.sh", "context": "scripts/context_study.sh"}
+"""The scripts that remake the committed records with the code that made them, by study."""
+
+_PIN = re.compile(r"^(CODE_COMMIT|FINGERPRINT)=(?:\$\{CODE_COMMIT:-)?([0-9a-f]+)\}?\s*$", re.M)
+
+
+def script_pin(script: Path) -> tuple[str, str] | None:
+    """The commit a rerun script checks out and the fingerprint it demands of that code
+    (``CODE_COMMIT``, ``FINGERPRINT``); ``None`` when the script or either pin is absent."""
+    if not script.is_file():
+        return None
+    pins = dict(_PIN.findall(script.read_text()))
+    if not {"CODE_COMMIT", "FINGERPRINT"} <= set(pins):
+        return None
+    return pins["CODE_COMMIT"], pins["FINGERPRINT"]
+
+
+def book_commit(repo: Path = REPO) -> str:
+    """The commit this book is built from (short), marked when the checkout has changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+
+    head = git("rev-parse", "--short=7", "HEAD")
+    if not head:
+        return "not a git checkout"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + (" with uncommitted changes" if dirty else "")
+
+
+def records_text(bundle: dict[str, Any], repo: Path = REPO) -> str:
+    """Which commit and fingerprint made the bundle's runs, per study, the script that remakes
+    them with that code, and whether the script's pin agrees with the bundle's records."""
+    studies = {"main": bundle, **(bundle.get("studies") or {})}
+    parts = []
+    for study, info in studies.items():
+        fingerprints = [str(f)[:12] for f in (info.get("source_fingerprints") or {})]
+        script = RERUN_SCRIPTS.get(study)
+        pin = script_pin(repo / script) if script else None
+        what = "The main runs" if study == "main" else f"The {study} study's runs"
+        if not fingerprints:
+            parts.append(f"{what} recorded no code fingerprint.")
+        elif pin is None:
+            parts.append(f"{what} have fingerprint {', '.join(fingerprints)}; no script here "
+                         "pins the code that made them.")
+        else:
+            agree = fingerprints == [pin[1]]
+            parts.append(f"{what} were made by commit {pin[0][:7]} (fingerprint "
+                         f"{', '.join(fingerprints)}); `{script}` checks that commit out and "
+                         + ("verifies its fingerprint before it runs anything."
+                            if agree else f"expects fingerprint {pin[1]}, which does NOT match "
+                            "these records."))
+    return " ".join(parts)
+
+
+@page("reproducibility")
+def reproducibility_page(b: Bundle) -> Page:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from spineseg_core.fingerprint import describe, short
+
+    bundle, runs = b.json("bundle.json") or {}, b.csv("runs.csv")
+    name = b.folder.name if b.folder is not None else None
+    versions = bundle.get("source_fingerprints") or {}
+    out: Page = {
+        "rp_sha": bundle.get("bundle_sha256", MISSING),
+        "rp_commit": bundle.get("git_commit") or MISSING,
+        "rp_created": bundle.get("created", MISSING),
+        "rp_profile": name or MISSING,
+        "rp_path": f"results/{name}/" if name else MISSING,
+        "rp_nfiles": str(len(bundle.get("files", {}))),
+        "rp_run_commits": ", ".join(c[:10] for c in bundle.get("run_commits", [])) or MISSING,
+        "rp_fingerprint": describe(versions) if versions else "not recorded (an older bundle)",
+        "rp_book_commit": book_commit(),
+        "rp_records": MarkdownText(records_text(bundle) if bundle else
+                                   "No results bundle was found."),
+    }
+    if bundle:
+        info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
+                 else describe(v) if k == "source_fingerprints"
+                 else studies_text(v) if k == "studies" else str(v))
+                for k, v in bundle.items() if k != "files"]
+        fields = pd.DataFrame(info, columns=["field", "value"])
+        out["rp_bundle"] = table_html(fields, [Column("field", "Field"), Column("value", "Value")])
+        files = pd.DataFrame(bundle.get("files", {}).items(), columns=["file", "sha256"])
+        out["rp_files"] = table_html(files, [Column("file", "File"), Column("sha256", "SHA-256")])
+    else:
+        out["rp_bundle"] = out["rp_files"] = Missing("bundle.json")
+    if runs is not None and len(runs):
+        runs = runs.assign(code=runs["source_fingerprint"].map(short)) \
+            if "source_fingerprint" in runs else runs
+        out["rp_runs"] = table_html(runs, columns_for(runs, {
+            "display_name": "Model", "seed": "Seed", "fold": "Fold", "device": "Device",
+            "precision": "Precision", "processor": "Processor", "code": "Code",
+            "epochs_completed": "Epochs",
+            "train_seconds": "Training (s)", "run_dir": "Record"}, 0))
+    else:
+        out["rp_runs"] = Missing("runs.csv")
+    vers = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in BOOK_PACKAGES:
+        try:
+            vers[pkg] = version(pkg)
+        except PackageNotFoundError:
+            vers[pkg] = "not installed"
+    out["rp_env"] = table_html(pd.DataFrame(vers.items(), columns=["package", "version"]),
+                               [Column("package", "Package"),
+                                Column("version", "Version (book build)")])
+    return out

@@ -1,0 +1,153 @@
+"""Table 1: overall scores, ours beside the paper's, and the protocol's check of each run.
+
+The page function of ``book/results.md`` (:mod:`spineseg_core.report.pages`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from spineseg_core.report.bundle import MISSING, Bundle, num, pct
+from spineseg_core.report.pages.base import Missing, Page, page
+from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html
+
+
+@page("results")
+def results_page(b: Bundle) -> Page:
+    from scipy.stats import spearmanr
+
+    from spineseg_core.report.figures import rank_slopes
+    from spineseg_core.report.overall import table1, table1_columns
+    from spineseg_core.report.resolution import alt_stride_text
+    from spineseg_core.study.paper import table1_overall
+
+    models, runs, bundle = b.csv("models.csv"), b.csv("runs.csv"), b.json("bundle.json") or {}
+    paper = table1_overall()
+    both = table1(models) if models is not None and len(models) else None
+    fnr_recall = paper["fn_rate"] + paper["recall"]
+    out: Page = {
+        "t1_nboot": str(bundle.get("n_boot", MISSING)),
+        "t1_n_ours": str(0 if both is None else len(both)), "t1_n_paper": str(len(paper)),
+        "t1_fnr_recall_lo": num(fnr_recall.min(), 1), "t1_fnr_recall_hi": num(fnr_recall.max(), 1),
+        "t1_rho": "not computed (fewer than three models)",
+    }
+    if both is not None and len(both) >= 3 and both["dice_mean"].nunique() > 1:
+        ok = both.dropna(subset=["dice"])
+        out["t1_rho"] = num(spearmanr(ok["dice"], ok["dice_mean"]).statistic)
+    if both is None:
+        for k in ("best", "best_dice", "best_lo", "best_hi", "worst", "worst_dice"):
+            out[f"t1_{k}"] = MISSING
+        out.update(t1_ranks=Missing("models.csv"), t1_overlap=Missing("models.csv"),
+                   t1_errors=Missing("models.csv"))
+    else:
+        best, worst = both.loc[both.dice_mean.idxmax()], both.loc[both.dice_mean.idxmin()]
+        out.update(t1_best=best.display_name, t1_best_dice=pct(best.dice_mean),
+                   t1_best_lo=pct(best.dice_ci_low), t1_best_hi=pct(best.dice_ci_high),
+                   t1_worst=worst.display_name, t1_worst_dice=pct(worst.dice_mean))
+        ranked = both.dropna(subset=["dice", "dice_mean"])
+        out["t1_ranks"] = (rank_slopes(ranked.display_name, ranked["dice"], ranked.dice_mean)
+                           if len(ranked) >= 2 else Missing("models.csv (two models or more)"))
+        out["t1_overlap"] = table_html(
+            both, table1_columns(["dice", "miou"]),
+            notes=["Sorted by our mean Dice. Ours: mean ± sd over seeds (n = 1: one seed, spread "
+                   "not measured), and under it the 95 % CI over seeds and test subjects. "
+                   "Paper's rank: the model's place by Dice in the paper's Table 1."],
+            dash_note="the paper has no such model")
+        out["t1_errors"] = table_html(both, [c for c in table1_columns(["fnr", "fpr", "recall"])
+                                             if c.key not in ("paper_rank", "n_seeds")],
+                                      dash_note="the paper has no such model")
+    off = None
+    if runs is not None and "budget_exceptions" in runs:
+        off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
+    out.update(_sanity_values(runs))
+    out["t1_n_off"] = str(0 if off is None else len(off))
+    out["t1_alt_stride"] = alt_stride_text(b.csv("variants.csv"),
+                                           str(bundle.get("profile", "cpu")),
+                                           b.csv("resolution.csv")) or (
+        "No run of DANet at another output stride is in this bundle.")
+    out["t1_off"] = (table_html(off, [Column("display_name", "Model"),
+                                      Column("seed", "Seed", Kind.INTEGER),
+                                      Column("budget_exceptions", "Differs from the profile",
+                                             write=lambda r: exception_words(
+                                                 r["budget_exceptions"]))])
+                     if off is not None and len(off)
+                     else HTMLTable("<p>Every run kept the profile's budget.</p>"))
+    return out
+
+
+def _sanity_values(runs: pd.DataFrame | None) -> Page:
+    """The protocol's check of each run (:func:`sanity_check`) for the results chapter."""
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN
+
+    out: Page = {"t1_bg_min": f"{BG_RECALL_MIN:.0%}", "t1_absent_max": f"{ABSENT_MAX:.0%}"}
+    checked = sanity_check(runs)
+    if checked is None:
+        out.update(t1_sane_text="No run is in the bundle yet.",
+                   t1_sanity=Missing("runs.csv"))
+        return out
+    out["t1_sane_text"], out["t1_sanity"] = checked
+    return out
+
+
+def sanity_check(runs: pd.DataFrame | None) -> tuple[str, HTMLTable] | None:
+    """The protocol's check of each run of ``runs`` (``display_name, seed, bg_recall,
+    absent_fraction``; :func:`spineseg_core.study.loss_study.is_sane`): background predicted
+    as background on at least ``BG_RECALL_MIN`` of its pixels, under ``ABSENT_MAX`` of the
+    pixels labelled as a structure the case does not contain. A sentence saying which runs fail,
+    and the table of every run; ``None`` when ``runs`` lacks the columns."""
+    from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN, sane_runs
+
+    sane = sane_runs(runs)
+    if sane is None:
+        return None
+    t = runs.assign(sane=sane)
+    bad = t[~t["sane"]]
+    failing = "; ".join(f"{m} (seed{'s' if len(g) > 1 else ''} "
+                        f"{', '.join(str(int(x)) for x in g['seed'])})"
+                        for m, g in bad.groupby("display_name", sort=False))
+    one = len(bad) == 1
+    text = (
+        f"All {len(t)} runs pass it." if bad.empty else
+        f"{len(t) - len(bad)} of {len(t)} runs pass it; {failing} {'does' if one else 'do'} "
+        f"not, and {'its' if one else 'their'} scores above measure a model that has not "
+        "learned to leave background alone.")
+    table = table_html(t, [
+        Column("display_name", "Model"), Column("seed", "Seed", Kind.INTEGER),
+        Column("bg_recall", "Background predicted as background (%)", Kind.PERCENT, 2),
+        Column("absent_fraction", "Pixels labelled as an absent structure (%)",
+               Kind.PERCENT, 3),
+        Column("sane", "Passes", write=lambda r: "yes" if bool(r["sane"]) else "no")],
+        notes=[f"Held-out test set, full field of view. A run passes with at least "
+               f"{BG_RECALL_MIN:.0%} background recall and under {ABSENT_MAX:.0%} of the "
+               "pixels labelled as a structure the case does not contain."])
+    return text, table
+
+
+def exception_words(text: str) -> str:
+    """A run's recorded departures from its profile (``runs.csv``'s ``budget_exceptions``,
+    ``name=value (profile: default)`` joined by ``; ``) in reader words: ``amp=False`` reads
+    "fp32 instead of bf16 autocast", ``model_kwargs={'output_stride': 8}`` reads "output
+    stride 8 instead of the model's default"."""
+    import ast
+    import re
+
+    words = []
+    for part in str(text).split("; "):
+        m = re.match(r"(\w+)=(.*?)(?: \(profile: (.*)\))?$", part.strip())
+        if m is None:
+            words.append(part)
+            continue
+        key, value, default = m.groups()
+        if key == "amp":
+            words.append("fp32 instead of bf16 autocast" if value == "False"
+                         else "bf16 autocast instead of fp32")
+        elif key == "model_kwargs":
+            try:
+                kwargs = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                kwargs = {}
+            words += [f"{k.replace('_', ' ')} {v} instead of the model's default"
+                      for k, v in kwargs.items()] or [part]
+        else:
+            words.append(f"{key.replace('_', ' ')} {value}"
+                         + (f" instead of {default}" if default else ""))
+    return "; ".join(words)
