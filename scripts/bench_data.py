@@ -24,8 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spineseg_core.data import (AugmentConfig, SliceDataset, VolumeCache, build_augmentation,  # noqa: E402
-                                list_cases)
+from spineseg_core.data import AugmentConfig, SliceDataset, VolumeCache, build_augmentation, list_cases  # noqa: E402
 from tests.spine_files import write_mrspineseg_case  # noqa: E402
 
 MAX_ITEMS = {128: 240, 256: 120, 880: 24}

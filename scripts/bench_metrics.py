@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from spineseg_core import metrics as M
-from spineseg_core.measure.vs_monai import spine_like_pair
 from spineseg_core.labels import FOREGROUND, NUM_CLASSES
+from spineseg_core.measure.vs_monai import spine_like_pair
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:

@@ -3,7 +3,8 @@
     python scripts/gpu_check.py tests tests/test_cuda.py tests/test_metrics.py
     python scripts/gpu_check.py train --device cuda --size 880 --steps 20 --out results/gpu
     python scripts/gpu_check.py data  --device cuda --size 880 --data-dir DIR --out results/gpu
-    python scripts/gpu_check.py predict-result --run RUN --input FILE --output FILE --seconds S --out results/gpu
+    python scripts/gpu_check.py predict-result --run RUN --input FILE --output FILE --seconds S \
+        --out results/gpu
 
 ``tests`` runs ``pytest -m cuda`` on the given files and fails when a test was skipped (there is
 no GPU check in a skipped test) or none ran; ``--allow-skips`` is the CPU dry run's.
@@ -40,12 +41,28 @@ import torch
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import SpinesegError
 from spineseg_core.io import write_json, write_with
-from spineseg_core.measure.efficiency import (CudaMemory, MemMethod, fits_24gb,
-                                              step_peak_memory, train_step_memory)
-from spineseg_core.measure.speed import (BenchSettings, bench_model, build_data_pipe,
-                                         data_throughput, input_size)
-from spineseg_core.measure.timing import (backend_like_trainer, bench_loss, random_batch,
-                                          theoretical_peak, timed, train_step_flops)
+from spineseg_core.measure.efficiency import (
+    CudaMemory,
+    MemMethod,
+    fits_24gb,
+    step_peak_memory,
+    train_step_memory,
+)
+from spineseg_core.measure.speed import (
+    BenchSettings,
+    bench_model,
+    build_data_pipe,
+    data_throughput,
+    input_size,
+)
+from spineseg_core.measure.timing import (
+    backend_like_trainer,
+    bench_loss,
+    random_batch,
+    theoretical_peak,
+    timed,
+    train_step_flops,
+)
 from spineseg_core.models import build_model, list_models, model_info
 from spineseg_core.study.paper import table3_efficiency
 from spineseg_core.training.config import TrainConfig, resolve_config

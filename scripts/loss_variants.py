@@ -24,8 +24,8 @@ import pandas as pd
 from spineseg_core.io import write_with
 from spineseg_core.study.loss_study import BY_NAME, VARIANTS, choose_default, late_scores
 from spineseg_core.training.config import resolve_config
-from spineseg_core.training.run_folder import RunFolder
 from spineseg_core.training.loop import run_training
+from spineseg_core.training.run_folder import RunFolder
 
 KEYS = ("dice", "bg_recall", "absent_fraction")
 

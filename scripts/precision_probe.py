@@ -17,8 +17,8 @@ import torch
 from spineseg_core.measure.speed import input_size
 from spineseg_core.measure.timing import backend_like_trainer, bench_loss, random_batch
 from spineseg_core.models import build_model
-from spineseg_core.training.precision import Precision
 from spineseg_core.training.config import resolve_config
+from spineseg_core.training.precision import Precision
 from spineseg_core.training.step import TrainStep
 
 

@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from spineseg_core.io import write_with
 from spineseg_core.measure.speed import input_size
 from spineseg_core.measure.timing import bench_loss, random_batch
-from spineseg_core.training.step import TrainStep
-from spineseg_core.training.device import resolve_device
-from spineseg_core.io import write_with
 from spineseg_core.models import build_model
 from spineseg_core.training.config import resolve_config
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.step import TrainStep
 
 KINDS: tuple[tuple[str, str], ...] = (
     ("convolution", r"conv|mkldnn_convolution|convolution_backward"),

@@ -17,8 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from render_phantom import label_cmap  # noqa: E402
+
 from spineseg_core.data.phantom import PhantomCase, generate_case  # noqa: E402
 from spineseg_core.data.phantom.geometry import FovCut, sample_geometry  # noqa: E402
 from spineseg_core.data.phantom.params import PhantomParams  # noqa: E402

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from spineseg_core import __version__
-from spineseg_core.fingerprint import REPO as _REPO
-from spineseg_core.fingerprint import source_fingerprint
+from spineseg_core.fingerprint import REPO as _REPO, source_fingerprint
 
 
 def cpu_model() -> str | None:

@@ -10,7 +10,8 @@ prediction), so per-class, per-case and pooled tables come from the same counts:
   rule of the challenge's official metric (per-subject 3D Dice over labels 1-19, a label absent
   from both skipped); libraries that score such a class 1 or 0 would move the means of the rare
   levels (T9, T10) a lot. A class absent from the reference but predicted scores Dice 0 (MONAI's
-  ``ignore_empty`` would make it NaN and so forgive false positives). Any other zero denominator is NaN too: FNR and recall
+  ``ignore_empty`` would make it NaN and so forgive false positives). Any other zero denominator
+  is NaN too: FNR and recall
   when the class is absent from the reference (``TP + FN == 0``), FPR when the class covers
   every pixel (``FP + TN == 0``).
 * Means over classes are taken over the 19 foreground labels, ignoring NaN.

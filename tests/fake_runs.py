@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spineseg_core.labels import FOREGROUND, LABELS
-from spineseg_core.metrics import (confusion_matrix, counts_from_confusion, per_slice_dice,
-                                   scores, summarize)
+from spineseg_core.labels import LABELS
+from spineseg_core.metrics import confusion_matrix, counts_from_confusion, per_slice_dice, scores, summarize
 
 FAKE_FINGERPRINT = "f0" * 32
 """The source fingerprint fake runs record unless told otherwise."""

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from _tiny_data import make_tiny_dataset
 from fake_runs import make_fake_study
-
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.baseline import (atlas_scores, baseline_dice, paste, subject_counts,
-                                          weak_runs)
+from spineseg_core.study.baseline import atlas_scores, baseline_dice, paste, subject_counts, weak_runs
 
 
 def test_paste_centres_by_cropping_or_padding():

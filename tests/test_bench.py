@@ -12,12 +12,10 @@ import pytest
 import torch
 
 from spineseg_core import cli
-from spineseg_core.measure.speed import BENCH_COLUMNS, BenchSettings, bench_table
-from spineseg_core.measure.timing import train_step_flops
-from spineseg_core.measure import speed, timing
-from spineseg_core.measure.speed import DATA_COLUMNS
-from spineseg_core.measure.timing import bench_loss, matmul_peak_flops
 from spineseg_core.errors import ConfigError
+from spineseg_core.measure import speed, timing
+from spineseg_core.measure.speed import BENCH_COLUMNS, DATA_COLUMNS, BenchSettings, bench_table
+from spineseg_core.measure.timing import bench_loss, matmul_peak_flops, train_step_flops
 from spineseg_core.models import build_model
 from spineseg_core.training.precision import Precision
 

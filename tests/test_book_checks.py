@@ -85,6 +85,6 @@ def test_the_book_checks_cover_every_chapter_of_the_toc():
 
     chapters = toc_chapters(REPO / "book")
     assert "context" in chapters and "levels" in chapters
-    assert test_book.CHAPTERS == chapters
+    assert chapters == test_book.CHAPTERS
     assert set(test_book.MINIMA) == set(chapters)
     assert all((REPO / "book" / f"{c}.md").is_file() for c in chapters)

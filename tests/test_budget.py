@@ -3,17 +3,15 @@ makes exactly its budget's steps, resumed exactly."""
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
-from _tiny_data import make_tiny_dataset
 
-from spineseg_core.errors import ConfigError
+from _tiny_data import make_tiny_dataset
 from spineseg_core.data.prepare import prepare_data
+from spineseg_core.errors import ConfigError
 from spineseg_core.models import model_info
 from spineseg_core.training import loop as train_mod
-from spineseg_core.training.config import (CPU_STEPS, lr_factor, planned_epochs, planned_steps,
-                                           resolve_config)
+from spineseg_core.training.config import CPU_STEPS, lr_factor, planned_epochs, planned_steps, resolve_config
 from spineseg_core.training.loop import run_training
 
 

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
 from spineseg_core.measure import speed
 from spineseg_core.measure.efficiency import efficiency_table
-from spineseg_core.training import config
-from spineseg_core.training import loop as train_mod
+from spineseg_core.training import config, loop as train_mod
 from spineseg_core.training.budgets import BUDGET_EXCEPTIONS, budget_exception
 from spineseg_core.training.config import BUDGET_FIELDS, resolve_config, resolve_with_overrides
 

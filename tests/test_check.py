@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from spine_files import write_mrspineseg_case, write_nifti
 from spineseg_core.cli import main
 from spineseg_core.data import Layout, check_dataset
 from spineseg_core.errors import DataError
-from spine_files import write_mrspineseg_case, write_nifti
 
 
 @pytest.fixture

@@ -17,12 +17,24 @@ import pytest
 
 from fake_runs import make_fake_study
 from spineseg_core.errors import ConfigError
-from spineseg_core.report.claims import (RULES, StudyResults, Verdict, background_runs,
-                                         check_claim, check_claims,
-                                         claims_markdown, comparisons_figure,
-                                         comparisons_table, dice_loss_is_best, interval_verdict,
-                                         load_results, paper_margin, seed_counts, study_caveats,
-                                         verdict_table)
+from spineseg_core.report.claims import (
+    RULES,
+    StudyResults,
+    Verdict,
+    background_runs,
+    check_claim,
+    check_claims,
+    claims_markdown,
+    comparisons_figure,
+    comparisons_table,
+    dice_loss_is_best,
+    interval_verdict,
+    load_results,
+    paper_margin,
+    seed_counts,
+    study_caveats,
+    verdict_table,
+)
 from spineseg_core.report.resolution import alt_stride_text, final_map, resolution_check
 from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.stats import paired_arms

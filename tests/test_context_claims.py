@@ -17,9 +17,15 @@ import pytest
 
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.claims import Verdict, study_caveats
-from spineseg_core.report.context import (BASELINES, context_caveats, context_claims,
-                                          context_level_claims, context_levels, context_summary,
-                                          status_sentence)
+from spineseg_core.report.context import (
+    BASELINES,
+    context_caveats,
+    context_claims,
+    context_level_claims,
+    context_levels,
+    context_summary,
+    status_sentence,
+)
 
 # (tp, fp, fn) of class 1 with Dice .9, .8, .7
 D = {0.9: (9, 1, 1), 0.8: (8, 2, 2), 0.7: (7, 3, 3)}

@@ -9,10 +9,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spineseg_core.data import (CaseRef, Layout, SPIDER_LUT, detect_layout, list_cases, load_case,
-                                map_spider_labels)
-from spineseg_core.errors import DataError
 from spine_files import pir_affine, study_volume, write_mrspineseg_case, write_nifti, write_spider_case
+from spineseg_core.data import (
+    SPIDER_LUT,
+    CaseRef,
+    Layout,
+    detect_layout,
+    list_cases,
+    load_case,
+    map_spider_labels,
+)
+from spineseg_core.errors import DataError
 
 
 def _case(root: Path, num: int = 1, slices: int = 3, size: int = 16) -> CaseRef:

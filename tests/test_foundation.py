@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from spineseg_core import io, labels
-from spineseg_core.study import paper
 from spineseg_core.data import orientation as ori
+from spineseg_core.study import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def test_label_table_matches_paper_table2_order():
     names = list(paper.table2_per_class_dice().columns[1:-1])
     assert list(labels.LABEL_NAMES[1:]) == names
     assert labels.NUM_CLASSES == 20
-    assert labels.FOREGROUND == tuple(range(1, 20))
+    assert tuple(range(1, 20)) == labels.FOREGROUND
     assert [labels.LABELS[v].kind for v in (0, 1, 2, 10, 11, 19)] == [
         "background", "sacrum", "vertebra", "vertebra", "disc", "disc"]
 
@@ -82,10 +82,9 @@ def test_to_study_rejects_2d():
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):
     target = tmp_path / "metrics.json"
     io.write_json(target, {"dice": 0.5})
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text("{truncated")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("{truncated")
+        raise RuntimeError("killed mid-write")
     assert target.read_text().strip().startswith("{")
     assert '"dice": 0.5' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -21,8 +21,8 @@ from spineseg_core.levels.anatomy import LEVELS, SACRUM, SPINE_ORDER, rank
 from spineseg_core.levels.identify import Outcome, all_right, identify, outcome
 from spineseg_core.levels.relabel import Status, relabel
 from spineseg_core.levels.stats import rate_frame, rate_interval, stage_intervals
-from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.claims import Verdict
+from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
 
 L5S, L5, L4L5, L4, L3L4, L3, L2L3, L2 = SPINE_ORDER[1:9]
 DISC_ROWS, VERT_ROWS, SACRUM_ROWS, TOP = 2, 4, 6, 3

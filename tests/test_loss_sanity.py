@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN
 from spineseg_core.losses import LossName
+from spineseg_core.study.loss_study import ABSENT_MAX, BG_RECALL_MIN
 from spineseg_core.training.config import TrainConfig, resolve_config
 from spineseg_core.training.loop import run_training
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spineseg_core.study.loss_study import (FALLBACK, VARIANTS, choose_default, is_sane,
-                                      late_scores, variants_table)
+from spineseg_core.study.loss_study import (
+    FALLBACK,
+    VARIANTS,
+    choose_default,
+    is_sane,
+    late_scores,
+    variants_table,
+)
 
 
 def _table(val: dict[str, tuple[float, float]], test: tuple[float, float] = (0.5, 0.5)):

@@ -7,8 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from spineseg_core.errors import ConfigError
-from spineseg_core.losses import (LossName, SoftDiceLoss, build_loss,
-                                  class_weights_from_frequencies, total_loss)
+from spineseg_core.losses import (
+    LossName,
+    SoftDiceLoss,
+    build_loss,
+    class_weights_from_frequencies,
+    total_loss,
+)
 from spineseg_core.models.base import MultiOutput
 
 C = 20

@@ -16,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spineseg_core.measure.efficiency import ParamScope, count_macs, count_params
 from spineseg_core.errors import ConfigError
-from spineseg_core.models import (CONTEXT_MODEL_NAMES, MODEL_NAMES, Family, InputKind,
-                                  MultiOutput, VolumeSegmentationModel, build_model,
-                                  list_models, model_info)
+from spineseg_core.measure.efficiency import ParamScope, count_macs, count_params
+from spineseg_core.models import (
+    CONTEXT_MODEL_NAMES,
+    MODEL_NAMES,
+    Family,
+    InputKind,
+    MultiOutput,
+    VolumeSegmentationModel,
+    build_model,
+    list_models,
+    model_info,
+)
 
 NUM_CLASSES = 20
 PARAMS_TOLERANCE = 0.03

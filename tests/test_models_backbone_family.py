@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from spineseg_core.measure.efficiency import count_params
 from spineseg_core.errors import ConfigError
+from spineseg_core.measure.efficiency import count_params
 from spineseg_core.models import Family, MultiOutput, build_model, model_info
 from spineseg_core.models.backbones.densenet import densenet
 from spineseg_core.models.backbones.resnet import resnet

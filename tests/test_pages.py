@@ -12,8 +12,14 @@ from fake_runs import make_fake_study, write_fake_efficiency
 from spineseg_core.fingerprint import REPO
 from spineseg_core.levels.study import bundle_folder, level_study
 from spineseg_core.report.bundle import MISSING, Bundle
-from spineseg_core.report.pages import (PAGES, MarkdownText, Missing, build_page, glue_names,
-                                        markdown_glue_names)
+from spineseg_core.report.pages import (
+    PAGES,
+    MarkdownText,
+    Missing,
+    build_page,
+    glue_names,
+    markdown_glue_names,
+)
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.aggregate import aggregate
 
@@ -436,8 +442,7 @@ def test_rerun_scripts_pin_the_code_of_the_committed_records():
     records and the script that remakes them; the scripts' pins agree with the bundle."""
     import json
 
-    from spineseg_core.report.pages.reproducibility import (RERUN_SCRIPTS, records_text,
-                                                             script_pin)
+    from spineseg_core.report.pages.reproducibility import RERUN_SCRIPTS, records_text, script_pin
 
     bundle = json.loads((REPO / "results/cpu/bundle.json").read_text())
     main_pin = script_pin(REPO / RERUN_SCRIPTS["main"])

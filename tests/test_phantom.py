@@ -13,8 +13,14 @@ from scipy.ndimage import binary_dilation
 
 from spineseg_core.cli import main as cli_main
 from spineseg_core.data.orientation import MRSPINESEG_AXCODES, axcodes, spacing_of, to_study
-from spineseg_core.data.phantom import (MARKER, PhantomParams, ensure_phantom, generate_case,
-                                        sample_presence, write_phantom)
+from spineseg_core.data.phantom import (
+    MARKER,
+    PhantomParams,
+    ensure_phantom,
+    generate_case,
+    sample_presence,
+    write_phantom,
+)
 from spineseg_core.errors import ConfigError
 from spineseg_core.labels import VERTEBRA_VALUES, disc_above, disc_below
 
@@ -110,12 +116,11 @@ def test_presence_sampler_rates_over_200_cases() -> None:
 
 
 def test_sampler_agrees_with_rasterised_masks() -> None:
-    agree = total = 0
+    agree = 0
     for cid in range(1, 13):
         c = generate_case(cid, seed=3, size=64)
         raster = set(np.unique(c.mask).tolist()) - {0}
         sampled = set(sample_presence(cid, seed=3))
-        total += 1
         agree += raster == sampled
         assert len(raster ^ sampled) <= 1, (cid, raster ^ sampled)
     assert agree >= 10

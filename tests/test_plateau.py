@@ -6,11 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-from fake_runs import make_fake_study
 
+from fake_runs import make_fake_study
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.plateau import (Plateau, half_steps, plateau_label, plateau_table,
-                                         plateaued_count)
+from spineseg_core.study.plateau import Plateau, half_steps, plateau_label, plateau_table, plateaued_count
 
 
 def _runs(rows):

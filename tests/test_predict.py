@@ -6,14 +6,14 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from _tiny_data import make_case_arrays, make_tiny_dataset
 
+from _tiny_data import make_case_arrays, make_tiny_dataset
 from spineseg_core.cli import main
 from spineseg_core.errors import DataError
 from spineseg_core.labels import NUM_CLASSES
-from spineseg_core.training.predict import output_name, predict_path
 from spineseg_core.training.config import resolve_config
 from spineseg_core.training.loop import run_training
+from spineseg_core.training.predict import output_name, predict_path
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,16 @@ from fake_runs import fake_runner, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.aggregate import aggregate
-from spineseg_core.study.records import (IMAGE_LEVELS, TEST_SET, has_record, load_predictions,
-                                         main_group_images, main_group_name, record_runs,
-                                         write_record)
+from spineseg_core.study.records import (
+    IMAGE_LEVELS,
+    TEST_SET,
+    has_record,
+    load_predictions,
+    main_group_images,
+    main_group_name,
+    record_runs,
+    write_record,
+)
 from spineseg_core.study.runner import RunOutcome, RunStatus, group_name, plan_study, run_study
 from spineseg_core.training.run_folder import RunFolder
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
+from fake_runs import make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.aggregate import aggregate, convergence_table, find_runs

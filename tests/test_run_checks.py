@@ -10,14 +10,14 @@ import subprocess
 
 import pytest
 import torch
-from _tiny_data import make_tiny_dataset
 
+from _tiny_data import make_tiny_dataset
 from spineseg_core.cli import main
 from spineseg_core.commands import main as main_command
+from spineseg_core.data import prepare as prepare_mod
 from spineseg_core.errors import ConfigError
 from spineseg_core.study import slurm
 from spineseg_core.study.slurm import Partitions, SlurmOptions, check_cluster, default_mem_gb
-from spineseg_core.data import prepare as prepare_mod
 from spineseg_core.training import loop as train_mod
 from spineseg_core.training.config import resolve_config
 from spineseg_core.training.device import resolve_device

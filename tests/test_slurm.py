@@ -12,13 +12,18 @@ import pytest
 import submitit
 
 from fake_runs import fake_runner
-from spineseg_core.study import progress
-from spineseg_core.study import runner as study
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.slurm import (Partitions, SlurmOptions, check_cluster, check_options,
-                                 default_gpus, parse_sbatch_options)
+from spineseg_core.study import progress, runner as study
 from spineseg_core.study.runner import RunOutcome, RunResult, RunSpec, RunStatus, plan_study, run_study
+from spineseg_core.study.slurm import (
+    Partitions,
+    SlurmOptions,
+    check_cluster,
+    check_options,
+    default_gpus,
+    parse_sbatch_options,
+)
 
 SINFO = "debug*|(null)\ngpu|gpu:a100:4(S:0-1)\ngpu|gpu:a100:2\nbig|(null)\n"
 

@@ -134,9 +134,9 @@ def _mid_training(run_dir: Path) -> dict | None:
     checkpoint, else ``None``: ``history.csv`` is written just before ``checkpoint_last.pt``,
     so a requeue between the two finds nothing to resume and starts the run anew."""
     if ((run_dir / "history.csv").is_file() and (run_dir / "cluster.json").is_file()
-            and (run_dir / "checkpoint_last.pt").is_file()):
-        if _epochs(run_dir) and not (run_dir / "metrics.json").exists():
-            return _attempts(run_dir)[-1]
+            and (run_dir / "checkpoint_last.pt").is_file() and _epochs(run_dir)
+            and not (run_dir / "metrics.json").exists()):
+        return _attempts(run_dir)[-1]
     return None
 
 

@@ -7,10 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from spineseg_core.data import (Split, build_datasets, get_or_create_splits, load_splits,
-                                make_folds, make_split, save_splits)
-from spineseg_core.errors import ConfigError, DataError
 from spine_files import write_spider_case
+from spineseg_core.data import (
+    build_datasets,
+    get_or_create_splits,
+    load_splits,
+    make_folds,
+    make_split,
+    save_splits,
+)
+from spineseg_core.errors import ConfigError, DataError
 
 IDS = [f"Case{i}" for i in range(2, 27)]
 

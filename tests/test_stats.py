@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_claims import LOW, STABLE, _variants
 
 from spineseg_core.report.claims import RULES, StudyResults, Verdict
 from spineseg_core.study.stats import SeedSamples, combined_interval, contrast_interval
 from spineseg_core.study.tie_simulation import Method, contrast, firm_rate
+from test_claims import LOW, STABLE, _variants
 
 FAMILY_MODELS = ("unet", "attention_unet", "deeplabv3plus", "pspnet")
 

@@ -8,8 +8,14 @@ import torch
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.models import build_model
-from spineseg_core.models.stride import (default_stride, rule_stride, stride_for, stride_options,
-                                         stride_table, training_short_side)
+from spineseg_core.models.stride import (
+    default_stride,
+    rule_stride,
+    stride_for,
+    stride_options,
+    stride_table,
+    training_short_side,
+)
 
 
 def test_rule_by_hand():

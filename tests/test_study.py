@@ -9,13 +9,21 @@ import nbformat
 import pandas as pd
 import pytest
 
-import fake_runs
 from fake_runs import fake_runner, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.runner import (Executor, RunOutcome, RunJob, RunSpec, RunStatus,
-                                 notebook_parameters, parse_parameter, plan_study, run_status,
-                                 run_study)
+from spineseg_core.study.runner import (
+    Executor,
+    RunJob,
+    RunOutcome,
+    RunSpec,
+    RunStatus,
+    notebook_parameters,
+    parse_parameter,
+    plan_study,
+    run_status,
+    run_study,
+)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -166,7 +174,7 @@ def test_cli_study_through_papermill(tmp_path, capfd):
     assert "[1/2] unet seed=0 fold=0: started" in out
     assert "without encryption" not in err and "IPKernelApp" not in err  # no kernel noise
     log = runs / "cpu/miniseg/seed_0/fold_0/error.log"
-    assert f"FAILED miniseg seed=0 fold=0" in out and str(log) in out
+    assert "FAILED miniseg seed=0 fold=0" in out and str(log) in out
     assert "notebook failed on miniseg" in log.read_text()
     assert (runs / "cpu/unet/seed_0/fold_0/notebook.ipynb").is_file()
     assert pd.read_csv(results / "cpu/runs.csv")["model"].tolist() == ["unet"]

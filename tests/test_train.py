@@ -24,7 +24,8 @@ from spineseg_core.training.run_folder import RunFolder, default_run_dir, load_m
 TINY_UNET = {"base_width": 4, "depth": 2}
 METRIC_KEYS = {"dice", "miou", "fnr", "fpr", "recall", "bg_recall", "absent_fraction",
                "dice3d_mean", "dice3d_std", "hd95_mean", "evaluated_on", "best_epoch",
-               "val_dice", "epochs_completed", "steps_completed", "train_seconds", "test_seconds", "n_train_cases",
+               "val_dice", "epochs_completed", "steps_completed", "train_seconds", "test_seconds",
+               "n_train_cases",
                "n_train_slices", "steps_per_epoch",
                "n_val_cases", "n_test_cases", "n_test_slices", "params", "model", "profile",
                "seed", "fold"}

@@ -8,8 +8,12 @@ import pandas as pd
 import pytest
 
 from spineseg_core.errors import DataError
-from spineseg_core.study.validation import (MIN_VALIDATION_SUBJECTS, presence, validation_gap,
-                                            validation_subjects)
+from spineseg_core.study.validation import (
+    MIN_VALIDATION_SUBJECTS,
+    presence,
+    validation_gap,
+    validation_subjects,
+)
 from spineseg_core.training.config import resolve_config
 
 

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from spineseg_core.data.phantom.calibration import calibration_stats, comparison_table, phantom_regions
 from spineseg_core.data.phantom import PHANTOM_VERSION, generate_case
+from spineseg_core.data.phantom.calibration import calibration_stats, comparison_table, phantom_regions
 from spineseg_core.data.phantom.real_sample import WHEEL, fetch_real_sample, load_real_sample
 from spineseg_core.errors import ConfigError
 from spineseg_core.io import write_text

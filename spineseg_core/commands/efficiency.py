@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from spineseg_core.measure.efficiency import PAPER_SIZE, efficiency_table
 from spineseg_core.io import write_with
+from spineseg_core.measure.efficiency import PAPER_SIZE, efficiency_table
 from spineseg_core.training.config import PROFILE_DEFAULTS, Profile
 
 PAPER_BATCH: int = PROFILE_DEFAULTS[Profile.PAPER]["batch_size"]

@@ -4,8 +4,9 @@ In order: generate (once) and check the phantom, run the study (every model, ski
 runs and resuming interrupted ones; then the loss comparison and, when asked, the context
 study), score the finished runs on the phantom's hard cases (``spineseg hardcases``), measure
 efficiency and speed, aggregate the results bundle, measure level identification (``spineseg
-levels``, for the study and the context study, each with its hard cases) and build the book. Each step is one of the
-other sub-commands, so every step can also be run on its own; ``make main`` calls this.
+levels``, for the study and the context study, each with its hard cases) and build the book.
+Each step is one of the other sub-commands, so every step can also be run on its own; ``make
+main`` calls this.
 """
 
 from __future__ import annotations
@@ -177,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, models, common, data_args)
 
     if args.data_dir is None:
-        from spineseg_core.training.config import resolve_config
         from spineseg_core.data.prepare import data_root
+        from spineseg_core.training.config import resolve_config
 
         cfg = resolve_config(args.profile)
         print(f"=== phantom: {cfg.phantom_cases} cases at {cfg.phantom_size} px", flush=True)
@@ -193,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
         _step("loss comparison", ["study", *common, "--models", *args.loss_models,
                                   "--losses", *other_losses(), "--no-aggregate",
                                   *data_args])
-    from spineseg_core.report.context import STUDY as CONTEXT
-    from spineseg_core.report.context import group as context_group
+    from spineseg_core.report.context import STUDY as CONTEXT, group as context_group
 
     groups = [args.profile]
     if args.context_models:

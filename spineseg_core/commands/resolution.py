@@ -25,10 +25,10 @@ def resolution_table(profile: str, image_size: int | None = None,
                      data_dir: Path | None = None) -> pd.DataFrame:
     """Structure heights over the training volumes of ``profile`` (fold 0, seed 0) and the map
     sizes, as one long table ``section, item, value...``."""
-    from spineseg_core.data.resolution import feature_map_sizes, structure_heights
-    from spineseg_core.training.config import resolve_config
     from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.data.resolution import feature_map_sizes, structure_heights
     from spineseg_core.models import model_info
+    from spineseg_core.training.config import resolve_config
 
     cfg = resolve_config(profile, image_size=image_size, data_dir=data_dir, augment=False)
     data = prepare_data(cfg, model_info(cfg.model))

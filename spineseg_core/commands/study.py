@@ -7,10 +7,23 @@ import argparse
 from pathlib import Path
 
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.slurm import (SlurmOptions, check_cluster, check_options, default_gpus,
-                     default_mem_gb, parse_sbatch_options)
-from spineseg_core.study.runner import (DEFAULT_NOTEBOOK, RESERVED_PARAMETERS, Executor, RunOutcome, parse_parameter,
-                     plan_study, run_study)
+from spineseg_core.study.runner import (
+    DEFAULT_NOTEBOOK,
+    RESERVED_PARAMETERS,
+    Executor,
+    RunOutcome,
+    parse_parameter,
+    plan_study,
+    run_study,
+)
+from spineseg_core.study.slurm import (
+    SlurmOptions,
+    check_cluster,
+    check_options,
+    default_gpus,
+    default_mem_gb,
+    parse_sbatch_options,
+)
 
 HELP = "run the study's training runs through papermill (locally or on Slurm), then aggregate"
 

@@ -223,7 +223,8 @@ class BatchAugment:
 
     ``spacing`` is the in-plane pixel spacing in mm, ``(2,)`` or ``(N, 2)``; blur and motion are
     specified in mm like TorchIO's. Without it they are in pixels, as in the trainer and the
-    benchmark, whose slices carry no spacing (like the per-slice TorchIO path). The order (motion, ghosting, blur, noise) follows the
+    benchmark, whose slices carry no spacing (like the per-slice TorchIO path). The order (motion,
+    ghosting, blur, noise) follows the
     acquisition: movement during the scan, then reconstruction artefacts, then noise.
     """
 

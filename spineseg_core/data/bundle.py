@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.data.augment import AugmentConfig, build_augmentation
 from spineseg_core.data.cache import VolumeCache
 from spineseg_core.data.layout import Layout, detect_layout, scan_cases
@@ -27,6 +26,7 @@ from spineseg_core.data.preprocess import RandomSpineBand
 from spineseg_core.data.readers import Volume
 from spineseg_core.data.slices import SliceDataset, VolumeDataset
 from spineseg_core.data.splits import Split, get_or_create_splits, get_or_create_test_split
+from spineseg_core.errors import ConfigError, DataError
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spineseg_core.errors import DataError
-from spineseg_core.labels import LABELS, NUM_CLASSES
 from spineseg_core.data.layout import Layout, detect_layout, scan_cases
 from spineseg_core.data.readers import load_case
+from spineseg_core.errors import DataError
+from spineseg_core.labels import LABELS, NUM_CLASSES
 
 
 @dataclass
@@ -43,7 +43,8 @@ class CheckReport:
     def format(self) -> str:
         """A human-readable multi-line summary (problems excluded: they are printed apart)."""
         def counts(c: Counter) -> str:
-            return ", ".join(f"{k} ({n})" for k, n in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))) or "-"
+            ranked = sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            return ", ".join(f"{k} ({n})" for k, n in ranked) or "-"
 
         lines = [f"dataset: {self.root}", f"layout: {self.layout}"]
         for subset, c in self.cases.items():

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spineseg_core.errors import ConfigError
 from spineseg_core.data.readers import Volume
+from spineseg_core.errors import ConfigError
 
 PREPROCESS_VERSION = 1
 """Bumped whenever preprocessing changes its output; part of every cache key."""

@@ -16,10 +16,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from spineseg_core.errors import DataError
-from spineseg_core.labels import NUM_CLASSES
 from spineseg_core.data.layout import CaseRef
 from spineseg_core.data.orientation import STUDY_AXCODES, axcodes, spacing_of, to_study
+from spineseg_core.errors import DataError
+from spineseg_core.labels import NUM_CLASSES
 
 AFFINE_TOLERANCE = 1e-3
 """Absolute tolerance (mm) when comparing the affines of an image and its mask."""

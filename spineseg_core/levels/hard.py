@@ -3,7 +3,8 @@
 ``spineseg hardcases`` scores each run on the hard-case twins of its test subjects
 (:mod:`spineseg_core.study.hard_cases`: groups ``<group>-hard-<set>``) and ``spineseg levels``
 measures each such group as any other (:func:`hard_case_study`: into ``<out>/<hard group>/``
-beside the group's own tables, and ``<out>/hard_cases.csv``). Here a hard-case group meets its source group: per
+beside the group's own tables, and ``<out>/hard_cases.csv``). Here a hard-case group meets its
+source group: per
 model, set, stage (as predicted, relabelled from the sacrum) and metric, the rate on the default
 twins, on the hard twins, and their difference, paired on seeds and subjects (the same subjects
 with and without the hard case, :func:`~spineseg_core.levels.stats.stage_intervals`). Only the

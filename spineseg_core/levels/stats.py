@@ -32,8 +32,13 @@ import pandas as pd
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.levels.anatomy import SACRUM
-from spineseg_core.study.stats import (Resampling, bootstrap_ci, seed_subject_counts,
-                                       subject_weights, weighted_replicates)
+from spineseg_core.study.stats import (
+    Resampling,
+    bootstrap_ci,
+    seed_subject_counts,
+    subject_weights,
+    weighted_replicates,
+)
 
 LEVEL = 0.95
 """Coverage of every interval (as the claims chapter's)."""

@@ -51,8 +51,7 @@ from spineseg_core import io
 from spineseg_core.errors import ConfigError
 from spineseg_core.labels import FOREGROUND
 from spineseg_core.levels.anatomy import LEVELS, name
-from spineseg_core.levels.identify import (IDENTIFY_COLUMNS, Outcome, all_right, confusion,
-                                           identify_confusion)
+from spineseg_core.levels.identify import IDENTIFY_COLUMNS, Outcome, all_right, confusion, identify_confusion
 from spineseg_core.levels.relabel import MERGE_RATIO, SPECK_SHARE, Status, relabel
 from spineseg_core.levels.stats import rate_frame, rate_interval, stage_intervals
 from spineseg_core.levels.volumes import Record, find_records, record_volumes

@@ -39,7 +39,7 @@ PROVISIONAL, until the validation runs of ``scripts/stride_runs.sh`` decide it; 
 DANet's recorded choice (stride 8 on the 64 px band) is consistent with."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stride_options(model: str) -> tuple[int, ...]:
     """The standard strides ``model`` can be built with (``output_stride=...``); empty for a
     model without the option (e.g. U-Net, PSPNet's fixed stride 8). Built on the meta device:
@@ -57,7 +57,7 @@ def stride_options(model: str) -> tuple[int, ...]:
     return tuple(accepted)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_stride(model: str) -> int | None:
     """The stride ``model`` is built with by default (its encoder's ``output_stride``); None
     for a model without the option."""

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.models.registry import MODEL_NAMES, Family
-from spineseg_core.report.facts import seed_counts, seeds_text
+from spineseg_core.report.facts import seeds_text
 from spineseg_core.report.resolution import ResolutionCheck, resolution_check
 from spineseg_core.study.loss_study import LOSS_MODELS
 from spineseg_core.study.stats import Resampling, SeedSamples, contrast_interval, paired_arms
@@ -674,7 +674,7 @@ def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
         ax.errorbar(d[rows], y[rows], xerr=[d[rows] - lo[rows], hi[rows] - d[rows]], fmt="o",
                     color=color, capsize=3, ms=4)
     ax.axvline(0, color="black", lw=0.8)
-    for key, grp in table.groupby("claim", sort=False):
+    for _claim, grp in table.groupby("claim", sort=False):
         bound = 100 * float(grp["bound"].iloc[0])
         rows = y[table.index.get_indexer(grp.index)]
         if bound:

@@ -31,9 +31,17 @@ import pandas as pd
 
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle
-from spineseg_core.report.claims import (N_BOOT, Claim, Verdict, _arms, downgrade,
-                                          interval_verdict, scale_reasons, seed_counts,
-                                          study_caveats)
+from spineseg_core.report.claims import (
+    N_BOOT,
+    Claim,
+    Verdict,
+    _arms,
+    downgrade,
+    interval_verdict,
+    scale_reasons,
+    seed_counts,
+    study_caveats,
+)
 from spineseg_core.study.stats import Resampling
 
 STUDY = "context"

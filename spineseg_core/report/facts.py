@@ -19,7 +19,6 @@ from spineseg_core import io
 from spineseg_core.errors import DataError
 from spineseg_core.study.paper import PAPER_MARKDOWN
 
-
 LOSS_WORDS = {"dice": "Dice loss", "ce": "cross-entropy", "weighted_ce": "weighted cross-entropy",
               "dice_ce": "Dice + cross-entropy"}
 """Each loss's name in the book's text (the code names belong to the reproducibility chapter)."""

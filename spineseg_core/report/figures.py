@@ -18,14 +18,15 @@ from matplotlib.patches import Patch
 
 from spineseg_core.labels import LABELS
 
+
 def level_colours() -> np.ndarray:
     """One colour per label value (RGBA rows, indexed by value) in which neighbours along the
     spine differ, so that a one-level shift shows: the sacrum and the vertebrae bottom-up take
     tab10's ten hues in order (dark, from tab20), and each disc the light tint of the hue five
     places on, unlike both vertebrae around it and the discs next to it. Background (drawn
     transparent) is white."""
-    from spineseg_core.levels.anatomy import SACRUM
     from spineseg_core.labels import VERTEBRA_VALUES, disc_below
+    from spineseg_core.levels.anatomy import SACRUM
 
     tab20 = plt.get_cmap("tab20")(np.arange(20))
     colours = np.ones((len(LABELS), 4))

@@ -44,7 +44,8 @@ REQUIRED = ("group", "model", "family", "seed", "image_size", "output_stride", "
 class ResolutionCheck:
     """The check's numbers; a ``None`` verdict field means it could not be decided (``missing``
     says why). Dice values are fractions; ``table`` has one row per model run at both sizes at
-    its main stride (that of its runs in the main group), with its Dice at each size (mean over the seeds run at both)."""
+    its main stride (that of its runs in the main group), with its Dice at each size (mean over
+    the seeds run at both)."""
 
     sizes: tuple[int, ...] = ()
     table: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -72,8 +72,8 @@ from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
 from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
 from spineseg_core.study.stats import COUNT_COLUMNS, METRICS, bootstrap_ci
-from spineseg_core.training.run_folder import RunFolder, find_runs
 from spineseg_core.training.config import budget_exceptions
+from spineseg_core.training.run_folder import RunFolder, find_runs
 
 SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 """Metrics of ``metrics.json`` summarised per model (mean and std over runs)."""
@@ -399,7 +399,7 @@ def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     return groups
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _output_stride(model: str, kwargs_json: str) -> int | None:
     from spineseg_core.models import build_model
 
@@ -690,7 +690,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "allow_mixed_code": allow_mixed_code,
         "studies": studies,
         "git_commit": git_commit(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "n_boot": n_boot, "bootstrap_seed": seed,
     }
     return write_bundle(out, info)

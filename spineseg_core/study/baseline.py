@@ -7,7 +7,8 @@ study's own metric. Each subject of the training pool (the training and validati
 is an *atlas*: its reference mask, centred on each test subject's grid (cropped or padded
 equally on both sides of every axis, :func:`paste`), is scored against that subject's
 reference exactly as a run's predictions are (per-subject counts, pooled over the test
-subjects, Dice averaged over the foreground classes evaluated, :func:`spineseg_core.study.stats.pooled_scores`).
+subjects, Dice averaged over the foreground classes evaluated,
+:func:`spineseg_core.study.stats.pooled_scores`).
 The baseline is the best atlas's score: the most a pasted mask reaches, chosen on the test set
 itself, so it is generous to the baseline and strict for the runs measured against it.
 

@@ -5,7 +5,8 @@ Each run is the training notebook executed by papermill into its run folder
 folder's content says what is left to do: ``metrics.json`` means finished (skipped) — unless
 the run's configuration now asks for more epochs than it completed, when it is extended from
 its last checkpoint —, ``checkpoint_last.pt`` without it means interrupted (resumed with
-``resume=True``), nothing means new. A failing run writes its traceback to ``error.log`` and the others still run.
+``resume=True``), nothing means new. A failing run writes its traceback to ``error.log`` and the
+others still run.
 
 Loss comparison: ``losses=("ce", "dice")`` runs every model once per loss, each loss in its
 own group ``<profile>-loss-<loss>`` (the notebook gets ``loss=<loss>``), so those runs never
@@ -46,10 +47,10 @@ from typing import Any
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.fingerprint import REPO
-from spineseg_core.study.records import has_record, write_record
-from spineseg_core.training.run_folder import RunFolder
 from spineseg_core.study.progress import EpochWatcher, RunProgress, StudyClock, epochs_done, format_eta
+from spineseg_core.study.records import has_record, write_record
 from spineseg_core.study.slurm import PENDING_STATES, SlurmOptions, queue_states
+from spineseg_core.training.run_folder import RunFolder
 
 REPO_ROOT = REPO
 DEFAULT_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
@@ -564,7 +565,7 @@ def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id
             elif states is not None:
                 missing.pop(i, None)
                 last_state[i] = states[str(sjob.job_id)]
-        for i, tracker in enumerate(trackers):
+        for tracker in trackers:
             for epochs, line in tracker.poll():
                 clock.advance(epochs)
                 log(f"{line}, {clock.line()}")

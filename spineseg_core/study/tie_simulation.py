@@ -23,8 +23,13 @@ from enum import StrEnum
 
 import numpy as np
 
-from spineseg_core.study.stats import (Resampling, contrast_interval, seed_samples,
-                                       subject_weights, weighted_replicates)
+from spineseg_core.study.stats import (
+    Resampling,
+    contrast_interval,
+    seed_samples,
+    subject_weights,
+    weighted_replicates,
+)
 
 
 class Method(StrEnum):

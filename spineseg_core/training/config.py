@@ -107,7 +107,8 @@ class TrainConfig:
     shape for at most ~10 % (measured on 2 cores with torch 2.13); the first epoch's
     ``epoch_seconds`` in ``history.csv`` then includes the compile time. ``amp`` runs the
     forward pass under bf16 autocast where the device runs bf16 faster than fp32 (a CUDA GPU
-    with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere (:mod:`spineseg_core.training.precision`); the run's
+    with bf16 units, or a CPU with AMX-bf16 or AVX512-BF16) and in fp32 elsewhere
+    (:mod:`spineseg_core.training.precision`); the run's
     ``params.json`` records which (``precision``).
     ``keep_last_checkpoint`` keeps ``checkpoint_last.pt`` (the resumable state, about three
     times the size of the best weights) once the run has finished; by default it is deleted
@@ -207,7 +208,8 @@ MAPPING_PARAMETERS: tuple[str, ...] = tuple(
     if dict in (typing.get_origin(a) for a in (_HINTS[name], *typing.get_args(_HINTS[name]))))
 """Parameters whose value is a mapping (given as JSON text on a command line)."""
 
-_POSITIVE = {"epochs", "steps", "phantom_cases", "test_cases", "phantom_size", "image_size", "batch_size", "val_every",
+_POSITIVE = {"epochs", "steps", "phantom_cases", "test_cases", "phantom_size", "image_size", "batch_size",
+             "val_every",
              "k_folds", "max_cases", "max_train_slices_per_epoch", "threads"}
 _NON_NEGATIVE = {"warmup_steps", "seed", "fold", "num_workers", "phantom_seed", "phantom_test_seed"}
 _PROBABILITIES = {"p_noise", "p_blur", "p_motion", "p_ghosting"}

@@ -53,9 +53,9 @@ from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import build_model, model_info
 from spineseg_core.training.config import TrainConfig, lr_factor, planned_epochs, planned_steps
 from spineseg_core.training.device import resolve_device
-from spineseg_core.training.progress import eta_text, progress_stream
 from spineseg_core.training.evaluate import evaluate, write_final_results
 from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
+from spineseg_core.training.progress import eta_text, progress_stream
 from spineseg_core.training.run_folder import RunFolder, default_run_dir
 from spineseg_core.training.state import (
     cpu_state_dict,

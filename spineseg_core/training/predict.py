@@ -13,8 +13,8 @@ volume with the input's exact shape and geometry: NIfTI output reuses the input'
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -26,9 +26,9 @@ from torch import nn
 from spineseg_core.data import CaseRef, VolumeCache, load_case, preprocess_volume
 from spineseg_core.data.orientation import from_study
 from spineseg_core.data.slices import neighbour_indices
+from spineseg_core.errors import DataError
 from spineseg_core.models import InputKind, model_info
 from spineseg_core.training.device import resolve_device
-from spineseg_core.errors import DataError
 from spineseg_core.training.precision import Precision, autocast, precision_for
 from spineseg_core.training.run_folder import RunFolder, load_model
 

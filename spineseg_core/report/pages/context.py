@@ -25,9 +25,16 @@ def context_page(b: Bundle) -> Page:
     identification beside its 2D baseline's (:mod:`spineseg_core.report.context`)."""
     from spineseg_core.levels.study import Metric, bundle_folder
     from spineseg_core.report.claims import comparisons_figure, verdict_table
-    from spineseg_core.report.context import (ARMS, context_claims, context_level_claims,
-                                              context_levels, context_summary, group,
-                                              levels_command, status_sentence)
+    from spineseg_core.report.context import (
+        ARMS,
+        context_claims,
+        context_level_claims,
+        context_levels,
+        context_summary,
+        group,
+        levels_command,
+        status_sentence,
+    )
 
     bundle = b.json("bundle.json") or {}
     profile = b.profile()

@@ -11,7 +11,6 @@ from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
 from spineseg_core.report.tables import Column, Kind, columns_for, table_html
 
-
 RARE_KEYS = (("T10", "t10"), ("T9", "t9"), ("T10/T11", "t10t11"), ("T9/T10", "t9t10"))
 
 

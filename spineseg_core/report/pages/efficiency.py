@@ -11,8 +11,7 @@ import pandas as pd
 
 from spineseg_core.report.bundle import MISSING, Bundle, num
 from spineseg_core.report.pages.base import Missing, Page, page
-from spineseg_core.report.tables import (DASH, Column, HTMLTable, Kind, cell_text, columns_for,
-                                         table_html)
+from spineseg_core.report.tables import DASH, Column, HTMLTable, Kind, cell_text, columns_for, table_html
 
 
 @page("efficiency")
@@ -79,8 +78,21 @@ def efficiency_page(b: Bundle) -> Page:
     return out
 
 
-GPU_TEXT = ("**On a GPU.** " + "`scripts/gpu_check.sh` measures the paper's setting on one GPU (H100/H200 class, under eight minutes from a bare machine): thirty training steps per model at 880x880, batch 4, bf16 autocast and channels-last, the images per second, the achieved TFLOP/s and the model FLOP utilisation (MFU) against the card's dense bf16 peak, the `max_memory_reserved` peak of one step after warm-up beside the paper's Table 3 memory, the batched augmentation against the model alone at 880 px, and one `spineseg predict` of a phantom volume. Its CSV files land in `results/gpu/`.")
-MONAI_TEXT = ("**Side by side with MONAI.** " + "The same process measures our U-Net and Attention U-Net against MONAI's `UNet` and `AttentionUnet` built with the same widths, and our metrics against MONAI's `DiceMetric` on one 20-class 12x880x880 volume pair. MONAI's networks differ in their blocks (see the `differences` column), so they do a different number of MACs: achieved FLOP/s is the fair speed comparison, images per second the practical one.")
+GPU_TEXT = ("**On a GPU.** " +
+            "`scripts/gpu_check.sh` measures the paper's setting on one GPU (H100/H200 class, designed "
+            "to finish within eight minutes): timed training steps per model at 880x880 in each "
+            "model's own configuration (batch, precision, stride), the images per second, the "
+            "achieved TFLOP/s and the model FLOP "
+            "utilisation (MFU) against the card's dense bf16 peak, the `max_memory_reserved` peak of one "
+            "step after warm-up beside the paper's Table 3 memory, the batched augmentation against the "
+            "model alone at 880 px, and one `spineseg predict` of a phantom volume. Its CSV files land in"
+            " `results/gpu/`.")
+MONAI_TEXT = ("**Side by side with MONAI.** " +
+              "The same process measures our U-Net and Attention U-Net against MONAI's `UNet` and "
+              "`AttentionUnet` built with the same widths, and our metrics against MONAI's `DiceMetric` on "
+              "one 20-class 12x880x880 volume pair. MONAI's networks differ in their blocks (see the "
+              "`differences` column), so they do a different number of MACs: achieved FLOP/s is the fair "
+              "speed comparison, images per second the practical one.")
 
 
 def optional_sections(b: Bundle, gpu_dir: Path) -> list[tuple[str, HTMLTable]]:

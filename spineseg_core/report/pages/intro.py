@@ -28,8 +28,7 @@ def rank_correlation(models: pd.DataFrame | None) -> float | None:
 
 @page("intro")
 def intro_page(b: Bundle) -> Page:
-    from spineseg_core.report import claims as cl
-    from spineseg_core.report import headline as hl
+    from spineseg_core.report import claims as cl, headline as hl
     from spineseg_core.report.facts import read_setup
     from spineseg_core.study.paper import table1_overall
 

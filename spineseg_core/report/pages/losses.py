@@ -13,7 +13,6 @@ from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
 from spineseg_core.report.pages.results import sanity_check
 from spineseg_core.report.tables import Column, Kind, table_html
 
-
 LOSS_SCRIPT = "scripts/rerun_cpu_study.sh"
 """What makes the loss-comparison runs of the cpu profile (U-Net and MiniSeg, every loss)."""
 
@@ -55,8 +54,13 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
 def losses_page(b: Bundle) -> Page:
     from spineseg_core.report.claims import check_claim, load_results, named_by_loss
     from spineseg_core.report.figures import loss_bars
-    from spineseg_core.study.loss_study import (ABSENT_MAX, BG_RECALL_MIN, choose_default,
-                                                sane_runs, variants_table)
+    from spineseg_core.study.loss_study import (
+        ABSENT_MAX,
+        BG_RECALL_MIN,
+        choose_default,
+        sane_runs,
+        variants_table,
+    )
     from spineseg_core.training.config import TrainConfig
 
     variants, losses = b.csv("loss_variants.csv"), b.csv("losses.csv")

@@ -13,7 +13,6 @@ from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
 from spineseg_core.report.tables import Column, HTMLTable, Kind, cell_text, is_missing, table_html
 
-
 RARE_CLASSES = ("T10", "T9", "T10/T11", "T9/T10")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
 from typing import Any
 
 import pandas as pd
@@ -15,7 +14,6 @@ from spineseg_core.fingerprint import REPO
 from spineseg_core.report.bundle import MISSING, Bundle
 from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
 from spineseg_core.report.tables import Column, columns_for, table_html
-
 
 BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "nibabel",
                  "SimpleITK", "matplotlib", "seaborn", "papermill", "jupyter-book", "myst-nb",
