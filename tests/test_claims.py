@@ -31,10 +31,10 @@ from spineseg_core.report.claims import (
     interval_verdict,
     load_results,
     paper_margin,
-    seed_counts,
     study_caveats,
     verdict_table,
 )
+from spineseg_core.report.facts import seed_counts
 from spineseg_core.report.resolution import alt_stride_text, final_map, resolution_check
 from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.stats import paired_arms
