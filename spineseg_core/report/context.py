@@ -39,9 +39,9 @@ from spineseg_core.report.claims import (
     downgrade,
     interval_verdict,
     scale_reasons,
-    seed_counts,
     study_caveats,
 )
+from spineseg_core.report.facts import seed_counts
 from spineseg_core.study.stats import Resampling
 
 STUDY = "context"
