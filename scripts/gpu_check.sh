@@ -14,7 +14,8 @@
 #               img/s, TFLOP/s, MFU, max_memory_reserved, the 24 GB check  -> $OUT/train_880.csv
 #   4. data     the batched augmentation against the model alone, on CASES phantom cases
 #               written at 880 px (all of them read: train, validation, test) -> data_880.csv
-#   5. predict  a smoke-profile U-Net, then `spineseg predict` on one of those cases
+#   5. predict  a smoke-profile U-Net (batched augmentation, as on the GPU, also in the dry
+#               run), then `spineseg predict` on one of those cases
 #                                                                           -> predict.csv
 #
 # Time on one H100 (estimate from published throughput, not a measurement; the check prints
@@ -152,7 +153,7 @@ part train
 part data
 
 # 5. A smoke-trained U-Net predicts one of those cases.
-"$PY" -m spineseg_core train --profile smoke --model unet --device "$DEVICE" \
+"$PY" -m spineseg_core train --profile smoke --model unet --device "$DEVICE" --gpu-augment \
     --out-dir "$WORK/run" --no-hd95 > "$WORK/train.log" 2>&1 \
     || fail "smoke training failed: $(tail -1 "$WORK/train.log")"
 volume=$(find "$WORK/data" -path '*/MR/Case*.nii.gz' | sort | head -1)
