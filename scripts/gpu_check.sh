@@ -4,7 +4,8 @@
 # check with one line (exit 1):
 #   0. probe    the machine's torch sees CUDA and runs a kernel on it (else one line, at once);
 #   1. install  a venv (.venv-gpu) over the machine's own Python and torch (never replaced),
-#               with the wheels of scripts/gpu_wheels.py (.gpu-wheels/) installed offline under
+#               with the wheels of scripts/gpu_wheels.py (.gpu-wheels/: NiBabel, no TorchIO,
+#               since every part augments whole batches on the device) installed offline under
 #               their constraints.txt pins, and this tree installed editable;
 #   2. tests    pytest -m cuda (tests/test_cuda.py, tests/test_metrics.py); a skipped test
 #               fails the check, as does finding none;
@@ -13,7 +14,8 @@
 #               img/s, TFLOP/s, MFU, max_memory_reserved, the 24 GB check  -> $OUT/train_880.csv
 #   4. data     the batched augmentation against the model alone, on CASES phantom cases
 #               written at 880 px (all of them read: train, validation, test) -> data_880.csv
-#   5. predict  a smoke-profile U-Net, then `spineseg predict` on one of those cases
+#   5. predict  a smoke-profile U-Net (batched augmentation, as on the GPU, also in the dry
+#               run), then `spineseg predict` on one of those cases
 #                                                                           -> predict.csv
 #
 # Time on one H100 (estimate from published throughput, not a measurement; the check prints
@@ -21,7 +23,7 @@
 # 120 TFLOP (results/cpu/bench.csv's step_flops at 128x64 px scaled by the pixel count, x94.5).
 # At 100 TFLOP/s, a tenth of the H100's 989 TFLOP/s dense bf16 peak, that is 1.2 s, so
 # STEPS=20 timed + 5 warm-up/memory steps of every model cost about 30 s of compute.
-#   probe 0.2 min, install 0.5 (57 MB of wheels, offline), tests 1.5 (an inductor compile of
+#   probe 0.2 min, install 0.5 (4.4 MB of wheels, offline), tests 1.5 (an inductor compile of
 #   PSANet's attention: 0.5-1 min), train 3.0 (model building on the CPU and cuDNN's autotuning,
 #   up to 10 s a model, dominate), data 1.0 (4 cases of 880 px written at 3-7 s each),
 #   predict 0.5                                                          total about 6.7 min.
@@ -106,7 +108,7 @@ part probe
 # 1. Install, offline. A venv over the machine's Python sees the machine's packages through a
 #    .pth file (so its torch is reused, also where that Python is itself a venv, whose
 #    --system-site-packages would be the base interpreter's); the wheels fill in the rest.
-if "$VENV/bin/python" -c 'import nibabel, torchio, spineseg_core' 2>/dev/null; then
+if "$VENV/bin/python" -c 'import nibabel, spineseg_core' 2>/dev/null; then
     say "reusing $VENV"
 else
     [ -f "$WHEELS/requirements.txt" ] || fail "no wheels in $WHEELS: run scripts/gpu_wheels.py \
@@ -123,7 +125,7 @@ on a machine that reaches PyPI and bring the folder along"
         || fail "setuptools from $WHEELS: $(grep -m1 ERROR "$WORK/pip.log")"
     "${pip[@]}" --no-deps --no-build-isolation -e . > "$WORK/pip.log" 2>&1 \
         || fail "editable install of this tree failed: $(grep -m1 ERROR "$WORK/pip.log")"
-    "$VENV/bin/python" -c 'import torch, nibabel, torchio, spineseg_core' \
+    "$VENV/bin/python" -c 'import torch, nibabel, spineseg_core' \
         || fail "$VENV cannot import the package after the install"
 fi
 PY="$VENV/bin/python"
@@ -151,7 +153,7 @@ part train
 part data
 
 # 5. A smoke-trained U-Net predicts one of those cases.
-"$PY" -m spineseg_core train --profile smoke --model unet --device "$DEVICE" \
+"$PY" -m spineseg_core train --profile smoke --model unet --device "$DEVICE" --gpu-augment \
     --out-dir "$WORK/run" --no-hd95 > "$WORK/train.log" 2>&1 \
     || fail "smoke training failed: $(tail -1 "$WORK/train.log")"
 volume=$(find "$WORK/data" -path '*/MR/Case*.nii.gz' | sort | head -1)

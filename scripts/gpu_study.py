@@ -199,13 +199,15 @@ DATA_FIELDS: tuple[str, ...] = ("data_dir", "test_dir", "phantom_cases", "phanto
 def warm_data(cfg, warmed: set, say=print) -> None:
     """Build the phantom and volume cache of ``cfg`` here, once per :data:`DATA_FIELDS`, so
     that runs started together read it rather than all writing it at once."""
-    from spineseg_core.training.loop import prepare_data
+    from spineseg_core.data.prepare import prepare_data
+    from spineseg_core.models import model_info
 
     key = tuple(str(getattr(cfg, f)) for f in DATA_FIELDS)
     if key in warmed:
         return
     t0 = time.monotonic()
-    prepare_data(cfg)
+    # the caches do not depend on the augmentation: none is built, so TorchIO is never needed
+    prepare_data(cfg, model_info(cfg.model), slice_augment=False)
     warmed.add(key)
     say(f"data of {cfg.profile} at {cfg.image_size} px ready in {time.monotonic() - t0:.0f} s")
 

@@ -5,9 +5,11 @@
 
 The lent machine (docs/gpu.md) reaches no package registry. Its image holds Python 3.12, a CUDA
 torch 2.11, numpy, pandas, scipy, matplotlib, seaborn, tqdm, pytest, pytest-timeout,
-safetensors, einops, humanize, jaxtyping, rich, typer, packaging, wrapt and setuptools, but not
-what :data:`PACKAGES` names: the package's data code imports TorchIO (and with it SimpleITK) and
-NiBabel. ``scripts/gpu_check.sh`` and ``scripts/gpu_study.sh`` install this folder offline
+safetensors, einops, humanize, jaxtyping, rich, typer, packaging, typing-extensions, wrapt and
+setuptools, but not what :data:`PACKAGES` names. The GPU path reads NIfTI with NiBabel and
+augments whole batches on the device (``spineseg_core.data.batch_augment``), so TorchIO (and
+SimpleITK, 53 MB) stay behind: only the per-slice CPU augmentation imports them.
+``scripts/gpu_check.sh`` and ``scripts/gpu_study.sh`` install this folder offline
 (``pip install --no-index --find-links``) beside the image's torch, which is never replaced.
 
 Each wheel is pinned by ``constraints.txt`` (setuptools, which pins nothing there, by
@@ -15,7 +17,8 @@ Each wheel is pinned by ``constraints.txt`` (setuptools, which pins nothing ther
 missing or older than ``pyproject.toml`` asks). The folder gets ``requirements.txt`` (the names
 to install) and ``constraints.txt`` (their pins); a torch, triton or nvidia wheel, or a folder
 over :data:`LIMIT_MB`, is refused with one line. The download goes to a temporary folder first,
-so a failed run leaves the previous folder as it was.
+so a failed run leaves the previous folder as it was. The folder travels with the working tree,
+which the device tool caps at :data:`TRAVEL_MIB`: the last line says what both weigh.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-PACKAGES: tuple[str, ...] = ("nibabel", "torchio", "simpleitk", "deprecated")
-"""What the checks import that the image lacks, with what those need that it also lacks
-(TorchIO: SimpleITK and Deprecated; the rest of its and NiBabel's needs are in the image)."""
+PACKAGES: tuple[str, ...] = ("nibabel",)
+"""What the GPU path imports that the image lacks (NiBabel's own needs, numpy, packaging and
+typing-extensions, are in the image)."""
 
 SETUPTOOLS = "setuptools==81.0.0"
 """The build backend's wheel: >= 68 for ``pyproject.toml``, < 82 for torch 2.11's metadata."""
@@ -40,8 +43,13 @@ SETUPTOOLS = "setuptools==81.0.0"
 FORBIDDEN = re.compile(r"^((torch|triton)-|nvidia[-_])", re.IGNORECASE)
 """Wheels that must never travel: the image's CUDA torch is the one the check measures."""
 
-LIMIT_MB = 60.0
-"""The most the folder may hold (MB of 10**6 bytes)."""
+LIMIT_MB = 8.0
+"""The most the folder may hold (MB of 10**6 bytes): a small share of :data:`TRAVEL_MIB`, which
+the tree itself mostly fills (NiBabel and setuptools are about 4.8 MB)."""
+
+TRAVEL_MIB = 64.0
+"""What the device tool sends at most: the tree's tracked and untracked-not-ignored files plus
+carried paths such as this folder (MiB of 2**20 bytes; /work/.library/device/README.md)."""
 
 PLATFORMS: tuple[str, ...] = ("manylinux2014_x86_64", "manylinux_2_17_x86_64",
                               "manylinux_2_28_x86_64")
@@ -125,6 +133,24 @@ def build(dest: Path, python_version: str, constraints: Path = REPO / "constrain
     return size
 
 
+def tree_bytes(repo: Path = REPO) -> int:
+    """Bytes of the files that travel with ``repo``'s working tree: tracked ones and untracked
+    ones git does not ignore, as they are on disk (a deleted tracked file counts nothing)."""
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=True).stdout
+    files = {repo / name for name in listed.decode().split("\0") if name}
+    return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
+
+
+def travel_line(tree: int, wheels: int, limit_mib: float = TRAVEL_MIB) -> str:
+    """What travels to the device machine against its limit, in MiB, with the margin left."""
+    total = (tree + wheels) / 2**20
+    return (f"gpu_wheels: tree {tree / 2**20:.1f} MiB + wheels {wheels / 2**20:.1f} MiB = "
+            f"{total:.1f} MiB of the device tool's {limit_mib:g} MiB "
+            + (f"({limit_mib - total:.1f} MiB left)" if total <= limit_mib
+               else f"(OVER by {total - limit_mib:.1f} MiB: it will refuse to send them)"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=REPO / ".gpu-wheels")
@@ -136,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     wheels = sorted(p.name for p in args.dest.glob("*.whl"))
     print(f"gpu_wheels: {len(wheels)} wheels, {size:.1f} MB in {args.dest} "
           f"(CPython {args.python_version}, manylinux x86_64): {', '.join(wheels)}")
+    folder = sum(p.stat().st_size for p in args.dest.iterdir() if p.is_file())
+    print(travel_line(tree_bytes(), folder))
 
 
 if __name__ == "__main__":

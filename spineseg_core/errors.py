@@ -33,6 +33,11 @@ class ConfigError(SpinesegError, ValueError):
     """A parameter has an invalid name, type or value."""
 
 
+class MissingPackageError(SpinesegError, ImportError):
+    """A package that only one optional part of the study needs (e.g. TorchIO for the per-slice
+    augmentation) is not installed."""
+
+
 def parse_choice(choices: type[E], value: object, name: str) -> E:
     """``choices(value)``, or a :class:`ConfigError` naming ``name`` and the valid values."""
     try:

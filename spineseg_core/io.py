@@ -7,6 +7,7 @@ truncated file behind.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -51,6 +52,26 @@ def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
     """Atomically write ``target`` with ``writer(tmp_path)`` (e.g. ``df.to_csv``)."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+GZIP_SUFFIX = ".gz"
+"""A results file named ``*.csv.gz`` is a gzip-compressed CSV (pandas reads it by its name)."""
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """``data`` gzip-compressed the same way every time: no file name, time 0, level 9, so a
+    re-made results file has the bytes (and SHA-256) of the committed one."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def write_csv(target: str | Path, df: Any, **to_csv: Any) -> None:
+    """Atomically write the DataFrame ``df`` as CSV (``df.to_csv(**to_csv)``), gzip-compressed
+    by :func:`gzip_bytes` when ``target`` ends in ``.gz``."""
+    if not str(target).endswith(GZIP_SUFFIX):
+        write_with(target, lambda tmp: df.to_csv(tmp, **to_csv))
+        return
+    data = gzip_bytes(df.to_csv(**to_csv).encode())
+    write_with(target, lambda tmp: tmp.write_bytes(data))
 
 
 def finite_or_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -456,7 +456,7 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     metrics = json.loads((runs / "cpu-os8/danet/seed_0/fold_0/metrics.json").read_text())
     assert v.loc[v.group == "cpu-os8", "dice"].iloc[0] == pytest.approx(metrics["dice"])
     assert v.loc[v.group == "cpu-os8", "val_dice"].iloc[0] == pytest.approx(metrics["val_dice"])
-    side = pd.read_csv(out / "groups_per_case.csv")
+    side = pd.read_csv(out / "groups_per_case.csv.gz")
     assert set(side.group) == {"cpu-loss-ce", "cpu-res256", "cpu-os8"}
     assert set(side.loc[side.group == "cpu-loss-ce", "loss"]) == {"ce"}
 

@@ -168,7 +168,7 @@ def test_a_separate_study_is_one_code_version_of_its_own(tmp_path):
     assert table["context"].tolist()[::2] == [1, 3, 1]
     assert set(table["source_fingerprint"]) == {new}
     assert not (out / "variants.csv").exists()  # a separate study is no side variant
-    per_case = pd.read_csv(out / "context_per_case.csv")
+    per_case = pd.read_csv(out / "context_per_case.csv.gz")
     one = pd.read_csv(runs / "p-context/unet3d/seed_0/fold_0/per_case.csv")
     assert set(per_case["group"]) == {"p-context"} and len(per_case) == 6 * len(one)
     convergence = pd.read_csv(out / "context_convergence.csv")  # the group's own curves

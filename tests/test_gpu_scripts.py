@@ -96,15 +96,34 @@ def test_the_check_fails_when_no_device_test_ran(tmp_path):
 
 def test_wheel_pins_come_from_the_constraints():
     text = "Deprecated==1.3.1\nnibabel==5.4.2  # a comment\nSimpleITK==2.5.7\ntorchio==1.2.1\n"
-    assert gpu_wheels.pins(text) == {"nibabel": "nibabel==5.4.2", "torchio": "torchio==1.2.1",
-                                     "simpleitk": "simpleitk==2.5.7",
-                                     "deprecated": "deprecated==1.3.1"}
+    assert gpu_wheels.pins(text, ("nibabel", "torchio", "simpleitk", "deprecated")) == {
+        "nibabel": "nibabel==5.4.2", "torchio": "torchio==1.2.1",
+        "simpleitk": "simpleitk==2.5.7", "deprecated": "deprecated==1.3.1"}
     with pytest.raises(SystemExit, match="^gpu_wheels: constraints.txt pins no version of "
-                                         "torchio$"):
-        gpu_wheels.pins("nibabel==5.4.2\nsimpleitk==2.5.7\ndeprecated==1.3.1\n")
-    # the project's own constraints pin every wheel the folder holds
-    assert set(gpu_wheels.pins((REPO / "constraints.txt").read_text())) == \
-        set(gpu_wheels.PACKAGES)
+                                         "nibabel$"):
+        gpu_wheels.pins("simpleitk==2.5.7\ntorchio==1.2.1\n")
+    # the project's own constraints pin every wheel the folder holds: NiBabel alone, the GPU
+    # path needing neither TorchIO nor its SimpleITK (tests/test_no_torchio.py)
+    assert gpu_wheels.pins((REPO / "constraints.txt").read_text()) == {
+        "nibabel": "nibabel==5.4.2"}
+
+
+def test_travel_size_counts_tracked_and_unignored_files_only(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _run(["git", "init", "-q", str(repo)])
+    (repo / ".gitignore").write_text("/.gpu-wheels/\n")           # 14 bytes, untracked
+    (repo / "tracked.csv").write_bytes(b"x" * 1000)
+    _run(["git", "-C", str(repo), "add", "tracked.csv"])
+    (repo / "new.txt").write_bytes(b"y" * 200)                     # untracked, not ignored
+    (repo / ".gpu-wheels").mkdir()
+    (repo / ".gpu-wheels" / "a.whl").write_bytes(b"z" * 5000)      # ignored: carried apart
+    assert gpu_wheels.tree_bytes(repo) == 1000 + 200 + 14
+    assert gpu_wheels.travel_line(60 * 2**20, 3 * 2**20) == (
+        "gpu_wheels: tree 60.0 MiB + wheels 3.0 MiB = 63.0 MiB of the device tool's 64 MiB "
+        "(1.0 MiB left)")
+    assert gpu_wheels.travel_line(63 * 2**20, 3 * 2**20).endswith(
+        "(OVER by 2.0 MiB: it will refuse to send them)")
 
 
 def _wheel(folder: Path, name: str, size: int = 10) -> None:
@@ -192,6 +211,21 @@ def test_gpu_study_ends_runs_at_the_budget_without_a_record(tmp_path, monkeypatc
     assert [s.seed for s in done["not_started"]] == [2]
     assert not done["recorded"] and not (tmp_path / "records").exists()
     assert sum("at the budget (no record)" in line for line in lines) == 2
+
+
+def test_gpu_study_warms_each_data_set_once(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    from _tiny_data import make_tiny_dataset
+    from spineseg_core.training.config import resolve_config
+
+    monkeypatch.setenv("SPINESEG_CACHE", str(tmp_path / "cache"))
+    cfg = resolve_config("smoke", data_dir=make_tiny_dataset(tmp_path / "data", cases=4),
+                         out_dir=tmp_path / "run", image_size=32)
+    warmed, lines = set(), []
+    gpu_study.warm_data(cfg, warmed, lines.append)
+    gpu_study.warm_data(cfg, warmed, lines.append)
+    assert len(warmed) == 1 and len(lines) == 1 and lines[0].startswith("data of smoke at 32 px")
+    assert any((tmp_path / "cache" / "volumes").rglob("*")), "no volume cache written"
 
 
 @pytest.mark.slow

@@ -357,7 +357,7 @@ def test_levels_command_writes_its_tables(records, capsys):
         ("deeplabv3plus", "Case2", "predicted"): 0, ("deeplabv3plus", "Case2", "relabelled"): 0,
         ("unet", "Case1", "predicted"): 1, ("unet", "Case1", "relabelled"): 1,
         ("unet", "Case2", "predicted"): 0, ("unet", "Case2", "relabelled"): 1}
-    levels = pd.read_csv(out / "levels.csv")
+    levels = pd.read_csv(out / "levels.csv.gz")
     assert len(levels) == 2 * 2 * 2 * 6
     shifted = levels[(levels.model == "unet") & (levels.case_id == "Case2")
                      & (levels.stage == "predicted")]

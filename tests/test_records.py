@@ -97,7 +97,7 @@ def test_the_bundle_from_records_equals_the_bundle_from_runs(tmp_path):
     a = aggregate("cpu", runs, tmp_path / "from_runs", n_boot=50)
     b = aggregate("cpu", tmp_path / "rec", tmp_path / "from_records", n_boot=50)
     assert a["n_runs"] == b["n_runs"] == 6
-    for name in ("models.csv", "per_class.csv", "per_case.csv", "classes.csv", "losses.csv"):
+    for name in ("models.csv", "per_class.csv", "per_case.csv.gz", "classes.csv", "losses.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "from_runs" / name),
                                       pd.read_csv(tmp_path / "from_records" / name))
     fa, fb = _npz(tmp_path / "from_runs/figure18.npz"), _npz(tmp_path / "from_records/figure18.npz")

@@ -16,8 +16,8 @@ from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.aggregate import aggregate, convergence_table, find_runs
 from spineseg_core.study.stats import bootstrap_ci, seed_subject_counts, subject_counts
 
-EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv",
-            "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "groups_per_case.csv",
+EXPECTED = {"convergence.csv", "runs.csv", "models.csv", "per_class.csv", "history.csv", "per_case.csv.gz",
+            "classes.csv", "dataset.json", "figure18.npz", "losses.csv", "groups_per_case.csv.gz",
             "bundle.json"}
 
 
@@ -232,6 +232,21 @@ def test_bundle_hashes_every_file(study):
     assert bundle["precisions"] == ["fp32"] and bundle["devices"] == ["cpu"]
     for name, digest in bundle["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+
+
+def test_per_subject_tables_are_gzip_and_remade_byte_for_byte(study, tmp_path):
+    """The large per-subject tables are gzip-compressed CSV, with no file name or time in the
+    header, so a second aggregation of the same runs gives the same bytes (and SHA-256)."""
+    runs, out, bundle = study
+    for name in ("per_case.csv.gz", "groups_per_case.csv.gz"):
+        raw = (out / name).read_bytes()
+        assert raw[:2] == b"\x1f\x8b" and raw[3] == 0 and raw[4:8] == b"\0\0\0\0", name
+        table = pd.read_csv(out / name)                      # pandas reads it by its name
+        assert {"model", "seed", "case_id", "tp"} <= set(table.columns) and len(table)
+    assert not (out / "per_case.csv").exists() and (out / "runs.csv").read_bytes()[:5] == b"model"
+    again = aggregate("test", runs, tmp_path / "again", n_boot=200)
+    assert again["files"]["per_case.csv.gz"] == bundle["files"]["per_case.csv.gz"]
+    assert again["files"]["groups_per_case.csv.gz"] == bundle["files"]["groups_per_case.csv.gz"]
 
 
 def test_missing_runs_and_bad_files(tmp_path):

@@ -119,7 +119,7 @@ def test_smoke_study_on_slurm_matches_the_local_one(cluster, cache_env, tmp_path
         assert (run_dir / "metrics.json").is_file()
 
     # The aggregate matches the local study's, value for value.
-    for name in ("models.csv", "per_class.csv", "per_case.csv", "history.csv", "runs.csv"):
+    for name in ("models.csv", "per_class.csv", "per_case.csv.gz", "history.csv", "runs.csv"):
         pd.testing.assert_frame_equal(_comparable(results, name),
                                       _comparable(local_results, name), check_exact=True)
 

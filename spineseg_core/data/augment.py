@@ -13,19 +13,39 @@ shift of the image alone, misaligning it with its mask. :class:`InPlaneMotion` t
 the slice out as ``(1, 1, H, W)``, draws TorchIO's default parameters for an in-plane movement
 (rotation about the slice normal, translation within the slice) and calls ``tio.Motion``, so
 k-space is segmented along the slice's column axis: ghost-like motion artefacts, no net shift.
+
+TorchIO (and SimpleITK, which it imports) is imported only when a transform is built, so the
+package, and training with the batched augmentation on the device
+(:mod:`spineseg_core.data.batch_augment`), work where TorchIO is not installed, as on the lent
+GPU machine (docs/gpu.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torchio as tio
 
-from spineseg_core.errors import ConfigError
+from spineseg_core.errors import ConfigError, MissingPackageError
+
+if TYPE_CHECKING:
+    import torchio as tio
+
+
+def _torchio() -> ModuleType:
+    """TorchIO, imported on first use; its absence is one :class:`MissingPackageError` line."""
+    try:
+        import torchio
+    except ImportError as exc:
+        raise MissingPackageError(
+            f"the per-slice augmentation needs torchio, which cannot be imported ({exc}); "
+            "install it (pip install -c constraints.txt torchio) or augment whole batches on "
+            "the device (gpu_augment)") from None
+    return torchio
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class InPlaneMotion:
                  num_transforms: int = 2, perturbation: float = 0.3) -> None:
         self.p, self.degrees, self.translation = p, degrees, translation
         self.num_transforms, self.perturbation = num_transforms, perturbation
+        self._motion = _torchio().Motion
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if torch.rand(1).item() >= self.p:
@@ -85,16 +106,16 @@ class InPlaneMotion:
         step = 1.0 / (n + 1)
         times = (torch.arange(1, n + 1) * step
                  + torch.empty(n).uniform_(-step * self.perturbation, step * self.perturbation))
-        motion = tio.Motion(degrees=degrees, translation=translation, times=times.numpy(),
-                            image_interpolation="linear")
+        motion = self._motion(degrees=degrees, translation=translation, times=times.numpy(),
+                              image_interpolation="linear")
         return motion(image[:, None])[:, 0]
 
 
 _TRANSFORMS: dict[str, Callable[[float], SliceTransform]] = {
-    "p_noise": lambda p: _TorchIO2D(tio.RandomNoise(p=p)),
-    "p_blur": lambda p: _TorchIO2D(tio.RandomBlur(p=p)),
+    "p_noise": lambda p: _TorchIO2D(_torchio().RandomNoise(p=p)),
+    "p_blur": lambda p: _TorchIO2D(_torchio().RandomBlur(p=p)),
     "p_motion": lambda p: InPlaneMotion(p),
-    "p_ghosting": lambda p: _TorchIO2D(tio.RandomGhosting(p=p)),
+    "p_ghosting": lambda p: _TorchIO2D(_torchio().RandomGhosting(p=p)),
 }
 
 

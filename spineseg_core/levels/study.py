@@ -7,7 +7,7 @@ prediction, so its two stages agree). :func:`level_study` writes, atomically, in
 folder:
 
 =======================  ===================================================================
-``levels.csv``           per model, seed, subject, stage and reference level: ``n_ref``
+``levels.csv.gz``        per model, seed, subject, stage and reference level: ``n_ref``
                          voxels, the ``answer`` label, its share, the ``outcome``
 ``subjects.csv``         per model, seed, subject and stage: levels present, levels right,
                          ``all_right``, ``dice3d`` (the subject's 3D Dice, mean over the
@@ -80,7 +80,11 @@ class Metric(StrEnum):
     DICE = "dice"                        # Dice of the pooled counts, mean over classes
 
 
-FILES: dict[str, str] = {k: f"{k}.csv" for k in (
+COMPRESSED: frozenset[str] = frozenset({"levels"})
+"""The tables written gzip-compressed (``.csv.gz``): ``levels`` is 1-2 MB of CSV per group, the
+rest are small and stay plain CSV, readable where the repository is browsed."""
+
+FILES: dict[str, str] = {k: f"{k}.csv.gz" if k in COMPRESSED else f"{k}.csv" for k in (
     "levels", "subjects", "relabel", "summary", "per_structure", "confusion", "status")}
 EXAMPLE = "example.npz"
 ABOUT = "about.json"
@@ -265,7 +269,7 @@ def status_table(relabel_rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    io.write_with(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+    io.write_csv(path, df, index=False, float_format="%.6g")
 
 
 def _write_npz(path: Path, arrays: dict[str, Any]) -> None:

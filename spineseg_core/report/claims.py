@@ -47,6 +47,7 @@ import pandas as pd
 from spineseg_core.models.registry import MODEL_NAMES, Family
 from spineseg_core.report.facts import seeds_text
 from spineseg_core.report.resolution import ResolutionCheck, resolution_check
+from spineseg_core.study.aggregate import GROUPS_PER_CASE, PER_CASE
 from spineseg_core.study.loss_study import LOSS_MODELS
 from spineseg_core.study.stats import Resampling, SeedSamples, contrast_interval, paired_arms
 
@@ -249,7 +250,7 @@ def _main_runs(results: StudyResults, needed: str | None = None
     """The main group's per-case rows of the study's models, the models present, and what is
     missing for a claim about ``needed`` (``None`` when nothing is)."""
     if results.main is None or not len(results.main):
-        return None, set(), "the study's runs (per_case.csv)"
+        return None, set(), f"the study's runs ({PER_CASE})"
     main = results.main[results.main["model"].isin(results.models)]
     present = set(main["model"])
     if needed is not None and (needed not in present or len(present) < 2):
@@ -541,7 +542,7 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
     bundle = json.loads((folder / "bundle.json").read_text()) \
         if (folder / "bundle.json").is_file() else {}
     profile = str(bundle.get("profile") or folder.name)
-    main = _csv(folder, "per_case.csv")
+    main = _csv(folder, PER_CASE)
     runs = _csv(folder, "runs.csv")
     if main is not None and runs is not None and "loss" in runs:
         main = main.merge(runs[["model", "seed", "fold", "loss"]], on=["model", "seed", "fold"],
@@ -551,7 +552,7 @@ def load_results(folder: str | Path | None, n_boot: int = N_BOOT, seed: int = 0
     for table in (runs, eff):
         if table is not None and "params" in table:
             params.update(table.dropna(subset=["params"]).groupby("model")["params"].first())
-    return StudyResults(main, profile, _csv(folder, "groups_per_case.csv"),
+    return StudyResults(main, profile, _csv(folder, GROUPS_PER_CASE),
                         _csv(folder, "variants.csv"), MODEL_NAMES, params, n_boot, seed,
                         _csv(folder, "convergence.csv"), runs, _csv(folder, "losses.csv"))
 

@@ -4,7 +4,7 @@ The paper's future work names 3D context as what 2D slice models lack. The conte
 (group ``<profile>-context``, ``scripts/context_study.sh``) trains, with one code version and
 the same seeds and held-out test subjects, U-Net and DeepLabv3+ in 2D, their 2.5D variants (3
 and 5 slices as channels) and a 3D U-Net over whole volumes. ``spineseg aggregate`` tables
-those runs apart (``context.csv``, ``context_per_case.csv``).
+those runs apart (``context.csv``, ``context_per_case.csv.gz``).
 
 **The rule** (:func:`context_claims`): for each context model, its Dice minus its 2D
 baseline's (:data:`BASELINES`), from the same paired hierarchical bootstrap over seeds and test
@@ -137,7 +137,7 @@ def context_claims(per_case: pd.DataFrame | None, n_boot: int = N_BOOT, seed: in
     """One claim per context model of ``models``: "<model> beats <its 2D baseline>".
 
     ``per_case``: the context group's per-subject counts (``model, seed, case_id, class_value,
-    tp, fp, fn, tn``; ``context_per_case.csv``), or ``None`` when the study was not run. A
+    tp, fp, fn, tn``; ``context_per_case.csv.gz``), or ``None`` when the study was not run. A
     model or baseline without runs gives "not resolved at this scale" with a "Missing:" caveat;
     one still on the steep part of its curve (``convergence``, ``context_convergence.csv``)
     or failing the background check (``runs``, ``context.csv``) makes the verdict "not

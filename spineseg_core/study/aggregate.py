@@ -15,7 +15,7 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``history.csv``               every run's per-epoch history, stacked
 ``convergence.csv``           per model: where its mean validation Dice curve stands at the
                               end (:func:`convergence_table`: past its steep part or not)
-``per_case.csv``              every run's per-subject table, stacked
+``per_case.csv.gz``           every run's per-subject table, stacked
 ``classes.csv``               per class: share of validation subjects and of pixels it covers
 ``dataset.json``              what the runs trained on (phantom or real, sizes, split)
 ``figure18.npz``              best, worst and random validation slices (by Dice averaged over
@@ -24,21 +24,22 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``variants.csv``              runs of the side-study groups ``<profile>-<variant>`` (e.g. the
                               resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
                               runs of the same models: image size, output stride, Dice, sanity
-``groups_per_case.csv``       per-subject counts of every loss and side-study run (group, loss)
+``groups_per_case.csv.gz``    per-subject counts of every loss and side-study run (group, loss)
 ``baseline.csv``              with ``--baseline``: every training-pool subject's mask pasted on
                               every test subject, its test Dice (:mod:`.baseline`), best first
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
                               and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
                               input kind and slices, seed, test metrics, fingerprint
-``context_per_case.csv``      their per-subject counts, for paired comparisons
+``context_per_case.csv.gz``   their per-subject counts, for paired comparisons
 ``context_convergence.csv``   their learning curves' end (:func:`convergence_table`)
 ``bundle.json``               provenance (the runs' commits and source fingerprint) and a
                               SHA-256 of every other file of the folder
 ============================  ==============================================================
 
-``losses.csv``, ``variants.csv``, ``groups_per_case.csv`` and ``plateau.csv`` exist only when
-such groups do.
+``losses.csv``, ``variants.csv``, ``groups_per_case.csv.gz`` and ``plateau.csv`` exist only
+when such groups do. The three per-subject tables (``*.csv.gz``) are gzip-compressed, with no
+name or time in the header (:func:`spineseg_core.io.gzip_bytes`): re-made, they hash the same.
 All the runs of a bundle (side groups included) must come from one version of the code (one
 source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
 otherwise. A *separate study* (:data:`SEPARATE_STUDIES`: the context study) is the exception that
@@ -80,6 +81,20 @@ SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
 
 PER_CLASS_SCORES: tuple[str, ...] = ("dice", "iou", "fnr", "fpr", "recall")
 BUNDLE = "bundle.json"
+
+PER_CASE = "per_case.csv.gz"
+"""The bundle's stacked per-subject table. It and the other per-subject tables are 1-2 MB of
+CSV each, so they are written gzip-compressed (pandas reads them by their name); the bundle's
+small tables stay plain CSV."""
+GROUPS_PER_CASE = "groups_per_case.csv.gz"
+"""Per-subject counts of the loss and side-study runs (compressed as :data:`PER_CASE`)."""
+
+
+def study_per_case(study: str) -> str:
+    """The file of a separate study's per-subject counts (``context`` gives
+    ``context_per_case.csv.gz``; compressed as :data:`PER_CASE`)."""
+    return f"{study}_per_case.csv.gz"
+
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -547,7 +562,7 @@ def write_bundle(out_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    io.write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+    io.write_csv(path, df, index=False)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -630,7 +645,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     history = _stack(loaded, "history")
     _write_csv(out / "history.csv", history)
     _write_csv(out / "convergence.csv", convergence_table(history))
-    _write_csv(out / "per_case.csv", per_case)
+    _write_csv(out / PER_CASE, per_case)
 
     pred_runs: dict[str, list[Path]] = {}
     for run in loaded:
@@ -658,11 +673,11 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         _write_csv(out / "variants.csv", table)
     side = groups_per_case({**groups, **variants})
     if side is not None:
-        _write_csv(out / "groups_per_case.csv", side)
+        _write_csv(out / GROUPS_PER_CASE, side)
     studies = {}
     for name, members in separate.items():
         _write_csv(out / f"{name}.csv", context_table(members))
-        _write_csv(out / f"{name}_per_case.csv", groups_per_case({f"{profile}-{name}": members}))
+        _write_csv(out / study_per_case(name), groups_per_case({f"{profile}-{name}": members}))
         _write_csv(out / f"{name}_convergence.csv", convergence_table(_stack(members, "history")))
         own = code_versions(members)
         studies[name] = {"group": f"{profile}-{name}", "n_runs": len(members),

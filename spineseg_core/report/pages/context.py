@@ -35,12 +35,13 @@ def context_page(b: Bundle) -> Page:
         levels_command,
         status_sentence,
     )
+    from spineseg_core.study.aggregate import study_per_case
 
     bundle = b.json("bundle.json") or {}
     profile = b.profile()
     levels = bundle_folder(group(profile)).as_posix()
     study = (bundle.get("studies") or {}).get("context") or {}
-    table, per_case = b.csv("context.csv"), b.csv("context_per_case.csv")
+    table, per_case = b.csv("context.csv"), b.csv(study_per_case("context"))
     about = b.json(f"{levels}/about.json")
     convergence = b.csv("context_convergence.csv")
     claims = context_claims(per_case, convergence=convergence, runs=table)
@@ -98,7 +99,7 @@ def context_page(b: Bundle) -> Page:
         plt.close(fig)
     else:
         out["cx_verdicts_table"] = out["cx_forest"] = Missing(
-            f"context_per_case.csv (runs of a context model and its baseline in "
+            f"{study_per_case('context')} (runs of a context model and its baseline in "
             f"{group(profile)})")
 
     rates = context_levels(b.csv(f"{levels}/summary.csv"))
