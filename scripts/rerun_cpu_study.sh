@@ -12,7 +12,7 @@
 # the records still land in this checkout's results/cpu/runs/. The script refuses to start if
 # that commit's fingerprint is not the records'.
 #
-# MiniSeg trains in fp32 on this profile (study.runner.BUDGET_EXCEPTIONS: it diverged in bf16),
+# MiniSeg trains in fp32 on this profile (the pinned commit's study.runner.BUDGET_EXCEPTIONS: it diverged in bf16),
 # which the study applies itself and each run's params.json records. DANet's main runs use
 # output stride 8 (the same table; chosen on validation after its stride-32 runs failed the
 # background check): the pinned commit predates that entry, so this script passes the stride

@@ -11,8 +11,10 @@ the device has (not by a timing, so a run resumed on the same machine keeps its 
   natively. Measured, training step, torch 2.13, 2 threads, the cpu profile's 128x64 inputs
   (``scripts/precision_probe.py``): on an AMX Xeon 1.3-2.8x faster than fp32 for eleven of the
   twelve models; on an AMD EPYC with AVX512-BF16 and no AMX, U-Net 1.48x, Attention U-Net 1.69x,
-  TransUNet 1.65x, DeepLabv3+ 1.32x. MiniSeg's depthwise convolutions ran 0.75x (AMX) and 0.84x
-  (AVX512-BF16) as fast, so the cpu profile turns ``amp`` off for it. Without either feature
+  TransUNet 1.65x, DeepLabv3+ 1.32x. MiniSeg trains in fp32 on every profile
+  (``training.budgets``): torch 2.13's CPU bf16 weight gradient of its dilated depthwise
+  convolutions in channels-last layout is wrong on maps of 32 px or more
+  (``scripts/dwconv_bf16_probe.py``). Without either feature
   bf16 is emulated and slower, so ``amp`` then means fp32.
 * CPU, 3D models (:attr:`~spineseg_core.models.registry.ModelInfo.volumetric`): fp32 always.
   oneDNN's AMX kernel for the backward pass of a bf16 ``Conv3d`` (torch 2.13) segfaults, never
