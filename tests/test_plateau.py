@@ -72,3 +72,20 @@ def test_aggregate_writes_plateau_csv_and_keeps_the_half_group_out_of_variants(t
     assert (table["gain"] == 0).all()
     assert not (tmp_path / "out" / "variants.csv").exists()
     assert "plateau.csv" in json.loads((tmp_path / "out" / "bundle.json").read_text())["files"]
+
+
+def test_a_short_or_rising_curve_is_still_climbing_and_a_flat_one_is_not():
+    from spineseg_core.study.plateau import still_climbing
+
+    def curve(model, dice):
+        return pd.DataFrame({"model": model, "seed": 0, "fold": 0,
+                             "epoch": range(1, len(dice) + 1), "dice": dice})
+
+    history = pd.concat([
+        curve("short", [0.1, 0.5, 0.6, 0.6, 0.6, 0.6]),  # 6 points: too few to tell
+        curve("rising", [0.1, 0.2, 0.3, 0.4, 0.50, 0.52, 0.60, 0.62]),  # 0.62 - 0.52 = 0.10
+        curve("flat", [0.1, 0.2, 0.3, 0.4, 0.70, 0.71, 0.71, 0.715])])  # 0.715 - 0.71 < 0.01
+    got = still_climbing(history).set_index("model")
+    assert got.loc["short", "climbing"] and got.loc["short", "points"] == 6
+    assert got.loc["rising", "climbing"] and got.loc["rising", "gain"] == pytest.approx(0.10)
+    assert not got.loc["flat", "climbing"] and got.loc["flat", "gain"] == pytest.approx(0.005)

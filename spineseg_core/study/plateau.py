@@ -131,3 +131,29 @@ def plateaued_count(table: pd.DataFrame) -> tuple[int, int]:
     seed keeps its budget B when at least 10 of the 12 plateau (issue 24)."""
     measured = table[table["label"] != str(Plateau.NOT_MEASURED)]
     return int((measured["label"] == str(Plateau.PLATEAUED)).sum()), len(measured)
+
+
+MIN_CURVE_POINTS = 8
+"""Validation points a run needs before its own curve can say anything about a plateau."""
+
+
+def still_climbing(history: pd.DataFrame, min_points: int = MIN_CURVE_POINTS,
+                   tolerance: float = PLATEAU_TOLERANCE) -> pd.DataFrame:
+    """One row per run (``model``, ``seed``, ``fold`` of ``history.csv``) with ``points`` (its
+    validation rows), ``gain`` (best validation Dice of the last quarter of the rows minus that
+    of the quarter before) and ``climbing``: True when the run has fewer than ``min_points``
+    points or its gain is ``tolerance`` or more. A climbing run has certainly not plateaued, so
+    ranking it measures how fast a model starts; a run that is not climbing has not thereby
+    plateaued (under a decaying schedule every curve flattens at its end): that needs
+    :func:`plateau_table`'s runs at B and B/2."""
+    keys = [k for k in ("model", "seed", "fold") if k in history]
+    rows = []
+    for key, run in history.sort_values("epoch").groupby(keys, sort=False):
+        dice = run["dice"].dropna().to_numpy()
+        quarter = len(dice) // 4
+        gain = (float(dice[-quarter:].max() - dice[-2 * quarter:-quarter].max())
+                if quarter else math.nan)
+        climbing = len(dice) < min_points or not gain < tolerance
+        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                     "points": len(dice), "gain": gain, "climbing": climbing})
+    return pd.DataFrame(rows, columns=[*keys, "points", "gain", "climbing"])

@@ -29,6 +29,14 @@ def convergence_page(b: Bundle) -> Page:
             steps = sorted(runs["steps_per_epoch"].dropna().astype(int).unique())
             budget += f" of {' or '.join(map(str, steps))} optimiser steps each"
         out["cv_budget"] = budget
+    if history is not None and len(history):
+        from spineseg_core.study.plateau import MIN_CURVE_POINTS, still_climbing
+
+        climbing = still_climbing(history)
+        out.update(cv_n_climbing=str(int(climbing["climbing"].sum())),
+                   cv_n_runs=str(len(climbing)), cv_min_points=str(MIN_CURVE_POINTS))
+    else:
+        out.update(cv_n_climbing=MISSING, cv_n_runs=MISSING, cv_min_points=MISSING)
     if conv is None or not len(conv):
         out.update(cv_n_past=MISSING, cv_n_models=MISSING, cv_still_steep=MISSING,
                    cv_table=Missing("convergence.csv"))
