@@ -306,8 +306,9 @@ def test_every_model_of_a_profile_gets_the_same_budget():
     listed exceptions (training.budgets)."""
     from spineseg_core.models import list_models
     from spineseg_core.training.budgets import budget_exception
+    from spineseg_core.training.config import BUDGET_FIELDS
 
-    budget = {(c.epochs, c.batch_size, c.lr, c.scheduler, c.amp, c.crop_width, c.image_size)
+    budget = {(*(getattr(c, k) for k in BUDGET_FIELDS), c.crop_width)
               for c in (resolve_config("cpu", model=m) for m in list_models()
                         if budget_exception(m, "cpu") is None)}
     assert len(budget) == 1

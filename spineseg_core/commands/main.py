@@ -149,9 +149,9 @@ def _dry_run(args: argparse.Namespace, models: list[str], common: list[str],
 def main_device() -> str:
     """The main job's device, as the study's ``device=auto`` resolves it here: ``cuda`` when
     a GPU is usable, else ``cpu``."""
-    import torch
+    from spineseg_core.training.device import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device("auto").type
 
 
 def _monai_available() -> bool:

@@ -117,10 +117,12 @@ def stride_deviation() -> Deviation:
     ours = ", ".join(f"{model_info(r['model']).display_name} {r['stride']}" for r in table)
     return Deviation(
         "Output stride of the dilatable encoders", f"each model's own ({paper})",
-        f"one rule for every model that takes an output stride: its own stride unless its "
-        f"deepest map would be narrower than k px on the training input's short side, then the "
-        f"coarsest stride that keeps k px; on the cpu profile with k = {MIN_MAP_PX} "
-        f"(provisional, chosen on validation runs by scripts/stride_runs.sh): {ours}",
+        f"proposed, not yet applied to any run: every model trains at its own stride, DANet at 8 "
+        f"by its budget exception. The proposed rule for every model that takes an output "
+        f"stride: its own stride unless its deepest map would be narrower than k px on the "
+        f"training input's short side, then the coarsest stride that keeps k px; with the "
+        f"provisional k = {MIN_MAP_PX} (to be chosen on validation runs, scripts/stride_runs.sh) "
+        f"it would give: {ours}",
         "on a 128 px grid trained on a 64 px band a stride-32 encoder ends on a map 2 px "
         "across; DANet alone was moved to stride 8 after it failed, Inf-Net at stride 32 was "
         "never examined: one rule, decided on validation only, treats every encoder alike")

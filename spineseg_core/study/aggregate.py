@@ -66,6 +66,7 @@ import pandas as pd
 import torch
 
 from spineseg_core import io
+from spineseg_core.data.prepare import RunData
 from spineseg_core.envinfo import processor
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import LABELS
@@ -573,10 +574,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     io.write_with(path, writer)
 
 
-BASELINE_DATA_FIELDS: tuple[str, ...] = (
-    "data_dir", "phantom_cases", "phantom_size", "phantom_seed", "image_size", "test_dir",
-    "test_cases", "phantom_test_seed", "test_fraction", "seed", "fold", "k_folds", "max_cases",
-    "skip_bad")
+BASELINE_DATA_FIELDS: tuple[str, ...] = tuple(RunData.__annotations__)
 """The parameters of a run that fix its data (what :func:`baseline_table` reads)."""
 
 

@@ -110,7 +110,8 @@ def baseline_dice(table: pd.DataFrame) -> float:
 def weak_runs(runs: pd.DataFrame, baseline: float, margin: float = MARGIN) -> pd.DataFrame:
     """The runs of ``runs.csv`` (``model``, ``seed``, ``dice``) whose test Dice is not above
     the baseline by ``margin``, with ``baseline`` and ``above_baseline`` (Dice minus baseline);
-    empty when every run clears it. The book flags these."""
+    empty when every run clears it. Not yet shown in the book: the re-run's bundle brings
+    ``baseline.csv`` (``spineseg aggregate --baseline``)."""
     lacking = [c for c in ("model", "seed", "dice") if c not in runs]
     if lacking:
         raise DataError("runs.csv", f"lacks the columns {lacking}")
