@@ -40,7 +40,7 @@ import torch
 
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import SpinesegError
-from spineseg_core.io import write_json, write_with
+from spineseg_core.io import write_csv, write_json
 from spineseg_core.measure.efficiency import (
     CudaMemory,
     MemMethod,
@@ -116,7 +116,7 @@ def run_tests(paths: Sequence[str], allow_skips: bool = False) -> int:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_with(path, lambda p: frame.to_csv(p, index=False))
+    write_csv(path, frame, index=False)
     print(f"wrote {path}", flush=True)
 
 

@@ -153,13 +153,15 @@ def train_one(params: dict[str, Any]) -> None:
 
 def fingerprints(records_dir: Path, groups: Iterable[str]) -> dict[str, int]:
     """``{source fingerprint: records}`` of the records in ``groups`` of ``records_dir``."""
+    from spineseg_core.fingerprint import UNRECORDED
+
     counts: dict[str, int] = {}
     for group in groups:
         for params in sorted((records_dir / group).glob("*/seed_*/fold_*/params.json")):
             try:
                 fp = json.loads(params.read_text())["env"]["source_fingerprint"]
             except (OSError, ValueError, KeyError, TypeError):
-                fp = "unrecorded"
+                fp = UNRECORDED
             counts[fp] = counts.get(fp, 0) + 1
     return counts
 
@@ -167,12 +169,12 @@ def fingerprints(records_dir: Path, groups: Iterable[str]) -> dict[str, int]:
 def check_one_version(records_dir: Path, groups: Iterable[str]) -> None:
     """Refuse, in one line, to add runs beside records of another code version."""
     from spineseg_core.errors import ConfigError
-    from spineseg_core.fingerprint import short, source_fingerprint
+    from spineseg_core.fingerprint import describe, short, source_fingerprint
 
     mine = source_fingerprint()
     other = {fp: n for fp, n in fingerprints(records_dir, groups).items() if fp != mine}
     if other:
-        seen = ", ".join(f"{n} of {short(fp)}" for fp, n in sorted(other.items()))
+        seen = describe(dict(sorted(other.items())))
         raise ConfigError(f"--records-dir {records_dir}: its records were made by another "
                           f"source fingerprint ({seen}; this tree: {short(mine)}); run the GPU "
                           "study from the re-run's commit, or record into another folder")

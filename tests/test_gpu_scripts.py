@@ -175,7 +175,7 @@ def test_gpu_study_refuses_records_of_another_code_version(tmp_path):
     _record(records, "cpu", "unet", source_fingerprint())
     gpu_study.check_one_version(records, ["cpu", "cpu-os32"])
     _record(records, "cpu", "miniseg", "0123456789abcdef")
-    with pytest.raises(ConfigError, match=r"another source fingerprint \(1 of 0123456789ab; "
+    with pytest.raises(ConfigError, match=r"another source fingerprint \(0123456789ab \(1 run\); "
                                           r"this tree: "):
         gpu_study.check_one_version(records, ["cpu"])
     gpu_study.check_one_version(records, ["cpu-os32"])  # another group: not mixed

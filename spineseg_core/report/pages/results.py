@@ -13,10 +13,10 @@ from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html
 
 @page("results")
 def results_page(b: Bundle) -> Page:
-    from scipy.stats import spearmanr
 
     from spineseg_core.report.figures import rank_slopes
     from spineseg_core.report.overall import table1, table1_columns
+    from spineseg_core.report.pages.intro import rank_correlation
     from spineseg_core.report.resolution import alt_stride_text
     from spineseg_core.study.paper import table1_overall
 
@@ -30,9 +30,9 @@ def results_page(b: Bundle) -> Page:
         "t1_fnr_recall_lo": num(fnr_recall.min(), 1), "t1_fnr_recall_hi": num(fnr_recall.max(), 1),
         "t1_rho": "not computed (fewer than three models)",
     }
-    if both is not None and len(both) >= 3 and both["dice_mean"].nunique() > 1:
-        ok = both.dropna(subset=["dice"])
-        out["t1_rho"] = num(spearmanr(ok["dice"], ok["dice_mean"]).statistic)
+    rho = rank_correlation(models)
+    if rho is not None:
+        out["t1_rho"] = num(rho)
     if both is None:
         for k in ("best", "best_dice", "best_lo", "best_hi", "worst", "worst_dice"):
             out[f"t1_{k}"] = MISSING
