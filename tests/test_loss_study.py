@@ -104,3 +104,62 @@ def test_select_loss_over_several_models_by_hand():
         select_loss(runs[runs["model"] == "unet"])
     with pytest.raises(ValueError, match=r"lack the columns \['val_dice'\]"):
         select_loss(runs.drop(columns="val_dice"))
+
+
+def test_select_loss_skips_insane_losses_and_compares_common_seeds():
+    import pandas as pd
+
+    from spineseg_core.study.loss_study import LOSS_MODELS, select_loss
+
+    val = {"dice_ce": (0.74, 0.15, 0.60), "dice": (0.80, 0.50, 0.70), "ce": (0.73, 0.12, 0.59)}
+    rows = [dict(model=m, loss=loss, seed=0, val_dice=d, val_late_bg_recall_min=0.99,
+                 val_late_absent_max=0.0)
+            for loss, ds in val.items() for m, d in zip(LOSS_MODELS, ds)]
+    runs = pd.DataFrame(rows)
+    # Dice paints absent levels in MiniSeg's run: its higher score does not win.
+    insane = runs.copy()
+    insane.loc[(insane["loss"] == "dice") & (insane["model"] == "miniseg"),
+               "val_late_absent_max"] = 0.05
+    chosen, _, table = select_loss(insane)
+    assert chosen == "dice_ce"  # (0.74+0.15+0.60)/3 = .4967 against ce .48
+    assert table.set_index("loss").loc["dice", ["sane", "eligible"]].tolist() == [False, False]
+    assert select_loss(runs)[0] == "dice"
+    # An extra dice_ce seed of U-Net that the other losses lack is left out of the comparison:
+    # its low score would otherwise pull dice_ce below ce.
+    extra = pd.concat([runs, pd.DataFrame([dict(model="unet", loss="dice_ce", seed=1,
+                                                val_dice=0.10, val_late_bg_recall_min=0.5,
+                                                val_late_absent_max=0.2)])])
+    chosen, _, table = select_loss(extra[extra["loss"] != "dice"])
+    assert chosen == "dice_ce" and table["val_dice"].iloc[0] == pytest.approx(1.49 / 3)
+    with pytest.raises(ValueError, match="sane on validation"):
+        select_loss(insane[insane["loss"] == "dice"])
+
+
+def test_loss_decision_reads_records(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from spineseg_core.errors import ConfigError
+    from spineseg_core.study.decisions import loss_decision
+
+    def record(group, model, loss, seed, val, bg=0.99, fp="a" * 64):
+        d = tmp_path / group / model / f"seed_{seed}" / "fold_0"
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps(
+            {"loss": loss, "seed": seed, "env": {"source_fingerprint": fp}}))
+        (d / "metrics.json").write_text(json.dumps({"val_dice": val, "dice": 0.99}))
+        pd.DataFrame({"epoch": [1, 2, 3, 4], "bg_recall": [0.5, 0.99, bg, 0.99],
+                      "absent_fraction": [0.3, 0.0, 0.0, 0.0]}).to_csv(d / "history.csv")
+
+    for m, a, b in (("unet", 0.7, 0.6), ("miniseg", 0.2, 0.3), ("deeplabv3plus", 0.6, 0.5)):
+        record("cpu", m, "dice_ce", 0, a)
+        record("cpu-loss-ce", m, "ce", 0, b)
+    record("cpu-loss-ce", "unet", "ce", 1, 0.9, bg=0.9)  # epoch 3 of 4 is in the second half
+    loss, reason, table, runs = loss_decision(tmp_path)
+    assert loss == "dice_ce" and len(runs) == 7
+    assert table.set_index("loss").loc["ce", "val_dice"] == pytest.approx(1.4 / 3)
+    assert runs.set_index(["loss", "seed"]).loc[("ce", 1), "val_late_bg_recall_min"] == 0.9
+    record("cpu-loss-dice", "unet", "dice", 0, 0.9, fp="b" * 64)
+    with pytest.raises(ConfigError, match="2 code versions"):
+        loss_decision(tmp_path)

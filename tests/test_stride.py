@@ -92,3 +92,29 @@ def test_table_d_states_the_rule():
     row = next(d for d in deviations() if d.aspect == "Output stride of the dilatable encoders")
     assert "Inf-Net 32" in row.paper and "Inf-Net 8" in row.ours and "k = 8" in row.ours
     assert "U-Net" not in row.ours
+
+
+def test_stride_decision_reads_the_stride_runs_records(tmp_path):
+    import json
+
+    from spineseg_core.study.decisions import stride_decision
+
+    def record(model, stride, val, fp="a" * 64):
+        d = tmp_path / f"cpu-os{stride}" / model / "seed_0" / "fold_0"
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps(
+            {"model": model, "model_kwargs": {"output_stride": stride}, "image_size": 128,
+             "seed": 0, "env": {"source_fingerprint": fp}}))
+        (d / "metrics.json").write_text(json.dumps({"val_dice": val, "dice": 0.99}))
+
+    for m in ("danet", "infnet"):
+        for s, d in ((32, 0.30), (16, 0.62), (8, 0.60)):
+            record(m, s, d)
+    k, table, runs = stride_decision(tmp_path, 128, 0.5)
+    assert len(runs) == 6 and set(runs["output_stride"]) == {8, 16, 32}
+    # k=4 gives both models stride 16 (0.62), k=8 stride 8 (0.60), k<=2 their default 32
+    assert k == 4  # the best: 2 points above k=8 and far above the defaults
+    assert table.set_index("k").loc[4, "val_dice"] == pytest.approx(0.62)
+    record("deeplabv3plus", 8, 0.5, fp="b" * 64)
+    with pytest.raises(ConfigError, match="2 code versions"):
+        stride_decision(tmp_path, 128, 0.5)

@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.losses import LossName, build_loss, total_loss
+from spineseg_core.training.device import configure_backend
 from spineseg_core.training.precision import Precision
 from spineseg_core.training.step import TrainStep, float_outputs
 
@@ -326,18 +327,16 @@ def train_step_flops(model: nn.Module, loss_fn: nn.Module, size: int, batch: int
 
 @contextlib.contextmanager
 def backend_like_trainer(device: torch.device) -> Iterator[None]:
-    """The trainer's backend settings for the duration of a measurement, then restored:
-    deterministic algorithms (warn only) on the CPU, cuDNN autotuning on CUDA."""
+    """The trainer's backend settings (:func:`~spineseg_core.training.device.configure_backend`)
+    for the duration of a measurement, then restored."""
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn_bench = torch.backends.cudnn.benchmark
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     try:
-        if device.type == "cuda":
-            torch.use_deterministic_algorithms(False)
-            torch.backends.cudnn.benchmark = True
-        else:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        configure_backend(device)
         yield
     finally:
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
         torch.backends.cudnn.benchmark = cudnn_bench
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]

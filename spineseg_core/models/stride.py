@@ -13,10 +13,11 @@ The rule treats every model alike:
 
 It never makes a model coarser than its authors', and it changes a model only as much as the
 grid demands. ``k`` is chosen on validation Dice only: ``scripts/stride_runs.sh`` makes the
-validation runs of every configurable model at every stride it accepts (seed 0, side groups
-``<profile>-os<s>``), whose best validation Dice ``variants.csv`` holds; the next session sets
-:data:`MIN_MAP_PX` from them. Until then the value is provisional and the runner does not apply
-the rule (the models keep their defaults, DANet its recorded budget exception).
+validation runs of every configurable model at every stride some candidate ``k`` gives it (seed
+0, side groups ``<profile>-os<s>``), and ``spineseg decide``
+(:func:`spineseg_core.study.decisions.stride_decision`, then :func:`choose_k`) picks ``k``, set
+as :data:`MIN_MAP_PX`. :func:`~spineseg_core.training.config.resolve_config` applies the rule to
+every model at every entry point (an ``output_stride`` the user gives wins).
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ def choose_k(variants: pd.DataFrame, image_size: int, crop_width: float | None,
     if "image_size" in variants:
         runs = variants[variants["image_size"] == image_size]
     dice = runs.groupby(["model", "output_stride"])["val_dice"].mean()
-    models = sorted(m for m in runs["model"].unique() if stride_options(m))
+    # a model every candidate leaves at one stride adds the same to each candidate's mean
+    models = sorted(m for m in runs["model"].unique() if stride_options(m)
+                    and len({stride_for(m, image_size, crop_width, k) for k in candidates}) > 1)
     rows = []
     for k in candidates:
         strides = {m: stride_for(m, image_size, crop_width, k) for m in models}

@@ -140,27 +140,44 @@ def choose_default(table: pd.DataFrame) -> tuple[str, str]:
 
 def select_loss(runs: pd.DataFrame, models: tuple[str, ...] = LOSS_MODELS,
                 tie: float = LOSS_TIE) -> tuple[str, str, pd.DataFrame]:
-    """The default loss chosen on validation over ``models``: from loss-run records (``model,
-    loss, seed, val_dice``: each run's best validation Dice, e.g. ``runs.csv`` of the main and
-    loss groups stacked), each loss's mean over the models of the mean over seeds; only a loss
-    run for every model competes. The highest wins; among the losses within ``tie`` of it, the
-    first of :data:`LOSS_PREFERENCE`. Test columns are never read. Returns the loss, the
-    reason in words, and the table (``loss``, ``val_dice``, ``models``, ``eligible``), best
-    first."""
+    """The default loss chosen on validation over ``models``.
+
+    From loss-run records (``model, loss, seed, val_dice``: each run's best validation Dice,
+    e.g. ``runs.csv`` of the main and loss groups stacked): each loss's mean over the models of
+    the mean over seeds (per model, the seeds every loss of it was run with); only a loss run
+    for every model competes. The highest wins; among the losses within ``tie`` of it, the
+    first of :data:`LOSS_PREFERENCE`. With the columns ``val_late_bg_recall_min`` and
+    ``val_late_absent_max`` (:func:`late_scores` of each run), a loss competes only if every one
+    of its runs is sane (:func:`is_sane`) over the second half of its validated epochs: a loss
+    that paints the background with absent levels is not chosen for its Dice. Test columns are
+    never read. Returns the loss, the reason in words, and the table (``loss``, ``val_dice``,
+    ``models``, ``sane``, ``eligible``), best first."""
     lacking = {"model", "loss", "seed", "val_dice"} - set(runs.columns)
     if lacking:
         raise ValueError(f"loss runs: lack the columns {sorted(lacking)}")
     own = runs[runs["model"].isin(models)]
+    # per model, only the seeds every loss of it was run with: the losses meet on equal terms
+    common = own.groupby(["model", "loss"])["seed"].agg(frozenset).groupby("model").agg(
+        lambda sets: frozenset.intersection(*sets))
+    own = own[[seed in common[m] for m, seed in zip(own["model"], own["seed"])]]
     per_model = own.groupby(["loss", "model"])["val_dice"].mean().unstack("model")
     per_model = per_model.reindex(columns=list(models))
     table = pd.DataFrame({"loss": per_model.index,
                           "val_dice": per_model.mean(axis=1, skipna=False).to_numpy(),
                           "models": per_model.notna().sum(axis=1).to_numpy()})
-    table["eligible"] = table["models"] == len(models)
+    if {"val_late_bg_recall_min", "val_late_absent_max"} <= set(own.columns):
+        sane = pd.Series([is_sane(b, a) for b, a in zip(own["val_late_bg_recall_min"],
+                                                        own["val_late_absent_max"])],
+                         index=own.index).groupby(own["loss"]).all()
+        table["sane"] = table["loss"].map(sane).fillna(False).astype(bool)
+    else:
+        table["sane"] = True
+    table["eligible"] = (table["models"] == len(models)) & table["sane"]
     table = table.sort_values(["eligible", "val_dice"], ascending=False, ignore_index=True)
     eligible = table[table["eligible"]]
     if not len(eligible):
-        raise ValueError(f"loss runs: no loss was run for every model of {list(models)}")
+        raise ValueError(f"loss runs: no loss was run for every model of {list(models)} "
+                         f"and sane on validation")
     best = float(eligible["val_dice"].max())
     tied = list(eligible.loc[eligible["val_dice"] >= best - tie, "loss"])
     rank = {name: i for i, name in enumerate(LOSS_PREFERENCE)}

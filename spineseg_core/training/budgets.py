@@ -46,14 +46,6 @@ MINISEG_BF16_REASON = (
 
 
 BUDGET_EXCEPTIONS: tuple[BudgetException, ...] = (
-    BudgetException(
-        "danet", "cpu", {"model_kwargs": {"output_stride": 8}},
-        "on the cpu profile's small grid a stride-32 encoder ends on a map a few pixels "
-        "across: trained so, DANet's best validation Dice stayed far below that of its runs at "
-        "output stride 8, its authors' dilated setting, in every seed, and its runs fail the "
-        "background check (both strides' numbers beside Table 1). Chosen on those validation "
-        "scores, but after the test scores of both had been seen",
-        paper="DANet's 139 GMACs imply an undilated stride-32 backbone at 880 px"),
     *(BudgetException("miniseg", profile, {"amp": False}, MINISEG_BF16_REASON)
       for profile in ("smoke", "cpu", "paper")),
     *(BudgetException(

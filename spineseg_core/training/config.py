@@ -433,11 +433,33 @@ def resolve_config(profile: str | Profile = Profile.CPU, *, exceptions: bool = T
     checked = {k: _coerce(k, v, _HINTS[k]) for k, v in values.items()}
     if budget.get("model_kwargs") and "model_kwargs" in given:  # the user's keys win, key by key
         checked["model_kwargs"] = {**budget["model_kwargs"], **(checked["model_kwargs"] or {})}
+    if exceptions:
+        plain = TrainConfig()  # what a value the profile leaves unset takes
+        checked["model_kwargs"] = _stride_rule(
+            *(checked.get(k, getattr(plain, k))
+              for k in ("model", "image_size", "crop_width", "model_kwargs")))
     cfg = TrainConfig(**checked)
     _check_data(cfg)
     _check_ranges(cfg)
     _check_names(cfg)
     return cfg
+
+
+def _stride_rule(model: str, image_size: int, crop_width: float | None,
+                 model_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``model_kwargs`` with the one stride rule applied (:mod:`spineseg_core.models.stride`):
+    a model whose encoder takes an ``output_stride`` and whose default would leave its deepest
+    map too narrow on this grid gets the rule's stride; a stride the user (or a budget
+    exception) gave wins, and a model the rule leaves alone keeps ``model_kwargs`` as they were
+    (so ``params.json`` shows a stride only where the grid changed it)."""
+    from spineseg_core.models.stride import default_stride, stride_for
+
+    if "output_stride" in (model_kwargs or {}):
+        return model_kwargs
+    stride = stride_for(model, image_size, crop_width)
+    if stride is None or stride == default_stride(model):
+        return model_kwargs
+    return {**(model_kwargs or {}), "output_stride": stride}
 
 
 BUDGET_FIELDS: tuple[str, ...] = ("epochs", "steps", "warmup_steps", "batch_size", "lr",

@@ -52,7 +52,7 @@ from spineseg_core.io import finite_or_none, write_json, write_with
 from spineseg_core.losses import build_loss, class_weights_from_frequencies
 from spineseg_core.models import build_model, model_info
 from spineseg_core.training.config import TrainConfig, lr_factor, planned_epochs, planned_steps
-from spineseg_core.training.device import resolve_device
+from spineseg_core.training.device import configure_backend, resolve_device
 from spineseg_core.training.evaluate import evaluate, write_final_results
 from spineseg_core.training.precision import Precision, autocast as precision_autocast, precision_for
 from spineseg_core.training.progress import eta_text, progress_stream
@@ -119,11 +119,7 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer,
 def _configure_backend(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
-    else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_backend(device)
 
 
 def run_mode(cfg: TrainConfig, device: torch.device) -> dict[str, str]:

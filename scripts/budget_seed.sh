@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The budget seed (issue 24): seed 0 of the twelve models and the context models, each at the
+# cpu profile's step budget B (training.config.CPU_STEPS, group cpu) and at B/2 (group cpu-half,
+# a complete cosine schedule of its own), so that study.plateau labels every model and the runs
+# at B become seed 0 of the re-run. Cheapest models first, B/2 before B, so labels land early.
+#
+#   scripts/budget_seed.sh              # RUNS=runs/plateau: checkpoints, never committed
+#   COMMIT=0 scripts/budget_seed.sh     # do not commit the records as they land
+#   scripts/budget_seed.sh --dry-run    # list the runs and their status
+#
+# Records land in results/plateau/runs/ and, unless COMMIT=0, each new one is committed at once
+# (only that folder; a lock keeps it off a commit made by hand at the same moment), so a seed
+# that outlasts a sitting goes on from git. Stop it at any time; run it again to go on.
+#
+# One code version: the first start writes the commit it runs from to results/plateau/CODE
+# (the fingerprinted files must be committed and clean); later starts, on any machine, check
+# that commit out into .study-code/ and run from there, so that later changes to this checkout
+# do not split the seed.
+set -u
+cd "$(dirname "$0")/.."
+here=$PWD
+PY=$here/.venv/bin/python
+OUT=results/plateau
+RECORDS=$here/$OUT/runs
+RUNS=$(realpath -m "${RUNS:-runs/plateau}")
+mkdir -p "$RECORDS"
+fingerprint() { (cd "$1" && PYTHONPATH="$1" "$PY" -c \
+    'from spineseg_core.fingerprint import source_fingerprint as f; print(f())'); }
+if [ ! -f "$OUT/CODE" ]; then
+    head=$(git rev-parse HEAD)
+    code=$here/.study-code/${head:0:12}
+    [ -d "$code" ] || git worktree add --detach "$code" "$head" >/dev/null || exit 1
+    if [ "$(fingerprint "$code")" != "$(fingerprint "$here")" ]; then
+        echo "budget_seed: the fingerprinted code has uncommitted changes; commit them first" >&2
+        exit 1
+    fi
+    printf '%s %s\n' "$head" "$(fingerprint "$code")" > "$OUT/CODE"
+fi
+read -r CODE_COMMIT FINGERPRINT < "$OUT/CODE"
+code=$here/.study-code/${CODE_COMMIT:0:12}
+[ -d "$code" ] || git worktree add --detach "$code" "$CODE_COMMIT" >/dev/null || exit 1
+if [ "$(fingerprint "$code")" != "$FINGERPRINT" ]; then
+    echo "budget_seed: $code does not have the seed's fingerprint ${FINGERPRINT:0:12}" >&2
+    exit 1
+fi
+B=$(cd "$code" && PYTHONPATH="$code" "$PY" -c \
+    'from spineseg_core.training.config import CPU_STEPS; print(CPU_STEPS)')
+MODELS=${MODELS:-"miniseg unet denseaspp pspnet resunetpp deeplabv3plus danet attention_unet \
+emanet transunet infnet psanet unet_25d3 unet_25d5 deeplabv3plus_25d3 deeplabv3plus_25d5 unet3d"}
+commit() {
+    [ "${COMMIT:-1}" = 1 ] || return 0
+    (cd "$here" && flock /tmp/spineseg-git.lock sh -c "git add $OUT && \
+        git diff --cached --quiet -- $OUT || git commit -q -m '$1' -- $OUT") || true
+}
+[ "${COMMIT:-1}" = 1 ] && commit "Budget seed: the seed's code version (results/plateau/CODE)"
+study() { (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core study --profile cpu \
+    --runs-dir "$RUNS" --records-dir "$RECORDS" --no-aggregate --poll-s 30 --seeds 0 "$@"); }
+for model in $MODELS; do
+    study --models "$model" --variant half -p steps $((B / 2)) "$@"
+    [[ " $* " == *" --dry-run "* ]] || commit "Budget seed: $model at B/2 = $((B / 2)) steps, seed 0"
+    study --models "$model" "$@"
+    [[ " $* " == *" --dry-run "* ]] && continue
+    "$PY" -m spineseg_core hardcases --runs-dir "$RUNS" --groups cpu \
+        --records-dir "$RECORDS" | tail -1
+    commit "Budget seed: $model at B = $B steps, seed 0"
+done

@@ -1,0 +1,138 @@
+"""Which step settings make each model's training step cheapest on this machine (issue 24, part 8).
+
+For every model, the training step (:class:`~spineseg_core.training.step.TrainStep`, on the
+profile's batch and size, the model's budget exception applied) is timed under each
+:class:`StepSettings` of a sweep: memory layout (channels-last or not), precision (bf16
+autocast or fp32) and whether the trainer's deterministic-algorithms flag is on. The settings
+are timed *interleaved*, one step of each in turn for ``rounds`` rounds, and each gets the
+median, so a shared machine's drifting load shifts them all alike instead of favouring whichever
+ran in a quiet minute.
+
+The achieved rate (nominal FLOPs of the step / step time) is set against the same process's
+matrix-multiply rate in bf16 and in fp32 (:func:`~.timing.matmul_peak_flops`): the ratio says
+how far a model's step is from what the machine does on its best-shaped work.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from spineseg_core.measure.timing import (
+    bench_loss,
+    matmul_peak_flops,
+    random_batch,
+    sync,
+    train_step_flops,
+)
+from spineseg_core.models import build_model, list_models, model_info
+from spineseg_core.training.config import resolve_config
+from spineseg_core.training.device import resolve_device
+from spineseg_core.training.precision import Precision, precision_for
+from spineseg_core.training.step import TrainStep
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """One point of the sweep."""
+
+    channels_last: bool
+    precision: Precision
+    deterministic: bool = True
+
+    @property
+    def label(self) -> str:
+        layout = "channels-last" if self.channels_last else "channels-first"
+        det = "" if self.deterministic else ", non-deterministic"
+        return f"{layout}, {self.precision}{det}"
+
+
+DEFAULT_SWEEP: tuple[StepSettings, ...] = tuple(
+    StepSettings(cl, p) for p in (Precision.BF16, Precision.FP32) for cl in (True, False))
+"""Layout x precision, the trainer's deterministic flag on."""
+
+SWEEP_COLUMNS: tuple[str, ...] = (
+    "model", "settings", "channels_last", "precision", "deterministic", "step_s", "img_s",
+    "step_flops", "achieved_gflop_s", "gemm_bf16_gflop_s", "gemm_fp32_gflop_s",
+    "ratio_to_gemm", "profile_precision", "profile_channels_last", "threads", "rounds")
+
+
+def _time_interleaved(steps: Sequence[Callable[[], object]], rounds: int, warmup: int,
+                      device: torch.device) -> list[float]:
+    """Median seconds of each callable, timed one call of each in turn for ``rounds`` rounds."""
+    for fn in steps:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(rounds):
+        for i, fn in enumerate(steps):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = None, *,
+                        sweep: Sequence[StepSettings] = DEFAULT_SWEEP, rounds: int = 5,
+                        warmup: int = 2, device: str = "auto",
+                        progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per model and setting with :data:`SWEEP_COLUMNS` (see the module docstring)."""
+    dev = resolve_device(device)
+    names = [n for n in (models or list_models()) if not model_info(n).volumetric]
+    gemm = {p: matmul_peak_flops(dev, precision=p) for p in (Precision.BF16, Precision.FP32)}
+    det_before = torch.are_deterministic_algorithms_enabled()
+    rows = []
+    try:
+        for name in names:
+            cfg = resolve_config(profile, model=name, device=str(dev), phantom=True)
+            size = (cfg.image_size, max(1, round(cfg.image_size * (cfg.crop_width or 1.0))))
+            torch.manual_seed(cfg.seed)
+            proto = build_model(name, **(cfg.model_kwargs or {}))
+            loss_fn = bench_loss(cfg.loss)
+            in_ch = int(getattr(proto, "in_channels", 1))
+            flops = train_step_flops(proto, loss_fn, size, cfg.batch_size, in_channels=in_ch,
+                                     device=dev)
+            x, y = random_batch(cfg.batch_size, size, dev, in_channels=in_ch)
+            calls = []
+            for s in sweep:
+                model = build_model(name, **(cfg.model_kwargs or {}))
+                model.load_state_dict(proto.state_dict())
+                step = TrainStep.create(model, bench_loss(cfg.loss), dev, precision=s.precision,
+                                        channels_last=s.channels_last, lr=cfg.lr)
+                xp = step.prepare(x)
+
+                def call(step: TrainStep = step, xp: torch.Tensor = xp, y: torch.Tensor = y,
+                         det: bool = s.deterministic) -> object:
+                    torch.use_deterministic_algorithms(det, warn_only=True)
+                    return step(xp, y, prepared=True)
+                calls.append(call)
+            medians = _time_interleaved(calls, rounds, warmup, dev)
+            default = precision_for(dev, cfg.amp)
+            for s, sec in zip(sweep, medians, strict=True):
+                achieved = flops / sec
+                rows.append(dict(
+                    model=name, settings=s.label, channels_last=s.channels_last,
+                    precision=str(s.precision), deterministic=s.deterministic, step_s=sec,
+                    img_s=cfg.batch_size / sec, step_flops=flops,
+                    achieved_gflop_s=achieved / 1e9,
+                    gemm_bf16_gflop_s=gemm[Precision.BF16] / 1e9,
+                    gemm_fp32_gflop_s=gemm[Precision.FP32] / 1e9,
+                    ratio_to_gemm=achieved / gemm[s.precision],
+                    profile_precision=str(default),
+                    profile_channels_last=cfg.channels_last, threads=torch.get_num_threads(),
+                    rounds=rounds))
+            if progress is not None:
+                best = min(zip(medians, sweep, strict=True), key=lambda t: t[0])
+                progress(f"{name}: " + ", ".join(f"{s.label} {1000 * m:.0f} ms"
+                                                 for m, s in zip(medians, sweep, strict=True))
+                         + f"; fastest {best[1].label}")
+    finally:
+        torch.use_deterministic_algorithms(det_before, warn_only=True)
+    return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
