@@ -239,3 +239,22 @@ def test_fraction_of_peak_is_at_most_one(cli_table):
     assert 0 < row["peak_ratio"] <= 1
     assert row["peak_gflop_s"] >= row["gemm_gflop_s"] > 0  # the bound holds for a GEMM too
     assert row["peak_basis"].endswith("GHz")
+
+
+def test_step_settings_sweep_times_every_setting_against_the_matmul_rate():
+    from spineseg_core.measure.sweep import StepSettings, step_settings_sweep
+    from spineseg_core.training.precision import Precision
+
+    sweep = (StepSettings(True, Precision.FP32), StepSettings(False, Precision.FP32, False))
+    table = step_settings_sweep("smoke", ["unet", "miniseg"], sweep=sweep, rounds=1, warmup=0,
+                                device="cpu", gemm_n=256)
+    assert len(table) == 4 and table["model"].tolist() == ["unet"] * 2 + ["miniseg"] * 2
+    assert table["settings"].tolist()[:2] == ["channels-last, fp32",
+                                             "channels-first, fp32, non-deterministic"]
+    row = table.iloc[1]
+    assert row["achieved_gflop_s"] == pytest.approx(row["step_flops"] / row["step_s"] / 1e9)
+    assert row["ratio_to_gemm"] == pytest.approx(row["achieved_gflop_s"]
+                                                 / row["gemm_fp32_gflop_s"])
+    # MiniSeg's own precision on the profile is fp32 (its budget exception)
+    assert set(table.loc[table["model"] == "miniseg", "profile_precision"]) == {"fp32"}
+    assert torch.are_deterministic_algorithms_enabled() is False  # the backend is restored

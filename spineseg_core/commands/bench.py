@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CSV to write (default: results/<profile>/bench.csv)")
     parser.add_argument("--monai", action="store_true",
                         help="also compare with MONAI (results/<profile>/bench_monai.csv)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time each model's step under every layout and precision, "
+                             "interleaved, against the bf16 and fp32 matmul rate "
+                             "(results/<profile>/step_settings.csv)")
+    parser.add_argument("--sweep-rounds", type=int, default=5,
+                        help="interleaved rounds of the sweep (default: 5)")
     parser.add_argument("--metric-slices", type=int, default=12,
                         help="slices of the 880 px volume pair of the MONAI Dice comparison")
 
@@ -65,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if len(table):
         print(f"memory: {table['mem_method'].iloc[0]}; torch {table['torch'].iloc[0]}")
     print(f"wrote {out}")
+    if args.sweep:
+        from spineseg_core.measure.sweep import step_settings_sweep
+
+        sweep = step_settings_sweep(args.profile, args.models, rounds=args.sweep_rounds,
+                                    warmup=max(2, args.warmup), device=args.device,
+                                    progress=print)
+        sweep_out = out.with_name("step_settings.csv")
+        write_with(sweep_out, lambda p: sweep.to_csv(p, index=False))
+        print(f"wrote {sweep_out}")
     if args.monai:
         side = monai_comparison(args.profile, size=args.size, batch=args.batch,
                                 device=args.device, settings=settings,

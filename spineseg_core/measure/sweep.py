@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from spineseg_core.measure.timing import (
+    backend_like_trainer,
     bench_loss,
     matmul_peak_flops,
     random_batch,
@@ -81,15 +82,15 @@ def _time_interleaved(steps: Sequence[Callable[[], object]], rounds: int, warmup
 
 def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = None, *,
                         sweep: Sequence[StepSettings] = DEFAULT_SWEEP, rounds: int = 5,
-                        warmup: int = 2, device: str = "auto",
+                        warmup: int = 2, device: str = "auto", gemm_n: int | None = None,
                         progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One row per model and setting with :data:`SWEEP_COLUMNS` (see the module docstring)."""
+    """One row per model and setting with :data:`SWEEP_COLUMNS` (see the module docstring);
+    ``gemm_n`` the side of the matmuls (default: :func:`~.timing.matmul_peak_flops`')."""
     dev = resolve_device(device)
     names = [n for n in (models or list_models()) if not model_info(n).volumetric]
-    gemm = {p: matmul_peak_flops(dev, precision=p) for p in (Precision.BF16, Precision.FP32)}
-    det_before = torch.are_deterministic_algorithms_enabled()
+    gemm = {p: matmul_peak_flops(dev, gemm_n, precision=p) for p in (Precision.BF16, Precision.FP32)}
     rows = []
-    try:
+    with backend_like_trainer(dev):  # the trainer's backend, restored after
         for name in names:
             cfg = resolve_config(profile, model=name, device=str(dev), phantom=True)
             size = (cfg.image_size, max(1, round(cfg.image_size * (cfg.crop_width or 1.0))))
@@ -133,6 +134,4 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
                 progress(f"{name}: " + ", ".join(f"{s.label} {1000 * m:.0f} ms"
                                                  for m, s in zip(medians, sweep, strict=True))
                          + f"; fastest {best[1].label}")
-    finally:
-        torch.use_deterministic_algorithms(det_before, warn_only=True)
     return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
