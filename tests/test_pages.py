@@ -219,9 +219,9 @@ def test_loss_sentence_and_bars_set_apart_the_losses_that_fail_the_background_ch
     assert loss_runs_sentence("cpu", table, ["ce", "dice", "dice_ce"]) == head + "."
     # without dice: ce (mean .4) beats dice_ce (mean .375)
     assert loss_runs_sentence("cpu", table, ["ce", "dice_ce"]) == head + (
-        "; of the losses whose every run passes the background check (Table L3), `ce` did.")
+        "; of the losses whose every run passes the background check ({numref}`tbl-loss-sanity`), `ce` did.")
     assert loss_runs_sentence("cpu", table, []).endswith(
-        "but every loss has a run that fails the background check (Table L3).")
+        "but every loss has a run that fails the background check ({numref}`tbl-loss-sanity`).")
     runs = pd.DataFrame({"display_name": ["U-Net"] * 3 + ["MiniSeg"] * 2,
                          "loss": ["dice", "dice", "ce", "dice", "ce"],
                          "dice": [0.7, 0.6, 0.5, 0.4, 0.2]})

@@ -45,9 +45,9 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
         return MarkdownText(text + ".")
     if not kept:
         return MarkdownText(text + ", but every loss has a run that fails the background check "
-                            "(Table L3).")
+                            "({numref}`tbl-loss-sanity`).")
     return MarkdownText(text + f"; of the losses whose every run passes the background check "
-                        f"(Table L3), `{table[kept].mean().idxmax()}` did.")
+                        f"({{numref}}`tbl-loss-sanity`), `{table[kept].mean().idxmax()}` did.")
 
 
 @page("losses")
