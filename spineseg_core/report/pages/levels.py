@@ -85,12 +85,9 @@ def level_caveats(about: dict[str, Any] | None,
     d = dataset or {}
     if d.get("data_kind", "phantom") == "phantom":
         data = ("The data are the study's default phantom: its field of view always holds the "
-                "sacrum, and its transitional anatomy is partial (a half-fused L5 or a "
-                "mobile-looking S1 changes the image, not the number of levels). The hard cases "
-                "of real scans, a field of view without the sacrum and a complete transitional "
-                "vertebra (labelled by counting up from the sacrum, as MRSpineSeg does), are "
-                "made and scored by `spineseg phantom --hard` and `spineseg hardcases`, but this "
-                "chapter measures the default test set only.")
+                "sacrum, and its transitional anatomy changes the image, not the number of "
+                "levels. The hard cases of real scans (no sacrum in view, a complete "
+                "transitional vertebra) are scored separately, in the last section.")
     else:
         data = (f"The data are real scans ({d.get('data_dir')}): whether each field of view "
                 "holds the sacrum, and how a transitional vertebra is labelled, are the data's.")
