@@ -93,8 +93,9 @@ def context_page(b: Bundle) -> Page:
                 r["train_seconds_mean"] / 60, Kind.NUMBER, 1)),
             Column("curve", "Validation Dice at the end", write=lambda r: curve_state(
                 convergence, r["model"]))])
-        out["cx_table"] = table_html(summary, columns, notes=[*same, "Mean over seeds with, under it, ± the sd (none for one seed). Dice, slices: the paper's "
-                   "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
+        out["cx_table"] = table_html(summary, columns, notes=[
+            *same, "Mean over seeds with, under it, ± the sd (none for one seed). Dice, "
+                   "slices: the paper's Dice, over every test slice; Dice, subjects in 3D: per test subject over "
                    "its volume, mean over subjects. Training time is wall clock, so it "
                    "includes any other load on the machine that ran it. "
                    "Validation Dice at the end: whether the "
