@@ -95,8 +95,8 @@ def context_page(b: Bundle) -> Page:
                 convergence, r["model"]))])
         out["cx_table"] = table_html(summary, columns, notes=[
             *same, "Mean over seeds with, under it, ± the sd (none for one seed). Dice, "
-                   "slices: the paper's Dice, over every test slice; Dice, subjects in 3D: per test subject over "
-                   "its volume, mean over subjects. Training time is wall clock, so it "
+                   "slices: the paper's Dice, over every test slice; Dice, subjects in 3D: "
+                   "per test subject over its volume, mean over subjects. Training time is wall clock, so it "
                    "includes any other load on the machine that ran it. "
                    "Validation Dice at the end: whether the "
                    "mean validation curve had left its steep part when the budget ran out "
