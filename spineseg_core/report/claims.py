@@ -505,10 +505,12 @@ def background_runs(results: StudyResults, key: str) -> pd.DataFrame | None:
 
 
 def named_by_loss(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (``display_name, loss``) with each display name carrying its loss ("U-Net,
-    dice loss"), so that the background check names each loss of a model apart."""
-    return runs.assign(display_name=runs["display_name"] + ", " + runs["loss"].astype(str)
-                       + " loss")
+    """``runs`` (``display_name, loss``) with each display name carrying its loss in words
+    ("U-Net, Dice + cross-entropy"), so that the background check names each loss of a model
+    apart."""
+    from spineseg_core.study.loss_study import loss_name
+
+    return runs.assign(display_name=runs["display_name"] + ", " + runs["loss"].map(loss_name))
 
 
 def check_claim(results: StudyResults, key: str) -> Claim:
