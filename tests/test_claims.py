@@ -297,8 +297,8 @@ def test_dice_loss_holds_and_fails_by_hand():
     assert fails.verdict is Verdict.FAILS
     assert fails.difference == pytest.approx(-0.1)
     labels = {k.label: k.difference for k in fails.comparisons}
-    assert labels["MiniSeg: dice - ce"] == pytest.approx(-0.1)
-    assert labels["U-Net: dice - dice_ce"] == pytest.approx(0.3)
+    assert labels["MiniSeg: Dice loss - cross-entropy"] == pytest.approx(-0.1)
+    assert labels["U-Net: Dice loss - Dice + cross-entropy"] == pytest.approx(0.3)
 
 
 def test_dice_loss_tie_is_not_resolved():
@@ -474,8 +474,8 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     assert [c.key for c in claims] == list(RULES)
     assert all(c.verdict is Verdict.UNRESOLVED for c in claims)  # 3 of 12 models, 1 seed
     # the fake main runs trained with the Dice loss: U-Net's comparison is dice (main) - ce
-    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce",
-                                                        "DeepLabv3+: dice - ce"]
+    assert [k.label for k in claims[3].comparisons] == ["U-Net: Dice loss - cross-entropy",
+                                                        "DeepLabv3+: Dice loss - cross-entropy"]
     # better by its interval (fake qualities .95 and .85), but MiniSeg was never trained
     assert 'alone says "holds"' in claims[3].caveats[0]
     assert "MiniSeg with dice" in claims[3].caveats[0]
