@@ -133,6 +133,58 @@ def stale_problems(text: str, repo: Path | None = None) -> list[str]:
     return problems
 
 
+EXHIBIT_NUMBER = re.compile(r"^(Table|Figure) (\d+)\.(\d+)$")
+"""An exhibit's number in the book's one scheme: its kind, its chapter's number, its place."""
+
+HAND_NUMBER = re.compile(r"^(?:Table|Figure|Fig\.) [\dA-Z]+[a-z]?\b")
+"""A number written by hand at the head of a caption ("Table 1a.", "Figure D1."), which the
+scheme replaces."""
+
+
+def _chapter_number(article) -> str | None:
+    """The chapter's number from its title ("4. Overall results" gives "4"); None when the
+    page is not numbered (the book's first page)."""
+    title = article.find("h1")
+    number = title.find("span", class_="section-number") if title else None
+    return number.get_text(strip=True).rstrip(".") if number else None
+
+
+def numbering_problems(pages: dict[str, str]) -> list[str]:
+    """Every break of the book's numbering over its pages (``{chapter: DOM}``): an exhibit
+    (a ``<figure>``) whose caption has no number "Table N.k" / "Figure N.k", or one whose N is
+    not its chapter's, a caption that still starts with a hand-written number, a number given
+    twice in the book, and a table outside a numbered exhibit (a box, an admonition, may hold
+    one: the first page's summary of the claims is such a box)."""
+    problems, seen = [], {}
+    for chapter, dom in pages.items():
+        soup = BeautifulSoup(dom, "html.parser")
+        article = soup.select_one("article.bd-article") or soup.body or soup
+        own = _chapter_number(article)
+        for k, figure in enumerate(article.find_all("figure"), start=1):
+            caption = figure.find("figcaption")
+            text = " ".join(caption.get_text(" ").split()) if caption else ""
+            where = f"{chapter}: exhibit {k} ('{text[:40]}')"
+            number = caption.find("span", class_="caption-number") if caption else None
+            match = EXHIBIT_NUMBER.match(number.get_text(" ").strip()) if number else None
+            if match is None:
+                problems.append(f"{where}: no number in the scheme")
+                continue
+            label = f"{match[1]} {match[2]}.{match[3]}"
+            if match[2] != own:
+                problems.append(f"{where}: {label} is not numbered in its chapter ({own})")
+            rest = caption.find("span", class_="caption-text")
+            if rest is not None and HAND_NUMBER.match(" ".join(rest.get_text(" ").split())):
+                problems.append(f"{where}: a hand-written number after {label}")
+            if label in seen:
+                problems.append(f"{where}: {label} is also {seen[label]}'s")
+            seen.setdefault(label, chapter)
+        loose = [t for t in article.find_all("table")
+                 if t.find_parent("figure") is None and t.find_parent(class_="admonition") is None]
+        if loose:
+            problems.append(f"{chapter}: {len(loose)} x a table outside a numbered exhibit")
+    return problems
+
+
 def page_problems(dom: str, single_seed: tuple[str, ...] = (),
                   repo: Path | None = None) -> list[str]:
     """Every problem of one rendered chapter page: figures without a caption or with a path

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from book_checks import page_problems, toc_chapters
+from book_checks import numbering_problems, page_problems, toc_chapters
 from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
 from spineseg_core.levels.study import bundle_folder, level_study
 from spineseg_core.models import model_info
@@ -106,6 +106,13 @@ def test_built_page_reads_as_a_publication(site, chapter):
     want_img, want_table = MINIMA[chapter]
     assert len(re.findall(r"<img\b", dom)) >= want_img, chapter
     assert len(re.findall(r"<table\b", dom)) >= want_table, chapter
+
+
+def test_every_exhibit_is_numbered_once_in_its_chapter(site):
+    """One numbering scheme over the built book: every table and figure is "Table N.k" or
+    "Figure N.k" with N its chapter's number, each number once, no table outside one."""
+    pages = {chapter: (site / f"{chapter}.html").read_text() for chapter in CHAPTERS}
+    assert numbering_problems(pages) == []
 
 
 @pytest.fixture(scope="module")

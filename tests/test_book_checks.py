@@ -88,3 +88,49 @@ def test_the_book_checks_cover_every_chapter_of_the_toc():
     assert chapters == test_book.CHAPTERS
     assert set(test_book.MINIMA) == set(chapters)
     assert all((REPO / "book" / f"{c}.md").is_file() for c in chapters)
+
+
+def _chapter(number: str | None, *exhibits: str) -> str:
+    title = f'<span class="section-number">{number}. </span>' if number else ""
+    return (f'<html><body><article class="bd-article"><h1>{title}Chapter</h1>{"".join(exhibits)}'
+            "</article></body></html>")
+
+
+def _exhibit(number: str, caption: str, body: str = "<table><tr><td>1</td></tr></table>") -> str:
+    head = f'<span class="caption-number">{number} </span>' if number else ""
+    return (f"<figure>{body}<figcaption><p>{head}<span class=\"caption-text\">{caption}</span>"
+            "</p></figcaption></figure>")
+
+
+def test_numbering_by_chapter_passes():
+    """Tables and figures numbered by chapter, each once; a box on the unnumbered first page
+    may hold a table."""
+    from book_checks import numbering_problems
+
+    pages = {"intro": _chapter(None, '<div class="admonition"><table><tr><td>x</td></tr>'
+                                     "</table></div>"),
+             "results": _chapter("4", _exhibit("Figure 4.1", "Ranks", '<img alt="ranks">'),
+                                 _exhibit("Table 4.1", "Overlap"), _exhibit("Table 4.2", "Errors")),
+             "per_class": _chapter("5", _exhibit("Table 5.1", "The paper's Table 1 against"))}
+    assert numbering_problems(pages) == []
+
+
+def test_numbering_breaks_are_named():
+    """A caption without a number, a number outside its chapter, a hand-written number left in
+    the caption, a number given twice, and a table that is no numbered exhibit."""
+    from book_checks import numbering_problems
+
+    pages = {"results": _chapter("4", _exhibit("", "Table 1a. Overlap"),
+                                 _exhibit("Table 5.1", "Errors"),
+                                 _exhibit("Table 4.1", "Table D1. Classes"),
+                                 "<table><tr><td>loose</td></tr></table>"),
+             "per_class": _chapter("5", _exhibit("Table 5.1", "Dice per vertebra"),
+                                   _exhibit("Fig. 3", "Heatmaps", '<img alt="heatmaps">'))}
+    assert numbering_problems(pages) == [
+        "results: exhibit 1 ('Table 1a. Overlap'): no number in the scheme",
+        "results: exhibit 2 ('Table 5.1 Errors'): Table 5.1 is not numbered in its chapter (4)",
+        "results: exhibit 3 ('Table 4.1 Table D1. Classes'): a hand-written number after "
+        "Table 4.1",
+        "results: 1 x a table outside a numbered exhibit",
+        "per_class: exhibit 1 ('Table 5.1 Dice per vertebra'): Table 5.1 is also results's",
+        "per_class: exhibit 2 ('Fig. 3 Heatmaps'): no number in the scheme"]

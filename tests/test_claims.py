@@ -37,6 +37,7 @@ from spineseg_core.report.claims import (
 from spineseg_core.report.facts import seed_counts
 from spineseg_core.report.resolution import alt_stride_text, final_map, resolution_check
 from spineseg_core.study.aggregate import aggregate
+from spineseg_core.study.loss_study import loss_name
 from spineseg_core.study.stats import paired_arms
 
 # (tp, fp, fn) of class 1 with Dice .9, .87, .85, .8, .7, .6, .5
@@ -296,8 +297,8 @@ def test_dice_loss_holds_and_fails_by_hand():
     assert fails.verdict is Verdict.FAILS
     assert fails.difference == pytest.approx(-0.1)
     labels = {k.label: k.difference for k in fails.comparisons}
-    assert labels["MiniSeg: dice - ce"] == pytest.approx(-0.1)
-    assert labels["U-Net: dice - dice_ce"] == pytest.approx(0.3)
+    assert labels["MiniSeg: Dice loss - cross-entropy"] == pytest.approx(-0.1)
+    assert labels["U-Net: Dice loss - Dice + cross-entropy"] == pytest.approx(0.3)
 
 
 def test_dice_loss_tie_is_not_resolved():
@@ -341,7 +342,7 @@ def test_a_dice_loss_that_paints_the_background_wins_no_verdict():
     assert c.verdict is Verdict.UNRESOLVED and c.difference == pytest.approx(0.1)
     assert c.caveats[0] == (
         'Not resolved although the interval alone says "holds": fails the background check, '
-        "so it has not learned the task within the budget: U-Net, dice loss in 1 of 2 run(s), "
+        "so it has not learned the task within the budget: U-Net, Dice loss in 1 of 2 run(s), "
         "background recall down to 92.0 %, absent structures up to 4.60 % of pixels.")
     # several failing arms make one reason, each named
     painted |= (losses["model"] == "miniseg") & (losses["loss"] == "ce")
@@ -349,15 +350,16 @@ def test_a_dice_loss_that_paints_the_background_wins_no_verdict():
         bg_recall=losses["bg_recall"].where(~painted, 0.5))), "loss")
     assert c.caveats[0] == (
         'Not resolved although the interval alone says "holds": runs fail the background '
-        "check, so they have not learned the task within the budget: U-Net, dice loss in 1 of "
+        "check, so they have not learned the task within the budget: U-Net, Dice loss in 1 of "
         "2 run(s), background recall down to 50.0 %, absent structures up to 0.00 % of pixels; "
-        "MiniSeg, ce loss in 2 of 2 run(s), background recall down to 50.0 %, absent "
+        "MiniSeg, cross-entropy in 2 of 2 run(s), background recall down to 50.0 %, absent "
         "structures up to 0.00 % of pixels.")
     assert not c.caveats[1].startswith("Not resolved")
     # the main group's runs.csv speaks for the other claims; each loss is named apart
     assert background_runs(res, "families") is res.runs
     assert set(background_runs(res, "loss")["display_name"]) == {
-        f"{n}, {l} loss" for n in names.values() for l in ("dice", "ce", "weighted_ce", "dice_ce")}
+        f"{n}, {loss_name(l)}" for n in names.values()
+        for l in ("dice", "ce", "weighted_ce", "dice_ce")}
 
 
 def test_dice_loss_missing_runs():
@@ -464,15 +466,16 @@ def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):
     # the loss comparison's runs carry their background check (fake runs: 99.5 % recall)
     assert list(res.losses.query("group == 'cpu-loss-ce'").bg_recall) == [0.995, 0.995]
     assert set(background_runs(res, "loss").display_name) == {
-        "U-Net, dice loss", "U-Net, ce loss", "DeepLabv3+, dice loss", "DeepLabv3+, ce loss"}
+        "U-Net, Dice loss", "U-Net, cross-entropy", "DeepLabv3+, Dice loss",
+        "DeepLabv3+, cross-entropy"}
     r = res.resolution()
     assert r.sizes == (64, 128) and not r.complete  # two of the five models missing
     claims = check_claims(res)
     assert [c.key for c in claims] == list(RULES)
     assert all(c.verdict is Verdict.UNRESOLVED for c in claims)  # 3 of 12 models, 1 seed
     # the fake main runs trained with the Dice loss: U-Net's comparison is dice (main) - ce
-    assert [k.label for k in claims[3].comparisons] == ["U-Net: dice - ce",
-                                                        "DeepLabv3+: dice - ce"]
+    assert [k.label for k in claims[3].comparisons] == ["U-Net: Dice loss - cross-entropy",
+                                                        "DeepLabv3+: Dice loss - cross-entropy"]
     # better by its interval (fake qualities .95 and .85), but MiniSeg was never trained
     assert 'alone says "holds"' in claims[3].caveats[0]
     assert "MiniSeg with dice" in claims[3].caveats[0]

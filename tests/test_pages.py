@@ -22,6 +22,7 @@ from spineseg_core.report.pages import (
 )
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.aggregate import aggregate
+from spineseg_core.study.loss_study import loss_name
 
 
 @pytest.fixture(scope="module")
@@ -194,13 +195,14 @@ def test_losses_page_without_the_loss_runs_says_what_makes_them(partial, bundle)
     best = losses.groupby(["display_name", "loss"])["dice"].mean().unstack().mean().idxmax()
     values = build_page("losses", bundle)
     assert values["loss_runs"] == (
-        "Here 2 models were trained with at least two of the losses (`ce`, `dice`); "
-        f"`{best}` gave the best mean Dice over them.")
+        "Here 2 models were trained with at least two of the losses (cross-entropy, Dice "
+        f"loss); {loss_name(best)} gave the best mean Dice over them.")
     # every run of the comparison takes the background check, named with its loss
     # (the fake study: U-Net and DeepLabv3+, seeds 0-1 with dice and seed 0 with ce, all sane)
     assert isinstance(values["lo_sane_text"], str) and isinstance(values["lo_sanity"], HTMLTable)
     assert values["lo_sane_text"] == "All 6 runs pass it."
-    assert "U-Net, ce loss" in values["lo_sanity"].text
+    assert "U-Net, cross-entropy" in values["lo_sanity"].text
+    assert "Dice loss (%)" in values["lo_table"].text and "dice_ce" not in values["lo_table"].text
     assert isinstance(build_page("losses", partial)["lo_sanity"], Missing)
     plt.close("all")
 
@@ -213,15 +215,16 @@ def test_loss_sentence_and_bars_set_apart_the_losses_that_fail_the_background_ch
 
     table = pd.DataFrame({"ce": [0.6, 0.2], "dice": [0.7, 0.4], "dice_ce": [0.65, 0.1]},
                          index=["U-Net", "MiniSeg"])
-    head = ("Here 2 models were trained with at least two of the losses (`ce`, `dice`, "
-            "`dice_ce`); `dice` gave the best mean Dice over them")
+    head = ("Here 2 models were trained with at least two of the losses (cross-entropy, "
+            "Dice loss, Dice + cross-entropy); Dice loss gave the best mean Dice over them")
     assert loss_runs_sentence("cpu", table, None) == head + "."
     assert loss_runs_sentence("cpu", table, ["ce", "dice", "dice_ce"]) == head + "."
     # without dice: ce (mean .4) beats dice_ce (mean .375)
     assert loss_runs_sentence("cpu", table, ["ce", "dice_ce"]) == head + (
-        "; of the losses whose every run passes the background check (Table L3), `ce` did.")
+        "; of the losses whose every run passes the background check "
+        "({numref}`tbl-loss-sanity`), cross-entropy did.")
     assert loss_runs_sentence("cpu", table, []).endswith(
-        "but every loss has a run that fails the background check (Table L3).")
+        "but every loss has a run that fails the background check ({numref}`tbl-loss-sanity`).")
     runs = pd.DataFrame({"display_name": ["U-Net"] * 3 + ["MiniSeg"] * 2,
                          "loss": ["dice", "dice", "ce", "dice", "ce"],
                          "dice": [0.7, 0.6, 0.5, 0.4, 0.2]})
@@ -229,6 +232,28 @@ def test_loss_sentence_and_bars_set_apart_the_losses_that_fail_the_background_ch
     bars = [p for p in fig.axes[0].patches]
     assert [round(p.get_height(), 6) for p in bars] == [65.0, 40.0, 50.0, 20.0]
     assert [bool(p.get_hatch()) for p in bars] == [True, False, False, False]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["Dice loss", "cross-entropy", "fails the background check"]
+    plt.close(fig)
+
+
+def test_every_loss_and_curve_has_its_reader_name():
+    """One mapping names every loss of the registry for readers; the convergence figure's
+    legend says its curves in words, not as the history's column names."""
+    import pandas as pd
+
+    from spineseg_core.losses import LossName
+    from spineseg_core.report.figures import learning_curves
+    from spineseg_core.study.loss_study import LOSS_NAMES, loss_name
+
+    assert set(LOSS_NAMES) == {str(n) for n in LossName}
+    assert loss_name("dice_ce") == "Dice + cross-entropy" and loss_name(None) == "unrecorded"
+    history = pd.DataFrame({"display_name": ["U-Net"] * 2, "seed": [0, 0], "epoch": [1, 2],
+                            "dice": [0.2, 0.4], "bg_recall": [0.9, 0.99]})
+    fig = learning_curves(history)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["Dice, mean over the 19 structures",
+                      "background recall: background pixels predicted as background"]
     plt.close(fig)
 
 

@@ -13,7 +13,15 @@ from fake_runs import make_fake_study, write_fake_run
 from spineseg_core.errors import DataError
 from spineseg_core.report.deviations import deviations, deviations_table
 from spineseg_core.report.facts import precision_text, read_setup, setup_markdown
-from spineseg_core.report.tables import DASH, Column, Kind, cell_text, shown_frame, table_html
+from spineseg_core.report.tables import (
+    DASH,
+    Column,
+    Kind,
+    cell_text,
+    fold_constant,
+    shown_frame,
+    table_html,
+)
 from spineseg_core.study.aggregate import aggregate
 from spineseg_core.study.paper import PAPER_DOI
 
@@ -42,6 +50,21 @@ def test_table_has_named_columns_no_index_and_a_footnote_for_dashes():
     assert "overflow-x:auto" in html  # a wide table scrolls by design
     full = table_html(df.fillna(0.5), cols)._repr_html_()
     assert "no run yet" not in full and DASH + ":" not in full  # no dash, no dash note
+
+
+def test_a_value_every_row_shares_is_said_once_under_the_table():
+    """A constant column leaves the table for one note, as written in the table (so 128 and
+    128.0 are one value); the first column, a column that varies and a column of dashes stay;
+    a single row keeps every column."""
+    df = pd.DataFrame({"name": ["U-Net", "U-Net"], "size": [128, 128.0], "batch": [4, 8],
+                       "dice": [0.5, 0.6], "gone": [math.nan, math.nan]})
+    cols = [Column("name", "Model"), Column("size", "Size (px)", Kind.INTEGER),
+            Column("batch", "Batch", Kind.INTEGER), Column("dice", "Dice (%)", Kind.PERCENT),
+            Column("gone", "Memory (MB)", Kind.NUMBER)]
+    kept, notes = fold_constant(df, cols)
+    assert [c.header for c in kept] == ["Model", "Batch", "Dice (%)", "Memory (MB)"]
+    assert notes == ["Every row: Size (px): 128."]
+    assert fold_constant(df.iloc[:1], cols) == (cols, [])
 
 
 def test_a_column_not_in_the_frame_is_named():

@@ -306,3 +306,36 @@ def test_book_prints_mean_sd_or_n_1():
     assert mean_sd_text(float("nan"), 0.1, 2) == DASH
     assert interval_text(0.5693, 0.6477) == "56.93–64.77"
     assert interval_text(None, 0.6477) == DASH
+
+
+def test_figure18_picks_among_slices_that_show_the_spine(tmp_path):
+    """A lateral slice that grazes the sacrum (a few pixels, Dice 0 for every model) is not
+    the worst slice: the worst is the weakest of the slices with at least half the foreground
+    of their case's fullest slice."""
+    from spineseg_core.study.aggregate import figure18, shows_spine
+
+    full = np.zeros((8, 8), np.uint8)
+    full[1:7, 2:6] = 3  # 24 pixels
+    half = np.zeros((8, 8), np.uint8)
+    half[1:7, 3:5] = 3  # 12 pixels: exactly half, shows the spine
+    edge = np.zeros((8, 8), np.uint8)
+    edge[6, 3] = 1  # 1 pixel of sacrum
+    other = np.zeros((8, 8), np.uint8)
+    other[0:2, 0:3] = 2  # case B's only slice: its own fullest
+    keys = [("A", 0), ("A", 1), ("A", 2), ("B", 0), ("B", 1)]
+    masks = [full, half, edge, other, np.zeros((8, 8), np.uint8)]
+    assert shows_spine(keys, masks) == [True, True, False, True, False]
+    assert shows_spine(keys, masks, share=0.6) == [True, False, False, True, False]
+
+    dice = {"unet": [0.9, 0.5, 0.0, 0.7, np.nan], "miniseg": [0.8, 0.3, 0.0, 0.6, np.nan]}
+    runs = {}
+    for model, scores in dice.items():
+        folder = tmp_path / model
+        folder.mkdir()
+        np.savez(folder / "predictions.npz", case_id=np.array([k[0] for k in keys]),
+                 slice_index=np.array([k[1] for k in keys]), image=np.zeros((5, 8, 8)),
+                 mask=np.stack(masks), pred=np.stack(masks), dice=np.array(scores))
+        runs[model] = [folder]
+    fig = figure18(runs)
+    assert list(zip(fig["case_id"], fig["slice_index"])) == [("A", 0), ("B", 0), ("A", 1)]
+    assert np.allclose(fig["mean_dice"], [0.85, 0.65, 0.4])

@@ -411,8 +411,10 @@ def dice_loss_is_best(results: StudyResults) -> Claim:
         return _missing(key, st, rule, "loss-comparison runs: a model trained with the Dice "
                         f"loss and with another loss (groups `{results.profile}-loss-<loss>`)")
     arms = _arms(table, ["model", "loss"], results.n_boot, results.seed)
-    comps = [arms.compare(f"{_name(m)}: dice - {other}", (m, "dice"), (m, other))
-             for m, other in pairs]
+    from spineseg_core.study.loss_study import loss_name  # the losses in reader words
+
+    comps = [arms.compare(f"{_name(m)}: {loss_name('dice')} - {loss_name(other)}", (m, "dice"),
+                          (m, other)) for m, other in pairs]
     used = sorted({(m, l) for m, other in pairs for l in ("dice", other)})
     claim = _headline(key, st, rule, comps, [interval_verdict(c.ci_low, c.ci_high) for c in comps],
                       arms, used, ["The resolution check did not compare losses: this verdict "
@@ -505,10 +507,12 @@ def background_runs(results: StudyResults, key: str) -> pd.DataFrame | None:
 
 
 def named_by_loss(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (``display_name, loss``) with each display name carrying its loss ("U-Net,
-    dice loss"), so that the background check names each loss of a model apart."""
-    return runs.assign(display_name=runs["display_name"] + ", " + runs["loss"].astype(str)
-                       + " loss")
+    """``runs`` (``display_name, loss``) with each display name carrying its loss in words
+    ("U-Net, Dice + cross-entropy"), so that the background check names each loss of a model
+    apart."""
+    from spineseg_core.study.loss_study import loss_name
+
+    return runs.assign(display_name=runs["display_name"] + ", " + runs["loss"].map(loss_name))
 
 
 def check_claim(results: StudyResults, key: str) -> Claim:

@@ -17,16 +17,8 @@ import pandas as pd
 
 from spineseg_core import io
 from spineseg_core.errors import DataError
+from spineseg_core.study.loss_study import loss_name
 from spineseg_core.study.paper import PAPER_MARKDOWN
-
-LOSS_WORDS = {"dice": "Dice loss", "ce": "cross-entropy", "weighted_ce": "weighted cross-entropy",
-              "dice_ce": "Dice + cross-entropy"}
-"""Each loss's name in the book's text (the code names belong to the reproducibility chapter)."""
-
-
-def loss_words(loss: str | None) -> str:
-    """A loss's name for readers (``dice_ce`` reads "Dice + cross-entropy")."""
-    return LOSS_WORDS.get(str(loss), str(loss)) if loss else "unrecorded"
 
 
 @dataclass(frozen=True)
@@ -218,7 +210,7 @@ def setup_markdown(s: Setup) -> str:
         f"{s.n_train_cases} training and {s.n_val_cases} validation subjects, scored once on "
         f"{test} of {s.n_test_cases} subjects ({s.n_test_slices} slices) by the checkpoint "
         f"with the best validation Dice. Images at {grid}{crop}. Every model trains "
-        f"{_list(s.epochs)} epochs{steps}, Adam at learning rate {s.lr}, loss {loss_words(s.loss)}, "
+        f"{_list(s.epochs)} epochs{steps}, Adam at learning rate {s.lr}, loss {loss_name(s.loss)}, "
         f"in {precision_text(s)} on {_list(s.devices)} ({_list(s.processors)}), from random "
         f"initialisation (no pretraining, as in the paper), with seeds {_list(s.seeds)}. "
         f"The paper: {PAPER_MARKDOWN}, 880 × 880 px, about 120 epochs on an RTX 3090."

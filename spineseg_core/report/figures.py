@@ -88,6 +88,12 @@ def figure18_slice(fig18: dict[str, np.ndarray], row: int, ncols: int = 5) -> Fi
     return fig
 
 
+CURVE_NAMES: dict[str, str] = {"dice": "Dice, mean over the 19 structures",
+                               "bg_recall": "background recall: background pixels predicted as "
+                                            "background"}
+"""The legend of :func:`learning_curves`: each validation metric in words."""
+
+
 def learning_curves(history: pd.DataFrame, metrics: Sequence[str] = ("dice", "bg_recall"),
                     ncols: int = 4) -> Figure:
     """Figure 19 as small multiples: one panel per model, validation ``metrics`` (percent)
@@ -121,7 +127,8 @@ def learning_curves(history: pd.DataFrame, metrics: Sequence[str] = ("dice", "bg
         ax.set_ylabel("validation (%)")
     for ax in axes[-1, :]:
         ax.set_xlabel("epoch")
-    handles = [plt.Line2D([], [], color=colours[m], lw=2, label=m) for m in metrics]
+    handles = [plt.Line2D([], [], color=colours[m], lw=2, label=CURVE_NAMES.get(m, m))
+               for m in metrics]
     fig.legend(handles=handles, loc="lower center", ncol=len(metrics), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
@@ -132,7 +139,10 @@ def loss_bars(runs: pd.DataFrame, sane: pd.Series) -> Figure:
     """Test Dice (%) per model (``display_name``) and ``loss``: the mean over seeds, with their
     standard deviation when there are two or more. A bar is hatched when a run of it fails the
     background check (``sane``, on ``runs``' index): its Dice then comes with background
-    painted as structures. The legend sits above the axes, so it covers no bar."""
+    painted as structures. The legend, in words (:func:`~spineseg_core.study.loss_study.loss_name`),
+    sits above the axes, so it covers no bar."""
+    from spineseg_core.study.loss_study import loss_name
+
     models = list(dict.fromkeys(runs["display_name"]))
     losses = list(dict.fromkeys(runs["loss"]))
     width = 0.8 / len(losses)
@@ -148,7 +158,7 @@ def loss_bars(runs: pd.DataFrame, sane: pd.Series) -> Figure:
             ax.bar(i - 0.4 + (j + 0.5) * width, dice.mean(), width * 0.95, yerr=sd,
                    capsize=3, color=colors[j % len(colors)], edgecolor="black", linewidth=0.5,
                    hatch="//" if not sane[sel].all() else None)
-    handles = [Patch(facecolor=colors[j % len(colors)], label=loss)
+    handles = [Patch(facecolor=colors[j % len(colors)], label=loss_name(loss))
                for j, loss in enumerate(losses)]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
                          label="fails the background check"))

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.report.claims import Claim, Verdict, interval_verdict
-from spineseg_core.report.facts import LOSS_WORDS, Setup
+from spineseg_core.report.facts import Setup
 from spineseg_core.report.tables import HTMLTable
+from spineseg_core.study.loss_study import loss_name
 from spineseg_core.study.paper import table1_overall, table2_per_class_dice, table3_efficiency
 
 PAPER_SIZE_PX = 880
@@ -48,7 +49,7 @@ def comparison_words(label: str) -> str:
     """A comparison label of the claims' rules in reader words: ``"U-Net: dice - ce"`` reads
     ``"U-Net: Dice loss minus cross-entropy"``."""
     model, _, arms = label.rpartition(": ")
-    parts = [LOSS_WORDS.get(a.strip(), a.strip()) for a in arms.split(" - ")]
+    parts = [loss_name(a.strip()) for a in arms.split(" - ")]
     text = " minus ".join(parts)
     return f"{model}: {text}" if model else text[:1].upper() + text[1:]
 

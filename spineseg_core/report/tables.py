@@ -111,6 +111,24 @@ def table_html(df: pd.DataFrame, columns: Sequence[Column], *, notes: Sequence[s
                      f"{foot}")
 
 
+def fold_constant(df: pd.DataFrame, columns: Sequence[Column]) -> tuple[list[Column], list[str]]:
+    """The columns of ``columns`` that vary over the rows of ``df``, and one note naming each
+    that does not ("Size (px): 128"): a value every row shares is said once under the table
+    instead of filling a column, so the table keeps to the page's width. A table of one row,
+    whose every column is constant, keeps them all."""
+    if len(df) < 2:
+        return list(columns), []
+    shown = shown_frame(df, columns)
+    kept, same = [], []
+    for col in columns:
+        values = shown[col.header]
+        if col.key != columns[0].key and values.nunique() == 1 and values.iloc[0] != DASH:
+            same.append(f"{col.header}: {values.iloc[0]}")
+        else:
+            kept.append(col)
+    return kept, ([f"Every row: {'; '.join(same)}."] if same else [])
+
+
 def columns_for(df: pd.DataFrame, headers: dict[str, str], digits: int = 2) -> list[Column]:
     """Columns for the keys of ``headers`` present in ``df`` (in that order), numbers with
     ``digits`` decimals (integers without), text as it is."""

@@ -18,8 +18,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``per_case.csv.gz``           every run's per-subject table, stacked
 ``classes.csv``               per class: share of validation subjects and of pixels it covers
 ``dataset.json``              what the runs trained on (phantom or real, sizes, split)
-``figure18.npz``              best, worst and random validation slices (by Dice averaged over
-                              models), with every model's prediction on the same slices
+``figure18.npz``              the best, median and worst test slices that show the spine (by
+                              Dice averaged over models), with every model's prediction on them
 ``losses.csv``                runs of the loss comparison (groups ``<profile>-loss-<loss>``)
 ``variants.csv``              runs of the side-study groups ``<profile>-<variant>`` (e.g. the
                               resolution check's ``cpu-res256``, ``cpu-os32``) and the profile's
@@ -293,13 +293,32 @@ def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
     return load_predictions(run_dir)
 
 
+SPINE_SHARE = 0.5
+"""A slice shows the spine when its reference labels at least this share of the pixels that
+its case's fullest slice labels: a lateral slice that only grazes the sacrum scores near 0 for
+every model, which says where it lies, not how a model fails (:func:`shows_spine`)."""
+
+
+def shows_spine(keys: list[tuple[str, int]], masks: list[np.ndarray],
+                share: float = SPINE_SHARE) -> list[bool]:
+    """For each slice (``keys``: (case, slice index), ``masks``: its reference labels) whether
+    it shows the spine: foreground on at least ``share`` of the pixels of its case's fullest
+    slice, and on at least one pixel."""
+    counts = [int(np.count_nonzero(m)) for m in masks]
+    fullest: dict[str, int] = {}
+    for (case, _), n in zip(keys, counts):
+        fullest[case] = max(fullest.get(case, 0), n)
+    return [n > 0 and n >= share * fullest[case] for (case, _), n in zip(keys, counts)]
+
+
 def figure18(pred_runs: dict[str, list[Path]], seed: int = 0) -> dict[str, np.ndarray] | None:
     """The best, median and worst test slices with every model's prediction.
 
     ``pred_runs`` maps each model to the run folders whose predictions stand for it (one seed,
     all its folds). Slices are keyed by (case, slice index); only slices every model predicted
-    are eligible; they are ranked by the per-slice Dice averaged over models (the median is the
-    lower middle of that ranking). ``seed`` is kept for callers; the choice is deterministic.
+    and that show the spine (:func:`shows_spine`) are eligible; they are ranked by the
+    per-slice Dice averaged over models (the median is the lower middle of that ranking).
+    ``seed`` is kept for callers; the choice is deterministic.
     """
     tables: dict[str, dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {}
     for model, dirs in pred_runs.items():
@@ -319,7 +338,8 @@ def figure18(pred_runs: dict[str, list[Path]], seed: int = 0) -> dict[str, np.nd
     common = set.intersection(*(set(t) for t in tables.values()))
     keys = sorted(common)
     mean_dice = np.array([np.nanmean([tables[m][k][3] for m in models]) for k in keys])
-    valid = [i for i in range(len(keys)) if np.isfinite(mean_dice[i])]
+    spine = shows_spine(keys, [tables[models[0]][k][1] for k in keys])
+    valid = [i for i in range(len(keys)) if np.isfinite(mean_dice[i]) and spine[i]]
     if not valid:
         return None
     ranked = sorted(valid, key=lambda i: (-mean_dice[i], keys[i]))

@@ -47,6 +47,18 @@ LOSS_PREFERENCE: tuple[str, ...] = ("dice", "dice_ce", "ce", "weighted_ce")
 LOSS_TIE = 0.01
 """Mean validation Dice within which two losses count as tied (one point)."""
 
+LOSS_NAMES: dict[str, str] = {"dice": "Dice loss", "ce": "cross-entropy",
+                              "weighted_ce": "weighted cross-entropy",
+                              "dice_ce": "Dice + cross-entropy"}
+"""Each loss of :class:`spineseg_core.losses.LossName` as a reader names it: the book's text,
+tables and legends say these; the code names belong to the reproducibility chapter."""
+
+
+def loss_name(loss: str | None) -> str:
+    """A loss's name for readers (``dice_ce`` reads "Dice + cross-entropy"); an unknown name as
+    it is, and "unrecorded" for none."""
+    return LOSS_NAMES.get(str(loss), str(loss)) if loss else "unrecorded"
+
 
 @dataclass(frozen=True)
 class Variant:

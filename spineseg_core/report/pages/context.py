@@ -12,7 +12,15 @@ import pandas as pd
 
 from spineseg_core.report.bundle import Bundle, pct
 from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
-from spineseg_core.report.tables import DASH, Column, HTMLTable, Kind, cell_text, table_html
+from spineseg_core.report.tables import (
+    DASH,
+    Column,
+    HTMLTable,
+    Kind,
+    cell_text,
+    fold_constant,
+    table_html,
+)
 
 if TYPE_CHECKING:
     from spineseg_core.report.claims import Claim
@@ -60,15 +68,18 @@ def context_page(b: Bundle) -> Page:
         kinds = {"slice": "one slice", "stack": "slices as channels", "volume": "whole volume"}
 
         def spread(metric: str, digits: int = 1):
+            """The mean and, lighter under it, the sd over seeds (none for one seed), so
+            that the table keeps to the page's width."""
             def write(r: pd.Series) -> str:
                 mean, sd = r[f"{metric}_mean"], r[f"{metric}_std"]
                 if pd.isna(mean):
                     return DASH
                 return (f"{100 * mean:.{digits}f}" if pd.isna(sd)
-                        else f"{100 * mean:.{digits}f} ± {100 * sd:.{digits}f}")
+                        else f'<span class="spineseg-num">{100 * mean:.{digits}f}</span><br>'
+                             f'<span class="spineseg-ci">± {100 * sd:.{digits}f}</span>')
             return write
 
-        out["cx_table"] = table_html(summary, [
+        columns, same = fold_constant(summary, [
             Column("display_name", "Model"),
             Column("input_kind", "Input", write=lambda r: kinds.get(r["input_kind"], DASH)),
             Column("context", "Slices seen", write=lambda r: (
@@ -78,13 +89,14 @@ def context_page(b: Bundle) -> Page:
             Column("dice3d", "Dice, subjects in 3D (%)", write=spread("dice3d_mean")),
             Column("bg", "Background recall (%)", write=spread("bg_recall")),
             Column("absent", "Absent labels (% of pixels)", write=spread("absent_fraction", 2)),
-            Column("time", "Training (min, wall clock)", write=lambda r: cell_text(
+            Column("time", "Training (min)", write=lambda r: cell_text(
                 r["train_seconds_mean"] / 60, Kind.NUMBER, 1)),
             Column("curve", "Validation Dice at the end", write=lambda r: curve_state(
-                convergence, r["model"]))],
-            notes=["Mean ± sd over seeds (no sd for one seed). Dice, slices: the paper's "
-                   "Dice, over every test slice; Dice, subjects in 3D: per test subject over "
-                   "its volume, mean over subjects. Training time is wall clock, so it "
+                convergence, r["model"]))])
+        out["cx_table"] = table_html(summary, columns, notes=[
+            *same, "Mean over seeds with, under it, ± the sd (none for one seed). Dice, "
+                   "slices: the paper's Dice, over every test slice; Dice, subjects in 3D: "
+                   "per test subject over its volume, mean over subjects. Training time is wall clock, so it "
                    "includes any other load on the machine that ran it. "
                    "Validation Dice at the end: whether the "
                    "mean validation curve had left its steep part when the budget ran out "

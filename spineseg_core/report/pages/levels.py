@@ -18,7 +18,7 @@ from spineseg_core.levels.study import EXAMPLE, FILES, REFERENCE, Metric
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.level_verdict import model_verdicts, relabelling_verdict
 from spineseg_core.report.pages.base import Missing, Page, page
-from spineseg_core.report.tables import Column, Kind, table_html
+from spineseg_core.report.tables import Column, Kind, cell_text, table_html
 from spineseg_core.study.hard_cases import HardSet
 
 FOLDER = "levels"
@@ -55,6 +55,15 @@ def two_lines(point: str, low: str, high: str) -> str:
             f'<span class="spineseg-ci">{low} to {high}</span>')
 
 
+def hard_cell(default: float, hard: float, change: float, low: float, high: float) -> str:
+    """A hard-case table cell: the share on the default twins → on the hard twins (percent)
+    and, lighter under it, the change in points with its 95 % interval (HTML)."""
+    return (f'<span class="spineseg-num">{cell_text(default, Kind.PERCENT)} → '
+            f"{cell_text(hard, Kind.PERCENT)}</span><br>"
+            f'<span class="spineseg-ci">{_signed(change)} ({_signed(low)} to {_signed(high)})'
+            "</span>")
+
+
 def _ci(row: pd.Series, digits: int = 1) -> str:
     return two_lines(pct(row["point"], digits), pct(row["ci_low"], digits),
                      pct(row["ci_high"], digits))
@@ -85,12 +94,9 @@ def level_caveats(about: dict[str, Any] | None,
     d = dataset or {}
     if d.get("data_kind", "phantom") == "phantom":
         data = ("The data are the study's default phantom: its field of view always holds the "
-                "sacrum, and its transitional anatomy is partial (a half-fused L5 or a "
-                "mobile-looking S1 changes the image, not the number of levels). The hard cases "
-                "of real scans, a field of view without the sacrum and a complete transitional "
-                "vertebra (labelled by counting up from the sacrum, as MRSpineSeg does), are "
-                "made and scored by `spineseg phantom --hard` and `spineseg hardcases`, but this "
-                "chapter measures the default test set only.")
+                "sacrum, and its transitional anatomy changes the image, not the number of "
+                "levels. The hard cases of real scans (no sacrum in view, a complete "
+                "transitional vertebra) are scored separately, in the last section.")
     else:
         data = (f"The data are real scans ({d.get('data_dir')}): whether each field of view "
                 "holds the sacrum, and how a transitional vertebra is labelled, are the data's.")
@@ -165,7 +171,8 @@ def levels_page(b: Bundle) -> Page:
                                          "lv_ident_down",
                                          "lv_ident_lo", "lv_ident_hi", "lv_dice_lo",
                                          "lv_dice_hi")})
-        out.update(lv_right_dots=Missing(_file("summary")), lv_table=Missing(_file("summary")))
+        out.update(lv_right_dots=Missing(_file("summary")), lv_table=Missing(_file("summary")),
+                   lv_changes=Missing(_file("summary")))
     else:
         out.update(_summary_values(summary))
     out.update(_status_values(status))
@@ -204,21 +211,13 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
         row = {"display_name": model, "set": HARD_TEXT[HardSet(hset)], "n_seeds": n_seeds,
                "n_subjects": n_subjects}
         for metric, stage, _ in shown:
-            key = f"{metric}_{stage}"
-            row[f"default_{key}"] = r[("default", metric, stage)]
-            row[f"hard_{key}"] = r[("hard", metric, stage)]
-            row[f"change_{key}"] = two_lines(_signed(r[("difference", metric, stage)]),
-                                             _signed(r[("difference_low", metric, stage)]),
-                                             _signed(r[("difference_high", metric, stage)]))
+            row[f"{metric}_{stage}"] = hard_cell(*(r[(k, metric, stage)] for k in (
+                "default", "hard", "difference", "difference_low", "difference_high")))
         rows.append(row)
     cols = [Column("display_name", "Model"), Column("set", "Hard case"),
             Column("n_seeds", "Seeds", Kind.INTEGER),
             Column("n_subjects", "Subjects", Kind.INTEGER)]
-    for metric, stage, label in shown:
-        key = f"{metric}_{stage}"
-        cols += [Column(f"default_{key}", f"{label}: default twin (%)", Kind.PERCENT, 1),
-                 Column(f"hard_{key}", f"{label}: hard twin (%)", Kind.PERCENT, 1),
-                 Column(f"change_{key}", f"{label}: change (points, 95 % CI)")]
+    cols += [Column(f"{metric}_{stage}", f"{label} (%)") for metric, stage, label in shown]
     models = right["display_name"].nunique()
     seeds = sorted(set(right["n_seeds"]))
     return {
@@ -230,9 +229,9 @@ def _hard_values(hard: pd.DataFrame | None, about: dict[str, Any]) -> Page:
             "table compares only the seeds that have them."),
         "lv_hard_table": table_html(pd.DataFrame(rows), cols, notes=[
             "Share of the reference levels named right, and of subjects with every level "
-            "right, on the default test subjects (their default twins) and on the same "
-            "subjects with the hard case, and the change (hard minus default, points), paired "
-            "on seeds and subjects; 95 % CI over seeds and subjects."]),
+            "right: on the default test subjects (their default twins) → on the same subjects "
+            "with the hard case; under it, lighter, the change (hard minus default, points), "
+            "paired on seeds and subjects, with its 95 % CI over seeds and subjects."]),
     }
 
 
@@ -268,16 +267,17 @@ def _summary_values(summary: pd.DataFrame) -> Page:
             return _ci(v)
         return write
 
-    cols = [Column("display_name", "Model")]
+    # Two tables that each fit the page: the scores at both stages, and the paired changes.
+    cols, changes = [Column("display_name", "Model")], [Column("display_name", "Model")]
     for metric, label in ((Metric.IDENTIFICATION, "Levels named right (%)"),
                           (Metric.ALL_RIGHT, "Subjects with every level right (%)"),
                           (Metric.DICE, "Dice (%)")):
         cols += [Column(f"{metric}_predicted", f"{label}, as predicted",
                         write=cell(f"{metric}_predicted")),
                  Column(f"{metric}_relabelled", f"{label}, relabelled",
-                        write=cell(f"{metric}_relabelled")),
-                 Column(f"{metric}_difference", f"{label.split(' (')[0]}: change (points)",
-                        write=cell(f"{metric}_difference", signed=True))]
+                        write=cell(f"{metric}_relabelled"))]
+        changes.append(Column(f"{metric}_difference", f"{label.split(' (')[0]}: change (points)",
+                              write=cell(f"{metric}_difference", signed=True)))
     down = [m for m in ident.index if round(100 * gain[m], 1) < 0]
     return {
         "lv_ident_down": ", ".join(down) if down else "none of the models",
@@ -291,7 +291,10 @@ def _summary_values(summary: pd.DataFrame) -> Page:
             "Point estimate (95 % CI over seeds and test subjects). Levels: the vertebrae and "
             "discs present in each subject's reference, each named by the label the model gives "
             "most of its voxels. Dice: the pooled counts of each seed, mean over the 19 "
-            "classes, then over seeds; the change is paired on seeds and subjects."]),
+            "classes, then over seeds."]),
+        "lv_changes": table_html(table, changes, notes=[
+            "Relabelled minus as predicted, in points (95 % CI over seeds and test subjects), "
+            "paired: the same runs and subjects at both stages."]),
     }
 
 

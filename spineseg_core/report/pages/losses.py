@@ -27,6 +27,7 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
     makes them."""
     from spineseg_core.models import model_info
     from spineseg_core.report.claims import LOSS_MODELS
+    from spineseg_core.study.loss_study import loss_name
 
     if table is None or not len(table):
         names = " and ".join(model_info(m).display_name for m in LOSS_MODELS)
@@ -38,16 +39,16 @@ def loss_runs_sentence(profile: str, table: pd.DataFrame | None,
     n = len(table)
     best = table.mean().idxmax()
     text = (f"Here {n} model{'s were' if n != 1 else ' was'} trained with at least two of the "
-            f"losses ({', '.join(f'`{c}`' for c in table.columns)}); `{best}` gave the best "
-            "mean Dice over them")
+            f"losses ({', '.join(loss_name(c) for c in table.columns)}); {loss_name(best)} gave "
+            "the best mean Dice over them")
     kept = [c for c in table.columns if passing is None or c in passing]
     if len(kept) == len(table.columns):
         return MarkdownText(text + ".")
     if not kept:
         return MarkdownText(text + ", but every loss has a run that fails the background check "
-                            "(Table L3).")
+                            "({numref}`tbl-loss-sanity`).")
     return MarkdownText(text + f"; of the losses whose every run passes the background check "
-                        f"(Table L3), `{table[kept].mean().idxmax()}` did.")
+                        f"({{numref}}`tbl-loss-sanity`), {loss_name(table[kept].mean().idxmax())} did.")
 
 
 @page("losses")
@@ -57,14 +58,16 @@ def losses_page(b: Bundle) -> Page:
     from spineseg_core.study.loss_study import (
         ABSENT_MAX,
         BG_RECALL_MIN,
+        BY_NAME,
         choose_default,
+        loss_name,
         sane_runs,
         variants_table,
     )
     from spineseg_core.training.config import TrainConfig
 
     variants, losses = b.csv("loss_variants.csv"), b.csv("losses.csv")
-    out: Page = {"default_loss": str(TrainConfig.loss), "bg_recall_min": f"{BG_RECALL_MIN:.0%}",
+    out: Page = {"default_loss": loss_name(TrainConfig.loss), "bg_recall_min": f"{BG_RECALL_MIN:.0%}",
                  "absent_max": f"{ABSENT_MAX:.0%}"}
     if variants is None:
         out.update(variants_rule="This bundle has no loss_variants.csv, the experiment's table "
@@ -77,7 +80,7 @@ def losses_page(b: Bundle) -> Page:
         chosen, reason = choose_default(variants)
         shown = variants_table(variants)
         epochs = int(variants["epochs"].iloc[0])
-        out.update(variants_rule=f"The rule gave {chosen}: {reason}.",
+        out.update(variants_rule=f"The rule gave {loss_name(BY_NAME[chosen].loss)}: {reason}.",
                    variants_budget=f"{epochs} epoch{'s' * (epochs != 1)}",
                    lo_variants=table_html(shown, [Column("loss", "Loss")] + [
                        Column(c, c.replace("absent", "absent (%)").replace("Dice", "Dice (%)")
@@ -111,7 +114,7 @@ def losses_page(b: Bundle) -> Page:
                                else pd.Series(True, index=sub.index))
     shown = (table.reset_index())
     out["lo_table"] = table_html(shown, [Column("display_name", "Model")] + [
-        Column(c, f"{c} (%)", Kind.PERCENT, 2) for c in table.columns],
+        Column(c, f"{loss_name(c)} (%)", Kind.PERCENT, 1) for c in table.columns],
         dash_note="not trained with this loss")
     runs = sub.sort_values(["display_name", "loss", "seed"], kind="stable")
     checked = sanity_check(named_by_loss(runs))

@@ -22,7 +22,7 @@ BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "ni
 
 
 def studies_text(studies: dict[str, Any]) -> str | None:
-    """``bundle.json``'s separate studies in words, for Table R1: each one's group, runs,
+    """``bundle.json``'s separate studies in words, for the bundle's record table: each one's group, runs,
     models and code version (None when there are none: a dash on the page)."""
     from spineseg_core.fingerprint import describe
 

@@ -13,9 +13,10 @@ from spineseg_core.report.pages.base import Missing, Page, page
 @page("visual")
 def visual_page(b: Bundle) -> Page:
     from spineseg_core.report.figures import figure18_slice
+    from spineseg_core.study.aggregate import SPINE_SHARE
 
     fig18 = b.npz("figure18.npz")
-    out: Page = {}
+    out: Page = {"v_spine_share": f"{SPINE_SHARE:.0%}"}
     kinds = list(fig18["kind"]) if fig18 is not None else []
     for kind in ("best", "median", "worst"):
         if kind in kinds:
