@@ -17,6 +17,7 @@ validation, between the models' ranking at each complete budget and their rankin
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -88,6 +89,14 @@ class FamilyTest:
         return "not resolved at this scale"
 
 
+@functools.cache
+def _splits(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every way to pick ``k`` of ``n`` positions: the picked and the other positions."""
+    every = np.arange(n)
+    chosen = np.array(list(itertools.combinations(every, k)))
+    return chosen, np.array([np.setdiff1d(every, c) for c in chosen])
+
+
 def family_permutation_test(steps: Mapping[str, float], family: Mapping[str, str],
                             backbone: str, unet: str) -> FamilyTest:
     """Exact permutation test of the families' median convergence steps: every split of the
@@ -102,16 +111,9 @@ def family_permutation_test(steps: Mapping[str, float], family: Mapping[str, str
         raise ConfigError(f"family test: needs two models of each family with convergence "
                           f"steps, got {n_bb} backbone and {n_un} U-Net-family models")
 
-    def stat(mask: np.ndarray) -> float:
-        return float(np.median(values[~mask]) - np.median(values[mask]))
-
-    observed = stat(is_bb)
-    draws = []
-    for chosen in itertools.combinations(range(len(names)), n_bb):
-        mask = np.zeros(len(names), dtype=bool)
-        mask[list(chosen)] = True
-        draws.append(stat(mask))
-    d = np.array(draws)
+    chosen, rest = _splits(len(names), n_bb)
+    d = np.median(values[rest], axis=1) - np.median(values[chosen], axis=1)
+    observed = float(np.median(values[~is_bb]) - np.median(values[is_bb]))
     eps = 1e-9 * max(1.0, float(np.abs(d).max()))
     return FamilyTest(observed, float((d >= observed - eps).mean()),
                       float((d <= observed + eps).mean()), n_bb, n_un, len(d))
@@ -160,3 +162,72 @@ def simulate_tie_verdicts(n_unet: int = 5, n_backbone: int = 7, trials: int = 20
                 "not resolved at this scale"
         rows.append({"log_sd": sd, "trials": trials, "firm_share": firm / trials})
     return pd.DataFrame(rows)
+
+
+MIN_PLATEAUED = 10
+"""Models that must have plateaued (study.plateau) before a convergence verdict is given: a model
+still climbing at B has not converged, so its convergence steps are only a lower bound."""
+
+
+CONVERGENCE_STATEMENT = ("the backbone models converge in fewer optimiser steps than the "
+                         "U-Net family")
+"""The paper's convergence statement (section 4.5, Figure 19: about 40 epochs against 100-120),
+as the fifth claim."""
+
+CONVERGENCE_RULE = (f"per model, the optimiser steps its run at the budget took to reach "
+                    f"{REACH_FRACTION:.0%} of its best validation Dice; an exact permutation "
+                    f"test of the families' medians over the models; holds when the backbone "
+                    f"models are sooner at p < {ALPHA / 2}, does not hold when the U-Net family "
+                    f"is, and needs at least {MIN_PLATEAUED} of the models plateaued at the budget")
+
+@dataclass(frozen=True)
+class ConvergenceClaim:
+    """The fifth claim's verdict and its evidence (caveats first on the page)."""
+
+    verdict: str
+    steps: pd.DataFrame
+    test: FamilyTest | None
+    caveats: tuple[str, ...]
+    statement: str = CONVERGENCE_STATEMENT
+    rule: str = CONVERGENCE_RULE
+
+
+def convergence_claim(history: pd.DataFrame, plateau: pd.DataFrame | None,
+                      family: Mapping[str, str], backbone: str, unet: str,
+                      min_plateaued: int = MIN_PLATEAUED) -> ConvergenceClaim:
+    """The fifth claim from the runs at B (``history``: their stacked ``history.csv`` with
+    ``model, seed, step, dice``) and the plateau labels (``plateau.csv``): the family test on
+    :func:`convergence_steps`, "not resolved at this scale" when fewer than ``min_plateaued``
+    models plateaued, when a model has no step-budget curve, or with one seed only if the test
+    is not already unresolved."""
+    unresolved = "not resolved at this scale"
+    steps = convergence_steps(history) if len(history) else pd.DataFrame(
+        columns=["model", "steps", "seeds"])
+    caveats: list[str] = []
+    have = {m for m, s in zip(steps["model"], steps["steps"]) if math.isfinite(s)}
+    missing = sorted(m for m in family if family[m] in (backbone, unet) and m not in have)
+    if missing:
+        caveats.append(f"no curve under a step budget for {', '.join(missing)}")
+    from spineseg_core.study.plateau import plateaued_count
+
+    if plateau is None or not len(plateau):
+        caveats.append("no plateau labels (the runs at B/2 are missing)")
+    else:
+        done, measured = plateaued_count(plateau)
+        if done < min_plateaued:
+            caveats.append(f"only {done} of {measured} models plateaued at the budget (at least "
+                           f"{min_plateaued} needed): a model still climbing has not converged")
+    test = None
+    try:
+        test = family_permutation_test(dict(zip(steps["model"], steps["steps"])), family,
+                                       backbone, unet)
+    except ConfigError as e:
+        caveats.append(str(e))
+    verdict = test.verdict if test is not None and not caveats else unresolved
+    if test is not None and caveats and test.verdict != unresolved:
+        caveats.insert(0, f"the test alone says \"{test.verdict}\"")
+    seeds = int(steps["seeds"].min()) if len(steps) else 0
+    if seeds < 2:
+        caveats.append("one seed per model: each model's convergence steps carry its seed's "
+                       "noise; the test treats the models, not the seeds, as the sample")
+    return ConvergenceClaim(verdict, steps, test, tuple(caveats))
