@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time each model's step under every layout and precision, "
                              "interleaved, against the bf16 and fp32 matmul rate "
                              "(results/<profile>/step_settings.csv)")
+    parser.add_argument("--before-after", action="store_true",
+                        help="also time each model's step with fresh memory filled (the trainer "
+                             "before issue 24's part 8) and not (after), interleaved "
+                             "(results/<profile>/step_changes.csv)")
     parser.add_argument("--sweep-rounds", type=int, default=5,
                         help="interleaved rounds of the sweep (default: 5)")
     parser.add_argument("--metric-slices", type=int, default=12,
@@ -71,15 +75,18 @@ def run(args: argparse.Namespace) -> int:
     if len(table):
         print(f"memory: {table['mem_method'].iloc[0]}; torch {table['torch'].iloc[0]}")
     print(f"wrote {out}")
-    if args.sweep:
-        from spineseg_core.measure.sweep import step_settings_sweep
+    from spineseg_core.measure.sweep import DEFAULT_SWEEP, step_settings_sweep, trainer_settings
 
-        sweep = step_settings_sweep(args.profile, args.models, rounds=args.sweep_rounds,
-                                    warmup=max(2, args.warmup), device=args.device,
-                                    progress=print)
-        sweep_out = out.with_name("step_settings.csv")
-        write_with(sweep_out, lambda p: sweep.to_csv(p, index=False))
-        print(f"wrote {sweep_out}")
+    for wanted, sweep, name in ((args.sweep, DEFAULT_SWEEP, "step_settings.csv"),
+                                (args.before_after, trainer_settings, "step_changes.csv")):
+        if not wanted:
+            continue
+        table = step_settings_sweep(args.profile, args.models, sweep=sweep,
+                                    rounds=args.sweep_rounds, warmup=max(2, args.warmup),
+                                    device=args.device, progress=print)
+        path = out.with_name(name)
+        write_with(path, lambda p, t=table: t.to_csv(p, index=False))
+        print(f"wrote {path}")
     if args.monai:
         side = monai_comparison(args.profile, size=args.size, batch=args.batch,
                                 device=args.device, settings=settings,

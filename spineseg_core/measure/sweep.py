@@ -45,20 +45,31 @@ class StepSettings:
     channels_last: bool
     precision: Precision
     deterministic: bool = True
+    fill_memory: bool = False
+    """``torch.utils.deterministic.fill_uninitialized_memory`` (the trainer leaves it off)."""
 
     @property
     def label(self) -> str:
         layout = "channels-last" if self.channels_last else "channels-first"
         det = "" if self.deterministic else ", non-deterministic"
-        return f"{layout}, {self.precision}{det}"
+        fill = ", fresh memory filled" if self.fill_memory else ""
+        return f"{layout}, {self.precision}{det}{fill}"
 
 
 DEFAULT_SWEEP: tuple[StepSettings, ...] = tuple(
     StepSettings(cl, p) for p in (Precision.BF16, Precision.FP32) for cl in (True, False))
 """Layout x precision, the trainer's deterministic flag on."""
 
+
+def trainer_settings(precision: Precision, channels_last: bool = True) -> tuple[StepSettings, ...]:
+    """The trainer's settings before and after part 8 of issue 24 (fresh memory filled or
+    not), for a model of ``precision``: the change's own before/after on one machine."""
+    return (StepSettings(channels_last, precision, fill_memory=True),
+            StepSettings(channels_last, precision))
+
 SWEEP_COLUMNS: tuple[str, ...] = (
-    "model", "settings", "channels_last", "precision", "deterministic", "step_s", "img_s",
+    "model", "settings", "channels_last", "precision", "deterministic", "fill_memory", "step_s",
+    "img_s",
     "step_flops", "achieved_gflop_s", "gemm_bf16_gflop_s", "gemm_fp32_gflop_s",
     "ratio_to_gemm", "profile_precision", "profile_channels_last", "threads", "rounds")
 
@@ -81,10 +92,12 @@ def _time_interleaved(steps: Sequence[Callable[[], object]], rounds: int, warmup
 
 
 def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = None, *,
-                        sweep: Sequence[StepSettings] = DEFAULT_SWEEP, rounds: int = 5,
+                        sweep: Sequence[StepSettings] | Callable[[Precision], Sequence[StepSettings]]
+                        = DEFAULT_SWEEP, rounds: int = 5,
                         warmup: int = 2, device: str = "auto", gemm_n: int | None = None,
                         progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One row per model and setting with :data:`SWEEP_COLUMNS` (see the module docstring);
+    ``sweep`` may be a function of the model's own precision (e.g. :func:`trainer_settings`);
     ``gemm_n`` the side of the matmuls (default: :func:`~.timing.matmul_peak_flops`')."""
     dev = resolve_device(device)
     names = [n for n in (models or list_models()) if not model_info(n).volumetric]
@@ -101,8 +114,10 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
             flops = train_step_flops(proto, loss_fn, size, cfg.batch_size, in_channels=in_ch,
                                      device=dev)
             x, y = random_batch(cfg.batch_size, size, dev, in_channels=in_ch)
+            default = precision_for(dev, cfg.amp)
+            settings = sweep(default) if callable(sweep) else tuple(sweep)
             calls = []
-            for s in sweep:
+            for s in settings:
                 model = build_model(name, **(cfg.model_kwargs or {}))
                 model.load_state_dict(proto.state_dict())
                 step = TrainStep.create(model, bench_loss(cfg.loss), dev, precision=s.precision,
@@ -110,17 +125,18 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
                 xp = step.prepare(x)
 
                 def call(step: TrainStep = step, xp: torch.Tensor = xp, y: torch.Tensor = y,
-                         det: bool = s.deterministic) -> object:
+                         det: bool = s.deterministic, fill: bool = s.fill_memory) -> object:
                     torch.use_deterministic_algorithms(det, warn_only=True)
+                    torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
                     return step(xp, y, prepared=True)
                 calls.append(call)
             medians = _time_interleaved(calls, rounds, warmup, dev)
-            default = precision_for(dev, cfg.amp)
-            for s, sec in zip(sweep, medians, strict=True):
+            for s, sec in zip(settings, medians, strict=True):
                 achieved = flops / sec
                 rows.append(dict(
                     model=name, settings=s.label, channels_last=s.channels_last,
-                    precision=str(s.precision), deterministic=s.deterministic, step_s=sec,
+                    precision=str(s.precision), deterministic=s.deterministic,
+                    fill_memory=s.fill_memory, step_s=sec,
                     img_s=cfg.batch_size / sec, step_flops=flops,
                     achieved_gflop_s=achieved / 1e9,
                     gemm_bf16_gflop_s=gemm[Precision.BF16] / 1e9,
@@ -130,8 +146,8 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
                     profile_channels_last=cfg.channels_last, threads=torch.get_num_threads(),
                     rounds=rounds))
             if progress is not None:
-                best = min(zip(medians, sweep, strict=True), key=lambda t: t[0])
+                best = min(zip(medians, settings, strict=True), key=lambda t: t[0])
                 progress(f"{name}: " + ", ".join(f"{s.label} {1000 * m:.0f} ms"
-                                                 for m, s in zip(medians, sweep, strict=True))
+                                                 for m, s in zip(medians, settings, strict=True))
                          + f"; fastest {best[1].label}")
     return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
