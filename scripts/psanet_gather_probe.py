@@ -46,7 +46,8 @@ def main() -> None:
         steps[name] = TrainStep.create(model, bench_loss(cfg.loss), dev, amp=cfg.amp,
                                        channels_last=cfg.channels_last)
     lines = [f"PSANet training step, cpu profile ({cfg.batch_size} x {tuple(x.shape[-2:])}), "
-             f"{torch.get_num_threads()} threads, torch {torch.__version__}, {cpu_model()} ({cpu_features()})"]
+             f"{torch.get_num_threads()} threads, torch {torch.__version__}, {cpu_model()} "
+             f"({cpu_features()})"]
     with backend_like_trainer(dev):
         # one step each from the same weights: the gradients must agree
         grads = {}
