@@ -118,6 +118,26 @@ def test_resolution_command_measures_the_training_volumes(tmp_path, monkeypatch)
     assert maps["rows"].tolist() == [8, 4, 2] and (table["image_size"] == 64).all()
 
 
+def test_budget_exceptions_against_the_studys_own_budget():
+    """Records of an older code version are judged by the budget their own study shared."""
+    from spineseg_core.training.config import budget_exceptions, consensus_budget
+
+    old = {"profile": "cpu", "epochs": 6, "scheduler": "constant", "phantom_cases": 40,
+           "batch_size": 4, "amp": True, "lr": 5e-4, "image_size": 128, "crop_width": 0.5}
+    runs = [dict(old, model=m) for m in ("unet", "pspnet", "emanet")]
+    runs.append(dict(old, model="miniseg", amp=False))
+    base = consensus_budget(runs)
+    assert base["scheduler"] == "constant" and base["phantom_cases"] == 40 and base["amp"] is True
+    assert [budget_exceptions(r, base) for r in runs] == [[], [], [],
+                                                          ["amp=False (profile: True)"]]
+    # against today's profile every one of them differs (the reason for the consensus)
+    assert "scheduler='constant' (profile: 'cosine')" in budget_exceptions(runs[0])
+    # a tie goes to today's profile value when it is one of the tied values
+    tie = [dict(old, amp=True), dict(old, amp=False)]
+    assert consensus_budget(tie)["amp"] is True
+    assert consensus_budget([dict(old, amp=False), dict(old, amp=True)])["amp"] is True
+
+
 def test_budget_exceptions_name_what_differs_from_the_profile():
     from spineseg_core.training.config import budget_exceptions, resolve_config
 

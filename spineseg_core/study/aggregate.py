@@ -74,7 +74,7 @@ from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
 from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
 from spineseg_core.study.stats import COUNT_COLUMNS, METRICS, bootstrap_ci
-from spineseg_core.training.config import budget_exceptions
+from spineseg_core.training.config import budget_exceptions, consensus_budget
 from spineseg_core.training.run_folder import RunFolder, find_runs
 
 SUMMARY_METRICS: tuple[str, ...] = METRICS + ("dice3d_mean", "hd95_mean")
@@ -397,6 +397,18 @@ def dataset_info(runs: Sequence[LoadedRun], classes: pd.DataFrame) -> dict[str, 
     }
 
 
+def against_own_budget(runs: Sequence[LoadedRun], others: Sequence[LoadedRun] = ()) -> None:
+    """Each run's ``budget_exceptions`` (of ``runs`` and ``others``) against the budget most of
+    ``runs`` share (:func:`~spineseg_core.training.config.consensus_budget`): the departures
+    from its own study's budget, not from today's profile, which may have changed since the
+    code version that made the runs."""
+    if not runs:
+        return
+    base = consensus_budget([r.params for r in runs])
+    for run in [*runs, *others]:
+        run.key["budget_exceptions"] = "; ".join(budget_exceptions(run.params, base))
+
+
 def loss_runs(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each loss-comparison group ``<profile>-loss-<loss>``, by group name."""
     return {g.name: [load_run(d) for d in find_runs(g)]
@@ -648,6 +660,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
                                                 for r in g)])
     separate = {name: members for name in SEPARATE_STUDIES
                 if (members := separate_study(runs_dir, profile, name))}
+    against_own_budget(loaded, [r for g in groups.values() for r in g])
+    for members in separate.values():
+        against_own_budget(members)
     if not allow_mixed_code:
         check_one_code_version(versions, group)
         for name, members in separate.items():

@@ -27,6 +27,8 @@ import json
 import math
 import types
 import typing
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -469,23 +471,54 @@ BUDGET_FIELDS: tuple[str, ...] = ("epochs", "steps", "warmup_steps", "batch_size
 """What a profile gives every model alike (the protocol's equal budgets)."""
 
 
-def budget_exceptions(params: dict[str, Any]) -> list[str]:
+def budget_exceptions(params: dict[str, Any],
+                      base: dict[str, Any] | None = None) -> list[str]:
     """The budget fields of a run's ``params.json`` that differ from its profile's values, as
     ``"name=value (profile: default)"``, then its ``model_kwargs`` when it set any (the model
     built other than by its defaults, e.g. DANet's output stride); empty for a run on the
-    profile's budget and the model's defaults."""
-    try:
-        profile = Profile(params.get("profile"))
-    except ValueError:
-        return [f"profile={params.get('profile')!r} (not a known profile)"]
-    # The profile's values (phantom=True keeps the paper profile's check of its data quiet).
-    base = resolve_config(profile, exceptions=False, phantom=True).to_dict()
-    fields = [k for k in BUDGET_FIELDS if not (k == "epochs" and base["steps"] is not None
-                                               and params.get("steps") is not None)]
+    profile's budget and the model's defaults. ``base`` gives the profile's values instead of
+    today's code (a study's runs made by an older version: :func:`consensus_budget`)."""
+    if base is None:
+        try:
+            profile = Profile(params.get("profile"))
+        except ValueError:
+            return [f"profile={params.get('profile')!r} (not a known profile)"]
+        # The profile's values (phantom=True keeps the paper profile's check of its data quiet).
+        base = resolve_config(profile, exceptions=False, phantom=True).to_dict()
+    fields = [k for k in BUDGET_FIELDS if k in base and not (
+        k == "epochs" and base.get("steps") is not None and params.get("steps") is not None)]
     out = [f"{k}={params[k]!r} (profile: {base[k]!r})" for k in fields
            if k in params and params[k] != base[k]]
     if params.get("model_kwargs"):
         out.append(f"model_kwargs={params['model_kwargs']!r} (profile: the model's defaults)")
+    return out
+
+
+def consensus_budget(runs_params: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The budget the runs of one group share: per budget field, the value most of them
+    recorded (on a tie, today's profile value when it is among the most common, else the first
+    seen). Against it, a run's :func:`budget_exceptions` are its departures from its own
+    study's budget, whichever code version made the study; against today's profile every run
+    of an older version would differ wherever the profile has changed since."""
+    out: dict[str, Any] = {}
+    profiles = {p.get("profile") for p in runs_params}
+    today: dict[str, Any] = {}
+    if len(profiles) == 1:
+        try:
+            today = resolve_config(Profile(profiles.pop()), exceptions=False,
+                                   phantom=True).to_dict()
+        except ValueError:
+            today = {}
+    for field in BUDGET_FIELDS:
+        values = [json.dumps(p[field], sort_keys=True, default=str) for p in runs_params
+                  if field in p]
+        if not values:
+            continue
+        counts = Counter(values)
+        top = max(counts.values())
+        modes = [v for v in dict.fromkeys(values) if counts[v] == top]
+        now = json.dumps(today.get(field), sort_keys=True, default=str) if field in today else None
+        out[field] = json.loads(now if now in modes else modes[0])
     return out
 
 
