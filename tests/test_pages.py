@@ -492,3 +492,22 @@ def test_budget_exceptions_read_in_words():
                            ) == "output stride 8 instead of the model's default"
     assert exception_words("amp=False (profile: True); epochs=2 (profile: 6)") == (
         "fp32 instead of bf16 autocast; epochs 2 instead of 6")
+
+
+def test_results_page_names_the_runs_below_the_no_learning_baseline():
+    import pandas as pd
+
+    from spineseg_core.report.pages.results import baseline_values
+
+    base = pd.DataFrame({"atlas": ["Case1", "Case2"], "dice": [0.15, 0.184]})
+    runs = pd.DataFrame({"model": ["unet", "miniseg", "miniseg", "pspnet"],
+                         "display_name": ["U-Net", "MiniSeg", "MiniSeg", "PSPNet"],
+                         "seed": [0, 0, 1, 0], "dice": [0.59, 0.098, 0.174, 0.383]})
+    text = baseline_values(base, runs)["t1_baseline"]
+    assert "gives 18.4 % Dice for the best of the 2 training and validation subjects" in text
+    # 0.383 - 0.184 = 19.9 points: below the 20-point margin
+    assert text.endswith("3 of 4 runs do not: MiniSeg (seeds 0, 1: 9.8–17.4 %); PSPNet (seed 0: "
+                         "38.3 %). Their scores say little about what the architecture can "
+                         "learn.")
+    assert baseline_values(base, runs.iloc[:1])["t1_baseline"].endswith("All 1 runs do.")
+    assert "not in this bundle" in baseline_values(None, runs)["t1_baseline"]

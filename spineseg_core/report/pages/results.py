@@ -55,6 +55,7 @@ def results_page(b: Bundle) -> Page:
         out["t1_errors"] = table_html(both, [c for c in table1_columns(["fnr", "fpr", "recall"])
                                              if c.key not in ("paper_rank", "n_seeds")],
                                       dash_note="the paper has no such model")
+    out.update(baseline_values(b.csv("baseline.csv"), runs))
     off = None
     if runs is not None and "budget_exceptions" in runs:
         off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
@@ -72,6 +73,37 @@ def results_page(b: Bundle) -> Page:
                      if off is not None and len(off)
                      else HTMLTable("<p>Every run kept the profile's budget.</p>"))
     return out
+
+
+def baseline_values(baseline: pd.DataFrame | None, runs: pd.DataFrame | None) -> Page:
+    """The no-learning baseline beside Table 1 (:mod:`spineseg_core.study.baseline`), in
+    words: its Dice and the main runs that do not beat it by the protocol's margin."""
+    from spineseg_core.study.baseline import MARGIN, baseline_dice, weak_runs
+
+    if baseline is None or not len(baseline):
+        return {"t1_baseline": "The no-learning baseline (a training subject's mask pasted on "
+                               "every test subject) is not in this bundle."}
+    dice = baseline_dice(baseline)
+    text = (f"A model that learned nothing can still score: pasting the mask of one training "
+            f"subject onto every test subject gives {pct(dice)} % Dice for the best of "
+            f"the {len(baseline)} training and validation subjects, chosen on the test set itself. "
+            f"The protocol asks every run to beat that by "
+            f"{100 * MARGIN:.0f} points.")
+    if runs is None or not {"model", "seed", "dice"} <= set(runs):
+        return {"t1_baseline": text}
+    weak = weak_runs(runs, dice)
+    if not len(weak):
+        return {"t1_baseline": text + f" All {len(runs)} runs do."}
+    names = dict(zip(runs["model"], runs.get("display_name", runs["model"]), strict=True))
+    parts = []
+    for model, rows in weak.groupby("model", sort=False):
+        seeds = ", ".join(str(int(x)) for x in rows["seed"])
+        lo, hi = pct(rows["dice"].min()), pct(rows["dice"].max())
+        score = f"{lo} %" if lo == hi else f"{lo}–{hi} %"
+        parts.append(f"{names.get(model, model)} (seed{'s' * (len(rows) > 1)} {seeds}: {score})")
+    return {"t1_baseline": text + f" {len(weak)} of {len(runs)} runs do not: "
+                           f"{'; '.join(parts)}. Their scores say little about what the "
+                           f"architecture can learn."}
 
 
 def _sanity_values(runs: pd.DataFrame | None) -> Page:
