@@ -26,7 +26,14 @@ RUNS=$(realpath -m "${RUNS:-runs/plateau}")
 mkdir -p "$RECORDS"
 fingerprint() { (cd "$1" && PYTHONPATH="$1" "$PY" -c \
     'from spineseg_core.fingerprint import source_fingerprint as f; print(f())'); }
-if [ ! -f "$OUT/CODE" ]; then
+dry=0; [[ " $* " == *" --dry-run "* ]] && dry=1
+if [ ! -f "$OUT/CODE" ] && [ $dry = 1 ]; then
+    head=$(git rev-parse HEAD)
+    code=$here/.study-code/${head:0:12}
+    [ -d "$code" ] || git worktree add --detach "$code" "$head" >/dev/null || exit 1
+    printf '%s %s\n' "$head" "$(fingerprint "$code")" > /tmp/budget_seed_code.$$
+    CODE_FILE=/tmp/budget_seed_code.$$
+elif [ ! -f "$OUT/CODE" ]; then
     head=$(git rev-parse HEAD)
     code=$here/.study-code/${head:0:12}
     [ -d "$code" ] || git worktree add --detach "$code" "$head" >/dev/null || exit 1
@@ -36,7 +43,7 @@ if [ ! -f "$OUT/CODE" ]; then
     fi
     printf '%s %s\n' "$head" "$(fingerprint "$code")" > "$OUT/CODE"
 fi
-read -r CODE_COMMIT FINGERPRINT < "$OUT/CODE"
+read -r CODE_COMMIT FINGERPRINT < "${CODE_FILE:-$OUT/CODE}"
 code=$here/.study-code/${CODE_COMMIT:0:12}
 [ -d "$code" ] || git worktree add --detach "$code" "$CODE_COMMIT" >/dev/null || exit 1
 if [ "$(fingerprint "$code")" != "$FINGERPRINT" ]; then
@@ -52,14 +59,14 @@ commit() {
     (cd "$here" && flock /tmp/spineseg-git.lock sh -c "git add $OUT && \
         git diff --cached --quiet -- $OUT || git commit -q -m '$1' -- $OUT") || true
 }
-[ "${COMMIT:-1}" = 1 ] && commit "Budget seed: the seed's code version (results/plateau/CODE)"
+[ $dry = 1 ] || commit "Budget seed: the seed's code version (results/plateau/CODE)"
 study() { (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core study --profile cpu \
     --runs-dir "$RUNS" --records-dir "$RECORDS" --no-aggregate --poll-s 30 --seeds 0 "$@"); }
 for model in $MODELS; do
     study --models "$model" --variant half -p steps $((B / 2)) "$@"
-    [[ " $* " == *" --dry-run "* ]] || commit "Budget seed: $model at B/2 = $((B / 2)) steps, seed 0"
+    [ $dry = 1 ] || commit "Budget seed: $model at B/2 = $((B / 2)) steps, seed 0"
     study --models "$model" "$@"
-    [[ " $* " == *" --dry-run "* ]] && continue
+    [ $dry = 1 ] && continue
     "$PY" -m spineseg_core hardcases --runs-dir "$RUNS" --groups cpu \
         --records-dir "$RECORDS" | tail -1
     commit "Budget seed: $model at B = $B steps, seed 0"
