@@ -511,3 +511,22 @@ def test_results_page_names_the_runs_below_the_no_learning_baseline():
                          "learn.")
     assert baseline_values(base, runs.iloc[:1])["t1_baseline"].endswith("All 1 runs do.")
     assert "not in this bundle" in baseline_values(None, runs)["t1_baseline"]
+
+
+def test_results_page_explains_the_validation_test_gap():
+    import pandas as pd
+
+    from spineseg_core.report.pages.results import validation_gap_text
+
+    val = pd.DataFrame({"class_value": [1, 2, 3], "share": [1.0, 1.0, 0.25], "n_subjects": 4})
+    runs = pd.DataFrame({"model": ["unet"], "display_name": ["U-Net"], "val_dice": [0.80],
+                         "dice": [0.55]})
+    per_class = pd.DataFrame({"model": "unet", "class_value": [1, 2, 3],
+                              "dice": [0.7, 0.8, 0.03]})
+    text = validation_gap_text(runs, per_class, val)
+    # gap 25 points; composition (0.75 - 0.51) = 24 points: "Most"; class 3 is L4 (labels.py)
+    assert text.startswith("Every model scores higher on validation than on test: by 25.0 Dice "
+                           "points on average. Most of that")
+    assert "absent from most of the 4 validation subjects" in text
+    assert "score them at 3.0 % Dice" in text and "rises by 24.0 points" in text
+    assert "not measured in this bundle" in validation_gap_text(runs, per_class, None)

@@ -158,3 +158,21 @@ def test_budget_exceptions_name_what_differs_from_the_profile():
     danet = resolve_config("cpu", model="danet").to_dict()
     assert budget_exceptions(danet) == [
         "model_kwargs={'output_stride': 8} (profile: the model's defaults)"]
+
+
+def test_validation_gap_parts_by_hand():
+    import pandas as pd
+
+    from spineseg_core.study.validation import gap_parts, held_classes
+
+    # validation holds classes 1 and 2 in every subject, class 3 in one of four
+    val = pd.DataFrame({"class_value": [1, 2, 3], "share": [1.0, 1.0, 0.25], "n_subjects": 4})
+    assert held_classes(val) == [1, 2]
+    runs = pd.DataFrame({"model": ["unet", "unet"], "display_name": ["U-Net", "U-Net"],
+                         "val_dice": [0.80, 0.70], "dice": [0.55, 0.45]})
+    per_class = pd.DataFrame({"model": "unet", "class_value": [0, 1, 2, 3],
+                              "dice": [0.99, 0.7, 0.8, 0.0]})
+    row = gap_parts(runs, per_class, val).iloc[0]
+    assert row["gap"] == pytest.approx(0.25)
+    assert row["test_dice_held_classes"] == pytest.approx(0.75)  # classes 1, 2; not background
+    assert row["composition"] == pytest.approx(0.75 - 0.5)       # against (0.7 + 0.8 + 0) / 3

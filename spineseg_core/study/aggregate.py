@@ -27,6 +27,8 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``groups_per_case.csv.gz``    per-subject counts of every loss and side-study run (group, loss)
 ``baseline.csv``              with ``--baseline``: every training-pool subject's mask pasted on
                               every test subject, its test Dice (:mod:`.baseline`), best first
+``validation_classes.csv``    with ``--baseline``: the share of the validation subjects holding
+                              each class (:func:`.validation.presence`)
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
                               and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
 ``context.csv``               runs of the context study (group ``<profile>-context``): model,
@@ -610,10 +612,11 @@ BASELINE_DATA_FIELDS: tuple[str, ...] = tuple(RunData.__annotations__)
 """The parameters of a run that fix its data (what :func:`baseline_table` reads)."""
 
 
-def baseline_table(run: LoadedRun) -> pd.DataFrame:
-    """``baseline.csv`` (:mod:`spineseg_core.study.baseline`) for the data of ``run``: its
-    training pool pasted on its test set, at its grid."""
-    from spineseg_core.study.baseline import baseline_from_config
+def baseline_table(run: LoadedRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``baseline.csv`` (:mod:`spineseg_core.study.baseline`) for the data of ``run`` (its
+    training pool pasted on its test set, at its grid) and ``validation_classes.csv`` (the
+    share of its validation subjects holding each class, :mod:`.validation`)."""
+    from spineseg_core.study.baseline import data_tables
     from spineseg_core.training.config import resolve_config
 
     params = run.params
@@ -623,7 +626,7 @@ def baseline_table(run: LoadedRun) -> pd.DataFrame:
     except ConfigError as exc:
         raise DataError(run.path / "params.json", f"cannot rebuild the runs' data for the "
                                                    f"baseline: {exc}") from None
-    return baseline_from_config(cfg)
+    return data_tables(cfg)
 
 
 def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
@@ -697,7 +700,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
     if baseline:
-        _write_csv(out / "baseline.csv", baseline_table(loaded[0]))
+        atlases, val_classes = baseline_table(loaded[0])
+        _write_csv(out / "baseline.csv", atlases)
+        _write_csv(out / "validation_classes.csv", val_classes)
     if half:
         _write_csv(out / "plateau.csv",
                    plateau_table(runs, runs_table(half), list(runs["model"].drop_duplicates())))

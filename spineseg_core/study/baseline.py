@@ -91,13 +91,21 @@ def baseline_from_config(cfg) -> pd.DataFrame:
     """:func:`atlas_scores` of a run configuration's data (``TrainConfig``): its training
     pool (training and validation subjects of its split) as atlases, its test set as test
     subjects, at the grid the runs train and score on."""
+    return data_tables(cfg)[0]
+
+
+def data_tables(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From one preparation of a run configuration's data: the baseline
+    (:func:`baseline_from_config`) and the presence of each class among its validation
+    subjects (:func:`spineseg_core.study.validation.presence`, ``validation_classes.csv``)."""
     from spineseg_core.data.prepare import prepare_data
     from spineseg_core.models import model_info
+    from spineseg_core.study.validation import presence
 
     data = prepare_data(cfg, model_info(cfg.model), slice_augment=False)
     pool = {v.case_id: v.mask for v in [*data.train.volumes, *data.val_volumes]}
     test = {v.case_id: v.mask for v in data.test_volumes}
-    return atlas_scores(pool, test)
+    return atlas_scores(pool, test), presence({v.case_id: v.mask for v in data.val_volumes})
 
 
 def baseline_dice(table: pd.DataFrame) -> float:

@@ -84,3 +84,45 @@ def _shares(table: pd.DataFrame, name: str) -> pd.Series:
     if column not in table or "class_value" not in table:
         raise DataError(name, "expected columns class_value and share (or subjects_present)")
     return table.set_index("class_value")[column].astype(float)
+
+
+GAP_PARTS_COLUMNS: tuple[str, ...] = ("model", "display_name", "val_dice", "test_dice",
+                                      "test_dice_held_classes", "gap", "composition")
+"""Columns of :func:`gap_parts`."""
+
+
+def held_classes(validation: pd.DataFrame, threshold: float = 0.5) -> list[int]:
+    """The foreground classes that at least ``threshold`` of the validation subjects hold
+    (``validation_classes.csv``: ``class_value``, ``share``)."""
+    shares = _shares(validation, "validation")
+    return [int(v) for v in FOREGROUND if float(shares.get(v, 0.0)) >= threshold]
+
+
+def gap_parts(runs: pd.DataFrame, per_class: pd.DataFrame, validation: pd.DataFrame
+              ) -> pd.DataFrame:
+    """Per model, how much of the gap between validation and test Dice is class composition:
+    ``gap`` = mean best validation Dice (``runs.csv``'s ``val_dice``) minus mean test Dice
+    (``dice``); ``test_dice_held_classes`` = the mean of the per-class test Dice
+    (``per_class.csv``) over the classes most validation subjects hold (:func:`held_classes`),
+    and ``composition`` = that minus the mean over every foreground class scored on the test
+    set: the part of the gap that scoring the test set on validation's classes closes. The
+    rest is the validation score's own optimism (the checkpoint was chosen on it) and the
+    difference of the subjects."""
+    lacking = [c for c in ("model", "val_dice", "dice") if c not in runs]
+    if lacking:
+        raise DataError("runs.csv", f"lacks the columns {lacking}")
+    held = set(held_classes(validation))
+    fg = per_class[per_class["class_value"].isin(FOREGROUND)].dropna(subset=["dice"])
+    names = (dict(zip(runs["model"], runs["display_name"], strict=True))
+             if "display_name" in runs else {})
+    rows = []
+    for model, own in runs.groupby("model", sort=False):
+        classes = fg[fg["model"] == model]
+        every = float(classes["dice"].mean()) if len(classes) else np.nan
+        on_held = classes[classes["class_value"].isin(held)]["dice"]
+        val, test = float(own["val_dice"].mean()), float(own["dice"].mean())
+        on = float(on_held.mean()) if len(on_held) else np.nan
+        rows.append({"model": model, "display_name": names.get(model, model), "val_dice": val,
+                     "test_dice": test, "test_dice_held_classes": on, "gap": val - test,
+                     "composition": on - every})
+    return pd.DataFrame(rows, columns=list(GAP_PARTS_COLUMNS))
