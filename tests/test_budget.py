@@ -128,3 +128,38 @@ def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):
     plan = plan_study("cpu", ["unet"], [0], [0], tmp_path, variant=HALF_VARIANT,
                       epochs_of=lambda spec: epoch_target(half))
     assert plan[0].spec.epochs is None and plan[0].run_dir == tmp_path / "cpu-half/unet/seed_0/fold_0"
+
+
+def test_a_partial_last_epoch_loads_only_the_batches_it_trains_on():
+    import torch
+
+    from spineseg_core.training import loop as train_mod
+    from spineseg_core.training.config import resolve_config
+
+    class Counting:
+        """A loader that counts the batches taken from it."""
+
+        def __init__(self, n: int) -> None:
+            self.n, self.taken = n, 0
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __iter__(self):
+            for _ in range(self.n):
+                self.taken += 1
+                yield {"image": torch.zeros(1), "mask": torch.zeros(1)}
+
+    class Step:
+        device = torch.device("cpu")
+        augment = None
+
+        def __call__(self, x, y, gen):
+            return torch.tensor(0.5)
+
+    cfg = resolve_config("smoke", model="unet")
+    loader = Counting(10)
+    loss, steps = train_mod._train_epoch(Step(), loader, cfg, 1, max_steps=3)
+    assert (steps, loader.taken, loss) == (3, 3, 0.5)
+    full = Counting(4)
+    assert train_mod._train_epoch(Step(), full, cfg, 1)[1] == 4 and full.taken == 4

@@ -30,6 +30,7 @@ are documented where they are made:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -224,9 +225,8 @@ def _train_epoch(step: TrainStep, loader: DataLoader, cfg: TrainConfig, epoch: i
     gen = epoch_generator(cfg.seed, epoch, device) if step.augment is not None else None
     bar = tqdm(loader, desc=f"{cfg.model} epoch {epoch}/{epochs or cfg.epochs}", leave=False,
                unit="batch", dynamic_ncols=True, mininterval=2.0, file=progress_stream())
-    for i, batch in enumerate(bar):
-        if max_steps is not None and steps >= max_steps:
-            break
+    batches = itertools.islice(bar, max_steps) if max_steps is not None else bar
+    for i, batch in enumerate(batches):  # a partial last epoch loads only the batches it uses
         loss = step(batch["image"], batch["mask"], gen)
         if after_step is not None:
             after_step()
