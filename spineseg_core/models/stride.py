@@ -36,8 +36,12 @@ STANDARD_STRIDES: tuple[int, ...] = (8, 16, 32)
 
 MIN_MAP_PX = 8
 """``k``: the narrowest deepest map (px, short side of the training input) a model may keep.
-PROVISIONAL, until the validation runs of ``scripts/stride_runs.sh`` decide it; 8 is the value
-DANet's recorded choice (stride 8 on the 64 px band) is consistent with."""
+Provisional while :data:`K_DECIDED` is false: 8 is the value DANet's recorded choice (stride 8
+on the 64 px band) is consistent with."""
+
+K_DECIDED = False
+"""Whether :data:`MIN_MAP_PX` was chosen on the validation runs of ``scripts/stride_runs.sh``
+(``spineseg decide``), or is still provisional."""
 
 
 @functools.cache

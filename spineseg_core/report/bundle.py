@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ def missing(x: Any) -> bool:
 def pct(x: Any, digits: int = 1) -> str:
     """A fraction as percent text (no sign), :data:`MISSING` when missing."""
     return MISSING if missing(x) else f"{100 * float(x):.{digits}f}"
+
+
+def and_join(items: Sequence[str]) -> str:
+    """``"A"``, ``"A and B"``, ``"A, B and C"``: a list in a sentence."""
+    items = list(items)
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def num(x: Any, digits: int = 2) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from spineseg_core.report.bundle import and_join
 from spineseg_core.report.facts import Setup, seeds_text
 
 
@@ -115,14 +116,20 @@ def stride_deviation() -> Deviation:
     table = stride_table(list_models(), cpu.image_size, cpu.crop_width)
     paper = ", ".join(f"{model_info(r['model']).display_name} {r['default']}" for r in table)
     ours = ", ".join(f"{model_info(r['model']).display_name} {r['stride']}" for r in table)
+    from spineseg_core.models.stride import K_DECIDED
+
+    k_text = (f"k = {MIN_MAP_PX}, chosen on validation runs at every stride it could give "
+              f"(scripts/stride_runs.sh, spineseg decide)" if K_DECIDED else
+              f"the provisional k = {MIN_MAP_PX}, until the validation runs of "
+              f"scripts/stride_runs.sh decide it")
     return Deviation(
         "Output stride of the dilatable encoders", f"each model's own ({paper})",
-        f"proposed, not yet applied to any run: every model trains at its own stride, DANet at 8 "
-        f"by its budget exception. The proposed rule for every model that takes an output "
-        f"stride: its own stride unless its deepest map would be narrower than k px on the "
-        f"training input's short side, then the coarsest stride that keeps k px; with the "
-        f"provisional k = {MIN_MAP_PX} (to be chosen on validation runs, scripts/stride_runs.sh) "
-        f"it would give: {ours}",
+        f"one rule for every model that takes an output stride, applied to every run made "
+        f"since it was adopted: its own stride unless its deepest map would be narrower than "
+        f"k px on the training input's short side, then the coarsest stride that keeps k px; "
+        f"with {k_text}, it gives {ours}. The 6-epoch records predate the rule: every model "
+        f"trained at its own stride, DANet at 8 by a budget exception made after its stride-32 "
+        f"runs failed",
         "on a 128 px grid trained on a 64 px band a stride-32 encoder ends on a map 2 px "
         "across; DANet alone was moved to stride 8 after it failed, Inf-Net at stride 32 was "
         "never examined: one rule, decided on validation only, treats every encoder alike")
@@ -156,13 +163,9 @@ def exception_deviations() -> list[Deviation]:
     for e in BUDGET_EXCEPTIONS:
         ours = ", ".join(f"{k}={v}" for k, v in e.params.items())
         profiles.setdefault((e.model, ours, e.paper, e.reason), []).append(e.profile)
-    return [Deviation(f"{model_info(model).display_name} on the {_and(names)} "
+    return [Deviation(f"{model_info(model).display_name} on the {and_join(names)} "
                       f"profile{'s' if len(names) > 1 else ''}", paper, ours, reason)
             for (model, ours, paper, reason), names in profiles.items()]
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def deviations_table(setup: Setup | None = None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from spineseg_core.report.bundle import and_join
 from spineseg_core.report.claims import Claim, Verdict, interval_verdict
 from spineseg_core.report.facts import Setup
 from spineseg_core.report.tables import HTMLTable
@@ -111,7 +112,7 @@ def verdict_counts(claims: Sequence[Claim]) -> str:
         return "none can be confirmed or refuted at this scale"
     parts = [f"{n[Verdict.HOLDS]} hold", f"{n[Verdict.FAILS]} do not hold",
              f"{n[Verdict.UNRESOLVED]} cannot be decided at this scale"]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+    return and_join(parts)
 
 
 def scale_caveat(setup: Setup | None) -> str:
@@ -172,7 +173,7 @@ def takeaway(models: pd.DataFrame | None, claims: Sequence[Claim],
     decided = [c for c in claims if c.verdict is not Verdict.UNRESOLVED]
     text = f"**Choosing a model.** {best['display_name']} scores highest here"
     if tied:
-        names = ", ".join(tied[:-1]) + (" and " if len(tied) > 1 else "") + tied[-1]
+        names = and_join(tied)
         text += (f", but the 95 % interval of {names} overlaps its own, so these runs do not "
                  "separate them")
     text += "."

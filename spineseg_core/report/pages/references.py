@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spineseg_core.fingerprint import REPO
-from spineseg_core.report.bundle import Bundle
+from spineseg_core.report.bundle import Bundle, and_join
 from spineseg_core.report.pages.base import MarkdownText, Page, page
 
 CITATION = REPO / "CITATION.cff"
@@ -18,7 +18,7 @@ def _names(authors: list[dict]) -> str:
     names = [a.get("name") or " ".join(filter(None, (a.get("given-names"),
                                                      a.get("family-names"))))
              for a in authors]
-    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+    return and_join(names)
 
 
 def how_to_cite(cff: Path = CITATION) -> str:
