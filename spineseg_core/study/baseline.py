@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.labels import FOREGROUND, NUM_CLASSES
+from spineseg_core.labels import FOREGROUND
+from spineseg_core.metrics import confusion_matrix, counts_from_confusion
 from spineseg_core.study.stats import pooled_scores
 
 MARGIN = 0.20
@@ -57,18 +58,15 @@ def paste(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def subject_counts(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Counts ``(19, 4)`` (tp, fp, fn, tn) of the foreground classes of one subject."""
+    """Counts ``(19, 4)`` (tp, fp, fn, tn) of the foreground classes of one subject, as the
+    runs count theirs (:func:`spineseg_core.metrics.confusion_matrix`)."""
     if pred.shape != ref.shape:
         raise ConfigError(f"subject_counts: prediction {pred.shape} and reference {ref.shape} "
                           "differ in shape")
-    conf = np.bincount(ref.astype(np.int64).ravel() * NUM_CLASSES + pred.astype(np.int64).ravel(),
-                       minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
-    tp = np.diag(conf)
-    fp = conf.sum(axis=0) - tp
-    fn = conf.sum(axis=1) - tp
-    tn = conf.sum() - tp - fp - fn
+    c = counts_from_confusion(confusion_matrix(pred.astype(np.int64), ref.astype(np.int64)))
     fg = list(FOREGROUND)
-    return np.stack([tp[fg], fp[fg], fn[fg], tn[fg]], axis=-1)
+    return np.stack([c.tp[fg].numpy(), c.fp[fg].numpy(), c.fn[fg].numpy(), c.tn[fg].numpy()],
+                    axis=-1)
 
 
 def atlas_scores(atlases: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]
