@@ -21,12 +21,13 @@ from spineseg_core.report.claims import Claim, Verdict, interval_verdict
 from spineseg_core.report.facts import Setup
 from spineseg_core.report.tables import HTMLTable
 from spineseg_core.study.loss_study import loss_name
-from spineseg_core.study.paper import table1_overall, table2_per_class_dice, table3_efficiency
-
-PAPER_SIZE_PX = 880
-PAPER_EPOCHS = "about 120"
-"""The paper's image grid and training length (its Section 4 and Figure 19)."""
-
+from spineseg_core.study.paper import (
+    PAPER_EPOCHS,
+    PAPER_SIZE_PX,
+    table1_overall,
+    table2_per_class_dice,
+    table3_efficiency,
+)
 
 VERDICT_CLASS = {Verdict.HOLDS: "holds", Verdict.FAILS: "fails",
                  Verdict.UNRESOLVED: "unresolved"}

@@ -19,6 +19,10 @@ PAPER_CITATION = (
 )
 """The paper this study re-runs, as the book and ``CITATION.cff`` cite it."""
 PAPER_SHORT = "Zhou et al. (ICMR 2022)"
+
+PAPER_SIZE_PX = 880
+PAPER_EPOCHS = "about 120"
+"""The paper's image grid and training length (its Section 4 and Figure 19)."""
 PAPER_MARKDOWN = (
     "Neng Zhou et al., *Review of Deep Learning Models for Spine Segmentation*, ICMR 2022, "
     f"[doi:{PAPER_DOI}]({PAPER_URL})"
