@@ -21,7 +21,7 @@ from spineseg_core.measure.timing import backend_like_trainer, bench_loss, rando
 from spineseg_core.models import build_model
 from spineseg_core.models.psanet import PointwiseSpatialAttention
 from spineseg_core.training.config import resolve_config
-from spineseg_core.training.step import TrainStep, float_outputs, total_loss
+from spineseg_core.training.step import TrainStep
 
 
 def main() -> None:
@@ -49,16 +49,10 @@ def main() -> None:
              f"{torch.get_num_threads()} threads, torch {torch.__version__}, {cpu_model()} "
              f"({cpu_features()})"]
     with backend_like_trainer(dev):
-        # one step each from the same weights: the gradients must agree
+        # one step each from the same weights: the gradients it leaves must agree
         grads = {}
         for name, step in steps.items():
-            xp = step.prepare(x)
-            step.model.train()
-            with step.autocast():
-                out = step.model(xp)
-            loss = total_loss(float_outputs(out), y, step.loss_fn)
-            step.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            step(x, y)
             grads[name] = [p.grad.detach().clone() for p in step.model.parameters()
                            if p.grad is not None]
         a, b = grads.values()
