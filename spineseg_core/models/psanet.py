@@ -62,48 +62,11 @@ def psa_indices(h: int, w: int, mask_h: int, mask_w: int,
     return collect.reshape(-1).to(device), distribute.reshape(-1).to(device)
 
 
-def inverse_index(index: Tensor, size: int) -> Tensor:
-    """For an ``index`` into ``size`` slots in which every slot but the last (the appended
-    zero) appears at most once: per slot, the position of ``index`` that reads it, or
-    ``len(index)`` for a slot nobody reads (the last slot's readers are not tracked)."""
-    inverse = torch.full((size,), index.numel(), dtype=torch.long, device=index.device)
-    used = index < size - 1
-    inverse[index[used]] = torch.arange(index.numel(), device=index.device)[used]
-    return inverse
-
-
-class _InjectiveSelect(torch.autograd.Function):
-    """``flat.index_select(1, index)`` whose backward is a gather through the inverse index.
-
-    The PSA index reads every mask logit at most once (only the appended zero many times), so
-    the gradient of a logit is the one output gradient that read it: a gather, not the
-    ``index_add`` of ``index_select``'s own backward, which under the trainer's deterministic
-    algorithms runs a serial sorted path on the CPU (about 10 s a step for PSANet on the cpu
-    profile instead of about 1 s). The values are the same: no gradient is summed."""
-
-    @staticmethod
-    def forward(ctx, flat: Tensor, index: Tensor, inverse: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(inverse)
-        return flat.index_select(1, index)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (inverse,) = ctx.saved_tensors
-        padded = torch.cat([grad, grad.new_zeros(grad.shape[0], 1)], dim=1)
-        return padded.index_select(1, inverse), None, None
-
-
-def psa_attention(y: Tensor, index: Tensor, inverse: Tensor | None = None) -> Tensor:
-    """Re-index mask logits ``(N, M, h, w)`` into the ``(N, h*w, h*w)`` attention matrix;
-    with ``inverse`` (:func:`inverse_index` of ``index``) the backward gathers instead of
-    summing (:class:`_InjectiveSelect`)."""
+def psa_attention(y: Tensor, index: Tensor) -> Tensor:
+    """Re-index mask logits ``(N, M, h, w)`` into the ``(N, h*w, h*w)`` attention matrix."""
     n_batch, _, h, w = y.shape
     flat = torch.cat([y.reshape(n_batch, -1), y.new_zeros(n_batch, 1)], dim=1)
-    if inverse is None or y.device.type == "meta":
-        picked = flat.index_select(1, index)
-    else:
-        picked = _InjectiveSelect.apply(flat, index, inverse)
-    return picked.view(n_batch, h * w, h * w)
+    return flat.index_select(1, index).view(n_batch, h * w, h * w)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
@@ -139,23 +102,12 @@ class PointwiseSpatialAttention(nn.Module):
         self.register_buffer("index_collect", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("index_distribute", torch.empty(0, dtype=torch.long),
                              persistent=False)
-        self.register_buffer("inverse_collect", torch.empty(0, dtype=torch.long),
-                             persistent=False)
-        self.register_buffer("inverse_distribute", torch.empty(0, dtype=torch.long),
-                             persistent=False)
         self.index_size: tuple[int, int] | None = None
 
     @torch.compiler.disable
     def _build_indices(self, h: int, w: int, device: torch.device) -> None:
         self.index_collect, self.index_distribute = psa_indices(h, w, *self.mask_size,
                                                                 device=str(device))
-        if torch.device(device).type == "meta":
-            self.inverse_collect = self.inverse_distribute = torch.empty(
-                0, dtype=torch.long, device=device)
-        else:
-            slots = self.mask_size[0] * self.mask_size[1] * h * w + 1
-            self.inverse_collect = inverse_index(self.index_collect, slots)
-            self.inverse_distribute = inverse_index(self.index_distribute, slots)
         self.index_size = (h, w)
 
     def indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -165,12 +117,6 @@ class PointwiseSpatialAttention(nn.Module):
             self._build_indices(h, w, device)
         return self.index_collect, self.index_distribute
 
-    def inverses(self) -> tuple[Tensor | None, Tensor | None]:
-        """The inverse indices of :meth:`indices` (``None`` on the meta device)."""
-        if self.inverse_collect.numel() == 0:
-            return None, None
-        return self.inverse_collect, self.inverse_distribute
-
     def _branch(self, x: Tensor, reduce: nn.Module, attention: nn.Module, which: int) -> Tensor:
         x = reduce(x)
         h, w = x.shape[-2:]
@@ -179,7 +125,7 @@ class PointwiseSpatialAttention(nn.Module):
             h, w = (h - 1) // s + 1, (w - 1) // s + 1
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=True)
         index = self.indices(h, w, x.device)[which]
-        attn = torch.softmax(psa_attention(attention(x), index, self.inverses()[which]), dim=1)
+        attn = torch.softmax(psa_attention(attention(x), index), dim=1)
         n, c = x.shape[:2]
         out = torch.bmm(x.reshape(n, c, h * w), attn).view(n, c, h, w)
         return out * (1.0 / self.normalization_factor)
