@@ -105,7 +105,7 @@ def family_permutation_test(steps: Mapping[str, float], family: Mapping[str, str
     direction (ties count against a verdict). Models whose steps are NaN are left out."""
     names = [m for m, s in steps.items() if math.isfinite(s) and family.get(m) in (backbone, unet)]
     values = np.array([steps[m] for m in names], dtype=float)
-    is_bb = np.array([family[m] == backbone for m in names])
+    is_bb = np.array([family[m] == backbone for m in names], dtype=bool)
     n_bb, n_un = int(is_bb.sum()), int((~is_bb).sum())
     if n_bb < 2 or n_un < 2:
         raise ConfigError(f"family test: needs two models of each family with convergence "
