@@ -68,6 +68,10 @@ def _check(values: dict, chapter: str) -> None:
     # {glue:md} needs Markdown, and {glue:text} of Markdown would show its repr
     markdown = {k for k in wanted if isinstance(values[k], MarkdownText)}
     assert markdown == markdown_glue_names(text), chapter
+    # a block of Markdown pastes its own exhibits: each must be given with it
+    for key in markdown:
+        inner = glue_names(values[key])
+        assert inner <= set(values), f"{chapter}: {key} pastes {sorted(inner - set(values))}"
     for key, value in values.items():
         if isinstance(value, str):
             assert "nan" not in value.lower().split() and "…" not in value, (key, value)
