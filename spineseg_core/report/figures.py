@@ -252,7 +252,7 @@ def dice_against_steps(history: pd.DataFrame, family: dict[str, str],
     end in words (``names``: model -> display name; labels spread apart so none collide).
     ``half`` marks B/2 with a dotted line; ``reached`` (model -> steps) marks with a dot where
     each run first reached 95 % of its best (:func:`~spineseg_core.study.convergence.steps_to_reach`)."""
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 5.6))
+    fig, ax = plt.subplots(figsize=(9.0, 5.4))
     ends: list[tuple[str, float, float, str]] = []
     for model, run in history.dropna(subset=["step", "dice"]).groupby("model", sort=False):
         mean = run.groupby("step")["dice"].mean().sort_index()
@@ -266,16 +266,16 @@ def dice_against_steps(history: pd.DataFrame, family: dict[str, str],
     if not ends:
         raise ValueError("dice_against_steps: no validated row with a step")
     last = max(x for _, x, _, _ in ends)
-    label_y = spread_labels([y for _, _, y, _ in ends], 3.2)
+    label_y = spread_labels([y for _, _, y, _ in ends], 3.6)
     for (name, x, y, colour), ly in zip(ends, label_y, strict=True):
-        ax.annotate(name, (x, y), xytext=(last * 1.03, ly), fontsize=8, va="center",
+        ax.annotate(name, (x, y), xytext=(last * 1.06, ly), fontsize=9, va="center",
                     color=colour, annotation_clip=False,
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
     if half is not None:
         ax.axvline(half, color="grey", ls=":", lw=1)
         ax.text(half, 1, " B/2", color="grey", fontsize=8, va="bottom")
     ax.set(xlabel="optimiser steps", ylabel="validation Dice (%)", ylim=(0, 100),
-           xlim=(0, last * 1.25))
+           xlim=(0, last * 1.3))
     ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, lw=2, label=f) for f, c in FAMILY_COLOURS.items()]
     if reached:

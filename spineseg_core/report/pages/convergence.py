@@ -211,7 +211,8 @@ def budget_seed(b: Bundle) -> Page:
             f"{100 * REACH_FRACTION:.0f} % of its best. Data: history.csv of the budget seed."),
             alt="One line chart of validation Dice in percent against optimiser steps, one "
                 "line per model named at its end, blue for the U-Net family and orange for "
-                "the backbone models, a dotted line at half the budget.")]
+                "the backbone models, a dotted line at half the budget.",
+            figclass="full-width")]
 
     # -- the plateau label per model
     if ours is None or plateau is None or not len(plateau):
@@ -339,8 +340,10 @@ def early_caveat(early: EpochBudget, n_val: int | None, code: frozenset[str]) ->
     return f" {name} {' and '.join(parts)}, so not all of their distance from B is the budget's."
 
 
-def figure_block(key: str, name: str, caption: str, alt: str = "") -> str:
+def figure_block(key: str, name: str, caption: str, alt: str = "", figclass: str = "") -> str:
     """The MyST of a numbered exhibit glued as ``key`` (``{glue:figure}``, named ``name``:
-    ``tbl-...`` for a table, ``fig-...`` with ``alt`` text for a figure)."""
-    options = (f":alt: {alt}\n" if alt else "") + f":name: {name}"
+    ``tbl-...`` for a table, ``fig-...`` with ``alt`` text for a figure; ``figclass``
+    ``full-width`` for one that reads better wider than the text)."""
+    options = ((f":alt: {alt}\n" if alt else "") + f":name: {name}"
+               + (f"\n:figclass: {figclass}" if figclass else ""))
     return f"```{{glue:figure}} {key}\n{options}\n\n{caption}\n```"
