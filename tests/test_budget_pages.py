@@ -4,6 +4,7 @@ computed by hand; with and without their files."""
 
 from __future__ import annotations
 
+import html
 import math
 
 import matplotlib.pyplot as plt
@@ -199,8 +200,11 @@ def test_efficiency_chapter_blocks_with_and_without_their_files(tmp_path):
     assert "fastest for 1 of them" in values["ef_steps"]
     assert _cells(values["ef_steps_table"], "MiniSeg")[1:6] == [
         "fp32, channels-last", "75", "30.0", "1.7×", "fp32, channels-first 20.0 % faster"]
-    assert ("the step is 25.0 % faster for the median model (from 25.0 to 25.0 %)"
-            in values["ef_changes"])
+    assert ("the step is 25.0 % faster for the median model (from 25.0 % faster to 25.0 % "
+            "faster)") in values["ef_changes"]
+    assert "(1,500 GFLOP/s in bf16, 250 in fp32), not the sweep's" in html.unescape(
+        values["ef_changes_table"].text)
+    assert "The fastest setting of MiniSeg" not in values["ef_steps_table"].text
     assert "(2.0 times as fast)" in values["ef_changes"]
     # MONAI: six columns in words, each cell ours over MONAI's, the metric row a sentence
     monai = values["ef_monai_table"].text

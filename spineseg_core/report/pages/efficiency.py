@@ -271,7 +271,8 @@ def step_rate_section(sweep: pd.DataFrame | None) -> tuple[str, HTMLTable | None
         f"{first['gemm_fp32_gflop_s']:,.0f} in fp32, on {int(first['threads'])} threads "
         "({numref}`tbl-step-gemm`). A step in bf16 is set against the bf16 rate, one in fp32 "
         f"against the fp32 rate. The study aims at {100 * GEMM_AIM:.0f} % of that rate for "
-        f"the convolutional models: {len(reached)} of the {len(rates)} models reach it in the "
+        f"the convolutional models: {len(reached)} of the {len(rates)} models "
+        f"{'reaches' if len(reached) == 1 else 'reach'} it in the "
         f"trainer's setting; the column *Speed-up to {100 * GEMM_AIM:.0f} %* says how much "
         "faster each other step would have to be. Each model's step was also timed in every "
         "layout and precision, one step of each in turn, and the trainer's setting is the "
@@ -286,8 +287,19 @@ def step_rate_section(sweep: pd.DataFrame | None) -> tuple[str, HTMLTable | None
                else f'{r["fastest"]}<br><span class="spineseg-ci">'
                     f'{100 * r["faster"]:.1f} % faster</span>')],
         notes=["Sorted by the share of the GEMM rate. Data: step_settings.csv "
-               "(spineseg bench --sweep)."])
+               "(spineseg bench --sweep)."] + precision_note(rates))
     return text, table
+
+
+def precision_note(rates: pd.DataFrame) -> list[str]:
+    """A note naming the models whose fastest setting is in another precision than the
+    trainer's: not a free change, since a model trains in fp32 only where bf16 failed it."""
+    other = rates[rates["setting"].str.split(",").str[0] != rates["fastest"].str.split(",").str[0]]
+    if other.empty:
+        return []
+    return [f"The fastest setting of {', '.join(other['display_name'])} is in another precision "
+            "than the trainer's: a model trains in fp32 only where bf16 failed it (the "
+            "deviations of the methods chapter), so that setting is not a free change."]
 
 
 def step_changes(changes: pd.DataFrame) -> pd.DataFrame:
@@ -356,10 +368,10 @@ def step_change_section(changes: pd.DataFrame | None, probe: str | None
     if table is None or table.empty:
         return (f"**PSANet's gather.** {psanet}" if psanet else ""), None
     faster = table["faster"]
-    gain = (f"{table['display_name'].iloc[0]}'s step is {100 * faster.iloc[0]:.1f} % faster"
+    gain = (f"{table['display_name'].iloc[0]}'s step is {change_words(faster.iloc[0])}"
             if len(table) == 1 else
-            f"the step is {100 * faster.median():.1f} % faster for the median model (from "
-            f"{100 * faster.min():.1f} to {100 * faster.max():.1f} %)")
+            f"the step is {change_words(faster.median())} for the median model (from "
+            f"{change_words(faster.min())} to {change_words(faster.max())})")
     text = ("**Before and after.** The trainer used to fill freshly allocated memory on every "
             "step (a side effect of its deterministic setting); it no longer does. Timed "
             "both ways in the same process, one step of each in turn "
@@ -372,8 +384,16 @@ def step_change_section(changes: pd.DataFrame | None, probe: str | None
         Column("achieved", "Achieved after (GFLOP/s)", Kind.INTEGER),
         Column("ratio", "Share of the GEMM rate after (%)", Kind.PERCENT)],
         notes=["Before: fresh memory filled on every step; after: not. Sorted by the gain. "
+               "The share is of the GEMM rate measured in the same run ("
+               f"{changes['gemm_bf16_gflop_s'].iloc[0]:,.0f} GFLOP/s in bf16, "
+               f"{changes['gemm_fp32_gflop_s'].iloc[0]:,.0f} in fp32), not the sweep's. "
                "Data: step_changes.csv (spineseg bench --before-after)."])
     return text, shown
+
+
+def change_words(faster: float) -> str:
+    """A relative change of speed in words: "3.5 % faster", "3.3 % slower"."""
+    return f"{100 * abs(faster):.1f} % {'slower' if faster < 0 else 'faster'}"
 
 
 def monai_rows(monai: pd.DataFrame) -> pd.DataFrame:
