@@ -121,6 +121,13 @@ def test_runs_at_b_without_their_halves_are_not_labelled(tmp_path):
     assert "tbl-rank-budget" not in text and "cv_seed_ranks" not in values
     assert "no plateau labels" in text and "not resolved at this scale" in text
     assert glue_names(text) <= set(values)
+    # curves without their steps (runs under an epoch budget): the figure names what it lacks
+    history = pd.read_csv(tmp_path / "results/plateau/history.csv").drop(columns="step")
+    history.to_csv(tmp_path / "results/plateau/history.csv", index=False)
+    values = build_page("convergence", Bundle(tmp_path / "results/cpu"))
+    assert "optimiser step" in values["cv_seed_curves"].what
+    assert "no run at the budget records the optimiser step" in values["cv_seed"]
+    assert "tbl-converge-steps" not in values["cv_seed"] and "cv_seed_steps" not in values
     plt.close("all")
 
 
