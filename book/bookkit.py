@@ -128,8 +128,8 @@ def show_setup(study: str | None = None) -> None:
 
 
 def show_optional_sections(chapter: str) -> None:
-    """The sections of ``chapter`` whose measurement exists (efficiency: the GPU check, the
-    comparison with MONAI); nothing at all for those that do not."""
+    """The sections of ``chapter`` whose measurement exists (efficiency: the GPU check);
+    nothing at all for those that do not."""
     from spineseg_core.report.pages.efficiency import optional_sections
 
     if chapter != "efficiency":

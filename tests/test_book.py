@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from book_checks import numbering_problems, page_problems, toc_chapters
+from fake_bench import write_fake_bench_monai, write_fake_step_changes, write_fake_step_settings
+from fake_plateau import write_plateau_bundle
 from fake_runs import make_fake_study, write_fake_efficiency, write_fake_loss_variants
 from spineseg_core.levels.study import bundle_folder, level_study
 from spineseg_core.models import model_info
@@ -34,7 +36,7 @@ CHAPTERS: list[str] = toc_chapters(REPO / "book")
 """Every page of the book, from its table of contents."""
 MINIMA: dict[str, tuple[int, int]] = {
     "intro": (0, 1), "methods": (0, 1), "dataset": (2, 2), "losses": (1, 1), "results": (1, 1),
-    "per_class": (1, 1), "efficiency": (1, 1), "visual": (1, 0), "convergence": (1, 0),
+    "per_class": (1, 1), "efficiency": (1, 4), "visual": (1, 0), "convergence": (3, 4),
     "claims": (1, 1), "levels": (2, 4), "context": (1, 4), "reproducibility": (0, 3), "references": (0, 0)}
 """Chapter -> (min ``<img>``, min ``<table>``) its page must hold with the fixture's bundle;
 tests/test_book_checks.py checks that it names every chapter of the table of contents."""
@@ -75,6 +77,10 @@ def site(tmp_path_factory) -> Path:
     make_fake_study(tmp / "runs", profile="cpu", models=SINGLE_SEED, seeds=(0,), losses=())
     write_fake_efficiency(tmp / "results/cpu/efficiency.csv", MODELS)
     write_fake_loss_variants(tmp / "results/cpu/loss_variants.csv")
+    write_fake_step_settings(tmp / "results/cpu/step_settings.csv")
+    write_fake_step_changes(tmp / "results/cpu/step_changes.csv")
+    write_fake_bench_monai(tmp / "results/cpu/bench_monai.csv")
+    write_plateau_bundle(tmp / "results/plateau")
     shutil.copy(REPO / "results/phantom_vs_real.csv", tmp / "results/phantom_vs_real.csv")
     aggregate("cpu", tmp / "runs", tmp / "results/cpu", n_boot=100)
     level_study(tmp / "runs", tmp / "results/cpu/levels", "cpu", n_boot=100)

@@ -8,6 +8,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from book_checks import toc_chapters
+from fake_bench import write_fake_bench_monai, write_fake_step_changes, write_fake_step_settings
+from fake_plateau import write_plateau_bundle
 from fake_runs import make_fake_study, write_fake_efficiency
 from spineseg_core.fingerprint import REPO
 from spineseg_core.levels.study import bundle_folder, level_study
@@ -38,6 +40,11 @@ def bundle(tmp_path_factory):
     level_study(runs, root / "results/cpu/levels", "cpu", n_boot=50)
     level_study(runs, root / "results/cpu" / bundle_folder("cpu-context"), "cpu-context",
                 n_boot=50)
+    # issue 24's files: the budget seed beside the profile, part 8's and MONAI's benchmarks
+    write_plateau_bundle(root / "results/plateau")
+    write_fake_step_settings(root / "results/cpu/step_settings.csv")
+    write_fake_step_changes(root / "results/cpu/step_changes.csv")
+    write_fake_bench_monai(root / "results/cpu/bench_monai.csv")
     return Bundle(root / "results/cpu")
 
 
@@ -68,6 +75,10 @@ def _check(values: dict, chapter: str) -> None:
     # {glue:md} needs Markdown, and {glue:text} of Markdown would show its repr
     markdown = {k for k in wanted if isinstance(values[k], MarkdownText)}
     assert markdown == markdown_glue_names(text), chapter
+    # a block of Markdown pastes its own exhibits: each must be given with it
+    for key in markdown:
+        inner = glue_names(values[key])
+        assert inner <= set(values), f"{chapter}: {key} pastes {sorted(inner - set(values))}"
     for key, value in values.items():
         if isinstance(value, str):
             assert "nan" not in value.lower().split() and "…" not in value, (key, value)

@@ -241,3 +241,69 @@ def rank_slopes(names: Sequence[str], paper: Sequence[float], ours: Sequence[flo
         ax.spines[side].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def dice_against_steps(history: pd.DataFrame, family: dict[str, str],
+                       names: dict[str, str], half: float | None = None,
+                       reached: dict[str, float] | None = None) -> Figure:
+    """The paper's Figure 19 re-made for runs under a step budget: validation Dice (%) against
+    optimiser steps, one line per model (``history``: ``model``, ``step``, ``dice``; the mean
+    over seeds where a model has several), coloured by its ``family``, each line named at its
+    end in words (``names``: model -> display name; labels spread apart so none collide).
+    ``half`` marks B/2 with a dotted line; ``reached`` (model -> steps) marks with a dot where
+    each run first reached 95 % of its best (:func:`~spineseg_core.study.convergence.steps_to_reach`)."""
+    fig, ax = plt.subplots(figsize=(9.0, 5.4))
+    ends: list[tuple[str, float, float, str]] = []
+    for model, run in history.dropna(subset=["step", "dice"]).groupby("model", sort=False):
+        mean = run.groupby("step")["dice"].mean().sort_index()
+        colour = FAMILY_COLOURS.get(family.get(str(model), ""), "tab:gray")
+        ax.plot(mean.index, 100 * mean.to_numpy(), color=colour, lw=1.6, alpha=0.85)
+        at = (reached or {}).get(str(model))
+        if at is not None and np.isfinite(at) and at in mean.index:
+            ax.plot([at], [100 * mean.loc[at]], "o", color=colour, ms=5, zorder=4)
+        ends.append((names.get(str(model), str(model)), float(mean.index[-1]),
+                     100 * float(mean.iloc[-1]), colour))
+    if not ends:
+        raise ValueError("dice_against_steps: no validated row with a step")
+    last = max(x for _, x, _, _ in ends)
+    label_y = spread_labels([y for _, _, y, _ in ends], 3.6)
+    for (name, x, y, colour), ly in zip(ends, label_y, strict=True):
+        ax.annotate(name, (x, y), xytext=(last * 1.06, ly), fontsize=9, va="center",
+                    color=colour, annotation_clip=False,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
+    if half is not None:
+        ax.axvline(half, color="grey", ls=":", lw=1)
+        ax.text(half, 1, " B/2", color="grey", fontsize=8, va="bottom")
+    ax.set(xlabel="optimiser steps", ylabel="validation Dice (%)", ylim=(0, 100),
+           xlim=(0, last * 1.3))
+    ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, lw=2, label=f) for f, c in FAMILY_COLOURS.items()]
+    if reached:
+        handles.append(plt.Line2D([], [], color="black", marker="o", ls="", ms=5,
+                                  label="first reaches 95 % of its best"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def rank_against_budget(table: pd.DataFrame) -> Figure:
+    """How much budget a ranking needs: the rank correlation (Spearman, and Kendall dashed) of
+    the models' validation ranking at each budget with their ranking at the largest, against
+    the budget's optimiser steps (``table``: :func:`~spineseg_core.study.convergence.rank_vs_budget`'s
+    columns, the budget's name in words as ``budget``)."""
+    rows = table.dropna(subset=["steps"]).sort_values("steps")
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.plot(rows["steps"], rows["spearman"], "o-", color="tab:blue", label="Spearman's rho")
+    ax.plot(rows["steps"], rows["kendall"], "s--", color="tab:gray", label="Kendall's tau")
+    for _, r in rows.iterrows():
+        if np.isfinite(r["spearman"]):
+            ax.annotate(str(r["budget"]), (r["steps"], r["spearman"]), xytext=(0, 8),
+                        textcoords="offset points", ha="center", fontsize=8)
+    ax.set(xlabel="optimiser steps of the budget", ylabel="rank correlation with the largest",
+           ylim=(-1.05, 1.15), xlim=(0, 1.08 * float(rows["steps"].max())))
+    ax.axhline(0, color="black", lw=0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

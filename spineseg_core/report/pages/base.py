@@ -62,21 +62,23 @@ def build_page(name: str, bundle: Bundle) -> Page:
 
 
 def glue_names(chapter_text: str) -> set[str]:
-    """The glue names a chapter's Markdown uses (``{glue:text}`name` ``, ``{glue:md}`name` ``
-    and ``{glue:figure} name``)."""
+    """The glue names a chapter's Markdown uses (``{glue:text}`name` ``, ``{glue:md}`name` ``,
+    ``{glue:figure} name`` and ``{glue:md} name``, a block of MyST whose own exhibits a page
+    gives only when it has them)."""
     import re
 
     inline = re.findall(r"\{glue:(?:text|any|md)\}`([^`:]+)", chapter_text)
-    blocks = re.findall(r"^```\{glue:figure\}\s+(\S+)", chapter_text, flags=re.M)
+    blocks = re.findall(r"^```\{glue:(?:figure|md)\}\s+(\S+)", chapter_text, flags=re.M)
     return set(inline) | set(blocks)
 
 
 def markdown_glue_names(chapter_text: str) -> set[str]:
-    """The names a chapter glues as Markdown (``{glue:md}``): their values must be
-    :class:`MarkdownText`, and only theirs."""
+    """The names a chapter glues as Markdown (``{glue:md}``, inline or as a block): their
+    values must be :class:`MarkdownText`, and only theirs."""
     import re
 
-    return set(re.findall(r"\{glue:md\}`([^`:]+)", chapter_text))
+    return (set(re.findall(r"\{glue:md\}`([^`:]+)", chapter_text))
+            | set(re.findall(r"^```\{glue:md\}\s+(\S+)", chapter_text, flags=re.M)))
 
 
 def placeholder(what: str) -> HTMLTable:

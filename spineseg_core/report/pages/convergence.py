@@ -4,17 +4,30 @@ The page function of ``book/convergence.md`` (:mod:`spineseg_core.report.pages`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spineseg_core.report.bundle import MISSING, Bundle, missing, num
-from spineseg_core.report.pages.base import Missing, Page, page
+from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
 from spineseg_core.report.tables import DASH, Column, Kind, table_html
+
+if TYPE_CHECKING:
+    from spineseg_core.study.convergence import ConvergenceClaim, FamilyTest
 
 
 @page("convergence")
 def convergence_page(b: Bundle) -> Page:
+    """The 6-epoch curves of the main results, then the budget seed's part
+    (:func:`budget_seed`)."""
+    return {**epoch_curves(b), **budget_seed(b)}
+
+
+def epoch_curves(b: Bundle) -> Page:
+    """Figure 19 from the main results' learning curves, and where each stands at its end."""
     from spineseg_core.report.figures import learning_curves
     from spineseg_core.study.aggregate import STEEP_RATIO, STEEP_WINDOW
 
@@ -59,3 +72,300 @@ def convergence_page(b: Bundle) -> Page:
             notes=["Validation Dice, mean over each model's seeds."],
             dash_note="the curve is too short to measure a gain"))
     return out
+
+
+PLATEAU_FOLDER = "plateau"
+"""The budget seed's results, a sibling of the profile's (``results/plateau/``)."""
+
+NO_SEED = MarkdownText(
+    "The runs of the budget seed (every model trained to one budget of optimiser steps and to "
+    "half of it, which would label each model as plateaued or not) are not among these "
+    "results.")
+"""The one sentence the chapter shows without the budget seed's runs."""
+
+
+def plateau_bundle(b: Bundle) -> Bundle:
+    """The budget seed's bundle beside ``b`` (``<results>/plateau/``; no files when ``b`` has
+    no results folder)."""
+    return Bundle(b.root / PLATEAU_FOLDER if b.root is not None else None)
+
+
+def paper_families() -> dict[str, str]:
+    """The family of each of the paper's twelve models (the registry's list), the units of the
+    fifth claim and of the "10 of 12" rule."""
+    from spineseg_core.models import list_models, model_info
+
+    return {m: str(model_info(m).family) for m in list_models()}
+
+
+def display_names(models: Sequence[str]) -> dict[str, str]:
+    """Each model's name in words (the registry's; the code name for one it does not know)."""
+    from spineseg_core.errors import SpinesegError
+    from spineseg_core.models import model_info
+
+    out = {}
+    for m in models:
+        try:
+            out[m] = model_info(m).display_name
+        except SpinesegError:
+            out[m] = m
+    return out
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """The main results' runs (the 6-epoch runs) as one budget of the ranking."""
+
+    scores: pd.Series
+    """Seed 0's validation Dice per model."""
+    steps: float
+    """Their optimiser steps: the median over the runs of epochs x steps per epoch."""
+    name: str
+    """The budget in words ("the 6-epoch runs")."""
+    n_val: int | None
+    """Their validation subjects (None when not recorded)."""
+    fingerprints: frozenset[str]
+    """The code versions (source fingerprints) that made them."""
+
+
+def epoch_budget(runs: pd.DataFrame | None) -> EpochBudget | None:
+    """The main results' seed-0 runs as a budget of the ranking; None without them."""
+    if runs is None or not {"model", "seed", "val_dice"} <= set(runs):
+        return None
+    seed0 = runs[runs["seed"] == 0].drop_duplicates("model")
+    if seed0.empty:
+        return None
+    if "steps_completed" in seed0 and seed0["steps_completed"].notna().all():
+        steps = float(seed0["steps_completed"].median())
+    elif {"epochs_completed", "steps_per_epoch"} <= set(seed0):
+        steps = float((seed0["epochs_completed"] * seed0["steps_per_epoch"]).median())
+    else:
+        steps = math.nan
+    epochs = (sorted(seed0["epochs_completed"].dropna().astype(int).unique())
+              if "epochs_completed" in seed0 else [])
+    name = (f"the {epochs[0]}-epoch runs" if len(epochs) == 1 else "the epoch-budget runs")
+    return EpochBudget(seed0.set_index("model")["val_dice"], steps, name,
+                       median_int(seed0, "n_val_cases"), fingerprints(seed0))
+
+
+def median_int(frame: pd.DataFrame, column: str) -> int | None:
+    """The median of ``column`` as an integer, None when the column has no value."""
+    if column not in frame or not frame[column].notna().any():
+        return None
+    return int(frame[column].median())
+
+
+def fingerprints(frame: pd.DataFrame) -> frozenset[str]:
+    """The source fingerprints recorded by the runs of ``frame``."""
+    if "source_fingerprint" not in frame:
+        return frozenset()
+    return frozenset(str(f) for f in frame["source_fingerprint"].dropna())
+
+
+def budget_seed(b: Bundle) -> Page:
+    """The budget seed's part of the chapter (issue 24), from ``results/plateau/``: Figure 19
+    re-made against optimiser steps, the plateau label of every model, the fifth claim and
+    the ranking against the budget. ``cv_seed`` is the Markdown the chapter pastes (with the
+    exhibits' directives), or :data:`NO_SEED`, one sentence, when the seed has no run here;
+    the exhibits are given only with it."""
+    from spineseg_core.models.registry import Family
+    from spineseg_core.report.figures import dice_against_steps, rank_against_budget
+    from spineseg_core.study.convergence import (
+        CONVERGENCE_STATEMENT,
+        MIN_PLATEAUED,
+        REACH_FRACTION,
+        convergence_claim,
+        rank_vs_budget,
+    )
+    from spineseg_core.study.plateau import PLATEAU_TOLERANCE, Plateau, plateaued_count
+
+    seed = plateau_bundle(b)
+    runs, history, plateau = seed.csv("runs.csv"), seed.csv("history.csv"), seed.csv("plateau.csv")
+    if runs is None or not len(runs) or history is None or not len(history):
+        return {"cv_seed": NO_SEED}
+    paper = paper_families()
+    models = list(dict.fromkeys([*runs["model"], *(plateau["model"] if plateau is not None
+                                                   else [])]))
+    names = display_names(models)
+    family = {**{m: "" for m in models}, **paper}
+    steps_b = (float(runs["steps_completed"].median()) if "steps_completed" in runs
+               and runs["steps_completed"].notna().any() else math.nan)
+    ours = plateau[plateau["model"].isin(paper)] if plateau is not None else None
+    stepped = "step" in history and history["step"].notna().any()
+    claim = (convergence_claim(history, ours, paper, str(Family.BACKBONE), str(Family.UNET))
+             if stepped else None)  # no step at all: no model's convergence can be measured
+    reached = dict(zip(claim.steps["model"], claim.steps["steps"])) if claim else {}
+    half = (float(plateau["half_steps"].dropna().median()) if plateau is not None
+            and plateau["half_steps"].notna().any() else None)
+    curves = history[history["model"].isin(paper)] if history["model"].isin(paper).any() \
+        else history
+    out: Page = {"cv_seed_curves": dice_against_steps(curves, family, names, half, reached)
+                 if "step" in curves and curves["step"].notna().any()
+                 else Missing("history.csv with the optimiser step of each validation")}
+    budget = f"B = {steps_b:,.0f} optimiser steps" if math.isfinite(steps_b) else "a budget B"
+    text = [
+        "## Every model at one budget of optimiser steps",
+        f"Seed 0 of every model was trained again to {budget}, the same for every model, with "
+        "a learning rate that decays to zero at the budget, and once more to half of it (B/2) "
+        "with its own complete schedule. {numref}`fig-steps` is the paper's Figure 19 re-made "
+        "from the runs at B.",
+        figure_block("cv_seed_curves", "fig-steps", (
+            "**Validation Dice against optimiser steps, the runs at the budget.** Mean Dice "
+            "over the 19 structures on the validation subjects; blue: U-Net family, orange: "
+            "backbone models; a dot marks where a run first reaches "
+            f"{100 * REACH_FRACTION:.0f} % of its best. Data: history.csv of the budget seed."),
+            alt="One line chart of validation Dice in percent against optimiser steps, one "
+                "line per model named at its end, blue for the U-Net family and orange for "
+                "the backbone models, a dotted line at half the budget.",
+            figclass="full-width")]
+
+    # -- the plateau label per model
+    if ours is None or plateau is None or not len(plateau):
+        text.append("No run at B/2 is among these results, so no model is labelled by the "
+                    "plateau rule.")
+    else:
+        done, measured = plateaued_count(ours)
+        stands = ("so the budget stands" if done >= MIN_PLATEAUED else
+                  "so the budget does not stand and is raised once")
+        unmeasured = len(paper) - measured
+        text += [
+            "## Has each model plateaued?",
+            f"A model has plateaued at B when its validation Dice at B is within "
+            f"{100 * PLATEAU_TOLERANCE:.1f} point of its run at B/2 (or below it): doubling "
+            f"the budget bought nothing that matters ({{numref}}`tbl-plateau`). "
+            + (f"{done} of the paper's {len(paper)} models plateaued" if not unmeasured else
+               f"{done} of the {measured} of the paper's models measured plateaued "
+               f"({unmeasured} not measured)")
+            + f"; the budget B stands when at least {MIN_PLATEAUED} of the {len(paper)} do, "
+            f"{stands}.",
+            figure_block("cv_seed_plateau", "tbl-plateau", (
+                "**Has each model plateaued at the budget?** Validation Dice of the run at "
+                "B/2 and of the run at B (seed 0), the gain of doubling the budget, and the "
+                "rule's label. Sorted by gain. Data: plateau.csv of the budget seed."))]
+        shown = plateau.assign(name=plateau["model"].map(names)).sort_values(
+            "gain", ascending=False, na_position="last")
+        out["cv_seed_plateau"] = table_html(shown, [
+            Column("name", "Model"), Column("label", "Label"),
+            Column("half_val_dice", "Dice at B/2 (%)", Kind.PERCENT),
+            Column("val_dice", "Dice at B (%)", Kind.PERCENT),
+            Column("gain", "Gain (points)", write=lambda r: DASH if missing(r["gain"])
+                   else f"{100 * r['gain']:+.1f}"),
+            Column("evidence", "Evidence")],
+            dash_note=f"the model is {Plateau.NOT_MEASURED}")
+
+    # -- the fifth claim
+    if claim is None:
+        text += ["## The fifth claim: do the backbone models converge sooner?",
+                 f"The paper says that {CONVERGENCE_STATEMENT} (its section 4.5: about 40 "
+                 "epochs against 100 to 120). Verdict here: **not resolved at this scale**: "
+                 "no run at the budget records the optimiser step of its validations, so no "
+                 "model's convergence can be measured."]
+    else:
+        text += fifth_claim(claim, names, family, history, plateau, out)
+
+    # -- rank against budget
+    early = epoch_budget(b.csv("runs.csv"))
+    scores: dict[str, pd.Series] = {}
+    where: dict[str, float] = {}
+    if early is not None:
+        scores[early.name] = early.scores[early.scores.index.isin(paper)]
+        where[early.name] = early.steps
+    if ours is not None and len(ours):
+        table = ours.set_index("model")
+        scores["B/2"], where["B/2"] = table["half_val_dice"], half if half else math.nan
+        scores["B"], where["B"] = table["val_dice"], steps_b
+        ranks = rank_vs_budget(scores, "B", where)
+        caveat = "" if early is None else early_caveat(early, median_int(runs, "n_val_cases"),
+                                                         fingerprints(runs))
+        text += [
+            "## How much budget a ranking needs",
+            "The rank correlation between the models' ranking on validation at each complete "
+            "budget and their ranking at B ({numref}`tbl-rank-budget`, {numref}`fig-rank-budget`): "
+            "a comparison of architectures at a budget whose correlation with B is low "
+            "ranks how fast the models start, not what they reach." + caveat,
+            figure_block("cv_seed_ranks", "tbl-rank-budget", (
+                "**The ranking at each budget against the ranking at B**, validation Dice of "
+                "seed 0, the paper's models both budgets have. Data: runs.csv (6-epoch runs) "
+                "and plateau.csv of the budget seed.")),
+            figure_block("cv_seed_rank_plot", "fig-rank-budget", (
+                "**Rank correlation with the ranking at B against the budget's optimiser "
+                "steps.** Data: as the table above."),
+                alt="A line chart of the rank correlation, Spearman and Kendall, against the "
+                    "optimiser steps of each budget, reaching 1 at the budget B.")]
+        out["cv_seed_ranks"] = table_html(ranks, [
+            Column("budget", "Budget"), Column("steps", "Optimiser steps", Kind.INTEGER),
+            Column("models", "Models", Kind.INTEGER),
+            Column("spearman", "Spearman's rho", Kind.NUMBER, 2),
+            Column("kendall", "Kendall's tau", Kind.NUMBER, 2)],
+            dash_note="fewer than three models in common")
+        out["cv_seed_rank_plot"] = rank_against_budget(ranks)
+    out["cv_seed"] = MarkdownText("\n\n".join(text))
+    return out
+
+
+def fifth_claim(claim: ConvergenceClaim, names: dict[str, str], family: dict[str, str],
+                history: pd.DataFrame, plateau: pd.DataFrame | None, out: Page) -> list[str]:
+    """The fifth claim's paragraphs (caveats first, then the verdict, the rule and the family
+    test in words); puts its table of each model's convergence steps in ``out``."""
+    from spineseg_core.study.convergence import REACH_FRACTION
+
+    test = claim.test
+    caveats = "; ".join(claim.caveats)
+    text = [
+        "## The fifth claim: do the backbone models converge sooner?",
+        f"The paper says that {claim.statement} (its section 4.5: about 40 epochs against 100 "
+        "to 120). " + (f"Read first: {caveats}. " if caveats else "")
+        + f"Verdict here: **{claim.verdict}**.",
+        f"The rule: {claim.rule}." + ("" if test is None else f" {family_gap(test)}")
+        + " {numref}`tbl-converge-steps` gives each model's steps.",
+        figure_block("cv_seed_steps", "tbl-converge-steps", (
+            f"**Optimiser steps to {100 * REACH_FRACTION:.0f} % of the best validation Dice**, per "
+            "model, the runs at the budget; sorted by steps. Data: history.csv of the budget "
+            "seed."))]
+    steps = claim.steps.assign(name=claim.steps["model"].map(names),
+                               family=claim.steps["model"].map(family)).sort_values("steps")
+    best = history.groupby("model")["dice"].max()
+    labels = (dict(zip(plateau["model"], plateau["label"])) if plateau is not None else {})
+    out["cv_seed_steps"] = table_html(steps.assign(best=steps["model"].map(best),
+                                                   label=steps["model"].map(labels)), [
+        Column("name", "Model"), Column("family", "Family"),
+        Column("steps", "Steps", Kind.INTEGER),
+        Column("best", "Best validation Dice (%)", Kind.PERCENT),
+        Column("label", "Plateau label")],
+        dash_note="no step-budget curve or no run at B/2")
+    return text
+
+
+def family_gap(test: FamilyTest) -> str:
+    """The family test's result in words: how many steps the U-Net family's median is from
+    the backbone models', and the one-sided p-value of each direction."""
+    gap = abs(test.difference)
+    where = ("the same as" if gap == 0 else
+             f"{gap:,.0f} steps {'later than' if test.difference > 0 else 'sooner than'}")
+    return (f"The U-Net family's median is {where} the backbone models' ({test.n_unet} against "
+            f"{test.n_backbone} models, every one of the {test.permutations:,} splits into "
+            f"families of these sizes; one-sided p = {test.p_backbone_faster:.3f} that the "
+            f"backbone models are sooner, {test.p_unet_faster:.3f} that the U-Net family is).")
+
+
+def early_caveat(early: EpochBudget, n_val: int | None, code: frozenset[str]) -> str:
+    """What sets the epoch-budget runs apart from the budget seed besides their budget: fewer
+    validation subjects, another version of the code (empty when nothing does)."""
+    parts = []
+    if early.n_val is not None and n_val is not None and early.n_val != n_val:
+        parts.append(f"were validated on {early.n_val} subjects (the budget seed on {n_val})")
+    if early.fingerprints and code and early.fingerprints != code:
+        parts.append("were made by another version of the code")
+    if not parts:
+        return ""
+    name = early.name[0].upper() + early.name[1:]
+    return f" {name} {' and '.join(parts)}, so not all of their distance from B is the budget's."
+
+
+def figure_block(key: str, name: str, caption: str, alt: str = "", figclass: str = "") -> str:
+    """The MyST of a numbered exhibit glued as ``key`` (``{glue:figure}``, named ``name``:
+    ``tbl-...`` for a table, ``fig-...`` with ``alt`` text for a figure; ``figclass``
+    ``full-width`` for one that reads better wider than the text)."""
+    options = ((f":alt: {alt}\n" if alt else "") + f":name: {name}"
+               + (f"\n:figclass: {figclass}" if figclass else ""))
+    return f"```{{glue:figure}} {key}\n{options}\n\n{caption}\n```"
