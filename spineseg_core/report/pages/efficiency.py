@@ -95,20 +95,17 @@ def efficiency_page(b: Bundle) -> Page:
 def part8_values(b: Bundle) -> Page:
     """The chapter's blocks that exist only with their measurement, each a :class:`MarkdownText`
     the chapter pastes, with its numbered table: the step against the matrix-multiply rate
-    (``ef_steps``), the trainer's step before and after part 8 of issue 24 (``ef_changes``, with
-    PSANet's probe) and the side-by-side with MONAI (``ef_monai``). A block without its file is
+    (``ef_steps``), the trainer's step before and after part 8 of issue 24 (``ef_changes``)
+    and the side-by-side with MONAI (``ef_monai``). A block without its file is
     empty: left out, not announced."""
     from spineseg_core.report.pages.convergence import figure_block
 
-    probe = (b.root / Path(*PSANET_PROBE)) if b.root is not None else None
     out: Page = {}
     for key, name, (text, table), caption in (
             ("ef_steps", "tbl-step-gemm", step_rate_section(b.csv("step_settings.csv")),
              "**Each model's training step against the machine's matrix-multiply rate**, "
              "in the trainer's setting, and the fastest setting of the sweep."),
-            ("ef_changes", "tbl-step-changes", step_change_section(
-                b.csv("step_changes.csv"),
-                probe.read_text() if probe is not None and probe.is_file() else None),
+            ("ef_changes", "tbl-step-changes", step_change_section(b.csv("step_changes.csv")),
              "**The trainer's step before and after it stopped filling fresh memory**, per "
              "model, in the trainer's setting."),
             ("ef_monai", "tbl-monai", monai_section(b.csv("bench_monai.csv")),
@@ -323,33 +320,6 @@ def step_changes(changes: pd.DataFrame) -> pd.DataFrame:
                  "achieved", "ratio"])
 
 
-PSANET_PROBE = ("probes", "psanet_gather.txt")
-"""Where ``scripts/psanet_gather_probe.py`` writes, under the results folder."""
-PROBE_LINE = re.compile(r"^(index_add backward|inverse gather backward): median ([\d.]+) s",
-                        re.M)
-GRADIENT_LINE = re.compile(r"largest gradient difference between the two: (\S+)")
-
-
-def psanet_sentence(text: str | None) -> str:
-    """One sentence from PSANet's gather probe (``psanet_gather.txt``): its step before and
-    after the change and how far the gradients differ; empty without the file or its lines."""
-    if not text:
-        return ""
-    times = dict(PROBE_LINE.findall(text))
-    if set(times) != {"index_add backward", "inverse gather backward"}:
-        return ""
-    before, after = float(times["index_add backward"]), float(times["inverse gather backward"])
-    grad = GRADIENT_LINE.search(text)
-    same = ""
-    if grad:
-        diff = float(grad.group(1))
-        same = (", with the same gradients" if diff == 0 else
-                f", its gradients within {sci(diff)} of the former's")
-    return (f"PSANet's step, whose attention re-indexing now back-propagates as a gather "
-            f"through the inverse index instead of a serial indexed sum, takes {after:.2f} s "
-            f"against {before:.2f} s before ({before / after:.1f} times as fast){same}.")
-
-
 def sci(x: float) -> str:
     """A small number in words' notation: 2.8 × 10⁻⁸ (0 as 0)."""
     if x == 0:
@@ -359,14 +329,12 @@ def sci(x: float) -> str:
     return f"{mantissa} × 10{str(int(exponent)).translate(sup)}"
 
 
-def step_change_section(changes: pd.DataFrame | None, probe: str | None
-                        ) -> tuple[str, HTMLTable | None]:
+def step_change_section(changes: pd.DataFrame | None) -> tuple[str, HTMLTable | None]:
     """The chapter's text (Markdown) and table of part 8's before and after; nothing without
-    ``step_changes.csv`` (the PSANet sentence alone, when only its probe exists)."""
-    psanet = psanet_sentence(probe)
+    ``step_changes.csv``."""
     table = step_changes(changes) if changes is not None and len(changes) else None
     if table is None or table.empty:
-        return (f"**PSANet's gather.** {psanet}" if psanet else ""), None
+        return "", None
     faster = table["faster"]
     gain = (f"{table['display_name'].iloc[0]}'s step is {change_words(faster.iloc[0])}"
             if len(table) == 1 else
@@ -375,7 +343,7 @@ def step_change_section(changes: pd.DataFrame | None, probe: str | None
     text = ("**Before and after.** The trainer used to fill freshly allocated memory on every "
             "step (a side effect of its deterministic setting); it no longer does. Timed "
             "both ways in the same process, one step of each in turn "
-            f"({{numref}}`tbl-step-changes`), {gain}." + (f" {psanet}" if psanet else ""))
+            f"({{numref}}`tbl-step-changes`), {gain}.")
     shown = table_html(table.sort_values("faster", ascending=False), [
         Column("display_name", "Model"), Column("setting", "Setting"),
         Column("before_s", "Step before (s)", Kind.NUMBER, 2),
