@@ -261,8 +261,8 @@ def svg_with_titles(fig: Figure, titles: dict[str, str], label: str) -> str:
     svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
     for gid, text in titles.items():
         opening = re.compile(rf'(<g id="{re.escape(gid)}"[^>]*>)')
-        svg, n = opening.subn(lambda m: f"{m.group(1)}<title>{html.escape(text)}</title>", svg,
-                              count=1)
+        title = f"<title>{html.escape(text)}</title>"
+        svg, n = opening.subn(lambda m, title=title: m.group(1) + title, svg, count=1)
         if not n:
             raise ValueError(f"no element with the id {gid!r} in the figure's SVG")
     return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',

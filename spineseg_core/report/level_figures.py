@@ -109,7 +109,8 @@ def confusion_heatmaps(confusion: pd.DataFrame, models: Sequence[str],
             rename = {"index": {r: name(r) for r in share.index},
                       "columns": {a: answer_name(a) for a in share.columns}}
             panels.append(heatmap_html(
-                share.rename(**rename), tips.rename(**rename), write=lambda v: f"{v:.0f}" if v >= 1 else "", missing_text="",
+                share.rename(**rename), tips.rename(**rename),
+                write=lambda v: f"{v:.0f}" if v >= 1 else "", missing_text="",
                 column_titles=ANSWER_TITLES, row_header="Reference", title=label))
     return HTMLTable(f'<div class="spineseg-heat-grid">{"".join(map(str, panels))}</div>')
 

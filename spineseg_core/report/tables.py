@@ -161,14 +161,14 @@ PERCENT_SCALE = ColourScale()
 
 
 def cell_colours(value: float, scale: ColourScale = PERCENT_SCALE) -> tuple[str, str]:
-    """A heatmap cell's background (``value``'s colour on ``scale``, as ``#rrggbb``) and the
+    """A heatmap cell's background (``value``'s colour on ``scale``, as ``#rrggbb``; a value
+    outside the scale takes the colour of its nearer end, as matplotlib's colormaps do) and the
     text colour that reads on it: black on a light colour, white on a dark one, split at the
     relative luminance (WCAG 2) where both contrast equally."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    t = (min(max(float(value), scale.vmin), scale.vmax) - scale.vmin) / (scale.vmax - scale.vmin)
-    rgb = colormaps[scale.cmap](t)[:3]
+    rgb = colormaps[scale.cmap]((float(value) - scale.vmin) / (scale.vmax - scale.vmin))[:3]
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
     return to_hex(rgb), ("#000" if luminance > 0.179 else "#fff")

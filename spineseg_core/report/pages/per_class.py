@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from spineseg_core.labels import LABELS
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
-from spineseg_core.labels import LABELS
 from spineseg_core.report.tables import (
     Column,
     HTMLTable,
