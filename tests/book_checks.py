@@ -132,7 +132,7 @@ window.addEventListener("load", () => {
 into ``<body data-too-wide>`` each element of the selector (``%s``) whose content is wider
 than the element, i.e. scrolls sideways (:func:`too_wide` reads it from the dumped DOM)."""
 
-HOVER_EXHIBITS = ".spineseg-heat-wrap .spineseg-table-wrap, .spineseg-svg"
+HOVER_EXHIBITS = ".spineseg-heat-grid, .spineseg-heat-wrap .spineseg-table-wrap, .spineseg-svg"
 """The explorable exhibits (heatmap tables, inline SVG plots), which must fit the page."""
 
 
