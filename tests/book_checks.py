@@ -100,6 +100,58 @@ def _figure_problems(article) -> list[str]:
     return problems
 
 
+def _hover_problems(article) -> list[str]:
+    """The explorable exhibits without a script: every cell of a heatmap table
+    (``spineseg-heat``) carries its values as a ``title``, and an inline SVG drawn as an image
+    (``role="img"``) has a description and sits in a captioned figure."""
+    problems = []
+    bare = [td for td in article.select("table.spineseg-heat td") if not td.get("title")]
+    if bare:
+        problems.append(f"{len(bare)} x a heatmap cell without its values on hover (title)")
+    for k, svg in enumerate(article.select('svg[role="img"]'), start=1):
+        name = f"inline SVG {k} (in '{_section(svg)[:40]}')"
+        if not (svg.get("aria-label") or "").strip():
+            problems.append(f"{name}: no aria-label")
+        figure = svg.find_parent("figure")
+        caption = figure.find("figcaption") if figure else None
+        if caption is None or not caption.get_text(strip=True):
+            problems.append(f"{name}: no caption")
+    return problems
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const wide = [...document.querySelectorAll(%s)]
+    .filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => `${e.scrollWidth} px in ${e.clientWidth} px: ${e.textContent.trim().slice(0, 40)}`);
+  document.body.setAttribute("data-too-wide", JSON.stringify(wide));
+});
+</script>"""
+"""A script added to a copy of a built page, for chromium: it opens every dropdown and writes
+into ``<body data-too-wide>`` each element of the selector (``%s``) whose content is wider
+than the element, i.e. scrolls sideways (:func:`too_wide` reads it from the dumped DOM)."""
+
+HOVER_EXHIBITS = ".spineseg-heat-grid, .spineseg-heat-wrap .spineseg-table-wrap, .spineseg-svg"
+"""The explorable exhibits (heatmap tables, inline SVG plots), which must fit the page."""
+
+
+def with_width_probe(page_html: str, selector: str = HOVER_EXHIBITS) -> str:
+    """``page_html`` with :data:`WIDTH_PROBE` for ``selector`` before its ``</body>``."""
+    import json
+
+    return page_html.replace("</body>", WIDTH_PROBE % json.dumps(selector) + "</body>", 1)
+
+
+def too_wide(dom: str) -> list[str] | None:
+    """What :data:`WIDTH_PROBE` found too wide in a dumped DOM; None when it did not run."""
+    import json
+
+    body = BeautifulSoup(dom, "html.parser").body
+    found = body.get("data-too-wide") if body else None
+    return None if found is None else json.loads(found)
+
+
 def _zero_spread_of_one_seed(article, single_seed: tuple[str, ...]) -> list[str]:
     """"± 0.00" in a table row or a paragraph about a one-seed result: one that names a model
     of ``single_seed`` or says "n = 1"."""
@@ -194,7 +246,7 @@ def page_problems(dom: str, single_seed: tuple[str, ...] = (),
     soup = BeautifulSoup(dom, "html.parser")
     article = soup.select_one("article.bd-article") or soup.body or soup
     text = article.get_text(" ")
-    problems = _figure_problems(article)
+    problems = _figure_problems(article) + _hover_problems(article)
     problems += _found('"…" (truncated text)', re.compile("…"), text)
     cut = [td for td in article.find_all(["td", "th"]) if td.get_text(strip=True) in ("...", "…")]
     if cut:

@@ -134,3 +134,34 @@ def test_numbering_breaks_are_named():
         "results: 1 x a table outside a numbered exhibit",
         "per_class: exhibit 1 ('Table 5.1 Dice per vertebra'): Table 5.1 is also results's",
         "per_class: exhibit 2 ('Fig. 3 Heatmaps'): no number in the scheme"]
+
+
+def test_explorable_exhibits_need_their_hover_values_and_a_caption():
+    """A heatmap cell without its ``title`` and an inline SVG plot without a description or a
+    caption are named; with them the page passes."""
+    heat = ('<figure><table class="spineseg-heat"><tr><th>U-Net</th><td title="U-Net, L3: 81.2 % '
+            'Dice (paper 85.0 %)">81</td><td{}>40</td></tr></table>'
+            "<figcaption><p>Dice per structure.</p></figcaption></figure>")
+    svg = '<figure><svg role="img"{}><g id="p"><title>U-Net</title></g></svg>{}</figure>'
+    page = '<html><body><article class="bd-article"><h1>Cost</h1>{}{}</article></body></html>'
+    good = page.format(heat.format(' title="x"'),
+                       svg.format(' aria-label="Dice against cost"',
+                                  "<figcaption><p>Accuracy against cost.</p></figcaption>"))
+    assert page_problems(good) == []
+    bad = page.format(heat.format(""), svg.format("", ""))
+    assert page_problems(bad) == [
+        "1 x a heatmap cell without its values on hover (title)",
+        "inline SVG 1 (in 'Cost'): no aria-label", "inline SVG 1 (in 'Cost'): no caption"]
+
+
+def test_width_probe_is_added_once_and_its_finding_read_back():
+    from book_checks import too_wide, with_width_probe
+
+    page = "<html><body><p>x</p></body></html>"
+    probed = with_width_probe(page, ".a, .b")
+    assert probed.count("<script>") == 1 and '".a, .b"' in probed
+    assert probed.index("<script>") > probed.index("<p>x</p>")
+    assert too_wide(page) is None  # the probe did not run
+    assert too_wide('<html><body data-too-wide="[]"></body></html>') == []
+    assert too_wide("<html><body data-too-wide='[\"900 px in 700 px: Model\"]'></body></html>") \
+        == ["900 px in 700 px: Model"]

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from spineseg_core.labels import LABELS
+from spineseg_core.report.tables import HTMLTable
 
 
 def level_colours() -> np.ndarray:
@@ -191,19 +192,27 @@ def spread_labels(y: Sequence[float], min_gap: float) -> np.ndarray:
 FAMILY_COLOURS = {"U-Net family": "tab:blue", "backbone models": "tab:orange"}
 
 
+def point_gid(panel: int, k: int) -> str:
+    """The SVG id of the ``k``-th model's point in panel ``panel`` of :func:`cost_scatter`."""
+    return f"cost-{panel}-{k}"
+
+
 def cost_scatter(df: pd.DataFrame) -> Figure:
     """Our mean Dice against parameters (M) and GMACs at 880 px, log scales, one point per
     model; labels sit to the right of their points, spread apart vertically so none collide,
-    with a thin line back to the point when moved."""
+    with a thin line back to the point when moved. Each point is its own artist with the id
+    :func:`point_gid` (panel, row of ``df``), so the SVG can carry its values
+    (:func:`cost_scatter_html`)."""
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 4.8))
     y = 100 * df["dice_mean"].to_numpy(dtype=float)
     span = (np.nanmax(y) - np.nanmin(y)) if len(y) else 1.0
     label_y = spread_labels(y, max(span, 5.0) * 0.07)
-    for ax, col, label in ((axes[0], "params_m", "parameters (M)"),
-                           (axes[1], "gmacs_880", "GMACs at 880 px")):
+    colours = [FAMILY_COLOURS.get(f, "tab:gray") for f in df.get("family", [""] * len(df))]
+    for panel, (ax, col, label) in enumerate(((axes[0], "params_m", "parameters (M)"),
+                                              (axes[1], "gmacs_880", "GMACs at 880 px"))):
         x = df[col].to_numpy(dtype=float)
-        colours = [FAMILY_COLOURS.get(f, "tab:gray") for f in df.get("family", [""] * len(df))]
-        ax.scatter(x, y, c=colours, zorder=3)
+        for k, (xi, yi, colour) in enumerate(zip(x, y, colours)):
+            ax.scatter([xi], [yi], c=colour, s=40, zorder=3, gid=point_gid(panel, k))
         for xi, yi, ly, name in zip(x, y, label_y, df["display_name"]):
             ax.annotate(name, (xi, yi), xytext=(xi * 1.25, ly), fontsize=8, va="center",
                         arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"})
@@ -216,6 +225,63 @@ def cost_scatter(df: pd.DataFrame) -> Figure:
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def point_tooltip(row: pd.Series) -> str:
+    """A point's hover text in the accuracy-against-cost scatter: "U-Net: 59.0 % Dice,
+    365 GMACs at 880 px, 31.0 M parameters" (``row``: ``dice_mean`` a fraction, ``gmacs_880``,
+    ``params_m``; costs to three significant digits)."""
+    def number(key: str, scale: float = 1.0, digits: int | None = None) -> str:
+        v = row.get(key)
+        if v is None or pd.isna(v):
+            return "not measured"
+        v = scale * float(v)
+        if digits is None:  # three significant digits, never an exponent: 0.0824, 13.4, 834
+            digits = max(0, 2 - int(np.floor(np.log10(abs(v))))) if v else 0
+        return f"{v:.{digits}f}"
+
+    return (f"{row['display_name']}: {number('dice_mean', 100, 1)} % Dice, "
+            f"{number('gmacs_880')} GMACs at 880 px, {number('params_m')} M parameters")
+
+
+def svg_with_titles(fig: Figure, titles: dict[str, str], label: str) -> str:
+    """``fig`` as an SVG element to place in a page: every element whose id is a key of
+    ``titles`` gets that text as its SVG ``<title>``, which a browser shows on hover (offline,
+    no script); the SVG scales to the page's width and is announced as one image described by
+    ``label``. Text stays text (``svg.fonttype: none``) and ids are stable (a fixed
+    ``svg.hashsalt``), so the same data give the same bytes."""
+    import html
+    import io
+    import re
+
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "spineseg"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
+    for gid, text in titles.items():
+        opening = re.compile(rf'(<g id="{re.escape(gid)}"[^>]*>)')
+        title = f"<title>{html.escape(text)}</title>"
+        svg, n = opening.subn(lambda m, title=title: m.group(1) + title, svg, count=1)
+        if not n:
+            raise ValueError(f"no element with the id {gid!r} in the figure's SVG")
+    return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
+                  lambda m: f'<svg {m.group(1)}role="img" aria-label="{html.escape(label)}"',
+                  svg, count=1)
+
+
+def cost_scatter_html(df: pd.DataFrame) -> HTMLTable:
+    """:func:`cost_scatter` as inline SVG whose every point shows, on hover, the model, its
+    Dice, GMACs and parameters (:func:`point_tooltip`)."""
+    fig = cost_scatter(df)
+    tips = {point_gid(panel, k): point_tooltip(row) for panel in (0, 1)
+            for k, (_, row) in enumerate(df.iterrows())}
+    try:
+        svg = svg_with_titles(fig, tips, "Two scatter plots of our mean test Dice against "
+                              "parameters and against GMACs at 880 px, one point per model")
+    finally:
+        plt.close(fig)
+    return HTMLTable(f'<div class="spineseg-svg">{svg}</div>')
 
 
 def rank_slopes(names: Sequence[str], paper: Sequence[float], ours: Sequence[float]) -> Figure:

@@ -1,4 +1,5 @@
-"""The level chapter's figures, drawn from ``spineseg levels``'s tables (returned, never shown).
+"""The level chapter's figures, drawn from ``spineseg levels``'s tables (returned, never shown);
+the level-confusion heatmaps are HTML tables whose cells give their values on hover.
 
 Layouts follow :mod:`spineseg_core.report.figures`: page width, legends outside the data, the
 labels' colour key where labels are drawn.
@@ -13,8 +14,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from spineseg_core.labels import LABELS
 from spineseg_core.levels.anatomy import BACKGROUND, LEVELS, SACRUM, name
 from spineseg_core.report.figures import PAGE_WIDTH_IN, label_key, show_labels
+from spineseg_core.report.tables import HTMLTable, heatmap_html
 
 STAGE_COLOURS = {"predicted": "tab:gray", "relabelled": "tab:blue"}
 ANSWERS: tuple[int, ...] = (BACKGROUND, SACRUM, *LEVELS)
@@ -41,51 +44,75 @@ def stage_dots(summary: pd.DataFrame, metric: str, xlabel: str) -> Figure:
     return fig
 
 
-def confusion_grid(confusion: pd.DataFrame, model: str, stage: str) -> pd.DataFrame:
-    """One heatmap's numbers: rows the reference levels top-down (T9 first, L5/S last),
-    columns :data:`ANSWERS`, each cell the share (percent) of the row level's instances of
-    ``model`` at ``stage`` given that answer (``confusion``: ``confusion.csv``); a level no
-    subject has is a row of NaN."""
+def confusion_counts(confusion: pd.DataFrame, model: str, stage: str) -> pd.DataFrame:
+    """One heatmap's counts: rows the reference levels top-down (T9 first, L5/S last), columns
+    :data:`ANSWERS`, each cell the instances (over seeds and subjects) of the row level of
+    ``model`` at ``stage`` given that answer (``confusion``: ``confusion.csv``)."""
     one = confusion[(confusion["model"] == model) & (confusion["stage"] == stage)]
-    grid = (one.pivot_table(index="class_value", columns="answer", values="n", aggfunc="sum")
+    return (one.pivot_table(index="class_value", columns="answer", values="n", aggfunc="sum")
             .reindex(index=list(LEVELS)[::-1], columns=list(ANSWERS)).fillna(0))
+
+
+def confusion_grid(confusion: pd.DataFrame, model: str, stage: str) -> pd.DataFrame:
+    """One heatmap's numbers: :func:`confusion_counts` as the share (percent) of each row
+    level's instances given each answer; a level no subject has is a row of NaN."""
+    grid = confusion_counts(confusion, model, stage)
     return 100 * grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
 
 
-def confusion_heatmaps(confusion: pd.DataFrame, models: Sequence[str],
-                       stages: Sequence[str] = ("predicted", "relabelled")) -> Figure:
-    """Level-confusion heatmaps, one row of panels per stage and one column per model: rows
-    the reference levels (the lowest at the bottom, as in a sagittal image), columns the answer
-    (background, sacrum, the levels bottom-up), each cell the share (percent) of the reference
-    level's instances given that answer. A one-level shift of the same kind sits two cells off
-    the diagonal (levels alternate disc and vertebra)."""
-    import seaborn as sns
+def answer_name(value: int) -> str:
+    """An answer's header: "bg" for background, else the label's short name."""
+    return "bg" if value == BACKGROUND else name(value)
 
-    nrows, ncols = len(stages), len(models)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 4.6 * nrows + 0.4),
-                             squeeze=False)
-    rows = list(LEVELS)[::-1]
-    for i, stage in enumerate(stages):
-        for j, model in enumerate(models):
-            one = confusion[(confusion["model"] == model) & (confusion["stage"] == stage)]
+
+ANSWER_TITLES: dict[str, str] = {answer_name(a): ("background: the level missed" if a == BACKGROUND
+                                                  else LABELS[a].long_name) for a in ANSWERS}
+"""The full name of each answer, the hover text of its abbreviated column header."""
+
+
+def confusion_tooltips(counts: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Each cell's hover text of a level-confusion heatmap (``counts``:
+    :func:`confusion_counts`; ``label``: the model and stage): "U-Net, predicted: L3 as L4 in
+    12.5 % (3 of 24)", the share of the reference level's instances and their counts."""
+    totals = counts.sum(axis=1)
+
+    def one(level: int, answer: int) -> str:
+        total = int(totals[level])
+        if not total:
+            return f"{label}: no subject has {name(level)} in its reference"
+        n = int(counts.at[level, answer])
+        said = "missed" if answer == BACKGROUND else f"as {name(answer)}"
+        return f"{label}: {name(level)} {said} in {100 * n / total:.1f} % ({n} of {total})"
+
+    return pd.DataFrame([[one(r, a) for a in counts.columns] for r in counts.index],
+                        index=counts.index, columns=counts.columns)
+
+
+def confusion_heatmaps(confusion: pd.DataFrame, models: Sequence[str],
+                       stages: Sequence[str] = ("predicted", "relabelled")) -> HTMLTable:
+    """Level-confusion heatmaps as HTML tables, one per model and stage (models in turn, each
+    with its stages side by side where the page is wide enough): rows the reference levels
+    (the lowest at the bottom, as in a sagittal image), columns the answer (background,
+    sacrum, the levels bottom-up), each cell coloured by the share (percent) of the reference
+    level's instances given that answer and showing it when at least 1 %; hovering a cell gives
+    the share and the counts. A one-level shift of the same kind sits two cells off the
+    diagonal (levels alternate disc and vertebra)."""
+    panels = []
+    for model in models:
+        one = confusion[confusion["model"] == model]
+        shown_name = one["display_name"].iloc[0] if len(one) else model
+        for stage in stages:
+            counts = confusion_counts(confusion, model, stage)
             share = confusion_grid(confusion, model, stage)
-            ax = axes[i, j]
-            sns.heatmap(share, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=(j == ncols - 1),
-                        cbar_kws={"label": "share of the level's instances (%)"},
-                        annot=np.where(share >= 1, share.round().fillna(0).astype(int)
-                                       .astype(str), ""), fmt="",
-                        annot_kws={"fontsize": 5}, linewidths=0.2, linecolor="white")
-            ax.set_xticks(np.arange(len(ANSWERS)) + 0.5,
-                          ["bg" if a == BACKGROUND else name(a) for a in ANSWERS],
-                          rotation=90, fontsize=6)
-            ax.set_yticks(np.arange(len(rows)) + 0.5, [name(r) for r in rows], rotation=0,
-                          fontsize=6)
-            name_ = one["display_name"].iloc[0] if len(one) else model
-            ax.set_title(f"{name_}, {stage}", fontsize=9)
-            ax.set(xlabel="answer (label given to most voxels)" if i == nrows - 1 else "",
-                   ylabel="reference level" if j == 0 else "")
-    fig.tight_layout()
-    return fig
+            label = f"{shown_name}, {stage}"
+            tips = confusion_tooltips(counts, label)
+            rename = {"index": {r: name(r) for r in share.index},
+                      "columns": {a: answer_name(a) for a in share.columns}}
+            panels.append(heatmap_html(
+                share.rename(**rename), tips.rename(**rename),
+                write=lambda v: f"{v:.0f}" if v >= 1 else "", missing_text="",
+                column_titles=ANSWER_TITLES, row_header="Reference", title=label))
+    return HTMLTable(f'<div class="spineseg-heat-grid">{"".join(map(str, panels))}</div>')
 
 
 def example_figure(example: dict[str, np.ndarray]) -> Figure:

@@ -144,3 +144,82 @@ def columns_for(df: pd.DataFrame, headers: dict[str, str], digits: int = 2) -> l
         else:
             cols.append(Column(key, header, Kind.NUMBER, digits))
     return cols
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """How a heatmap table colours a value: matplotlib's ``cmap`` from ``vmin`` to ``vmax``
+    (a value outside is clipped to the nearest end)."""
+
+    vmin: float = 0.0
+    vmax: float = 100.0
+    cmap: str = "viridis"
+
+
+PERCENT_SCALE = ColourScale()
+"""Percent from 0 (dark) to 100 (yellow), the book's one scale for Dice and shares."""
+
+
+def cell_colours(value: float, scale: ColourScale = PERCENT_SCALE) -> tuple[str, str]:
+    """A heatmap cell's background (``value``'s colour on ``scale``, as ``#rrggbb``; a value
+    outside the scale takes the colour of its nearer end, as matplotlib's colormaps do) and the
+    text colour that reads on it: black on a light colour, white on a dark one, split at the
+    relative luminance (WCAG 2) where both contrast equally."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    rgb = colormaps[scale.cmap]((float(value) - scale.vmin) / (scale.vmax - scale.vmin))[:3]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return to_hex(rgb), ("#000" if luminance > 0.179 else "#fff")
+
+
+def heatmap_html(values: pd.DataFrame, tooltips: pd.DataFrame, *,
+                 scale: ColourScale = PERCENT_SCALE,
+                 write: Callable[[float], str] = lambda v: f"{v:.0f}",
+                 missing_text: str = DASH, column_titles: dict[Any, str] | None = None,
+                 row_header: str = "", title: str = "", notes: Sequence[str] = (),
+                 dash_note: str = DEFAULT_DASH_NOTE) -> HTMLTable:
+    """``values`` (rows and columns as labelled, numbers or NaN) as a heatmap that is an HTML
+    table: each cell's background is its value's colour on ``scale`` and its text black or
+    white, whichever reads on it (:func:`cell_colours`), both inline; a missing cell is left
+    uncoloured and shows ``missing_text``. ``tooltips`` (same labels) is each cell's ``title``:
+    hovering shows the values, offline and without a script. ``column_titles`` gives a column
+    header a ``title`` too (its full name beside an abbreviated header); the book's CSS
+    (``spineseg-heat``) sets the headers upright and narrow, so 19 or 21 columns fit the page.
+
+    Written here rather than by pandas' ``Styler``: its one CSS rule and id per cell make a
+    page of six 19 x 21 heatmaps half a megabyte; inline styles keep it a third of that."""
+    if not values.index.equals(tooltips.index) or not values.columns.equals(tooltips.columns):
+        raise ValueError("heatmap: the tooltips' rows and columns are not the values'")
+
+    def attr(text: object) -> str:
+        return html.escape(str(text), quote=True)
+
+    titles = column_titles or {}
+    head = "".join(f'<th class="col_heading" title="{attr(titles[c])}">{attr(c)}</th>'
+                   if c in titles else f'<th class="col_heading">{attr(c)}</th>'
+                   for c in values.columns)
+    rows = []
+    for r in values.index:
+        cells = []
+        for c in values.columns:
+            v, tip = values.at[r, c], attr(tooltips.at[r, c])
+            if is_missing(v):
+                cells.append(f'<td title="{tip}">{attr(missing_text)}</td>')
+            else:
+                background, colour = cell_colours(v, scale)
+                cells.append(f'<td style="background:{background};color:{colour}" '
+                             f'title="{tip}">{attr(write(float(v)))}</td>')
+        rows.append(f'<tr><th class="row_heading">{attr(r)}</th>{"".join(cells)}</tr>')
+    table = (f'<table class="spineseg-table spineseg-heat"><thead><tr>'
+             f'<th class="blank">{attr(row_header)}</th>{head}</tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>')
+    footnotes = list(notes)
+    if missing_text == DASH and values.isna().any().any():
+        footnotes.insert(0, f"{DASH}: {dash_note}.")
+    top = f'<p class="spineseg-heat-title">{html.escape(title)}</p>' if title else ""
+    foot = "".join(f'<p class="spineseg-table-note">{html.escape(n)}</p>' for n in footnotes)
+    return HTMLTable(f'<div class="spineseg-heat-wrap">{top}'
+                     f'<div class="spineseg-table-wrap" style="overflow-x:auto">{table}</div>'
+                     f"{foot}</div>")

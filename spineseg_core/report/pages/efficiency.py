@@ -28,7 +28,7 @@ from spineseg_core.report.tables import (
 @page("efficiency")
 def efficiency_page(b: Bundle) -> Page:
     from spineseg_core.measure.efficiency import CARD_24GB_MIB, CARD_RESERVE_MIB
-    from spineseg_core.report.figures import cost_scatter
+    from spineseg_core.report.figures import cost_scatter_html
     from spineseg_core.study.paper import table3_efficiency
 
     paper = table3_efficiency()
@@ -71,8 +71,8 @@ def efficiency_page(b: Bundle) -> Page:
                    "parameter count. Data: efficiency.csv and the paper's Table 3."],
             dash_note="no backbone (U-Net family)")
         paired, recounted = main_run_macs(both, b.csv("runs.csv"))
-        out["ef_scatter"] = (cost_scatter(paired.merge(models[["display_name", "dice_mean"]],
-                                                       on="display_name"))
+        out["ef_scatter"] = (cost_scatter_html(paired.merge(models[["display_name", "dice_mean"]],
+                                                            on="display_name"))
                              if models is not None and len(models) else Missing("models.csv"))
         out["ef_scatter_note"] = (
             "Each point pairs a model's Dice with the cost of the same network: "

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
+from spineseg_core.labels import LABELS
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
 from spineseg_core.report.pages.base import BOOK_DATA, Missing, Page, page
-from spineseg_core.report.tables import Column, HTMLTable, Kind, cell_text, is_missing, table_html
+from spineseg_core.report.tables import (
+    Column,
+    HTMLTable,
+    Kind,
+    cell_text,
+    heatmap_html,
+    is_missing,
+    table_html,
+)
 
 RARE_CLASSES = ("T10", "T9", "T10/T11", "T9/T10")
 
 
 @page("per_class")
 def per_class_page(b: Bundle) -> Page:
-    import seaborn as sns
-
     from spineseg_core.study.paper import table2_per_class_dice
 
     paper = table2_per_class_dice().set_index("model")
@@ -48,18 +54,7 @@ def per_class_page(b: Bundle) -> Page:
                    pc_rare_mean=num(ours[rare].stack().mean(), 1),
                    pc_common_mean=num(ours.drop(columns=rare).stack().mean(), 1))
         rows = [m for m in paper.index if m in ours.index]
-        n = len(paper)
-        fig, axes = plt.subplots(2, 1, figsize=(12, 2 * (0.34 * n + 1.2)))
-        sns.heatmap(paper.drop(columns="mDice"), annot=True, fmt=".0f", cmap="viridis",
-                    vmin=0, vmax=100, ax=axes[0], cbar=False, annot_kws={"fontsize": 9})
-        axes[0].set(title="The paper's Table 2 (its validation set), Dice %", xlabel="",
-                    ylabel="")
-        sns.heatmap(ours.reindex(paper.index), annot=True, fmt=".0f", cmap="viridis", vmin=0,
-                    vmax=100, ax=axes[1], cbar=False, annot_kws={"fontsize": 9})
-        axes[1].set(title="Ours (the held-out test set, mean over seeds), Dice %", xlabel="",
-                    ylabel="")
-        fig.tight_layout()
-        out["pc_heatmaps"] = fig
+        out["pc_heatmaps"] = per_class_heatmaps(ours, paper.drop(columns="mDice"))
         shown = ours.loc[rows].assign(mean=ours.loc[rows].mean(axis=1))
         shown = shown.sort_values("mean", ascending=False)
         out["pc_vertebrae"], out["pc_discs"] = (
@@ -73,6 +68,51 @@ def per_class_page(b: Bundle) -> Page:
     else:
         out["pc_t9_present"] = out["pc_n_subjects"] = MISSING
     return out
+
+
+def per_class_tooltips(ours: pd.DataFrame, paper: pd.DataFrame, *, paper_first: bool
+                       ) -> pd.DataFrame:
+    """Each cell's hover text of a per-class heatmap (rows and columns as ``paper``'s): the
+    model, the structure, the Dice of the heatmap's source and, in brackets, the other's
+    ("U-Net, L3: 81.2 % Dice (paper 85.0 %)"); a model the study did not run, or a class its
+    runs never scored, is said so."""
+    def pct_text(v: object) -> str | None:
+        return None if is_missing(v) else f"{float(v):.1f} %"
+
+    def one(model: str, cls: str) -> str:
+        theirs = pct_text(paper.at[model, cls])
+        if model not in ours.index:
+            mine = "not run in this study"
+        else:
+            mine = pct_text(ours.at[model, cls]) if cls in ours.columns else None
+            mine = f"{mine} Dice" if mine else "never scored in this model's runs"
+        theirs_text = f"{theirs} Dice" if theirs else "not given"
+        if paper_first:
+            return f"{model}, {cls}: the paper's {theirs_text} (ours: {mine})"
+        return f"{model}, {cls}: {mine} (paper {theirs or 'not given'})"
+
+    return pd.DataFrame([[one(m, c) for c in paper.columns] for m in paper.index],
+                        index=paper.index, columns=paper.columns)
+
+
+CLASS_TITLES: dict[str, str] = {lab.name: lab.long_name for lab in LABELS if lab.value}
+"""A structure's full name, the hover text of its column header ("disc T10/T11")."""
+
+
+def per_class_heatmaps(ours: pd.DataFrame, paper: pd.DataFrame) -> HTMLTable:
+    """The paper's Table 2 and ours as two heatmap tables, one above the other (models in
+    rows in the paper's order, the 19 structures in columns), on one colour scale; every cell
+    shows its Dice (%) rounded and, on hover, both Dice to one decimal. ``ours`` and
+    ``paper``: Dice (%), display names as index, the paper's short class names as columns."""
+    ours_grid = ours.reindex(index=paper.index, columns=paper.columns).astype(float)
+    theirs = heatmap_html(paper.astype(float), per_class_tooltips(ours, paper, paper_first=True),
+                          column_titles=CLASS_TITLES, row_header="Model",
+                          title="The paper's Table 2 (its validation set), Dice %")
+    mine = heatmap_html(ours_grid, per_class_tooltips(ours, paper, paper_first=False),
+                        column_titles=CLASS_TITLES, row_header="Model",
+                        title="Ours (the held-out test set, mean over seeds), Dice %",
+                        dash_note="the model was not run, or the class was never scored")
+    return HTMLTable(f"{theirs}{mine}")
 
 
 def per_class_table(ours: pd.DataFrame, paper: pd.DataFrame, classes: list[str]) -> HTMLTable:
