@@ -135,6 +135,9 @@ than the element, i.e. scrolls sideways (:func:`too_wide` reads it from the dump
 HOVER_EXHIBITS = ".spineseg-heat-grid, .spineseg-heat-wrap .spineseg-table-wrap, .spineseg-svg"
 """The explorable exhibits (heatmap tables, inline SVG plots), which must fit the page."""
 
+EVERY_EXHIBIT = f"table, .spineseg-table-wrap, {HOVER_EXHIBITS}"
+"""Every table of a page and the explorable exhibits: none may scroll sideways at 1280 px."""
+
 
 def with_width_probe(page_html: str, selector: str = HOVER_EXHIBITS) -> str:
     """``page_html`` with :data:`WIDTH_PROBE` for ``selector`` before its ``</body>``."""

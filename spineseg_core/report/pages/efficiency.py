@@ -85,8 +85,7 @@ def efficiency_page(b: Bundle) -> Page:
         kept, notes = fold_constant(bench, columns_for(bench, {
             "display_name": "Model", "precision": "Precision", "size": "Size (px)",
             "batch": "Batch", "train_img_s": "Train (img/s)", "infer_img_s": "Inference (img/s)",
-            "achieved_gflop_s": "Achieved (GFLOP/s)", "peak_gflop_s": "Peak (GFLOP/s)",
-            "peak_ratio": "Fraction of peak", "data_ratio": "Data path / model only",
+            "achieved_gflop_s": "Achieved (GFLOP/s)", "data_ratio": "Data path / model only",
             "peak_mem_mb": "Peak memory (MB)"}))
         out["ef_bench"] = table_html(bench, kept, notes=notes)
     return {**out, **part8_values(b)}

@@ -13,7 +13,7 @@ import pandas as pd
 from spineseg_core.fingerprint import REPO
 from spineseg_core.report.bundle import MISSING, Bundle
 from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
-from spineseg_core.report.tables import Column, columns_for, table_html
+from spineseg_core.report.tables import Column, columns_for, fold_constant, table_html
 
 BOOK_PACKAGES = ("spineseg", "torch", "numpy", "pandas", "scipy", "torchio", "nibabel",
                  "SimpleITK", "matplotlib", "seaborn", "papermill", "jupyter-book", "myst-nb",
@@ -130,11 +130,13 @@ def reproducibility_page(b: Bundle) -> Page:
     if runs is not None and len(runs):
         runs = runs.assign(code=runs["source_fingerprint"].map(short)) \
             if "source_fingerprint" in runs else runs
-        out["rp_runs"] = table_html(runs, columns_for(runs, {
+        kept, notes = fold_constant(runs, columns_for(runs, {
             "display_name": "Model", "seed": "Seed", "fold": "Fold", "device": "Device",
             "precision": "Precision", "processor": "Processor", "code": "Code",
-            "epochs_completed": "Epochs",
-            "train_seconds": "Training (s)", "run_dir": "Record"}, 0))
+            "epochs_completed": "Epochs", "train_seconds": "Training (s)"}, 0))
+        out["rp_runs"] = table_html(runs, kept, notes=[
+            *notes, "Each run's record: runs/<group>/<model>/seed_<seed>/fold_<fold>/ in the "
+                    "results folder."])
     else:
         out["rp_runs"] = Missing("runs.csv")
     vers = {"python": platform.python_version(), "platform": platform.platform()}
