@@ -91,6 +91,11 @@ def efficiency_page(b: Bundle) -> Page:
     return {**out, **part8_values(b)}
 
 
+FOLDED: dict[str, str] = {"ef_changes": "The trainer's step before and after part 8",
+                          "ef_monai": "Side by side with MONAI"}
+"""The blocks of :func:`part8_values` shown in a dropdown, with its title."""
+
+
 def part8_values(b: Bundle) -> Page:
     """The chapter's blocks that exist only with their measurement, each a :class:`MarkdownText`
     the chapter pastes, with its numbered table: the step against the matrix-multiply rate
@@ -112,6 +117,8 @@ def part8_values(b: Bundle) -> Page:
         if table is not None:
             out[f"{key}_table"] = table
             text = f"{text}\n\n{figure_block(f'{key}_table', name, caption)}"
+            if key in FOLDED:  # detail a reader opens, so that the chapter stays short
+                text = f"::::{{dropdown}} {FOLDED[key]}\n{text}\n::::"
         out[key] = MarkdownText(text)
     return out
 
