@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from spineseg_core.report.bundle import MISSING, Bundle, num, pct
-from spineseg_core.report.pages.base import Missing, Page, page
+from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
 from spineseg_core.report.tables import Column, HTMLTable, Kind, table_html
 
 
@@ -55,9 +55,10 @@ def results_page(b: Bundle) -> Page:
         out["t1_errors"] = table_html(both, [c for c in table1_columns(["fnr", "fpr", "recall"])
                                              if c.key not in ("paper_rank", "n_seeds")],
                                       dash_note="the paper has no such model")
-    out.update(baseline_values(b.csv("baseline.csv"), runs))
-    out["t1_val_gap"] = validation_gap_text(runs, b.csv("per_class.csv"),
-                                            b.csv("validation_classes.csv"))
+    out.update({k: MarkdownText(v) for k, v in baseline_values(b.csv("baseline.csv"),
+                                                                runs).items()})
+    out["t1_val_gap"] = MarkdownText(validation_gap_text(runs, b.csv("per_class.csv"),
+                                                        b.csv("validation_classes.csv")))
     off = None
     if runs is not None and "budget_exceptions" in runs:
         off = runs[runs["budget_exceptions"].astype("string").fillna("").ne("")]
