@@ -133,8 +133,9 @@ def test_cost_scatter_svg_points_carry_model_dice_gmacs_and_parameters():
 
     from spineseg_core.report.figures import cost_scatter_html, point_gid
 
+    before = set(plt.get_fignums())  # other tests may leave figures open
     out = str(cost_scatter_html(_cost_frame()))
-    assert not plt.get_fignums()  # the figure is closed once drawn
+    assert set(plt.get_fignums()) == before  # the figure is closed once drawn
     soup = BeautifulSoup(out, "html.parser")
     svg = soup.find("svg")
     assert svg["role"] == "img" and svg["aria-label"] and svg.get("viewbox")
