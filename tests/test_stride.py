@@ -118,3 +118,37 @@ def test_stride_decision_reads_the_stride_runs_records(tmp_path):
     record("deeplabv3plus", 8, 0.5, fp="b" * 64)
     with pytest.raises(ConfigError, match="2 code versions"):
         stride_decision(tmp_path, 128, 0.5)
+
+
+def test_decide_command_writes_both_decisions(tmp_path, capsys):
+    import json
+
+    from spineseg_core.cli import main
+
+    def record(root, group, model, params, metrics, history=None):
+        d = root / group / model / "seed_0" / "fold_0"
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps({"seed": 0, "model": model, **params}))
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        if history is not None:
+            history.to_csv(d / "history.csv", index=False)
+
+    hist = pd.DataFrame({"epoch": [1, 2], "bg_recall": [0.99, 0.99],
+                         "absent_fraction": [0.0, 0.0]})
+    losses, strides = tmp_path / "loss", tmp_path / "stride"
+    for m, a, b in (("unet", 0.7, 0.6), ("miniseg", 0.2, 0.3), ("deeplabv3plus", 0.6, 0.5)):
+        record(losses, "cpu", m, {"loss": "dice_ce"}, {"val_dice": a}, hist)
+        record(losses, "cpu-loss-ce", m, {"loss": "ce"}, {"val_dice": b}, hist)
+    for m in ("danet", "infnet"):
+        for s, d in ((32, 0.3), (16, 0.62), (8, 0.6)):
+            record(strides, f"cpu-os{s}", m, {"model_kwargs": {"output_stride": s},
+                                              "image_size": 128}, {"val_dice": d})
+    out = tmp_path / "decisions"
+    assert main(["decide", "--loss-records", str(losses), "--stride-records", str(strides),
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "chosen: dice_ce" in said and "chosen: k = 4" in said
+    assert pd.read_csv(out / "loss.csv").set_index("loss")["chosen"].to_dict() == {
+        "dice_ce": True, "ce": False}
+    assert pd.read_csv(out / "stride.csv").query("chosen")["k"].tolist() == [4]
+    assert len(pd.read_csv(out / "stride_runs.csv")) == 6

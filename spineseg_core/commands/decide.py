@@ -42,23 +42,26 @@ def run(args: argparse.Namespace) -> int:
     from spineseg_core.training.config import resolve_config
 
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def record(name: str, title: str, table: pd.DataFrame, chosen: pd.Series,
+               runs: pd.DataFrame, verdict: str) -> None:
+        write_with(args.out / f"{name}.csv",
+                   lambda p: table.assign(chosen=chosen).to_csv(p, index=False))
+        write_with(args.out / f"{name}_runs.csv", lambda p: runs.to_csv(p, index=False))
+        _show(title, table)
+        print(f"chosen: {verdict}")
+
     done = 0
     if args.loss_records.is_dir():
         loss, reason, table, runs = loss_decision(args.loss_records, main_group=args.main_group)
-        write_with(args.out / "loss.csv",
-                   lambda p: table.assign(chosen=table["loss"] == loss).to_csv(p, index=False))
-        write_with(args.out / "loss_runs.csv", lambda p: runs.to_csv(p, index=False))
-        _show("default loss, on validation:", table)
-        print(f"chosen: {loss} ({reason})")
+        record("loss", "default loss, on validation:", table, table["loss"] == loss, runs,
+               f"{loss} ({reason})")
         done += 1
     if args.stride_records.is_dir():
         cfg = resolve_config(args.profile, phantom=True)
         k, table, runs = stride_decision(args.stride_records, cfg.image_size, cfg.crop_width)
-        write_with(args.out / "stride.csv",
-                   lambda p: table.assign(chosen=table["k"] == k).to_csv(p, index=False))
-        write_with(args.out / "stride_runs.csv", lambda p: runs.to_csv(p, index=False))
-        _show("stride rule's k, on validation:", table)
-        print(f"chosen: k = {k}")
+        record("stride", "stride rule's k, on validation:", table, table["k"] == k, runs,
+               f"k = {k}")
         done += 1
     print(f"{done} decision(s) written to {args.out}")
     return 0
