@@ -245,12 +245,12 @@ def test_step_settings_sweep_times_every_setting_against_the_matmul_rate():
     from spineseg_core.measure.sweep import StepSettings, step_settings_sweep
     from spineseg_core.training.precision import Precision
 
-    sweep = (StepSettings(True, Precision.FP32), StepSettings(False, Precision.FP32, False))
+    sweep = (StepSettings(True, Precision.FP32), StepSettings(False, Precision.FP32, True))
     table = step_settings_sweep("smoke", ["unet", "miniseg"], sweep=sweep, rounds=1, warmup=0,
                                 device="cpu", gemm_n=256)
     assert len(table) == 4 and table["model"].tolist() == ["unet"] * 2 + ["miniseg"] * 2
     assert table["settings"].tolist()[:2] == ["channels-last, fp32",
-                                             "channels-first, fp32, non-deterministic"]
+                                             "channels-first, fp32, fresh memory filled"]
     row = table.iloc[1]
     assert row["achieved_gflop_s"] == pytest.approx(row["step_flops"] / row["step_s"] / 1e9)
     assert row["ratio_to_gemm"] == pytest.approx(row["achieved_gflop_s"]
@@ -258,3 +258,15 @@ def test_step_settings_sweep_times_every_setting_against_the_matmul_rate():
     # MiniSeg's own precision on the profile is fp32 (its budget exception)
     assert set(table.loc[table["model"] == "miniseg", "profile_precision"]) == {"fp32"}
     assert torch.are_deterministic_algorithms_enabled() is False  # the backend is restored
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
+
+
+def test_interleaved_medians_take_turns():
+    from spineseg_core.measure.timing import interleaved_medians
+
+    order: list[str] = []
+    medians = interleaved_medians([lambda: order.append("a"), lambda: order.append("b")],
+                                  rounds=3, warmup=1)
+    assert order == ["a", "b"] * 4 and len(medians) == 2 and all(m >= 0 for m in medians)
+    with pytest.raises(ConfigError, match="rounds"):
+        interleaved_medians([lambda: None], rounds=0)

@@ -33,7 +33,6 @@ Timings are medians of few steps: they compare models on one machine, they are n
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from spineseg_core.measure.timing import (
     Peak,
     backend_like_trainer,
     bench_loss,
+    interleaved_medians,
     matmul_peak_flops,
     model_throughput,
     random_batch,
@@ -173,23 +173,14 @@ def paired_step_times(step: TrainStep, x: Tensor, y: Tensor, pipe: DataPipe,
     """
     x = step.prepare(x)
     it = pipe.batches()
-    for _ in range(max(settings.warmup, 1)):  # the first batch pays the workers' start-up
-        step(x, y, prepared=True)
+
+    def fed() -> None:
         xb, yb = next(it)
         step(xb, yb)
-    model_t, fed_t = [], []
-    for _ in range(settings.steps):
-        sync(step.device)
-        t0 = time.perf_counter()
-        step(x, y, prepared=True)
-        sync(step.device)
-        t1 = time.perf_counter()
-        xb, yb = next(it)
-        step(xb, yb)
-        sync(step.device)
-        model_t.append(t1 - t0)
-        fed_t.append(time.perf_counter() - t1)
-    return statistics.median(model_t), statistics.median(fed_t)
+
+    model_s, fed_s = interleaved_medians([lambda: step(x, y, prepared=True), fed],
+                                         settings.steps, max(settings.warmup, 1), step.device)
+    return model_s, fed_s
 
 
 def input_size(cfg: TrainConfig) -> tuple[int, int]:

@@ -3,8 +3,8 @@
 For every model, the training step (:class:`~spineseg_core.training.step.TrainStep`, on the
 profile's batch and size, the model's budget exception applied) is timed under each
 :class:`StepSettings` of a sweep: memory layout (channels-last or not), precision (bf16
-autocast or fp32) and whether the trainer's deterministic-algorithms flag is on. The settings
-are timed *interleaved*, one step of each in turn for ``rounds`` rounds, and each gets the
+autocast or fp32) and whether fresh memory is filled (the trainer before and after part 8). The
+settings are timed *interleaved*, one step of each in turn for ``rounds`` rounds, and each gets the
 median, so a shared machine's drifting load shifts them all alike instead of favouring whichever
 ran in a quiet minute.
 
@@ -15,20 +15,19 @@ how far a model's step is from what the machine does on its best-shaped work.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
+from spineseg_core.measure.speed import input_size
 from spineseg_core.measure.timing import (
     backend_like_trainer,
     bench_loss,
+    interleaved_medians,
     matmul_peak_flops,
     random_batch,
-    sync,
     train_step_flops,
 )
 from spineseg_core.models import build_model, list_models, model_info
@@ -44,21 +43,19 @@ class StepSettings:
 
     channels_last: bool
     precision: Precision
-    deterministic: bool = True
     fill_memory: bool = False
     """``torch.utils.deterministic.fill_uninitialized_memory`` (the trainer leaves it off)."""
 
     @property
     def label(self) -> str:
         layout = "channels-last" if self.channels_last else "channels-first"
-        det = "" if self.deterministic else ", non-deterministic"
         fill = ", fresh memory filled" if self.fill_memory else ""
-        return f"{layout}, {self.precision}{det}{fill}"
+        return f"{layout}, {self.precision}{fill}"
 
 
 DEFAULT_SWEEP: tuple[StepSettings, ...] = tuple(
     StepSettings(cl, p) for p in (Precision.BF16, Precision.FP32) for cl in (True, False))
-"""Layout x precision, the trainer's deterministic flag on."""
+"""Layout x precision, under the trainer's backend (deterministic algorithms on the CPU)."""
 
 
 def trainer_settings(precision: Precision, channels_last: bool = True) -> tuple[StepSettings, ...]:
@@ -68,27 +65,9 @@ def trainer_settings(precision: Precision, channels_last: bool = True) -> tuple[
             StepSettings(channels_last, precision))
 
 SWEEP_COLUMNS: tuple[str, ...] = (
-    "model", "settings", "channels_last", "precision", "deterministic", "fill_memory", "step_s",
-    "img_s",
+    "model", "settings", "channels_last", "precision", "fill_memory", "step_s", "img_s",
     "step_flops", "achieved_gflop_s", "gemm_bf16_gflop_s", "gemm_fp32_gflop_s",
     "ratio_to_gemm", "profile_precision", "profile_channels_last", "threads", "rounds")
-
-
-def _time_interleaved(steps: Sequence[Callable[[], object]], rounds: int, warmup: int,
-                      device: torch.device) -> list[float]:
-    """Median seconds of each callable, timed one call of each in turn for ``rounds`` rounds."""
-    for fn in steps:
-        for _ in range(warmup):
-            fn()
-    sync(device)
-    times: list[list[float]] = [[] for _ in steps]
-    for _ in range(rounds):
-        for i, fn in enumerate(steps):
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = None, *,
@@ -106,7 +85,7 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
     with backend_like_trainer(dev):  # the trainer's backend, restored after
         for name in names:
             cfg = resolve_config(profile, model=name, device=str(dev), phantom=True)
-            size = (cfg.image_size, max(1, round(cfg.image_size * (cfg.crop_width or 1.0))))
+            size = input_size(cfg)
             torch.manual_seed(cfg.seed)
             proto = build_model(name, **(cfg.model_kwargs or {}))
             loss_fn = bench_loss(cfg.loss)
@@ -125,18 +104,16 @@ def step_settings_sweep(profile: str = "cpu", models: Sequence[str] | None = Non
                 xp = step.prepare(x)
 
                 def call(step: TrainStep = step, xp: torch.Tensor = xp, y: torch.Tensor = y,
-                         det: bool = s.deterministic, fill: bool = s.fill_memory) -> object:
-                    torch.use_deterministic_algorithms(det, warn_only=True)
+                         fill: bool = s.fill_memory) -> object:
                     torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
                     return step(xp, y, prepared=True)
                 calls.append(call)
-            medians = _time_interleaved(calls, rounds, warmup, dev)
+            medians = interleaved_medians(calls, rounds, warmup, dev)
             for s, sec in zip(settings, medians, strict=True):
                 achieved = flops / sec
                 rows.append(dict(
                     model=name, settings=s.label, channels_last=s.channels_last,
-                    precision=str(s.precision), deterministic=s.deterministic,
-                    fill_memory=s.fill_memory, step_s=sec,
+                    precision=str(s.precision), fill_memory=s.fill_memory, step_s=sec,
                     img_s=cfg.batch_size / sec, step_flops=flops,
                     achieved_gflop_s=achieved / 1e9,
                     gemm_bf16_gflop_s=gemm[Precision.BF16] / 1e9,

@@ -25,7 +25,7 @@ import copy
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -117,6 +117,28 @@ def timed(fn: Callable[[], T], repeats: int, warmup: int = 1,
         sync(dev)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result  # type: ignore[return-value]
+
+
+def interleaved_medians(calls: Sequence[Callable[[], object]], rounds: int, warmup: int = 1,
+                        device: torch.device | None = None) -> list[float]:
+    """Median wall seconds of each of ``calls``, timed one call of each in turn for ``rounds``
+    rounds after ``warmup`` untimed calls of each: a shared machine's drifting load then shifts
+    every median alike, so their ratios stay meaningful."""
+    if rounds < 1:
+        raise ConfigError(f"rounds must be >= 1, got {rounds}")
+    dev = device or torch.device("cpu")
+    for _ in range(warmup):
+        for fn in calls:
+            fn()
+    sync(dev)
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, fn in enumerate(calls):
+            t0 = time.perf_counter()
+            fn()
+            sync(dev)
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def matmul_peak_flops(device: torch.device | str = "cpu", n: int | None = None,

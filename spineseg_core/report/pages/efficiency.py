@@ -225,10 +225,10 @@ def _flag(frame: pd.DataFrame, column: str, default: bool) -> pd.Series:
 
 def trainer_rows(sweep: pd.DataFrame) -> pd.DataFrame:
     """Per model, the row of ``step_settings.csv`` timed in the trainer's own setting: its
-    profile's precision and layout, deterministic, fresh memory not filled."""
+    profile's precision and layout, fresh memory not filled."""
     own = ((sweep["precision"] == sweep["profile_precision"])
            & (_flag(sweep, "channels_last", False) == _flag(sweep, "profile_channels_last", False))
-           & _flag(sweep, "deterministic", True) & ~_flag(sweep, "fill_memory", False))
+           & ~_flag(sweep, "fill_memory", False))
     return sweep[own].drop_duplicates("model")
 
 
