@@ -214,3 +214,26 @@ def write_fake_loss_variants(path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def write_fake_record(record_dir: str | Path, model: str, val_dice: float, *,
+                      loss: str = "dice_ce", seed: int = 0,
+                      model_kwargs: dict | None = None, image_size: int = 128,
+                      late_bg_recall: float = 0.99, fingerprint: str | None = FAKE_FINGERPRINT
+                      ) -> Path:
+    """A finished record (:func:`write_fake_run`, small) whose best validation Dice is
+    ``val_dice`` and whose validation history holds background recall and absent fraction,
+    ``late_bg_recall`` at its second-to-last epoch: the inputs of the protocol's decisions
+    (:mod:`spineseg_core.study.decisions`)."""
+    run = write_fake_run(record_dir, model, seed=seed, loss=loss, n_cases=2, n_slices=2,
+                         size=64, epochs=4, checkpoint=False, fingerprint=fingerprint,
+                         model_kwargs=model_kwargs)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "val_dice": val_dice}))
+    params = json.loads((run / "params.json").read_text())
+    (run / "params.json").write_text(json.dumps({**params, "image_size": image_size}))
+    hist = pd.read_csv(run / "history.csv")
+    hist["bg_recall"] = [0.5, 0.99, late_bg_recall, 0.99]
+    hist["absent_fraction"] = [0.3, 0.0, 0.0, 0.0]
+    hist.to_csv(run / "history.csv", index=False)
+    return run

@@ -136,21 +136,13 @@ def test_select_loss_skips_insane_losses_and_compares_common_seeds():
 
 
 def test_loss_decision_reads_records(tmp_path):
-    import json
-
-    import pandas as pd
-
+    from fake_runs import write_fake_record
     from spineseg_core.errors import ConfigError
     from spineseg_core.study.decisions import loss_decision
 
     def record(group, model, loss, seed, val, bg=0.99, fp="a" * 64):
-        d = tmp_path / group / model / f"seed_{seed}" / "fold_0"
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps(
-            {"loss": loss, "seed": seed, "env": {"source_fingerprint": fp}}))
-        (d / "metrics.json").write_text(json.dumps({"val_dice": val, "dice": 0.99}))
-        pd.DataFrame({"epoch": [1, 2, 3, 4], "bg_recall": [0.5, 0.99, bg, 0.99],
-                      "absent_fraction": [0.3, 0.0, 0.0, 0.0]}).to_csv(d / "history.csv")
+        write_fake_record(tmp_path / group / model / f"seed_{seed}" / "fold_0", model, val,
+                          loss=loss, seed=seed, late_bg_recall=bg, fingerprint=fp)
 
     for m, a, b in (("unet", 0.7, 0.6), ("miniseg", 0.2, 0.3), ("deeplabv3plus", 0.6, 0.5)):
         record("cpu", m, "dice_ce", 0, a)

@@ -77,13 +77,16 @@ def test_k_chosen_on_validation_by_hand():
     # DANet and Inf-Net at 8/16/32 on the 64 px band; validation Dice rises as the stride falls.
     rows = [dict(model=m, output_stride=s, val_dice=d, image_size=128)
             for m in ("danet", "infnet") for s, d in ((32, 0.05), (16, 0.50), (8, 0.555))]
-    k, table = choose_k(pd.DataFrame(rows), 128, 0.5, candidates=(2, 4, 8))
+    pair = ("danet", "infnet")
+    k, table = choose_k(pd.DataFrame(rows), 128, 0.5, candidates=(2, 4, 8), models=pair)
     assert table["val_dice"].tolist() == pytest.approx([0.05, 0.50, 0.555])
     assert k == 8  # 5.5 points above k=4
     rows = [dict(r, val_dice=0.505) if r["output_stride"] == 8 else r for r in rows]
-    assert choose_k(pd.DataFrame(rows), 128, 0.5, candidates=(2, 4, 8))[0] == 4  # within 1 pt
+    assert choose_k(pd.DataFrame(rows), 128, 0.5, candidates=(2, 4, 8), models=pair)[0] == 4
+    # every model the candidates move counts: without DeepLabv3+'s and DenseASPP's runs (the
+    # default, every registered model) no candidate that moves them is scored
     with pytest.raises(ConfigError, match="no candidate k has runs"):
-        choose_k(pd.DataFrame(rows[:1]), 128, 0.5, candidates=(8,))
+        choose_k(pd.DataFrame(rows), 128, 0.5, candidates=(2, 4, 8))
 
 
 def test_table_d_states_the_rule():
@@ -94,55 +97,45 @@ def test_table_d_states_the_rule():
     assert "U-Net" not in row.ours
 
 
+def _stride_record(root, model, stride, val, fp="a" * 64):
+    from fake_runs import write_fake_record
+
+    write_fake_record(root / f"cpu-os{stride}" / model / "seed_0" / "fold_0", model, val,
+                      model_kwargs={"output_stride": stride}, fingerprint=fp)
+
+
 def test_stride_decision_reads_the_stride_runs_records(tmp_path):
-    import json
-
     from spineseg_core.study.decisions import stride_decision
-
-    def record(model, stride, val, fp="a" * 64):
-        d = tmp_path / f"cpu-os{stride}" / model / "seed_0" / "fold_0"
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps(
-            {"model": model, "model_kwargs": {"output_stride": stride}, "image_size": 128,
-             "seed": 0, "env": {"source_fingerprint": fp}}))
-        (d / "metrics.json").write_text(json.dumps({"val_dice": val, "dice": 0.99}))
 
     for m in ("danet", "infnet"):
         for s, d in ((32, 0.30), (16, 0.62), (8, 0.60)):
-            record(m, s, d)
-    k, table, runs = stride_decision(tmp_path, 128, 0.5)
+            _stride_record(tmp_path, m, s, d)
+    pair = ("danet", "infnet")
+    k, table, runs = stride_decision(tmp_path, 128, 0.5, models=pair)
     assert len(runs) == 6 and set(runs["output_stride"]) == {8, 16, 32}
     # k=4 gives both models stride 16 (0.62), k=8 stride 8 (0.60), k<=2 their default 32
     assert k == 4  # the best: 2 points above k=8 and far above the defaults
     assert table.set_index("k").loc[4, "val_dice"] == pytest.approx(0.62)
-    record("deeplabv3plus", 8, 0.5, fp="b" * 64)
-    with pytest.raises(ConfigError, match="2 code versions"):
+    # the default model set is every model the candidates move: these records lack two
+    with pytest.raises(ConfigError, match="no candidate k has runs"):
         stride_decision(tmp_path, 128, 0.5)
+    _stride_record(tmp_path, "deeplabv3plus", 8, 0.5, fp="b" * 64)
+    with pytest.raises(ConfigError, match="2 code versions"):
+        stride_decision(tmp_path, 128, 0.5, models=pair)
 
 
 def test_decide_command_writes_both_decisions(tmp_path, capsys):
-    import json
-
+    from fake_runs import write_fake_record
     from spineseg_core.cli import main
 
-    def record(root, group, model, params, metrics, history=None):
-        d = root / group / model / "seed_0" / "fold_0"
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps({"seed": 0, "model": model, **params}))
-        (d / "metrics.json").write_text(json.dumps(metrics))
-        if history is not None:
-            history.to_csv(d / "history.csv", index=False)
-
-    hist = pd.DataFrame({"epoch": [1, 2], "bg_recall": [0.99, 0.99],
-                         "absent_fraction": [0.0, 0.0]})
     losses, strides = tmp_path / "loss", tmp_path / "stride"
     for m, a, b in (("unet", 0.7, 0.6), ("miniseg", 0.2, 0.3), ("deeplabv3plus", 0.6, 0.5)):
-        record(losses, "cpu", m, {"loss": "dice_ce"}, {"val_dice": a}, hist)
-        record(losses, "cpu-loss-ce", m, {"loss": "ce"}, {"val_dice": b}, hist)
-    for m in ("danet", "infnet"):
-        for s, d in ((32, 0.3), (16, 0.62), (8, 0.6)):
-            record(strides, f"cpu-os{s}", m, {"model_kwargs": {"output_stride": s},
-                                              "image_size": 128}, {"val_dice": d})
+        write_fake_record(losses / "cpu" / m / "seed_0" / "fold_0", m, a)
+        write_fake_record(losses / "cpu-loss-ce" / m / "seed_0" / "fold_0", m, b, loss="ce")
+    for m, options in (("danet", (32, 16, 8)), ("infnet", (32, 16, 8)),
+                       ("deeplabv3plus", (16, 8)), ("denseaspp", (16, 8))):
+        for s in options:
+            _stride_record(strides, m, s, {32: 0.3, 16: 0.62, 8: 0.6}[s])
     out = tmp_path / "decisions"
     assert main(["decide", "--loss-records", str(losses), "--stride-records", str(strides),
                  "--out", str(out)]) == 0
@@ -151,4 +144,4 @@ def test_decide_command_writes_both_decisions(tmp_path, capsys):
     assert pd.read_csv(out / "loss.csv").set_index("loss")["chosen"].to_dict() == {
         "dice_ce": True, "ce": False}
     assert pd.read_csv(out / "stride.csv").query("chosen")["k"].tolist() == [4]
-    assert len(pd.read_csv(out / "stride_runs.csv")) == 6
+    assert len(pd.read_csv(out / "stride_runs.csv")) == 10

@@ -137,15 +137,30 @@ K_TIE = 0.01
 changes to the authors' strides) is then chosen."""
 
 
+def varying_models(image_size: int, crop_width: float | None,
+                   candidates: Sequence[int] = K_CANDIDATES,
+                   models: Sequence[str] | None = None) -> list[str]:
+    """The models (default: every registered one) whose rule-given stride differs between
+    ``candidates`` on this grid: the ones whose runs tell the candidates apart (a model every
+    candidate leaves at one stride would add the same to each candidate's mean)."""
+    from spineseg_core.models import list_models
+
+    return sorted(m for m in (models if models is not None else list_models())
+                  if stride_options(m)
+                  and len({stride_for(m, image_size, crop_width, k) for k in candidates}) > 1)
+
+
 def choose_k(variants: pd.DataFrame, image_size: int, crop_width: float | None,
-             candidates: Sequence[int] = K_CANDIDATES, tie: float = K_TIE
-             ) -> tuple[int, pd.DataFrame]:
+             candidates: Sequence[int] = K_CANDIDATES, tie: float = K_TIE,
+             models: Sequence[str] | None = None) -> tuple[int, pd.DataFrame]:
     """``k`` chosen on validation: for each candidate, the mean over the configurable models of
     the best validation Dice (``val_dice``, mean over seeds) of their runs at the stride the rule
     gives them (``variants.csv``'s rows: ``model``, ``output_stride``, ``val_dice``, at
     ``image_size``); the best mean wins, a smaller ``k`` within ``tie`` of it is preferred. A
-    candidate whose strides were not all run scores NaN and cannot win. Returns ``k`` and the
-    table of candidates (``k``, ``val_dice``, ``strides``)."""
+    candidate whose strides were not all run scores NaN and cannot win; the models are
+    :func:`varying_models` of ``models`` (default: every registered model), so a model with no
+    run at all leaves every candidate that moves it unscored rather than out of the mean.
+    Returns ``k`` and the table of candidates (``k``, ``val_dice``, ``strides``)."""
     lacking = [c for c in ("model", "output_stride", "val_dice") if c not in variants]
     if lacking:
         raise ConfigError(f"variants: lacks the columns {lacking}")
@@ -153,9 +168,7 @@ def choose_k(variants: pd.DataFrame, image_size: int, crop_width: float | None,
     if "image_size" in variants:
         runs = variants[variants["image_size"] == image_size]
     dice = runs.groupby(["model", "output_stride"])["val_dice"].mean()
-    # a model every candidate leaves at one stride adds the same to each candidate's mean
-    models = sorted(m for m in runs["model"].unique() if stride_options(m)
-                    and len({stride_for(m, image_size, crop_width, k) for k in candidates}) > 1)
+    models = varying_models(image_size, crop_width, candidates, models)
     rows = []
     for k in candidates:
         strides = {m: stride_for(m, image_size, crop_width, k) for m in models}
@@ -166,7 +179,7 @@ def choose_k(variants: pd.DataFrame, image_size: int, crop_width: float | None,
     table = pd.DataFrame(rows)
     scored = table.dropna(subset=["val_dice"])
     if not len(scored):
-        raise ConfigError("variants: no candidate k has runs at every stride it needs "
+        raise ConfigError("stride runs: no candidate k has runs at every stride it needs "
                           "(run scripts/stride_runs.sh)")
     best = scored["val_dice"].max()
     return int(scored.loc[scored["val_dice"] >= best - tie, "k"].min()), table
