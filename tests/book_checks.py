@@ -83,7 +83,14 @@ def _section(element) -> str:
     return " ".join(heading.get_text(" ").replace("#", " ").replace("¶", " ").split())
 
 
+def _caption_problem(element, name: str) -> list[str]:
+    figure = element.find_parent("figure")
+    caption = figure.find("figcaption") if figure else None
+    return [] if caption is not None and caption.get_text(strip=True) else [f"{name}: no caption"]
+
+
 def _figure_problems(article) -> list[str]:
+    """Every image has alt text that is not a path, and a caption."""
     problems = []
     images = article.find_all("img")
     for i, img in enumerate(images, start=1):
@@ -93,10 +100,7 @@ def _figure_problems(article) -> list[str]:
             problems.append(f"{name}: no alt text")
         elif PATH_LIKE.search(alt) or alt == img.get("src"):
             problems.append(f"{name}: alt text is a path ('{alt[:40]}')")
-        figure = img.find_parent("figure")
-        caption = figure.find("figcaption") if figure else None
-        if caption is None or not caption.get_text(strip=True):
-            problems.append(f"{name}: no caption")
+        problems += _caption_problem(img, name)
     return problems
 
 
@@ -112,10 +116,7 @@ def _hover_problems(article) -> list[str]:
         name = f"inline SVG {k} (in '{_section(svg)[:40]}')"
         if not (svg.get("aria-label") or "").strip():
             problems.append(f"{name}: no aria-label")
-        figure = svg.find_parent("figure")
-        caption = figure.find("figcaption") if figure else None
-        if caption is None or not caption.get_text(strip=True):
-            problems.append(f"{name}: no caption")
+        problems += _caption_problem(svg, name)
     return problems
 
 

@@ -16,7 +16,7 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``convergence.csv``           per model: where its mean validation Dice curve stands at the
                               end (:func:`convergence_table`: past its steep part or not)
 ``per_case.csv.gz``           every run's per-subject table, stacked
-``classes.csv``               per class: share of validation subjects and of pixels it covers
+``classes.csv``               per class: share of test subjects and of pixels it covers
 ``dataset.json``              what the runs trained on (phantom or real, sizes, split)
 ``figure18.npz``              the best, median and worst test slices that show the spine (by
                               Dice averaged over models), with every model's prediction on them
@@ -275,7 +275,7 @@ def convergence_table(history: pd.DataFrame, window: int = STEEP_WINDOW,
 
 
 def classes_table(per_case: pd.DataFrame, pixel_counts: np.ndarray) -> pd.DataFrame:
-    """Per class: share of validation subjects where it is present, share of pixels."""
+    """Per class: share of the evaluated (test) subjects where it is present, share of pixels."""
     first = per_case[per_case["model"] == per_case["model"].iloc[0]] if len(per_case) else per_case
     first = first.drop_duplicates(["case_id", "class_value"])
     present = (first.assign(present=(first["tp"] + first["fn"]) > 0)
@@ -609,10 +609,10 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 BASELINE_DATA_FIELDS: tuple[str, ...] = tuple(RunData.__annotations__)
-"""The parameters of a run that fix its data (what :func:`baseline_table` reads)."""
+"""The parameters of a run that fix its data (what :func:`run_data_tables` reads)."""
 
 
-def baseline_table(run: LoadedRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_data_tables(run: LoadedRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``baseline.csv`` (:mod:`spineseg_core.study.baseline`) for the data of ``run`` (its
     training pool pasted on its test set, at its grid) and ``validation_classes.csv`` (the
     share of its validation subjects holding each class, :mod:`.validation`)."""
@@ -635,7 +635,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     """Aggregate every finished run of ``profile``; returns the bundle written.
 
     With ``baseline`` the no-learning baseline of the runs' test set is scored into
-    ``baseline.csv`` (:func:`baseline_table`; it reads the runs' data).
+    ``baseline.csv`` (:func:`run_data_tables`; it reads the runs' data).
 
     Raises :class:`DataError` when the profile has no finished run, and :class:`ConfigError`,
     before writing anything, when its runs (loss-comparison groups included) carry more than
@@ -700,7 +700,7 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     if losses is not None:
         _write_csv(out / "losses.csv", losses)
     if baseline:
-        atlases, val_classes = baseline_table(loaded[0])
+        atlases, val_classes = run_data_tables(loaded[0])
         _write_csv(out / "baseline.csv", atlases)
         _write_csv(out / "validation_classes.csv", val_classes)
     if half:

@@ -13,7 +13,7 @@ The baseline is the best atlas's score: the most a pasted mask reaches, chosen o
 itself, so it is generous to the baseline and strict for the runs measured against it.
 
 ``spineseg aggregate --baseline`` writes every atlas's score to ``baseline.csv``
-(:func:`baseline_from_config`); :func:`baseline_dice` reads the best and
+(:func:`data_tables`); :func:`baseline_dice` reads the best and
 :func:`weak_runs` lists the main runs that do not beat it by :data:`MARGIN`.
 """
 
@@ -85,17 +85,12 @@ def atlas_scores(atlases: Mapping[str, np.ndarray], test: Mapping[str, np.ndarra
     return table.sort_values(["dice", "atlas"], ascending=[False, True], ignore_index=True)
 
 
-def baseline_from_config(cfg) -> pd.DataFrame:
-    """:func:`atlas_scores` of a run configuration's data (``TrainConfig``): its training
-    pool (training and validation subjects of its split) as atlases, its test set as test
-    subjects, at the grid the runs train and score on."""
-    return data_tables(cfg)[0]
-
-
 def data_tables(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From one preparation of a run configuration's data: the baseline
-    (:func:`baseline_from_config`) and the presence of each class among its validation
-    subjects (:func:`spineseg_core.study.validation.presence`, ``validation_classes.csv``)."""
+    """From one preparation of a run configuration's data (``TrainConfig``): the baseline
+    (:func:`atlas_scores` of its training pool, training and validation subjects, as atlases on
+    its test set, at the grid the runs train and score on) and the presence of each class
+    among its validation subjects (:func:`spineseg_core.study.validation.presence`,
+    ``validation_classes.csv``)."""
     from spineseg_core.data.prepare import prepare_data
     from spineseg_core.models import model_info
     from spineseg_core.study.validation import presence

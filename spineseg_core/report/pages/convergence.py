@@ -99,17 +99,11 @@ def paper_families() -> dict[str, str]:
 
 
 def display_names(models: Sequence[str]) -> dict[str, str]:
-    """Each model's name in words (the registry's; the code name for one it does not know)."""
-    from spineseg_core.errors import SpinesegError
-    from spineseg_core.models import model_info
+    """Each model's name in words (:func:`spineseg_core.levels.study.display_name`: the
+    registry's, the code name for a model it does not know)."""
+    from spineseg_core.levels.study import display_name
 
-    out = {}
-    for m in models:
-        try:
-            out[m] = model_info(m).display_name
-        except SpinesegError:
-            out[m] = m
-    return out
+    return {m: display_name(m) for m in models}
 
 
 @dataclass(frozen=True)
