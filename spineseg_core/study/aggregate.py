@@ -157,7 +157,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
            "source_fingerprint": env.get("source_fingerprint"),
            # Runs before the three-set protocol scored the validation set.
            "evaluated_on": str(metrics.get("evaluated_on", "validation")),
-           "budget_exceptions": "; ".join(budget_exceptions(params))}
+           # against its study's own budget, once the study's runs are read
+           # (:func:`against_own_budget`)
+           "budget_exceptions": ""}
     history = _read_csv(run.history, ("epoch", "dice"))
     per_class = _read_csv(run.per_class, ("class_value", "class_name", "dice"))
     per_case = _read_csv(run.per_case,
@@ -663,7 +665,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
                                                 for r in g)])
     separate = {name: members for name in SEPARATE_STUDIES
                 if (members := separate_study(runs_dir, profile, name))}
-    against_own_budget(loaded, [r for g in groups.values() for r in g])
+    against_own_budget(loaded, [*half, *(r for g in (*groups.values(), *variants.values())
+                                         for r in g)])
     for members in separate.values():
         against_own_budget(members)
     if not allow_mixed_code:
