@@ -67,7 +67,7 @@ for model in $MODELS; do
     [ $dry = 1 ] || commit "Budget seed: $model at B/2 = $((B / 2)) steps, seed 0"
     study --models "$model" "$@"
     [ $dry = 1 ] && continue
-    "$PY" -m spineseg_core hardcases --runs-dir "$RUNS" --groups cpu \
-        --records-dir "$RECORDS" | tail -1
+    (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core hardcases --runs-dir "$RUNS" \
+        --groups cpu --records-dir "$RECORDS" | tail -1)
     commit "Budget seed: $model at B = $B steps, seed 0"
 done

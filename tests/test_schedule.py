@@ -1,0 +1,60 @@
+"""The re-run's order and cost (study.schedule), on hand-made models and rates."""
+
+from __future__ import annotations
+
+import pytest
+
+from spineseg_core.errors import ConfigError
+from spineseg_core.study.runner import RunSpec
+from spineseg_core.study.schedule import ScheduledRun, alternate, interleave, plan_cost
+
+FAMILIES = {"u1": "U", "u2": "U", "u3": "U", "b1": "B", "b2": "B", "b3": "B"}
+FAMILY = FAMILIES.__getitem__
+
+
+def test_alternate_takes_the_families_in_turn():
+    assert alternate(["u1", "u2", "u3", "b1", "b2"], FAMILY) == ["u1", "b1", "u2", "b2", "u3"]
+
+
+def test_interleave_rotates_each_seeds_pass():
+    runs = interleave(["u1", "u2", "u3", "b1", "b2", "b3"], [1, 2], FAMILY)
+    assert runs == [("u1", 1), ("b1", 1), ("u2", 1), ("b2", 1), ("u3", 1), ("b3", 1),
+                    ("u2", 2), ("b2", 2), ("u3", 2), ("b3", 2), ("u1", 2), ("b1", 2)]
+    # every pair once; no two neighbours of one family; no model twice at the seam
+    assert sorted(runs) == sorted((m, s) for m in FAMILIES for s in (1, 2))
+    assert all(FAMILY(a[0]) != FAMILY(b[0]) for a, b in zip(runs, runs[1:]))
+
+
+def test_interleave_refuses_repeats():
+    with pytest.raises(ConfigError, match="must not repeat"):
+        interleave(["u1", "u1"], [1], FAMILY)
+
+
+def _run(part, model, seed, **kw):
+    params = kw.pop("params", {})
+    return ScheduledRun(part, RunSpec("cpu", model, seed, 0, **kw), 3600, params)
+
+
+def test_plan_cost_sums_hours_per_part_and_scales_with_pixels():
+    runs = [_run("main", "u1", 1), _run("main", "b1", 1),
+            _run("res", "u1", 0, variant="res256", params={"image_size": "256"})]
+    hours = plan_cost(runs, {"u1": 0.5, "b1": 2.0}, image_size=128)
+    assert hours == {"main": pytest.approx(0.5 + 2.0), "res": pytest.approx(0.5 * 4)}
+    with pytest.raises(ConfigError, match="b1"):
+        plan_cost(runs, {"u1": 0.5}, image_size=128)
+
+
+def test_study_args_make_one_run():
+    run = _run("loss", "unet", 2, loss="ce", params={"steps": "2940"})
+    assert run.study_args() == ["--profile", "cpu", "--models", "unet", "--seeds", "2",
+                                "--folds", "0", "--losses", "ce", "-p", "steps", "2940"]
+    assert _run("x", "unet", 0, variant="res256").study_args()[-2:] == ["--variant", "res256"]
+
+
+def test_recorded_reads_the_records_layout(tmp_path):
+    run = _run("loss", "unet", 2, loss="ce")
+    assert not run.recorded(tmp_path)
+    folder = tmp_path / "cpu-loss-ce" / "unet" / "seed_2" / "fold_0"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    assert run.recorded(tmp_path)
