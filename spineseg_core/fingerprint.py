@@ -73,3 +73,25 @@ def describe(runs_per_fingerprint: Mapping[str | None, int]) -> str:
     """``"aaaaaaaaaaaa (2 runs), unrecorded (1 run)"``: short fingerprints and their run counts."""
     return ", ".join(f"{short(fp)} ({n} run{'s' * (n != 1)})"
                      for fp, n in runs_per_fingerprint.items())
+
+
+def commit_fingerprint(commit: str, repo: str | Path = REPO) -> str:
+    """The fingerprint of the source at git ``commit`` of ``repo``, without checking it out:
+    the fingerprinted paths are exported (``git archive``) into a temporary folder and hashed
+    there. What a bundle's pinned commit is checked against (its records' fingerprint)."""
+    import io
+    import subprocess
+    import tarfile
+    import tempfile
+
+    from spineseg_core.errors import ConfigError
+
+    tops = sorted({pattern.split("/")[0] for pattern in SOURCE_PATTERNS})
+    done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit, "--",
+                           *tops], capture_output=True)
+    if done.returncode != 0:
+        raise ConfigError(f"commit {commit!r} of {repo}: git archive failed: "
+                          f"{done.stderr.decode(errors='replace').strip()}")
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(tmp, filter="data")
+        return source_fingerprint(tmp)

@@ -12,7 +12,14 @@ from fake_runs import FAKE_FINGERPRINT, make_fake_study, write_fake_run
 from spineseg_core.cli import main
 from spineseg_core.envinfo import env_stamp
 from spineseg_core.errors import ConfigError
-from spineseg_core.fingerprint import REPO, describe, short, source_files, source_fingerprint
+from spineseg_core.fingerprint import (
+    REPO,
+    commit_fingerprint,
+    describe,
+    short,
+    source_files,
+    source_fingerprint,
+)
 from spineseg_core.study.aggregate import aggregate
 
 
@@ -179,3 +186,39 @@ def test_a_separate_study_is_one_code_version_of_its_own(tmp_path):
                    fingerprint="d" * 64)
     with pytest.raises(ConfigError, match=r"p-context: the runs come from 2 versions"):
         aggregate("p", runs, out, n_boot=20)
+
+
+def test_commit_fingerprint_hashes_the_commit_not_the_work_tree(copy):
+    """A commit's fingerprint is that of its files, whatever the work tree holds since."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(copy), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    at_commit = source_fingerprint(copy)
+    (copy / "spineseg_core/losses.py").write_text("# changed after the commit\n")
+    assert source_fingerprint(copy) != at_commit
+    assert commit_fingerprint("HEAD", copy) == at_commit
+    with pytest.raises(ConfigError, match="nosuchcommit"):
+        commit_fingerprint("nosuchcommit", copy)
+
+
+def test_the_plateau_records_are_the_pinned_commits_code():
+    """Issue 25: the re-run's records (results/plateau/runs, the budget seed and what follows)
+    carry one fingerprint, that of the commit results/plateau/CODE pins."""
+    import subprocess
+
+    pin = REPO / "results/plateau/CODE"
+    if not pin.is_file():
+        pytest.skip("the budget seed has not pinned its code yet")
+    commit, fingerprint = pin.read_text().split()
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"],
+                      capture_output=True).returncode != 0:
+        pytest.skip(f"commit {commit[:12]} is not in this clone (shallow?)")
+    assert commit_fingerprint(commit) == fingerprint
+    for params in sorted((REPO / "results/plateau/runs").rglob("params.json")):
+        got = json.loads(params.read_text())["env"]["source_fingerprint"]
+        assert got == fingerprint, params
