@@ -435,6 +435,30 @@ def test_resolution_check_missing_inputs():
     assert r.missing == ("DANet at output strides 8 and 32 at 256 px with a seed in common",)
 
 
+def test_resolution_check_under_the_stride_rule():
+    """A bundle made under the stride rule: DeepLabv3+ and DANet at stride 8 on the 128 px grid
+    and 16 on the 256 px one, no DANet stride study. Each counts as the study builds it at each
+    size; without the rule's strides the check finds them missing, as before."""
+    ruled = _variants(LOW, FLIPPED).query("group in ['cpu', 'cpu-res256']").copy()
+    for model in ("deeplabv3plus", "danet"):
+        rows = ruled["model"] == model
+        ruled.loc[rows, "output_stride"] = ruled.loc[rows, "image_size"].map({128: 8, 256: 16})
+    rule = {"deeplabv3plus": {128: 8, 256: 16}, "danet": {128: 8, 256: 16}}
+    r = resolution_check(ruled, "cpu", stride_at=lambda m, size: rule.get(m, {}).get(size))
+    assert r.complete and len(r.table) == 5 and r.missing == ()
+    assert r.family_gap[256] == pytest.approx(2.05 / 3 - 0.825)  # as in the by-hand case
+    assert r.deeplab_rank == {128: 1, 256: 4}
+    assert r.stride8_gain == {} and r.family_gap_alt_stride == {}
+    without = resolution_check(ruled, "cpu")
+    assert "deeplabv3plus was not run at both 128 and 256 px with one seed" in without.missing
+    # the rule itself on the cpu profile's grid: both models move from stride 8 to 16
+    from spineseg_core.report.resolution import study_strides
+
+    at = study_strides("cpu")
+    assert [at("deeplabv3plus", 128), at("deeplabv3plus", 256), at("unet", 256)] == [8, 16, None]
+    assert study_strides("no-such-profile") is None
+
+
 # --- from a bundle -------------------------------------------------------------------------
 
 def test_aggregate_writes_variants_and_claims_read_the_bundle(tmp_path):

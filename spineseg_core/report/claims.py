@@ -46,7 +46,7 @@ import pandas as pd
 
 from spineseg_core.models.registry import MODEL_NAMES, Family
 from spineseg_core.report.facts import seeds_text
-from spineseg_core.report.resolution import ResolutionCheck, resolution_check
+from spineseg_core.report.resolution import ResolutionCheck, resolution_check, study_strides
 from spineseg_core.study.aggregate import GROUPS_PER_CASE, PER_CASE
 from spineseg_core.study.loss_study import LOSS_MODELS
 from spineseg_core.study.stats import Resampling, SeedSamples, contrast_interval, paired_arms
@@ -179,7 +179,8 @@ class StudyResults:
 
     def resolution(self) -> ResolutionCheck:
         if "resolution" not in self._cache:
-            self._cache["resolution"] = resolution_check(self.variants, self.profile)
+            self._cache["resolution"] = resolution_check(
+                self.variants, self.profile, stride_at=study_strides(self.profile))
         return self._cache["resolution"]
 
     def main_arms(self, main: pd.DataFrame) -> _Arms:

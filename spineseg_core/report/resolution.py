@@ -15,7 +15,7 @@ among the models run at both sizes change between the two sizes. The claims of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,17 +141,51 @@ def _rank(dice: pd.Series) -> pd.Series:
     return dice.rank(ascending=False, method="min").astype(int)
 
 
+def runs_at_size(runs: pd.DataFrame, model: str, size: int, main_stride: int,
+                 stride_at: Callable[[str, int], int | None] | None = None) -> pd.DataFrame:
+    """``runs`` of ``model`` at ``size`` px at the stride the check counts it at there: its main
+    stride where it was run so at that size, else (given ``stride_at``, the study's stride rule
+    on the grid of that size, :func:`spineseg_core.models.stride.stride_for`) the stride the
+    study builds it with at that size. A bundle made under the rule has DeepLabv3+ at stride 8
+    on the 128 px grid and 16 on the 256 px one: both are the model as the study builds it."""
+    sized = runs[(runs["model"] == model) & (runs["image_size"] == size)]
+    same = sized[sized["output_stride"] == main_stride]
+    if len(same) or stride_at is None:
+        return same
+    ruled = stride_at(model, size)
+    return sized[sized["output_stride"] == ruled] if ruled is not None else same
+
+
+def study_strides(profile: str) -> Callable[[str, int], int | None] | None:
+    """The stride rule on ``profile``'s grid at any image size (its crop kept): what
+    :func:`resolution_check` is given as ``stride_at``; None for a name that is no profile."""
+    from spineseg_core.errors import ConfigError
+    from spineseg_core.models.stride import stride_for
+    from spineseg_core.training.config import resolve_config
+
+    try:
+        crop_width = resolve_config(profile, phantom=True).crop_width
+    except ConfigError:
+        return None
+    return lambda model, size: stride_for(model, size, crop_width)
+
+
 def resolution_check(variants: pd.DataFrame | None, main_group: str,
-                     models: Sequence[str] = RESOLUTION_MODELS) -> ResolutionCheck:
+                     models: Sequence[str] = RESOLUTION_MODELS,
+                     stride_at: Callable[[str, int], int | None] | None = None
+                     ) -> ResolutionCheck:
     """The check from ``variants.csv`` (:func:`spineseg_core.study.aggregate.variants_table`).
 
     Each model's default output stride is that of its runs in ``main_group`` (the profile's own
     runs); at each image size its runs at that stride and at the seeds run at both sizes count
-    (mean Dice over them). (a) The family gap is the mean Dice of the backbone models minus
-    that of the U-Net family, over the models run at both sizes; the ordering changes when the
-    gap's sign differs between the smallest and largest size. (b) DeepLabv3+'s rank among the
+    (mean Dice over them); at a size where it has no run at that stride, ``stride_at`` gives
+    the stride the study builds it with there (:func:`runs_at_size`). (a) The family gap is the
+    mean Dice of the backbone models minus that of the U-Net family, over the models run at
+    both sizes; the ordering changes when the gap's sign differs between the smallest and
+    largest size. (b) DeepLabv3+'s rank among the
     same models (1 = best, ties share the better rank) changes when it differs. DANet's gain
-    from stride 8 over stride 32 (same seeds and size) is reported beside, and so is gap (a)
+    from stride 8 over stride 32 (same seeds and size; a bundle from before the rule, whose
+    DANet was run at both at one size) is reported beside, and so is gap (a)
     with DANet's runs at the stride its main runs do not use (mean over the seeds run at that
     stride at both sizes) in their place. Missing runs are named in ``missing``, never
     raised.
@@ -173,13 +207,13 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
         if model not in default.index:
             missing.append(f"{model} has no run in {main_group}")
             continue
-        runs = v[(v["model"] == model) & (v["output_stride"] == default[model])]
-        seeds = (set(runs.loc[runs["image_size"] == lo, "seed"])
-                 & set(runs.loc[runs["image_size"] == hi, "seed"]))
+        at = {s: runs_at_size(v, model, s, int(default[model]), stride_at) for s in (lo, hi)}
+        seeds = set(at[lo]["seed"]) & set(at[hi]["seed"])
         if not seeds:
             missing.append(f"{model} was not run at both {lo} and {hi} px with one seed")
             continue
-        both = runs[runs["seed"].isin(seeds)]
+        both = pd.concat([at[lo], at[hi]])
+        both = both[both["seed"].isin(seeds)]
         dice = both.groupby("image_size")["dice"].mean()
         rows.append({"model": model, "family": both["family"].iloc[0],
                      "seeds": ",".join(str(int(s)) for s in sorted(seeds)),
@@ -216,7 +250,10 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
         gap_alt = {s: _family_gap(table_alt, s) for s in (lo, hi)}
 
     gain: dict[int, float] = {}
-    if main_stride is not None:
+    danet = v[v["model"] == STRIDE_MODEL]
+    stride_study = any(set(STRIDES) <= set(danet.loc[danet["image_size"] == s, "output_stride"])
+                       for s in (lo, hi))  # a bundle from before the stride rule
+    if main_stride is not None and stride_study:
         runs = v[v["model"] == STRIDE_MODEL]
         eight_stride, base_stride = STRIDES
         for s in (lo, hi):
