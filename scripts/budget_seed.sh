@@ -7,6 +7,11 @@
 #   scripts/budget_seed.sh              # RUNS=runs/plateau: checkpoints, never committed
 #   COMMIT=0 scripts/budget_seed.sh     # do not commit the records as they land
 #   scripts/budget_seed.sh --dry-run    # list the runs and their status
+#   B=5880 scripts/budget_seed.sh       # the budget raised once (issue 24), same pinned code
+#
+# Raising B: the runs at the old B are then the new B/2 runs (move results/plateau/runs/cpu to
+# cpu-half and the old cpu-half to cpu-quarter, kept for the rank-versus-budget curve) when the
+# new B is twice the old; otherwise both groups are made again.
 #
 # Records land in results/plateau/runs/ and, unless COMMIT=0, each new one is committed at once
 # (only that folder; a lock keeps it off a commit made by hand at the same moment), so a seed
@@ -50,8 +55,10 @@ if [ "$(fingerprint "$code")" != "$FINGERPRINT" ]; then
     echo "budget_seed: $code does not have the seed's fingerprint ${FINGERPRINT:0:12}" >&2
     exit 1
 fi
-B=$(cd "$code" && PYTHONPATH="$code" "$PY" -c \
+B_CODE=$(cd "$code" && PYTHONPATH="$code" "$PY" -c \
     'from spineseg_core.training.config import CPU_STEPS; print(CPU_STEPS)')
+B=${B:-$B_CODE}
+full=(); [ "$B" = "$B_CODE" ] || full=(-p steps "$B")
 MODELS=${MODELS:-"miniseg unet denseaspp pspnet resunetpp deeplabv3plus danet attention_unet \
 emanet transunet infnet psanet unet_25d3 unet_25d5 deeplabv3plus_25d3 deeplabv3plus_25d5 unet3d"}
 commit() {
@@ -65,7 +72,7 @@ study() { (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core study --profi
 for model in $MODELS; do
     study --models "$model" --variant half -p steps $((B / 2)) "$@"
     [ $dry = 1 ] || commit "Budget seed: $model at B/2 = $((B / 2)) steps, seed 0"
-    study --models "$model" "$@"
+    study --models "$model" "${full[@]}" "$@"
     [ $dry = 1 ] && continue
     (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core hardcases --runs-dir "$RUNS" \
         --groups cpu --records-dir "$RECORDS" | tail -1)

@@ -173,10 +173,11 @@ class TrainConfig:
 
 
 CPU_STEPS = 2940
-"""The cpu profile's budget in optimiser steps. PROVISIONAL: 5x the 588 steps (6 epochs of about
-98 batches of 4) of the committed epoch-budget records, the first budget issue 24 proposes; the
-budget seed (every model at B and B/2, :mod:`spineseg_core.study.plateau`) confirms it or raises
-it once, and this constant is the one place to change."""
+"""The cpu profile's budget B in optimiser steps: 5x the 588 steps (6 epochs of about 98 batches
+of 4) of the epoch-budget records, the first budget issue 24 proposes. Whether it is the study's
+budget is the budget seed's finding (every model at B and B/2, ``scripts/budget_seed.sh``,
+:mod:`spineseg_core.study.plateau`, ``results/plateau/``), not this constant's: the seed pins the
+code it runs from, so a raised budget is run from that code with ``-p steps``."""
 
 PAPER_STEPS = 52200
 """The paper profile's budget: its about 120 epochs (Figure 19) over about 1,740 training slices
@@ -191,7 +192,7 @@ PROFILE_DEFAULTS: dict[Profile, dict[str, Any]] = {
     # resampled to 128 px (2.4 mm), training slices cropped to a random 64 px band around the
     # spine; 40 fresh test cases. One budget for every model (CONTRIBUTING, "Equal budgets"),
     # in optimiser steps with a cosine decay to the budget: a larger pool costs evaluation
-    # time only. CPU_STEPS is provisional (see its docstring).
+    # time only. CPU_STEPS: the budget seed decides whether it holds (see its docstring).
     Profile.CPU: dict(phantom_cases=80, phantom_size=256, image_size=128, crop_width=0.5,
                       epochs=6, steps=CPU_STEPS, batch_size=4, scheduler="cosine"),
     Profile.PAPER: dict(phantom_cases=200, phantom_size=880, image_size=880, epochs=120,
