@@ -66,7 +66,7 @@ commit() {
     (cd "$here" && flock /tmp/spineseg-git.lock sh -c "git add $OUT && \
         git diff --cached --quiet -- $OUT || git commit -q -m '$1' -- $OUT") || true
 }
-[ $dry = 1 ] || commit "Budget seed: the seed's code version (results/plateau/CODE)"
+[ $dry = 1 ] || commit "Budget seed: the code version it runs from (results/plateau/CODE)"
 study() { (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core study --profile cpu \
     --runs-dir "$RUNS" --records-dir "$RECORDS" --no-aggregate --poll-s 30 --seeds 0 "$@"); }
 for model in $MODELS; do
