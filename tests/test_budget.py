@@ -112,8 +112,29 @@ def test_table_d_states_the_step_budget():
     from spineseg_core.report.deviations import deviations
 
     row = next(d for d in deviations() if d.aspect == "Budget and learning-rate schedule")
-    assert f"{CPU_STEPS} on the cpu profile, provisional" in row.ours
+    assert f"{CPU_STEPS} on the cpu profile, provisional until the budget seed;" in row.ours
     assert "cosine decay to 0 at the budget" in row.ours and "3D U-Net" in row.reason
+
+
+def test_table_d_follows_the_budget_seed():
+    """The budget's status in Table D is the plateau labels' (study.plateau.budget_verdict)."""
+    from spineseg_core.models import list_models
+    from spineseg_core.report.deviations import budget_status
+
+    twelve = list_models()
+
+    def labels(n_plateaued, n_not):
+        return pd.DataFrame({"model": twelve[:n_plateaued + n_not],
+                             "label": ["plateaued"] * n_plateaued + ["not plateaued"] * n_not})
+
+    assert budget_status(labels(2, 1)) == (
+        f"{CPU_STEPS} on the cpu profile, provisional until the budget seed; 2 of the 3 of the "
+        "12 models it has labelled so far plateaued")
+    assert budget_status(labels(11, 1)) == (
+        f"{CPU_STEPS} on the cpu profile, kept: 11 of the 12 models the budget seed measured "
+        "plateaued at it")
+    assert budget_status(labels(1, 3)).endswith("to be raised once: only 1 of the 4 models the "
+                                                "budget seed measured plateaued at it")
 
 
 def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):

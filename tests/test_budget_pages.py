@@ -211,3 +211,15 @@ def test_efficiency_chapter_blocks_with_and_without_their_files(tmp_path):
     assert ("agrees with MONAI's DiceMetric to within 2.8 × 10⁻⁸ on the 18 classes both score, "
             "and takes 0.03 s against MONAI's 3.33 s.") in values["ef_monai"]
     plt.close("all")
+
+
+def test_a_seed_under_way_leaves_the_budget_undecided(tmp_path):
+    """Two models of the twelve labelled (the seed runs cheapest first): the page counts what
+    is measured and neither keeps nor raises B yet."""
+    write_plateau_bundle(tmp_path / "results/plateau",
+                         {m: SEED_MODELS[m] for m in ("miniseg", "unet")})
+    text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
+    assert ("1 of the 2 of the paper's models measured plateaued (10 not measured); the budget "
+            "B stands when at least 10 of the 12 do, so the budget is not decided until the "
+            "models not yet measured are.") in text
+    plt.close("all")

@@ -9,7 +9,15 @@ import pytest
 
 from fake_runs import make_fake_study
 from spineseg_core.errors import ConfigError
-from spineseg_core.study.plateau import Plateau, half_steps, plateau_label, plateau_table, plateaued_count
+from spineseg_core.study.plateau import (
+    BudgetVerdict,
+    Plateau,
+    budget_verdict,
+    half_steps,
+    plateau_label,
+    plateau_table,
+    plateaued_count,
+)
 
 
 def _runs(rows):
@@ -25,6 +33,24 @@ def test_label_by_hand():
     assert half_steps(2940) == 1470 and half_steps(5) == 2
     with pytest.raises(ConfigError, match="steps: a budget of at least 2"):
         half_steps(1)
+
+
+def test_budget_verdict_waits_for_a_seed_under_way():
+    """B stands at 10 of 12 plateaued, is raised once 3 have not, and is pending between."""
+    twelve = [f"m{i}" for i in range(12)]
+
+    def table(plateaued, not_plateaued, extra=()):
+        labels = ([Plateau.PLATEAUED] * plateaued + [Plateau.NOT_PLATEAUED] * not_plateaued)
+        return pd.DataFrame({"model": twelve[:len(labels)] + list(extra),
+                             "label": [str(x) for x in labels] + ["plateaued"] * len(extra)})
+
+    assert budget_verdict(None, twelve) == (BudgetVerdict.PENDING, 0, 0)
+    assert budget_verdict(table(2, 1), twelve) == (BudgetVerdict.PENDING, 2, 3)
+    assert budget_verdict(table(9, 2), twelve) == (BudgetVerdict.PENDING, 9, 11)
+    assert budget_verdict(table(10, 0), twelve) == (BudgetVerdict.STANDS, 10, 10)
+    assert budget_verdict(table(2, 3), twelve) == (BudgetVerdict.RAISED, 2, 5)
+    # a context model's label does not count towards the twelve
+    assert budget_verdict(table(9, 0, extra=["unet3d"]), twelve)[0] is BudgetVerdict.PENDING
 
 
 def test_every_model_labelled_from_two_groups():

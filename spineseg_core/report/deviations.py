@@ -55,8 +55,10 @@ def backbone_deviations() -> list[Deviation]:
     return out
 
 
-def deviations(setup: Setup | None = None) -> list[Deviation]:
-    """The study's departures from the paper; ``setup`` fills in the bundle's own values."""
+def deviations(setup: Setup | None = None, plateau: pd.DataFrame | None = None
+               ) -> list[Deviation]:
+    """The study's departures from the paper; ``setup`` fills in the bundle's own values and
+    ``plateau`` (the budget seed's ``plateau.csv``) the budget's status."""
     grid = f"{setup.image_size} × {setup.image_size} px" if setup and setup.image_size else \
         "the profile's grid (128 × 128 px on the cpu profile)"
     epochs = (", ".join(str(e) for e in setup.epochs) + " epochs, batch "
@@ -101,7 +103,7 @@ def deviations(setup: Setup | None = None) -> list[Deviation]:
                   "slices only", "focuses the small grid on the spine; evaluation never uses "
                   "the reference mask"),
     ]
-    return (rows + [budget_deviation(), stride_deviation()] + exception_deviations()
+    return (rows + [budget_deviation(plateau), stride_deviation()] + exception_deviations()
             + backbone_deviations())
 
 
@@ -135,16 +137,37 @@ def stride_deviation() -> Deviation:
         "never examined: one rule, decided on validation only, treats every encoder alike")
 
 
-def budget_deviation() -> Deviation:
+def budget_status(plateau: pd.DataFrame | None) -> str:
+    """The cpu profile's budget and what the budget seed's labels (``plateau.csv``) say of it
+    so far (:func:`spineseg_core.study.plateau.budget_verdict`)."""
+    from spineseg_core.models import list_models
+    from spineseg_core.study.plateau import BudgetVerdict, budget_verdict
+    from spineseg_core.training.config import CPU_STEPS
+
+    models = list_models()
+    verdict, done, measured = budget_verdict(plateau, models)
+    if verdict is BudgetVerdict.STANDS:
+        return (f"{CPU_STEPS} on the cpu profile, kept: {done} of the {measured} models the "
+                f"budget seed measured plateaued at it")
+    if verdict is BudgetVerdict.RAISED:
+        return (f"{CPU_STEPS} on the cpu profile, to be raised once: only {done} of the "
+                f"{measured} models the budget seed measured plateaued at it")
+    so_far = (f"; {done} of the {measured} of the {len(models)} models it has labelled so far "
+              f"plateaued" if measured else "")
+    return f"{CPU_STEPS} on the cpu profile, provisional until the budget seed{so_far}"
+
+
+def budget_deviation(plateau: pd.DataFrame | None = None) -> Deviation:
     """The protocol's budget: optimiser steps, the same for every model, with a schedule that
-    ends at the budget (values from :mod:`spineseg_core.training.config`)."""
-    from spineseg_core.training.config import CPU_STEPS, PAPER_STEPS
+    ends at the budget (values from :mod:`spineseg_core.training.config`), and its status from
+    the budget seed's ``plateau.csv`` when given."""
+    from spineseg_core.training.config import PAPER_STEPS
 
     return Deviation(
         "Budget and learning-rate schedule",
         "about 120 epochs (its Figure 19); Adam at 5e-4, no schedule stated",
         f"the same number of optimiser steps for every model, 2D, 2.5D and 3D alike "
-        f"({CPU_STEPS} on the cpu profile, provisional until the budget seed; {PAPER_STEPS} on "
+        f"({budget_status(plateau)}; {PAPER_STEPS} on "
         "the paper profile), Adam from 5e-4 with a cosine decay to 0 at the budget, stepped "
         "per optimiser step",
         "a model's batch item differs (a slice, a stack, a volume), so equal epochs gave the "
@@ -168,6 +191,7 @@ def exception_deviations() -> list[Deviation]:
             for (model, ours, paper, reason), names in profiles.items()]
 
 
-def deviations_table(setup: Setup | None = None) -> pd.DataFrame:
+def deviations_table(setup: Setup | None = None, plateau: pd.DataFrame | None = None
+                     ) -> pd.DataFrame:
     """:func:`deviations` as a frame with columns ``aspect, paper, ours, reason``."""
-    return pd.DataFrame([d.__dict__ for d in deviations(setup)])
+    return pd.DataFrame([d.__dict__ for d in deviations(setup, plateau)])

@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from spineseg_core.errors import ConfigError
+from spineseg_core.study.plateau import MIN_PLATEAUED, plateaued_count
 
 REACH_FRACTION = 0.95
 """A run has converged, for this measure, once its validation Dice reaches this share of its
@@ -164,9 +165,6 @@ def simulate_tie_verdicts(n_unet: int = 5, n_backbone: int = 7, trials: int = 20
     return pd.DataFrame(rows)
 
 
-MIN_PLATEAUED = 10
-"""Models that must have plateaued (study.plateau) before a convergence verdict is given: a model
-still climbing at B has not converged, so its convergence steps are only a lower bound."""
 
 
 CONVERGENCE_STATEMENT = ("the backbone models converge in fewer optimiser steps than the "
@@ -208,8 +206,6 @@ def convergence_claim(history: pd.DataFrame, plateau: pd.DataFrame | None,
     missing = sorted(m for m in family if family[m] in (backbone, unet) and m not in have)
     if missing:
         caveats.append(f"no curve under a step budget for {', '.join(missing)}")
-    from spineseg_core.study.plateau import plateaued_count
-
     if plateau is None or not len(plateau):
         caveats.append("no plateau labels (the runs at B/2 are missing)")
     else:

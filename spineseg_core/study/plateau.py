@@ -47,6 +47,35 @@ class Plateau(StrEnum):
     NOT_MEASURED = "not measured"
 
 
+MIN_PLATEAUED = 10
+"""Of the paper's twelve models, how many must plateau at B for B to stand as the study's budget
+(issue 24); the fifth claim needs as many (:mod:`spineseg_core.study.convergence`): a model
+still climbing at B has not converged, so its convergence steps are only a lower bound."""
+
+
+class BudgetVerdict(StrEnum):
+    """What the plateau labels say of the budget B so far."""
+
+    STANDS = "stands"
+    RAISED = "does not stand and is raised once"
+    PENDING = "is not decided until the models not yet measured are"
+
+
+def budget_verdict(table: pd.DataFrame | None, models: Sequence[str],
+                   minimum: int = MIN_PLATEAUED) -> tuple[BudgetVerdict, int, int]:
+    """The budget's verdict from ``plateau.csv`` over ``models`` (the paper's twelve), with the
+    counts plateaued and measured: it stands once ``minimum`` plateaued, is raised once too many
+    have not for the rest to make up, and is pending in between (a seed under way)."""
+    ours = (table[table["model"].isin(models)] if table is not None and len(table)
+            else pd.DataFrame(columns=["model", "label"]))
+    done, measured = plateaued_count(ours)
+    if done >= minimum:
+        return BudgetVerdict.STANDS, done, measured
+    if done + (len(models) - measured) < minimum:
+        return BudgetVerdict.RAISED, done, measured
+    return BudgetVerdict.PENDING, done, measured
+
+
 def half_steps(steps: int) -> int:
     """The budget of the B/2 runs for a budget of ``steps`` (rounded down, at least 1)."""
     if steps < 2:

@@ -166,12 +166,16 @@ def budget_seed(b: Bundle) -> Page:
     from spineseg_core.report.figures import dice_against_steps, rank_against_budget
     from spineseg_core.study.convergence import (
         CONVERGENCE_STATEMENT,
-        MIN_PLATEAUED,
         REACH_FRACTION,
         convergence_claim,
         rank_vs_budget,
     )
-    from spineseg_core.study.plateau import PLATEAU_TOLERANCE, Plateau, plateaued_count
+    from spineseg_core.study.plateau import (
+        MIN_PLATEAUED,
+        PLATEAU_TOLERANCE,
+        Plateau,
+        budget_verdict,
+    )
 
     seed = plateau_bundle(b)
     runs, history, plateau = seed.csv("runs.csv"), seed.csv("history.csv"), seed.csv("plateau.csv")
@@ -218,9 +222,8 @@ def budget_seed(b: Bundle) -> Page:
         text.append("No run at B/2 is among these results, so no model is labelled by the "
                     "plateau rule.")
     else:
-        done, measured = plateaued_count(ours)
-        stands = ("so the budget stands" if done >= MIN_PLATEAUED else
-                  "so the budget does not stand and is raised once")
+        verdict, done, measured = budget_verdict(ours, list(paper))
+        stands = f"so the budget {verdict}"
         unmeasured = len(paper) - measured
         text += [
             "## Has each model plateaued?",
