@@ -541,3 +541,36 @@ def test_results_page_explains_the_validation_test_gap():
     assert "absent from most of the 4 validation subjects" in text
     assert "score them at 3.0 % Dice" in text and "rises by 24.0 points" in text
     assert "not measured in this bundle" in validation_gap_text(runs, per_class, None)
+
+
+def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
+    """The runs at the plateau budget: the pinned commit, records per group and processor, and
+    whether each carries the pinned fingerprint."""
+    import json
+
+    from spineseg_core.report.pages.reproducibility import plateau_records_text
+
+    assert "has not started" in plateau_records_text(tmp_path)
+    (tmp_path / "plateau").mkdir()
+    (tmp_path / "plateau/CODE").write_text("ab" * 20 + " " + "cd" * 32 + "\n")
+    assert "no run record yet." in plateau_records_text(tmp_path)
+
+    def record(group, model, fingerprint, cpu, finished=True):
+        folder = tmp_path / "plateau/runs" / group / model / "seed_0/fold_0"
+        folder.mkdir(parents=True)
+        env = {"cpu": cpu, "gpu": None, "source_fingerprint": fingerprint}
+        (folder / "params.json").write_text(json.dumps({"env": env}))
+        if finished:
+            (folder / "metrics.json").write_text("{}")
+
+    record("cpu", "unet", "cd" * 32, "Xeon")
+    record("cpu-half", "unet", "cd" * 32, "EPYC")
+    record("cpu-half", "miniseg", "cd" * 32, "Xeon")
+    record("cpu", "miniseg", "cd" * 32, "Xeon", finished=False)  # not a record yet
+    text = plateau_records_text(tmp_path)
+    assert text.startswith("The runs at the plateau budget (the budget seed, then the re-run) "
+                           "are made by commit abababa (fingerprint cdcdcdcdcdcd)")
+    assert ("3 run records so far (1 in group cpu and 2 in group cpu-half), made on EPYC (1) "
+            "and Xeon (2); every one carries that fingerprint.") in text
+    record("cpu", "pspnet", "ef" * 32, "Xeon")
+    assert "1 of them does NOT carry that fingerprint." in plateau_records_text(tmp_path)

@@ -93,6 +93,51 @@ def records_text(bundle: dict[str, Any], repo: Path = REPO) -> str:
     return " ".join(parts)
 
 
+PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
+"""The scripts that make the runs at the plateau budget (issues 24 and 25), in order."""
+
+
+def plateau_records_text(results: Path) -> str:
+    """The runs at the plateau budget (``<results>/plateau/``): the commit and fingerprint that
+    ``CODE`` pins, how many records there are per group and per processor, whether every one
+    carries the pinned fingerprint, and the scripts that remake them."""
+    import json
+
+    from spineseg_core.fingerprint import short
+    from spineseg_core.report.bundle import and_join
+
+    pin = results / "plateau" / "CODE"
+    if not pin.is_file():
+        return ("The budget seed (every model at the plateau budget and at half of it, "
+                f"`{PLATEAU_SCRIPTS[0]}`) has not started: no code is pinned for it yet.")
+    commit, fingerprint = pin.read_text().split()
+    groups: dict[str, int] = {}
+    processors: dict[str, int] = {}
+    off = 0
+    for params in sorted((results / "plateau" / "runs").glob("*/*/seed_*/fold_*/params.json")):
+        if not (params.parent / "metrics.json").is_file():
+            continue
+        env = json.loads(params.read_text()).get("env") or {}
+        group = params.parents[3].name
+        groups[group] = groups.get(group, 0) + 1
+        cpu = env.get("gpu") or env.get("cpu") or "processor not recorded"
+        processors[cpu] = processors.get(cpu, 0) + 1
+        off += env.get("source_fingerprint") != fingerprint
+    n = sum(groups.values())
+    verdict = ("every one carries that fingerprint." if not off else
+               f"{off} of them {'does' if off == 1 else 'do'} NOT carry that fingerprint.")
+    counted = (f"{n} run record{'s' * (n != 1)} so far ("
+               + and_join([f"{k} in group {g}" for g, k in sorted(groups.items())])
+               + "), made on " + and_join([f"{p} ({k})" for p, k in sorted(processors.items())])
+               + "; " + verdict if n else "no run record yet.")
+    return (f"The runs at the plateau budget (the budget seed, then the re-run) are made by "
+            f"commit {commit[:7]} (fingerprint {short(fingerprint)}), pinned in "
+            f"`results/plateau/CODE`: {counted} `{PLATEAU_SCRIPTS[0]}` and then "
+            f"`{PLATEAU_SCRIPTS[1]}` check that commit out into `.study-code/`, verify its "
+            "fingerprint, skip every run already recorded and commit each new record as it "
+            "lands.")
+
+
 @page("reproducibility")
 def reproducibility_page(b: Bundle) -> Page:
     import platform
@@ -115,6 +160,8 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_book_commit": book_commit(),
         "rp_records": MarkdownText(records_text(bundle) if bundle else
                                    "No results bundle was found."),
+        "rp_plateau": MarkdownText(plateau_records_text(b.root) if b.root is not None else
+                                   "No results folder was found."),
     }
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
