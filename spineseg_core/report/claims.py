@@ -700,6 +700,56 @@ def comparisons_figure(claims: Sequence[Claim], width: float = 8.0):
     return fig
 
 
+MORE_SEEDS = 5
+"""The seed count :func:`what_would_decide` projects an unresolved claim's interval to."""
+
+
+def detectable_effect(claim: Claim, seeds: int | None = None) -> float:
+    """The smallest true difference beyond the claim's bound that an interval as wide as its
+    own would resolve: the interval's half-width (fraction of Dice). Given ``seeds``, the
+    half-width projected to that many seeds as a t interval over seed means would shrink,
+    ``t(seeds - 1) / t(n - 1) * sqrt(n / seeds)`` with ``n`` the claim's seeds: an upper bound
+    on the gain, since the subjects' share of the width does not shrink. NaN without an
+    interval, or when fewer than 2 seeds leave the seeds' spread unmeasured."""
+    from scipy import stats
+
+    half = (claim.ci_high - claim.ci_low) / 2
+    if not np.isfinite(half):
+        return float("nan")
+    if seeds is None or seeds == claim.n_seeds:
+        return float(half)
+    n = claim.n_seeds
+    if n < 2 or seeds < 2:
+        return float("nan")
+    t = stats.t.ppf(1 - (1 - LEVEL) / 2, [seeds - 1, n - 1])
+    return float(half * t[0] / t[1] * np.sqrt(n / seeds))
+
+
+def what_would_decide(claim: Claim, more_seeds: int = MORE_SEEDS) -> str | None:
+    """For a claim not resolved on a measured interval: the effect these runs could resolve,
+    what more seeds would bring, and what the seeds cannot (a sentence for the page); None for
+    a firm verdict or a claim with nothing measured (its caveats say what is missing)."""
+    if claim.verdict is not Verdict.UNRESOLVED or not np.isfinite(claim.difference):
+        return None
+    now = detectable_effect(claim)
+    side = "above" if claim.above else "below"
+    bound = f"{100 * claim.bound:+.2f}" if claim.bound else "0"
+    text = (f"What would decide it: its interval is ±{100 * now:.2f} points, so runs like "
+            f"these would resolve a true difference {100 * now:.2f} points {side} {bound} about "
+            f"half the time and one {100 * 2 * now:.2f} points {side} it nearly always")
+    if claim.n_seeds < 2:
+        text += ("; a second seed is needed before the spread between seeds is measured at "
+                 "all")
+    elif claim.n_seeds < more_seeds:
+        later = detectable_effect(claim, more_seeds)
+        text += (f"; with {more_seeds} seeds instead of {claim.n_seeds} the interval would "
+                 f"be ±{100 * later:.2f} points at best (if the spread between seeds dominates "
+                 "it)")
+    return (text + ". Seeds cannot undo what the caveats above name: a budget too short, the "
+            "128 px grid (the resolution check), the phantom in place of real scans; those "
+            "need longer runs, the 256 px runs, the real data on a GPU.")
+
+
 def claims_markdown(claims: Sequence[Claim]) -> str:
     """Each claim as a numbered paragraph for the page: its verdict, its caveats first, then
     its rule and evidence (Dice points)."""
@@ -713,5 +763,8 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
                     f"seed{'s' if c.n_seeds != 1 else ''} (fewest of any model compared), "
                     f"{c.n_subjects} test subjects")
         lines += [f"- Rule: {c.rule}.", f"- Evidence: {evidence}."]
+        decide = what_would_decide(c)
+        if decide:
+            lines.append(f"- {decide}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
