@@ -2,7 +2,8 @@
 # The budget seed (issue 24): seed 0 of the twelve models and the context models, each at the
 # cpu profile's step budget B (training.config.CPU_STEPS, group cpu) and at B/2 (group cpu-half,
 # a complete cosine schedule of its own), so that study.plateau labels every model and the runs
-# at B become seed 0 of the re-run. Cheapest models first, B/2 before B, so labels land early.
+# at B become seed 0 of the re-run. Cheapest models first, B/2 before B, so labels land early
+# (study.schedule.SEED_ORDER and seed_plan; scripts/gpu_study.py makes the same runs on a GPU).
 #
 #   scripts/budget_seed.sh              # RUNS=runs/plateau: checkpoints, never committed
 #   COMMIT=0 scripts/budget_seed.sh     # do not commit the records as they land
@@ -59,8 +60,8 @@ B_CODE=$(cd "$code" && PYTHONPATH="$code" "$PY" -c \
     'from spineseg_core.training.config import CPU_STEPS; print(CPU_STEPS)')
 B=${B:-$B_CODE}
 full=(); [ "$B" = "$B_CODE" ] || full=(-p steps "$B")
-MODELS=${MODELS:-"miniseg unet denseaspp pspnet resunetpp deeplabv3plus danet attention_unet \
-emanet transunet infnet psanet unet_25d3 unet_25d5 deeplabv3plus_25d3 deeplabv3plus_25d5 unet3d"}
+MODELS=${MODELS:-$(PYTHONPATH="$here" "$PY" -c \
+    'from spineseg_core.study.schedule import SEED_ORDER; print(*SEED_ORDER)')}
 commit() {
     [ "${COMMIT:-1}" = 1 ] || return 0
     (cd "$here" && flock /tmp/spineseg-git.lock sh -c "git add $OUT && \

@@ -1,10 +1,13 @@
 """The python half of ``scripts/gpu_study.sh``: a lent GPU adds finished runs to the re-run.
 
-    python scripts/gpu_study.py --records-dir results/cpu/runs --archive OUT/records.tar.gz
+    python scripts/gpu_study.py --archive OUT/records.tar.gz   # into results/plateau/runs
     python scripts/gpu_study.py --dry-run            # CPU, smoke profile, 2 runs, temp folder
 
-The runs are the re-run's own (:data:`RERUN`, in the order of ``scripts/rerun_cpu_study.sh``):
-same profile, each run's parameters made by the study runner
+The runs are those at the plateau budget (:func:`plan_parts`): the budget seed's that are not
+recorded yet, then the re-run's, in the order ``scripts/budget_seed.sh`` and
+``scripts/plateau_rerun.py`` make them on the CPU, from the same code version (the tree's
+fingerprint must be the one ``results/plateau/CODE`` pins) and at the same budget in optimiser
+steps; each run's record names its device. Same profile, each run's parameters made by the study runner
 (:func:`~spineseg_core.study.runner.notebook_parameters`, so every per-model value applies as
 in ``spineseg study``) and trained as the training notebook trains them
 (:func:`~spineseg_core.training.config.resolve_with_overrides`, then
@@ -23,7 +26,7 @@ each with its share of the CPU threads. The study stops launching runs when the 
 finished run so far, ``--run-estimate-s`` before any has finished); at the budget it ends the
 runs still going, which leave no record (their checkpoints stay in ``--runs-dir``, from which
 the next study on the same machine resumes them). The main group's runs it finished are then
-scored on the phantom's hard cases (as ``scripts/rerun_cpu_study.sh`` does after each study:
+scored on the phantom's hard cases (as ``scripts/budget_seed.sh`` does after each run:
 their checkpoints leave with the machine), in the last :data:`HARD_S` of the budget, in a child
 process ended at the budget; only finished scores are recorded. ``--archive`` packs the records
 it wrote into one ``.tar.gz`` (the lent machine returns a few files, not a tree).
@@ -59,26 +62,51 @@ class Part:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-OS32 = {"model_kwargs": {"output_stride": 32}}
-OS8 = {"model_kwargs": {"output_stride": 8}}
-LOSSES = ("dice", "ce", "weighted_ce")
-RES256_MODELS = ("unet", "attention_unet", "deeplabv3plus", "pspnet")
+GPU_SKIPS: dict[str, str] = {
+    "unet3d": "a 3D model's volumes take the per-slice augmentation, which needs TorchIO, "
+              "absent from the lent machine (docs/gpu.md)"}
+"""Models of the plan the GPU path cannot train, with the reason; they stay for the CPU."""
 
-RERUN: tuple[Part, ...] = (
-    Part(seeds=(0,)),
-    Part(seeds=(0,), models=RES256_MODELS, variant="res256", params={"image_size": 256}),
-    Part(seeds=(0,), models=("danet",), variant="res256", params={"image_size": 256, **OS32}),
-    Part(seeds=(0,), models=("danet",), variant="os32", params=OS32),
-    Part(seeds=(1,)),
-    Part(seeds=(0,), models=("unet", "miniseg"), losses=LOSSES),
-    Part(seeds=(2,)),
-    Part(seeds=(1,), models=("unet", "miniseg"), losses=LOSSES),
-    Part(seeds=(2,), models=("unet", "miniseg"), losses=LOSSES),
-    Part(seeds=(0,), models=("danet",), variant="os8-res256", params={"image_size": 256, **OS8}),
-    Part(seeds=(1, 2), models=("danet",), variant="os32", params=OS32),
-)
-"""The re-run's study calls in ``scripts/rerun_cpu_study.sh``'s order of priority (DANet's
-main stride comes from the configuration, as for every model); change both together."""
+
+def to_part(run) -> Part:
+    """A :class:`~spineseg_core.study.schedule.ScheduledRun` as one study call of one run."""
+    spec = run.spec
+    return Part(seeds=(spec.seed,), models=(spec.model,),
+                losses=(spec.loss,) if spec.loss else None, variant=spec.variant,
+                params=dict(run.params))
+
+
+def plan_parts(steps: int, steps_given: bool = False) -> tuple[Part, ...]:
+    """The runs at the plateau budget, in order: the budget seed's
+    (:func:`~spineseg_core.study.schedule.seed_plan`), then the re-run's
+    (:func:`~spineseg_core.study.schedule.rerun_plan`), as ``scripts/budget_seed.sh`` and
+    ``scripts/plateau_rerun.py`` make them on the CPU; without :data:`GPU_SKIPS`."""
+    from spineseg_core.study.schedule import rerun_plan, seed_plan
+
+    runs = seed_plan(steps, steps_given) + rerun_plan(steps, steps_given)
+    return tuple(to_part(r) for r in runs if r.spec.model not in GPU_SKIPS)
+
+
+DRY_RUN_STEPS = 8
+"""The budget of the dry run's plan (B/2 = 4 steps): the smoke profile on the CPU in CI."""
+
+
+def check_pin(pin: Path) -> None:
+    """Refuse, in one line, a tree whose fingerprint is not the one the budget seed pinned
+    (``results/plateau/CODE``): the re-run is one code version."""
+    from spineseg_core.errors import ConfigError
+    from spineseg_core.fingerprint import short, source_fingerprint
+
+    if not pin.is_file():
+        raise ConfigError(f"{pin}: missing; the budget seed (scripts/budget_seed.sh) pins the "
+                          "code of the runs at the plateau budget")
+    commit, fingerprint = pin.read_text().split()
+    mine = source_fingerprint()
+    if mine != fingerprint:
+        raise ConfigError(f"this tree has source fingerprint {short(mine)}, the runs at the "
+                          f"plateau budget {short(fingerprint)} (commit {commit[:7]}): run the "
+                          "GPU study from that commit")
+
 
 RUN_MEMORY_GB = 4.0
 """GPU memory one cpu-profile run is given when ``--jobs auto`` counts the runs that fit
@@ -367,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--records-dir", type=Path, default=REPO / "results" / "cpu" / "runs")
+    parser.add_argument("--records-dir", type=Path,
+                        default=REPO / "results" / "plateau" / "runs")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs-gpu")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--jobs", default="auto", help="runs at once (default auto)")
@@ -402,7 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--jobs {args.jobs} / --limit {args.limit}: expected at least 1")
     records_dir, runs_dir = args.records_dir.resolve(), args.runs_dir.resolve()
     extra = {"device": args.device}
-    todo = planned(args.profile, RERUN, runs_dir, records_dir, extra, args.models)
+    if args.dry_run:
+        parts = plan_parts(DRY_RUN_STEPS, steps_given=True)
+    else:
+        from spineseg_core.training.config import CPU_STEPS
+
+        check_pin(REPO / "results" / "plateau" / "CODE")
+        parts = plan_parts(CPU_STEPS)
+    todo = planned(args.profile, parts, runs_dir, records_dir, extra, args.models)
     todo = todo[:args.limit] if args.limit else todo
     check_one_version(records_dir, {p.spec.group for p, _ in todo})
     threads = max(1, (os.cpu_count() or 2) // jobs)
@@ -426,15 +462,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gpu_study: {len(written)} records packed in {args.archive}")
     print("gpu_study: " + ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in done.items()))
     if args.dry_run:  # the recorded runs are skipped from now on
-        left = {p.spec for p, _ in planned(args.profile, RERUN, runs_dir, records_dir, extra,
+        from spineseg_core.study.records import is_main_group
+
+        left = {p.spec for p, _ in planned(args.profile, parts, runs_dir, records_dir, extra,
                                             args.models)}
         if left & set(done["recorded"]) or not done["recorded"]:
             print("gpu_study: dry run failed: no run recorded, or a recorded run still planned",
                   file=sys.stderr)
             return 1
-        if len(hard) != 3 * len(done["recorded"]):
+        main_runs = sum(is_main_group(spec.group) for spec in done["recorded"])
+        if len(hard) != 3 * main_runs:
             print(f"gpu_study: dry run failed: {len(hard)} hard-case scores recorded, not "
-                  f"{3 * len(done['recorded'])}", file=sys.stderr)
+                  f"{3 * main_runs}", file=sys.stderr)
             return 1
         print(f"gpu_study: dry run: {len(done['recorded'])} recorded, skipped when planned "
               f"again, and {len(hard)} hard-case scores")

@@ -2,9 +2,11 @@
 # A lent GPU adds finished runs to the study's re-run, within 9 minutes of training
 # (scripts/gpu_study.py: which runs, how many at once, when it stops launching):
 #   1. the probe and the offline install of scripts/gpu_check.sh (--install-only);
-#   2. the re-run's runs that have no record in results/cpu/runs, several at once on the card,
-#      each recorded there as it finishes, and packed into $OUT/records.tar.gz.
-# Unpack that archive in the repository's results/cpu/runs/ here and commit the records.
+#   2. the runs at the plateau budget (the budget seed's, then the re-run's) that have no record
+#      in results/plateau/runs, several at once on the card, each recorded there as it
+#      finishes, and packed into $OUT/records.tar.gz. The tree must be the seed's pinned code
+#      (results/plateau/CODE), else it stops with one line.
+# Unpack that archive in the repository's results/plateau/runs/ here and commit the records.
 #
 #   scripts/gpu_study.sh                  # on the GPU machine; OUT (default results/gpu)
 #   scripts/gpu_study.sh --dry-run        # on the CPU: 2 tiny smoke runs in a temp folder

@@ -5,6 +5,8 @@ The budget seed (``scripts/budget_seed.sh``) pins the code in ``results/plateau/
 seed 0 of every model at B; this script makes the rest with the same code version, so the
 bundle has one fingerprint:
 
+The plan is :func:`spineseg_core.study.schedule.rerun_plan`:
+
 1. ``main``: the twelve models, seeds 1 and 2, in :func:`spineseg_core.study.schedule.interleave`
    order (families alternate, a model's seeds a pass apart: a sitting's processor does not make
    one family's seed alone), each scored on the hard cases as it finishes;
@@ -35,16 +37,10 @@ from pathlib import Path
 import pandas as pd
 
 from spineseg_core.fingerprint import source_fingerprint
-from spineseg_core.models import CONTEXT_MODEL_NAMES, list_models, model_info
-from spineseg_core.report.resolution import RESOLUTION_MODELS
-from spineseg_core.study.loss_study import LOSS_MODELS
-from spineseg_core.study.runner import RunSpec
-from spineseg_core.study.schedule import ScheduledRun, interleave, plan_cost
+from spineseg_core.study.schedule import RERUN_PARTS, plan_cost, rerun_plan
 
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
-PARTS = ("main", "loss", "res256", "context", "more")
-LOSSES = ("dice", "ce", "weighted_ce")  # the profile's own loss, dice_ce, is the main group's
 
 
 def pinned_code() -> Path:
@@ -72,29 +68,6 @@ def pinned_steps(code: Path) -> int:
     return int(out.stdout)
 
 
-def plan(steps: int, steps_given: bool) -> list[ScheduledRun]:
-    """Every run of the re-run after the seed, in priority order."""
-    params = {"steps": str(steps)} if steps_given else {}
-
-    def run(part: str, model: str, seed: int, **kw: object) -> ScheduledRun:
-        extra = dict(params, **kw.pop("params", {}))  # type: ignore[call-overload]
-        return ScheduledRun(part, RunSpec("cpu", model, seed, 0, **kw), steps, extra)
-
-    def family(model: str) -> str:
-        return str(model_info(model).family)
-
-    twelve = list_models()
-    runs = [run("main", m, s) for m, s in interleave(twelve, [1, 2], family)]
-    runs += [run("loss", m, s, loss=loss) for s in (0, 1, 2) for loss in LOSSES
-             for m in LOSS_MODELS]
-    runs += [run("res256", m, 0, variant="res256", params={"image_size": "256"})
-             for m in RESOLUTION_MODELS]
-    runs += [run("context", m, s) for m, s in interleave(list(CONTEXT_MODEL_NAMES), [1, 2],
-                                                          family)]
-    runs += [run("more", m, s) for m, s in interleave(twelve, [3, 4], family)]
-    return runs
-
-
 def seconds_per_step(models: set[str]) -> dict[str, float]:
     """This machine's measured model-only seconds per step (``results/cpu/bench.csv``); a
     model it lacks (the context models) is priced at its 2D base model's rate."""
@@ -116,7 +89,7 @@ def commit(message: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument("--parts", nargs="+", choices=RERUN_PARTS, default=list(RERUN_PARTS))
     ap.add_argument("--steps", type=int, help="B, where the seed raised it (default: the "
                     "pinned code's CPU_STEPS)")
     ap.add_argument("--runs-dir", type=Path, default=HERE / "runs" / "plateau")
@@ -125,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     code = pinned_code()
     steps = args.steps or pinned_steps(code)
-    runs = [r for r in plan(steps, args.steps is not None) if r.part in args.parts]
+    runs = [r for r in rerun_plan(steps, args.steps is not None) if r.part in args.parts]
     records = PLATEAU / "runs"
     todo = [r for r in runs if not r.recorded(records)]
     hours = plan_cost(todo, seconds_per_step({r.spec.model for r in runs}), image_size=128)

@@ -161,13 +161,45 @@ def test_gpu_study_plans_the_unrecorded_runs_in_the_reruns_order(tmp_path):
     _record(records, "smoke", "unet", source_fingerprint())
     parts = (gpu_study.Part(seeds=(0,)),
              gpu_study.Part(seeds=(0,), models=("danet",), variant="os32",
-                            params=gpu_study.OS32))
+                            params={"model_kwargs": {"output_stride": 32}}))
     todo = gpu_study.planned("smoke", parts, tmp_path / "runs", records, {"device": "cpu"},
                              models=["unet", "miniseg", "danet"])
     assert [(p.spec.group, p.spec.model) for p, _ in todo] == [
         ("smoke", "miniseg"), ("smoke", "danet"), ("smoke-os32", "danet")]
     extra = dict(todo[-1][1])
     assert gpu_study.run_config(todo[-1][0].spec, extra).model_kwargs == {"output_stride": 32}
+
+
+def test_gpu_study_makes_the_plateau_runs_seed_first(tmp_path):
+    """The plan: the budget seed's runs (B/2 then B per model, cheapest first), then the
+    re-run's, without the 3D model the lent machine cannot train; the half runs carry their
+    budget in steps, which the run's configuration takes."""
+    from spineseg_core.study.schedule import SEED_ORDER
+
+    parts = gpu_study.plan_parts(2940)
+    first = [(p.models[0], p.variant, dict(p.params)) for p in parts[:4]]
+    assert first == [("miniseg", "half", {"steps": "1470"}), ("miniseg", None, {}),
+                     ("unet", "half", {"steps": "1470"}), ("unet", None, {})]
+    seed = [p for p in parts if p.seeds == (0,) and p.variant in ("half", None) and not p.losses]
+    assert {p.models[0] for p in seed} == set(SEED_ORDER) - {"unet3d"}
+    assert not any(p.models == ("unet3d",) for p in parts)
+    assert any(p.seeds == (4,) for p in parts)  # the last part: seeds 3 and 4
+    todo = gpu_study.planned("smoke", parts[:2], tmp_path / "runs", tmp_path / "records",
+                             {"device": "cpu"})
+    assert gpu_study.run_config(todo[0][0].spec, dict(todo[0][1])).steps == 1470
+    assert todo[0][0].spec.group == "smoke-half"
+
+
+def test_gpu_study_refuses_a_tree_that_is_not_the_pinned_code(tmp_path):
+    pin = tmp_path / "CODE"
+    with pytest.raises(ConfigError, match="missing; the budget seed"):
+        gpu_study.check_pin(pin)
+    pin.write_text(f"{'a' * 40} {source_fingerprint()}\n")
+    gpu_study.check_pin(pin)
+    pin.write_text(f"{'a' * 40} {'0' * 64}\n")
+    with pytest.raises(ConfigError, match="the runs at the plateau budget 000000000000 "
+                                          "\\(commit aaaaaaa\\)"):
+        gpu_study.check_pin(pin)
 
 
 def test_gpu_study_refuses_records_of_another_code_version(tmp_path):
@@ -233,7 +265,7 @@ def test_gpu_study_dry_run_records_two_runs_and_then_skips_them():
     done = _run([sys.executable, str(SCRIPTS / "gpu_study.py"), "--dry-run"], timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu_study: 2 recorded, 0 failed, 0 stopped, 0 not started" in done.stdout
-    assert ("dry run: 2 recorded, skipped when planned again, and 6 hard-case scores"
+    assert ("dry run: 2 recorded, skipped when planned again, and 3 hard-case scores"
             in done.stdout)
 
 

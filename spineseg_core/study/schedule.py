@@ -1,4 +1,8 @@
-"""The order of a long re-run's training runs (issue 25), and what each costs.
+"""The runs at the plateau budget, in order (issues 24 and 25), and what each costs.
+
+:func:`seed_plan` is the budget seed (``scripts/budget_seed.sh``: every model at B/2 and B, seed
+0, cheapest first); :func:`rerun_plan` is everything after it (``scripts/plateau_rerun.py``);
+``scripts/gpu_study.py`` takes both, in that order, on a lent GPU.
 
 A sitting of this project lasts a few hours on whatever processor it is given, so a re-run that
 makes a whole seed per sitting lets one processor type make all of one family's runs of that
@@ -89,3 +93,71 @@ def plan_cost(runs: Sequence[ScheduledRun], seconds_per_step: Mapping[str, float
         hours[run.part] = hours.get(run.part, 0.0) + (
             seconds_per_step[run.spec.model] * run.steps * scale / 3600)
     return hours
+
+
+SEED_ORDER: tuple[str, ...] = (
+    "miniseg", "unet", "denseaspp", "pspnet", "resunetpp", "deeplabv3plus", "danet",
+    "attention_unet", "emanet", "transunet", "infnet", "psanet",
+    "unet_25d3", "unet_25d5", "deeplabv3plus_25d3", "deeplabv3plus_25d5", "unet3d")
+"""The budget seed's models, the twelve cheapest first (measured seconds per step), then the
+context models: so that plateau labels land early."""
+
+RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")
+"""The re-run's parts in priority order (:func:`rerun_plan`)."""
+
+RERUN_LOSSES: tuple[str, ...] = ("dice", "ce", "weighted_ce")
+"""The losses of the re-run's loss runs (the profile's own, Dice + cross-entropy, is the main
+group's)."""
+
+
+def _run(part: str, model: str, seed: int, steps: int, params: Mapping[str, str],
+         profile: str, **kw: str | None) -> ScheduledRun:
+    return ScheduledRun(part, RunSpec(profile, model, seed, 0, **kw), steps, dict(params))
+
+
+def seed_plan(steps: int, steps_given: bool = False, profile: str = "cpu",
+              models: Sequence[str] = SEED_ORDER) -> list[ScheduledRun]:
+    """The budget seed: each model of ``models`` at B/2 (group ``<profile>-half``, its own
+    complete schedule) and then at B (``steps``; passed as a parameter only when
+    ``steps_given``, a budget raised from the pinned code's), seed 0."""
+    from spineseg_core.study.plateau import HALF_VARIANT, half_steps
+
+    full = {"steps": str(steps)} if steps_given else {}
+    half = half_steps(steps)
+    runs = []
+    for model in models:
+        runs.append(_run("seed", model, 0, half, {"steps": str(half)}, profile,
+                         variant=HALF_VARIANT))
+        runs.append(_run("seed", model, 0, steps, full, profile))
+    return runs
+
+
+def rerun_plan(steps: int, steps_given: bool = False, profile: str = "cpu"
+               ) -> list[ScheduledRun]:
+    """Every run of the re-run after the seed, in :data:`RERUN_PARTS` order: seeds 1-2 of the
+    twelve (:func:`interleave`), the loss runs of ``study.loss_study.LOSS_MODELS`` (seeds 0-2),
+    the resolution check's models at 256 px (seed 0), the context models' seeds 1-2, seeds 3-4
+    of the twelve."""
+    from spineseg_core.models import CONTEXT_MODEL_NAMES, list_models, model_info
+    from spineseg_core.report.resolution import RESOLUTION_MODELS
+    from spineseg_core.study.loss_study import LOSS_MODELS
+
+    params = {"steps": str(steps)} if steps_given else {}
+
+    def family(model: str) -> str:
+        return str(model_info(model).family)
+
+    def run(part: str, model: str, seed: int, extra: Mapping[str, str] | None = None,
+            **kw: str | None) -> ScheduledRun:
+        return _run(part, model, seed, steps, {**params, **(extra or {})}, profile, **kw)
+
+    twelve = list_models()
+    runs = [run("main", m, s) for m, s in interleave(twelve, [1, 2], family)]
+    runs += [run("loss", m, s, loss=loss) for s in (0, 1, 2) for loss in RERUN_LOSSES
+             for m in LOSS_MODELS]
+    runs += [run("res256", m, 0, {"image_size": "256"}, variant="res256")
+             for m in RESOLUTION_MODELS]
+    runs += [run("context", m, s) for m, s in interleave(list(CONTEXT_MODEL_NAMES), [1, 2],
+                                                          family)]
+    runs += [run("more", m, s) for m, s in interleave(twelve, [3, 4], family)]
+    return runs
