@@ -112,4 +112,10 @@ def test_convergence_claim_three_outcomes_and_its_conditions():
     assert one.verdict == "holds" and "one seed" in one.caveats[-1]
     part = convergence_claim(_histories({m: s for m, s in fast_bb.items() if m != "u4"}),
                              _plateau(12), FAMILY, "B", "U")
-    assert part.verdict == "not resolved at this scale" and "u4" in part.caveats[1]
+    assert part.verdict == "not resolved at this scale"
+    assert part.caveats[1] == "not yet run at the budget: u4"
+    # named in words where names are given; a run without steps is told apart from no run
+    stepless = _histories(fast_bb).assign(step=lambda h: h["step"].where(h["model"] != "b6"))
+    named = convergence_claim(stepless, _plateau(12), FAMILY, "B", "U",
+                              names={"b6": "Model B6"})
+    assert "no curve under a step budget for Model B6" in named.caveats

@@ -192,20 +192,28 @@ class ConvergenceClaim:
 
 def convergence_claim(history: pd.DataFrame, plateau: pd.DataFrame | None,
                       family: Mapping[str, str], backbone: str, unet: str,
-                      min_plateaued: int = MIN_PLATEAUED) -> ConvergenceClaim:
+                      min_plateaued: int = MIN_PLATEAUED,
+                      names: Mapping[str, str] | None = None) -> ConvergenceClaim:
     """The fifth claim from the runs at B (``history``: their stacked ``history.csv`` with
     ``model, seed, step, dice``) and the plateau labels (``plateau.csv``): the family test on
     :func:`convergence_steps`, "not resolved at this scale" when fewer than ``min_plateaued``
-    models plateaued, when a model has no step-budget curve, or with one seed only if the test
-    is not already unresolved."""
+    models plateaued, when a model was not run at the budget (a seed under way) or has no
+    step-budget curve, or with one seed only if the test is not already unresolved. ``names``
+    maps models to the names the caveats use (default: the models' own)."""
     unresolved = "not resolved at this scale"
     steps = convergence_steps(history) if len(history) else pd.DataFrame(
         columns=["model", "steps", "seeds"])
     caveats: list[str] = []
+    name = names or {}
     have = {m for m, s in zip(steps["model"], steps["steps"]) if math.isfinite(s)}
-    missing = sorted(m for m in family if family[m] in (backbone, unet) and m not in have)
-    if missing:
-        caveats.append(f"no curve under a step budget for {', '.join(missing)}")
+    run = set(history["model"]) if "model" in history else set()
+    missing = [m for m in family if family[m] in (backbone, unet) and m not in have]
+    not_run = [name.get(m, m) for m in missing if m not in run]
+    stepless = [name.get(m, m) for m in missing if m in run]
+    if not_run:
+        caveats.append(f"not yet run at the budget: {', '.join(not_run)}")
+    if stepless:
+        caveats.append(f"no curve under a step budget for {', '.join(stepless)}")
     if plateau is None or not len(plateau):
         caveats.append("no plateau labels (the runs at B/2 are missing)")
     else:

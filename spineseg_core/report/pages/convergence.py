@@ -190,7 +190,8 @@ def budget_seed(b: Bundle) -> Page:
                and runs["steps_completed"].notna().any() else math.nan)
     ours = plateau[plateau["model"].isin(paper)] if plateau is not None else None
     stepped = "step" in history and history["step"].notna().any()
-    claim = (convergence_claim(history, ours, paper, str(Family.BACKBONE), str(Family.UNET))
+    claim = (convergence_claim(history, ours, paper, str(Family.BACKBONE), str(Family.UNET),
+                               names=display_names(list(paper)))
              if stepped else None)  # no step at all: no model's convergence can be measured
     reached = dict(zip(claim.steps["model"], claim.steps["steps"])) if claim else {}
     half = (float(plateau["half_steps"].dropna().median()) if plateau is not None
