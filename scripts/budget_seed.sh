@@ -10,9 +10,10 @@
 #   scripts/budget_seed.sh --dry-run    # list the runs and their status
 #   B=5880 scripts/budget_seed.sh       # the budget raised once (issue 24), same pinned code
 #
-# Raising B: the runs at the old B are then the new B/2 runs (move results/plateau/runs/cpu to
-# cpu-half and the old cpu-half to cpu-quarter, kept for the rank-versus-budget curve) when the
-# new B is twice the old; otherwise both groups are made again.
+# Raising B: a recorded run is skipped, so first move the old records out of the way. When the
+# new B is twice the old, the runs at the old B are the new B/2 runs: move results/plateau/runs/
+# cpu-half to cpu-quarter (kept for the rank-versus-budget curve), then cpu to cpu-half. Any
+# other new B: move both groups aside (e.g. to cpu-b<old B> and cpu-half-b<old B>).
 #
 # Records land in results/plateau/runs/ and, unless COMMIT=0, each new one is committed at once
 # (only that folder; a lock keeps it off a commit made by hand at the same moment), so a seed
@@ -62,10 +63,12 @@ B=${B:-$B_CODE}
 full=(); [ "$B" = "$B_CODE" ] || full=(-p steps "$B")
 MODELS=${MODELS:-$(PYTHONPATH="$here" "$PY" -c \
     'from spineseg_core.study.schedule import SEED_ORDER; print(*SEED_ORDER)')}
+[ -n "$MODELS" ] || { echo "budget_seed: no model to run (study.schedule.SEED_ORDER)" >&2; exit 1; }
 commit() {
     [ "${COMMIT:-1}" = 1 ] || return 0
-    (cd "$here" && flock /tmp/spineseg-git.lock sh -c "git add $OUT && \
-        git diff --cached --quiet -- $OUT || git commit -q -m '$1' -- $OUT") || true
+    (cd "$here" && flock /tmp/spineseg-git.lock sh -c 'git add "$2" && \
+        { git diff --cached --quiet -- "$2" || git commit -q -m "$1" -- "$2"; }' sh "$1" "$OUT") \
+        || true
 }
 [ $dry = 1 ] || commit "Budget seed: the code version it runs from (results/plateau/CODE)"
 study() { (cd "$code" && PYTHONPATH="$code" "$PY" -m spineseg_core study --profile cpu \

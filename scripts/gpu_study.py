@@ -76,14 +76,23 @@ def to_part(run) -> Part:
                 params=dict(run.params))
 
 
-def plan_parts(steps: int, steps_given: bool = False) -> tuple[Part, ...]:
+def plan_parts(steps: int, steps_given: bool = False, profile: str = "cpu",
+               records_dir: Path | None = None) -> tuple[Part, ...]:
     """The runs at the plateau budget, in order: the budget seed's
     (:func:`~spineseg_core.study.schedule.seed_plan`), then the re-run's
     (:func:`~spineseg_core.study.schedule.rerun_plan`), as ``scripts/budget_seed.sh`` and
-    ``scripts/plateau_rerun.py`` make them on the CPU; without :data:`GPU_SKIPS`."""
+    ``scripts/plateau_rerun.py`` make them on the CPU; without :data:`GPU_SKIPS`. A model
+    whose seed pair (B/2 and B) has a run recorded in ``records_dir`` is left out of the seed
+    part: the device that made one makes the other (the plateau rule compares the two, and a
+    GPU run is not the CPU's computation), and the CPU seed may be training it now."""
+    from spineseg_core.study.records import has_record
     from spineseg_core.study.schedule import rerun_plan, seed_plan
 
-    runs = seed_plan(steps, steps_given) + rerun_plan(steps, steps_given)
+    seed = seed_plan(steps, steps_given, profile)
+    started = {r.spec.model for r in seed
+               if records_dir is not None and has_record(r.spec.run_dir(records_dir))}
+    runs = [r for r in seed if r.spec.model not in started] + rerun_plan(steps, steps_given,
+                                                                         profile)
     return tuple(to_part(r) for r in runs if r.spec.model not in GPU_SKIPS)
 
 
@@ -95,12 +104,12 @@ def check_pin(pin: Path) -> None:
     """Refuse, in one line, a tree whose fingerprint is not the one the budget seed pinned
     (``results/plateau/CODE``): the re-run is one code version."""
     from spineseg_core.errors import ConfigError
-    from spineseg_core.fingerprint import short, source_fingerprint
+    from spineseg_core.fingerprint import read_pin, short, source_fingerprint
 
     if not pin.is_file():
         raise ConfigError(f"{pin}: missing; the budget seed (scripts/budget_seed.sh) pins the "
                           "code of the runs at the plateau budget")
-    commit, fingerprint = pin.read_text().split()
+    commit, fingerprint = read_pin(pin)
     mine = source_fingerprint()
     if mine != fingerprint:
         raise ConfigError(f"this tree has source fingerprint {short(mine)}, the runs at the "
@@ -404,13 +413,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-estimate-s", type=float, default=120.0,
                         help="a run's expected time before one has finished (default 120)")
     parser.add_argument("--models", nargs="+", help="only these models of the plan")
+    parser.add_argument("--skip", nargs="+", default=[],
+                        help="leave these models out (e.g. the one the CPU seed is training)")
+    parser.add_argument("--steps", type=int,
+                        help="B, where the budget seed raised it (default: the code's CPU_STEPS)")
     parser.add_argument("--limit", type=int, help="at most this many runs")
     parser.add_argument("--archive", type=Path, help="a .tar.gz of the records written")
     parser.add_argument("--hard-s", type=float, default=HARD_S,
                         help=f"seconds kept for hard-case scoring (default {HARD_S:.0f}; 0: none)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="on the CPU: the smoke profile, 2 runs of U-Net and MiniSeg and "
-                             "their hard-case scores, in a temporary folder")
+                        help="on the CPU: the smoke profile, the plan's first 2 runs of "
+                             "MiniSeg and U-Net (MiniSeg at B/2 and B of a budget of 8 steps) "
+                             "and the hard-case scores of the main-group one, in a temporary "
+                             "folder")
     args = parser.parse_args(argv)
     from spineseg_core.errors import ConfigError
 
@@ -432,12 +447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     records_dir, runs_dir = args.records_dir.resolve(), args.runs_dir.resolve()
     extra = {"device": args.device}
     if args.dry_run:
-        parts = plan_parts(DRY_RUN_STEPS, steps_given=True)
+        parts = plan_parts(DRY_RUN_STEPS, True, args.profile, records_dir)
     else:
         from spineseg_core.training.config import CPU_STEPS
 
         check_pin(REPO / "results" / "plateau" / "CODE")
-        parts = plan_parts(CPU_STEPS)
+        parts = plan_parts(args.steps or CPU_STEPS, args.steps is not None, args.profile,
+                           records_dir)
+    parts = tuple(p for p in parts if not set(p.models or ()) & set(args.skip))
     todo = planned(args.profile, parts, runs_dir, records_dir, extra, args.models)
     todo = todo[:args.limit] if args.limit else todo
     check_one_version(records_dir, {p.spec.group for p, _ in todo})

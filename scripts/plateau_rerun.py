@@ -28,7 +28,6 @@ machine's ``results/cpu/bench.csv`` (model only: validation and evaluation come 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spineseg_core.fingerprint import source_fingerprint
+from spineseg_core.fingerprint import read_pin, source_fingerprint
 from spineseg_core.study.schedule import RERUN_PARTS, plan_cost, rerun_plan
 
 HERE = Path(__file__).resolve().parent.parent
@@ -50,7 +49,7 @@ def pinned_code() -> Path:
     if not code_file.is_file():
         sys.exit(f"plateau_rerun: {code_file} is missing: start scripts/budget_seed.sh first, "
                  "it pins the code")
-    commit, fingerprint = code_file.read_text().split()
+    commit, fingerprint = read_pin(code_file)
     code = HERE / ".study-code" / commit[:12]
     if not code.is_dir():
         subprocess.run(["git", "worktree", "add", "--detach", str(code), commit], cwd=HERE,
@@ -69,22 +68,26 @@ def pinned_steps(code: Path) -> int:
 
 
 def seconds_per_step(models: set[str]) -> dict[str, float]:
-    """This machine's measured model-only seconds per step (``results/cpu/bench.csv``); a
-    model it lacks (the context models) is priced at its 2D base model's rate."""
+    """Model-only seconds per step measured by the committed benchmark
+    (``results/cpu/bench.csv``); a 2.5D model (its 2D base with 3 or 5 input channels, the
+    same convolutions after the first) is priced at its base's rate. The 3D U-Net, whose step
+    is a volume, has no measured rate and stays unpriced."""
     bench = pd.read_csv(HERE / "results" / "cpu" / "bench.csv").set_index("model")
     rate = (bench["batch"] / bench["train_img_s"]).to_dict()
     for model in models - set(rate):
-        base = model.split("_25d")[0].removesuffix("3d")
-        if base in rate:
+        base = model.split("_25d")[0]
+        if base != model and base in rate:
             rate[model] = rate[base]
     return rate
 
 
 def commit(message: str) -> None:
-    """Commit ``results/plateau`` alone, under the lock the other study scripts take."""
-    script = (f"git add results/plateau && {{ git diff --cached --quiet -- results/plateau "
-              f"|| git commit -q -m {json.dumps(message)} -- results/plateau; }}")
-    subprocess.run(["flock", "/tmp/spineseg-git.lock", "sh", "-c", script], cwd=HERE)
+    """Commit ``results/plateau`` alone, under the lock the other study scripts take (the
+    message travels as an argument, never through the shell's quoting)."""
+    script = ('git add results/plateau && { git diff --cached --quiet -- results/plateau '
+              '|| git commit -q -m "$1" -- results/plateau; }')
+    subprocess.run(["flock", "/tmp/spineseg-git.lock", "sh", "-c", script, "sh", message],
+                   cwd=HERE)
 
 
 def main() -> None:
@@ -101,10 +104,13 @@ def main() -> None:
     runs = [r for r in rerun_plan(steps, args.steps is not None) if r.part in args.parts]
     records = PLATEAU / "runs"
     todo = [r for r in runs if not r.recorded(records)]
-    hours = plan_cost(todo, seconds_per_step({r.spec.model for r in runs}), image_size=128)
+    rate = seconds_per_step({r.spec.model for r in runs})
+    unpriced = sorted({r.spec.model for r in todo} - set(rate))
+    hours = plan_cost([r for r in todo if r.spec.model in rate], rate, image_size=128)
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
-          f"recorded; to do, model-only hours here: "
-          + ", ".join(f"{p} {h:.1f}" for p, h in hours.items()))
+          f"recorded; to do, model-only hours at the committed benchmark's rates "
+          f"(results/cpu/bench.csv): " + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
+          + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""))
     if args.dry_run:
         for r in runs:
             state = "recorded" if r.recorded(records) else "to do"
@@ -116,7 +122,7 @@ def main() -> None:
                                "--runs-dir", str(args.runs_dir.resolve()), "--records-dir",
                                str(records), "--no-aggregate", "--poll-s", "30"],
                               cwd=code, env=env).returncode == 0
-        if done and r.spec.group in ("cpu", "cpu-context"):
+        if done and r.spec.group == "cpu":  # the main group (the context models' too)
             subprocess.run([sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir",
                             str(args.runs_dir.resolve()), "--groups", r.spec.group,
                             "--records-dir", str(records)], cwd=code, env=env)

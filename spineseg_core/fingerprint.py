@@ -78,7 +78,8 @@ def describe(runs_per_fingerprint: Mapping[str | None, int]) -> str:
 def commit_fingerprint(commit: str, repo: str | Path = REPO) -> str:
     """The fingerprint of the source at git ``commit`` of ``repo``, without checking it out:
     the fingerprinted paths are exported (``git archive``) into a temporary folder and hashed
-    there. What a bundle's pinned commit is checked against (its records' fingerprint)."""
+    there, with this version's :data:`SOURCE_PATTERNS` (the pinned commits so far have the
+    same). What a bundle's pinned commit is checked against (its records' fingerprint)."""
     import io
     import subprocess
     import tarfile
@@ -95,3 +96,16 @@ def commit_fingerprint(commit: str, repo: str | Path = REPO) -> str:
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
         tar.extractall(tmp, filter="data")
         return source_fingerprint(tmp)
+
+
+def read_pin(path: str | Path) -> tuple[str, str]:
+    """``(commit, fingerprint)`` from a pin file (``results/plateau/CODE``: one line,
+    ``<commit> <fingerprint>``, written by ``scripts/budget_seed.sh``), checked for form."""
+    from spineseg_core.errors import ConfigError
+
+    fields = Path(path).read_text().split()
+    if (len(fields) != 2 or not all(len(f) in (40, 64) and all(c in "0123456789abcdef" for c in f)
+                                    for f in fields)):
+        raise ConfigError(f"{path}: expected '<40-hex commit> <64-hex fingerprint>', got "
+                          f"{' '.join(fields)[:120]!r}")
+    return fields[0], fields[1]

@@ -135,6 +135,9 @@ def test_table_d_follows_the_budget_seed():
         "plateaued at it")
     assert budget_status(labels(1, 3)).endswith("to be raised once: only 1 of the 4 models the "
                                                 "budget seed measured plateaued at it")
+    # a raised budget is the seed's runs' (the pinned code keeps CPU_STEPS)
+    assert budget_status(labels(11, 1).assign(steps=5880)).startswith(
+        "5880 on the cpu profile, kept:")
 
 
 def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):

@@ -669,14 +669,21 @@ def test_what_would_decide_an_unresolved_claim_by_hand():
     assert detectable_effect(c, 5) == pytest.approx(0.03 * 2.7764 / 4.3027 * (3 / 5) ** 0.5,
                                                     rel=1e-3)
     text = what_would_decide(c)
-    assert text.startswith("What would decide it: its interval is ±3.00 points, so runs like "
-                           "these would resolve a true difference 3.00 points above 0 about "
-                           "half the time and one 6.00 points above it nearly always; with 5 "
-                           "seeds instead of 3 the interval would be ±1.50 points at best")
+    assert text.startswith("What would decide it: its headline interval is ±3.00 points, so "
+                           "runs like these would resolve a true difference 3.00 points above 0 "
+                           "about half the time and one 6.00 points above it nearly always; "
+                           "with 5 seeds instead of 3 the interval would be ±1.50 points at "
+                           "best")
     one = Claim("x", "s", "r", Verdict.UNRESOLVED, difference=0.01, ci_low=-0.02, ci_high=0.04,
                 n_seeds=1)
     assert np.isnan(detectable_effect(one, 5))
     assert "a second seed is needed" in what_would_decide(one)
+    # kept unresolved by a caveat although its interval clears the bound: not a matter of seeds
+    demoted = Claim("x", "s", "r", Verdict.UNRESOLVED, 0.05, 0.02, 0.08, 3)
+    assert what_would_decide(demoted) == ("What would decide it: not more seeds, since its "
+                                          "interval alone is decided; what the caveats above "
+                                          "name.")
+    assert what_would_decide(Claim("x", "s", "r", Verdict.UNRESOLVED, 0.05, n_seeds=3)) is None
     # a firm verdict, or nothing measured: nothing to add
     assert what_would_decide(Claim("x", "s", "r", Verdict.HOLDS, 0.05, 0.01, 0.09, 3)) is None
     assert what_would_decide(Claim("x", "s", "r", Verdict.UNRESOLVED)) is None

@@ -188,6 +188,16 @@ def test_gpu_study_makes_the_plateau_runs_seed_first(tmp_path):
                              {"device": "cpu"})
     assert gpu_study.run_config(todo[0][0].spec, dict(todo[0][1])).steps == 1470
     assert todo[0][0].spec.group == "smoke-half"
+    # a seed pair one of whose runs is recorded stays with the device that made it
+    records = tmp_path / "records"
+    _record(records, "cpu-half", "miniseg", source_fingerprint())
+    left = gpu_study.plan_parts(2940, records_dir=records)
+    assert [p.models[0] for p in left[:2]] == ["unet", "unet"]
+    assert not any(p.models == ("miniseg",) and p.seeds == (0,) and not p.losses
+                   and p.variant in ("half", None) for p in left)
+    # a raised budget: both runs of a pair carry it
+    raised = gpu_study.plan_parts(5880, steps_given=True)
+    assert [dict(p.params) for p in raised[:2]] == [{"steps": "2940"}, {"steps": "5880"}]
 
 
 def test_gpu_study_refuses_a_tree_that_is_not_the_pinned_code(tmp_path):

@@ -20,9 +20,34 @@ def test_interleave_rotates_each_seeds_pass():
     runs = interleave(["u1", "u2", "u3", "b1", "b2", "b3"], [1, 2], FAMILY)
     assert runs == [("u1", 1), ("b1", 1), ("u2", 1), ("b2", 1), ("u3", 1), ("b3", 1),
                     ("u2", 2), ("b2", 2), ("u3", 2), ("b3", 2), ("u1", 2), ("b1", 2)]
-    # every pair once; no two neighbours of one family; no model twice at the seam
+    # every pair once; no two neighbours of one family (equal families); each model's seeds
+    # at least the shift (2) apart
     assert sorted(runs) == sorted((m, s) for m in FAMILIES for s in (1, 2))
     assert all(FAMILY(a[0]) != FAMILY(b[0]) for a, b in zip(runs, runs[1:]))
+    assert min(_seed_gaps(runs).values()) == 4
+
+
+def _seed_gaps(runs):
+    at = {run: i for i, run in enumerate(runs)}
+    return {m: at[(m, 2)] - at[(m, 1)] for m, _ in runs}
+
+
+def test_interleave_on_the_twelve():
+    """The registry's 5 U-Net-family and 7 backbone models, seeds 1 and 2: a model's seeds are
+    at least 6 runs apart, and no stretch of more than 3 runs is one family."""
+    from spineseg_core.models import list_models, model_info
+
+    def family(m):
+        return str(model_info(m).family)
+
+    runs = interleave(list_models(), [1, 2], family)
+    assert len(runs) == 24 and len(set(runs)) == 24
+    assert min(_seed_gaps(runs).values()) == 6
+    longest = current = 1
+    for a, b in zip(runs, runs[1:]):
+        current = current + 1 if family(a[0]) == family(b[0]) else 1
+        longest = max(longest, current)
+    assert longest == 3
 
 
 def test_interleave_refuses_repeats():

@@ -705,8 +705,9 @@ MORE_SEEDS = 5
 
 
 def detectable_effect(claim: Claim, seeds: int | None = None) -> float:
-    """The smallest true difference beyond the claim's bound that an interval as wide as its
-    own would resolve: the interval's half-width (fraction of Dice). Given ``seeds``, the
+    """The true difference beyond the claim's bound that an interval as wide as its headline
+    comparison's resolves about half the time: the interval's half-width (fraction of Dice;
+    for a roughly normal estimate, twice it is resolved about 97.5 % of the time). Given ``seeds``, the
     half-width projected to that many seeds as a t interval over seed means would shrink,
     ``t(seeds - 1) / t(n - 1) * sqrt(n / seeds)`` with ``n`` the claim's seeds: an upper bound
     on the gain, since the subjects' share of the width does not shrink. NaN without an
@@ -726,17 +727,26 @@ def detectable_effect(claim: Claim, seeds: int | None = None) -> float:
 
 
 def what_would_decide(claim: Claim, more_seeds: int = MORE_SEEDS) -> str | None:
-    """For a claim not resolved on a measured interval: the effect these runs could resolve,
-    what more seeds would bring, and what the seeds cannot (a sentence for the page); None for
-    a firm verdict or a claim with nothing measured (its caveats say what is missing)."""
+    """For a claim not resolved on a measured interval: the effect its headline comparison
+    could resolve, what more seeds would bring, and what the seeds cannot (a sentence for the
+    page); None for a firm verdict or a claim with nothing measured (its caveats say what is
+    missing). A claim whose interval alone decides it but whose caveats keep it unresolved
+    gets a sentence saying so: more seeds are not what it lacks. A claim of several
+    comparisons, each of which must hold, resolves less often than its headline alone."""
     if claim.verdict is not Verdict.UNRESOLVED or not np.isfinite(claim.difference):
         return None
     now = detectable_effect(claim)
+    if not np.isfinite(now):
+        return None
+    if interval_verdict(claim.ci_low, claim.ci_high, claim.bound, claim.above) \
+            is not Verdict.UNRESOLVED:
+        return ("What would decide it: not more seeds, since its interval alone is decided; "
+                "what the caveats above name.")
     side = "above" if claim.above else "below"
     bound = f"{100 * claim.bound:+.2f}" if claim.bound else "0"
-    text = (f"What would decide it: its interval is ±{100 * now:.2f} points, so runs like "
-            f"these would resolve a true difference {100 * now:.2f} points {side} {bound} about "
-            f"half the time and one {100 * 2 * now:.2f} points {side} it nearly always")
+    text = (f"What would decide it: its headline interval is ±{100 * now:.2f} points, so runs "
+            f"like these would resolve a true difference {100 * now:.2f} points {side} {bound} "
+            f"about half the time and one {100 * 2 * now:.2f} points {side} it nearly always")
     if claim.n_seeds < 2:
         text += ("; a second seed is needed before the spread between seeds is measured at "
                  "all")

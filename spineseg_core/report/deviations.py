@@ -146,15 +146,18 @@ def budget_status(plateau: pd.DataFrame | None) -> str:
 
     models = list_models()
     verdict, done, measured = budget_verdict(plateau, models)
+    steps = CPU_STEPS  # the pinned code's; a raised B lives in the seed's runs, not the code
+    if plateau is not None and "steps" in plateau and plateau["steps"].notna().any():
+        steps = int(plateau["steps"].dropna().median())
     if verdict is BudgetVerdict.STANDS:
-        return (f"{CPU_STEPS} on the cpu profile, kept: {done} of the {measured} models the "
+        return (f"{steps} on the cpu profile, kept: {done} of the {measured} models the "
                 f"budget seed measured plateaued at it")
     if verdict is BudgetVerdict.RAISED:
-        return (f"{CPU_STEPS} on the cpu profile, to be raised once: only {done} of the "
+        return (f"{steps} on the cpu profile, to be raised once: only {done} of the "
                 f"{measured} models the budget seed measured plateaued at it")
     so_far = (f"; {done} of the {measured} of the {len(models)} models it has labelled so far "
               f"plateaued" if measured else "")
-    return f"{CPU_STEPS} on the cpu profile, provisional until the budget seed{so_far}"
+    return f"{steps} on the cpu profile, provisional until the budget seed{so_far}"
 
 
 def budget_deviation(plateau: pd.DataFrame | None = None) -> Deviation:

@@ -165,8 +165,6 @@ def simulate_tie_verdicts(n_unet: int = 5, n_backbone: int = 7, trials: int = 20
     return pd.DataFrame(rows)
 
 
-
-
 CONVERGENCE_STATEMENT = ("the backbone models converge in fewer optimiser steps than the "
                          "U-Net family")
 """The paper's convergence statement (section 4.5, Figure 19: about 40 epochs against 100-120),

@@ -62,9 +62,12 @@ def alternate(models: Sequence[str], family: Callable[[str], str]) -> list[str]:
 def interleave(models: Sequence[str], seeds: Sequence[int],
                family: Callable[[str], str]) -> list[tuple[str, int]]:
     """Every ``(model, seed)`` pair, one pass of :func:`alternate`'s order per seed, each pass
-    rotated by about ``len(models) / len(seeds)`` more than the last (a whole number of turns
-    of the families, so that they still alternate across the seam of two passes): no stretch
-    of runs is one family, and a model's seeds are far apart."""
+    rotated by ``shift``, about ``len(models) / len(seeds)`` (a whole number of turns of the
+    families, so that they still alternate across the seam of two passes), more than the last.
+    What it guarantees: the families alternate while both have models left in a pass (with
+    unequal families the larger one ends each pass with a short run of its own), and a model's
+    consecutive seeds are at least ``shift`` runs apart (6 for the twelve and two seeds: a
+    sitting that makes more than 6 runs can still make both seeds of a model)."""
     if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
         raise ConfigError("interleave: models and seeds must not repeat")
     order = alternate(models, family)

@@ -100,18 +100,21 @@ PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
 def plateau_records_text(results: Path) -> str:
     """The runs at the plateau budget (``<results>/plateau/``): the commit and fingerprint that
     ``CODE`` pins, how many records there are per group and per processor, whether every one
-    carries the pinned fingerprint, and the scripts that remake them."""
+    carries the pinned fingerprint (hard-case scores counted apart), and the scripts that
+    remake them."""
     import json
 
-    from spineseg_core.fingerprint import short
+    from spineseg_core.fingerprint import read_pin, short
     from spineseg_core.report.bundle import and_join
+    from spineseg_core.study.hard_cases import is_hard_group
 
     pin = results / "plateau" / "CODE"
     if not pin.is_file():
         return ("The budget seed (every model at the plateau budget and at half of it, "
                 f"`{PLATEAU_SCRIPTS[0]}`) has not started: no code is pinned for it yet.")
-    commit, fingerprint = pin.read_text().split()
+    commit, fingerprint = read_pin(pin)
     groups: dict[str, int] = {}
+    scores = 0
     processors: dict[str, int] = {}
     off = 0
     for params in sorted((results / "plateau" / "runs").glob("*/*/seed_*/fold_*/params.json")):
@@ -119,6 +122,9 @@ def plateau_records_text(results: Path) -> str:
             continue
         env = json.loads(params.read_text()).get("env") or {}
         group = params.parents[3].name
+        if is_hard_group(group):  # a run's scores on a hard-case set, not a run
+            scores += 1
+            continue
         groups[group] = groups.get(group, 0) + 1
         cpu = env.get("gpu") or env.get("cpu") or "processor not recorded"
         processors[cpu] = processors.get(cpu, 0) + 1
@@ -130,6 +136,8 @@ def plateau_records_text(results: Path) -> str:
                + and_join([f"{k} in group {g}" for g, k in sorted(groups.items())])
                + "), made on " + and_join([f"{p} ({k})" for p, k in sorted(processors.items())])
                + "; " + verdict if n else "no run record yet.")
+    if scores:
+        counted += f" Beside them, {scores} hard-case score{'s' * (scores != 1)}."
     return (f"The runs at the plateau budget (the budget seed, then the re-run) are made by "
             f"commit {commit[:7]} (fingerprint {short(fingerprint)}), pinned in "
             f"`results/plateau/CODE`: {counted} `{PLATEAU_SCRIPTS[0]}` and then "
