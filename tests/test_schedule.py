@@ -83,3 +83,20 @@ def test_recorded_reads_the_records_layout(tmp_path):
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text("{}")
     assert run.recorded(tmp_path)
+
+
+def test_the_rerun_plan_in_priority_order():
+    """The re-run after the seed: 24 main runs, 27 loss runs (3 models x 3 losses x 3 seeds,
+    never the profile's own loss), 5 at 256 px, 10 context runs, 24 of seeds 3-4."""
+    from collections import Counter
+
+    from spineseg_core.study.schedule import RERUN_PARTS, rerun_plan
+
+    runs = rerun_plan(2940)
+    assert list(dict.fromkeys(r.part for r in runs)) == list(RERUN_PARTS)
+    assert Counter(r.part for r in runs) == {"main": 24, "loss": 27, "res256": 5,
+                                             "context": 10, "more": 24}
+    assert {r.spec.loss for r in runs if r.part == "loss"} == {"dice", "ce", "weighted_ce"}
+    assert all(r.params == {"image_size": "256"} for r in runs if r.part == "res256")
+    assert all(r.params == {"steps": "5880"} for r in rerun_plan(5880, steps_given=True)
+               if r.part == "main")

@@ -108,9 +108,13 @@ context models: so that plateau labels land early."""
 RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")
 """The re-run's parts in priority order (:func:`rerun_plan`)."""
 
-RERUN_LOSSES: tuple[str, ...] = ("dice", "ce", "weighted_ce")
-"""The losses of the re-run's loss runs (the profile's own, Dice + cross-entropy, is the main
-group's)."""
+def rerun_losses() -> tuple[str, ...]:
+    """The losses of the re-run's loss runs: every loss but the profile's own (Dice +
+    cross-entropy, the main group's)."""
+    from spineseg_core.losses import LossName
+    from spineseg_core.training.config import TrainConfig
+
+    return tuple(str(loss) for loss in LossName if loss != TrainConfig.loss)
 
 
 def _run(part: str, model: str, seed: int, steps: int, params: Mapping[str, str],
@@ -156,7 +160,7 @@ def rerun_plan(steps: int, steps_given: bool = False, profile: str = "cpu"
 
     twelve = list_models()
     runs = [run("main", m, s) for m, s in interleave(twelve, [1, 2], family)]
-    runs += [run("loss", m, s, loss=loss) for s in (0, 1, 2) for loss in RERUN_LOSSES
+    runs += [run("loss", m, s, loss=loss) for s in (0, 1, 2) for loss in rerun_losses()
              for m in LOSS_MODELS]
     runs += [run("res256", m, 0, {"image_size": "256"}, variant="res256")
              for m in RESOLUTION_MODELS]
