@@ -103,18 +103,9 @@ DRY_RUN_STEPS = 8
 def check_pin(pin: Path) -> None:
     """Refuse, in one line, a tree whose fingerprint is not the one the budget seed pinned
     (``results/plateau/CODE``): the re-run is one code version."""
-    from spineseg_core.errors import ConfigError
-    from spineseg_core.fingerprint import read_pin, short, source_fingerprint
+    from spineseg_core.fingerprint import verify_pin
 
-    if not pin.is_file():
-        raise ConfigError(f"{pin}: missing; the budget seed (scripts/budget_seed.sh) pins the "
-                          "code of the runs at the plateau budget")
-    commit, fingerprint = read_pin(pin)
-    mine = source_fingerprint()
-    if mine != fingerprint:
-        raise ConfigError(f"this tree has source fingerprint {short(mine)}, the runs at the "
-                          f"plateau budget {short(fingerprint)} (commit {commit[:7]}): run the "
-                          "GPU study from that commit")
+    verify_pin(pin)
 
 
 RUN_MEMORY_GB = 4.0

@@ -8,8 +8,8 @@ bundle has one fingerprint:
 The plan is :func:`spineseg_core.study.schedule.rerun_plan`:
 
 1. ``main``: the twelve models, seeds 1 and 2, in :func:`spineseg_core.study.schedule.interleave`
-   order (families alternate, a model's seeds a pass apart: a sitting's processor does not make
-   one family's seed alone), each scored on the hard cases as it finishes;
+   order (families alternate, a model's seeds at least 6 runs apart), each scored on the hard
+   cases as it finishes;
 2. ``loss``: the loss runs (``study.loss_study.LOSS_MODELS`` x every other loss, seeds 0-2);
 3. ``res256``: the resolution check's models at 256 px, seed 0;
 4. ``context``: the context models, seeds 1 and 2 (seed 0 is in the budget seed);
@@ -21,8 +21,9 @@ The plan is :func:`spineseg_core.study.schedule.rerun_plan`:
 
 Records land in ``results/plateau/runs/`` (checkpoints in ``runs/plateau/``, never committed); a
 recorded run is skipped, so the script continues across sittings and machines. B is the pinned
-code's ``CPU_STEPS``, or ``--steps`` where the seed raised it. Hours are priced from this
-machine's ``results/cpu/bench.csv`` (model only: validation and evaluation come on top).
+code's ``CPU_STEPS``, or ``--steps`` where the seed raised it. Hours are priced from the
+committed benchmark, ``results/cpu/bench.csv`` (model only: validation and evaluation come on
+top; its processor may not be this one).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from spineseg_core.fingerprint import read_pin, source_fingerprint
+from spineseg_core.fingerprint import read_pin, verify_pin
+from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study.schedule import RERUN_PARTS, plan_cost, rerun_plan
 
 HERE = Path(__file__).resolve().parent.parent
@@ -45,17 +47,17 @@ PLATEAU = HERE / "results" / "plateau"
 def pinned_code() -> Path:
     """The budget seed's checkout (``.study-code/<commit>``), made if absent, checked against
     the fingerprint the seed recorded."""
-    code_file = PLATEAU / "CODE"
-    if not code_file.is_file():
-        sys.exit(f"plateau_rerun: {code_file} is missing: start scripts/budget_seed.sh first, "
-                 "it pins the code")
-    commit, fingerprint = read_pin(code_file)
-    code = HERE / ".study-code" / commit[:12]
-    if not code.is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", str(code), commit], cwd=HERE,
-                       check=True, stdout=subprocess.DEVNULL)
-    if source_fingerprint(code) != fingerprint:
-        sys.exit(f"plateau_rerun: {code} does not have the seed's fingerprint {fingerprint[:12]}")
+    from spineseg_core.errors import ConfigError
+
+    try:
+        commit, _ = read_pin(PLATEAU / "CODE")
+        code = HERE / ".study-code" / commit[:12]
+        if not code.is_dir():
+            subprocess.run(["git", "worktree", "add", "--detach", str(code), commit], cwd=HERE,
+                           check=True, stdout=subprocess.DEVNULL)
+        verify_pin(PLATEAU / "CODE", code)
+    except (ConfigError, OSError) as e:
+        sys.exit(f"plateau_rerun: {e}")
     return code
 
 
@@ -72,8 +74,7 @@ def seconds_per_step(models: set[str]) -> dict[str, float]:
     (``results/cpu/bench.csv``); a 2.5D model (its 2D base with 3 or 5 input channels, the
     same convolutions after the first) is priced at its base's rate. The 3D U-Net, whose step
     is a volume, has no measured rate and stays unpriced."""
-    bench = pd.read_csv(HERE / "results" / "cpu" / "bench.csv").set_index("model")
-    rate = (bench["batch"] / bench["train_img_s"]).to_dict()
+    rate = bench_seconds_per_step(pd.read_csv(HERE / "results" / "cpu" / "bench.csv"))
     for model in models - set(rate):
         base = model.split("_25d")[0]
         if base != model and base in rate:

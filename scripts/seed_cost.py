@@ -19,6 +19,7 @@ import pandas as pd
 
 from spineseg_core.envinfo import cpu_model
 from spineseg_core.io import write_with
+from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study.plateau import half_steps
 from spineseg_core.training.config import CPU_STEPS
 
@@ -37,9 +38,8 @@ def main() -> None:
                              aggfunc="median")
     table.columns = [f"{c} (records, with validation)" for c in table.columns]
     if args.bench.is_file():
-        bench = pd.read_csv(args.bench).set_index("model")
         name = f"{cpu_model() or 'this machine'} (bench, model only)"
-        table[name] = bench["batch"] / bench["train_img_s"]
+        table[name] = pd.Series(bench_seconds_per_step(pd.read_csv(args.bench)))
     table = table.reset_index()
     hours = (table.set_index("model") * steps / 3600).sum()
     out = pd.concat([table, pd.DataFrame([{"model": f"hours for B = {CPU_STEPS} and B/2, one seed",

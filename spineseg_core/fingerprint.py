@@ -109,3 +109,21 @@ def read_pin(path: str | Path) -> tuple[str, str]:
         raise ConfigError(f"{path}: expected '<40-hex commit> <64-hex fingerprint>', got "
                           f"{' '.join(fields)[:120]!r}")
     return fields[0], fields[1]
+
+
+def verify_pin(path: str | Path, root: str | Path = REPO) -> tuple[str, str]:
+    """:func:`read_pin` of ``path``, refused (:class:`ConfigError`, one line) when the pin is
+    missing or the source under ``root`` (a checkout of the pinned commit, or the tree a GPU
+    study is sent) does not have the pinned fingerprint."""
+    from spineseg_core.errors import ConfigError
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: missing; the budget seed (scripts/budget_seed.sh) pins the "
+                          "code of the runs at the plateau budget")
+    commit, fingerprint = read_pin(path)
+    mine = source_fingerprint(root)
+    if mine != fingerprint:
+        raise ConfigError(f"{root} has source fingerprint {short(mine)}, the runs at the "
+                          f"plateau budget {short(fingerprint)} (commit {commit[:7]}): run "
+                          "them from that commit")
+    return commit, fingerprint

@@ -208,7 +208,7 @@ def test_gpu_study_refuses_a_tree_that_is_not_the_pinned_code(tmp_path):
     gpu_study.check_pin(pin)
     pin.write_text(f"{'a' * 40} {'0' * 64}\n")
     with pytest.raises(ConfigError, match="the runs at the plateau budget 000000000000 "
-                                          "\\(commit aaaaaaa\\)"):
+                                          "\\(commit aaaaaaa\\): run them from that commit"):
         gpu_study.check_pin(pin)
 
 

@@ -551,13 +551,13 @@ def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
     from spineseg_core.errors import ConfigError
     from spineseg_core.report.pages.reproducibility import plateau_records_text
 
-    assert "has not started" in plateau_records_text(tmp_path)
+    assert "has not started" in plateau_records_text(tmp_path / "plateau")
     (tmp_path / "plateau").mkdir()
     (tmp_path / "plateau/CODE").write_text("ab" * 20 + " " + "cd" * 32 + "\n")
-    assert "no run record yet." in plateau_records_text(tmp_path)
+    assert "no run record yet." in plateau_records_text(tmp_path / "plateau")
     (tmp_path / "plateau/CODE").write_text("not a pin\n")
     with pytest.raises(ConfigError, match="CODE: expected '<40-hex commit> <64-hex"):
-        plateau_records_text(tmp_path)
+        plateau_records_text(tmp_path / "plateau")
     (tmp_path / "plateau/CODE").write_text("ab" * 20 + " " + "cd" * 32 + "\n")
 
     def record(group, model, fingerprint, cpu, finished=True):
@@ -573,11 +573,11 @@ def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
     record("cpu-half", "miniseg", "cd" * 32, "Xeon")
     record("cpu", "miniseg", "cd" * 32, "Xeon", finished=False)  # not a record yet
     record("cpu-hard-fov_cut", "unet", "cd" * 32, "Xeon")  # a score, not a run
-    text = plateau_records_text(tmp_path)
+    text = plateau_records_text(tmp_path / "plateau")
     assert text.startswith("The runs at the plateau budget (the budget seed, then the re-run) "
                            "are made by commit abababa (fingerprint cdcdcdcdcdcd)")
     assert ("3 run records so far (1 in group cpu and 2 in group cpu-half), made on EPYC (1) "
             "and Xeon (2); every one carries that fingerprint.") in text
     assert "Beside them, 1 hard-case score." in text
     record("cpu", "pspnet", "ef" * 32, "Xeon")
-    assert "1 of them does NOT carry that fingerprint." in plateau_records_text(tmp_path)
+    assert "1 of them does NOT carry that fingerprint." in plateau_records_text(tmp_path / "plateau")

@@ -322,3 +322,9 @@ def bench_table(profile: str = "cpu", models: Sequence[str] | None = None, *,
     if not with_data:
         table[list(DATA_COLUMNS)] = float("nan")
     return table
+
+
+def bench_seconds_per_step(bench: pd.DataFrame) -> dict[str, float]:
+    """Model-only seconds per optimiser step of each model of ``bench.csv``
+    (:func:`bench_table`'s rows: batch over training images a second)."""
+    return dict(zip(bench["model"], bench["batch"] / bench["train_img_s"], strict=True))

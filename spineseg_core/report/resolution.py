@@ -254,10 +254,9 @@ def resolution_check(variants: pd.DataFrame | None, main_group: str,
     stride_study = any(set(STRIDES) <= set(danet.loc[danet["image_size"] == s, "output_stride"])
                        for s in (lo, hi))  # a bundle from before the stride rule
     if main_stride is not None and stride_study:
-        runs = v[v["model"] == STRIDE_MODEL]
         eight_stride, base_stride = STRIDES
         for s in (lo, hi):
-            at = runs[runs["image_size"] == s]
+            at = danet[danet["image_size"] == s]
             base = at[at["output_stride"] == base_stride].set_index("seed")["dice"]
             eight = at[at["output_stride"] == eight_stride].set_index("seed")["dice"]
             seeds = sorted(set(base.index) & set(eight.index))

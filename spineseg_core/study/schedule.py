@@ -6,9 +6,9 @@
 
 A sitting of this project lasts a few hours on whatever processor it is given, so a re-run that
 makes a whole seed per sitting lets one processor type make all of one family's runs of that
-seed. :func:`interleave` orders the runs so that the families alternate within every stretch of
-runs and a model's seeds are a whole pass of models apart (each pass starts at a different
-place in the order). :func:`plan_cost` prices the runs from measured seconds per optimiser step.
+seed. :func:`interleave` orders the runs so that the families alternate and a model's seeds are
+several runs apart (each pass starts at a different place in the order). :func:`plan_cost`
+prices the runs from measured seconds per optimiser step.
 """
 
 from __future__ import annotations
@@ -102,11 +102,12 @@ SEED_ORDER: tuple[str, ...] = (
     "miniseg", "unet", "denseaspp", "pspnet", "resunetpp", "deeplabv3plus", "danet",
     "attention_unet", "emanet", "transunet", "infnet", "psanet",
     "unet_25d3", "unet_25d5", "deeplabv3plus_25d3", "deeplabv3plus_25d5", "unet3d")
-"""The budget seed's models, the twelve cheapest first (measured seconds per step), then the
-context models: so that plateau labels land early."""
+"""The budget seed's models in the order fixed when it started: the twelve, the cheap MiniSeg
+and U-Net first so that plateau labels land early, then the context models."""
 
 RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")
 """The re-run's parts in priority order (:func:`rerun_plan`)."""
+
 
 def rerun_losses() -> tuple[str, ...]:
     """The losses of the re-run's loss runs: every loss but the profile's own (Dice +

@@ -97,8 +97,8 @@ PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
 """The scripts that make the runs at the plateau budget (issues 24 and 25), in order."""
 
 
-def plateau_records_text(results: Path) -> str:
-    """The runs at the plateau budget (``<results>/plateau/``): the commit and fingerprint that
+def plateau_records_text(folder: Path) -> str:
+    """The runs at the plateau budget (``folder``: ``results/plateau/``): the commit and fingerprint that
     ``CODE`` pins, how many records there are per group and per processor, whether every one
     carries the pinned fingerprint (hard-case scores counted apart), and the scripts that
     remake them."""
@@ -108,7 +108,7 @@ def plateau_records_text(results: Path) -> str:
     from spineseg_core.report.bundle import and_join
     from spineseg_core.study.hard_cases import is_hard_group
 
-    pin = results / "plateau" / "CODE"
+    pin = folder / "CODE"
     if not pin.is_file():
         return ("The budget seed (every model at the plateau budget and at half of it, "
                 f"`{PLATEAU_SCRIPTS[0]}`) has not started: no code is pinned for it yet.")
@@ -117,7 +117,7 @@ def plateau_records_text(results: Path) -> str:
     scores = 0
     processors: dict[str, int] = {}
     off = 0
-    for params in sorted((results / "plateau" / "runs").glob("*/*/seed_*/fold_*/params.json")):
+    for params in sorted((folder / "runs").glob("*/*/seed_*/fold_*/params.json")):
         if not (params.parent / "metrics.json").is_file():
             continue
         env = json.loads(params.read_text()).get("env") or {}
@@ -152,6 +152,7 @@ def reproducibility_page(b: Bundle) -> Page:
     from importlib.metadata import PackageNotFoundError, version
 
     from spineseg_core.fingerprint import describe, short
+    from spineseg_core.report.pages.convergence import plateau_bundle
 
     bundle, runs = b.json("bundle.json") or {}, b.csv("runs.csv")
     name = b.folder.name if b.folder is not None else None
@@ -168,8 +169,8 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_book_commit": book_commit(),
         "rp_records": MarkdownText(records_text(bundle) if bundle else
                                    "No results bundle was found."),
-        "rp_plateau": MarkdownText(plateau_records_text(b.root) if b.root is not None else
-                                   "No results folder was found."),
+        "rp_plateau": MarkdownText(plateau_records_text(plateau_bundle(b).folder)
+                                   if b.root is not None else "No results folder was found."),
     }
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
