@@ -24,7 +24,9 @@ from spineseg_core.report.context import (
     context_level_claims,
     context_levels,
     context_summary,
+    levels_command,
     status_sentence,
+    study_group,
 )
 
 # (tp, fp, fn) of class 1 with Dice .9, .8, .7
@@ -279,6 +281,29 @@ def test_status_sentence_says_what_is_there_and_what_makes_the_rest():
                           "are empty.")
     assert status_sentence("cpu", study, {"records": 4, "n_subjects": 10}).endswith(
         "The level tables measure 4 of them on 10 test subjects.")
+
+
+def test_status_and_caveats_of_a_study_trained_in_the_main_group(tmp_path):
+    """The plateau re-run's layout: the bundle names the main group as the study's source,
+    and the sentence, the levels command and the caveat follow it."""
+    study = {"group": "cpu", "n_runs": 6, "models": ["unet", "unet_25d3", "unet3d"],
+             "source_fingerprint": "cd" * 32}
+    assert study_group("cpu", study) == "cpu" and study_group("cpu", None) == "cpu-context"
+    assert levels_command("cpu", study) == "spineseg levels --group cpu"
+    assert status_sentence("cpu", study, None) == (
+        "The study takes 6 runs of 3 models from the main group (`cpu`): the context models, "
+        "trained there beside the paper's models, and their 2D baselines, all of code version "
+        "`cdcdcdcdcdcd`. Their levels have not been measured yet (`spineseg levels --group "
+        "cpu`), so the level tables below are empty.")
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    (folder / "bundle.json").write_text(json.dumps({"source_fingerprint": "cd" * 32,
+                                                    "studies": {"context": study}}))
+    (folder / "dataset.json").write_text(json.dumps({"seeds": [0], "n_test_cases": 8}))
+    assert context_caveats(Bundle(folder))[-1].startswith(
+        "The context models were trained in the main group, at the main runs' budget and by "
+        "the same version of the code (fingerprint `cdcdcdcdcdcd`); each is compared with the "
+        "main group's own runs of its 2D baseline")
 
 
 def test_context_caveats_name_the_group_and_its_code_version(tmp_path):

@@ -188,6 +188,42 @@ def test_a_separate_study_is_one_code_version_of_its_own(tmp_path):
         aggregate("p", runs, out, n_boot=20)
 
 
+def test_context_models_of_the_main_group_are_a_study_with_the_main_groups_baselines(tmp_path):
+    """The plateau re-run trains the context models in the main group: the main tables leave
+    them out, the context study takes them with the main group's 2D baselines, the plateau
+    rule labels every model, and a second source of the study is refused."""
+    runs = make_fake_study(tmp_path / "runs", profile="p",
+                           models=("unet", "miniseg", "unet_25d3", "unet3d"), seeds=(0, 1),
+                           losses=())
+    half = make_fake_study(tmp_path / "h", profile="p", models=("unet", "unet_25d3"),
+                           seeds=(0,), losses=())
+    (half / "p").rename(runs / "p-half")
+    out = tmp_path / "out"
+    bundle = aggregate("p", runs, out, n_boot=20)
+    assert bundle["models"] == ["unet", "miniseg"]  # the main tables: the paper's models only
+    assert bundle["n_runs"] == 4
+    assert pd.read_csv(out / "runs.csv")["model"].tolist() == ["unet", "unet", "miniseg",
+                                                               "miniseg"]
+    assert pd.read_csv(out / "models.csv")["model"].tolist() == ["unet", "miniseg"]
+    assert set(pd.read_csv(out / "convergence.csv")["model"]) == {"unet", "miniseg"}
+    assert bundle["studies"]["context"] == {
+        "group": "p", "n_runs": 6, "models": ["unet", "unet_25d3", "unet3d"],
+        "source_fingerprint": FAKE_FINGERPRINT, "source_fingerprints": {FAKE_FINGERPRINT: 6}}
+    table = pd.read_csv(out / "context.csv")
+    assert table["model"].tolist() == ["unet", "unet", "unet_25d3", "unet_25d3", "unet3d",
+                                       "unet3d"]
+    per_case = pd.read_csv(out / "context_per_case.csv.gz")
+    assert set(per_case["model"]) == {"unet", "unet_25d3", "unet3d"}
+    assert set(per_case["group"]) == {"p"}
+    plateau = pd.read_csv(out / "plateau.csv")  # labels for the context models too
+    assert set(plateau["model"]) == {"unet", "miniseg", "unet_25d3", "unet3d"}
+
+    write_fake_run(runs / "p-context/unet3d/seed_0/fold_0", "unet3d", 0, profile="p")
+    with pytest.raises(ConfigError, match=r"holds runs of context models \(unet3d, unet_25d3\) "
+                                          r"while .*p-context holds the context study too"):
+        aggregate("p", runs, out, n_boot=20)
+
+
 def test_commit_fingerprint_hashes_the_commit_not_the_work_tree(copy):
     """A commit's fingerprint is that of its files, whatever the work tree holds since."""
     import subprocess

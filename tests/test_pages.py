@@ -295,6 +295,33 @@ def test_levels_page_reads_the_level_tables(bundle):
     plt.close("all")
 
 
+def test_context_models_trained_in_the_main_group_stay_in_their_chapter(tmp_path):
+    """The plateau re-run's layout: the context models are runs of the main group, measured
+    by the main group's level tables. The level chapter shows the paper's models only; the
+    context chapter finds its runs and level tables in the main group's."""
+    runs = make_fake_study(tmp_path / "runs", profile="cpu", seeds=(0,), losses=(),
+                           models=("unet", "deeplabv3plus", "miniseg", "unet_25d3", "unet3d"))
+    out = tmp_path / "results/cpu"
+    aggregate("cpu", runs, out, n_boot=20)
+    level_study(runs, out / "levels", "cpu", n_boot=20)
+    b = Bundle(out)
+    assert set(b.csv("levels/summary.csv")["model"]) >= {"unet_25d3", "unet3d"}  # measured
+    levels = build_page("levels", b)
+    shown = " ".join(str(v) for v in levels.values())
+    assert "U-Net 2.5D" not in shown and "3D U-Net" not in shown
+    assert "U-Net" in str(levels["lv_table"])
+    assert levels["lv_n_models"] == "3"
+    context = build_page("context", b)
+    assert str(context["cx_status"]).startswith("The study takes 3 runs of 3 models from the "
+                                                "main group (`cpu`)")
+    # about.json counts the group's 5 records; the study's are 3 of them
+    assert str(context["cx_status"]).endswith("The level tables measure 3 of them on 4 test "
+                                              "subjects.")
+    table = str(context["cx_levels_table"])
+    assert "U-Net 2.5D (3 slices)" in table and "3D U-Net" in table
+    plt.close("all")
+
+
 @pytest.mark.parametrize("chapter", toc_chapters(REPO / "book"))
 def test_alt_texts_are_not_path_like(chapter):
     """The browser test's alt-text check (tests/book_checks.py) on the Markdown itself, so it

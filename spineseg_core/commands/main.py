@@ -104,7 +104,7 @@ def _dry_run(args: argparse.Namespace, models: list[str], common: list[str],
     from collections import Counter
 
     from spineseg_core.models import list_models
-    from spineseg_core.report.context import STUDY as CONTEXT
+    from spineseg_core.study.context_study import STUDY as CONTEXT
     from spineseg_core.training.config import resolve_config
     from spineseg_core.training.run_folder import estimate_run_disk
 

@@ -1,10 +1,13 @@
 """Does context across slices help? The context study's rule, evidence and tables.
 
 The paper's future work names 3D context as what 2D slice models lack. The context study
-(group ``<profile>-context``, ``scripts/context_study.sh``) trains, with one code version and
-the same seeds and held-out test subjects, U-Net and DeepLabv3+ in 2D, their 2.5D variants (3
-and 5 slices as channels) and a 3D U-Net over whole volumes. ``spineseg aggregate`` tables
-those runs apart (``context.csv``, ``context_per_case.csv.gz``).
+trains, with one code version and the same seeds and held-out test subjects, U-Net and
+DeepLabv3+ in 2D, their 2.5D variants (3 and 5 slices as channels) and a 3D U-Net over whole
+volumes: in a group of its own (``<profile>-context``, ``scripts/context_study.sh``), or, in
+the plateau re-run, in the main group beside the twelve (:mod:`spineseg_core.study.
+context_study`). ``spineseg aggregate`` tables those runs apart (``context.csv``,
+``context_per_case.csv.gz``) and records their group in ``bundle.json``
+(:func:`study_group`).
 
 **The rule** (:func:`context_claims`): for each context model, its Dice minus its 2D
 baseline's (:data:`BASELINES`), from the same paired hierarchical bootstrap over seeds and test
@@ -42,20 +45,12 @@ from spineseg_core.report.claims import (
     study_caveats,
 )
 from spineseg_core.report.facts import seed_counts
+from spineseg_core.study.context_study import BASELINES, STUDY
 from spineseg_core.study.stats import Resampling
 
-STUDY = "context"
-"""The context study's variant name (its group is ``<profile>-context``: :func:`group`)."""
-
 SCRIPT = "scripts/context_study.sh"
-"""What makes the context study's runs (the cpu profile's seven models, three seeds)."""
-
-BASELINES: dict[str, str] = {
-    "unet_25d3": "unet", "unet_25d5": "unet", "unet3d": "unet",
-    "deeplabv3plus_25d3": "deeplabv3plus", "deeplabv3plus_25d5": "deeplabv3plus",
-}
-"""Each context model and the 2D model it is compared with (its own network, or for the 3D
-U-Net, the 2D U-Net)."""
+"""What makes the context study's runs in a group of their own (the cpu profile's seven
+models, three seeds)."""
 
 SEEDS_WANTED = 3
 """Seeds the study plans per model (issue 13); fewer adds a caveat."""
@@ -70,15 +65,22 @@ LEVEL_RULE = ("share of test subjects with every level named right, as predicted
 
 
 def group(profile: str) -> str:
-    """The context study's group of runs for ``profile`` (``cpu`` gives ``cpu-context``)."""
+    """The context study's own group of runs for ``profile`` (``cpu`` gives ``cpu-context``)."""
     from spineseg_core.study.runner import group_name
 
     return group_name(profile, variant=STUDY)
 
 
-def levels_command(profile: str) -> str:
-    """The command that measures the context group's levels into the bundle."""
-    return f"spineseg levels --group {group(profile)}"
+def study_group(profile: str, study: dict[str, Any] | None = None) -> str:
+    """The group the bundle's context study comes from: ``study`` (``bundle.json``'s
+    ``studies.context``) names it (``cpu`` when its models were trained in the main group),
+    else it is the study's own group (:func:`group`)."""
+    return str((study or {}).get("group") or group(profile))
+
+
+def levels_command(profile: str, study: dict[str, Any] | None = None) -> str:
+    """The command that measures the context study's levels into the bundle."""
+    return f"spineseg levels --group {study_group(profile, study)}"
 
 
 def _name(model: str) -> str:
@@ -226,7 +228,7 @@ def status_sentence(profile: str, study: dict[str, Any] | None,
     (commands and names in backticks), and when something is missing, the command that makes
     it. ``study``: ``bundle.json``'s ``studies.context`` (``n_runs``, ``models``,
     ``source_fingerprint``); ``about``: the group's level tables' ``about.json``."""
-    name = group(profile)
+    name = study_group(profile, study)
     study = study or {}
     n_runs = int(study.get("n_runs") or 0)
     if not n_runs:
@@ -234,16 +236,22 @@ def status_sentence(profile: str, study: dict[str, Any] | None,
                 "so its tables below are empty and every verdict is not resolved at this "
                 f"scale: `{SCRIPT}` trains its models on the cpu profile (`spineseg main "
                 "--context-models` on any profile), `spineseg aggregate` tables them and "
-                f"`{levels_command(profile)}` measures their levels.")
+                f"`{levels_command(profile, study)}` measures their levels.")
     models = study.get("models") or []
     code = str(study.get("source_fingerprint") or "")[:12]
-    text = (f"The group (`{name}`) holds {n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
-            f"model{'s' * (len(models) != 1)}, "
+    runs = (f"{n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
+            f"model{'s' * (len(models) != 1)}")
+    text = ((f"The study takes {runs} from the main group (`{name}`): the context models, "
+             "trained there beside the paper's models, and their 2D baselines, "
+             if name == profile else f"The group (`{name}`) holds {runs}, ")
             + (f"all of code version `{code}`." if code else "of more than one code version."))
-    measured = int((about or {}).get("records") or 0)
+    per_model = (about or {}).get("seeds_per_model")
+    measured = (sum(len(seeds) for m, seeds in per_model.items() if m in models)
+                if per_model and models else int((about or {}).get("records") or 0))
     if not measured:
         return text + (f" Their levels have not been measured yet "
-                       f"(`{levels_command(profile)}`), so the level tables below are empty.")
+                       f"(`{levels_command(profile, study)}`), so the level tables below are "
+                       "empty.")
     n_subjects = (about or {}).get("n_subjects")
     return text + (f" The level tables measure {measured} of them"
                    + (f" on {n_subjects} test subjects." if n_subjects else "."))
@@ -256,10 +264,16 @@ def context_caveats(b: Bundle) -> list[str]:
     bundle = b.json("bundle.json") or {}
     study = (bundle.get("studies") or {}).get(STUDY) or {}
     code = str(study.get("source_fingerprint") or "")[:12]
+    name = study_group(b.profile(), study)
     if not study.get("n_runs"):
-        own = (f"The context study (group `{group(b.profile())}`) has no run in this bundle yet; "
+        own = (f"The context study (group `{name}`) has no run in this bundle yet; "
                "when it has, each context model is compared only with the 2D runs of that same "
-               "group, never with the main tables.")
+               "group.")
+    elif name == b.profile():
+        own = ("The context models were trained in the main group, at the main runs' budget "
+               f"and by the same version of the code (fingerprint `{code}`); each is compared "
+               "with the main group's own runs of its 2D baseline, seed for seed, and the "
+               "main tables leave the context models out.")
     else:
         main = str(bundle.get("source_fingerprint") or "")[:12]
         version = ("by more than one version of the code" if not code else

@@ -31,8 +31,10 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               each class (:func:`.validation.presence`)
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
                               and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
-``context.csv``               runs of the context study (group ``<profile>-context``): model,
-                              input kind and slices, seed, test metrics, fingerprint
+``context.csv``               runs of the context study (:func:`context_split`: the group
+                              ``<profile>-context``, or the main group's context models and
+                              their 2D baselines): model, input kind and slices, seed, test
+                              metrics, fingerprint
 ``context_per_case.csv.gz``   their per-subject counts, for paired comparisons
 ``context_convergence.csv``   their learning curves' end (:func:`convergence_table`)
 ``bundle.json``               provenance (the runs' commits and source fingerprint) and a
@@ -46,7 +48,10 @@ All the runs of a bundle (side groups included) must come from one version of th
 source fingerprint, :mod:`spineseg_core.fingerprint`) unless ``allow_mixed_code`` says
 otherwise. A *separate study* (:data:`SEPARATE_STUDIES`: the context study) is the exception that
 proves the rule: its group holds its own 2D baselines, its comparisons stay inside it, so it
-must be one code version of its own, which ``bundle.json`` records under ``studies``.
+must be one code version of its own, which ``bundle.json`` records under ``studies``. When
+its models were trained in the main group instead (the plateau re-run), they are one code
+version with the twelve; the main tables leave them out all the same, and the study takes its
+2D baselines from the main group (:func:`context_split`).
 
 Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
 left alone and hashed into the bundle too.
@@ -72,6 +77,7 @@ from spineseg_core.data.prepare import RunData
 from spineseg_core.envinfo import processor
 from spineseg_core.errors import ConfigError, DataError, SpinesegError
 from spineseg_core.labels import LABELS
+from spineseg_core.study.context_study import BASELINES, STUDY, study_models
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
 from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
@@ -502,12 +508,53 @@ def variants_table(profile: str, runs: Sequence[LoadedRun],
 def separate_study(runs_dir: Path, profile: str, name: str) -> list[LoadedRun]:
     """The finished runs of the separate study ``name`` (group ``<profile>-<name>``), in the
     registry's order then by seed."""
+    return registry_order([load_run(d) for d in find_runs(runs_dir / f"{profile}-{name}")])
+
+
+def registry_order(runs: Sequence[LoadedRun]) -> list[LoadedRun]:
+    """``runs`` in the registry's model order (the twelve, then the context models), then by
+    model, seed and fold."""
     from spineseg_core.models import list_models
 
     order = {m: i for i, m in enumerate(list_models(None))}
-    runs = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{name}")]
     return sorted(runs, key=lambda r: (order.get(r.key["model"], len(order)), r.key["model"],
                                        r.key["seed"], r.key["fold"]))
+
+
+@dataclass(frozen=True)
+class SeparateStudy:
+    """A separate study's runs and the group they come from (``bundle.json``'s
+    ``studies.<name>.group``: the book names it, and ``spineseg levels --group`` measures it)."""
+
+    group: str
+    members: list[LoadedRun]
+
+
+def context_split(runs_dir: Path, profile: str, loaded: Sequence[LoadedRun]
+                  ) -> tuple[list[LoadedRun], SeparateStudy | None]:
+    """The main tables' runs of ``loaded`` (the profile's own group) and the context study's
+    runs, from either of its layouts (:mod:`.context_study`): the group
+    ``<profile>-context``, or the context models of the main group with the main group's
+    runs of their 2D baselines (which stay in the main tables too). None when neither has a
+    run. Raises :class:`ConfigError` when both hold context runs: which to compare would be a
+    guess."""
+    own = separate_study(runs_dir, profile, STUDY)
+    in_main = set(study_models(list(dict.fromkeys(r.key["model"] for r in loaded))))
+    if in_main and own:
+        raise ConfigError(
+            f"{runs_dir / profile}: holds runs of context models "
+            f"({', '.join(sorted(in_main & set(BASELINES)))}) while {runs_dir}/{profile}-{STUDY} "
+            "holds the context study too; move one of them aside so the study has one source")
+    if own:
+        return list(loaded), SeparateStudy(f"{profile}-{STUDY}", own)
+    if not in_main:
+        return list(loaded), None
+    main = [r for r in loaded if r.key["model"] not in BASELINES]
+    if not main:
+        raise DataError(runs_dir / profile, "holds runs of context models only; the main "
+                                             "tables need runs of the study's models")
+    return main, SeparateStudy(profile, registry_order(
+        [r for r in loaded if r.key["model"] in in_main]))
 
 
 CONTEXT_COLUMNS: tuple[str, ...] = (
@@ -663,16 +710,18 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     half = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{HALF_VARIANT}")]
     versions = code_versions([*loaded, *half, *(r for g in (*groups.values(), *variants.values())
                                                 for r in g)])
-    separate = {name: members for name in SEPARATE_STUDIES
-                if (members := separate_study(runs_dir, profile, name))}
-    against_own_budget(loaded, [*half, *(r for g in (*groups.values(), *variants.values())
-                                         for r in g)])
-    for members in separate.values():
-        against_own_budget(members)
+    every = loaded  # the main group's runs, context models included
+    loaded, context = context_split(runs_dir, profile, every)
+    separate = {STUDY: context} if context is not None else {}
+    against_own_budget(every, [*half, *(r for g in (*groups.values(), *variants.values())
+                                        for r in g)])
+    for study in separate.values():
+        if study.group != profile:
+            against_own_budget(study.members)
     if not allow_mixed_code:
         check_one_code_version(versions, group)
-        for name, members in separate.items():
-            check_one_code_version(code_versions(members), runs_dir / f"{profile}-{name}")
+        for study in separate.values():
+            check_one_code_version(code_versions(study.members), runs_dir / study.group)
     out.mkdir(parents=True, exist_ok=True)
 
     runs = runs_table(loaded, runs_dir)
@@ -706,9 +755,10 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         atlases, val_classes = run_data_tables(loaded[0])
         _write_csv(out / "baseline.csv", atlases)
         _write_csv(out / "validation_classes.csv", val_classes)
-    if half:
+    if half:  # every model of the group is labelled, the context models too
+        full = runs_table(every, runs_dir) if len(every) != len(loaded) else runs
         _write_csv(out / "plateau.csv",
-                   plateau_table(runs, runs_table(half), list(runs["model"].drop_duplicates())))
+                   plateau_table(full, runs_table(half), list(full["model"].drop_duplicates())))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)
@@ -716,12 +766,13 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     if side is not None:
         _write_csv(out / GROUPS_PER_CASE, side)
     studies = {}
-    for name, members in separate.items():
+    for name, study in separate.items():
+        members = study.members
         _write_csv(out / f"{name}.csv", context_table(members))
-        _write_csv(out / study_per_case(name), groups_per_case({f"{profile}-{name}": members}))
+        _write_csv(out / study_per_case(name), groups_per_case({study.group: members}))
         _write_csv(out / f"{name}_convergence.csv", convergence_table(_stack(members, "history")))
         own = code_versions(members)
-        studies[name] = {"group": f"{profile}-{name}", "n_runs": len(members),
+        studies[name] = {"group": study.group, "n_runs": len(members),
                          "models": list(dict.fromkeys(r.key["model"] for r in members)),
                          "source_fingerprint": next(iter(own)) if len(own) == 1 else None,
                          "source_fingerprints": own}

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 @page("context")
 def context_page(b: Bundle) -> Page:
-    """The context study (group ``<profile>-context``): what the bundle holds of it, what each
+    """The context study (its group: :func:`~spineseg_core.report.context.study_group`): what
+    the bundle holds of it, what each
     model is fed, its scores over seeds, the rule's verdict per context model, and its level
     identification beside its 2D baseline's (:mod:`spineseg_core.report.context`)."""
     from spineseg_core.levels.study import Metric, bundle_folder
@@ -39,16 +40,17 @@ def context_page(b: Bundle) -> Page:
         context_level_claims,
         context_levels,
         context_summary,
-        group,
         levels_command,
         status_sentence,
+        study_group,
     )
     from spineseg_core.study.aggregate import study_per_case
 
     bundle = b.json("bundle.json") or {}
     profile = b.profile()
-    levels = bundle_folder(group(profile)).as_posix()
     study = (bundle.get("studies") or {}).get("context") or {}
+    name = study_group(profile, study)
+    levels = bundle_folder(name).as_posix()
     table, per_case = b.csv("context.csv"), b.csv(study_per_case("context"))
     about = b.json(f"{levels}/about.json")
     convergence = b.csv("context_convergence.csv")
@@ -62,7 +64,7 @@ def context_page(b: Bundle) -> Page:
                      level_claims, "no context model's levels have been measured")}
     summary = context_summary(table)
     if summary is None:
-        out["cx_table"] = Missing(f"context.csv ({group(profile)}: scripts/context_study.sh, "
+        out["cx_table"] = Missing(f"context.csv ({name}: scripts/context_study.sh, "
                                   "then spineseg aggregate)")
     else:
         kinds = {"slice": "one slice", "stack": "slices as channels", "volume": "whole volume"}
@@ -112,11 +114,12 @@ def context_page(b: Bundle) -> Page:
     else:
         out["cx_verdicts_table"] = out["cx_forest"] = Missing(
             f"{study_per_case('context')} (runs of a context model and its baseline in "
-            f"{group(profile)})")
+            f"{name})")
 
     rates = context_levels(b.csv(f"{levels}/summary.csv"))
     if rates is None:
-        out["cx_levels_table"] = Missing(f"{levels}/summary.csv ({levels_command(profile)})")
+        out["cx_levels_table"] = Missing(
+            f"{levels}/summary.csv ({levels_command(profile, study)})")
     else:
         def rate(metric: str, arm: str):
             def write(r: pd.Series) -> str:
@@ -144,7 +147,7 @@ def context_page(b: Bundle) -> Page:
                           "not measured: the model or its baseline has no level tables yet")
         if any(c.comparisons for c in level_claims) else
         Missing(f"{levels}/subjects.csv (level tables of a context model and its baseline: "
-                f"{levels_command(profile)})"))
+                f"{levels_command(profile, study)})"))
     return out
 
 

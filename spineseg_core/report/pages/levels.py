@@ -48,6 +48,31 @@ def _file(key: str) -> str:
     return f"{FOLDER}/{FILES[key]}"
 
 
+def paper_rows(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows of a level table that belong to this chapter: the main group's, without the
+    context models (``models.CONTEXT_MODEL_NAMES``), which the plateau re-run trains in the
+    main group and the context chapter reads from the same tables."""
+    from spineseg_core.models import CONTEXT_MODEL_NAMES
+
+    if frame is None or "model" not in frame.columns:
+        return frame
+    return frame[~frame["model"].isin(CONTEXT_MODEL_NAMES)].reset_index(drop=True)
+
+
+def paper_about(about: dict[str, Any]) -> dict[str, Any]:
+    """``about.json`` of the level tables with the context models left out of its model
+    lists and record count (as :func:`paper_rows`)."""
+    from spineseg_core.models import CONTEXT_MODEL_NAMES
+
+    seeds = {m: v for m, v in (about.get("seeds_per_model") or {}).items()
+             if m not in CONTEXT_MODEL_NAMES}
+    if len(seeds) == len(about.get("seeds_per_model") or {}):
+        return about
+    return {**about, "seeds_per_model": seeds,
+            "models": [m for m in about.get("models") or [] if m not in CONTEXT_MODEL_NAMES],
+            "records": sum(len(v) for v in seeds.values())}
+
+
 def two_lines(point: str, low: str, high: str) -> str:
     """A table cell: the point estimate and, lighter under it, its 95 % interval (HTML), so a
     wide table of intervals still fits the page."""
@@ -139,9 +164,9 @@ def runs_note(about: dict[str, Any] | None, runs: pd.DataFrame | None) -> str:
 
 @page("levels")
 def levels_page(b: Bundle) -> Page:
-    summary, status = b.csv(_file("summary")), b.csv(_file("status"))
-    subjects, conf = b.csv(_file("subjects")), b.csv(_file("confusion"))
-    about = b.json(f"{FOLDER}/about.json") or {}
+    summary, status = paper_rows(b.csv(_file("summary"))), paper_rows(b.csv(_file("status")))
+    subjects, conf = paper_rows(b.csv(_file("subjects"))), paper_rows(b.csv(_file("confusion")))
+    about = paper_about(b.json(f"{FOLDER}/about.json") or {})
     example = b.npz(f"{FOLDER}/{EXAMPLE}")
     claim = relabelling_verdict(subjects, n_boot=int(about.get("n_boot", 1000)))
     out: Page = {
@@ -178,7 +203,7 @@ def levels_page(b: Bundle) -> Page:
     out.update(_status_values(status))
     out.update(_confusion_values(conf, summary))
     out.update(_example_values(example))
-    out.update(_hard_values(b.csv(f"{FOLDER}/{HARD_CASES}"), about))
+    out.update(_hard_values(paper_rows(b.csv(f"{FOLDER}/{HARD_CASES}")), about))
     return out
 
 
