@@ -80,7 +80,7 @@ from spineseg_core.labels import LABELS
 from spineseg_core.study.context_study import BASELINES, STUDY, study_models
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
-from spineseg_core.study.plateau import HALF_VARIANT, plateau_table
+from spineseg_core.study.plateau import HALF_VARIANT, QUARTER_VARIANT, plateau_table
 from spineseg_core.study.stats import COUNT_COLUMNS, METRICS, bootstrap_ci
 from spineseg_core.training.config import budget_exceptions, consensus_budget
 from spineseg_core.training.run_folder import RunFolder, find_runs
@@ -445,9 +445,11 @@ def variant_groups(runs_dir: Path, profile: str) -> dict[str, list[LoadedRun]]:
     """Finished runs of each side-study group ``<profile>-<variant>`` (``cpu-res256``,
     ``cpu-os32``...; the loss groups ``<profile>-loss-<loss>``, the separate studies and the
     hard-case groups ``<group>-hard-<set>`` of :mod:`.hard_cases` and the half-budget group
-    ``<profile>-half`` of :mod:`.plateau` are not variants), by group."""
+    ``<profile>-half`` of :mod:`.plateau` and ``<profile>-quarter`` of :mod:`.budget_raise` are
+    not variants), by group."""
     groups = {}
-    separate = {f"{profile}-{name}" for name in (*SEPARATE_STUDIES, HALF_VARIANT)}
+    separate = {f"{profile}-{name}" for name in (*SEPARATE_STUDIES, HALF_VARIANT,
+                                                 QUARTER_VARIANT)}
     for g in sorted(runs_dir.glob(f"{profile}-*")):
         if (g.is_dir() and not g.name.startswith(f"{profile}-loss-") and g.name not in separate
                 and not is_hard_group(g.name)):

@@ -30,6 +30,10 @@ from spineseg_core.errors import ConfigError
 HALF_VARIANT = "half"
 """The variant (group ``<profile>-half``) of the runs at half the profile's budget."""
 
+QUARTER_VARIANT = "quarter"
+"""The variant (group ``<profile>-quarter``) of the runs at a quarter of the budget: the old B/2
+runs, moved aside when the budget is doubled (:mod:`.budget_raise`)."""
+
 PLATEAU_TOLERANCE = 0.01
 """How close (validation Dice, 0-1) the score at B must be to that at B/2: about one point, the
 order of the between-seed spread of the best models' validation Dice."""
