@@ -407,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="+", default=[],
                         help="leave these models out (e.g. the one the CPU seed is training)")
     parser.add_argument("--steps", type=int,
-                        help="B, where the budget seed raised it (default: the code's CPU_STEPS)")
+                        help="B (default: results/plateau/budget.json where the budget was "
+                             "raised, else the code's CPU_STEPS; another value is refused)")
     parser.add_argument("--limit", type=int, help="at most this many runs")
     parser.add_argument("--archive", type=Path, help="a .tar.gz of the records written")
     parser.add_argument("--hard-s", type=float, default=HARD_S,
@@ -440,11 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         parts = plan_parts(DRY_RUN_STEPS, True, args.profile, records_dir)
     else:
+        from spineseg_core.study.budget_raise import budget_in_force
         from spineseg_core.training.config import CPU_STEPS
 
         check_pin(REPO / "results" / "plateau" / "CODE")
-        parts = plan_parts(args.steps or CPU_STEPS, args.steps is not None, args.profile,
-                           records_dir)
+        steps = budget_in_force(REPO / "results" / "plateau", CPU_STEPS, args.steps)
+        parts = plan_parts(steps, steps != CPU_STEPS, args.profile, records_dir)
     parts = tuple(p for p in parts if not set(p.models or ()) & set(args.skip))
     todo = planned(args.profile, parts, runs_dir, records_dir, extra, args.models)
     todo = todo[:args.limit] if args.limit else todo
