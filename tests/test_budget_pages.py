@@ -5,6 +5,7 @@ computed by hand; with and without their files."""
 from __future__ import annotations
 
 import html
+import json
 import math
 
 import matplotlib.pyplot as plt
@@ -222,4 +223,23 @@ def test_a_seed_under_way_leaves_the_budget_undecided(tmp_path):
     assert ("1 of the 2 of the paper's models measured plateaued (10 not measured); the budget "
             "B stands when at least 10 of the 12 do, so the budget is not decided until the "
             "models not yet measured are.") in text
+    plt.close("all")
+
+
+def test_a_raised_budget_is_said_with_its_reason(tmp_path):
+    """budget.json beside the seed's bundle (study.budget_raise): the chapter says from what,
+    to what and why, after the verdict."""
+    from spineseg_core.report.pages.convergence import raise_sentence
+
+    write_plateau_bundle(tmp_path / "results/plateau",
+                         {m: SEED_MODELS[m] for m in ("miniseg", "unet")})
+    (tmp_path / "results/plateau/budget.json").write_text(json.dumps(
+        {"steps": 5880, "raised_from": 2940, "reason": "3 of 12 did not plateau.",
+         "date": "2026-12-06"}))
+    text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
+    assert ("not decided until the models not yet measured are. The budget was raised once, "
+            "from 2,940 to 5,880 steps (2026-12-06), because 3 of 12 did not plateau: the runs "
+            "at 2,940 steps became the runs at B/2, and those at 1,470 are kept as the group "
+            "at B/4.") in text
+    assert raise_sentence(None) == ""
     plt.close("all")

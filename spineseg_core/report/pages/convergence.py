@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -164,6 +164,7 @@ def budget_seed(b: Bundle) -> Page:
     the exhibits are given only with it."""
     from spineseg_core.models.registry import Family
     from spineseg_core.report.figures import dice_against_steps, rank_against_budget
+    from spineseg_core.study.budget_raise import BUDGET_FILE
     from spineseg_core.study.convergence import (
         CONVERGENCE_STATEMENT,
         REACH_FRACTION,
@@ -235,7 +236,7 @@ def budget_seed(b: Bundle) -> Page:
                f"{done} of the {measured} of the paper's models measured plateaued "
                f"({unmeasured} not measured)")
             + f"; the budget B stands when at least {MIN_PLATEAUED} of the {len(paper)} do, "
-            f"{stands}.",
+            f"{stands}." + raise_sentence(seed.json(BUDGET_FILE)),
             figure_block("cv_seed_plateau", "tbl-plateau", (
                 "**Has each model plateaued at the budget?** Validation Dice of the run at "
                 "B/2 and of the run at B (seed 0), the gain of doubling the budget, and the "
@@ -299,6 +300,18 @@ def budget_seed(b: Bundle) -> Page:
         out["cv_seed_rank_plot"] = rank_against_budget(ranks)
     out["cv_seed"] = MarkdownText("\n\n".join(text))
     return out
+
+
+def raise_sentence(record: dict[str, Any] | None) -> str:
+    """What the chapter says of a raised budget (``results/plateau/budget.json``,
+    :mod:`spineseg_core.study.budget_raise`), after a space; empty when B was not raised."""
+    if not record:
+        return ""
+    old, new = int(record["raised_from"]), int(record["steps"])
+    return (f" The budget was raised once, from {old:,} to {new:,} steps"
+            + (f" ({record['date']})" if record.get("date") else "")
+            + f", because {str(record['reason']).rstrip('.')}: the runs at {old:,} steps became "
+            f"the runs at B/2, and those at {old // 2:,} are kept as the group at B/4.")
 
 
 def fifth_claim(claim: ConvergenceClaim, names: dict[str, str], family: dict[str, str],
