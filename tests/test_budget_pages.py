@@ -243,3 +243,18 @@ def test_a_raised_budget_is_said_with_its_reason(tmp_path):
             "at B/4.") in text
     assert raise_sentence(None) == ""
     plt.close("all")
+
+
+def test_the_quarter_budget_of_a_raised_b_joins_the_ranking(seeded, tmp_path):
+    """A doubled budget keeps the old B/2 runs as B/4 (plateau.csv's quarter columns): the
+    ranking against the budget gains a row for them, at their steps."""
+    path = tmp_path / "results/plateau/plateau.csv"
+    table = pd.read_csv(path)
+    table["quarter_steps"] = table["half_steps"] // 2
+    table["quarter_val_dice"] = -table["val_dice"]  # the reverse of B's ranking
+    table.to_csv(path, index=False)
+    values = build_page("convergence", seeded)
+    row = _cells(values["cv_seed_ranks"], "B/4")
+    assert row[1] == "735" and row[3] == "-1.00"  # 2940 // 4 steps; Spearman's rho
+    assert _cells(values["cv_seed_ranks"], "B")[3] == "1.00"
+    plt.close("all")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -77,6 +78,22 @@ def test_every_model_labelled_from_two_groups():
     assert plateaued_count(table) == (2, 3)
     strict = plateau_table(full, half, ["unet"], tolerance=0.001)
     assert strict["label"].tolist() == ["not plateaued"]
+
+
+def test_the_runs_at_a_quarter_join_the_table_but_not_the_label():
+    """After a doubled budget the old B/2 runs are the group at B/4: their score is added for
+    the ranking against the budget, and the label stays B against B/2."""
+    full = _runs([("unet", 0, 0.80, 5880), ("miniseg", 0, 0.60, 5880), ("danet", 0, 0.5, 5880)])
+    half = _runs([("unet", 0, 0.79, 2940), ("miniseg", 0, 0.55, 2940), ("danet", 0, 0.4, 2940)])
+    quarter = _runs([("unet", 0, 0.70, 1470), ("miniseg", 0, 0.26, 1470),
+                     ("danet", 0, 0.3, 1000), ("danet", 1, 0.3, 1470)])
+    got = plateau_table(full, half, quarter=quarter).set_index("model")
+    assert got["label"].to_dict() == {"unet": "plateaued", "miniseg": "not plateaued",
+                                      "danet": "not plateaued"}
+    assert got.loc["unet", "quarter_val_dice"] == pytest.approx(0.70)
+    assert got.loc["miniseg", "quarter_steps"] == 1470
+    assert math.isnan(got.loc["danet", "quarter_val_dice"])  # its seed 0 made 1000 steps
+    assert plateau_table(full, half)["quarter_val_dice"].isna().all()
 
 
 def test_bad_input_is_named():

@@ -710,13 +710,14 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     groups = loss_runs(runs_dir, profile)
     variants = variant_groups(runs_dir, profile)
     half = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{HALF_VARIANT}")]
-    versions = code_versions([*loaded, *half, *(r for g in (*groups.values(), *variants.values())
-                                                for r in g)])
+    quarter = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{QUARTER_VARIANT}")]
+    versions = code_versions([*loaded, *half, *quarter,
+                              *(r for g in (*groups.values(), *variants.values()) for r in g)])
     every = loaded  # the main group's runs, context models included
     loaded, context = context_split(runs_dir, profile, every)
     separate = {STUDY: context} if context is not None else {}
-    against_own_budget(every, [*half, *(r for g in (*groups.values(), *variants.values())
-                                        for r in g)])
+    against_own_budget(every, [*half, *quarter,
+                               *(r for g in (*groups.values(), *variants.values()) for r in g)])
     for study in separate.values():
         if study.group != profile:
             against_own_budget(study.members)
@@ -760,7 +761,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     if half:  # every model of the group is labelled, the context models too
         full = runs_table(every, runs_dir) if len(every) != len(loaded) else runs
         _write_csv(out / "plateau.csv",
-                   plateau_table(full, runs_table(half), list(full["model"].drop_duplicates())))
+                   plateau_table(full, runs_table(half), list(full["model"].drop_duplicates()),
+                                 quarter=runs_table(quarter) if quarter else None))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)

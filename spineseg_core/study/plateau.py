@@ -39,7 +39,8 @@ PLATEAU_TOLERANCE = 0.01
 order of the between-seed spread of the best models' validation Dice."""
 
 PLATEAU_COLUMNS: tuple[str, ...] = ("model", "label", "seeds", "steps", "half_steps",
-                                    "val_dice", "half_val_dice", "gain", "tolerance", "evidence")
+                                    "val_dice", "half_val_dice", "gain", "tolerance", "evidence",
+                                    "quarter_steps", "quarter_val_dice")
 """Columns of ``plateau.csv``."""
 
 
@@ -105,12 +106,16 @@ def _steps(frame: pd.DataFrame) -> set[int]:
 
 
 def plateau_table(full: pd.DataFrame, half: pd.DataFrame, models: Sequence[str] | None = None,
-                  tolerance: float = PLATEAU_TOLERANCE) -> pd.DataFrame:
+                  tolerance: float = PLATEAU_TOLERANCE,
+                  quarter: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every model labelled from the runs at B (``full``) and at B/2 (``half``), frames of
     ``runs.csv``'s form (``model``, ``seed``, ``val_dice``, ``steps_completed`` where
     recorded). Scores are the means over the seeds both groups ran; ``models`` (default: those
     of ``full`` then ``half``, in order) fixes the rows, so a model with no run is listed as not
-    measured. The ``evidence`` column says why, in words."""
+    measured. The ``evidence`` column says why, in words. ``quarter``: the runs at B/4 of a
+    doubled budget (:mod:`.budget_raise`), if any, whose mean validation Dice and steps over
+    the same seeds are added for the ranking against the budget; they take no part in the
+    label."""
     if tolerance <= 0:
         raise ConfigError(f"tolerance: expected a positive Dice difference, got {tolerance}")
     for name, frame in (("full", full), ("half", half)):
@@ -155,8 +160,24 @@ def plateau_table(full: pd.DataFrame, half: pd.DataFrame, models: Sequence[str] 
                         f"points, within {100 * tolerance:.1f}")
         rows.append({**row, "label": str(label), "evidence": evidence,
                      "steps": next(iter(sa), math.nan), "half_steps": next(iter(sb), math.nan),
-                     "val_dice": full_dice, "half_val_dice": half_dice, "gain": gain})
+                     "val_dice": full_dice, "half_val_dice": half_dice, "gain": gain,
+                     **_quarter(quarter, model, seeds, next(iter(sb), None))})
     return pd.DataFrame(rows, columns=list(PLATEAU_COLUMNS))
+
+
+def _quarter(quarter: pd.DataFrame | None, model: str, seeds: Sequence[int],
+             half: int | None) -> dict[str, float]:
+    """A model's mean validation Dice and steps at B/4 over ``seeds``, NaN where it has no run
+    at B/4 at every one of them or its runs did not make half the B/2 runs' ``half`` steps."""
+    if quarter is None or not len(quarter):
+        return {}
+    q = quarter[(quarter["model"] == model) & quarter["seed"].isin(seeds)]
+    steps = _steps(q)
+    if set(q["seed"]) != set(seeds) or len(steps) > 1 or (
+            half is not None and steps and steps != {half_steps(half)}):
+        return {}
+    return {"quarter_val_dice": float(q["val_dice"].mean()),
+            "quarter_steps": next(iter(steps), math.nan)}
 
 
 def plateaued_count(table: pd.DataFrame) -> tuple[int, int]:

@@ -271,6 +271,9 @@ def budget_seed(b: Bundle) -> Page:
         where[early.name] = early.steps
     if ours is not None and len(ours):
         table = ours.set_index("model")
+        if "quarter_val_dice" in table and table["quarter_val_dice"].notna().any():
+            scores["B/4"] = table["quarter_val_dice"].dropna()  # the old B/2 of a raised B
+            where["B/4"] = float(table["quarter_steps"].dropna().median())
         scores["B/2"], where["B/2"] = table["half_val_dice"], half if half else math.nan
         scores["B"], where["B"] = table["val_dice"], steps_b
         ranks = rank_vs_budget(scores, "B", where)
