@@ -1,29 +1,45 @@
-"""The re-run at the plateau budget (issue 25): every run after the budget seed, in priority
-order, from the seed's pinned code, each record committed as it lands.
+"""The runs at the plateau budget (issues 24 and 25): the budget seed, then every run after it,
+in priority order, from one pinned code version, each record committed as it lands.
 
-The budget seed (``scripts/budget_seed.sh``) pins the code in ``results/plateau/CODE`` and makes
-seed 0 of every model at B; this script makes the rest with the same code version, so the
-bundle has one fingerprint:
+The plan is :func:`spineseg_core.study.schedule.seed_plan`, then
+:func:`spineseg_core.study.schedule.rerun_plan`:
 
-The plan is :func:`spineseg_core.study.schedule.rerun_plan`:
+1. ``seed``: the budget seed, seed 0 of the twelve and the context models
+   (:data:`~spineseg_core.study.schedule.SEED_ORDER`, cheapest first), each at B/2 (group
+   ``cpu-half``, a complete cosine schedule of its own) and then at B (group ``cpu``), so that
+   ``study.plateau`` labels every model and the runs at B are seed 0 of the rest;
+   ``scripts/budget_seed.sh`` is this part alone;
+2. ``main``: the twelve models, seeds 1 and 2, in :func:`spineseg_core.study.schedule.interleave`
+   order (families alternate, a model's seeds at least 6 runs apart);
+3. ``loss``: the loss runs (``study.loss_study.LOSS_MODELS`` x every other loss, seeds 0-2);
+4. ``res256``: the resolution check's models at 256 px, seed 0;
+5. ``context``: the context models, seeds 1 and 2 (seed 0 is in the budget seed);
+6. ``more``: seeds 3 and 4 of the twelve, as the cost allows.
 
-1. ``main``: the twelve models, seeds 1 and 2, in :func:`spineseg_core.study.schedule.interleave`
-   order (families alternate, a model's seeds at least 6 runs apart), each scored on the hard
-   cases as it finishes;
-2. ``loss``: the loss runs (``study.loss_study.LOSS_MODELS`` x every other loss, seeds 0-2);
-3. ``res256``: the resolution check's models at 256 px, seed 0;
-4. ``context``: the context models, seeds 1 and 2 (seed 0 is in the budget seed);
-5. ``more``: seeds 3 and 4 of the twelve, as the cost allows.
+Every run of the group ``cpu`` (the seed's runs at B, ``main``, ``context``, ``more``) is scored
+on the phantom's hard cases as it finishes, with the pinned code.
 
     python scripts/plateau_rerun.py --dry-run          # the plan, each run's status, the hours
     python scripts/plateau_rerun.py                    # go on from the committed records
+    python scripts/plateau_rerun.py --parts seed       # the budget seed alone (budget_seed.sh)
     python scripts/plateau_rerun.py --parts main loss  # some parts only
+    python scripts/plateau_rerun.py --parts seed --steps 5880   # a raised budget, same code
 
-Records land in ``results/plateau/runs/`` (checkpoints in ``runs/plateau/``, never committed); a
-recorded run is skipped, so the script continues across sittings and machines. B is the pinned
-code's ``CPU_STEPS``, or ``--steps`` where the seed raised it. Hours are priced from the
-committed benchmark, ``results/cpu/bench.csv`` (model only: validation and evaluation come on
-top; its processor may not be this one).
+One code version: the first start of the seed pins the commit it runs from, with its source
+fingerprint, in ``results/plateau/CODE`` (``<commit> <fingerprint>``; refused while the
+fingerprinted files, ``fingerprint.SOURCE_PATTERNS``, differ from that commit's) and commits
+it; every start, on any machine, checks that commit out into ``.study-code/<commit[:12]>``,
+verifies its fingerprint and runs ``spineseg study`` from there, so later changes to this
+checkout do not split the study. The parts after the seed need the pin. A dry run without a
+pin plans from HEAD and writes nothing.
+
+Records land in ``results/plateau/runs/`` (checkpoints in ``--runs-dir``, ``runs/plateau/``
+by default, never committed) and, unless ``--no-commit``, each is committed at once (only
+``results/plateau``, under the lock the other study scripts take); a recorded run is skipped,
+so the script continues across sittings and machines. B is the pinned code's ``CPU_STEPS``, or
+``--steps`` where the seed raised it (then passed to each run as ``-p steps``). Hours are
+priced from the committed benchmark, ``results/cpu/bench.csv`` (model only: validation and
+evaluation come on top; its processor may not be this one).
 """
 
 from __future__ import annotations
@@ -32,33 +48,88 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from spineseg_core.fingerprint import read_pin, verify_pin
+from spineseg_core.errors import ConfigError
+from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, source_fingerprint, verify_pin
 from spineseg_core.measure.speed import bench_seconds_per_step
-from spineseg_core.study.schedule import RERUN_PARTS, plan_cost, rerun_plan
+from spineseg_core.study.schedule import RERUN_PARTS, SEED_ORDER, plan_cost, rerun_plan, seed_plan
+
+if TYPE_CHECKING:
+    from spineseg_core.study.schedule import ScheduledRun
 
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
+BENCH = HERE / "results" / "cpu" / "bench.csv"
+LOCK = "/tmp/spineseg-git.lock"
+"""The lock every study script commits under (a commit made by hand at the same moment waits)."""
+
+SEED = "seed"
+PARTS: tuple[str, ...] = (SEED, *RERUN_PARTS)
+"""The parts in order: the budget seed (:func:`seed_plan`), then the re-run's."""
+
+PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
+
+
+def git(*args: str) -> str:
+    """``git args`` in :data:`HERE`, its output stripped (a failure raises :class:`ConfigError`)."""
+    done = subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ConfigError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def checkout(commit: str) -> Path:
+    """``.study-code/<commit[:12]>``, a detached worktree of ``commit``, made if absent."""
+    code = HERE / ".study-code" / commit[:12]
+    if not code.is_dir():
+        git("worktree", "add", "--detach", str(code), commit)
+    return code
+
+
+def pin_head() -> None:
+    """Pin HEAD in ``results/plateau/CODE`` (written atomically), refused when the fingerprinted
+    files of this checkout are not HEAD's: the seed's runs would not be of the commit pinned."""
+    from spineseg_core import io
+
+    head = git("rev-parse", "HEAD")
+    pinned, mine = commit_fingerprint(head, HERE), source_fingerprint(HERE)
+    if mine != pinned:
+        raise ConfigError(f"{HERE}: the fingerprinted files (fingerprint.SOURCE_PATTERNS) have "
+                          f"uncommitted changes (fingerprint {short(mine)}, HEAD {head[:7]}'s "
+                          f"{short(pinned)}); commit them first, the seed pins a commit")
+    io.write_text(PLATEAU / "CODE", f"{head} {pinned}\n")
 
 
 def pinned_code() -> Path:
-    """The budget seed's checkout (``.study-code/<commit>``), made if absent, checked against
-    the fingerprint the seed recorded."""
-    from spineseg_core.errors import ConfigError
-
-    try:
-        commit, _ = read_pin(PLATEAU / "CODE")
-        code = HERE / ".study-code" / commit[:12]
-        if not code.is_dir():
-            subprocess.run(["git", "worktree", "add", "--detach", str(code), commit], cwd=HERE,
-                           check=True, stdout=subprocess.DEVNULL)
-        verify_pin(PLATEAU / "CODE", code)
-    except (ConfigError, OSError) as e:
-        sys.exit(f"plateau_rerun: {e}")
+    """The pinned checkout (``.study-code/<commit>``), made if absent, checked against the
+    fingerprint pinned in ``results/plateau/CODE`` (refused when that is missing)."""
+    pin = PLATEAU / "CODE"
+    code = checkout(read_pin(pin)[0]) if pin.is_file() else HERE  # verify_pin refuses no pin
+    verify_pin(pin, code)
     return code
+
+
+def code_version(seed: bool, dry_run: bool) -> tuple[Path, bool]:
+    """The checkout the runs are made from and whether this start pinned it. Without a pin the
+    seed (``seed``) pins HEAD, or, in a dry run, plans from HEAD's checkout without pinning;
+    the other parts follow the seed's pin and refuse without one."""
+    if (PLATEAU / "CODE").is_file() or not seed:
+        return pinned_code(), False
+    if dry_run:
+        head = git("rev-parse", "HEAD")
+        code = checkout(head)
+        clean = commit_fingerprint(head, HERE) == source_fingerprint(HERE)
+        print(f"no pin yet ({PLATEAU / 'CODE'}): planned from HEAD {head[:12]}, which a start "
+              + ("pins" if clean else "refuses to pin while the fingerprinted files have "
+                 "uncommitted changes"))
+        return code, False
+    pin_head()
+    return pinned_code(), True
 
 
 def pinned_steps(code: Path) -> int:
@@ -69,12 +140,32 @@ def pinned_steps(code: Path) -> int:
     return int(out.stdout)
 
 
+def check_models(models: Sequence[str]) -> None:
+    """Refuse, in one line, a model the registry does not know."""
+    from spineseg_core.models import list_models
+
+    unknown = [m for m in models if m not in list_models(None)]
+    if unknown:
+        raise ConfigError(f"--models: unknown model {', '.join(unknown)}; known: "
+                          f"{', '.join(list_models(None))}")
+
+
+def plan(parts: Sequence[str], steps: int, raised: bool,
+         models: Sequence[str] | None = None) -> list[ScheduledRun]:
+    """The runs of ``parts`` at B = ``steps`` (passed as ``-p steps`` when ``raised`` above the
+    pinned code's), in :data:`PARTS` order; ``models`` keeps those models (in the seed, in the
+    order given)."""
+    runs = seed_plan(steps, raised, models=models or SEED_ORDER) if SEED in parts else []
+    return runs + [r for r in rerun_plan(steps, raised) if r.part in parts
+                   and (not models or r.spec.model in models)]
+
+
 def seconds_per_step(models: set[str]) -> dict[str, float]:
     """Model-only seconds per step measured by the committed benchmark
     (``results/cpu/bench.csv``); a 2.5D model (its 2D base with 3 or 5 input channels, the
     same convolutions after the first) is priced at its base's rate. The 3D U-Net, whose step
     is a volume, has no measured rate and stays unpriced."""
-    rate = bench_seconds_per_step(pd.read_csv(HERE / "results" / "cpu" / "bench.csv"))
+    rate = bench_seconds_per_step(pd.read_csv(BENCH))
     for model in models - set(rate):
         base = model.split("_25d")[0]
         if base != model and base in rate:
@@ -82,28 +173,81 @@ def seconds_per_step(models: set[str]) -> dict[str, float]:
     return rate
 
 
+def study_command(run: ScheduledRun, runs_dir: Path, records: Path) -> list[str]:
+    """``spineseg study`` making ``run`` alone (checkpoints in ``runs_dir``, its record in
+    ``records``)."""
+    return [sys.executable, "-m", "spineseg_core", "study", *run.study_args(), "--runs-dir",
+            str(runs_dir), "--records-dir", str(records), "--no-aggregate", "--poll-s", "30"]
+
+
+def hardcases_command(group: str, runs_dir: Path, records: Path) -> list[str]:
+    """``spineseg hardcases`` scoring the finished runs of ``group`` in ``runs_dir``."""
+    return [sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir", str(runs_dir),
+            "--groups", group, "--records-dir", str(records)]
+
+
+def spineseg(command: list[str], code: Path, last_line: bool = False) -> bool:
+    """Run ``command`` from the pinned checkout ``code`` (its package first on the path);
+    ``last_line``: print only the last line of its output. Whether it succeeded."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    if not last_line:
+        return subprocess.run(command, cwd=code, env=env).returncode == 0
+    done = subprocess.run(command, cwd=code, env=env, stdout=subprocess.PIPE, text=True)
+    lines = done.stdout.strip().splitlines()
+    if lines:
+        print(lines[-1], flush=True)
+    return done.returncode == 0
+
+
 def commit(message: str) -> None:
-    """Commit ``results/plateau`` alone, under the lock the other study scripts take (the
-    message travels as an argument, never through the shell's quoting)."""
+    """Commit ``results/plateau`` alone, under :data:`LOCK` (the message travels as an
+    argument, never through the shell's quoting)."""
     script = ('git add results/plateau && { git diff --cached --quiet -- results/plateau '
               '|| git commit -q -m "$1" -- results/plateau; }')
-    subprocess.run(["flock", "/tmp/spineseg-git.lock", "sh", "-c", script, "sh", message],
-                   cwd=HERE)
+    subprocess.run(["flock", LOCK, "sh", "-c", script, "sh", message], cwd=HERE)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", choices=RERUN_PARTS, default=list(RERUN_PARTS))
+def message(run: ScheduledRun, steps: int) -> str:
+    """The commit message of ``run``'s record."""
+    if run.part == SEED:
+        at = "B" if run.spec.group == run.spec.profile else "B/2"
+        return f"Budget seed: {run.spec.model} at {at} = {run.steps} steps, seed {run.spec.seed}"
+    return f"Plateau re-run ({run.part}): {run.spec.label()} in {run.spec.group}, {steps} steps"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="parts of the plan, made in the order of the choices")
     ap.add_argument("--steps", type=int, help="B, where the seed raised it (default: the "
-                    "pinned code's CPU_STEPS)")
-    ap.add_argument("--runs-dir", type=Path, default=HERE / "runs" / "plateau")
-    ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--no-commit", action="store_true")
-    args = ap.parse_args()
-    code = pinned_code()
-    steps = args.steps or pinned_steps(code)
-    runs = [r for r in rerun_plan(steps, args.steps is not None) if r.part in args.parts]
+                    "pinned code's CPU_STEPS); passed to the runs as -p steps when it differs")
+    ap.add_argument("--models", nargs="+", metavar="MODEL",
+                    help="only these models (default: every model of each part; the seed's in "
+                    "study.schedule.SEED_ORDER)")
+    ap.add_argument("--runs-dir", type=Path, default=HERE / "runs" / "plateau",
+                    help="checkpoints, never committed")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="list the plan, each run's status and the hours; run nothing")
+    ap.add_argument("--no-commit", action="store_true",
+                    help="do not commit the pin and the records as they land")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     records = PLATEAU / "runs"
+    try:
+        if args.models:
+            check_models(args.models)
+        code, pinned_now = code_version(SEED in args.parts, args.dry_run)
+        pinned = pinned_steps(code)
+        steps = args.steps or pinned
+        runs = plan(args.parts, steps, steps != pinned, args.models)
+    except (ConfigError, OSError) as e:
+        sys.exit(f"plateau_rerun: {e}")
+    if pinned_now and not args.no_commit:
+        commit(PIN_MESSAGE)
     todo = [r for r in runs if not r.recorded(records)]
     rate = seconds_per_step({r.spec.model for r in runs})
     unpriced = sorted({r.spec.model for r in todo} - set(rate))
@@ -111,25 +255,19 @@ def main() -> None:
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
           f"recorded; to do, model-only hours at the committed benchmark's rates "
           f"(results/cpu/bench.csv): " + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
-          + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""))
+          + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
     if args.dry_run:
         for r in runs:
             state = "recorded" if r.recorded(records) else "to do"
             print(f"  {r.part:8} {r.spec.group:18} {r.spec.model:20} seed {r.spec.seed}  {state}")
         return
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    runs_dir = args.runs_dir.resolve()
     for r in todo:
-        done = subprocess.run([sys.executable, "-m", "spineseg_core", "study", *r.study_args(),
-                               "--runs-dir", str(args.runs_dir.resolve()), "--records-dir",
-                               str(records), "--no-aggregate", "--poll-s", "30"],
-                              cwd=code, env=env).returncode == 0
-        if done and r.spec.group == "cpu":  # the main group (the context models' too)
-            subprocess.run([sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir",
-                            str(args.runs_dir.resolve()), "--groups", r.spec.group,
-                            "--records-dir", str(records)], cwd=code, env=env)
+        done = spineseg(study_command(r, runs_dir, records), code)
+        if done and r.spec.group == r.spec.profile:  # the main group (the context models' too)
+            spineseg(hardcases_command(r.spec.group, runs_dir, records), code, last_line=True)
         if not args.no_commit:
-            commit(f"Plateau re-run ({r.part}): {r.spec.label()} in {r.spec.group}, "
-                   f"{steps} steps")
+            commit(message(r, steps))
 
 
 if __name__ == "__main__":

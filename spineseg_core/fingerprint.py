@@ -100,7 +100,8 @@ def commit_fingerprint(commit: str, repo: str | Path = REPO) -> str:
 
 def read_pin(path: str | Path) -> tuple[str, str]:
     """``(commit, fingerprint)`` from a pin file (``results/plateau/CODE``: one line,
-    ``<commit> <fingerprint>``, written by ``scripts/budget_seed.sh``), checked for form."""
+    ``<commit> <fingerprint>``, written by the budget seed: ``scripts/plateau_rerun.py --parts
+    seed``, which ``scripts/budget_seed.sh`` runs), checked for form."""
     from spineseg_core.errors import ConfigError
 
     fields = Path(path).read_text().split()
@@ -118,8 +119,9 @@ def verify_pin(path: str | Path, root: str | Path = REPO) -> tuple[str, str]:
     from spineseg_core.errors import ConfigError
 
     if not Path(path).is_file():
-        raise ConfigError(f"{path}: missing; the budget seed (scripts/budget_seed.sh) pins the "
-                          "code of the runs at the plateau budget")
+        raise ConfigError(f"{path}: missing; the budget seed (scripts/budget_seed.sh, the part "
+                          "seed of scripts/plateau_rerun.py) pins the code of the runs at the "
+                          "plateau budget")
     commit, fingerprint = read_pin(path)
     mine = source_fingerprint(root)
     if mine != fingerprint:

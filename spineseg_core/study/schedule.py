@@ -1,8 +1,9 @@
 """The runs at the plateau budget, in order (issues 24 and 25), and what each costs.
 
-:func:`seed_plan` is the budget seed (``scripts/budget_seed.sh``: every model at B/2 and B, seed
-0, cheapest first); :func:`rerun_plan` is everything after it (``scripts/plateau_rerun.py``);
-``scripts/gpu_study.py`` takes both, in that order, on a lent GPU.
+:func:`seed_plan` is the budget seed (every model at B/2 and B, seed 0, cheapest first: the part
+``seed`` of ``scripts/plateau_rerun.py``, which ``scripts/budget_seed.sh`` runs);
+:func:`rerun_plan` is everything after it (the script's later parts); ``scripts/gpu_study.py``
+takes both, in that order, on a lent GPU.
 
 A sitting of this project lasts a few hours on whatever processor it is given, so a re-run that
 makes a whole seed per sitting lets one processor type make all of one family's runs of that

@@ -1,0 +1,296 @@
+"""``scripts/plateau_rerun.py`` without training: the budget seed's part (its study commands
+beside those ``scripts/budget_seed.sh`` gave in bash, the hard cases after each run at B, the
+commit messages), the pin it writes or refuses in a temporary git repository, ``--no-commit``,
+the dry run's status of the committed records, and the wrapper ``scripts/budget_seed.sh``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spineseg_core.fingerprint import commit_fingerprint
+from spineseg_core.study.records import has_record
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rerun = _script("plateau_rerun")
+
+
+def _option(cmd: list[str], name: str) -> str | None:
+    return cmd[cmd.index(name) + 1] if name in cmd else None
+
+
+class FakeSpineseg:
+    """Stands for ``rerun.spineseg``: notes each command and, for a study, writes the run's
+    record (``metrics.json``) as a finished run would."""
+
+    def __init__(self, records: Path | None = None, ok: bool = True):
+        self.calls: list[tuple[list[str], Path]] = []
+        self.records, self.ok = records, ok
+
+    def __call__(self, command: list[str], code: Path, last_line: bool = False) -> bool:
+        self.calls.append((command, code))
+        if self.records is not None and command[3] == "study" and self.ok:
+            variant = _option(command, "--variant")
+            group = "cpu" + (f"-{variant}" if variant else "")
+            run = self.records / group / _option(command, "--models") / "seed_0" / "fold_0"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text("{}")
+        return self.ok
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The script pointed at a temporary results folder, its pinned code at ``tmp/code`` with
+    B = 2940, its launches noted, not made."""
+    plateau = tmp_path / "plateau"
+    monkeypatch.setattr(rerun, "PLATEAU", plateau)
+    monkeypatch.setattr(rerun, "code_version", lambda seed, dry_run: (tmp_path / "code", False))
+    monkeypatch.setattr(rerun, "pinned_steps", lambda code: 2940)
+    spineseg = FakeSpineseg()
+    monkeypatch.setattr(rerun, "spineseg", spineseg)
+    return spineseg
+
+
+def _bash_study(runs: Path, records: Path, model: str, *extra: str) -> list[str]:
+    """What ``study`` of the bash ``budget_seed.sh`` (before it became a wrapper) ran."""
+    return [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--runs-dir",
+            str(runs), "--records-dir", str(records), "--no-aggregate", "--poll-s", "30",
+            "--seeds", "0", "--models", model, *extra]
+
+
+def _parsed(cmd: list[str]):
+    from spineseg_core.cli import build_parser
+
+    assert cmd[:3] == [sys.executable, "-m", "spineseg_core"]
+    return build_parser().parse_args(cmd[3:])
+
+
+@pytest.mark.parametrize("steps, full", [(None, []), ("2940", []),
+                                         ("5880", ["-p", "steps", "5880"])])
+def test_the_seed_makes_b_half_then_b_with_the_bash_scripts_flags(fake, tmp_path, steps, full):
+    runs, records = tmp_path / "runs", tmp_path / "plateau" / "runs"
+    rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--no-commit", "--runs-dir",
+                str(runs)] + (["--steps", steps] if steps else []))
+    b = int(steps or 2940)
+    half = ["--variant", "half", "-p", "steps", str(b // 2)]
+    hard = [sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir", str(runs),
+            "--groups", "cpu", "--records-dir", str(records)]
+    got = [cmd for cmd, _ in fake.calls]
+    assert got == [
+        [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--models", "unet",
+         "--seeds", "0", "--folds", "0", *half, "--runs-dir", str(runs), "--records-dir",
+         str(records), "--no-aggregate", "--poll-s", "30"],
+        [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--models", "unet",
+         "--seeds", "0", "--folds", "0", *full, "--runs-dir", str(runs), "--records-dir",
+         str(records), "--no-aggregate", "--poll-s", "30"],
+        hard, got[3], got[4], hard]
+    assert [_option(c, "--models") for c in got[3:5]] == ["miniseg", "miniseg"]
+    assert {code for _, code in fake.calls} == {tmp_path / "code"}
+    # the same runs as the bash script's (``--folds 0`` is the study's default)
+    bash = [_bash_study(runs, records, "unet", *half), _bash_study(runs, records, "unet", *full),
+            _bash_study(runs, records, "miniseg", *half),
+            _bash_study(runs, records, "miniseg", *full)]
+    assert [_parsed(c) for c in got[:2] + got[3:5]] == [_parsed(c) for c in bash]
+
+
+def test_a_failed_run_is_not_scored_and_the_seed_goes_on(fake, tmp_path, monkeypatch):
+    failing = FakeSpineseg(ok=False)
+    monkeypatch.setattr(rerun, "spineseg", failing)
+    rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--no-commit"])
+    assert [(c[3], _option(c, "--models")) for c, _ in failing.calls] == [
+        ("study", "unet"), ("study", "unet"), ("study", "miniseg"), ("study", "miniseg")]
+
+
+def test_the_seed_commit_messages_are_the_bash_scripts():
+    from spineseg_core.study.schedule import rerun_plan, seed_plan
+
+    half, full = seed_plan(2940, models=["unet"])
+    assert rerun.message(half, 2940) == "Budget seed: unet at B/2 = 1470 steps, seed 0"
+    assert rerun.message(full, 2940) == "Budget seed: unet at B = 2940 steps, seed 0"
+    assert rerun.message(seed_plan(5880, True, models=["unet"])[1], 5880) == (
+        "Budget seed: unet at B = 5880 steps, seed 0")
+    assert rerun.message(rerun_plan(2940)[0], 2940).startswith("Plateau re-run (main): ")
+
+
+def _records(records: Path, *runs: tuple[str, str]) -> None:
+    for group, model in runs:
+        run = records / group / model / "seed_0" / "fold_0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text("{}")
+
+
+def test_the_dry_run_lists_recorded_runs_and_makes_none(fake, tmp_path, capsys):
+    _records(tmp_path / "plateau" / "runs", ("cpu-half", "unet"), ("cpu", "unet"),
+             ("cpu-half", "miniseg"))
+    rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("code code, B = 2940 steps; 3 of 4 runs recorded; ")
+    assert "seed " in out[0]
+    assert [line.split() for line in out[1:]] == [
+        ["seed", "cpu-half", "unet", "seed", "0", "recorded"],
+        ["seed", "cpu", "unet", "seed", "0", "recorded"],
+        ["seed", "cpu-half", "miniseg", "seed", "0", "recorded"],
+        ["seed", "cpu", "miniseg", "seed", "0", "to", "do"]]
+    assert fake.calls == []
+
+
+def test_the_dry_run_of_the_seed_reads_the_committed_records(tmp_path, monkeypatch, capsys):
+    """The seed's runs in ``results/plateau/runs`` are shown as recorded, the others to do."""
+    from spineseg_core.study.schedule import SEED_ORDER
+
+    monkeypatch.setattr(rerun, "code_version", lambda seed, dry_run: (tmp_path / "code", False))
+    monkeypatch.setattr(rerun, "pinned_steps", lambda code: 2940)
+    monkeypatch.setattr(rerun, "spineseg", FakeSpineseg())
+    rerun.main(["--parts", "seed", "--dry-run"])
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [(f[2], f[1]) for f in lines] == [(m, g) for m in SEED_ORDER for g in ("cpu-half", "cpu")]
+    records = REPO / "results" / "plateau" / "runs"
+    shown = {(f[2], f[1]) for f in lines if f[5] == "recorded"}
+    assert shown == {(m, g) for m, g in {(f[2], f[1]) for f in lines}
+                     if has_record(records / g / m / "seed_0" / "fold_0")}
+    assert shown  # the seed's committed records
+
+
+def test_the_other_parts_keep_the_models_given(fake, capsys):
+    rerun.main(["--parts", "main", "res256", "--models", "unet", "--dry-run"])
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [(f[0], f[1], f[2], f[4]) for f in lines] == [
+        ("main", "cpu", "unet", "1"), ("main", "cpu", "unet", "2"),
+        ("res256", "cpu-res256", "unet", "0")]
+    with pytest.raises(SystemExit, match="unknown model nonet"):
+        rerun.main(["--parts", "seed", "--models", "nonet", "--dry-run"])
+
+
+# --- the pin, in a temporary git repository -------------------------------------------------
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A git repository with fingerprinted files, the script's root; runs are noted and
+    recorded, not made."""
+    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{key}_NAME", "test")
+        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
+    root = tmp_path / "repo"
+    (root / "spineseg_core").mkdir(parents=True)
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 20\n")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "train.ipynb").write_text("{}\n")
+    (root / "README.md").write_text("a study\n")
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "init")
+    monkeypatch.setattr(rerun, "HERE", root)
+    monkeypatch.setattr(rerun, "PLATEAU", root / "results" / "plateau")
+    monkeypatch.setattr(rerun, "LOCK", str(tmp_path / "git.lock"))
+    monkeypatch.setattr(rerun, "pinned_steps", lambda code: 2940)
+    spineseg = FakeSpineseg(root / "results" / "plateau" / "runs")
+    monkeypatch.setattr(rerun, "spineseg", spineseg)
+    return root, spineseg
+
+
+def _log(root: Path) -> list[str]:
+    return _git(root, "log", "--format=%s").splitlines()
+
+
+def test_the_seed_refuses_to_pin_uncommitted_fingerprinted_files(repo, capsys):
+    root, spineseg = repo
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 21\n")
+    with pytest.raises(SystemExit) as stop:
+        rerun.main(["--parts", "seed", "--models", "unet"])
+    line = str(stop.value.code)
+    assert line.startswith("plateau_rerun: ") and "\n" not in line
+    assert "uncommitted changes" in line and "commit them first" in line
+    assert not (root / "results" / "plateau" / "CODE").exists()
+    assert not (root / ".study-code").exists()
+    assert spineseg.calls == [] and _log(root) == ["init"]
+    # a file outside the fingerprint does not stop it
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 20\n")
+    (root / "README.md").write_text("a changed study\n")
+    rerun.main(["--parts", "seed", "--models", "unet"])
+    assert (root / "results" / "plateau" / "CODE").is_file()
+
+
+def test_the_seed_pins_head_and_commits_each_record(repo):
+    root, spineseg = repo
+    head = _git(root, "rev-parse", "HEAD")
+    rerun.main(["--parts", "seed", "--models", "unet"])
+    code = root / ".study-code" / head[:12]
+    assert (root / "results" / "plateau" / "CODE").read_text() == (
+        f"{head} {commit_fingerprint(head, root)}\n")
+    assert code.is_dir() and {c for _, c in spineseg.calls} == {code}
+    assert _log(root) == ["Budget seed: unet at B = 2940 steps, seed 0",
+                          "Budget seed: unet at B/2 = 1470 steps, seed 0",
+                          rerun.PIN_MESSAGE, "init"]
+    for rev in ("HEAD", "HEAD~1", "HEAD~2"):
+        files = _git(root, "show", "--name-only", "--format=", rev).splitlines()
+        assert files and all(f.startswith("results/plateau/") for f in files)
+    # a second start keeps the pin, skips what is recorded and commits nothing new
+    _git(root, "commit", "-q", "--allow-empty", "-m", "later")
+    spineseg.calls.clear()
+    rerun.main(["--parts", "seed", "--models", "unet"])
+    assert spineseg.calls == [] and _log(root)[0] == "later"
+    assert (root / "results" / "plateau" / "CODE").read_text().split()[0] == head
+
+
+def test_no_commit_commits_nothing(repo):
+    root, spineseg = repo
+    rerun.main(["--parts", "seed", "--models", "unet", "--no-commit"])
+    assert _log(root) == ["init"]
+    assert (root / "results" / "plateau" / "CODE").is_file()
+    assert [c[3] for c, _ in spineseg.calls] == ["study", "study", "hardcases"]
+    assert "results/" in _git(root, "status", "--porcelain", "--untracked-files=all")
+
+
+def test_without_a_pin_a_dry_run_plans_from_head_and_the_rest_refuses(repo, capsys):
+    root, spineseg = repo
+    head = _git(root, "rev-parse", "HEAD")
+    rerun.main(["--parts", "seed", "--models", "unet", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "no pin yet" in out and f"planned from HEAD {head[:12]}, which a start pins" in out
+    assert f"code {head[:12]}, B = 2940 steps; 0 of 2 runs recorded" in out
+    assert not (root / "results" / "plateau" / "CODE").exists()
+    assert spineseg.calls == [] and _log(root) == ["init"]
+    with pytest.raises(SystemExit, match="CODE: missing; the budget seed"):
+        rerun.main(["--parts", "main", "--dry-run"])
+
+
+# --- the wrapper --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, ["--parts", "seed"]),
+    ({"COMMIT": "0"}, ["--parts", "seed", "--no-commit"]),
+    ({"B": "5880", "MODELS": "unet miniseg", "RUNS": "elsewhere"},
+     ["--parts", "seed", "--steps", "5880", "--models", "unet", "miniseg", "--runs-dir",
+      "elsewhere"]),
+])
+def test_budget_seed_sh_passes_its_environment_as_options(tmp_path, env, expected):
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\npwd\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if k not in ("B", "MODELS", "RUNS", "COMMIT")}
+    done = subprocess.run(["bash", str(SCRIPTS / "budget_seed.sh"), "--dry-run"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True,
+                          env={**clean, "PYTHON": str(fake), **env})
+    assert done.stdout.splitlines() == [str(REPO), "scripts/plateau_rerun.py", *expected,
+                                        "--dry-run"]
