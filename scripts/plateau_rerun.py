@@ -23,7 +23,6 @@ on the phantom's hard cases as it finishes, with the pinned code.
     python scripts/plateau_rerun.py                    # go on from the committed records
     python scripts/plateau_rerun.py --parts seed       # the budget seed alone (budget_seed.sh)
     python scripts/plateau_rerun.py --parts main loss  # some parts only
-    python scripts/plateau_rerun.py --parts seed --steps 5880   # a raised budget, same code
 
 One code version: the first start of the seed pins the commit it runs from, with its source
 fingerprint, in ``results/plateau/CODE`` (``<commit> <fingerprint>``; refused while the
@@ -37,7 +36,8 @@ Records land in ``results/plateau/runs/`` (checkpoints in ``--runs-dir``, ``runs
 by default, never committed) and, unless ``--no-commit``, each is committed at once (only
 ``results/plateau``, under the lock the other study scripts take); a recorded run is skipped,
 so the script continues across sittings and machines. B is the pinned code's ``CPU_STEPS``, or
-``--steps`` where the seed raised it (then passed to each run as ``-p steps``). Hours are
+the budget raised once by ``scripts/raise_budget.py`` (``results/plateau/budget.json``,
+:mod:`spineseg_core.study.budget_raise`; then passed to each run as ``-p steps``). Hours are
 priced from the committed benchmark, ``results/cpu/bench.csv`` (model only: validation and
 evaluation come on top; its processor may not be this one).
 """
@@ -54,9 +54,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from spineseg_core.errors import ConfigError
+from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, source_fingerprint, verify_pin
 from spineseg_core.measure.speed import bench_seconds_per_step
+from spineseg_core.study.budget_raise import budget_in_force
 from spineseg_core.study.schedule import RERUN_PARTS, SEED_ORDER, plan_cost, rerun_plan, seed_plan
 
 if TYPE_CHECKING:
@@ -220,8 +221,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                     help="parts of the plan, made in the order of the choices")
-    ap.add_argument("--steps", type=int, help="B, where the seed raised it (default: the "
-                    "pinned code's CPU_STEPS); passed to the runs as -p steps when it differs")
+    ap.add_argument("--steps", type=int, help="B (default: results/plateau/budget.json where "
+                    "the budget was raised, else the pinned code's CPU_STEPS; another value is "
+                    "refused); passed to the runs as -p steps when it differs from CPU_STEPS")
     ap.add_argument("--models", nargs="+", metavar="MODEL",
                     help="only these models (default: every model of each part; the seed's in "
                     "study.schedule.SEED_ORDER)")
@@ -242,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             check_models(args.models)
         code, pinned_now = code_version(SEED in args.parts, args.dry_run)
         pinned = pinned_steps(code)
-        steps = args.steps or pinned
+        steps = budget_in_force(PLATEAU, pinned, args.steps)
         runs = plan(args.parts, steps, steps != pinned, args.models)
-    except (ConfigError, OSError) as e:
+    except (ConfigError, DataError, OSError) as e:
         sys.exit(f"plateau_rerun: {e}")
     if pinned_now and not args.no_commit:
         commit(PIN_MESSAGE)

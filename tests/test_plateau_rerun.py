@@ -85,6 +85,9 @@ def _parsed(cmd: list[str]):
                                          ("5880", ["-p", "steps", "5880"])])
 def test_the_seed_makes_b_half_then_b_with_the_bash_scripts_flags(fake, tmp_path, steps, full):
     runs, records = tmp_path / "runs", tmp_path / "plateau" / "runs"
+    if steps == "5880":  # a raised budget is recorded by scripts/raise_budget.py
+        (tmp_path / "plateau").mkdir()
+        (tmp_path / "plateau" / "budget.json").write_text('{"steps": 5880, "raised_from": 2940}')
     rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--no-commit", "--runs-dir",
                 str(runs)] + (["--steps", steps] if steps else []))
     b = int(steps or 2940)
@@ -107,6 +110,19 @@ def test_the_seed_makes_b_half_then_b_with_the_bash_scripts_flags(fake, tmp_path
             _bash_study(runs, records, "miniseg", *half),
             _bash_study(runs, records, "miniseg", *full)]
     assert [_parsed(c) for c in got[:2] + got[3:5]] == [_parsed(c) for c in bash]
+
+
+def test_the_budget_comes_from_budget_json_and_another_steps_is_refused(fake, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--steps 5880: the study's budget is 2940 steps"):
+        rerun.main(["--parts", "seed", "--models", "unet", "--no-commit", "--steps", "5880"])
+    assert not fake.calls
+    (tmp_path / "plateau").mkdir()
+    (tmp_path / "plateau" / "budget.json").write_text('{"steps": 5880, "raised_from": 2940}')
+    rerun.main(["--parts", "seed", "--models", "unet", "--no-commit", "--dry-run"])
+    assert "B = 5880 steps" in capsys.readouterr().out
+    rerun.main(["--parts", "seed", "--models", "unet", "--no-commit"])
+    assert [_option(c, "-p") for c, _ in fake.calls if c[3] == "study"] == ["steps", "steps"]
+    assert fake.calls[1][0][fake.calls[1][0].index("-p") + 2] == "5880"
 
 
 def test_a_failed_run_is_not_scored_and_the_seed_goes_on(fake, tmp_path, monkeypatch):
