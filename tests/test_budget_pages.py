@@ -253,7 +253,14 @@ def test_the_quarter_budget_of_a_raised_b_joins_the_ranking(seeded, tmp_path):
     table["quarter_steps"] = table["half_steps"] // 2
     table["quarter_val_dice"] = -table["val_dice"]  # the reverse of B's ranking
     table.to_csv(path, index=False)
+    table.drop(columns=["quarter_steps", "quarter_val_dice"]).assign(
+        steps=table["half_steps"], half_steps=table["half_steps"] // 2).to_csv(
+        tmp_path / "results/plateau/plateau_first.csv", index=False)
     values = build_page("convergence", seeded)
+    # the first budget's labels, the evidence of the raise, as a second table
+    assert glue_names(values["cv_seed"]) == SEED_KEYS | {"cv_seed_first"}
+    assert "**The labels at the first budget, 1,470 steps, which raised it.**" in values["cv_seed"]
+    assert "U-Net" in str(values["cv_seed_first"])
     row = _cells(values["cv_seed_ranks"], "B/4")
     assert row[1] == "735" and row[3] == "-1.00"  # 2940 // 4 steps; Spearman's rho
     assert _cells(values["cv_seed_ranks"], "B")[3] == "1.00"

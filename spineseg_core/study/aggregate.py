@@ -31,6 +31,9 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
                               each class (:func:`.validation.presence`)
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
                               and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
+``plateau_first.csv``         after a raised budget (:mod:`.budget_raise`): the labels at the
+                              first budget, its runs (now ``<profile>-half``) against
+                              ``<profile>-quarter``: the evidence that raised it
 ``context.csv``               runs of the context study (:func:`context_split`: the group
                               ``<profile>-context``, or the main group's context models and
                               their 2D baselines): model, input kind and slices, seed, test
@@ -763,6 +766,11 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         _write_csv(out / "plateau.csv",
                    plateau_table(full, runs_table(half), list(full["model"].drop_duplicates()),
                                  quarter=runs_table(quarter) if quarter else None))
+    if half and quarter:
+        first = runs_table(half)
+        _write_csv(out / "plateau_first.csv",
+                   plateau_table(first, runs_table(quarter),
+                                 list(first["model"].drop_duplicates())))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from spineseg_core.report.bundle import MISSING, Bundle, missing, num
 from spineseg_core.report.pages.base import MarkdownText, Missing, Page, page
-from spineseg_core.report.tables import DASH, Column, Kind, table_html
+from spineseg_core.report.tables import DASH, Column, HTMLTable, Kind, table_html
 
 if TYPE_CHECKING:
     from spineseg_core.study.convergence import ConvergenceClaim, FamilyTest
@@ -174,7 +174,6 @@ def budget_seed(b: Bundle) -> Page:
     from spineseg_core.study.plateau import (
         MIN_PLATEAUED,
         PLATEAU_TOLERANCE,
-        Plateau,
         budget_verdict,
     )
 
@@ -241,16 +240,18 @@ def budget_seed(b: Bundle) -> Page:
                 "**Has each model plateaued at the budget?** Validation Dice of the run at "
                 "B/2 and of the run at B (seed 0), the gain of doubling the budget, and the "
                 "rule's label. Sorted by gain. Data: plateau.csv of the budget seed."))]
-        shown = plateau.assign(name=plateau["model"].map(names)).sort_values(
-            "gain", ascending=False, na_position="last")
-        out["cv_seed_plateau"] = table_html(shown, [
-            Column("name", "Model"), Column("label", "Label"),
-            Column("half_val_dice", "Dice at B/2 (%)", Kind.PERCENT),
-            Column("val_dice", "Dice at B (%)", Kind.PERCENT),
-            Column("gain", "Gain (points)", write=lambda r: DASH if missing(r["gain"])
-                   else f"{100 * r['gain']:+.1f}"),
-            Column("evidence", "Evidence")],
-            dash_note=f"the model is {Plateau.NOT_MEASURED}")
+        out["cv_seed_plateau"] = plateau_exhibit(plateau, names)
+        first = seed.csv(FIRST_PLATEAU)
+        if first is not None and len(first):
+            before = int(first["steps"].dropna().median()) if first["steps"].notna().any() \
+                else None
+            text.append(figure_block("cv_seed_first", "tbl-plateau-first", (
+                "**The labels at the first budget"
+                + (f", {before:,} steps" if before else "")
+                + ", which raised it.** As the table above, for the runs at the first budget "
+                "and at its half (now the groups at B/2 and B/4). Data: plateau_first.csv of "
+                "the budget seed.")))
+            out["cv_seed_first"] = plateau_exhibit(first, names)
 
     # -- the fifth claim
     if claim is None:
@@ -303,6 +304,29 @@ def budget_seed(b: Bundle) -> Page:
         out["cv_seed_rank_plot"] = rank_against_budget(ranks)
     out["cv_seed"] = MarkdownText("\n\n".join(text))
     return out
+
+
+FIRST_PLATEAU = "plateau_first.csv"
+"""The labels at the first budget of a raised one (:func:`spineseg_core.study.aggregate.
+aggregate`)."""
+
+
+def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
+    """``plateau.csv`` (or ``plateau_first.csv``) as the chapter's table: the label, the
+    validation Dice at B/2 and at B, the gain and the evidence per model, largest gain
+    first."""
+    from spineseg_core.study.plateau import Plateau
+
+    shown = plateau.assign(name=plateau["model"].map(names).fillna(plateau["model"]))
+    shown = shown.sort_values("gain", ascending=False, na_position="last")
+    return table_html(shown, [
+        Column("name", "Model"), Column("label", "Label"),
+        Column("half_val_dice", "Dice at B/2 (%)", Kind.PERCENT),
+        Column("val_dice", "Dice at B (%)", Kind.PERCENT),
+        Column("gain", "Gain (points)", write=lambda r: DASH if missing(r["gain"])
+               else f"{100 * r['gain']:+.1f}"),
+        Column("evidence", "Evidence")],
+        dash_note=f"the model is {Plateau.NOT_MEASURED}")
 
 
 def raise_sentence(record: dict[str, Any] | None) -> str:
