@@ -86,3 +86,28 @@ def test_dry_run_plans_every_study_and_trains_nothing(monkeypatch, tmp_path, cap
     assert f"(weights {unet_mb:.0f} MB" in out
     assert "miniseg              2 runs x " in out
     assert "total: about " in out
+
+
+def test_the_budget_of_the_main_job(monkeypatch, tmp_path):
+    """On the cpu profile the main job trains at the study's budget in force (the seed raised
+    it in results/plateau/budget.json); --steps overrides it; other profiles keep their own."""
+    import json
+
+    from spineseg_core.training.config import CPU_STEPS
+
+    monkeypatch.setattr(main_command, "REPO", tmp_path)
+    assert main_command.budget_args("cpu", None) == []  # nothing raised: CPU_STEPS itself
+    (tmp_path / "results/plateau").mkdir(parents=True)
+    (tmp_path / "results/plateau/budget.json").write_text(json.dumps(
+        {"steps": 2 * CPU_STEPS, "raised_from": CPU_STEPS}))
+    assert main_command.budget_args("cpu", None) == ["-p", "steps", str(2 * CPU_STEPS)]
+    assert main_command.budget_args("smoke", None) == []
+    assert main_command.budget_args("smoke", 8) == ["-p", "steps", "8"]
+    calls = dict(_steps(monkeypatch, tmp_path, "--steps", "8", "--loss-models", "unet",
+                        "--context-models", "unet_25d3"))
+    for title in ("study", "loss comparison", "context study"):
+        assert _after(calls[title], "steps") == ["8"], title
+    from spineseg_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--steps 0: expected a positive"):
+        main_command.budget_args("cpu", 0)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from spineseg_core.errors import SpinesegError
+from spineseg_core.errors import ConfigError, SpinesegError
 from spineseg_core.fingerprint import REPO
 
 HELP = ("the main job: phantom, check, study, hard cases, efficiency, bench, aggregate, levels, "
@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models of the context study (group <profile>-context, e.g. unet "
                         "unet_25d3 unet3d; scripts/context_study.sh runs all seven); default: "
                         "none")
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="optimiser steps of every run (default: on the cpu profile, the "
+                        "study's budget: results/plateau/budget.json where it was raised, "
+                        "else CPU_STEPS; on the others, their own budget)")
     parser.add_argument("--no-hard-cases", action="store_true",
                         help="skip `spineseg hardcases` (the runs on the phantom's hard cases)")
     parser.add_argument("--no-bench", action="store_true", help="skip `spineseg bench`")
@@ -146,6 +150,25 @@ def _dry_run(args: argparse.Namespace, models: list[str], common: list[str],
     return 0
 
 
+def budget_args(profile: str, steps: int | None) -> list[str]:
+    """The study's ``-p steps`` for the main job's runs: ``steps`` when given; on the cpu
+    profile, the study's budget in force (:func:`~spineseg_core.study.budget_raise.
+    budget_in_force`: the budget seed raised it once from the code's ``CPU_STEPS``), so that
+    ``make main`` trains at the budget the book reports; nothing when that is the profile's
+    own."""
+    from spineseg_core.study.budget_raise import budget_in_force
+    from spineseg_core.training.config import CPU_STEPS
+
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps {steps}: expected a positive number of steps")
+        return ["-p", "steps", str(steps)]
+    if profile != "cpu":
+        return []
+    study = budget_in_force(REPO / "results" / "plateau", CPU_STEPS)
+    return [] if study == CPU_STEPS else ["-p", "steps", str(study)]
+
+
 def main_device() -> str:
     """The main job's device, as the study's ``device=auto`` resolves it here: ``cuda`` when
     a GPU is usable, else ``cpu``."""
@@ -171,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     models = args.models or []
     model_args = ["--models", *models] if models else []
     data_args = ["-p", "data_dir", str(args.data_dir)] if args.data_dir else []
+    data_args += budget_args(args.profile, args.steps)
     common = ["--profile", args.profile, "--runs-dir", str(args.runs_dir),
               "--results-dir", str(args.results_dir)]
     print(where_results_go(args.results_dir, args.profile), flush=True)
