@@ -133,6 +133,16 @@ def test_table_d_follows_the_budget_seed():
     assert budget_status(labels(11, 1)) == (
         f"{CPU_STEPS} on the cpu profile, kept: 11 of the 12 models the budget seed measured "
         "plateaued at it")
+    # raised once (budget.json): the new budget, the old one and why; final whatever follows
+    raised = {"steps": 2 * CPU_STEPS, "raised_from": CPU_STEPS, "reason": "3 did not plateau."}
+    assert budget_status(labels(1, 0), raised) == (
+        f"{2 * CPU_STEPS} on the cpu profile, raised once from {CPU_STEPS} because 3 did not "
+        "plateau; 1 of the 1 models the budget seed has labelled at it so far plateaued")
+    assert budget_status(labels(1, 3), raised).endswith(
+        "; final (the budget is raised once): 1 of the 4 models the budget seed measured "
+        "plateaued at it")
+    assert budget_status(None, raised) == (f"{2 * CPU_STEPS} on the cpu profile, raised once "
+                                           f"from {CPU_STEPS} because 3 did not plateau")
     assert budget_status(labels(1, 3)).endswith("to be raised once: only 1 of the 4 models the "
                                                 "budget seed measured plateaued at it")
     # a raised budget is the seed's runs' (the pinned code keeps CPU_STEPS)

@@ -10,6 +10,7 @@ listed without anyone remembering to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -55,10 +56,11 @@ def backbone_deviations() -> list[Deviation]:
     return out
 
 
-def deviations(setup: Setup | None = None, plateau: pd.DataFrame | None = None
-               ) -> list[Deviation]:
-    """The study's departures from the paper; ``setup`` fills in the bundle's own values and
-    ``plateau`` (the budget seed's ``plateau.csv``) the budget's status."""
+def deviations(setup: Setup | None = None, plateau: pd.DataFrame | None = None,
+               raised: dict[str, Any] | None = None) -> list[Deviation]:
+    """The study's departures from the paper; ``setup`` fills in the bundle's own values,
+    ``plateau`` (the budget seed's ``plateau.csv``) and ``raised`` (its ``budget.json``) the
+    budget's status."""
     grid = f"{setup.image_size} × {setup.image_size} px" if setup and setup.image_size else \
         "the profile's grid (128 × 128 px on the cpu profile)"
     epochs = (", ".join(str(e) for e in setup.epochs) + " epochs, batch "
@@ -103,7 +105,8 @@ def deviations(setup: Setup | None = None, plateau: pd.DataFrame | None = None
                   "slices only", "focuses the small grid on the spine; evaluation never uses "
                   "the reference mask"),
     ]
-    return (rows + [budget_deviation(plateau), stride_deviation()] + exception_deviations()
+    return (rows + [budget_deviation(plateau, raised), stride_deviation()]
+            + exception_deviations()
             + backbone_deviations())
 
 
@@ -137,9 +140,11 @@ def stride_deviation() -> Deviation:
         "never examined: one rule, decided on validation only, treats every encoder alike")
 
 
-def budget_status(plateau: pd.DataFrame | None) -> str:
+def budget_status(plateau: pd.DataFrame | None, raised: dict[str, Any] | None = None) -> str:
     """The cpu profile's budget and what the budget seed's labels (``plateau.csv``) say of it
-    so far (:func:`spineseg_core.study.plateau.budget_verdict`)."""
+    so far (:func:`spineseg_core.study.plateau.budget_verdict`); ``raised``, the seed's
+    ``budget.json`` (:mod:`spineseg_core.study.budget_raise`) when it raised the budget once,
+    names the new budget, the old one and why: a raised budget is final."""
     from spineseg_core.models import list_models
     from spineseg_core.study.plateau import BudgetVerdict, budget_verdict
     from spineseg_core.training.config import CPU_STEPS
@@ -149,6 +154,15 @@ def budget_status(plateau: pd.DataFrame | None) -> str:
     steps = CPU_STEPS  # the pinned code's; a raised B lives in the seed's runs, not the code
     if plateau is not None and "steps" in plateau and plateau["steps"].notna().any():
         steps = int(plateau["steps"].dropna().median())
+    if raised:
+        steps = int(raised["steps"])
+        head = (f"{steps} on the cpu profile, raised once from {int(raised['raised_from'])} "
+                f"because {str(raised.get('reason', '')).rstrip('.')}")
+        if verdict is BudgetVerdict.PENDING:
+            return (head + (f"; {done} of the {measured} models the budget seed has labelled at "
+                            f"it so far plateaued" if measured else ""))
+        return (head + f"; final (the budget is raised once): {done} of the {measured} models "
+                "the budget seed measured plateaued at it")
     if verdict is BudgetVerdict.STANDS:
         return (f"{steps} on the cpu profile, kept: {done} of the {measured} models the "
                 f"budget seed measured plateaued at it")
@@ -160,7 +174,8 @@ def budget_status(plateau: pd.DataFrame | None) -> str:
     return f"{steps} on the cpu profile, provisional until the budget seed{so_far}"
 
 
-def budget_deviation(plateau: pd.DataFrame | None = None) -> Deviation:
+def budget_deviation(plateau: pd.DataFrame | None = None,
+                     raised: dict[str, Any] | None = None) -> Deviation:
     """The protocol's budget: optimiser steps, the same for every model, with a schedule that
     ends at the budget (values from :mod:`spineseg_core.training.config`), and its status from
     the budget seed's ``plateau.csv`` when given."""
@@ -170,7 +185,7 @@ def budget_deviation(plateau: pd.DataFrame | None = None) -> Deviation:
         "Budget and learning-rate schedule",
         "about 120 epochs (its Figure 19); Adam at 5e-4, no schedule stated",
         f"the same number of optimiser steps for every model, 2D, 2.5D and 3D alike "
-        f"({budget_status(plateau)}; {PAPER_STEPS} on "
+        f"({budget_status(plateau, raised)}; {PAPER_STEPS} on "
         "the paper profile), Adam from 5e-4 with a cosine decay to 0 at the budget, stepped "
         "per optimiser step",
         "a model's batch item differs (a slice, a stack, a volume), so equal epochs gave the "
@@ -194,7 +209,7 @@ def exception_deviations() -> list[Deviation]:
             for (model, ours, paper, reason), names in profiles.items()]
 
 
-def deviations_table(setup: Setup | None = None, plateau: pd.DataFrame | None = None
-                     ) -> pd.DataFrame:
+def deviations_table(setup: Setup | None = None, plateau: pd.DataFrame | None = None,
+                     raised: dict[str, Any] | None = None) -> pd.DataFrame:
     """:func:`deviations` as a frame with columns ``aspect, paper, ours, reason``."""
-    return pd.DataFrame([d.__dict__ for d in deviations(setup, plateau)])
+    return pd.DataFrame([d.__dict__ for d in deviations(setup, plateau, raised)])

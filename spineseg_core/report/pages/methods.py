@@ -16,7 +16,9 @@ def methods_page(b: Bundle) -> Page:
     from spineseg_core.report.deviations import deviations_table
     from spineseg_core.report.facts import read_setup, setup_markdown
     from spineseg_core.report.pages.convergence import plateau_bundle
+    from spineseg_core.study.budget_raise import BUDGET_FILE
 
+    seed = plateau_bundle(b)
     setup = read_setup(b.folder) if b.has_bundle() else None
     try:  # the context study's own runs (another batch, other models), when the bundle has them
         context = setup_markdown(read_setup(b.folder, "context")) if setup else None
@@ -27,7 +29,8 @@ def methods_page(b: Bundle) -> Page:
                                 "No results bundle was found: nothing has been run yet."),
         "m_context_setup": MarkdownText(context or "This bundle holds no run of the context "
                                         "study."),
-        "deviations": table_html(deviations_table(setup, plateau_bundle(b).csv("plateau.csv")), [
+        "deviations": table_html(deviations_table(setup, seed.csv("plateau.csv"),
+                                                  seed.json(BUDGET_FILE)), [
             Column("aspect", "Aspect"), Column("paper", "The paper"),
             Column("ours", "This study"), Column("reason", "Why")]),
     }
