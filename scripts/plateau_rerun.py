@@ -58,6 +58,7 @@ from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, source_fingerprint, verify_pin
 from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study.budget_raise import budget_in_force
+from spineseg_core.study.runner import budget_clash
 from spineseg_core.study.schedule import RERUN_PARTS, SEED_ORDER, plan_cost, rerun_plan, seed_plan
 
 if TYPE_CHECKING:
@@ -264,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  {r.part:8} {r.spec.group:18} {r.spec.model:20} seed {r.spec.seed}  {state}")
         return
     runs_dir = args.runs_dir.resolve()
+    clashes = [c for r in todo if (c := budget_clash(r.spec.run_dir(runs_dir), r.steps))]
+    if clashes:  # the pinned runner would skip or resume them as runs of this budget
+        sys.exit(f"plateau_rerun: {clashes[0]}" + (f" (and {len(clashes) - 1} more)"
+                                                   if len(clashes) > 1 else ""))
     for r in todo:
         done = spineseg(study_command(r, runs_dir, records), code)
         if done and r.spec.group == r.spec.profile:  # the main group (the context models' too)

@@ -59,6 +59,7 @@ def fake(tmp_path, monkeypatch):
     """The script pointed at a temporary results folder, its pinned code at ``tmp/code`` with
     B = 2940, its launches noted, not made."""
     plateau = tmp_path / "plateau"
+    monkeypatch.setattr(rerun, "HERE", tmp_path)  # the checkpoints' default: never the real one
     monkeypatch.setattr(rerun, "PLATEAU", plateau)
     monkeypatch.setattr(rerun, "code_version", lambda seed, dry_run: (tmp_path / "code", False))
     monkeypatch.setattr(rerun, "pinned_steps", lambda code: 2940)
@@ -123,6 +124,21 @@ def test_the_budget_comes_from_budget_json_and_another_steps_is_refused(fake, tm
     rerun.main(["--parts", "seed", "--models", "unet", "--no-commit"])
     assert [_option(c, "-p") for c, _ in fake.calls if c[3] == "study"] == ["steps", "steps"]
     assert fake.calls[1][0][fake.calls[1][0].index("-p") + 2] == "5880"
+
+
+def test_a_checkpoint_folder_of_another_budget_stops_the_seed(fake, tmp_path):
+    """The pinned runner would skip a finished folder of the old B as the new B's run: the
+    script refuses first, naming it (a raise on another machine leaves this one's folders)."""
+    (tmp_path / "plateau").mkdir()
+    (tmp_path / "plateau" / "budget.json").write_text('{"steps": 5880, "raised_from": 2940}')
+    old = tmp_path / "runs" / "cpu" / "unet" / "seed_0" / "fold_0"
+    old.mkdir(parents=True)
+    (old / "params.json").write_text('{"steps": 2940}')
+    with pytest.raises(SystemExit, match="cpu/unet/seed_0/fold_0: made for a budget of 2940 "
+                                         "steps, this study asks 5880"):
+        rerun.main(["--parts", "seed", "--models", "unet", "--no-commit", "--runs-dir",
+                    str(tmp_path / "runs")])
+    assert fake.calls == []
 
 
 def test_a_failed_run_is_not_scored_and_the_seed_goes_on(fake, tmp_path, monkeypatch):

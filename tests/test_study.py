@@ -104,6 +104,32 @@ def test_local_skip_resume_new_and_failure(tmp_path, notebook):
     assert failed[0].error_log == failed[0].run_dir / "error.log"
 
 
+def test_a_folder_made_for_another_step_budget_is_refused(tmp_path, notebook):
+    """A finished run at 2940 steps would be skipped, and recorded, as a run of a study at
+    5880; an interrupted one resumed under another schedule: the study refuses before it
+    runs anything, naming the folder."""
+    from spineseg_core.study.runner import planned_steps
+    from spineseg_core.training.config import CPU_STEPS
+
+    runs = tmp_path / "runs"
+    done = write_fake_run(runs / "cpu/unet/seed_0/fold_0", "unet", profile="cpu")
+    params = json.loads((done / "params.json").read_text())
+    (done / "params.json").write_text(json.dumps({**params, "steps": 2940}))
+    plan = plan_study("cpu", ["unet", "miniseg"], [0], [0], runs)
+    with pytest.raises(ConfigError, match=r"unet/seed_0/fold_0: made for a budget of 2940 steps, "
+                                          r"this study asks 5880; move the folder aside"):
+        run_study(plan, runs, extra={"steps": 5880}, notebook=notebook, runner=fake_runner,
+                  log=lambda _: None)
+    assert _calls(runs / "cpu/miniseg/seed_0/fold_0") == []  # nothing ran
+    results = run_study(plan, runs, extra={"steps": 2940}, notebook=notebook,
+                        runner=fake_runner, log=lambda _: None)
+    assert results[0].outcome is RunOutcome.SKIPPED  # its own budget: finished, skipped
+    spec = plan[0].spec
+    assert planned_steps(spec) == CPU_STEPS
+    assert planned_steps(spec, {"overrides": '{"steps": 100}'}) == 100
+    assert planned_steps(spec, {"epochs": 2}) is None  # an epoch budget: not compared
+
+
 def test_notebook_without_metrics_is_a_failure(tmp_path, notebook):
     def silent(nb, out, params, cwd):
         pass

@@ -584,6 +584,60 @@ def _follow(specs: Sequence[RunSpec], jobs: Sequence[Any], job: RunJob, array_id
         time.sleep(poll_s)
 
 
+def planned_steps(spec: RunSpec, extra: Mapping[str, Any] | None = None) -> int | None:
+    """The step budget a run of ``spec`` gets with the study's ``extra`` parameters: a
+    ``steps`` given (on its own or in ``overrides``), else the profile's for the model; None
+    for an epoch budget or a configuration that does not resolve here (the run will say why)."""
+    from spineseg_core.training.config import parse_mapping, resolve_config
+
+    extra = dict(extra or {})
+    try:
+        overrides = parse_mapping("overrides", extra.get("overrides"))
+        steps = extra.get("steps", overrides.get("steps"))
+        if steps is not None:
+            return int(steps)
+        if "epochs" in extra or "epochs" in overrides:
+            return None
+        return resolve_config(spec.profile, model=spec.model).steps
+    except (SpinesegError, TypeError, ValueError):
+        return None
+
+
+def made_for_steps(run_dir: str | Path) -> int | None:
+    """The step budget a run folder was made for (its ``params.json``'s ``steps``), None when
+    it has none or no readable ``params.json``."""
+    params = RunFolder(Path(run_dir)).params
+    try:
+        made = json.loads(params.read_text()).get("steps") if params.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(made) if isinstance(made, int | float) else None
+
+
+def budget_clash(run_dir: str | Path, steps: int) -> str | None:
+    """Why a run folder cannot serve as a run of ``steps`` steps, or None: it was made for
+    another budget."""
+    made = made_for_steps(run_dir)
+    if made is None or made == steps:
+        return None
+    return (f"{run_dir}: made for a budget of {made} steps, this study asks {steps}; move the "
+            "folder aside (for the budget seed, scripts/raise_budget.py) or pass "
+            f"-p steps {made}")
+
+
+def check_budgets(plan: Sequence[PlannedRun], extra: Mapping[str, Any] | None = None) -> None:
+    """Refuse a study whose run folders were made for another step budget: a finished one
+    would be skipped (and recorded) as this budget's run, an interrupted one resumed under
+    another schedule. Raises :class:`ConfigError` naming the first such folder; records are
+    not read (a run recorded elsewhere is the records' business)."""
+    for p in plan:
+        if p.status not in (RunStatus.FINISHED, RunStatus.RESUME):
+            continue
+        want = planned_steps(p.spec, extra)
+        if want is not None and (clash := budget_clash(p.run_dir, want)):
+            raise ConfigError(clash)
+
+
 def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
               executor: Executor = Executor.LOCAL, extra: Mapping[str, Any] | None = None,
               notebook: str | Path = DEFAULT_NOTEBOOK, runner: Runner = papermill_runner,
@@ -604,6 +658,7 @@ def run_study(plan: Iterable[PlannedRun], runs_dir: str | Path, *,
     notebook = Path(notebook)
     if not notebook.is_file():
         raise ConfigError(f"training notebook {notebook} not found")
+    check_budgets(plan, extra)
     job = RunJob(runs_dir, extra, notebook, runner, cwd)
     done_before = (RunStatus.FINISHED, RunStatus.RECORDED)
     todo = [p.spec for p in plan if p.status not in done_before]
