@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The budget seed (issue 24): seed 0 of the twelve models and the context models, each at the
-# cpu profile's step budget B (training.config.CPU_STEPS, group cpu) and at B/2 (group cpu-half,
+# study's step budget B (the pinned code's CPU_STEPS, or the budget raised once in
+# results/plateau/budget.json; group cpu) and at B/2 (group cpu-half,
 # a complete cosine schedule of its own), so that study.plateau labels every model and the runs
 # at B become seed 0 of the re-run. Cheapest models first, B/2 before B (study.schedule.SEED_ORDER
 # and seed_plan). It is the part `seed` of scripts/plateau_rerun.py, which says how (pinned code
@@ -10,14 +11,13 @@
 #   scripts/budget_seed.sh              # RUNS=runs/plateau: checkpoints, never committed
 #   COMMIT=0 scripts/budget_seed.sh     # do not commit the records as they land (--no-commit)
 #   scripts/budget_seed.sh --dry-run    # list the runs, their status and the hours
-#   B=5880 scripts/budget_seed.sh       # the budget raised once (issue 24), same pinned code
+#   B=5880 scripts/budget_seed.sh       # must agree with results/plateau/budget.json
 #   MODELS="unet miniseg" scripts/budget_seed.sh   # these models only (--models)
 #   PYTHON=python3 scripts/budget_seed.sh          # another interpreter than .venv/bin/python
 #
-# Raising B: a recorded run is skipped, so first move the old records out of the way. When the
-# new B is twice the old, the runs at the old B are the new B/2 runs: move results/plateau/runs/
-# cpu-half to cpu-quarter (kept for the rank-versus-budget curve), then cpu to cpu-half. Any
-# other new B: move both groups aside (e.g. to cpu-b<old B> and cpu-half-b<old B>).
+# Raising B (once, by doubling, with the seed stopped): scripts/raise_budget.py moves the old
+# records and checkpoints (cpu-half to cpu-quarter, cpu and its hard-case scores to cpu-half)
+# and records the new B in results/plateau/budget.json, which this seed then reads.
 set -u
 cd "$(dirname "$0")/.."
 args=(--parts seed)

@@ -4,8 +4,8 @@
     python scripts/gpu_study.py --dry-run            # CPU, smoke profile, 2 runs, temp folder
 
 The runs are those at the plateau budget (:func:`plan_parts`): the budget seed's that are not
-recorded yet, then the re-run's, in the order ``scripts/budget_seed.sh`` and
-``scripts/plateau_rerun.py`` make them on the CPU, from the same code version (the tree's
+recorded yet, then the re-run's, in the order ``scripts/plateau_rerun.py`` makes them on
+the CPU, from the same code version (the tree's
 fingerprint must be the one ``results/plateau/CODE`` pins) and at the same budget in optimiser
 steps; each run's record names its device. Same profile, each run's parameters made by the study runner
 (:func:`~spineseg_core.study.runner.notebook_parameters`, so every per-model value applies as
@@ -26,7 +26,7 @@ each with its share of the CPU threads. The study stops launching runs when the 
 finished run so far, ``--run-estimate-s`` before any has finished); at the budget it ends the
 runs still going, which leave no record (their checkpoints stay in ``--runs-dir``, from which
 the next study on the same machine resumes them). The main group's runs it finished are then
-scored on the phantom's hard cases (as ``scripts/budget_seed.sh`` does after each run:
+scored on the phantom's hard cases (as ``scripts/plateau_rerun.py`` does after each run:
 their checkpoints leave with the machine), in the last :data:`HARD_S` of the budget, in a child
 process ended at the budget; only finished scores are recorded. ``--archive`` packs the records
 it wrote into one ``.tar.gz`` (the lent machine returns a few files, not a tree).
@@ -80,8 +80,8 @@ def plan_parts(steps: int, steps_given: bool = False, profile: str = "cpu",
                records_dir: Path | None = None) -> tuple[Part, ...]:
     """The runs at the plateau budget, in order: the budget seed's
     (:func:`~spineseg_core.study.schedule.seed_plan`), then the re-run's
-    (:func:`~spineseg_core.study.schedule.rerun_plan`), as ``scripts/budget_seed.sh`` and
-    ``scripts/plateau_rerun.py`` make them on the CPU; without :data:`GPU_SKIPS`. A model
+    (:func:`~spineseg_core.study.schedule.rerun_plan`), as ``scripts/plateau_rerun.py``
+    makes them on the CPU; without :data:`GPU_SKIPS`. A model
     whose seed pair (B/2 and B) has a run recorded in ``records_dir`` is left out of the seed
     part: the device that made one makes the other (the plateau rule compares the two, and a
     GPU run is not the CPU's computation), and the CPU seed may be training it now."""

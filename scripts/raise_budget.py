@@ -16,12 +16,18 @@ and ``gpu_study.py`` do.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from spineseg_core.errors import SpinesegError
-from spineseg_core.study.budget_raise import BUDGET_FILE, raise_budget, recorded_budget
+from spineseg_core.errors import ConfigError, SpinesegError
+from spineseg_core.study.budget_raise import (
+    BUDGET_FILE,
+    raise_budget,
+    read_raise,
+    recorded_budget,
+)
 
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
@@ -45,7 +51,11 @@ def main() -> int:
     ap.add_argument("--dry-run", action="store_true", help="list the moves, make none")
     ap.add_argument("--no-commit", action="store_true", help="do not commit the moved records")
     args = ap.parse_args()
+    args.runs_dir = args.runs_dir.resolve()
     try:
+        if (raised := read_raise(PLATEAU)) is not None:  # before the records: they moved
+            raise ConfigError(f"{PLATEAU / BUDGET_FILE}: the budget was raised once already "
+                              f"(to {raised['steps']} steps); the protocol raises it once")
         old = recorded_budget(PLATEAU / "runs" / args.profile)
         new = args.to or 2 * old
         if not args.dry_run and seed_running():
@@ -55,10 +65,10 @@ def main() -> int:
     except SpinesegError as e:
         sys.exit(f"raise_budget: {e}")
     for m in moves:
-        print(f"{'would move' if args.dry_run else 'moved'} {m.source.relative_to(HERE)} -> "
-              f"{m.target.relative_to(HERE)}")
+        print(f"{'would move' if args.dry_run else 'moved'} {os.path.relpath(m.source, HERE)} "
+              f"-> {os.path.relpath(m.target, HERE)}")
     print(f"B: {old} -> {new} steps" + (" (dry run: nothing changed)" if args.dry_run else
-                                         f", recorded in {(PLATEAU / BUDGET_FILE).relative_to(HERE)}"))
+                                         f", recorded in {os.path.relpath(PLATEAU / BUDGET_FILE, HERE)}"))
     if args.dry_run or args.no_commit:
         return 0
     paths = ["results/plateau/runs", f"results/plateau/{BUDGET_FILE}"]

@@ -143,6 +143,9 @@ def test_table_d_follows_the_budget_seed():
         "plateaued at it")
     assert budget_status(None, raised) == (f"{2 * CPU_STEPS} on the cpu profile, raised once "
                                            f"from {CPU_STEPS} because 3 did not plateau")
+    # labels aggregated before the raise are the old budget's: they say nothing of the new one
+    stale = labels(1, 3).assign(steps=CPU_STEPS)
+    assert budget_status(stale, raised) == budget_status(None, raised)
     assert budget_status(labels(1, 3)).endswith("to be raised once: only 1 of the 4 models the "
                                                 "budget seed measured plateaued at it")
     # a raised budget is the seed's runs' (the pinned code keeps CPU_STEPS)

@@ -231,16 +231,24 @@ def test_a_raised_budget_is_said_with_its_reason(tmp_path):
     to what and why, after the verdict."""
     from spineseg_core.report.pages.convergence import raise_sentence
 
+    raise_text = ("The budget was raised once, from 2,940 to 5,880 steps (2026-12-06), "
+                  "because 3 of 12 did not plateau: the runs at 2,940 steps became the runs "
+                  "at B/2, and those at 1,470 are kept as the group at B/4.")
+    # aggregated before the raise: its labels are the old budget's, and none is shown
     write_plateau_bundle(tmp_path / "results/plateau",
                          {m: SEED_MODELS[m] for m in ("miniseg", "unet")})
     (tmp_path / "results/plateau/budget.json").write_text(json.dumps(
         {"steps": 5880, "raised_from": 2940, "reason": "3 of 12 did not plateau.",
          "date": "2026-12-06"}))
     text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
-    assert ("not decided until the models not yet measured are. The budget was raised once, "
-            "from 2,940 to 5,880 steps (2026-12-06), because 3 of 12 did not plateau: the runs "
-            "at 2,940 steps became the runs at B/2, and those at 1,470 are kept as the group "
-            "at B/4.") in text
+    assert "No model has been labelled at the raised budget yet. " + raise_text in text
+    assert "tbl-plateau" not in text
+    # the labels at the raised budget: final, whatever they say
+    write_plateau_bundle(tmp_path / "results/plateau",
+                         {m: SEED_MODELS[m] for m in ("miniseg", "unet")}, steps=5880)
+    text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
+    assert ("the budget B stands when at least 10 of the 12 do, and the raised budget is final "
+            "whatever the labels still to come say. " + raise_text) in text
     assert raise_sentence(None) == ""
     plt.close("all")
 

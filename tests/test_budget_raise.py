@@ -105,3 +105,36 @@ def test_the_recorded_budget_must_be_one(tmp_path):
     assert params.is_file()
     with pytest.raises(DataError, match="found \\['1470', '2940'\\]"):
         recorded_budget(plateau / "runs/cpu")
+
+
+def test_the_script_moves_records_and_relative_checkpoints_and_refuses_a_second_time(
+        tmp_path, monkeypatch, capsys):
+    """scripts/raise_budget.py from another folder, its checkpoints given relatively: the
+    moves are made and printed, budget.json written; a second raise is refused in one line,
+    before it reads the (moved) records."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_raise_budget", Path(__file__).resolve().parent.parent / "scripts/raise_budget.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    plateau, runs = _seed(tmp_path)
+    monkeypatch.setattr(script, "HERE", tmp_path)
+    monkeypatch.setattr(script, "PLATEAU", plateau)
+    monkeypatch.setattr(script, "seed_running", lambda: False)
+    monkeypatch.chdir(tmp_path / "runs")
+    argv = ["raise_budget.py", "--reason", "why", "--runs-dir", "plateau", "--no-commit"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--dry-run"])
+    assert script.main() == 0
+    assert "would move runs/plateau/cpu -> runs/plateau/cpu-half" in capsys.readouterr().out
+    assert read_raise(plateau) is None
+    monkeypatch.setattr(sys, "argv", argv)
+    assert script.main() == 0
+    out = capsys.readouterr().out
+    assert "moved results/plateau/runs/cpu -> results/plateau/runs/cpu-half" in out
+    assert "B: 2940 -> 5880 steps, recorded in results/plateau/budget.json" in out
+    assert (runs / "cpu-quarter").is_dir() and read_raise(plateau)["steps"] == 5880
+    with pytest.raises(SystemExit, match="raised once already \\(to 5880 steps\\)"):
+        script.main()

@@ -198,20 +198,22 @@ def test_context_models_of_the_main_group_are_a_study_with_the_main_groups_basel
     half = make_fake_study(tmp_path / "h", profile="p", models=("unet", "unet_25d3"),
                            seeds=(0,), losses=())
     (half / "p").rename(runs / "p-half")
+    write_fake_run(runs / "p/unet/seed_2/fold_0", "unet", 2, profile="p")  # the twelve's more
     out = tmp_path / "out"
     bundle = aggregate("p", runs, out, n_boot=20)
     assert bundle["models"] == ["unet", "miniseg"]  # the main tables: the paper's models only
-    assert bundle["n_runs"] == 4
-    assert pd.read_csv(out / "runs.csv")["model"].tolist() == ["unet", "unet", "miniseg",
-                                                               "miniseg"]
+    assert bundle["n_runs"] == 5
+    assert pd.read_csv(out / "runs.csv")["model"].tolist() == ["unet", "unet", "unet",
+                                                               "miniseg", "miniseg"]
     assert pd.read_csv(out / "models.csv")["model"].tolist() == ["unet", "miniseg"]
     assert set(pd.read_csv(out / "convergence.csv")["model"]) == {"unet", "miniseg"}
     assert bundle["studies"]["context"] == {
         "group": "p", "n_runs": 6, "models": ["unet", "unet_25d3", "unet3d"],
         "source_fingerprint": FAKE_FINGERPRINT, "source_fingerprints": {FAKE_FINGERPRINT: 6}}
-    table = pd.read_csv(out / "context.csv")
+    table = pd.read_csv(out / "context.csv")  # U-Net seed for seed: not its seed 2
     assert table["model"].tolist() == ["unet", "unet", "unet_25d3", "unet_25d3", "unet3d",
                                        "unet3d"]
+    assert table["seed"].tolist() == [0, 1] * 3
     per_case = pd.read_csv(out / "context_per_case.csv.gz")
     assert set(per_case["model"]) == {"unet", "unet_25d3", "unet3d"}
     assert set(per_case["group"]) == {"p"}

@@ -322,6 +322,17 @@ def test_context_models_trained_in_the_main_group_stay_in_their_chapter(tmp_path
     plt.close("all")
 
 
+def test_the_level_chapters_caveats_count_the_papers_models_only():
+    from spineseg_core.report.pages.levels import level_caveats, paper_about
+
+    about = {"records": 4, "models": ["unet", "unet3d"],
+             "seeds_per_model": {"unet": [0, 1, 2], "unet3d": [0]}}
+    assert paper_about(about) == {"records": 3, "models": ["unet"],
+                                  "seeds_per_model": {"unet": [0, 1, 2]}}
+    assert paper_about({"seeds_per_model": {"unet": [0]}}) == {"seeds_per_model": {"unet": [0]}}
+    assert any(c.startswith("3 seeds per model") for c in level_caveats(about))
+
+
 @pytest.mark.parametrize("chapter", toc_chapters(REPO / "book"))
 def test_alt_texts_are_not_path_like(chapter):
     """The browser test's alt-text check (tests/book_checks.py) on the Markdown itself, so it

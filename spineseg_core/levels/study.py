@@ -23,8 +23,10 @@ folder:
 ``confusion.csv``        per model, stage, reference level and answer: instances, outcome
 ``status.csv``           per model (and ``reference``): subjects per relabelling status
 ``about.json``           group, records, models, seeds, subjects, bootstrap and thresholds
-``example.npz``          one subject whose shift the relabelling fixes (the book's figure):
-                         of the subjects it leaves with every level right (if none, of all),
+``example.npz``          one subject whose shift the relabelling fixes (the book's figure),
+                         from a model of the paper (never a context model, which the level
+                         chapter does not show): of the subjects it leaves with every level
+                         right (if none, of all),
                          the one with the most levels turned from a shift into the right
                          name (on a tie the first: records by model folder and seed,
                          subjects sorted); its slice with the most labelled pixels:
@@ -147,6 +149,8 @@ def _fixes(before: pd.DataFrame, after: pd.DataFrame) -> int:
 
 
 def _measure(record: Record, t: _Tables, check_reference: bool) -> None:
+    from spineseg_core.models import CONTEXT_MODEL_NAMES  # the example is a paper model's
+
     p, subjects = record_volumes(record)
     key = {"model": record.model, "seed": record.seed}
     for case, pred, ref in subjects:
@@ -180,7 +184,7 @@ def _measure(record: Record, t: _Tables, check_reference: bool) -> None:
         fixed = _fixes(idents[Stage.PREDICTED], idents[Stage.RELABELLED]) if r.ok else 0
         whole = all_right(idents[Stage.RELABELLED])
         best = (t.example["all_right"], t.example["n_fixed"]) if t.example else (False, 0)
-        if fixed > 0 and (whole, fixed) > best:
+        if fixed > 0 and (whole, fixed) > best and record.model not in CONTEXT_MODEL_NAMES:
             rows = np.flatnonzero(p["case_id"].astype(str) == case)
             rows = rows[np.argsort(p["slice_index"][rows])]
             mid = int(np.argmax((ref > 0).reshape(len(ref), -1).sum(axis=1)))

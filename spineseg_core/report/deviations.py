@@ -146,12 +146,14 @@ def budget_status(plateau: pd.DataFrame | None, raised: dict[str, Any] | None = 
     ``budget.json`` (:mod:`spineseg_core.study.budget_raise`) when it raised the budget once,
     names the new budget, the old one and why: a raised budget is final."""
     from spineseg_core.models import list_models
+    from spineseg_core.study.budget_raise import at_budget
     from spineseg_core.study.plateau import BudgetVerdict, budget_verdict
     from spineseg_core.training.config import CPU_STEPS
 
     models = list_models()
+    plateau = at_budget(plateau, raised)
     verdict, done, measured = budget_verdict(plateau, models)
-    steps = CPU_STEPS  # the pinned code's; a raised B lives in the seed's runs, not the code
+    steps = CPU_STEPS  # the pinned code's; a raised B lives in budget.json, not in the code
     if plateau is not None and "steps" in plateau and plateau["steps"].notna().any():
         steps = int(plateau["steps"].dropna().median())
     if raised:

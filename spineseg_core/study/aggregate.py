@@ -540,9 +540,9 @@ def context_split(runs_dir: Path, profile: str, loaded: Sequence[LoadedRun]
     """The main tables' runs of ``loaded`` (the profile's own group) and the context study's
     runs, from either of its layouts (:mod:`.context_study`): the group
     ``<profile>-context``, or the context models of the main group with the main group's
-    runs of their 2D baselines (which stay in the main tables too). None when neither has a
-    run. Raises :class:`ConfigError` when both hold context runs: which to compare would be a
-    guess."""
+    runs of their 2D baselines at the seeds the context models ran (those runs stay in the
+    main tables too). None when neither has a run. Raises :class:`ConfigError` when both
+    hold context runs: which to compare would be a guess."""
     own = separate_study(runs_dir, profile, STUDY)
     in_main = set(study_models(list(dict.fromkeys(r.key["model"] for r in loaded))))
     if in_main and own:
@@ -558,8 +558,15 @@ def context_split(runs_dir: Path, profile: str, loaded: Sequence[LoadedRun]
     if not main:
         raise DataError(runs_dir / profile, "holds runs of context models only; the main "
                                              "tables need runs of the study's models")
-    return main, SeparateStudy(profile, registry_order(
-        [r for r in loaded if r.key["model"] in in_main]))
+    # a baseline's runs at the seeds its context models ran, seed for seed: the main group
+    # holds more seeds of the twelve (seeds 3-4) than the context study plans
+    seeds: dict[str, set[int]] = {}
+    for r in loaded:
+        if r.key["model"] in BASELINES:
+            seeds.setdefault(BASELINES[r.key["model"]], set()).add(r.key["seed"])
+    members = [r for r in loaded if r.key["model"] in BASELINES
+               or r.key["seed"] in seeds.get(r.key["model"], ())]
+    return main, SeparateStudy(profile, registry_order(members))
 
 
 CONTEXT_COLUMNS: tuple[str, ...] = (
@@ -766,11 +773,11 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         _write_csv(out / "plateau.csv",
                    plateau_table(full, runs_table(half), list(full["model"].drop_duplicates()),
                                  quarter=runs_table(quarter) if quarter else None))
-    if half and quarter:
-        first = runs_table(half)
+    if half and quarter:  # the models the first budget labelled: those with runs at B/4
+        first, fourth = runs_table(half), runs_table(quarter)
         _write_csv(out / "plateau_first.csv",
-                   plateau_table(first, runs_table(quarter),
-                                 list(first["model"].drop_duplicates())))
+                   plateau_table(first, fourth, [m for m in first["model"].drop_duplicates()
+                                                 if m in set(fourth["model"])]))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from spineseg_core import io
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.hard_cases import HardSet, hard_group
 from spineseg_core.study.plateau import HALF_VARIANT, QUARTER_VARIANT
 
 BUDGET_FILE = "budget.json"
@@ -64,6 +65,16 @@ def budget_in_force(plateau_dir: str | Path, pinned: int, given: int | None = No
     return steps
 
 
+def at_budget(plateau: pd.DataFrame | None, raised: dict[str, Any] | None) -> pd.DataFrame | None:
+    """The rows of ``plateau.csv`` that speak of the budget in force: after a raise
+    (``raised``, ``budget.json``), those measured at its steps and those not measured (no
+    steps); a bundle aggregated before the raise holds the old budget's labels, which say
+    nothing of the new one."""
+    if plateau is None or not raised or "steps" not in plateau:
+        return plateau
+    return plateau[plateau["steps"].isna() | (plateau["steps"] == int(raised["steps"]))]
+
+
 @dataclass(frozen=True)
 class Move:
     """One folder renamed by the raise."""
@@ -76,6 +87,8 @@ def doubling_moves(root: str | Path, profile: str = "cpu") -> list[Move]:
     """The renames, in order, that make the groups under ``root`` (a records or a runs folder)
     ready for a doubled budget (module doc); only the folders that exist. Raises
     :class:`ConfigError` when a target is there already (a raise half done, or done before)."""
+    from spineseg_core.study.hard_cases import HardSet, hard_group  # it loads torch
+
     root = Path(root)
     half, quarter = f"{profile}-{HALF_VARIANT}", f"{profile}-{QUARTER_VARIANT}"
     pairs = [(half, quarter), (profile, half)]

@@ -164,7 +164,7 @@ def budget_seed(b: Bundle) -> Page:
     the exhibits are given only with it."""
     from spineseg_core.models.registry import Family
     from spineseg_core.report.figures import dice_against_steps, rank_against_budget
-    from spineseg_core.study.budget_raise import BUDGET_FILE
+    from spineseg_core.study.budget_raise import BUDGET_FILE, at_budget
     from spineseg_core.study.convergence import (
         CONVERGENCE_STATEMENT,
         REACH_FRACTION,
@@ -174,11 +174,14 @@ def budget_seed(b: Bundle) -> Page:
     from spineseg_core.study.plateau import (
         MIN_PLATEAUED,
         PLATEAU_TOLERANCE,
+        BudgetVerdict,
         budget_verdict,
     )
 
     seed = plateau_bundle(b)
-    runs, history, plateau = seed.csv("runs.csv"), seed.csv("history.csv"), seed.csv("plateau.csv")
+    raised = seed.json(BUDGET_FILE)
+    runs, history = seed.csv("runs.csv"), seed.csv("history.csv")
+    plateau = at_budget(seed.csv("plateau.csv"), raised)  # a stale bundle's old labels: none
     if runs is None or not len(runs) or history is None or not len(history):
         return {"cv_seed": NO_SEED}
     paper = paper_families()
@@ -220,11 +223,21 @@ def budget_seed(b: Bundle) -> Page:
 
     # -- the plateau label per model
     if ours is None or plateau is None or not len(plateau):
-        text.append("No run at B/2 is among these results, so no model is labelled by the "
+        text.append(("No model has been labelled at the raised budget yet."
+                     + raise_sentence(raised)) if raised else
+                    "No run at B/2 is among these results, so no model is labelled by the "
                     "plateau rule.")
     else:
         verdict, done, measured = budget_verdict(ours, list(paper))
         stands = f"so the budget {verdict}"
+        if raised:  # raised once already: final whatever the labels at it say
+            stands = {
+                BudgetVerdict.STANDS: "so the raised budget stands",
+                BudgetVerdict.RAISED: "so fewer than that can plateau at the raised budget; it "
+                                      "is raised only once, so it is final and the table names "
+                                      "the models that did not plateau",
+                BudgetVerdict.PENDING: "and the raised budget is final whatever the labels "
+                                       "still to come say"}[verdict]
         unmeasured = len(paper) - measured
         text += [
             "## Has each model plateaued?",
@@ -235,7 +248,7 @@ def budget_seed(b: Bundle) -> Page:
                f"{done} of the {measured} of the paper's models measured plateaued "
                f"({unmeasured} not measured)")
             + f"; the budget B stands when at least {MIN_PLATEAUED} of the {len(paper)} do, "
-            f"{stands}." + raise_sentence(seed.json(BUDGET_FILE)),
+            f"{stands}." + raise_sentence(raised),
             figure_block("cv_seed_plateau", "tbl-plateau", (
                 "**Has each model plateaued at the budget?** Validation Dice of the run at "
                 "B/2 and of the run at B (seed 0), the gain of doubling the budget, and the "
@@ -332,13 +345,16 @@ def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
 def raise_sentence(record: dict[str, Any] | None) -> str:
     """What the chapter says of a raised budget (``results/plateau/budget.json``,
     :mod:`spineseg_core.study.budget_raise`), after a space; empty when B was not raised."""
+    from spineseg_core.study.plateau import half_steps
+
     if not record:
         return ""
     old, new = int(record["raised_from"]), int(record["steps"])
     return (f" The budget was raised once, from {old:,} to {new:,} steps"
             + (f" ({record['date']})" if record.get("date") else "")
             + f", because {str(record['reason']).rstrip('.')}: the runs at {old:,} steps became "
-            f"the runs at B/2, and those at {old // 2:,} are kept as the group at B/4.")
+            f"the runs at B/2, and those at {half_steps(old):,} are kept as the group at "
+            "B/4.")
 
 
 def fifth_claim(claim: ConvergenceClaim, names: dict[str, str], family: dict[str, str],

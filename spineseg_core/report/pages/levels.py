@@ -115,7 +115,8 @@ def level_caveats(about: dict[str, Any] | None,
                   dataset: dict[str, Any] | None = None) -> list[str]:
     """What every number of the chapter stands on, first on the page: the data, the seeds,
     the scale (from the bundle's ``dataset.json``) and the relabelling's own limits."""
-    counts = sorted({len(s) for s in ((about or {}).get("seeds_per_model") or {}).values()})
+    about = paper_about(about or {})  # the paper's models: the context models have their chapter
+    counts = sorted({len(s) for s in (about.get("seeds_per_model") or {}).values()})
     d = dataset or {}
     if d.get("data_kind", "phantom") == "phantom":
         data = ("The data are the study's default phantom: its field of view always holds the "
