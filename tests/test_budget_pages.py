@@ -269,6 +269,12 @@ def test_the_quarter_budget_of_a_raised_b_joins_the_ranking(seeded, tmp_path):
     assert glue_names(values["cv_seed"]) == SEED_KEYS | {"cv_seed_first"}
     assert "**The labels at the first budget, 1,470 steps, which raised it.**" in values["cv_seed"]
     assert "U-Net" in str(values["cv_seed_first"])
+    # a model labelled at the first budget only is named as the others are
+    from spineseg_core.report.pages.convergence import plateau_exhibit
+
+    first = pd.read_csv(tmp_path / "results/plateau/plateau_first.csv")
+    shown = str(plateau_exhibit(first[first["model"] == "pspnet"], {"miniseg": "MiniSeg"}))
+    assert "PSPNet" in shown and "pspnet" not in shown
     row = _cells(values["cv_seed_ranks"], "B/4")
     assert row[1] == "735" and row[3] == "-1.00"  # 2940 // 4 steps; Spearman's rho
     assert _cells(values["cv_seed_ranks"], "B")[3] == "1.00"

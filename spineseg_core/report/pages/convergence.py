@@ -330,6 +330,7 @@ def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
     first."""
     from spineseg_core.study.plateau import Plateau
 
+    names = {**display_names(list(plateau["model"])), **names}  # the first budget's too
     shown = plateau.assign(name=plateau["model"].map(names).fillna(plateau["model"]))
     shown = shown.sort_values("gain", ascending=False, na_position="last")
     return table_html(shown, [
