@@ -138,3 +138,23 @@ def test_the_script_moves_records_and_relative_checkpoints_and_refuses_a_second_
     assert (runs / "cpu-quarter").is_dir() and read_raise(plateau)["steps"] == 5880
     with pytest.raises(SystemExit, match="raised once already \\(to 5880 steps\\)"):
         script.main()
+
+
+def test_the_old_main_groups_test_set_loses_its_images(tmp_path):
+    """The runs at the old B become a side group: their test set keeps its slices and masks,
+    not the display images (the new main group's records carry them)."""
+    import numpy as np
+
+    plateau, runs = _seed(tmp_path)
+    arrays = {"case_id": np.array(["a", "a"]), "slice_index": np.array([0, 1]),
+              "mask": np.ones((2, 4, 4), np.uint8), "image": np.zeros((2, 4, 4), np.uint8),
+              "image_range": np.array([0.0, 1.0], np.float32)}
+    np.savez_compressed(plateau / "runs/cpu/test_set.npz", **arrays)
+    np.savez_compressed(plateau / "runs/cpu-half/test_set.npz",
+                        **{k: arrays[k] for k in ("case_id", "slice_index", "mask")})
+    raise_budget(plateau, runs, 2940, 5880, "why")
+    with np.load(plateau / "runs/cpu-half/test_set.npz") as z:
+        assert sorted(z.files) == ["case_id", "mask", "slice_index"]
+        assert np.array_equal(z["mask"], arrays["mask"])
+    with np.load(plateau / "runs/cpu-quarter/test_set.npz") as z:
+        assert "image" not in z.files

@@ -10,7 +10,8 @@ runs (same pinned code, same seed, a complete schedule of their own), so
   rank-versus-budget curve),
 - the old B runs become the half group, ``<profile>-half``,
 - their hard-case scores go with them (``<profile>-hard-<set>`` to
-  ``<profile>-half-hard-<set>``),
+  ``<profile>-half-hard-<set>``), and their group's test set loses its display images (a side
+  group's form: the new main group's records carry them),
 
 in the committed records and in the checkpoints' folder alike: a finished run folder or a record
 left under ``<profile>`` would be taken by the study runner, and a hard-case score by ``spineseg
@@ -130,6 +131,10 @@ def raise_budget(plateau_dir: str | Path, runs_dir: str | Path, old: int, new: i
         return moves
     for move in moves:
         move.source.rename(move.target)
+    from spineseg_core.study.records import TEST_SET, as_side_group
+
+    if (shared := records / f"{profile}-{HALF_VARIANT}" / TEST_SET).is_file():
+        as_side_group(shared)  # no longer the main group: its images are the new main's
     io.write_json(plateau_dir / BUDGET_FILE, {
         "steps": new, "raised_from": old, "reason": reason.strip(),
         "date": _dt.date.today().isoformat()})

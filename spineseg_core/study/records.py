@@ -85,6 +85,20 @@ def _test_set(p: dict[str, np.ndarray], with_image: bool = True) -> dict[str, np
             "image_range": np.array([lo, hi], dtype=np.float32)}
 
 
+def as_side_group(test_set: str | Path) -> bool:
+    """Rewrite a group's ``test_set.npz`` in a side group's form, without its display images
+    (a main group's records that became a side group: the budget seed's runs at the old B,
+    :mod:`spineseg_core.study.budget_raise`); True when it held images. The book draws a side
+    group's slices with the main group's images (:func:`main_group_images`)."""
+    path = Path(test_set)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "image" not in arrays:
+        return False
+    _write_npz(path, _test_set(arrays, with_image=False))
+    return True
+
+
 def _check_same_slices(path: Path, p: dict[str, np.ndarray]) -> None:
     with np.load(path) as z:
         same = (np.array_equal(z["case_id"], p["case_id"])
