@@ -144,12 +144,12 @@ def raise_budget(plateau_dir: str | Path, runs_dir: str | Path, old: int, new: i
 def recorded_budget(group_dir: str | Path) -> int:
     """The budget in steps of the runs recorded in ``group_dir`` (their ``params.json``'s
     ``steps``), which must be one. Raises :class:`DataError` with none or several."""
+    from spineseg_core.study.runner import made_for_steps
+
     group_dir = Path(group_dir)
-    found = {}
-    for params in sorted(group_dir.glob("*/seed_*/fold_*/params.json")):
-        steps = io.read_json(params).get("steps")
-        found.setdefault(steps, params)
-    if len(found) != 1 or not isinstance(next(iter(found)), int):
+    found = {made_for_steps(params.parent)
+             for params in group_dir.glob("*/seed_*/fold_*/params.json")}
+    if len(found) != 1 or None in found:
         raise DataError(group_dir, "expected runs of one budget in steps (params.json 'steps'), "
                                    f"found {sorted(map(str, found)) or 'no run'}")
-    return int(next(iter(found)))
+    return found.pop()
