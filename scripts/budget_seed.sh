@@ -14,6 +14,8 @@
 #   B=5880 scripts/budget_seed.sh       # must agree with results/plateau/budget.json
 #   MODELS="unet miniseg" scripts/budget_seed.sh   # these models only (--models)
 #   PYTHON=python3 scripts/budget_seed.sh          # another interpreter than .venv/bin/python
+#   scripts/budget_seed.sh --no-aggregate          # do not remake results/plateau's bundle
+#                                                  # after each record (it does by default)
 #
 # Raising B (once, by doubling, with the seed stopped): scripts/raise_budget.py moves the old
 # records and checkpoints (cpu-half to cpu-quarter, cpu and its hard-case scores to cpu-half)

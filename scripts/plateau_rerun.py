@@ -35,7 +35,12 @@ pin plans from HEAD and writes nothing.
 Records land in ``results/plateau/runs/`` (checkpoints in ``--runs-dir``, ``runs/plateau/``
 by default, never committed) and, unless ``--no-commit``, each is committed at once (only
 ``results/plateau``, under the lock the other study scripts take); a recorded run is skipped,
-so the script continues across sittings and machines. B is the pinned code's ``CPU_STEPS``, or
+so the script continues across sittings and machines. After each record, unless
+``--no-aggregate``, the bundle the book reads (``results/plateau``: ``plateau.csv``, the
+curves, the baseline) is remade from the records with this checkout's analysis code (not the
+pinned one: the analysis is not fingerprinted) and committed on its own, its message naming
+the model's plateau label; a failed aggregation leaves the record committed and the runs going.
+B is the pinned code's ``CPU_STEPS``, or
 the budget raised once by ``scripts/raise_budget.py`` (``results/plateau/budget.json``,
 :mod:`spineseg_core.study.budget_raise`; then passed to each run as ``-p steps``). Hours are
 priced from the committed benchmark, ``results/cpu/bench.csv`` (model only: validation and
@@ -188,6 +193,13 @@ def hardcases_command(group: str, runs_dir: Path, records: Path) -> list[str]:
             "--groups", group, "--records-dir", str(records)]
 
 
+def aggregate_command(records: Path) -> list[str]:
+    """``spineseg aggregate`` remaking the plateau bundle (``results/plateau``) from
+    ``records``, with the no-learning baseline."""
+    return [sys.executable, "-m", "spineseg_core", "aggregate", "--profile", "cpu", "--runs-dir",
+            str(records), "--out", str(PLATEAU), "--baseline"]
+
+
 def spineseg(command: list[str], code: Path, last_line: bool = False) -> bool:
     """Run ``command`` from the pinned checkout ``code`` (its package first on the path);
     ``last_line``: print only the last line of its output. Whether it succeeded."""
@@ -217,6 +229,27 @@ def message(run: ScheduledRun, steps: int) -> str:
     return f"Plateau re-run ({run.part}): {run.spec.label()} in {run.spec.group}, {steps} steps"
 
 
+def bundle_message(run: ScheduledRun, steps: int) -> str:
+    """The commit message of the bundle remade after ``run``: at B, the model's plateau label
+    and scores from ``plateau.csv`` and the budget's count so far; else the run it adds."""
+    from spineseg_core.models import list_models, model_info
+    from spineseg_core.study.plateau import budget_verdict
+
+    table = pd.read_csv(PLATEAU / "plateau.csv") if (PLATEAU / "plateau.csv").is_file() else None
+    rows = (table[(table["model"] == run.spec.model) & (table["steps"] == steps)]
+            if table is not None else pd.DataFrame())
+    name = model_info(run.spec.model).display_name
+    at_b = run.spec.group == run.spec.profile and run.steps == steps
+    if not at_b or rows.empty or pd.isna(rows["val_dice"].iloc[0]):
+        return f"results/plateau: the bundle with {name} in {run.spec.group} ({run.steps} steps)"
+    row = rows.iloc[0]
+    _, done, measured = budget_verdict(table, list_models())
+    return (f"results/plateau: {name} at B = {steps} (validation Dice "
+            f"{100 * row['val_dice']:.1f} % against {100 * row['half_val_dice']:.1f} % at B/2 = "
+            f"{int(row['half_steps'])}: "
+            f"{row['label']}); {done} of {measured} measured at {steps} plateaued")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -234,6 +267,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="list the plan, each run's status and the hours; run nothing")
     ap.add_argument("--no-commit", action="store_true",
                     help="do not commit the pin and the records as they land")
+    ap.add_argument("--no-aggregate", action="store_true",
+                    help="do not remake the bundle (results/plateau) after each record")
     return ap.parse_args(argv)
 
 
@@ -275,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             spineseg(hardcases_command(r.spec.group, runs_dir, records), code, last_line=True)
         if not args.no_commit:
             commit(message(r, steps))
+        bundled = done and not args.no_aggregate and spineseg(aggregate_command(records), HERE,
+                                                              last_line=True)
+        if bundled and not args.no_commit:
+            commit(bundle_message(r, steps))
 
 
 if __name__ == "__main__":

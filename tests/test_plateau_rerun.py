@@ -37,7 +37,8 @@ def _option(cmd: list[str], name: str) -> str | None:
 
 class FakeSpineseg:
     """Stands for ``rerun.spineseg``: notes each command and, for a study, writes the run's
-    record (``metrics.json``) as a finished run would."""
+    record (``metrics.json``) as a finished run would; an aggregation writes the records it
+    found into ``--out``/``bundle.json``."""
 
     def __init__(self, records: Path | None = None, ok: bool = True):
         self.calls: list[tuple[list[str], Path]] = []
@@ -51,6 +52,10 @@ class FakeSpineseg:
             run = self.records / group / _option(command, "--models") / "seed_0" / "fold_0"
             run.mkdir(parents=True)
             (run / "metrics.json").write_text("{}")
+        if self.records is not None and command[3] == "aggregate" and self.ok:
+            found = sorted(str(p.parent.relative_to(self.records))
+                           for p in self.records.rglob("metrics.json"))
+            Path(_option(command, "--out"), "bundle.json").write_text(repr(found))
         return self.ok
 
 
@@ -95,22 +100,30 @@ def test_the_seed_makes_b_half_then_b_with_the_bash_scripts_flags(fake, tmp_path
     half = ["--variant", "half", "-p", "steps", str(b // 2)]
     hard = [sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir", str(runs),
             "--groups", "cpu", "--records-dir", str(records)]
+    agg = [sys.executable, "-m", "spineseg_core", "aggregate", "--profile", "cpu", "--runs-dir",
+           str(records), "--out", str(tmp_path / "plateau"), "--baseline"]
     got = [cmd for cmd, _ in fake.calls]
     assert got == [
         [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--models", "unet",
          "--seeds", "0", "--folds", "0", *half, "--runs-dir", str(runs), "--records-dir",
-         str(records), "--no-aggregate", "--poll-s", "30"],
+         str(records), "--no-aggregate", "--poll-s", "30"], agg,
         [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--models", "unet",
          "--seeds", "0", "--folds", "0", *full, "--runs-dir", str(runs), "--records-dir",
          str(records), "--no-aggregate", "--poll-s", "30"],
-        hard, got[3], got[4], hard]
-    assert [_option(c, "--models") for c in got[3:5]] == ["miniseg", "miniseg"]
-    assert {code for _, code in fake.calls} == {tmp_path / "code"}
+        hard, agg, got[5], agg, got[7], hard, agg]
+    assert [_option(c, "--models") for c in (got[5], got[7])] == ["miniseg", "miniseg"]
+    # runs and scores come from the pinned code, the bundle from this checkout's analysis
+    assert {code for c, code in fake.calls if c != agg} == {tmp_path / "code"}
+    assert {code for c, code in fake.calls if c == agg} == {tmp_path}
     # the same runs as the bash script's (``--folds 0`` is the study's default)
     bash = [_bash_study(runs, records, "unet", *half), _bash_study(runs, records, "unet", *full),
             _bash_study(runs, records, "miniseg", *half),
             _bash_study(runs, records, "miniseg", *full)]
-    assert [_parsed(c) for c in got[:2] + got[3:5]] == [_parsed(c) for c in bash]
+    assert [_parsed(c) for c in (got[0], got[2], got[5], got[7])] == [_parsed(c) for c in bash]
+    fake.calls.clear()
+    rerun.main(["--parts", "seed", "--models", "unet", "--no-commit", "--no-aggregate",
+                "--runs-dir", str(runs)])
+    assert [c[3] for c, _ in fake.calls] == ["study", "study", "hardcases"]
 
 
 def test_the_budget_comes_from_budget_json_and_another_steps_is_refused(fake, tmp_path, capsys):
@@ -122,8 +135,9 @@ def test_the_budget_comes_from_budget_json_and_another_steps_is_refused(fake, tm
     rerun.main(["--parts", "seed", "--models", "unet", "--no-commit", "--dry-run"])
     assert "B = 5880 steps" in capsys.readouterr().out
     rerun.main(["--parts", "seed", "--models", "unet", "--no-commit"])
-    assert [_option(c, "-p") for c, _ in fake.calls if c[3] == "study"] == ["steps", "steps"]
-    assert fake.calls[1][0][fake.calls[1][0].index("-p") + 2] == "5880"
+    studies = [c for c, _ in fake.calls if c[3] == "study"]
+    assert [_option(c, "-p") for c in studies] == ["steps", "steps"]
+    assert studies[1][studies[1].index("-p") + 2] == "5880"
 
 
 def test_a_checkpoint_folder_of_another_budget_stops_the_seed(fake, tmp_path):
@@ -158,6 +172,28 @@ def test_the_seed_commit_messages_are_the_bash_scripts():
     assert rerun.message(seed_plan(5880, True, models=["unet"])[1], 5880) == (
         "Budget seed: unet at B = 5880 steps, seed 0")
     assert rerun.message(rerun_plan(2940)[0], 2940).startswith("Plateau re-run (main): ")
+
+
+def test_the_bundle_message_names_the_label_at_b(tmp_path, monkeypatch):
+    from spineseg_core.study.schedule import seed_plan
+
+    monkeypatch.setattr(rerun, "PLATEAU", tmp_path)
+    half, full = seed_plan(5880, True, models=["miniseg"])
+    assert rerun.bundle_message(full, 5880) == (
+        "results/plateau: the bundle with MiniSeg in cpu (5880 steps)")  # no plateau.csv yet
+    (tmp_path / "plateau.csv").write_text(
+        "model,label,steps,half_steps,val_dice,half_val_dice\n"
+        "unet,plateaued,5880,2940,0.8866,0.9014\n"
+        "miniseg,not plateaued,5880,2940,0.7084,0.5862\n"
+        "pspnet,not measured,5880,2940,,0.804\n")
+    assert rerun.bundle_message(half, 5880) == (
+        "results/plateau: the bundle with MiniSeg in cpu-half (2940 steps)")
+    assert rerun.bundle_message(full, 5880) == (
+        "results/plateau: MiniSeg at B = 5880 (validation Dice 70.8 % against 58.6 % at "
+        "B/2 = 2940: not plateaued); 1 of 2 measured at 5880 plateaued")
+    pspnet = seed_plan(5880, True, models=["pspnet"])[1]
+    assert rerun.bundle_message(pspnet, 5880) == (
+        "results/plateau: the bundle with PSPNet in cpu (5880 steps)")
 
 
 def _records(records: Path, *runs: tuple[str, str]) -> None:
@@ -270,11 +306,18 @@ def test_the_seed_pins_head_and_commits_each_record(repo):
     code = root / ".study-code" / head[:12]
     assert (root / "results" / "plateau" / "CODE").read_text() == (
         f"{head} {commit_fingerprint(head, root)}\n")
-    assert code.is_dir() and {c for _, c in spineseg.calls} == {code}
-    assert _log(root) == ["Budget seed: unet at B = 2940 steps, seed 0",
+    assert code.is_dir() and {c for cmd, c in spineseg.calls if cmd[3] != "aggregate"} == {code}
+    assert {c for cmd, c in spineseg.calls if cmd[3] == "aggregate"} == {root}
+    assert _log(root) == ["results/plateau: the bundle with U-Net in cpu (2940 steps)",
+                          "Budget seed: unet at B = 2940 steps, seed 0",
+                          "results/plateau: the bundle with U-Net in cpu-half (1470 steps)",
                           "Budget seed: unet at B/2 = 1470 steps, seed 0",
                           rerun.PIN_MESSAGE, "init"]
-    for rev in ("HEAD", "HEAD~1", "HEAD~2"):
+    bundle = root / "results" / "plateau" / "bundle.json"
+    assert _git(root, "show", "--name-only", "--format=", "HEAD").splitlines() == [
+        "results/plateau/bundle.json"]
+    assert "cpu/unet/seed_0/fold_0" in bundle.read_text()  # made after the record at B
+    for rev in ("HEAD", "HEAD~1", "HEAD~2", "HEAD~3", "HEAD~4"):
         files = _git(root, "show", "--name-only", "--format=", rev).splitlines()
         assert files and all(f.startswith("results/plateau/") for f in files)
     # a second start keeps the pin, skips what is recorded and commits nothing new
@@ -290,7 +333,8 @@ def test_no_commit_commits_nothing(repo):
     rerun.main(["--parts", "seed", "--models", "unet", "--no-commit"])
     assert _log(root) == ["init"]
     assert (root / "results" / "plateau" / "CODE").is_file()
-    assert [c[3] for c, _ in spineseg.calls] == ["study", "study", "hardcases"]
+    assert [c[3] for c, _ in spineseg.calls] == ["study", "aggregate", "study", "hardcases",
+                                                 "aggregate"]
     assert "results/" in _git(root, "status", "--porcelain", "--untracked-files=all")
 
 
