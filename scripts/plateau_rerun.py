@@ -62,6 +62,7 @@ import pandas as pd
 from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, source_fingerprint, verify_pin
 from spineseg_core.measure.speed import bench_seconds_per_step
+from spineseg_core.study import commits
 from spineseg_core.study.budget_raise import budget_in_force
 from spineseg_core.study.runner import budget_clash
 from spineseg_core.study.schedule import RERUN_PARTS, SEED_ORDER, plan_cost, rerun_plan, seed_plan
@@ -72,8 +73,8 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
 BENCH = HERE / "results" / "cpu" / "bench.csv"
-LOCK = "/tmp/spineseg-git.lock"
-"""The lock every study script commits under (a commit made by hand at the same moment waits)."""
+LOCK = commits.LOCK
+"""The lock the records are committed under (:mod:`spineseg_core.study.commits`)."""
 
 SEED = "seed"
 PARTS: tuple[str, ...] = (SEED, *RERUN_PARTS)
@@ -214,11 +215,8 @@ def spineseg(command: list[str], code: Path, last_line: bool = False) -> bool:
 
 
 def commit(message: str) -> None:
-    """Commit ``results/plateau`` alone, under :data:`LOCK` (the message travels as an
-    argument, never through the shell's quoting)."""
-    script = ('git add results/plateau && { git diff --cached --quiet -- results/plateau '
-              '|| git commit -q -m "$1" -- results/plateau; }')
-    subprocess.run(["flock", LOCK, "sh", "-c", script, "sh", message], cwd=HERE)
+    """Commit ``results/plateau`` alone, under :data:`LOCK`."""
+    commits.commit_paths(HERE, ["results/plateau"], message, LOCK)
 
 
 def message(run: ScheduledRun, steps: int) -> str:

@@ -28,6 +28,7 @@ from spineseg_core.study.budget_raise import (
     read_raise,
     recorded_budget,
 )
+from spineseg_core.study.commits import commit_paths
 
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
@@ -73,9 +74,8 @@ def main() -> int:
         return 0
     paths = ["results/plateau/runs", f"results/plateau/{BUDGET_FILE}"]
     message = f"Budget raised once: B = {old} -> {new} steps. {args.reason.strip()}"
-    subprocess.run(["flock", "/tmp/spineseg-git.lock", "sh", "-c",
-                    'git add -A -- "$@" && git commit -q -m "$0" -- "$@"', message, *paths],
-                   cwd=HERE, check=True)
+    if not commit_paths(HERE, paths, message):
+        sys.exit(f"raise_budget: the move is made but its commit failed; commit {' '.join(paths)}")
     return 0
 
 

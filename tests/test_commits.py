@@ -1,0 +1,70 @@
+"""``study.commits.commit_paths`` in a temporary git repository: it commits the paths given
+alone (additions, changes, removals), leaves other staged work out, commits nothing when
+nothing changed, keeps a message with quotes intact, and waits for the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from spineseg_core.study.commits import commit_paths
+
+
+def _git(repo, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{key}_NAME", "test")
+        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
+    root = tmp_path / "repo"
+    (root / "results" / "a").mkdir(parents=True)
+    (root / "results" / "a" / "old.csv").write_text("x\n1\n")
+    (root / "notes.md").write_text("notes\n")
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def test_it_commits_the_paths_alone_with_removals(repo, tmp_path):
+    (repo / "results" / "a" / "old.csv").unlink()
+    (repo / "results" / "a" / "new.csv").write_text("x\n2\n")
+    (repo / "notes.md").write_text("changed notes\n")
+    _git(repo, "add", "notes.md")  # someone's staged work, not the study's
+    message = 'results: U-Net at B = 5880 ("plateaued"); $HOME `stays`'
+    assert commit_paths(repo, ["results/a"], message, str(tmp_path / "lock"))
+    assert _git(repo, "log", "-1", "--format=%s") == message
+    assert sorted(_git(repo, "show", "--no-renames", "--name-status", "--format=",
+                       "HEAD").splitlines()) == [
+        "A\tresults/a/new.csv", "D\tresults/a/old.csv"]
+    assert _git(repo, "diff", "--cached", "--name-only") == "notes.md"
+
+
+def test_nothing_changed_commits_nothing(repo, tmp_path):
+    assert commit_paths(repo, ["results/a"], "nothing", str(tmp_path / "lock"))
+    assert _git(repo, "log", "--format=%s").splitlines() == ["init"]
+    with pytest.raises(ValueError, match="no paths"):
+        commit_paths(repo, [], "nothing", str(tmp_path / "lock"))
+
+
+def test_it_waits_for_the_lock(repo, tmp_path):
+    lock = tmp_path / "lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "1.5"])
+    time.sleep(0.3)
+    (repo / "results" / "a" / "new.csv").write_text("x\n2\n")
+    done: list[float] = []
+    worker = threading.Thread(target=lambda: (commit_paths(repo, ["results/a"], "late",
+                                                           str(lock)), done.append(1.0)))
+    worker.start()
+    time.sleep(0.5)
+    assert not done and _git(repo, "log", "-1", "--format=%s") == "init"  # still waiting
+    holder.wait()
+    worker.join(timeout=10)
+    assert done and _git(repo, "log", "-1", "--format=%s") == "late"
