@@ -70,6 +70,17 @@ def processor(env: Mapping[str, object]) -> str | None:
     return None
 
 
+def machine(env: Mapping[str, object]) -> str | None:
+    """The machine type a run's env stamp says it trained on: its GPU where it used one, else
+    its CPU model with the features that set its speed (:func:`cpu_features`; two VMs that
+    both call their CPU "Intel(R) Xeon(R) Processor" differ by AMX), e.g. ``"Intel(R) Xeon(R)
+    Processor (2 cores, AVX512, AVX512-BF16, AMX)"``; ``None`` when nothing is recorded."""
+    name = processor(env)
+    if name is None or env.get("gpu") or not env.get("cpu_features"):
+        return name
+    return f"{name} ({env['cpu_features']})"
+
+
 def git_commit(repo: Path = _REPO) -> str | None:
     """Commit hash of the working tree the package runs from, or ``None`` outside git."""
     try:

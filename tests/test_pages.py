@@ -598,10 +598,11 @@ def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
         plateau_records_text(tmp_path / "plateau")
     (tmp_path / "plateau/CODE").write_text("ab" * 20 + " " + "cd" * 32 + "\n")
 
-    def record(group, model, fingerprint, cpu, finished=True):
+    def record(group, model, fingerprint, cpu, finished=True, features=None):
         folder = tmp_path / "plateau/runs" / group / model / "seed_0/fold_0"
         folder.mkdir(parents=True)
-        env = {"cpu": cpu, "gpu": None, "source_fingerprint": fingerprint}
+        env = {"cpu": cpu, "gpu": None, "source_fingerprint": fingerprint,
+               "cpu_features": features}
         (folder / "params.json").write_text(json.dumps({"env": env}))
         if finished:
             (folder / "metrics.json").write_text("{}")
@@ -609,13 +610,14 @@ def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
     record("cpu", "unet", "cd" * 32, "Xeon")
     record("cpu-half", "unet", "cd" * 32, "EPYC")
     record("cpu-half", "miniseg", "cd" * 32, "Xeon")
+    record("cpu-half", "pspnet", "cd" * 32, "Xeon", features="2 cores, AMX")  # another type
     record("cpu", "miniseg", "cd" * 32, "Xeon", finished=False)  # not a record yet
     record("cpu-hard-fov_cut", "unet", "cd" * 32, "Xeon")  # a score, not a run
     text = plateau_records_text(tmp_path / "plateau")
     assert text.startswith("The runs at the plateau budget (the budget seed, then the re-run) "
                            "are made by commit abababa (fingerprint cdcdcdcdcdcd)")
-    assert ("3 run records so far (1 in group cpu and 2 in group cpu-half), made on EPYC (1) "
-            "and Xeon (2); every one carries that fingerprint.") in text
+    assert ("4 run records so far (1 in group cpu and 3 in group cpu-half), made on EPYC (1), "
+            "Xeon (2) and Xeon (2 cores, AMX) (1); every one carries that fingerprint.") in text
     assert "Beside them, 1 hard-case score." in text
     record("cpu", "pspnet", "ef" * 32, "Xeon")
     assert "1 of them does NOT carry that fingerprint." in plateau_records_text(tmp_path / "plateau")

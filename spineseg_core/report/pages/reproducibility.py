@@ -99,14 +99,16 @@ PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
 
 def plateau_records_text(folder: Path) -> str:
     """The runs at the plateau budget (``folder``: ``results/plateau/``): the commit and fingerprint that
-    ``CODE`` pins, how many records there are per group and per processor, whether every one
+    ``CODE`` pins, how many records there are per group and per machine type, whether every one
     carries the pinned fingerprint (hard-case scores counted apart), and the scripts that
     remake them."""
     import json
 
+    from spineseg_core.envinfo import machine
     from spineseg_core.fingerprint import read_pin, short
     from spineseg_core.report.bundle import and_join
     from spineseg_core.study.hard_cases import is_hard_group
+    from spineseg_core.study.machines import UNRECORDED
 
     pin = folder / "CODE"
     if not pin.is_file():
@@ -126,8 +128,8 @@ def plateau_records_text(folder: Path) -> str:
             scores += 1
             continue
         groups[group] = groups.get(group, 0) + 1
-        cpu = env.get("gpu") or env.get("cpu") or "processor not recorded"
-        processors[cpu] = processors.get(cpu, 0) + 1
+        kind = machine(env) or UNRECORDED
+        processors[kind] = processors.get(kind, 0) + 1
         off += env.get("source_fingerprint") != fingerprint
     n = sum(groups.values())
     verdict = ("every one carries that fingerprint." if not off else
@@ -144,6 +146,27 @@ def plateau_records_text(folder: Path) -> str:
             f"`{PLATEAU_SCRIPTS[1]}` check that commit out into `.study-code/`, verify its "
             "fingerprint, skip every run already recorded and commit each new record as it "
             "lands.")
+
+
+def machines_html(records: Path, study: str) -> Any:
+    """The runs of the records under ``records`` per machine type (:mod:`spineseg_core.study.
+    machines`), with their training hours and runs per family; ``study`` names them in the
+    footnote."""
+    from spineseg_core.report.tables import Kind
+    from spineseg_core.study.machines import MACHINE_COLUMNS, machine_table, record_machines
+
+    table = machine_table(record_machines(records)) if records.is_dir() else None
+    if table is None or table.empty:
+        return Missing(f"{records.name}/ (run records)")
+    families = [c for c in table.columns if c not in MACHINE_COLUMNS]
+    columns = [Column("machine", "Machine type"), Column("runs", "Runs", Kind.INTEGER),
+               Column("models", "Models", Kind.INTEGER),
+               *[Column(f, f"Runs, {f}", Kind.INTEGER) for f in families],
+               Column("train_hours", "Training (h)", Kind.NUMBER, 1)]
+    return table_html(table, columns, notes=[
+        f"The records of {study} (hard-case scores left out: they are runs scored again), by "
+        "the machine each recorded in its params.json; training hours are wall clock on that "
+        "machine, validation included."])
 
 
 @page("reproducibility")
@@ -171,6 +194,11 @@ def reproducibility_page(b: Bundle) -> Page:
                                    "No results bundle was found."),
         "rp_plateau": MarkdownText(plateau_records_text(plateau_bundle(b).folder)
                                    if b.root is not None else "No results folder was found."),
+        "rp_machines": (machines_html(b.folder / "runs", "this bundle")
+                        if b.folder is not None else Missing("runs/ (run records)")),
+        "rp_plateau_machines": (machines_html(plateau_bundle(b).folder / "runs",
+                                              "the runs at the plateau budget")
+                                if b.root is not None else Missing("results/plateau/runs/")),
     }
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)

@@ -1,0 +1,90 @@
+"""Runs per machine type (``study.machines``, issue 25): the machine a record names, hard-case
+scores and unfinished runs left out, the table's counts and hours by hand, and the page's
+table."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from spineseg_core.envinfo import machine
+from spineseg_core.errors import DataError
+from spineseg_core.study.machines import UNRECORDED, machine_table, record_machines
+
+AMX = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_features": "2 cores, AVX512, AMX", "gpu": None}
+OLD = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_features": "2 cores, AVX512, no AMX",
+       "gpu": None}
+EPYC = {"cpu": "AMD EPYC", "gpu": None}  # an older stamp, without features
+
+
+def test_the_machine_adds_the_features_that_set_the_speed():
+    assert machine(AMX) == "Intel(R) Xeon(R) Processor (2 cores, AVX512, AMX)"
+    assert machine(OLD) != machine(AMX)
+    assert machine(EPYC) == "AMD EPYC"
+    assert machine({**AMX, "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
+    assert machine({}) is None
+
+
+def _record(root, group, model, seed, env, seconds, finished=True):
+    run = root / group / model / f"seed_{seed}" / "fold_0"
+    run.mkdir(parents=True)
+    (run / "params.json").write_text(json.dumps({"env": env} if env is not None else {}))
+    if finished:
+        (run / "metrics.json").write_text(json.dumps({"train_seconds": seconds}))
+
+
+@pytest.fixture
+def records(tmp_path):
+    root = tmp_path / "runs"
+    _record(root, "cpu", "unet", 0, AMX, 3600)
+    _record(root, "cpu", "unet", 1, OLD, 7200)
+    _record(root, "cpu", "pspnet", 0, AMX, 1800)
+    _record(root, "cpu-half", "unet", 0, AMX, 1800)
+    _record(root, "cpu", "miniseg", 0, None, 900)  # no env stamp
+    _record(root, "cpu", "danet", 0, OLD, 100, finished=False)  # still training
+    _record(root, "cpu-hard-fov_cut", "unet", 0, AMX, 3600)  # a score, not a run
+    return root
+
+
+def test_records_are_read_with_their_machine_and_family(records):
+    runs = record_machines(records)
+    assert len(runs) == 5
+    assert set(runs["group"]) == {"cpu", "cpu-half"}
+    row = runs[(runs["model"] == "unet") & (runs["seed"] == 1)].iloc[0]
+    assert (row["machine"], row["family"], row["train_seconds"]) == (
+        machine(OLD), "U-Net family", 7200.0)
+    assert runs.loc[runs["model"] == "miniseg", "machine"].item() == UNRECORDED
+    assert runs.loc[runs["model"] == "pspnet", "family"].item() == "backbone models"
+
+
+def test_the_table_counts_runs_models_families_and_hours(records):
+    table = machine_table(record_machines(records)).set_index("machine")
+    amx = table.loc[machine(AMX)]
+    assert (amx["runs"], amx["models"], amx["U-Net family"], amx["backbone models"]) == (
+        3, 2, 2, 1)
+    assert amx["train_hours"] == pytest.approx((3600 + 1800 + 1800) / 3600)
+    old = table.loc[machine(OLD)]
+    assert (old["runs"], old["backbone models"], old["train_hours"]) == (1, 0, 2.0)
+    assert list(table.index) == [machine(AMX), machine(OLD), UNRECORDED]  # most runs first
+    assert machine_table(pd.DataFrame(columns=["machine", "model", "family",
+                                               "train_seconds"])).empty
+
+
+def test_an_unreadable_record_is_named(tmp_path):
+    _record(tmp_path, "cpu", "unet", 0, AMX, 10)
+    (tmp_path / "cpu/unet/seed_0/fold_0/params.json").write_text("{not json")
+    with pytest.raises(DataError, match="params.json"):
+        record_machines(tmp_path)
+
+
+def test_the_page_shows_the_table(records):
+    from spineseg_core.report.pages.base import Missing
+    from spineseg_core.report.pages.reproducibility import machines_html
+
+    html = machines_html(records, "this bundle").text
+    assert "Intel(R) Xeon(R) Processor (2 cores, AVX512, AMX)" in html
+    assert "Runs, U-Net family" in html and "Runs, backbone models" in html
+    assert "2.0" in html  # the older Xeon's two hours
+    assert isinstance(machines_html(records.parent / "nothing", "x"), Missing)
