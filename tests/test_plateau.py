@@ -143,3 +143,43 @@ def test_a_short_or_rising_curve_is_still_climbing_and_a_flat_one_is_not():
     assert got.loc["short", "climbing"] and got.loc["short", "points"] == 6
     assert got.loc["rising", "climbing"] and got.loc["rising", "gain"] == pytest.approx(0.10)
     assert not got.loc["flat", "climbing"] and got.loc["flat", "gain"] == pytest.approx(0.005)
+
+
+def test_why_a_model_has_not_plateaued_by_hand():
+    from spineseg_core.study.plateau import Shortfall, shortfall
+
+    kind, why = shortfall(0.26, 0.59, 0.71)  # +33 then +12: climbing, slower
+    assert kind is Shortfall.STILL_LEARNING
+    assert why == ("still learning: +33.0 points from B/4 to B/2, then +12.0 to B; the gains "
+                   "shrink, so it is nearing a plateau it has not reached")
+    kind, why = shortfall(0.50, 0.55, 0.65)  # +5 then +10
+    assert kind is Shortfall.STILL_LEARNING and "do not shrink" in why
+    kind, why = shortfall(0.712, 0.676, 0.736)  # down then up: scatter
+    assert kind is Shortfall.SCATTER
+    assert "71.2 % at B/4, 67.6 % at B/2, 73.6 % at B, a swing of 6.0 points" in why
+    assert shortfall(0.70, 0.705, 0.75)[0] is Shortfall.SCATTER  # +0.5 at B/2: within tolerance
+    kind, why = shortfall(math.nan, 0.50, 0.60)
+    assert kind is Shortfall.TWO_BUDGETS and why.startswith("doubling the budget from B/2 "
+                                                            "gained 10.0 points")
+    for full, half in ((0.60, 0.595), (0.60, 0.70), (math.nan, 0.5)):  # plateaued, unmeasured
+        with pytest.raises(ConfigError, match="not those of a model that has not plateaued"):
+            shortfall(0.5, half, full)
+
+
+def test_the_chapter_says_why_each_model_has_not_plateaued():
+    from spineseg_core.report.pages.convergence import shortfall_text
+
+    table = pd.DataFrame({
+        "model": ["unet", "miniseg", "denseaspp", "pspnet"],
+        "label": ["plateaued", "not plateaued", "not plateaued", "not plateaued"],
+        "val_dice": [0.887, 0.708, 0.736, 0.85], "half_val_dice": [0.901, 0.586, 0.676, 0.80],
+        "gain": [-0.014, 0.122, 0.060, 0.05], "tolerance": [0.01] * 4,
+        "quarter_val_dice": [0.826, 0.261, 0.712, math.nan]})
+    text = shortfall_text(table, {"miniseg": "MiniSeg", "denseaspp": "DenseASPP"})
+    lines = text.splitlines()
+    assert lines[0].startswith("Why MiniSeg, DenseASPP and pspnet have not plateaued")
+    assert lines[2].startswith("- **MiniSeg**: still learning: +32.5 points")
+    assert lines[3].startswith("- **DenseASPP**: not monotone in the budget")
+    assert lines[4].startswith("- **pspnet**: doubling the budget from B/2 gained 5.0 points")
+    assert "U-Net" not in text and "unet" not in text
+    assert shortfall_text(table[table["label"] == "plateaued"], {}) == ""

@@ -180,6 +180,46 @@ def _quarter(quarter: pd.DataFrame | None, model: str, seeds: Sequence[int],
             "quarter_steps": next(iter(steps), math.nan)}
 
 
+class Shortfall(StrEnum):
+    """Why a model has not plateaued, read from its scores at B/4, B/2 and B (one seed)."""
+
+    STILL_LEARNING = "still learning"
+    """It gained more than the tolerance from B/4 to B/2 and again from B/2 to B."""
+    SCATTER = "not monotone in the budget"
+    """Its run at B/2 scored no more than the tolerance above its run at B/4 (or below it),
+    and the run at B above both: the scores swing between budgets, and one seed cannot tell a
+    late climb from that swing."""
+    TWO_BUDGETS = "two budgets only"
+    """No run at B/4: only the gain from B/2 to B is known."""
+
+
+def shortfall(quarter: float, half: float, full: float,
+              tolerance: float = PLATEAU_TOLERANCE) -> tuple[Shortfall, str]:
+    """Why a model whose score at B (``full``) exceeds that at B/2 (``half``) by more than
+    ``tolerance`` has not plateaued, with the reason in words (Dice points): still learning,
+    with shrinking gains or not; scores not monotone in the budget; or only two budgets known
+    (``quarter`` NaN). A :class:`ConfigError` for a model that has plateaued or lacks a score
+    at B or B/2."""
+    if plateau_label(full, half, tolerance) is not Plateau.NOT_PLATEAUED:
+        raise ConfigError(f"shortfall: the scores {full} at B and {half} at B/2 are not those "
+                          "of a model that has not plateaued")
+    late = 100 * (full - half)
+    if not math.isfinite(quarter):
+        return Shortfall.TWO_BUDGETS, (f"doubling the budget from B/2 gained {late:.1f} points; "
+                                       "with no run at B/4, whether its gains shrink is unknown")
+    early = 100 * (half - quarter)
+    if early > 100 * tolerance + 1e-9:
+        trend = ("the gains shrink, so it is nearing a plateau it has not reached"
+                 if late < early else "the gains do not shrink: it is far from a plateau")
+        return Shortfall.STILL_LEARNING, (f"still learning: +{early:.1f} points from B/4 to "
+                                          f"B/2, then +{late:.1f} to B; {trend}")
+    scores = [100 * quarter, 100 * half, 100 * full]
+    return Shortfall.SCATTER, (
+        f"not monotone in the budget: {scores[0]:.1f} % at B/4, {scores[1]:.1f} % at B/2, "
+        f"{scores[2]:.1f} % at B, a swing of {max(scores) - min(scores):.1f} points with "
+        f"B/2 no better than B/4; one seed cannot tell a late climb from that swing")
+
+
 def plateaued_count(table: pd.DataFrame) -> tuple[int, int]:
     """How many models of ``plateau.csv`` plateaued, and how many were measured: the budget
     seed keeps its budget B when at least 10 of the 12 plateau (issue 24)."""

@@ -254,6 +254,8 @@ def budget_seed(b: Bundle) -> Page:
                 "B/2 and of the run at B (seed 0), the gain of doubling the budget, and the "
                 "rule's label. Sorted by gain. Data: plateau.csv of the budget seed."))]
         out["cv_seed_plateau"] = plateau_exhibit(plateau, names)
+        if (why := shortfall_text(plateau, names)):
+            text.append(why)
         first = seed.csv(FIRST_PLATEAU)
         if first is not None and len(first):
             before = int(first["steps"].dropna().median()) if first["steps"].notna().any() \
@@ -341,6 +343,31 @@ def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
                else f"{100 * r['gain']:+.1f}"),
         Column("evidence", "Evidence")],
         dash_note=f"the model is {Plateau.NOT_MEASURED}")
+
+
+def shortfall_text(plateau: pd.DataFrame, names: dict[str, str]) -> str:
+    """The models of ``plateau.csv`` that have not plateaued, each with why
+    (:func:`spineseg_core.study.plateau.shortfall`, from its scores at B/4, B/2 and B); empty
+    when every model measured has plateaued."""
+    from spineseg_core.report.bundle import and_join
+    from spineseg_core.study.plateau import Plateau, shortfall
+
+    short = plateau[plateau["label"] == str(Plateau.NOT_PLATEAUED)]
+    if not len(short):
+        return ""
+    short = short.sort_values("gain", ascending=False)
+    items = []
+    for _, row in short.iterrows():
+        q = row.get("quarter_val_dice", math.nan)
+        _, why = shortfall(float(q) if pd.notna(q) else math.nan, float(row["half_val_dice"]),
+                           float(row["val_dice"]),
+                           float(row["tolerance"]))
+        items.append(f"- **{names.get(row['model'], row['model'])}**: {why}.")
+    who = and_join([names.get(m, m) for m in short["model"]])
+    return "\n".join([f"Why {who} {'has' if len(short) == 1 else 'have'} not plateaued, from "
+                      "the same seed's complete runs at B/2 and B, and at B/4 where it was run "
+                      "(validation Dice):",
+                      "", *items])
 
 
 def raise_sentence(record: dict[str, Any] | None) -> str:
