@@ -65,7 +65,15 @@ from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study import commits
 from spineseg_core.study.budget_raise import budget_in_force
 from spineseg_core.study.runner import budget_clash
-from spineseg_core.study.schedule import RERUN_PARTS, SEED_ORDER, plan_cost, rerun_plan, seed_plan
+from spineseg_core.study.schedule import (
+    PARTS,
+    SEED_ORDER,
+    SEED_PART,
+    plan_cost,
+    priced_rates,
+    rerun_plan,
+    seed_plan,
+)
 
 if TYPE_CHECKING:
     from spineseg_core.study.schedule import ScheduledRun
@@ -76,9 +84,8 @@ BENCH = HERE / "results" / "cpu" / "bench.csv"
 LOCK = commits.LOCK
 """The lock the records are committed under (:mod:`spineseg_core.study.commits`)."""
 
-SEED = "seed"
-PARTS: tuple[str, ...] = (SEED, *RERUN_PARTS)
-"""The parts in order: the budget seed (:func:`seed_plan`), then the re-run's."""
+SEED = SEED_PART
+"""The budget seed's part (:func:`seed_plan`); :data:`PARTS` puts it before the re-run's."""
 
 PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
 
@@ -170,15 +177,9 @@ def plan(parts: Sequence[str], steps: int, raised: bool,
 
 def seconds_per_step(models: set[str]) -> dict[str, float]:
     """Model-only seconds per step measured by the committed benchmark
-    (``results/cpu/bench.csv``); a 2.5D model (its 2D base with 3 or 5 input channels, the
-    same convolutions after the first) is priced at its base's rate. The 3D U-Net, whose step
-    is a volume, has no measured rate and stays unpriced."""
-    rate = bench_seconds_per_step(pd.read_csv(BENCH))
-    for model in models - set(rate):
-        base = model.split("_25d")[0]
-        if base != model and base in rate:
-            rate[model] = rate[base]
-    return rate
+    (``results/cpu/bench.csv``), a 2.5D model at its base's rate
+    (:func:`spineseg_core.study.schedule.priced_rates`); the 3D U-Net stays unpriced."""
+    return priced_rates(bench_seconds_per_step(pd.read_csv(BENCH)), sorted(models))
 
 
 def study_command(run: ScheduledRun, runs_dir: Path, records: Path) -> list[str]:

@@ -1,6 +1,7 @@
-"""Runs per machine type (``study.machines``, issue 25): the machine a record names, hard-case
-scores and unfinished runs left out, the table's counts and hours by hand, and the page's
-table."""
+"""Where the runs stand (issue 25): runs per machine type (``study.machines``: the machine a
+record names, hard-case scores and unfinished runs left out, the table's counts and hours by
+hand, the page's table), and the plan per part (``study.schedule.plan_status``) with the first
+page's sentence on it."""
 
 from __future__ import annotations
 
@@ -88,3 +89,37 @@ def test_the_page_shows_the_table(records):
     assert "Runs, U-Net family" in html and "Runs, backbone models" in html
     assert "2.0" in html  # the older Xeon's two hours
     assert isinstance(machines_html(records.parent / "nothing", "x"), Missing)
+
+
+def test_the_plan_counts_records_and_hours_per_part(tmp_path):
+    from spineseg_core.study.schedule import plan_status, priced_rates, rerun_plan, seed_plan
+
+    runs = seed_plan(200, models=["unet", "unet_25d3"]) + rerun_plan(200)
+    rate = priced_rates({"unet": 0.5, "miniseg": 0.1}, sorted({r.spec.model for r in runs}))
+    assert rate["unet_25d3"] == 0.5 and "unet3d" not in rate and "pspnet" not in rate
+    _record(tmp_path, "cpu-half", "unet", 0, AMX, 10)
+    _record(tmp_path, "cpu", "unet", 0, AMX, 10)
+    status = plan_status(runs, tmp_path, rate).set_index("part")
+    seed = status.loc["seed"]
+    assert (seed["runs"], seed["recorded"], seed["to_do"]) == (4, 2, 2)
+    assert seed["hours_left"] == pytest.approx(0.5 * (100 + 200) / 3600)  # unet_25d3 B/2 + B
+    assert bool(seed["required"]) and not bool(status.loc["more", "required"])
+    assert "unet3d" in status.loc["context", "unpriced"]
+    assert list(status.index) == ["seed", "main", "loss", "res256", "context", "more"]
+
+
+def test_the_first_page_says_where_the_rerun_stands():
+    from spineseg_core.report.pages.intro import study_status
+
+    plan = pd.DataFrame({
+        "part": ["seed", "main", "more"], "what": ["a", "b", "c"],
+        "required": [True, True, False], "runs": [34, 24, 24], "recorded": [7, 0, 0],
+        "to_do": [27, 24, 24], "hours_left": [28.7, 32.4, 32.4], "unpriced": ["unet3d", "", ""],
+        "steps": [5880] * 3})
+    text = study_status(plan)
+    assert "B = 5,880 optimiser steps" in text
+    assert ("7 of the 58 runs the re-run needs are recorded (by part of the plan: seed 7 of 34, "
+            "main 0 of 24)") in text
+    assert "about 61 hours of training and an unpriced 3D model left" in text
+    done = plan.assign(recorded=plan["runs"], to_do=0, hours_left=0.0)
+    assert study_status(done) == "" and study_status(None) == ""

@@ -18,10 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spineseg_core.errors import ConfigError
 from spineseg_core.study.records import has_record
 from spineseg_core.study.runner import RunSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,27 @@ and U-Net first so that plateau labels land early, then the context models."""
 RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")
 """The re-run's parts in priority order (:func:`rerun_plan`)."""
 
+SEED_PART = "seed"
+"""The part of the budget seed (:func:`seed_plan`)."""
+
+PARTS: tuple[str, ...] = (SEED_PART, *RERUN_PARTS)
+"""Every part at the plateau budget, in the order they are made."""
+
+REQUIRED_PARTS: tuple[str, ...] = (SEED_PART, "main", "loss", "res256")
+"""The parts the re-run needs before it is done (issue 25: three seeds of the twelve, the loss
+runs, the resolution check and the context study at seed 0, which the seed makes); the context
+models' seeds 1-2 and seeds 3-4 of the twelve come as the cost allows."""
+
+PART_TEXT: dict[str, str] = {
+    SEED_PART: "the budget seed: seed 0 of every model at B and at B/2",
+    "main": "the twelve models, seeds 1 and 2",
+    "loss": "the loss runs, seeds 0-2",
+    "res256": "the resolution check at 256 px, seed 0",
+    "context": "the context models, seeds 1 and 2",
+    "more": "the twelve models, seeds 3 and 4",
+}
+"""What each part makes, in words (the book's plan table)."""
+
 
 def rerun_losses() -> tuple[str, ...]:
     """The losses of the re-run's loss runs: every loss but the profile's own (Dice +
@@ -117,6 +142,42 @@ def rerun_losses() -> tuple[str, ...]:
     from spineseg_core.training.config import TrainConfig
 
     return tuple(str(loss) for loss in LossName if loss != TrainConfig.loss)
+
+
+def priced_rates(bench_rates: Mapping[str, float], models: Sequence[str]) -> dict[str, float]:
+    """Seconds per step for ``models`` from measured ``bench_rates`` (model-only, e.g.
+    :func:`spineseg_core.measure.speed.bench_seconds_per_step` of ``bench.csv``); a 2.5D model
+    (its 2D base with 3 or 5 input channels, the same convolutions after the first) is priced
+    at its base's rate. A model with neither (the 3D U-Net, whose step is a volume) is left
+    out: callers name it as unpriced."""
+    rate = {m: bench_rates[m] for m in models if m in bench_rates}
+    for model in set(models) - set(rate):
+        base = model.split("_25d")[0]
+        if base != model and base in bench_rates:
+            rate[model] = bench_rates[base]
+    return rate
+
+
+def plan_status(runs: Sequence[ScheduledRun], records_dir: str | Path,
+                rate: Mapping[str, float], image_size: int = 128) -> pd.DataFrame:
+    """Per part of ``runs`` (in :data:`PARTS` order): what it makes, whether the re-run needs
+    it (:data:`REQUIRED_PARTS`), its runs, how many are recorded in ``records_dir``, how many
+    are to do, the model-only hours of those at ``rate`` (:func:`plan_cost`) and the models of
+    those left unpriced (no rate)."""
+    import pandas as pd
+
+    rows = []
+    for part in [p for p in PARTS if any(r.part == p for r in runs)]:
+        mine = [r for r in runs if r.part == part]
+        todo = [r for r in mine if not r.recorded(records_dir)]
+        priced = [r for r in todo if r.spec.model in rate]
+        rows.append({"part": part, "what": PART_TEXT.get(part, part),
+                     "required": part in REQUIRED_PARTS, "runs": len(mine),
+                     "recorded": len(mine) - len(todo), "to_do": len(todo),
+                     "hours_left": plan_cost(priced, rate, image_size).get(part, 0.0),
+                     "unpriced": ", ".join(sorted({r.spec.model for r in todo} - set(rate)))})
+    return pd.DataFrame(rows, columns=["part", "what", "required", "runs", "recorded", "to_do",
+                                       "hours_left", "unpriced"])
 
 
 def _run(part: str, model: str, seed: int, steps: int, params: Mapping[str, str],
@@ -135,9 +196,9 @@ def seed_plan(steps: int, steps_given: bool = False, profile: str = "cpu",
     half = half_steps(steps)
     runs = []
     for model in models:
-        runs.append(_run("seed", model, 0, half, {"steps": str(half)}, profile,
+        runs.append(_run(SEED_PART, model, 0, half, {"steps": str(half)}, profile,
                          variant=HALF_VARIANT))
-        runs.append(_run("seed", model, 0, steps, full, profile))
+        runs.append(_run(SEED_PART, model, 0, steps, full, profile))
     return runs
 
 

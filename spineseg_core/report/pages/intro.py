@@ -26,10 +26,34 @@ def rank_correlation(models: pd.DataFrame | None) -> float | None:
     return float(spearmanr(both["dice"], both["dice_mean"]).statistic)
 
 
+def study_status(plan: pd.DataFrame | None) -> str:
+    """Where the re-run at the plateau budget stands, for the first page: the budget, the
+    runs the re-run needs and how many are recorded, the hours left; empty before it started
+    or once every needed run is recorded (then the book reads those runs)."""
+    if plan is None or not len(plan):
+        return ""
+    needed = plan[plan["required"]]
+    done, total = int(needed["recorded"].sum()), int(needed["runs"].sum())
+    if done == total:
+        return ""
+    parts = ", ".join(f"{r.part} {int(r.recorded)} of {int(r.runs)}" for r in needed.itertuples())
+    unpriced = any(bool(u) for u in needed["unpriced"])
+    hours = needed["hours_left"].sum()
+    return (f"**Where the study stands.** Every model is being trained again to "
+            f"B = {int(plan['steps'].iloc[0]):,} optimiser steps, the budget the budget seed "
+            f"chose so that the models reach their plateau: {done} of the {total} runs the "
+            f"re-run needs are recorded (by part of the plan: {parts}), about {hours:.0f} "
+            f"hours of training{' and an unpriced 3D model' if unpriced else ''} left at the "
+            "measured step rates (model only). Until they are, the tables of this book are "
+            "of the runs described above; {doc}`convergence` shows what the new runs say so "
+            "far, and {doc}`reproducibility` the plan part by part.")
+
+
 @page("intro")
 def intro_page(b: Bundle) -> Page:
     from spineseg_core.report import claims as cl, headline as hl
     from spineseg_core.report.facts import read_setup
+    from spineseg_core.report.pages.reproducibility import plateau_plan
     from spineseg_core.study.paper import table1_overall
 
     models, efficiency = b.csv("models.csv"), b.csv("efficiency.csv")
@@ -42,6 +66,8 @@ def intro_page(b: Bundle) -> Page:
         "claims_box": hl.claims_box(claims),
         "takeaway": MarkdownText(hl.takeaway(models, claims, efficiency)),
         "scale_caveat": MarkdownText(hl.scale_caveat(setup)),
+        "study_status": MarkdownText(study_status(plateau_plan(b)) if b.root is not None
+                                     else ""),
         "paper_best": paper.loc[paper["dice"].idxmax(), "model"],
         "paper_best_dice": hl.one_decimal(paper["dice"].max()),
         "our_best": MISSING, "our_best_dice": MISSING,

@@ -148,6 +148,50 @@ def plateau_records_text(folder: Path) -> str:
             "lands.")
 
 
+def plateau_plan(b: Bundle) -> pd.DataFrame | None:
+    """Where the runs at the plateau budget stand, per part (:func:`spineseg_core.study.
+    schedule.plan_status`): the plan at the budget in force (``budget.json`` of the plateau
+    bundle, else the code's ``CPU_STEPS``), the records of ``results/plateau/runs`` and the
+    model-only hours left at the bundle's benchmark rates (``bench.csv``); ``None`` before the
+    seed started (no pin) or without a results folder."""
+    from spineseg_core.measure.speed import bench_seconds_per_step
+    from spineseg_core.report.pages.convergence import plateau_bundle
+    from spineseg_core.study.budget_raise import budget_in_force
+    from spineseg_core.study.schedule import plan_status, priced_rates, rerun_plan, seed_plan
+    from spineseg_core.training.config import CPU_STEPS
+
+    folder = plateau_bundle(b).folder
+    if folder is None or not (folder / "CODE").is_file():
+        return None
+    steps = budget_in_force(folder, CPU_STEPS)
+    runs = seed_plan(steps, steps != CPU_STEPS) + rerun_plan(steps, steps != CPU_STEPS)
+    bench = b.csv("bench.csv")
+    measured = bench_seconds_per_step(bench) if bench is not None and len(bench) else {}
+    rate = priced_rates(measured, sorted({r.spec.model for r in runs}))
+    return plan_status(runs, folder / "runs", rate).assign(steps=steps)
+
+
+def plan_html(plan: pd.DataFrame | None) -> Any:
+    """:func:`plateau_plan` as the chapter's table."""
+    from spineseg_core.report.tables import Kind
+
+    if plan is None:
+        return Missing("plateau/CODE (the budget seed's pin)")
+    shown = plan.assign(need=plan["required"].map({True: "needed", False: "as the cost allows"}))
+    unpriced = sorted({m for u in plan["unpriced"] if u for m in u.split(", ")})
+    notes = [f"The plan at B = {int(plan['steps'].iloc[0]):,} steps (scripts/plateau_rerun.py "
+             "--dry-run gives it run by run). Hours are model-only, at the step rates of this "
+             "bundle's benchmark (bench.csv; its processor may not be the one that trains): "
+             "validation adds about a fifth."]
+    if unpriced:
+        notes.append(f"Not priced (no measured rate): {', '.join(unpriced)}.")
+    return table_html(shown, [
+        Column("part", "Part"), Column("what", "What it makes"), Column("need", "For issue 25"),
+        Column("runs", "Runs", Kind.INTEGER), Column("recorded", "Recorded", Kind.INTEGER),
+        Column("to_do", "To do", Kind.INTEGER),
+        Column("hours_left", "Hours left (model only)", Kind.NUMBER, 1)], notes=notes)
+
+
 def machines_html(records: Path, study: str) -> Any:
     """The runs of the records under ``records`` per machine type (:mod:`spineseg_core.study.
     machines`), with their training hours and runs per family; ``study`` names them in the
@@ -194,6 +238,7 @@ def reproducibility_page(b: Bundle) -> Page:
                                    "No results bundle was found."),
         "rp_plateau": MarkdownText(plateau_records_text(plateau_bundle(b).folder)
                                    if b.root is not None else "No results folder was found."),
+        "rp_plateau_plan": plan_html(plateau_plan(b)),
         "rp_machines": (machines_html(b.folder / "runs", "this bundle")
                         if b.folder is not None else Missing("runs/ (run records)")),
         "rp_plateau_machines": (machines_html(plateau_bundle(b).folder / "runs",
