@@ -140,6 +140,10 @@ def test_table_d_follows_the_budget_seed():
         "plateau; 1 of the 1 models the budget seed has labelled at it so far plateaued")
     assert budget_status(labels(1, 3), raised).endswith(
         "; final (the budget is raised once): 1 of the 4 models the budget seed measured "
+        "plateaued at it, so fewer than 10 of the 12 can plateau at it and the book names those "
+        "that do not")
+    assert budget_status(labels(10, 2), raised).endswith(
+        "; final (the budget is raised once): 10 of the 12 models the budget seed measured "
         "plateaued at it")
     assert budget_status(None, raised) == (f"{2 * CPU_STEPS} on the cpu profile, raised once "
                                            f"from {CPU_STEPS} because 3 did not plateau")

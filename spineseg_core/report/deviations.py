@@ -147,7 +147,7 @@ def budget_status(plateau: pd.DataFrame | None, raised: dict[str, Any] | None = 
     names the new budget, the old one and why: a raised budget is final."""
     from spineseg_core.models import list_models
     from spineseg_core.study.budget_raise import at_budget
-    from spineseg_core.study.plateau import BudgetVerdict, budget_verdict
+    from spineseg_core.study.plateau import MIN_PLATEAUED, BudgetVerdict, budget_verdict
     from spineseg_core.training.config import CPU_STEPS
 
     models = list_models()
@@ -163,8 +163,11 @@ def budget_status(plateau: pd.DataFrame | None, raised: dict[str, Any] | None = 
         if verdict is BudgetVerdict.PENDING:
             return (head + (f"; {done} of the {measured} models the budget seed has labelled at "
                             f"it so far plateaued" if measured else ""))
+        short = ("" if verdict is BudgetVerdict.STANDS else
+                 f", so fewer than {MIN_PLATEAUED} of the {len(models)} can plateau at it and "
+                 "the book names those that do not")
         return (head + f"; final (the budget is raised once): {done} of the {measured} models "
-                "the budget seed measured plateaued at it")
+                f"the budget seed measured plateaued at it{short}")
     if verdict is BudgetVerdict.STANDS:
         return (f"{steps} on the cpu profile, kept: {done} of the {measured} models the "
                 f"budget seed measured plateaued at it")
