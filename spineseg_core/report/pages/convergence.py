@@ -233,9 +233,11 @@ def budget_seed(b: Bundle) -> Page:
         if raised:  # raised once already: final whatever the labels at it say
             stands = {
                 BudgetVerdict.STANDS: "so the raised budget stands",
-                BudgetVerdict.RAISED: "so fewer than that can plateau at the raised budget; it "
-                                      "is raised only once, so it is final and the table names "
-                                      "the models that did not plateau",
+                BudgetVerdict.RAISED: (
+                    f"and at most {done + len(paper) - measured} can now (the {done} plateaued "
+                    f"and the {len(paper) - measured} still to measure), so the raised budget "
+                    "does not stand either; the budget is raised only once, so it is final and "
+                    "the models that did not plateau are named below with why"),
                 BudgetVerdict.PENDING: "and the raised budget is final whatever the labels "
                                        "still to come say"}[verdict]
         unmeasured = len(paper) - measured
