@@ -250,6 +250,16 @@ def test_a_raised_budget_is_said_with_its_reason(tmp_path):
     assert ("the budget B stands when at least 10 of the 12 do, and the raised budget is final "
             "whatever the labels still to come say. " + raise_text) in text
     assert raise_sentence(None) == ""
+    # three of four not plateaued at the raised budget: it cannot stand, and stays final
+    write_plateau_bundle(tmp_path / "results/plateau", {
+        "unet": (0.90, 0.89, 300.0), "miniseg": (0.59, 0.71, 1400.0),
+        "pspnet": (0.80, 0.83, 200.0), "denseaspp": (0.68, 0.74, 220.0)}, steps=5880)
+    text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
+    assert ("1 of the 4 of the paper's models measured plateaued (8 not measured); the budget "
+            "B stands when at least 10 of the 12 do, and at most 9 can now (the 1 plateaued and "
+            "the 8 still to measure), so the raised budget does not stand either; the budget is "
+            "raised only once, so it is final") in text
+    assert "Why MiniSeg, DenseASPP and PSPNet have not plateaued" in text
     plt.close("all")
 
 
