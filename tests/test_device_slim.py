@@ -1,0 +1,82 @@
+"""``scripts/device_slim.py`` in a temporary git repository: ``out`` takes the tracked files of
+its folders out of the working tree and nothing else, refuses uncommitted changes there, and
+``back`` restores every byte; the size line counts what is on disk."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+slim = _script("device_slim")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{key}_NAME", "test")
+        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
+    root = tmp_path / "repo"
+    files = {"results/cpu/runs/cpu/unet/seed_0/fold_0/predictions.npz": b"\x00" * 3000,
+             "results/cpu/runs/cpu/unet/seed_0/fold_0/metrics.json": b"{}",
+             "results/cpu/levels/levels.csv.gz": b"\x01" * 500,
+             "results/cpu/models.csv": b"model\nunet\n",
+             "results/plateau/CODE": b"pin\n"}
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "init")
+    return root, files
+
+
+def test_out_and_back_lose_nothing(repo):
+    root, files = repo
+    before = slim.tree_bytes(root)
+    assert slim.take_out(root) == 3
+    assert not (root / "results/cpu/runs").exists() and not (root / "results/cpu/levels").exists()
+    assert (root / "results/cpu/models.csv").is_file() and (root / "results/plateau/CODE").is_file()
+    assert slim.tree_bytes(root) == before - 3000 - 2 - 500
+    assert _git(root, "diff", "--cached", "--name-only") == ""  # nothing staged
+    assert "OVER" not in slim.size_line(root) and "0.0 MiB left" not in slim.size_line(root)
+    assert slim.put_back(root) == 3
+    assert {n: (root / n).read_bytes() for n in files} == files
+    assert _git(root, "status", "--porcelain") == ""
+    assert slim.put_back(root) == 0  # nothing missing: nothing to do
+
+
+def test_out_refuses_uncommitted_changes_there(repo, capsys):
+    root, _ = repo
+    (root / "results/cpu/runs/cpu/unet/seed_0/fold_0/metrics.json").write_text('{"dice": 1}')
+    with pytest.raises(SystemExit, match="metrics.json: uncommitted changes under results/cpu/runs"):
+        slim.take_out(root)
+    assert (root / "results/cpu/runs/cpu/unet/seed_0/fold_0/predictions.npz").is_file()
+    (root / "results/cpu/models.csv").write_text("changed\n")  # outside: no matter
+    _git(root, "checkout", "--", "results/cpu/runs")
+    assert slim.take_out(root) == 3
+
+
+def test_the_size_line_says_over_when_it_is(repo, monkeypatch):
+    root, _ = repo
+    monkeypatch.setattr(slim, "TRAVEL_MIB", 0.001)
+    assert "OVER by" in slim.size_line(root)
