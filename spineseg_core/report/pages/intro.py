@@ -40,13 +40,14 @@ def study_status(plan: pd.DataFrame | None) -> str:
     unpriced = any(bool(u) for u in needed["unpriced"])
     hours = needed["hours_left"].sum()
     return (f"**Where the study stands.** Every model is being trained again to "
-            f"B = {int(plan['steps'].iloc[0]):,} optimiser steps, the budget the budget seed "
-            f"chose so that the models reach their plateau: {done} of the {total} runs the "
+            f"B = {int(plan['steps'].iloc[0]):,} optimiser steps, the study's budget, set by "
+            f"the budget seed to bring the models to their plateau: {done} of the {total} runs the "
             f"re-run needs are recorded (by part of the plan: {parts}), about {hours:.0f} "
             f"hours of training{' and an unpriced 3D model' if unpriced else ''} left at the "
             "measured step rates (model only). Until they are, the tables of this book are "
             "of the runs described above; {doc}`convergence` shows what the new runs say so "
-            "far, and {doc}`reproducibility` the plan part by part.")
+            "far, which models have plateaued at B among them, and {doc}`reproducibility` the "
+            "plan part by part.")
 
 
 @page("intro")
