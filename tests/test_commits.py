@@ -10,27 +10,21 @@ import time
 
 import pytest
 
+from script_helpers import commit_all, git
 from spineseg_core.study.commits import commit_paths
 
 
 def _git(repo, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return git(repo, *args).strip()
 
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
-        monkeypatch.setenv(f"{key}_NAME", "test")
-        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
     root = tmp_path / "repo"
     (root / "results" / "a").mkdir(parents=True)
     (root / "results" / "a" / "old.csv").write_text("x\n1\n")
     (root / "notes.md").write_text("notes\n")
-    _git(root, "init", "-q")
-    _git(root, "add", ".")
-    _git(root, "commit", "-q", "-m", "init")
-    return root
+    return commit_all(root, monkeypatch)
 
 
 def test_it_commits_the_paths_alone_with_removals(repo, tmp_path):

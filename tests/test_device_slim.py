@@ -4,37 +4,15 @@ its folders out of the working tree and nothing else, refuses uncommitted change
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+from script_helpers import commit_all, git as _git, load_script
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-slim = _script("device_slim")
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+slim = load_script("device_slim")
 
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
-        monkeypatch.setenv(f"{key}_NAME", "test")
-        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
     root = tmp_path / "repo"
     files = {"results/cpu/runs/cpu/unet/seed_0/fold_0/predictions.npz": b"\x00" * 3000,
              "results/cpu/runs/cpu/unet/seed_0/fold_0/metrics.json": b"{}",
@@ -44,10 +22,7 @@ def repo(tmp_path, monkeypatch):
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-    _git(root, "init", "-q")
-    _git(root, "add", ".")
-    _git(root, "commit", "-q", "-m", "init")
-    return root, files
+    return commit_all(root, monkeypatch), files
 
 
 def test_out_and_back_lose_nothing(repo):

@@ -4,7 +4,6 @@ folder's pins and limits, and the GPU study's plan, version check and time budge
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from script_helpers import load_script
 from spineseg_core.errors import ConfigError
 from spineseg_core.fingerprint import source_fingerprint
 
@@ -21,14 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
+_script = load_script
 gpu_wheels = _script("gpu_wheels")
 gpu_study = _script("gpu_study")
 

@@ -5,7 +5,6 @@ the dry run's status of the committed records, and the wrapper ``scripts/budget_
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from script_helpers import commit_all, git, load_script
 from spineseg_core.fingerprint import commit_fingerprint
 from spineseg_core.study.records import has_record
 
@@ -20,15 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rerun = _script("plateau_rerun")
+rerun = load_script("plateau_rerun")
 
 
 def _option(cmd: list[str], name: str) -> str | None:
@@ -248,26 +240,20 @@ def test_the_other_parts_keep_the_models_given(fake, capsys):
 # --- the pin, in a temporary git repository -------------------------------------------------
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return git(repo, *args).strip()
 
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A git repository with fingerprinted files, the script's root; runs are noted and
     recorded, not made."""
-    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
-        monkeypatch.setenv(f"{key}_NAME", "test")
-        monkeypatch.setenv(f"{key}_EMAIL", "test@example.org")
     root = tmp_path / "repo"
     (root / "spineseg_core").mkdir(parents=True)
     (root / "spineseg_core" / "labels.py").write_text("LABELS = 20\n")
     (root / "notebooks").mkdir()
     (root / "notebooks" / "train.ipynb").write_text("{}\n")
     (root / "README.md").write_text("a study\n")
-    _git(root, "init", "-q")
-    _git(root, "add", ".")
-    _git(root, "commit", "-q", "-m", "init")
+    commit_all(root, monkeypatch)
     monkeypatch.setattr(rerun, "HERE", root)
     monkeypatch.setattr(rerun, "PLATEAU", root / "results" / "plateau")
     monkeypatch.setattr(rerun, "LOCK", str(tmp_path / "git.lock"))
