@@ -183,3 +183,62 @@ def test_the_chapter_says_why_each_model_has_not_plateaued():
     assert lines[4].startswith("- **pspnet**: doubling the budget from B/2 gained 5.0 points")
     assert "U-Net" not in text and "unet" not in text
     assert shortfall_text(table[table["label"] == "plateaued"], {}) == ""
+
+
+def _history(model, dice, seed=0):
+    return pd.DataFrame({"model": model, "seed": seed, "fold": 0,
+                         "epoch": range(1, len(dice) + 1), "dice": dice})
+
+
+def test_end_scores_average_the_last_validations_by_hand():
+    from spineseg_core.study.plateau import end_scores
+
+    history = pd.concat([_history("unet", [0.5, 0.9, 0.8, 0.7, math.nan, 0.6]),
+                         _history("miniseg", [0.1, 0.2])])
+    ends = end_scores(history).set_index("model")["val_dice"]
+    assert ends["unet"] == pytest.approx((0.8 + 0.7 + 0.6) / 3)  # NaN rows are no validation
+    assert ends["miniseg"] == pytest.approx(0.15)  # fewer than 3: all of them
+    assert end_scores(history, points=1).set_index("model")["val_dice"]["unet"] == 0.6
+    with pytest.raises(ConfigError, match="at least 1 validation"):
+        end_scores(history, points=0)
+    with pytest.raises(ConfigError, match="lacks the columns"):
+        end_scores(history.drop(columns=["dice"]))
+
+
+def test_end_labels_undo_a_spike_in_the_best_score():
+    """A spike at B lifts its best score 6 points over B/2's; the ends of both schedules are
+    level, so by the end score the model has plateaued (DenseASPP at 5880, in shape)."""
+    from spineseg_core.study.plateau import end_labels
+
+    full = _runs([("denseaspp", 0, 0.736, 5880), ("unet", 0, 0.90, 5880)])
+    half = _runs([("denseaspp", 0, 0.676, 2940), ("unet", 0, 0.80, 2940)])
+    hist_full = pd.concat([_history("denseaspp", [0.60, 0.736, 0.66, 0.655, 0.656]),
+                           _history("unet", [0.7, 0.9, 0.9, 0.9, 0.9])])
+    hist_half = pd.concat([_history("denseaspp", [0.60, 0.676, 0.656, 0.655, 0.654]),
+                           _history("unet", [0.6, 0.8, 0.8, 0.8, 0.8])])
+    assert plateau_table(full, half).set_index("model")["label"]["denseaspp"] == "not plateaued"
+    ends = end_labels(full, half, hist_full, hist_half).set_index("model")
+    assert ends.loc["denseaspp", "end_label"] == "plateaued"
+    assert ends.loc["denseaspp", "end_gain"] == pytest.approx((0.66 + 0.655 + 0.656) / 3 - 0.655)
+    assert ends.loc["unet", "end_label"] == "not plateaued"  # a real gain stays one
+    assert list(ends.columns) == ["end_label", "end_val_dice", "end_half_val_dice", "end_gain"]
+
+
+def test_the_chapter_says_which_labels_rest_on_noise():
+    from spineseg_core.report.pages.convergence import end_label_text
+
+    table = pd.DataFrame({
+        "model": ["unet", "denseaspp", "pspnet"], "label": ["plateaued", "not plateaued",
+                                                             "not measured"],
+        "gain": [-0.015, 0.060, math.nan], "end_label": ["plateaued", "plateaued",
+                                                         "not measured"],
+        "end_gain": [-0.057, 0.001, math.nan]})
+    history = pd.concat([_history("unet", [0.5, 0.6, 0.80, 0.82]),
+                         _history("denseaspp", [0.5, 0.6, 0.70, 0.70])])
+    text = end_label_text(table, {"denseaspp": "DenseASPP"}, history)
+    assert ("2 of the 2 models measured plateau; the label differs for DenseASPP (not plateaued "
+            "by the best score, +6.0 points; plateaued by the end score, +0.1).") in text
+    assert "is 0.0 to 1.4 points" in text  # SD of (0.80, 0.82) and of (0.70, 0.70)
+    same = table.assign(end_label=table["label"])
+    assert "the same labels as the rule's" in end_label_text(same, {})
+    assert end_label_text(table.drop(columns=["end_label"]), {}) == ""

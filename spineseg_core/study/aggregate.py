@@ -83,7 +83,12 @@ from spineseg_core.labels import LABELS
 from spineseg_core.study.context_study import BASELINES, STUDY, study_models
 from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.loss_study import SANITY_METRICS
-from spineseg_core.study.plateau import HALF_VARIANT, QUARTER_VARIANT, plateau_table
+from spineseg_core.study.plateau import (
+    HALF_VARIANT,
+    QUARTER_VARIANT,
+    end_labels,
+    plateau_table,
+)
 from spineseg_core.study.stats import COUNT_COLUMNS, METRICS, bootstrap_ci
 from spineseg_core.training.config import budget_exceptions, consensus_budget
 from spineseg_core.training.run_folder import RunFolder, find_runs
@@ -770,9 +775,12 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         _write_csv(out / "validation_classes.csv", val_classes)
     if half:  # every model of the group is labelled, the context models too
         full = runs_table(every, runs_dir) if len(every) != len(loaded) else runs
-        _write_csv(out / "plateau.csv",
-                   plateau_table(full, runs_table(half), list(full["model"].drop_duplicates()),
-                                 quarter=runs_table(quarter) if quarter else None))
+        order = list(full["model"].drop_duplicates())
+        labels = plateau_table(full, runs_table(half), order,
+                               quarter=runs_table(quarter) if quarter else None)
+        ends = end_labels(full, runs_table(half), _stack(every, "history"),
+                          _stack(half, "history"), order)
+        _write_csv(out / "plateau.csv", labels.merge(ends, on="model", how="left"))
     if half and quarter:  # the models the first budget labelled: those with runs at B/4
         first, fourth = runs_table(half), runs_table(quarter)
         _write_csv(out / "plateau_first.csv",

@@ -180,6 +180,54 @@ def _quarter(quarter: pd.DataFrame | None, model: str, seeds: Sequence[int],
             "quarter_steps": next(iter(steps), math.nan)}
 
 
+END_POINTS = 3
+"""Validations averaged for a run's end-of-schedule score (:func:`end_scores`)."""
+
+END_COLUMNS: tuple[str, ...] = ("end_label", "end_val_dice", "end_half_val_dice", "end_gain")
+"""The columns ``spineseg aggregate`` adds to ``plateau.csv`` from :func:`end_labels`."""
+
+
+def end_scores(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
+    """Each run's end-of-schedule score: the mean validation Dice of its last ``points``
+    validations (``history.csv`` rows with a ``dice``), one row per ``model`` and ``seed``
+    (folds averaged) as ``val_dice``.
+
+    The rule's score, a run's best validation Dice, is a maximum over its validations; a run at
+    B validates twice as often as one at B/2, so with validation Dice moving 1-4 points from
+    one epoch to the next, noise alone lifts B's maximum more. The end of an annealed schedule
+    is the point each run converges to, and averaging a few validations there damps the noise.
+    """
+    if points < 1:
+        raise ConfigError(f"points: expected at least 1 validation, got {points}")
+    lacking = [c for c in ("model", "seed", "dice") if c not in history]
+    if lacking:
+        raise ConfigError(f"history: lacks the columns {lacking}")
+    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
+    scored = history.dropna(subset=["dice"])
+    ends = scored.groupby(keys, sort=False)["dice"].apply(lambda d: d.iloc[-points:].mean())
+    ends = ends.rename("val_dice").reset_index()
+    return ends.groupby(["model", "seed"], sort=False, as_index=False)["val_dice"].mean()
+
+
+def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFrame,
+               half_history: pd.DataFrame, models: Sequence[str] | None = None,
+               tolerance: float = PLATEAU_TOLERANCE, points: int = END_POINTS) -> pd.DataFrame:
+    """The plateau rule applied to the runs' end-of-schedule scores (:func:`end_scores`)
+    instead of their best ones: per model, :data:`END_COLUMNS` (the label, both scores and the
+    gain), a check of how much the label rests on validation noise. ``full``/``half`` are the
+    runs at B and B/2 as for :func:`plateau_table`, whose steps checks apply alike."""
+    def rescored(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+        ends = end_scores(history, points)
+        return runs.drop(columns=["val_dice"]).merge(ends, on=["model", "seed"], how="left")
+
+    table = plateau_table(rescored(full, full_history), rescored(half, half_history), models,
+                          tolerance)
+    return pd.DataFrame({"model": table["model"], "end_label": table["label"],
+                         "end_val_dice": table["val_dice"],
+                         "end_half_val_dice": table["half_val_dice"],
+                         "end_gain": table["gain"]})
+
+
 class Shortfall(StrEnum):
     """Why a model has not plateaued, read from its scores at B/4, B/2 and B (one seed)."""
 
