@@ -30,7 +30,9 @@ contract of CONTRIBUTING.md) and writes, atomically, into ``results/<profile>/``
 ``validation_classes.csv``    with ``--baseline``: the share of the validation subjects holding
                               each class (:func:`.validation.presence`)
 ``plateau.csv``               per model: the plateau rule's label from the runs at the budget B
-                              and the group ``<profile>-half`` at B/2 (:mod:`.plateau`)
+                              and the group ``<profile>-half`` at B/2 (:mod:`.plateau`), and
+                              the same rule on their end-of-schedule scores (``end_*``,
+                              :func:`.plateau.end_labels`)
 ``plateau_first.csv``         after a raised budget (:mod:`.budget_raise`): the labels at the
                               first budget, its runs (now ``<profile>-half``) against
                               ``<profile>-quarter``: the evidence that raised it
