@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from gpu_wheels import TRAVEL_MIB, tree_bytes  # noqa: E402
+from gpu_wheels import travel_line, tree_bytes  # noqa: E402
 
 SLIM: tuple[str, ...] = ("results/cpu/runs", "results/cpu/levels")
 """What ``out`` takes out of the working tree: tracked folders no device script reads."""
@@ -42,20 +42,13 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under ``folder`` (0 when it is absent)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() \
-        else 0
-
-
 def size_line(repo: Path) -> str:
-    """What would travel with ``repo`` (its tree and :data:`WHEELS`) against the limit."""
-    tree, wheels = tree_bytes(repo), folder_bytes(repo / WHEELS)
-    total = (tree + wheels) / 2**20
-    verdict = (f"{TRAVEL_MIB - total:.1f} MiB left" if total <= TRAVEL_MIB
-               else f"OVER by {total - TRAVEL_MIB:.1f} MiB: the device tool refuses the call")
-    return (f"device_slim: tree {tree / 2**20:.1f} MiB + {WHEELS} {wheels / 2**20:.1f} MiB = "
-            f"{total:.1f} MiB of {TRAVEL_MIB:g} ({verdict})")
+    """What would travel with ``repo``: its tree and :data:`WHEELS`, against the limit
+    (``gpu_wheels.travel_line``)."""
+    wheels = repo / WHEELS
+    folder = sum(p.stat().st_size for p in wheels.iterdir() if p.is_file()) \
+        if wheels.is_dir() else 0
+    return travel_line(tree_bytes(repo), folder, who="device_slim")
 
 
 def take_out(repo: Path, paths: Sequence[str] = SLIM) -> int:

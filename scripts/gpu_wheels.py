@@ -142,10 +142,12 @@ def tree_bytes(repo: Path = REPO) -> int:
     return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
 
 
-def travel_line(tree: int, wheels: int, limit_mib: float = TRAVEL_MIB) -> str:
-    """What travels to the device machine against its limit, in MiB, with the margin left."""
+def travel_line(tree: int, wheels: int, limit_mib: float = TRAVEL_MIB,
+                who: str = "gpu_wheels") -> str:
+    """What travels to the device machine against its limit, in MiB, with the margin left;
+    ``who``: the script that says it."""
     total = (tree + wheels) / 2**20
-    return (f"gpu_wheels: tree {tree / 2**20:.1f} MiB + wheels {wheels / 2**20:.1f} MiB = "
+    return (f"{who}: tree {tree / 2**20:.1f} MiB + wheels {wheels / 2**20:.1f} MiB = "
             f"{total:.1f} MiB of the device tool's {limit_mib:g} MiB "
             + (f"({limit_mib - total:.1f} MiB left)" if total <= limit_mib
                else f"(OVER by {total - limit_mib:.1f} MiB: it will refuse to send them)"))

@@ -84,9 +84,6 @@ BENCH = HERE / "results" / "cpu" / "bench.csv"
 LOCK = commits.LOCK
 """The lock the records are committed under (:mod:`spineseg_core.study.commits`)."""
 
-SEED = SEED_PART
-"""The budget seed's part (:func:`seed_plan`); :data:`PARTS` puts it before the re-run's."""
-
 PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
 
 
@@ -170,7 +167,7 @@ def plan(parts: Sequence[str], steps: int, raised: bool,
     """The runs of ``parts`` at B = ``steps`` (passed as ``-p steps`` when ``raised`` above the
     pinned code's), in :data:`PARTS` order; ``models`` keeps those models (in the seed, in the
     order given)."""
-    runs = seed_plan(steps, raised, models=models or SEED_ORDER) if SEED in parts else []
+    runs = seed_plan(steps, raised, models=models or SEED_ORDER) if SEED_PART in parts else []
     return runs + [r for r in rerun_plan(steps, raised) if r.part in parts
                    and (not models or r.spec.model in models)]
 
@@ -222,7 +219,7 @@ def commit(message: str) -> None:
 
 def message(run: ScheduledRun, steps: int) -> str:
     """The commit message of ``run``'s record."""
-    if run.part == SEED:
+    if run.part == SEED_PART:
         at = "B" if run.spec.group == run.spec.profile else "B/2"
         return f"Budget seed: {run.spec.model} at {at} = {run.steps} steps, seed {run.spec.seed}"
     return f"Plateau re-run ({run.part}): {run.spec.label()} in {run.spec.group}, {steps} steps"
@@ -277,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.models:
             check_models(args.models)
-        code, pinned_now = code_version(SEED in args.parts, args.dry_run)
+        code, pinned_now = code_version(SEED_PART in args.parts, args.dry_run)
         pinned = pinned_steps(code)
         steps = budget_in_force(PLATEAU, pinned, args.steps)
         runs = plan(args.parts, steps, steps != pinned, args.models)

@@ -4,9 +4,10 @@ nothing changed, keeps a message with quotes intact, and waits for the lock."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -50,15 +51,19 @@ def test_nothing_changed_commits_nothing(repo, tmp_path):
 
 def test_it_waits_for_the_lock(repo, tmp_path):
     lock = tmp_path / "lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "1.5"])
-    time.sleep(0.3)
-    (repo / "results" / "a" / "new.csv").write_text("x\n2\n")
-    done: list[float] = []
-    worker = threading.Thread(target=lambda: (commit_paths(repo, ["results/a"], "late",
-                                                           str(lock)), done.append(1.0)))
-    worker.start()
-    time.sleep(0.5)
-    assert not done and _git(repo, "log", "-1", "--format=%s") == "init"  # still waiting
-    holder.wait()
-    worker.join(timeout=10)
-    assert done and _git(repo, "log", "-1", "--format=%s") == "late"
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo held; exec sleep 60"],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # the lock is taken from here on
+        (repo / "results" / "a" / "new.csv").write_text("x\n2\n")
+        worker = threading.Thread(target=commit_paths,
+                                  args=(repo, ["results/a"], "late", str(lock)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive()  # still waiting for the lock
+        assert _git(repo, "log", "-1", "--format=%s") == "init"
+    finally:  # the sleep inherits the lock: end flock and it together
+        os.killpg(holder.pid, signal.SIGTERM)
+        holder.wait()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and _git(repo, "log", "-1", "--format=%s") == "late"

@@ -33,7 +33,6 @@ def test_out_and_back_lose_nothing(repo):
     assert (root / "results/cpu/models.csv").is_file() and (root / "results/plateau/CODE").is_file()
     assert slim.tree_bytes(root) == before - 3000 - 2 - 500
     assert _git(root, "diff", "--cached", "--name-only") == ""  # nothing staged
-    assert "OVER" not in slim.size_line(root) and "0.0 MiB left" not in slim.size_line(root)
     assert slim.put_back(root) == 3
     assert {n: (root / n).read_bytes() for n in files} == files
     assert _git(root, "status", "--porcelain") == ""
@@ -51,7 +50,12 @@ def test_out_refuses_uncommitted_changes_there(repo, capsys):
     assert slim.take_out(root) == 3
 
 
-def test_the_size_line_says_over_when_it_is(repo, monkeypatch):
+def test_the_size_line_counts_the_wheels_folder(repo):
     root, _ = repo
-    monkeypatch.setattr(slim, "TRAVEL_MIB", 0.001)
-    assert "OVER by" in slim.size_line(root)
+    tree = slim.tree_bytes(root)
+    assert slim.size_line(root) == slim.travel_line(tree, 0, who="device_slim")
+    (root / ".gpu-wheels").mkdir()
+    (root / ".gpu-wheels" / "a.whl").write_bytes(b"\x00" * 2048)
+    (root / ".git" / "info" / "exclude").write_text(".gpu-wheels/\n")  # ignored, as here
+    assert slim.size_line(root) == slim.travel_line(tree, 2048, who="device_slim")
+    assert slim.size_line(root).startswith("device_slim: tree ")

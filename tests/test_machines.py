@@ -12,7 +12,7 @@ import pytest
 
 from spineseg_core.envinfo import machine
 from spineseg_core.errors import DataError
-from spineseg_core.study.machines import UNRECORDED, machine_table, record_machines
+from spineseg_core.study.machines import UNRECORDED, machine_table, record_stamps
 
 AMX = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_features": "2 cores, AVX512, AMX", "gpu": None}
 OLD = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_features": "2 cores, AVX512, no AMX",
@@ -50,8 +50,10 @@ def records(tmp_path):
 
 
 def test_records_are_read_with_their_machine_and_family(records):
-    runs = record_machines(records)
-    assert len(runs) == 5
+    stamps = record_stamps(records)
+    assert len(stamps) == 6  # the five runs and the hard-case score; not the unfinished run
+    assert stamps.loc[stamps["hard"], "group"].tolist() == ["cpu-hard-fov_cut"]
+    runs = stamps[~stamps["hard"]]
     assert set(runs["group"]) == {"cpu", "cpu-half"}
     row = runs[(runs["model"] == "unet") & (runs["seed"] == 1)].iloc[0]
     assert (row["machine"], row["family"], row["train_seconds"]) == (
@@ -61,7 +63,7 @@ def test_records_are_read_with_their_machine_and_family(records):
 
 
 def test_the_table_counts_runs_models_families_and_hours(records):
-    table = machine_table(record_machines(records)).set_index("machine")
+    table = machine_table(record_stamps(records)).set_index("machine")
     amx = table.loc[machine(AMX)]
     assert (amx["runs"], amx["models"], amx["U-Net family"], amx["backbone models"]) == (
         3, 2, 2, 1)
@@ -77,18 +79,19 @@ def test_an_unreadable_record_is_named(tmp_path):
     _record(tmp_path, "cpu", "unet", 0, AMX, 10)
     (tmp_path / "cpu/unet/seed_0/fold_0/params.json").write_text("{not json")
     with pytest.raises(DataError, match="params.json"):
-        record_machines(tmp_path)
+        record_stamps(tmp_path)
 
 
 def test_the_page_shows_the_table(records):
     from spineseg_core.report.pages.base import Missing
     from spineseg_core.report.pages.reproducibility import machines_html
 
-    html = machines_html(records, "this bundle").text
+    html = machines_html(record_stamps(records), "this bundle").text
     assert "Intel(R) Xeon(R) Processor (2 cores, AVX512, AMX)" in html
     assert "Runs, U-Net family" in html and "Runs, backbone models" in html
     assert "2.0" in html  # the older Xeon's two hours
-    assert isinstance(machines_html(records.parent / "nothing", "x"), Missing)
+    assert isinstance(machines_html(record_stamps(records.parent / "nothing"), "x"), Missing)
+    assert isinstance(machines_html(record_stamps(None), "x"), Missing)
 
 
 def test_the_plan_counts_records_and_hours_per_part(tmp_path):

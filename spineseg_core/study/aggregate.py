@@ -775,19 +775,19 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         atlases, val_classes = run_data_tables(loaded[0])
         _write_csv(out / "baseline.csv", atlases)
         _write_csv(out / "validation_classes.csv", val_classes)
-    if half:  # every model of the group is labelled, the context models too
+    at_half = runs_table(half) if half else None
+    fourth = runs_table(quarter) if quarter else None
+    if at_half is not None:  # every model of the group is labelled, the context models too
         full = runs_table(every, runs_dir) if len(every) != len(loaded) else runs
         order = list(full["model"].drop_duplicates())
-        labels = plateau_table(full, runs_table(half), order,
-                               quarter=runs_table(quarter) if quarter else None)
-        ends = end_labels(full, runs_table(half), _stack(every, "history"),
+        labels = plateau_table(full, at_half, order, quarter=fourth)
+        ends = end_labels(full, at_half, history if full is runs else _stack(every, "history"),
                           _stack(half, "history"), order)
         _write_csv(out / "plateau.csv", labels.merge(ends, on="model", how="left"))
-    if half and quarter:  # the models the first budget labelled: those with runs at B/4
-        first, fourth = runs_table(half), runs_table(quarter)
+    if at_half is not None and fourth is not None:  # the first budget's models: runs at B/4
         _write_csv(out / "plateau_first.csv",
-                   plateau_table(first, fourth, [m for m in first["model"].drop_duplicates()
-                                                 if m in set(fourth["model"])]))
+                   plateau_table(at_half, fourth, [m for m in at_half["model"].drop_duplicates()
+                                                   if m in set(fourth["model"])]))
     table = variants_table(profile, loaded, variants)
     if table is not None:
         _write_csv(out / "variants.csv", table)

@@ -193,8 +193,8 @@ def end_scores(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
     (folds averaged) as ``val_dice``.
 
     The rule's score, a run's best validation Dice, is a maximum over its validations; a run at
-    B validates twice as often as one at B/2, so with validation Dice moving 1-4 points from
-    one epoch to the next, noise alone lifts B's maximum more. The end of an annealed schedule
+    B validates twice as often as one at B/2, so where validation Dice moves from one epoch to
+    the next by more than the tolerance, noise alone lifts B's maximum more. The end of an annealed schedule
     is the point each run converges to, and averaging a few validations there damps the noise.
     """
     if points < 1:

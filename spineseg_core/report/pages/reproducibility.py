@@ -97,40 +97,27 @@ PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
 """The scripts that make the runs at the plateau budget (issues 24 and 25), in order."""
 
 
-def plateau_records_text(folder: Path) -> str:
+def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> str:
     """The runs at the plateau budget (``folder``: ``results/plateau/``): the commit and fingerprint that
     ``CODE`` pins, how many records there are per group and per machine type, whether every one
     carries the pinned fingerprint (hard-case scores counted apart), and the scripts that
-    remake them."""
-    import json
-
-    from spineseg_core.envinfo import machine
+    remake them. ``stamps``: the records' :func:`~spineseg_core.study.machines.record_stamps`,
+    read here when not given."""
     from spineseg_core.fingerprint import read_pin, short
     from spineseg_core.report.bundle import and_join
-    from spineseg_core.study.hard_cases import is_hard_group
-    from spineseg_core.study.machines import UNRECORDED
+    from spineseg_core.study.machines import record_stamps
 
     pin = folder / "CODE"
     if not pin.is_file():
         return ("The budget seed (every model at the plateau budget and at half of it, "
                 f"`{PLATEAU_SCRIPTS[0]}`) has not started: no code is pinned for it yet.")
     commit, fingerprint = read_pin(pin)
-    groups: dict[str, int] = {}
-    scores = 0
-    processors: dict[str, int] = {}
-    off = 0
-    for params in sorted((folder / "runs").glob("*/*/seed_*/fold_*/params.json")):
-        if not (params.parent / "metrics.json").is_file():
-            continue
-        env = json.loads(params.read_text()).get("env") or {}
-        group = params.parents[3].name
-        if is_hard_group(group):  # a run's scores on a hard-case set, not a run
-            scores += 1
-            continue
-        groups[group] = groups.get(group, 0) + 1
-        kind = machine(env) or UNRECORDED
-        processors[kind] = processors.get(kind, 0) + 1
-        off += env.get("source_fingerprint") != fingerprint
+    stamps = record_stamps(folder / "runs") if stamps is None else stamps
+    runs = stamps[~stamps["hard"]]
+    scores = int(stamps["hard"].sum())
+    groups = runs["group"].value_counts().to_dict()
+    processors = runs["machine"].value_counts().to_dict()
+    off = int((runs["source_fingerprint"] != fingerprint).sum())
     n = sum(groups.values())
     verdict = ("every one carries that fingerprint." if not off else
                f"{off} of them {'does' if off == 1 else 'do'} NOT carry that fingerprint.")
@@ -192,16 +179,16 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
         Column("hours_left", "Hours left (model only)", Kind.NUMBER, 1)], notes=notes)
 
 
-def machines_html(records: Path, study: str) -> Any:
-    """The runs of the records under ``records`` per machine type (:mod:`spineseg_core.study.
-    machines`), with their training hours and runs per family; ``study`` names them in the
-    footnote."""
+def machines_html(stamps: pd.DataFrame, study: str) -> Any:
+    """The runs of ``stamps`` (the records' :func:`~spineseg_core.study.machines.
+    record_stamps`) per machine type, with their training hours and runs per family; ``study``
+    names them in the footnote."""
     from spineseg_core.report.tables import Kind
-    from spineseg_core.study.machines import MACHINE_COLUMNS, machine_table, record_machines
+    from spineseg_core.study.machines import MACHINE_COLUMNS, machine_table
 
-    table = machine_table(record_machines(records)) if records.is_dir() else None
-    if table is None or table.empty:
-        return Missing(f"{records.name}/ (run records)")
+    table = machine_table(stamps)
+    if table.empty:
+        return Missing("runs/ (run records)")
     families = [c for c in table.columns if c not in MACHINE_COLUMNS]
     columns = [Column("machine", "Machine type"), Column("runs", "Runs", Kind.INTEGER),
                Column("models", "Models", Kind.INTEGER),
@@ -220,9 +207,12 @@ def reproducibility_page(b: Bundle) -> Page:
 
     from spineseg_core.fingerprint import describe, short
     from spineseg_core.report.pages.convergence import plateau_bundle
+    from spineseg_core.study.machines import record_stamps
 
     bundle, runs = b.json("bundle.json") or {}, b.csv("runs.csv")
     name = b.folder.name if b.folder is not None else None
+    seed = plateau_bundle(b)
+    seed_stamps = record_stamps(seed.folder / "runs" if seed.folder is not None else None)
     versions = bundle.get("source_fingerprints") or {}
     out: Page = {
         "rp_sha": bundle.get("bundle_sha256", MISSING),
@@ -236,14 +226,13 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_book_commit": book_commit(),
         "rp_records": MarkdownText(records_text(bundle) if bundle else
                                    "No results bundle was found."),
-        "rp_plateau": MarkdownText(plateau_records_text(plateau_bundle(b).folder)
-                                   if b.root is not None else "No results folder was found."),
+        "rp_plateau": MarkdownText(plateau_records_text(seed.folder, seed_stamps)
+                                   if seed.folder is not None
+                                   else "No results folder was found."),
         "rp_plateau_plan": plan_html(plateau_plan(b)),
-        "rp_machines": (machines_html(b.folder / "runs", "this bundle")
-                        if b.folder is not None else Missing("runs/ (run records)")),
-        "rp_plateau_machines": (machines_html(plateau_bundle(b).folder / "runs",
-                                              "the runs at the plateau budget")
-                                if b.root is not None else Missing("results/plateau/runs/")),
+        "rp_machines": machines_html(record_stamps(b.folder / "runs" if b.folder is not None
+                                                   else None), "this bundle"),
+        "rp_plateau_machines": machines_html(seed_stamps, "the runs at the plateau budget"),
     }
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
