@@ -70,9 +70,10 @@ from spineseg_core.study.schedule import (
     SEED_ORDER,
     SEED_PART,
     plan_cost,
-    priced_rates,
     rerun_plan,
     seed_plan,
+    wall_priced,
+    wall_rates,
 )
 
 if TYPE_CHECKING:
@@ -172,11 +173,14 @@ def plan(parts: Sequence[str], steps: int, raised: bool,
                    and (not models or r.spec.model in models)]
 
 
-def seconds_per_step(models: set[str]) -> dict[str, float]:
-    """Model-only seconds per step measured by the committed benchmark
-    (``results/cpu/bench.csv``), a 2.5D model at its base's rate
-    (:func:`spineseg_core.study.schedule.priced_rates`); the 3D U-Net stays unpriced."""
-    return priced_rates(bench_seconds_per_step(pd.read_csv(BENCH)), sorted(models))
+def seconds_per_step(models: set[str], records: Path
+                     ) -> tuple[dict[str, float], float | None]:
+    """Wall-clock seconds per step, validation included: a model's own runs in ``records``
+    where it has some, else the committed benchmark's model-only rate
+    (``results/cpu/bench.csv``) scaled by the factor returned
+    (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net stays unpriced."""
+    return wall_priced(bench_seconds_per_step(pd.read_csv(BENCH)), wall_rates(records),
+                       sorted(models))
 
 
 def study_command(run: ScheduledRun, runs_dir: Path, records: Path) -> list[str]:
@@ -283,12 +287,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if pinned_now and not args.no_commit:
         commit(PIN_MESSAGE)
     todo = [r for r in runs if not r.recorded(records)]
-    rate = seconds_per_step({r.spec.model for r in runs})
+    rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
     unpriced = sorted({r.spec.model for r in todo} - set(rate))
     hours = plan_cost([r for r in todo if r.spec.model in rate], rate, image_size=128)
+    scaled = f" x {factor:.2f}" if factor is not None else ""
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
-          f"recorded; to do, model-only hours at the committed benchmark's rates "
-          f"(results/cpu/bench.csv): " + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
+          f"recorded; to do, wall-clock hours at the recorded runs' step rates, else the "
+          f"committed benchmark's (results/cpu/bench.csv){scaled}: "
+          + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
     if args.dry_run:
         for r in runs:

@@ -126,3 +126,21 @@ def test_the_first_page_says_where_the_rerun_stands():
     assert "about 61 hours of training and an unpriced 3D model left" in text
     done = plan.assign(recorded=plan["runs"], to_do=0, hours_left=0.0)
     assert study_status(done) == "" and study_status(None) == ""
+
+
+def test_the_plan_table_says_how_its_hours_were_priced():
+    from spineseg_core.report.pages.base import Missing
+    from spineseg_core.report.pages.reproducibility import plan_html
+
+    plan = pd.DataFrame({
+        "part": ["seed", "more"], "what": ["the budget seed", "seeds 3-4"],
+        "required": [True, False], "runs": [34, 24], "recorded": [10, 0], "to_do": [24, 24],
+        "hours_left": [25.04, 30.0], "unpriced": ["unet3d", ""], "steps": [5880, 5880],
+        "factor": [0.96, 0.96]})
+    html = str(plan_html(plan))
+    assert "B = 5,880 steps" in html and "Hours left (wall clock)" in html
+    assert "times 0.96, the median ratio" in html and "25.0" in html
+    assert "as the cost allows" in html and "Not priced (no measured rate): unet3d." in html
+    html = str(plan_html(plan.assign(factor=None)))
+    assert "no model has both rates yet" in html and "times" not in html
+    assert isinstance(plan_html(None), Missing)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 from spineseg_core.errors import ConfigError
@@ -100,3 +103,50 @@ def test_the_rerun_plan_in_priority_order():
     assert all(r.params == {"image_size": "256"} for r in runs if r.part == "res256")
     assert all(r.params == {"steps": "5880"} for r in rerun_plan(5880, steps_given=True)
                if r.part == "main")
+
+
+def _history(root, group, model, seed, steps, seconds, image_size=128):
+    run = root / group / model / f"seed_{seed}" / "fold_0"
+    run.mkdir(parents=True)
+    (run / "params.json").write_text(json.dumps({"image_size": image_size}))
+    pd.DataFrame({"epoch": range(1, len(steps) + 1), "step": steps,
+                  "epoch_seconds": seconds}).to_csv(run / "history.csv", index=False)
+
+
+def test_wall_rates_are_the_median_epoch_rate_of_each_run_then_of_each_model(tmp_path):
+    from spineseg_core.study.schedule import wall_rates
+
+    # 100 steps an epoch at 0.5 s/step, one epoch paused for 950 s: the median ignores it
+    _history(tmp_path, "cpu", "unet", 0, [100, 200, 300], [50.0, 1000.0, 50.0])
+    # the half run's last epoch has 40 steps at 1.0 s/step: rates 0.4, 0.6, 1.0 -> 0.6
+    _history(tmp_path, "cpu-half", "unet", 0, [100, 200, 240], [40.0, 60.0, 40.0])
+    # at 256 px, 2.0 s/step is 0.5 s/step at 128 px
+    _history(tmp_path, "cpu-res256", "pspnet", 0, [50, 100], [100.0, 100.0], image_size=256)
+    (tmp_path / "cpu-hard-x" / "unet" / "seed_0" / "fold_0").mkdir(parents=True)  # a score
+    rates = wall_rates(tmp_path)
+    assert rates == pytest.approx({"unet": (0.5 + 0.6) / 2, "pspnet": 0.5})
+    assert wall_rates(tmp_path / "nothing") == {} and wall_rates(None) == {}
+
+
+def test_a_broken_history_names_its_file(tmp_path):
+    from spineseg_core.errors import DataError
+    from spineseg_core.study.schedule import wall_rates
+
+    run = tmp_path / "cpu" / "unet" / "seed_0" / "fold_0"
+    run.mkdir(parents=True)
+    (run / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(DataError, match="history.csv"):
+        wall_rates(tmp_path)
+
+
+def test_wall_priced_takes_measured_rates_and_scales_the_bench_for_the_rest():
+    from spineseg_core.study.schedule import wall_priced
+
+    bench = {"unet": 0.4, "pspnet": 0.5, "danet": 1.0, "miniseg": 0.2}
+    # measured over bench: unet 1.5, pspnet 1.0, miniseg 2.0 -> median 1.5
+    measured = {"unet": 0.6, "pspnet": 0.5, "miniseg": 0.4}
+    rate, factor = wall_priced(bench, measured, ["danet", "miniseg", "unet_25d3", "unet3d"])
+    assert factor == pytest.approx(1.5)
+    assert rate == pytest.approx({"danet": 1.5, "miniseg": 0.4, "unet_25d3": 0.6})
+    rate, factor = wall_priced(bench, {}, ["danet", "unet3d"])
+    assert factor is None and rate == {"danet": 1.0}

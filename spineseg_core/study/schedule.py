@@ -9,7 +9,8 @@ A sitting of this project lasts a few hours on whatever processor it is given, s
 makes a whole seed per sitting lets one processor type make all of one family's runs of that
 seed. :func:`interleave` orders the runs so that the families alternate and a model's seeds are
 several runs apart (each pass starts at a different place in the order). :func:`plan_cost`
-prices the runs from measured seconds per optimiser step.
+prices the runs from measured seconds per optimiser step: :func:`wall_rates` those the runs
+at the budget have measured so far (validation included), :func:`wall_priced` the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spineseg_core.errors import ConfigError
+from spineseg_core.errors import ConfigError, DataError
 from spineseg_core.study.records import has_record
 from spineseg_core.study.runner import RunSpec
 
@@ -156,6 +157,53 @@ def priced_rates(bench_rates: Mapping[str, float], models: Sequence[str]) -> dic
         if base != model and base in bench_rates:
             rate[model] = bench_rates[base]
     return rate
+
+
+def wall_rates(records: str | Path | None, image_size: int = 128) -> dict[str, float]:
+    """Wall-clock seconds per optimiser step per model, training and validation together, as
+    the records under ``records`` (``<group>/<model>/seed_*/fold_*``) measured them: per run,
+    the median over its epochs of the epoch's seconds over its steps (``history.csv``; the
+    median, so that an epoch paused or slowed by another process does not price the rest),
+    scaled to ``image_size`` by pixels (``params.json``); per model, the median over its runs.
+    A record without a history (a hard-case score) counts for nothing; no records, no rates."""
+    import json
+    import statistics
+
+    import pandas as pd
+
+    found = Path(records).glob("*/*/seed_*/fold_*/history.csv") if records is not None else ()
+    per_model: dict[str, list[float]] = {}
+    for path in sorted(found):
+        run = path.parent
+        try:
+            history = pd.read_csv(path, usecols=["step", "epoch_seconds"])
+            size = json.loads((run / "params.json").read_text()).get("image_size", image_size)
+        except (OSError, ValueError) as e:
+            raise DataError(path, f"not a readable run history ({e})") from e
+        made = history["step"].diff().fillna(history["step"])
+        rate = (history["epoch_seconds"] / made)[made > 0].dropna()
+        if len(rate):
+            scale = (image_size / int(size)) ** 2
+            per_model.setdefault(run.parents[1].name, []).append(float(rate.median()) * scale)
+    return {m: statistics.median(v) for m, v in per_model.items()}
+
+
+def wall_priced(bench_rates: Mapping[str, float], measured: Mapping[str, float],
+                models: Sequence[str]) -> tuple[dict[str, float], float | None]:
+    """Wall-clock seconds per step for ``models``, and the factor used: a model's own
+    ``measured`` rate (:func:`wall_rates`) where it has one, else its model-only
+    ``bench_rates`` (:func:`priced_rates`) times the median, over every model with both
+    (not only ``models``), of measured over bench rate, so that a model not yet trained is
+    priced with validation and the training machine's speed too. The factor is ``None``
+    (bench rates unchanged) when no model has both; a 2.5D model takes its base's rates,
+    the 3D U-Net stays unpriced."""
+    import statistics
+
+    own, bench = priced_rates(measured, models), priced_rates(bench_rates, models)
+    both = [measured[m] / bench_rates[m] for m in measured if bench_rates.get(m, 0) > 0]
+    factor = statistics.median(both) if both else None
+    rate = {m: r * (factor or 1.0) for m, r in bench.items()}
+    return rate | own, factor
 
 
 def plan_status(runs: Sequence[ScheduledRun], records_dir: str | Path,

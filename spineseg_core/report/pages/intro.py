@@ -44,10 +44,10 @@ def study_status(plan: pd.DataFrame | None) -> str:
             f"the budget seed to bring the models to their plateau: {done} of the {total} runs the "
             f"re-run needs are recorded (by part of the plan: {parts}), about {hours:.0f} "
             f"hours of training{' and an unpriced 3D model' if unpriced else ''} left at the "
-            "measured step rates (model only). Until they are, the tables of this book are "
-            "of the runs described above; {doc}`convergence` shows what the new runs say so "
-            "far, which models have plateaued at B among them, and {doc}`reproducibility` the "
-            "plan part by part.")
+            "step rates measured so far (wall clock, validation included). Until they are, "
+            "the tables of this book are of the runs described above; {doc}`convergence` "
+            "shows what the new runs say so far, which models have plateaued at B among them, "
+            "and {doc}`reproducibility` the plan part by part.")
 
 
 @page("intro")

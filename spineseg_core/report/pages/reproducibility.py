@@ -139,12 +139,20 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     """Where the runs at the plateau budget stand, per part (:func:`spineseg_core.study.
     schedule.plan_status`): the plan at the budget in force (``budget.json`` of the plateau
     bundle, else the code's ``CPU_STEPS``), the records of ``results/plateau/runs`` and the
-    model-only hours left at the bundle's benchmark rates (``bench.csv``); ``None`` before the
-    seed started (no pin) or without a results folder."""
+    wall-clock hours left at the step rates those records measured, the bundle's benchmark
+    rates (``bench.csv``) scaled to them for the models not yet trained
+    (:func:`~spineseg_core.study.schedule.wall_priced`; its factor in column ``factor``);
+    ``None`` before the seed started (no pin) or without a results folder."""
     from spineseg_core.measure.speed import bench_seconds_per_step
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.budget_raise import budget_in_force
-    from spineseg_core.study.schedule import plan_status, priced_rates, rerun_plan, seed_plan
+    from spineseg_core.study.schedule import (
+        plan_status,
+        rerun_plan,
+        seed_plan,
+        wall_priced,
+        wall_rates,
+    )
     from spineseg_core.training.config import CPU_STEPS
 
     folder = plateau_bundle(b).folder
@@ -154,8 +162,9 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     runs = seed_plan(steps, steps != CPU_STEPS) + rerun_plan(steps, steps != CPU_STEPS)
     bench = b.csv("bench.csv")
     measured = bench_seconds_per_step(bench) if bench is not None and len(bench) else {}
-    rate = priced_rates(measured, sorted({r.spec.model for r in runs}))
-    return plan_status(runs, folder / "runs", rate).assign(steps=steps)
+    rate, factor = wall_priced(measured, wall_rates(folder / "runs"),
+                               sorted({r.spec.model for r in runs}))
+    return plan_status(runs, folder / "runs", rate).assign(steps=steps, factor=factor)
 
 
 def plan_html(plan: pd.DataFrame | None) -> Any:
@@ -166,17 +175,24 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
         return Missing("plateau/CODE (the budget seed's pin)")
     shown = plan.assign(need=plan["required"].map({True: "needed", False: "as the cost allows"}))
     unpriced = sorted({m for u in plan["unpriced"] if u for m in u.split(", ")})
+    factor = plan["factor"].iloc[0] if "factor" in plan else None
+    scaled = (f"the others at this bundle's benchmark rates (bench.csv, model only) times "
+              f"{factor:.2f}, the median ratio of the two rates over the models with both"
+              if factor is not None and pd.notna(factor) else
+              "the others at this bundle's benchmark rates (bench.csv, model only; no model "
+              "has both rates yet to scale them by)")
     notes = [f"The plan at B = {int(plan['steps'].iloc[0]):,} steps (scripts/plateau_rerun.py "
-             "--dry-run gives it run by run). Hours are model-only, at the step rates of this "
-             "bundle's benchmark (bench.csv; its processor may not be the one that trains): "
-             "validation adds about a fifth."]
+             "--dry-run gives it run by run). Hours are wall clock, validation included: a "
+             "model at the median seconds per step of its own runs recorded at the plateau "
+             f"budget (on the machines they name), {scaled}. Another processor type may be "
+             "faster or slower."]
     if unpriced:
         notes.append(f"Not priced (no measured rate): {', '.join(unpriced)}.")
     return table_html(shown, [
         Column("part", "Part"), Column("what", "What it makes"), Column("need", "For issue 25"),
         Column("runs", "Runs", Kind.INTEGER), Column("recorded", "Recorded", Kind.INTEGER),
         Column("to_do", "To do", Kind.INTEGER),
-        Column("hours_left", "Hours left (model only)", Kind.NUMBER, 1)], notes=notes)
+        Column("hours_left", "Hours left (wall clock)", Kind.NUMBER, 1)], notes=notes)
 
 
 def machines_html(stamps: pd.DataFrame, study: str) -> Any:
