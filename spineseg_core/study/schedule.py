@@ -15,6 +15,8 @@ at the budget have measured so far (validation included), :func:`wall_priced` th
 
 from __future__ import annotations
 
+import json
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -166,9 +168,6 @@ def wall_rates(records: str | Path | None, image_size: int = 128) -> dict[str, f
     median, so that an epoch paused or slowed by another process does not price the rest),
     scaled to ``image_size`` by pixels (``params.json``); per model, the median over its runs.
     A record without a history (a hard-case score) counts for nothing; no records, no rates."""
-    import json
-    import statistics
-
     import pandas as pd
 
     found = Path(records).glob("*/*/seed_*/fold_*/history.csv") if records is not None else ()
@@ -197,8 +196,6 @@ def wall_priced(bench_rates: Mapping[str, float], measured: Mapping[str, float],
     priced with validation and the training machine's speed too. The factor is ``None``
     (bench rates unchanged) when no model has both; a 2.5D model takes its base's rates,
     the 3D U-Net stays unpriced."""
-    import statistics
-
     own, bench = priced_rates(measured, models), priced_rates(bench_rates, models)
     both = [measured[m] / bench_rates[m] for m in measured if bench_rates.get(m, 0) > 0]
     factor = statistics.median(both) if both else None
