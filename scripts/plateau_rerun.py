@@ -70,9 +70,9 @@ from spineseg_core.study.schedule import (
     SEED_ORDER,
     SEED_PART,
     plan_cost,
+    plan_rates,
     rerun_plan,
     seed_plan,
-    wall_priced,
     wall_rates,
 )
 
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent.parent
 PLATEAU = HERE / "results" / "plateau"
 BENCH = HERE / "results" / "cpu" / "bench.csv"
+CONTEXT = HERE / "results" / "cpu" / "context.csv"
 LOCK = commits.LOCK
 """The lock the records are committed under (:mod:`spineseg_core.study.commits`)."""
 
@@ -178,9 +179,11 @@ def seconds_per_step(models: set[str], records: Path
     """Wall-clock seconds per step, validation included: a model's own runs in ``records``
     where it has some, else the committed benchmark's model-only rate
     (``results/cpu/bench.csv``) scaled by the factor returned
-    (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net stays unpriced."""
-    return wall_priced(bench_seconds_per_step(pd.read_csv(BENCH)), wall_rates(records),
-                       sorted(models))
+    (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net, before it has a run
+    here, by its ratio to the others in the 6-epoch bundle's context runs (``context.csv``;
+    :func:`~spineseg_core.study.schedule.plan_rates`)."""
+    return plan_rates(bench_seconds_per_step(pd.read_csv(BENCH)), wall_rates(records),
+                      pd.read_csv(CONTEXT) if CONTEXT.is_file() else None, sorted(models))
 
 
 def study_command(run: ScheduledRun, runs_dir: Path, records: Path) -> list[str]:
@@ -293,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     scaled = f" x {factor:.2f}" if factor is not None else ""
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
           f"recorded; to do, wall-clock hours at the recorded runs' step rates, else the "
-          f"committed benchmark's (results/cpu/bench.csv){scaled}: "
+          f"committed benchmark's (results/cpu/bench.csv){scaled}, else by the ratio to "
+          f"those in results/cpu/context.csv: "
           + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
     if args.dry_run:

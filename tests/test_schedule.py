@@ -150,3 +150,27 @@ def test_wall_priced_takes_measured_rates_and_scales_the_bench_for_the_rest():
     assert rate == pytest.approx({"danet": 1.5, "miniseg": 0.4, "unet_25d3": 0.6})
     rate, factor = wall_priced(bench, {}, ["danet", "unet3d"])
     assert factor is None and rate == {"danet": 1.0}
+
+
+def _older(rows):
+    return pd.DataFrame(rows, columns=["model", "processor", "train_seconds",
+                                       "epochs_completed", "steps_per_epoch"])
+
+
+def test_a_model_without_a_rate_is_priced_by_its_ratio_in_older_records():
+    from spineseg_core.study.schedule import plan_rates, relative_rates
+
+    older = _older([
+        # processor A: u3d takes 3x unet's and 1.5x dl's seconds per step
+        ("unet", "A", 60.0, 6, 10), ("u3d", "A", 180.0, 6, 10), ("dl", "A", 120.0, 6, 10),
+        # processor B: u3d 2x unet's (two unet runs, median 1.0 s/step)
+        ("unet", "B", 50.0, 5, 10), ("unet", "B", 70.0, 7, 10), ("u3d", "B", 20.0, 1, 10),
+        ("other", "A", 1.0, 1, 1)])
+    rate = {"unet": 0.5, "dl": 2.0}
+    # products: A via unet 3 x 0.5 = 1.5, A via dl 1.5 x 2.0 = 3.0, B via unet 2 x 0.5 = 1.0
+    assert relative_rates(rate, older, ["unet", "u3d", "new"]) == pytest.approx({"u3d": 1.5})
+    assert relative_rates(rate, None, ["u3d"]) == {}
+    assert relative_rates(rate, older, ["unet"]) == {}
+    rates, factor = plan_rates({"unet": 0.25}, {"unet": 0.5}, older, ["unet", "u3d"])
+    # via unet alone (dl unpriced): A 1.5, B 1.0
+    assert factor == pytest.approx(2.0) and rates == pytest.approx({"unet": 0.5, "u3d": 1.25})

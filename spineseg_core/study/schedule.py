@@ -203,6 +203,39 @@ def wall_priced(bench_rates: Mapping[str, float], measured: Mapping[str, float],
     return rate | own, factor
 
 
+def relative_rates(rate: Mapping[str, float], older: pd.DataFrame | None,
+                   models: Sequence[str]) -> dict[str, float]:
+    """Seconds per step for the ``models`` that ``rate`` lacks (the 3D U-Net before its first
+    run at the budget), from an older study's records (``older``: one row per run with
+    ``model``, ``processor``, ``train_seconds``, ``epochs_completed`` and ``steps_per_epoch``,
+    such as the 6-epoch bundle's ``context.csv``): on each processor of those records, the
+    model's median seconds per step over that of each model ``rate`` prices, times that
+    model's rate; the median over those products. A model absent from ``older`` stays out."""
+    missing = [m for m in models if m not in rate]
+    if older is None or older.empty or not missing:
+        return {}
+    runs = older.assign(s=older["train_seconds"] / (older["epochs_completed"]
+                                                    * older["steps_per_epoch"]))
+    median = runs.groupby(["processor", "model"])["s"].median()
+    out = {}
+    for model in missing:
+        products = [median[(proc, model)] / median[(proc, ref)] * rate[ref]
+                    for proc, ref in median.index if ref in rate and (proc, model) in median]
+        if products:
+            out[model] = float(statistics.median(products))
+    return out
+
+
+def plan_rates(bench_rates: Mapping[str, float], measured: Mapping[str, float],
+               older: pd.DataFrame | None, models: Sequence[str]
+               ) -> tuple[dict[str, float], float | None]:
+    """The rates a plan is priced at, and :func:`wall_priced`'s factor: :func:`wall_priced`
+    (measured, else bench times the factor), then :func:`relative_rates` for a model neither
+    prices."""
+    rate, factor = wall_priced(bench_rates, measured, models)
+    return rate | relative_rates(rate, older, models), factor
+
+
 def plan_status(runs: Sequence[ScheduledRun], records_dir: str | Path,
                 rate: Mapping[str, float], image_size: int = 128) -> pd.DataFrame:
     """Per part of ``runs`` (in :data:`PARTS` order): what it makes, whether the re-run needs

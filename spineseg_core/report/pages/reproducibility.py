@@ -140,17 +140,18 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     schedule.plan_status`): the plan at the budget in force (``budget.json`` of the plateau
     bundle, else the code's ``CPU_STEPS``), the records of ``results/plateau/runs`` and the
     wall-clock hours left at the step rates those records measured, the bundle's benchmark
-    rates (``bench.csv``) scaled to them for the models not yet trained
-    (:func:`~spineseg_core.study.schedule.wall_priced`; its factor in column ``factor``);
+    rates (``bench.csv``) scaled to them for the models not yet trained, the 3D U-Net by its
+    ratio to the others in the bundle's context runs
+    (:func:`~spineseg_core.study.schedule.plan_rates`; the factor in column ``factor``);
     ``None`` before the seed started (no pin) or without a results folder."""
     from spineseg_core.measure.speed import bench_seconds_per_step
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.budget_raise import budget_in_force
     from spineseg_core.study.schedule import (
+        plan_rates,
         plan_status,
         rerun_plan,
         seed_plan,
-        wall_priced,
         wall_rates,
     )
     from spineseg_core.training.config import CPU_STEPS
@@ -162,8 +163,8 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     runs = seed_plan(steps, steps != CPU_STEPS) + rerun_plan(steps, steps != CPU_STEPS)
     bench = b.csv("bench.csv")
     measured = bench_seconds_per_step(bench) if bench is not None and len(bench) else {}
-    rate, factor = wall_priced(measured, wall_rates(folder / "runs"),
-                               sorted({r.spec.model for r in runs}))
+    rate, factor = plan_rates(measured, wall_rates(folder / "runs"), b.csv("context.csv"),
+                              sorted({r.spec.model for r in runs}))
     return plan_status(runs, folder / "runs", rate).assign(steps=steps, factor=factor)
 
 
@@ -184,8 +185,10 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
     notes = [f"The plan at B = {int(plan['steps'].iloc[0]):,} steps (scripts/plateau_rerun.py "
              "--dry-run gives it run by run). Hours are wall clock, validation included: a "
              "model at the median seconds per step of its own runs recorded at the plateau "
-             f"budget (on the machines they name), {scaled}. Another processor type may be "
-             "faster or slower."]
+             f"budget (on the machines they name), {scaled}; a model with neither (the 3D "
+             "U-Net) at its seconds per step over each other model's in this bundle's context "
+             "runs (context.csv), times that model's rate, the median of those. Another "
+             "processor type may be faster or slower."]
     if unpriced:
         notes.append(f"Not priced (no measured rate): {', '.join(unpriced)}.")
     return table_html(shown, [
