@@ -140,7 +140,8 @@ def test_the_plan_table_says_how_its_hours_were_priced():
     html = str(plan_html(plan))
     assert "B = 5,880 steps" in html and "Hours left (wall clock)" in html
     assert "times 0.96, the median ratio" in html and "25.0" in html
+    assert "context runs (context.csv)" in html
     assert "as the cost allows" in html and "Not priced (no measured rate): unet3d." in html
     html = str(plan_html(plan.assign(factor=None)))
-    assert "no model has both rates yet" in html and "times" not in html
+    assert "no model has both rates yet" in html and "times 0.96" not in html
     assert isinstance(plan_html(None), Missing)
