@@ -357,7 +357,13 @@ def figure18(pred_runs: dict[str, list[Path]], seed: int = 0) -> dict[str, np.nd
     models = list(tables)
     common = set.intersection(*(set(t) for t in tables.values()))
     keys = sorted(common)
-    mean_dice = np.array([np.nanmean([tables[m][k][3] for m in models]) for k in keys])
+    dice = np.array([[tables[m][k][3] for m in models] for k in keys],
+                    dtype=float).reshape(len(keys), len(models))
+    scored = np.isfinite(dice).sum(axis=1)
+    # the mean over the models that scored the slice; NaN where none did (no structure in
+    # reference or prediction), without nanmean's warning on those
+    mean_dice = np.full(len(keys), np.nan)
+    np.divide(np.nansum(dice, axis=1), scored, out=mean_dice, where=scored > 0)
     spine = shows_spine(keys, [tables[models[0]][k][1] for k in keys])
     valid = [i for i in range(len(keys)) if np.isfinite(mean_dice[i]) and spine[i]]
     if not valid:
