@@ -122,7 +122,8 @@ def test_wall_rates_are_the_median_epoch_rate_of_each_run_then_of_each_model(tmp
     _history(tmp_path, "cpu-half", "unet", 0, [100, 200, 240], [40.0, 60.0, 40.0])
     # at 256 px, 2.0 s/step is 0.5 s/step at 128 px
     _history(tmp_path, "cpu-res256", "pspnet", 0, [50, 100], [100.0, 100.0], image_size=256)
-    (tmp_path / "cpu-hard-x" / "unet" / "seed_0" / "fold_0").mkdir(parents=True)  # a score
+    # a hard-case score carries its run's history: not a second run
+    _history(tmp_path, "cpu-hard-fov_cut", "unet", 0, [100, 200], [90.0, 90.0])
     rates = wall_rates(tmp_path)
     assert rates == pytest.approx({"unet": (0.5 + 0.6) / 2, "pspnet": 0.5})
     assert wall_rates(tmp_path / "nothing") == {} and wall_rates(None) == {}

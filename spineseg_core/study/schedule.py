@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spineseg_core.errors import ConfigError, DataError
+from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.records import has_record
 from spineseg_core.study.runner import RunSpec
 
@@ -167,13 +168,16 @@ def wall_rates(records: str | Path | None, image_size: int = 128) -> dict[str, f
     the median over its epochs of the epoch's seconds over its steps (``history.csv``; the
     median, so that an epoch paused or slowed by another process does not price the rest),
     scaled to ``image_size`` by pixels (``params.json``); per model, the median over its runs.
-    A record without a history (a hard-case score) counts for nothing; no records, no rates."""
+    Hard-case groups are left out (their records are a run's scores on other test sets, with
+    that run's history); no records, no rates."""
     import pandas as pd
 
     found = Path(records).glob("*/*/seed_*/fold_*/history.csv") if records is not None else ()
     per_model: dict[str, list[float]] = {}
     for path in sorted(found):
         run = path.parent
+        if is_hard_group(run.parents[2].name):
+            continue
         try:
             history = pd.read_csv(path, usecols=["step", "epoch_seconds"])
             size = json.loads((run / "params.json").read_text()).get("image_size", image_size)
