@@ -64,6 +64,7 @@ from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, sourc
 from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study import commits
 from spineseg_core.study.budget_raise import budget_in_force
+from spineseg_core.study.machines import record_stamps
 from spineseg_core.study.runner import budget_clash
 from spineseg_core.study.schedule import (
     PARTS,
@@ -182,7 +183,8 @@ def seconds_per_step(models: set[str], records: Path
     (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net, before it has a run
     here, by its ratio to the others in the 6-epoch bundle's context runs (``context.csv``;
     :func:`~spineseg_core.study.schedule.plan_rates`)."""
-    return plan_rates(bench_seconds_per_step(pd.read_csv(BENCH)), wall_rates(records),
+    return plan_rates(bench_seconds_per_step(pd.read_csv(BENCH)),
+                      wall_rates(record_stamps(records)),
                       pd.read_csv(CONTEXT) if CONTEXT.is_file() else None, sorted(models))
 
 

@@ -47,9 +47,10 @@ def main() -> None:
     bench = bench_seconds_per_step(pd.read_csv(args.bench)) if args.bench.is_file() else {}
     if bench:
         table["committed bench (model only)"] = pd.Series(bench)
-    seeded = wall_rates(args.plateau / "runs")
+    stamps = record_stamps(args.plateau / "runs")
+    seeded = wall_rates(stamps)
     if seeded:
-        machines = sorted(set(record_stamps(args.plateau / "runs")["machine"]))
+        machines = sorted(set(stamps.loc[~stamps["hard"], "machine"]))
         rate, factor = wall_priced(bench, seeded, list(table.index))
         where = machines[0] if len(machines) == 1 else "mixed machines"
         name = (f"{where} (budget seed records, with validation"

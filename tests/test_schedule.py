@@ -109,11 +109,13 @@ def _history(root, group, model, seed, steps, seconds, image_size=128):
     run = root / group / model / f"seed_{seed}" / "fold_0"
     run.mkdir(parents=True)
     (run / "params.json").write_text(json.dumps({"image_size": image_size}))
+    (run / "metrics.json").write_text(json.dumps({"train_seconds": sum(seconds)}))
     pd.DataFrame({"epoch": range(1, len(steps) + 1), "step": steps,
                   "epoch_seconds": seconds}).to_csv(run / "history.csv", index=False)
 
 
 def test_wall_rates_are_the_median_epoch_rate_of_each_run_then_of_each_model(tmp_path):
+    from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import wall_rates
 
     # 100 steps an epoch at 0.5 s/step, one epoch paused for 950 s: the median ignores it
@@ -124,20 +126,22 @@ def test_wall_rates_are_the_median_epoch_rate_of_each_run_then_of_each_model(tmp
     _history(tmp_path, "cpu-res256", "pspnet", 0, [50, 100], [100.0, 100.0], image_size=256)
     # a hard-case score carries its run's history: not a second run
     _history(tmp_path, "cpu-hard-fov_cut", "unet", 0, [100, 200], [90.0, 90.0])
-    rates = wall_rates(tmp_path)
+    rates = wall_rates(record_stamps(tmp_path))
     assert rates == pytest.approx({"unet": (0.5 + 0.6) / 2, "pspnet": 0.5})
-    assert wall_rates(tmp_path / "nothing") == {} and wall_rates(None) == {}
+    assert wall_rates(record_stamps(tmp_path / "nothing")) == {}
+    assert wall_rates(record_stamps(None)) == {}
 
 
 def test_a_broken_history_names_its_file(tmp_path):
     from spineseg_core.errors import DataError
+    from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import wall_rates
 
-    run = tmp_path / "cpu" / "unet" / "seed_0" / "fold_0"
-    run.mkdir(parents=True)
-    (run / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    _history(tmp_path, "cpu", "unet", 0, [100], [50.0])
+    (tmp_path / "cpu" / "unet" / "seed_0" / "fold_0" / "history.csv").write_text(
+        "epoch,loss\n1,0.5\n")
     with pytest.raises(DataError, match="history.csv"):
-        wall_rates(tmp_path)
+        wall_rates(record_stamps(tmp_path))
 
 
 def test_wall_priced_takes_measured_rates_and_scales_the_bench_for_the_rest():

@@ -26,16 +26,18 @@ MACHINE_COLUMNS: tuple[str, ...] = ("machine", "runs", "models", "train_hours")
 
 
 STAMP_COLUMNS: tuple[str, ...] = ("group", "model", "family", "seed", "hard", "machine",
-                                  "source_fingerprint", "train_seconds")
+                                  "source_fingerprint", "train_seconds", "image_size", "record")
 """The columns of :func:`record_stamps`."""
 
 
 def record_stamps(records: str | Path | None) -> pd.DataFrame:
     """One row per finished record under ``records`` (``<group>/<model>/seed_*/fold_*`` with a
     ``metrics.json``): its group, model, family, seed, whether the group is a hard-case one
-    (a run's scores, not a run), the machine and code fingerprint its env stamp names and its
-    training seconds (no rows for ``None``, no results folder). Each record's two small JSON
-    files are read once here, for every table that counts records."""
+    (a run's scores, not a run), the machine and code fingerprint its env stamp names, its
+    training seconds, its image size and its folder (``record``, for the files not read here,
+    such as :func:`spineseg_core.study.schedule.wall_rates`'s histories); no rows for ``None``,
+    no results folder. Each record's two small JSON files are read once here, for every table
+    that counts records."""
     from spineseg_core.models import model_info
 
     rows = []
@@ -45,11 +47,11 @@ def record_stamps(records: str | Path | None) -> pd.DataFrame:
         if not (run / "metrics.json").is_file():
             continue
         try:
-            env = json.loads(params.read_text()).get("env") or {}
+            stated = json.loads(params.read_text())
             metrics = json.loads((run / "metrics.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(params, f"not a readable record ({e})") from e
-        group, model = run.parents[2].name, run.parents[1].name
+        env, group, model = stated.get("env") or {}, run.parents[2].name, run.parents[1].name
         try:
             family = str(model_info(model).family)
         except ConfigError:
@@ -58,7 +60,8 @@ def record_stamps(records: str | Path | None) -> pd.DataFrame:
                      "seed": int(run.parent.name.removeprefix("seed_")),
                      "hard": is_hard_group(group), "machine": machine(env) or UNRECORDED,
                      "source_fingerprint": env.get("source_fingerprint"),
-                     "train_seconds": float(metrics.get("train_seconds") or 0.0)})
+                     "train_seconds": float(metrics.get("train_seconds") or 0.0),
+                     "image_size": stated.get("image_size"), "record": str(run)})
     return pd.DataFrame(rows, columns=list(STAMP_COLUMNS)).astype({"hard": bool})
 
 

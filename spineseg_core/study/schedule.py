@@ -15,7 +15,6 @@ at the budget have measured so far (validation included), :func:`wall_priced` th
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spineseg_core.errors import ConfigError, DataError
-from spineseg_core.study.hard_cases import is_hard_group
 from spineseg_core.study.records import has_record
 from spineseg_core.study.runner import RunSpec
 
@@ -162,32 +160,29 @@ def priced_rates(bench_rates: Mapping[str, float], models: Sequence[str]) -> dic
     return rate
 
 
-def wall_rates(records: str | Path | None, image_size: int = 128) -> dict[str, float]:
+def wall_rates(stamps: pd.DataFrame, image_size: int = 128) -> dict[str, float]:
     """Wall-clock seconds per optimiser step per model, training and validation together, as
-    the records under ``records`` (``<group>/<model>/seed_*/fold_*``) measured them: per run,
-    the median over its epochs of the epoch's seconds over its steps (``history.csv``; the
-    median, so that an epoch paused or slowed by another process does not price the rest),
-    scaled to ``image_size`` by pixels (``params.json``); per model, the median over its runs.
-    Hard-case groups are left out (their records are a run's scores on other test sets, with
-    that run's history); no records, no rates."""
+    the records of ``stamps`` (:func:`spineseg_core.study.machines.record_stamps`) measured
+    them: per run, the median over its epochs of the epoch's seconds over its steps (its
+    ``history.csv``; the median, so that an epoch paused or slowed by another process does not
+    price the rest), scaled to ``image_size`` by pixels; per model, the median over its runs.
+    Hard-case records are left out (a run's scores on other test sets, with that run's
+    history); no records, no rates."""
     import pandas as pd
 
-    found = Path(records).glob("*/*/seed_*/fold_*/history.csv") if records is not None else ()
     per_model: dict[str, list[float]] = {}
-    for path in sorted(found):
-        run = path.parent
-        if is_hard_group(run.parents[2].name):
-            continue
+    for row in stamps[~stamps["hard"]].itertuples():
+        path = Path(row.record) / "history.csv"
         try:
             history = pd.read_csv(path, usecols=["step", "epoch_seconds"])
-            size = json.loads((run / "params.json").read_text()).get("image_size", image_size)
         except (OSError, ValueError) as e:
             raise DataError(path, f"not a readable run history ({e})") from e
         made = history["step"].diff().fillna(history["step"])
         rate = (history["epoch_seconds"] / made)[made > 0].dropna()
         if len(rate):
-            scale = (image_size / int(size)) ** 2
-            per_model.setdefault(run.parents[1].name, []).append(float(rate.median()) * scale)
+            size = image_size if pd.isna(row.image_size) else int(row.image_size)
+            per_model.setdefault(row.model, []).append(
+                float(rate.median()) * (image_size / size) ** 2)
     return {m: statistics.median(v) for m, v in per_model.items()}
 
 

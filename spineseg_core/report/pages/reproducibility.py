@@ -135,7 +135,7 @@ def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> st
             "lands.")
 
 
-def plateau_plan(b: Bundle) -> pd.DataFrame | None:
+def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame | None:
     """Where the runs at the plateau budget stand, per part (:func:`spineseg_core.study.
     schedule.plan_status`): the plan at the budget in force (``budget.json`` of the plateau
     bundle, else the code's ``CPU_STEPS``), the records of ``results/plateau/runs`` and the
@@ -143,10 +143,12 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     rates (``bench.csv``) scaled to them for the models not yet trained, the 3D U-Net by its
     ratio to the others in the bundle's context runs
     (:func:`~spineseg_core.study.schedule.plan_rates`; the factor in column ``factor``);
-    ``None`` before the seed started (no pin) or without a results folder."""
+    ``None`` before the seed started (no pin) or without a results folder. ``stamps``: those
+    records' :func:`~spineseg_core.study.machines.record_stamps`, read here if not given."""
     from spineseg_core.measure.speed import bench_seconds_per_step
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.budget_raise import budget_in_force
+    from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import (
         plan_rates,
         plan_status,
@@ -163,7 +165,8 @@ def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     runs = seed_plan(steps, steps != CPU_STEPS) + rerun_plan(steps, steps != CPU_STEPS)
     bench = b.csv("bench.csv")
     measured = bench_seconds_per_step(bench) if bench is not None and len(bench) else {}
-    rate, factor = plan_rates(measured, wall_rates(folder / "runs"), b.csv("context.csv"),
+    stamps = record_stamps(folder / "runs") if stamps is None else stamps
+    rate, factor = plan_rates(measured, wall_rates(stamps), b.csv("context.csv"),
                               sorted({r.spec.model for r in runs}))
     return plan_status(runs, folder / "runs", rate).assign(steps=steps, factor=factor)
 
@@ -248,7 +251,7 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_plateau": MarkdownText(plateau_records_text(seed.folder, seed_stamps)
                                    if seed.folder is not None
                                    else "No results folder was found."),
-        "rp_plateau_plan": plan_html(plateau_plan(b)),
+        "rp_plateau_plan": plan_html(plateau_plan(b, seed_stamps)),
         "rp_machines": machines_html(record_stamps(b.folder / "runs" if b.folder is not None
                                                    else None), "this bundle"),
         "rp_plateau_machines": machines_html(seed_stamps, "the runs at the plateau budget"),
