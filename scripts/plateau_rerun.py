@@ -23,6 +23,7 @@ on the phantom's hard cases as it finishes, with the pinned code.
     python scripts/plateau_rerun.py                    # go on from the committed records
     python scripts/plateau_rerun.py --parts seed       # the budget seed alone (budget_seed.sh)
     python scripts/plateau_rerun.py --parts main loss  # some parts only
+    python scripts/plateau_rerun.py --hours 2.5        # only runs that end within 2.5 h
 
 One code version: the first start of the seed pins the commit it runs from, with its source
 fingerprint, in ``results/plateau/CODE`` (``<commit> <fingerprint>``; refused while the
@@ -43,8 +44,16 @@ the model's plateau label; a failed aggregation leaves the record committed and 
 B is the pinned code's ``CPU_STEPS``, or
 the budget raised once by ``scripts/raise_budget.py`` (``results/plateau/budget.json``,
 :mod:`spineseg_core.study.budget_raise`; then passed to each run as ``-p steps``). Hours are
-priced from the committed benchmark, ``results/cpu/bench.csv`` (model only: validation and
-evaluation come on top; its processor may not be this one).
+wall clock, validation included, at the step rates the records here measured, else the
+committed benchmark's (``results/cpu/bench.csv``, model only) scaled to them
+(:func:`seconds_per_step`).
+
+A sitting that ends inside a run leaves a checkpoint that only the same machine resumes; on
+another the run starts over. With ``--hours``, the script starts a run only if its price (the
+steps it still needs, fewer when it resumes from a checkpoint here) ends within the hours left
+of those given, and otherwise leaves it for a later sitting and tries the next one
+(:func:`spineseg_core.study.schedule.fits_in_turn`; the dry run marks which). Rates vary from
+one evening to the next by a fifth or so: give that much slack.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,14 +75,17 @@ from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study import commits
 from spineseg_core.study.budget_raise import budget_in_force
 from spineseg_core.study.machines import record_stamps
+from spineseg_core.study.progress import steps_done
 from spineseg_core.study.runner import budget_clash
 from spineseg_core.study.schedule import (
     PARTS,
     SEED_ORDER,
     SEED_PART,
+    fits_in_turn,
     plan_cost,
     plan_rates,
     rerun_plan,
+    run_hours,
     seed_plan,
     wall_rates,
 )
@@ -86,6 +99,9 @@ BENCH = HERE / "results" / "cpu" / "bench.csv"
 CONTEXT = HERE / "results" / "cpu" / "context.csv"
 LOCK = commits.LOCK
 """The lock the records are committed under (:mod:`spineseg_core.study.commits`)."""
+
+clock = time.monotonic
+"""Seconds, for ``--hours`` (a test's fake clock stands in)."""
 
 PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
 
@@ -268,6 +284,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "study.schedule.SEED_ORDER)")
     ap.add_argument("--runs-dir", type=Path, default=HERE / "runs" / "plateau",
                     help="checkpoints, never committed")
+    ap.add_argument("--hours", type=float, metavar="H",
+                    help="start only runs whose price ends within the H hours from now that "
+                    "are left; skip the others for a later sitting (default: every run)")
     ap.add_argument("--dry-run", action="store_true",
                     help="list the plan, each run's status and the hours; run nothing")
     ap.add_argument("--no-commit", action="store_true",
@@ -302,17 +321,31 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"those in results/cpu/context.csv: "
           + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
+    runs_dir = args.runs_dir.resolve()
+
+    def need(r: ScheduledRun) -> float:
+        """Hours ``r`` still needs, resumed from its checkpoint in ``runs_dir`` if any."""
+        return run_hours(r, rate, 128, steps_done(r.spec.run_dir(runs_dir)))
+
     if args.dry_run:
+        starts = dict(zip(map(id, todo), fits_in_turn([need(r) for r in todo], args.hours)
+                          if args.hours is not None else [True] * len(todo), strict=True))
         for r in runs:
-            state = "recorded" if r.recorded(records) else "to do"
+            state = ("recorded" if r.recorded(records) else "to do" if starts[id(r)]
+                     else f"later (--hours {args.hours:g})")
             print(f"  {r.part:8} {r.spec.group:18} {r.spec.model:20} seed {r.spec.seed}  {state}")
         return
-    runs_dir = args.runs_dir.resolve()
     clashes = [c for r in todo if (c := budget_clash(r.spec.run_dir(runs_dir), r.steps))]
     if clashes:  # the pinned runner would skip or resume them as runs of this budget
         sys.exit(f"plateau_rerun: {clashes[0]}" + (f" (and {len(clashes) - 1} more)"
                                                    if len(clashes) > 1 else ""))
+    deadline = None if args.hours is None else clock() + 3600 * args.hours
     for r in todo:
+        if deadline is not None and (wanted := need(r)) > (left := (deadline - clock()) / 3600):
+            print(f"{r.spec.group} {r.spec.model} seed {r.spec.seed}: left for a later sitting, "
+                  f"it needs about {wanted:.1f} h and {max(left, 0):.1f} h of --hours "
+                  f"{args.hours:g} are left", flush=True)
+            continue
         done = spineseg(study_command(r, runs_dir, records), code)
         if done and r.spec.group == r.spec.profile:  # the main group (the context models' too)
             spineseg(hardcases_command(r.spec.group, runs_dir, records), code, last_line=True)

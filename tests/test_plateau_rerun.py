@@ -155,6 +155,47 @@ def test_a_failed_run_is_not_scored_and_the_seed_goes_on(fake, tmp_path, monkeyp
         ("study", "unet"), ("study", "unet"), ("study", "miniseg"), ("study", "miniseg")]
 
 
+@pytest.mark.parametrize("resumed, made", [
+    (False, ["unet half", "miniseg half"]),
+    (True, ["unet half", "unet", "miniseg half"]),
+])
+def test_hours_starts_only_the_runs_that_end_in_the_time_left(fake, tmp_path, monkeypatch, capsys,
+                                                            resumed, made):
+    # unet: 0.5 h at B/2, 1 h at B; miniseg half that; 2205 of B's 2940 steps made: 0.25 h left
+    runs = tmp_path / "runs"
+    if resumed:
+        run = runs / "cpu" / "unet" / "seed_0" / "fold_0"
+        run.mkdir(parents=True)
+        (run / "history.csv").write_text("epoch,step\n1,735\n2,1470\n3,2205\n")
+        (run / "checkpoint_last.pt").write_bytes(b"x")
+    rates = {"unet": 3600 / 2940, "miniseg": 1800 / 2940}
+    monkeypatch.setattr(rerun, "seconds_per_step", lambda models, records: (rates, None))
+    now = [0.0]
+    monkeypatch.setattr(rerun, "clock", lambda: now[0])
+    started = []
+
+    def timed(command, code, last_line=False):
+        if command[3] == "study":
+            model, half = _option(command, "--models"), "--variant" in command
+            started.append(model + (" half" if half else ""))
+            hours = (0.5 if half else 0.25 if resumed else 1.0) * (rates[model] / rates["unet"])
+            now[0] += 3600 * hours
+        return fake(command, code, last_line)
+
+    monkeypatch.setattr(rerun, "spineseg", timed)
+    args = ["--parts", "seed", "--models", "unet", "miniseg", "--no-commit", "--no-aggregate",
+            "--runs-dir", str(runs), "--hours", "1.2"]
+    rerun.main(args + ["--dry-run"])
+    listed = capsys.readouterr().out
+    assert len([line for line in listed.splitlines() if line.endswith("to do")]) == len(made)
+    assert listed.count("later (--hours 1.2)") == 4 - len(made)
+    rerun.main(args)
+    assert started == made
+    out = capsys.readouterr().out
+    assert "cpu miniseg seed 0: left for a later sitting, it needs about 0.5 h" in out
+    assert out.count("left for a later sitting") == 4 - len(made)
+
+
 def test_the_seed_commit_messages_are_the_bash_scripts():
     from spineseg_core.study.schedule import rerun_plan, seed_plan
 

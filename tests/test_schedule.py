@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 
 from spineseg_core.errors import ConfigError
+from spineseg_core.study.progress import steps_done
 from spineseg_core.study.runner import RunSpec
-from spineseg_core.study.schedule import ScheduledRun, alternate, interleave, plan_cost
+from spineseg_core.study.schedule import (
+    ScheduledRun,
+    alternate,
+    fits_in_turn,
+    interleave,
+    plan_cost,
+    run_hours,
+)
 
 FAMILIES = {"u1": "U", "u2": "U", "u3": "U", "b1": "B", "b2": "B", "b3": "B"}
 FAMILY = FAMILIES.__getitem__
@@ -70,6 +78,33 @@ def test_plan_cost_sums_hours_per_part_and_scales_with_pixels():
     assert hours == {"main": pytest.approx(0.5 + 2.0), "res": pytest.approx(0.5 * 4)}
     with pytest.raises(ConfigError, match="b1"):
         plan_cost(runs, {"u1": 0.5}, image_size=128)
+
+
+def test_run_hours_counts_only_the_steps_left_and_an_unpriced_model_never_fits():
+    run = _run("main", "u1", 1)  # 3600 steps at 0.5 s: 0.5 h
+    assert run_hours(run, {"u1": 0.5}, 128) == pytest.approx(0.5)
+    assert run_hours(run, {"u1": 0.5}, 128, done_steps=2700) == pytest.approx(0.125)
+    assert run_hours(run, {"u1": 0.5}, 128, done_steps=9999) == 0.0
+    big = _run("res", "u1", 0, variant="res256", params={"image_size": "256"})
+    assert run_hours(big, {"u1": 0.5}, 128) == pytest.approx(2.0)
+    assert run_hours(run, {"b1": 0.5}, 128) == float("inf")
+
+
+def test_fits_in_turn_skips_a_run_too_long_for_what_is_left_and_tries_the_next():
+    # 3 h: 1 taken (2 left), 2.5 skipped, 1.5 taken (0.5 left), 0.5 taken (exactly), 0.1 not
+    assert fits_in_turn([1.0, 2.5, 1.5, 0.5, 0.1], 3.0) == [True, False, True, True, False]
+    assert fits_in_turn([float("inf"), 0.2], 1.0) == [False, True]
+    assert fits_in_turn([], 1.0) == []
+
+
+def test_steps_done_needs_a_checkpoint_to_resume_from(tmp_path):
+    assert steps_done(tmp_path) == 0  # nothing there
+    (tmp_path / "history.csv").write_text("epoch,step,dice\n1,196,0.5\n2,392,0.6\n")
+    assert steps_done(tmp_path) == 0  # no checkpoint: the run starts over
+    (tmp_path / "checkpoint_last.pt").write_bytes(b"x")
+    assert steps_done(tmp_path) == 392
+    (tmp_path / "history.csv").write_text("")  # killed before its first epoch ended
+    assert steps_done(tmp_path) == 0
 
 
 def test_study_args_make_one_run():

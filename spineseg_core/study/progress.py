@@ -41,6 +41,16 @@ def epochs_done(run_dir: Path) -> int:
     return 0 if history is None else len(history)
 
 
+def steps_done(run_dir: Path) -> int:
+    """Optimiser steps an interrupted run will not make again: the last ``step`` of its
+    ``history.csv`` when it has a checkpoint to resume from (written with that row), else 0:
+    a run without one starts over."""
+    history = read_history(run_dir)
+    if not RunFolder(run_dir).has_checkpoint() or history is None or history.empty:
+        return 0
+    return int(history["step"].iloc[-1])
+
+
 @dataclass
 class RunProgress:
     """The epochs of one run seen so far; :meth:`poll` returns a line per new epoch."""

@@ -15,6 +15,7 @@ at the budget have measured so far (validation included), :func:`wall_priced` th
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,10 +100,33 @@ def plan_cost(runs: Sequence[ScheduledRun], seconds_per_step: Mapping[str, float
         raise ConfigError(f"plan_cost: no measured seconds per step for {', '.join(missing)}")
     hours: dict[str, float] = {}
     for run in runs:
-        scale = (int(run.params.get("image_size", image_size)) / image_size) ** 2
-        hours[run.part] = hours.get(run.part, 0.0) + (
-            seconds_per_step[run.spec.model] * run.steps * scale / 3600)
+        hours[run.part] = hours.get(run.part, 0.0) + run_hours(run, seconds_per_step, image_size)
     return hours
+
+
+def run_hours(run: ScheduledRun, seconds_per_step: Mapping[str, float], image_size: int,
+              done_steps: int = 0) -> float:
+    """Hours ``run`` still needs: its steps after ``done_steps`` (made before an interruption,
+    resumed from its checkpoint) at its model's ``seconds_per_step``, measured at
+    ``image_size`` and scaled by pixels for a run at another size; infinite for a model
+    without a rate (an unpriced run never looks cheap)."""
+    rate = seconds_per_step.get(run.spec.model)
+    if rate is None:
+        return math.inf
+    scale = (int(run.params.get("image_size", image_size)) / image_size) ** 2
+    return rate * max(run.steps - done_steps, 0) * scale / 3600
+
+
+def fits_in_turn(hours_needed: Sequence[float], hours: float) -> list[bool]:
+    """Which runs, taken in order, a sitting of ``hours`` starts when it skips any run that
+    would not finish in the time left and tries the next: a sitting that ends inside a run
+    leaves a checkpoint that only the same machine can resume. The live loop
+    (``scripts/plateau_rerun.py --hours``) applies the same test to the clock."""
+    left, taken = hours, []
+    for need in hours_needed:
+        taken.append(need <= left)
+        left -= need if taken[-1] else 0.0
+    return taken
 
 
 SEED_ORDER: tuple[str, ...] = (
