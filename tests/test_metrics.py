@@ -255,6 +255,7 @@ def test_label_surfaces_equal_binary_erosion_per_mask():
         np.testing.assert_array_equal(mask & edge, mask ^ ndimage.binary_erosion(mask))
 
 
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")  # MONAI's own call
 def test_hd95_matches_monai():
     monai_metrics = pytest.importorskip("monai.metrics")
     pred, ref = _two_blobs(1)
