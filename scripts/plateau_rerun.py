@@ -59,6 +59,7 @@ one evening to the next by a fifth or so: give that much slack.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -302,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.models:
             check_models(args.models)
+        if args.hours is not None and not args.hours > 0:
+            raise ConfigError(f"--hours: expected a positive number of hours, got {args.hours:g}")
         code, pinned_now = code_version(SEED_PART in args.parts, args.dry_run)
         pinned = pinned_steps(code)
         steps = budget_in_force(PLATEAU, pinned, args.steps)
@@ -328,11 +331,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return run_hours(r, rate, 128, steps_done(r.spec.run_dir(runs_dir)))
 
     if args.dry_run:
-        starts = dict(zip(map(id, todo), fits_in_turn([need(r) for r in todo], args.hours)
-                          if args.hours is not None else [True] * len(todo), strict=True))
+        fits = fits_in_turn([need(r) for r in todo], math.inf if args.hours is None else args.hours)
+        later = {id(r) for r, ok in zip(todo, fits, strict=True) if not ok}
         for r in runs:
-            state = ("recorded" if r.recorded(records) else "to do" if starts[id(r)]
-                     else f"later (--hours {args.hours:g})")
+            state = ("recorded" if r.recorded(records) else
+                     f"later (--hours {args.hours:g})" if id(r) in later else "to do")
             print(f"  {r.part:8} {r.spec.group:18} {r.spec.model:20} seed {r.spec.seed}  {state}")
         return
     clashes = [c for r in todo if (c := budget_clash(r.spec.run_dir(runs_dir), r.steps))]

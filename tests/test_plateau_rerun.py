@@ -196,6 +196,11 @@ def test_hours_starts_only_the_runs_that_end_in_the_time_left(fake, tmp_path, mo
     assert out.count("left for a later sitting") == 4 - len(made)
 
 
+def test_hours_must_be_positive(fake):
+    with pytest.raises(SystemExit, match="--hours: expected a positive number of hours, got 0"):
+        rerun.main(["--parts", "seed", "--hours", "0", "--dry-run"])
+
+
 def test_the_seed_commit_messages_are_the_bash_scripts():
     from spineseg_core.study.schedule import rerun_plan, seed_plan
 
