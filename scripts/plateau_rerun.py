@@ -83,7 +83,6 @@ from spineseg_core.study.schedule import (
     SEED_ORDER,
     SEED_PART,
     fits_in_turn,
-    plan_cost,
     plan_rates,
     rerun_plan,
     run_hours,
@@ -315,8 +314,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         commit(PIN_MESSAGE)
     todo = [r for r in runs if not r.recorded(records)]
     rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
+    runs_dir = args.runs_dir.resolve()
+
+    def need(r: ScheduledRun) -> float:
+        """Hours ``r`` still needs, resumed from its checkpoint in ``runs_dir`` if any."""
+        return run_hours(r, rate, 128, steps_done(r.spec.run_dir(runs_dir)))
+
     unpriced = sorted({r.spec.model for r in todo} - set(rate))
-    hours = plan_cost([r for r in todo if r.spec.model in rate], rate, image_size=128)
+    hours: dict[str, float] = {}
+    for r in todo:  # the same price as --hours: the steps each run still needs
+        if r.spec.model in rate:
+            hours[r.part] = hours.get(r.part, 0.0) + need(r)
     scaled = f" x {factor:.2f}" if factor is not None else ""
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
           f"recorded; to do, wall-clock hours at the recorded runs' step rates, else the "
@@ -324,11 +332,6 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"those in results/cpu/context.csv: "
           + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
-    runs_dir = args.runs_dir.resolve()
-
-    def need(r: ScheduledRun) -> float:
-        """Hours ``r`` still needs, resumed from its checkpoint in ``runs_dir`` if any."""
-        return run_hours(r, rate, 128, steps_done(r.spec.run_dir(runs_dir)))
 
     if args.dry_run:
         fits = fits_in_turn([need(r) for r in todo], math.inf if args.hours is None else args.hours)
