@@ -289,3 +289,19 @@ def test_the_quarter_budget_of_a_raised_b_joins_the_ranking(seeded, tmp_path):
     assert row[1] == "735" and row[3] == "-1.00"  # 2940 // 4 steps; Spearman's rho
     assert _cells(values["cv_seed_ranks"], "B")[3] == "1.00"
     plt.close("all")
+
+
+def test_a_gain_just_over_the_tolerance_is_shown_apart_from_it():
+    # DANet's seed: +1.02 points against a tolerance of 1.0 is "not plateaued"; the table's
+    # gain shows the second decimal so it does not read +1.0 beside that label
+    from spineseg_core.report.pages.convergence import plateau_exhibit
+    from spineseg_core.study.plateau import plateau_table
+
+    def runs(rows):
+        return pd.DataFrame(rows, columns=["model", "seed", "val_dice", "steps_completed"])
+
+    table = plateau_table(runs([("danet", 0, 0.74613, 5880), ("unet", 0, 0.8866, 5880)]),
+                          runs([("danet", 0, 0.73589, 2940), ("unet", 0, 0.9014, 2940)]))
+    shown = plateau_exhibit(table, {"danet": "DANet", "unet": "U-Net"})
+    assert _cells(shown, "DANet")[1:5] == ["not plateaued", "73.6", "74.6", "+1.02"]
+    assert _cells(shown, "U-Net")[4] == "-1.5"

@@ -14,6 +14,7 @@ from spineseg_core.study.plateau import (
     BudgetVerdict,
     Plateau,
     budget_verdict,
+    decimals_apart,
     half_steps,
     plateau_label,
     plateau_table,
@@ -143,6 +144,28 @@ def test_a_short_or_rising_curve_is_still_climbing_and_a_flat_one_is_not():
     assert got.loc["short", "climbing"] and got.loc["short", "points"] == 6
     assert got.loc["rising", "climbing"] and got.loc["rising", "gain"] == pytest.approx(0.10)
     assert not got.loc["flat", "climbing"] and got.loc["flat", "gain"] == pytest.approx(0.005)
+
+
+def test_a_gain_just_over_the_tolerance_prints_apart_from_it():
+    # DANet's seed: 74.61 % at B against 73.59 % at B/2, a gain of 1.02 points over a
+    # tolerance of 1.0; at one decimal both would print "1.0"
+    assert decimals_apart(0.0102, 0.01) == 2
+    assert decimals_apart(0.02276, 0.01) == 1  # 2.3 against 1.0
+    assert decimals_apart(-0.0099, 0.01) == 2  # a loss of 0.99 beside 1.00
+    assert decimals_apart(0.010004, 0.01) == 3  # 1.000 against 1.000 still: the most
+    assert decimals_apart(0.01, 0.01) == 1  # equal: the gain is within the tolerance
+    got = plateau_table(_runs([("danet", 0, 0.74613, 5880)]), _runs([("danet", 0, 0.73589, 2940)]),
+                        ["danet"])
+    assert got.loc[0, "label"] == "not plateaued"
+    assert got.loc[0, "evidence"] == ("doubling the budget gained 1.02 Dice points on validation, "
+                                      "more than 1.00")
+    got = plateau_table(_runs([("unet", 0, 0.8001, 5880)]), _runs([("unet", 0, 0.8097, 2940)]),
+                        ["unet"])
+    assert got.loc[0, "evidence"] == ("doubling the budget changed validation Dice by -0.96 "
+                                      "points, within 1.00")
+    from spineseg_core.study.plateau import shortfall
+
+    assert "gained 1.02 points" in shortfall(math.nan, 0.73589, 0.74613)[1]
 
 
 def test_why_a_model_has_not_plateaued_by_hand():

@@ -147,22 +147,34 @@ def plateau_table(full: pd.DataFrame, half: pd.DataFrame, models: Sequence[str] 
         full_dice, half_dice = float(a["val_dice"].mean()), float(b["val_dice"].mean())
         label = plateau_label(full_dice, half_dice, tolerance)
         gain = full_dice - half_dice
+        d = decimals_apart(gain, tolerance)
         if label is Plateau.NOT_MEASURED:
             evidence = "a validation score is missing"
         elif label is Plateau.NOT_PLATEAUED:
-            evidence = (f"doubling the budget gained {100 * gain:.1f} Dice points on validation, "
-                        f"more than {100 * tolerance:.1f}")
+            evidence = (f"doubling the budget gained {100 * gain:.{d}f} Dice points on "
+                        f"validation, more than {100 * tolerance:.{d}f}")
         elif gain < -tolerance:
-            evidence = (f"the run at B scores {100 * -gain:.1f} points below the run at B/2: "
+            evidence = (f"the run at B scores {100 * -gain:.{d}f} points below the run at B/2: "
                         "more steps did not help")
         else:
-            evidence = (f"doubling the budget changed validation Dice by {100 * gain:+.1f} "
-                        f"points, within {100 * tolerance:.1f}")
+            evidence = (f"doubling the budget changed validation Dice by {100 * gain:+.{d}f} "
+                        f"points, within {100 * tolerance:.{d}f}")
         rows.append({**row, "label": str(label), "evidence": evidence,
                      "steps": next(iter(sa), math.nan), "half_steps": next(iter(sb), math.nan),
                      "val_dice": full_dice, "half_val_dice": half_dice, "gain": gain,
                      **_quarter(quarter, model, seeds, next(iter(sb), None))})
     return pd.DataFrame(rows, columns=list(PLATEAU_COLUMNS))
+
+
+def decimals_apart(gain: float, tolerance: float, most: int = 3) -> int:
+    """Decimals (1 to ``most``) with which ``gain`` and ``tolerance``, as Dice points (x 100),
+    print as different numbers: a gain of 1.02 points against a tolerance of 1.0 reads
+    "1.02, more than 1.00", not "1.0, more than 1.0". The sign of ``gain`` is ignored (a loss
+    is printed beside the tolerance too); one decimal where the two are equal."""
+    for d in range(1, most + 1):
+        if round(100 * abs(gain), d) != round(100 * tolerance, d):
+            return d
+    return 1 if abs(gain) == tolerance else most
 
 
 def _quarter(quarter: pd.DataFrame | None, model: str, seeds: Sequence[int],
@@ -252,15 +264,17 @@ def shortfall(quarter: float, half: float, full: float,
         raise ConfigError(f"shortfall: the scores {full} at B and {half} at B/2 are not those "
                           "of a model that has not plateaued")
     late = 100 * (full - half)
+    d = decimals_apart(full - half, tolerance)
     if not math.isfinite(quarter):
-        return Shortfall.TWO_BUDGETS, (f"doubling the budget from B/2 gained {late:.1f} points; "
-                                       "with no run at B/4, whether its gains shrink is unknown")
+        return Shortfall.TWO_BUDGETS, (
+            f"doubling the budget from B/2 gained {late:.{d}f} points; with no run at B/4, "
+            "whether its gains shrink is unknown")
     early = 100 * (half - quarter)
     if early > 100 * tolerance + 1e-9:
         trend = ("the gains shrink, so it is nearing a plateau it has not reached"
                  if late < early else "the gains do not shrink: it is far from a plateau")
         return Shortfall.STILL_LEARNING, (f"still learning: +{early:.1f} points from B/4 to "
-                                          f"B/2, then +{late:.1f} to B; {trend}")
+                                          f"B/2, then +{late:.{d}f} to B; {trend}")
     scores = [100 * quarter, 100 * half, 100 * full]
     return Shortfall.SCATTER, (
         f"not monotone in the budget: {scores[0]:.1f} % at B/4, {scores[1]:.1f} % at B/2, "

@@ -330,6 +330,18 @@ FIRST_PLATEAU = "plateau_first.csv"
 aggregate`)."""
 
 
+def _gain_cell(row: pd.Series) -> str:
+    """A row's gain in signed Dice points, with the decimals that set it apart from the row's
+    tolerance (``plateau.csv`` records it): +1.02 beside a tolerance of 1.0, not +1.0."""
+    from spineseg_core.study.plateau import PLATEAU_TOLERANCE, decimals_apart
+
+    if missing(row["gain"]):
+        return DASH
+    tolerance = row.get("tolerance", PLATEAU_TOLERANCE)
+    tolerance = PLATEAU_TOLERANCE if missing(tolerance) else float(tolerance)
+    return f"{100 * row['gain']:+.{decimals_apart(row['gain'], tolerance)}f}"
+
+
 def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
     """``plateau.csv`` (or ``plateau_first.csv``) as the chapter's table: the label, the
     validation Dice at B/2 and at B, the gain and the evidence per model, largest gain
@@ -343,8 +355,7 @@ def plateau_exhibit(plateau: pd.DataFrame, names: dict[str, str]) -> HTMLTable:
         Column("name", "Model"), Column("label", "Label"),
         Column("half_val_dice", "Dice at B/2 (%)", Kind.PERCENT),
         Column("val_dice", "Dice at B (%)", Kind.PERCENT),
-        Column("gain", "Gain (points)", write=lambda r: DASH if missing(r["gain"])
-               else f"{100 * r['gain']:+.1f}"),
+        Column("gain", "Gain (points)", write=_gain_cell),
         Column("evidence", "Evidence")],
         dash_note=f"the model is {Plateau.NOT_MEASURED}")
 
