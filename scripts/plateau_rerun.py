@@ -83,6 +83,7 @@ from spineseg_core.study.schedule import (
     SEED_ORDER,
     SEED_PART,
     fits_in_turn,
+    plan_cost,
     plan_rates,
     rerun_plan,
     run_hours,
@@ -315,16 +316,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     todo = [r for r in runs if not r.recorded(records)]
     rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
     runs_dir = args.runs_dir.resolve()
+    made = {id(r): steps_done(r.spec.run_dir(runs_dir)) for r in todo}  # read once per run
 
     def need(r: ScheduledRun) -> float:
         """Hours ``r`` still needs, resumed from its checkpoint in ``runs_dir`` if any."""
-        return run_hours(r, rate, 128, steps_done(r.spec.run_dir(runs_dir)))
+        return run_hours(r, rate, 128, made[id(r)])
 
     unpriced = sorted({r.spec.model for r in todo} - set(rate))
-    hours: dict[str, float] = {}
-    for r in todo:  # the same price as --hours: the steps each run still needs
-        if r.spec.model in rate:
-            hours[r.part] = hours.get(r.part, 0.0) + need(r)
+    priced = [r for r in todo if r.spec.model in rate]  # the same price as --hours
+    hours = plan_cost(priced, rate, 128, [made[id(r)] for r in priced])
     scaled = f" x {factor:.2f}" if factor is not None else ""
     print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
           f"recorded; to do, wall-clock hours at the recorded runs' step rates, else the "

@@ -78,6 +78,11 @@ def test_plan_cost_sums_hours_per_part_and_scales_with_pixels():
     assert hours == {"main": pytest.approx(0.5 + 2.0), "res": pytest.approx(0.5 * 4)}
     with pytest.raises(ConfigError, match="b1"):
         plan_cost(runs, {"u1": 0.5}, image_size=128)
+    # steps made before an interruption are not priced again: half of u1's 3600 main steps
+    resumed = plan_cost(runs, {"u1": 0.5, "b1": 2.0}, 128, done_steps=[1800, 0, 0])
+    assert resumed == {"main": pytest.approx(0.25 + 2.0), "res": pytest.approx(0.5 * 4)}
+    with pytest.raises(ConfigError, match="2 done_steps for 3 runs"):
+        plan_cost(runs, {"u1": 0.5, "b1": 2.0}, 128, done_steps=[0, 0])
 
 
 def test_run_hours_counts_only_the_steps_left_and_an_unpriced_model_never_fits():

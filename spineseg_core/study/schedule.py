@@ -91,16 +91,22 @@ def interleave(models: Sequence[str], seeds: Sequence[int],
 
 
 def plan_cost(runs: Sequence[ScheduledRun], seconds_per_step: Mapping[str, float],
-              image_size: int) -> dict[str, float]:
+              image_size: int, done_steps: Sequence[int] | None = None) -> dict[str, float]:
     """Hours per part of ``runs`` at ``seconds_per_step`` (per model, measured at
-    ``image_size``; a run given another ``image_size`` scales with its pixels). A model without
-    a measured rate raises: an unpriced run would make the plan look cheaper than it is."""
+    ``image_size``; a run given another ``image_size`` scales with its pixels), each run priced
+    by :func:`run_hours` for the steps after its ``done_steps`` (one per run, made before an
+    interruption; none by default). A model without a measured rate raises: an unpriced run
+    would make the plan look cheaper than it is."""
     missing = sorted({r.spec.model for r in runs} - set(seconds_per_step))
     if missing:
         raise ConfigError(f"plan_cost: no measured seconds per step for {', '.join(missing)}")
+    done = [0] * len(runs) if done_steps is None else list(done_steps)
+    if len(done) != len(runs):
+        raise ConfigError(f"plan_cost: {len(done)} done_steps for {len(runs)} runs")
     hours: dict[str, float] = {}
-    for run in runs:
-        hours[run.part] = hours.get(run.part, 0.0) + run_hours(run, seconds_per_step, image_size)
+    for run, steps in zip(runs, done, strict=True):
+        hours[run.part] = hours.get(run.part, 0.0) + run_hours(run, seconds_per_step,
+                                                               image_size, steps)
     return hours
 
 
