@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     todo = [r for r in runs if not r.recorded(records)]
     rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
     runs_dir = args.runs_dir.resolve()
-    made = {id(r): steps_done(r.spec.run_dir(runs_dir)) for r in todo}  # read once per run
+    # each checkpoint read once; keyed by id() because a run holds a dict of params (unhashable)
+    made = {id(r): steps_done(r.spec.run_dir(runs_dir)) for r in todo}
 
     def need(r: ScheduledRun) -> float:
         """Hours ``r`` still needs, resumed from its checkpoint in ``runs_dir`` if any."""
