@@ -273,6 +273,26 @@ def test_the_dry_run_of_the_seed_reads_the_committed_records(tmp_path, monkeypat
     assert shown  # the seed's committed records
 
 
+def test_the_dry_run_without_hours_lists_an_unpriced_run_to_do(fake, monkeypatch, capsys):
+    """No rate for the model: the first line says so and each run is still to do (no sitting
+    limit), rather than the dry run failing on a time left made nan by an infinite price."""
+    monkeypatch.setattr(rerun, "seconds_per_step", lambda models, records: ({"unet": 1.0}, None))
+    rerun.main(["--parts", "seed", "--models", "unet3d", "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(not priced: unet3d)")
+    assert [line.split()[1:3] + line.split()[-2:] for line in lines[1:]] == [
+        ["cpu-half", "unet3d", "to", "do"], ["cpu", "unet3d", "to", "do"]]
+
+
+def test_a_model_is_priced_the_same_alone_or_with_others(tmp_path):
+    """The 3D U-Net is priced by its ratio to other models in the committed context runs; the
+    others are priced whatever the plan holds, so ``--models unet3d`` gets the same price."""
+    alone, _ = rerun.seconds_per_step({"unet3d"}, tmp_path)
+    beside, _ = rerun.seconds_per_step({"unet3d", "unet", "miniseg"}, tmp_path)
+    assert "unet3d" in alone
+    assert alone["unet3d"] == pytest.approx(beside["unet3d"])
+
+
 def test_the_other_parts_keep_the_models_given(fake, capsys):
     rerun.main(["--parts", "main", "res256", "--models", "unet", "--dry-run"])
     lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
