@@ -59,6 +59,7 @@ one evening to the next by a fifth or so: give that much slack.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -198,15 +199,10 @@ def seconds_per_step(models: set[str], records: Path
     (``results/cpu/bench.csv``) scaled by the factor returned
     (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net, before it has a run
     here, by its ratio to the others in the 6-epoch bundle's context runs (``context.csv``;
-    :func:`~spineseg_core.study.schedule.plan_rates`). Every registered model is priced beside
-    ``models``, so that a model's price does not hang on which others the plan holds (the 3D
-    U-Net's ratio needs another model priced: ``--models unet3d`` alone would leave it out)."""
-    from spineseg_core.models import list_models
-
+    :func:`~spineseg_core.study.schedule.plan_rates`)."""
     return plan_rates(bench_seconds_per_step(pd.read_csv(BENCH)),
                       wall_rates(record_stamps(records)),
-                      pd.read_csv(CONTEXT) if CONTEXT.is_file() else None,
-                      sorted(set(models) | set(list_models(None))))
+                      pd.read_csv(CONTEXT) if CONTEXT.is_file() else None, sorted(models))
 
 
 def study_command(run: ScheduledRun, runs_dir: Path, records: Path) -> list[str]:
@@ -339,10 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
 
     if args.dry_run:
-        # without --hours every run is to do, as the live loop starts them all (an unpriced
-        # run's infinite need would otherwise turn the time left into nan)
-        fits = ([True] * len(todo) if args.hours is None else
-                fits_in_turn([need(r) for r in todo], args.hours))
+        fits = fits_in_turn([need(r) for r in todo], math.inf if args.hours is None else args.hours)
         later = {id(r) for r, ok in zip(todo, fits, strict=True) if not ok}
         for r in runs:
             state = ("recorded" if r.recorded(records) else

@@ -100,6 +100,8 @@ def test_fits_in_turn_skips_a_run_too_long_for_what_is_left_and_tries_the_next()
     assert fits_in_turn([1.0, 2.5, 1.5, 0.5, 0.1], 3.0) == [True, False, True, True, False]
     assert fits_in_turn([float("inf"), 0.2], 1.0) == [False, True]
     assert fits_in_turn([], 1.0) == []
+    # no limit: every run, an unpriced one too (its infinite need once turned the rest to nan)
+    assert fits_in_turn([float("inf"), 0.2], float("inf")) == [True, True]
 
 
 def test_steps_done_needs_a_checkpoint_to_resume_from(tmp_path):
@@ -219,3 +221,6 @@ def test_a_model_without_a_rate_is_priced_by_its_ratio_in_older_records():
     rates, factor = plan_rates({"unet": 0.25}, {"unet": 0.5}, older, ["unet", "u3d"])
     # via unet alone (dl unpriced): A 1.5, B 1.0
     assert factor == pytest.approx(2.0) and rates == pytest.approx({"unet": 0.5, "u3d": 1.25})
+    # u3d alone is priced the same: its references need not be in the plan
+    alone, _ = plan_rates({"unet": 0.25}, {"unet": 0.5}, older, ["u3d"])
+    assert alone == pytest.approx({"u3d": 1.25})

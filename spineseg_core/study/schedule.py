@@ -127,7 +127,11 @@ def fits_in_turn(hours_needed: Sequence[float], hours: float) -> list[bool]:
     """Which runs, taken in order, a sitting of ``hours`` starts when it skips any run that
     would not finish in the time left and tries the next: a sitting that ends inside a run
     leaves a checkpoint that only the same machine can resume. The live loop
-    (``scripts/plateau_rerun.py --hours``) applies the same test to the clock."""
+    (``scripts/plateau_rerun.py --hours``) applies the same test to the clock. Infinite
+    ``hours`` (no limit) takes every run, an unpriced (infinite) one too, as the live loop does
+    without ``--hours``."""
+    if math.isinf(hours):
+        return [True] * len(hours_needed)
     left, taken = hours, []
     for need in hours_needed:
         taken.append(need <= left)
@@ -260,9 +264,12 @@ def plan_rates(bench_rates: Mapping[str, float], measured: Mapping[str, float],
                ) -> tuple[dict[str, float], float | None]:
     """The rates a plan is priced at, and :func:`wall_priced`'s factor: :func:`wall_priced`
     (measured, else bench times the factor), then :func:`relative_rates` for a model neither
-    prices."""
+    prices, by its ratio to every model with a rate of its own (benchmarked or measured), not
+    to those ``models`` happens to hold: a model's price does not hang on which others the
+    plan holds (the 3D U-Net alone is priced as in the whole plan)."""
     rate, factor = wall_priced(bench_rates, measured, models)
-    return rate | relative_rates(rate, older, models), factor
+    every, _ = wall_priced(bench_rates, measured, sorted({*bench_rates, *measured}))
+    return rate | relative_rates(every, older, [m for m in models if m not in rate]), factor
 
 
 def plan_status(runs: Sequence[ScheduledRun], records_dir: str | Path,
