@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from _tiny_data import make_tiny_dataset
 from spineseg_core.data.preprocess import RandomSpineBand
 from spineseg_core.data.readers import Volume
 from spineseg_core.data.slices import SliceDataset, VolumeDataset, neighbour_indices
+from spineseg_core.errors import ConfigError
+from spineseg_core.models import build_model
 from spineseg_core.training.config import resolve_config
 from spineseg_core.training.evaluate import _as_slices
 from spineseg_core.training.loop import run_training
@@ -87,6 +90,40 @@ def test_a_scored_volume_keeps_its_own_depth_and_comes_one_to_a_batch():
         VolumeDataset([_volume("a", 3)], depth=4, own_depth=True)
 
 
+def test_a_scored_volume_meets_the_zero_slices_it_trained_with():
+    """A 3-slice volume scored alone by a model trained among 5-slice volumes: its logits are
+    those of the same volume padded with zero slices to 5, as training padded it; without
+    ``min_depth`` the network sees a boundary it never trained on and they differ."""
+    torch.manual_seed(0)
+    trained = build_model("unet3d", min_depth=5, **TINY).eval()
+    plain = build_model("unet3d", **TINY).eval()
+    plain.load_state_dict(trained.state_dict())
+    volume = torch.randn(1, 1, 3, 16, 16)
+    as_trained = torch.cat([volume, torch.zeros(1, 1, 2, 16, 16)], dim=2)
+    with torch.inference_mode():
+        expected = trained(as_trained)[:, :, :3]
+        alone = trained(volume)
+        unpadded = plain(volume)
+    assert alone.shape == (1, 20, 3, 16, 16)
+    assert torch.allclose(alone, expected, atol=1e-5)
+    assert not torch.allclose(unpadded, expected, atol=1e-3)
+    with torch.inference_mode():  # a volume as deep as training, or deeper, is not padded
+        deep = torch.randn(1, 1, 6, 16, 16)
+        assert torch.allclose(trained(deep), plain(deep), atol=1e-6)
+
+
+def test_min_depth_is_recorded_for_a_3d_model_and_refused_for_a_2d_one():
+    model = build_model("unet3d", min_depth=15, **TINY)
+    kwargs = model.init_kwargs()
+    assert kwargs["min_depth"] == 15
+    assert build_model(kwargs.pop("name"), **kwargs).min_depth == 15
+    assert "min_depth" not in build_model("unet3d", **TINY).init_kwargs()
+    with pytest.raises(ConfigError, match="'unet'.*min_depth is for a model fed whole volumes"):
+        build_model("unet", min_depth=15)
+    with pytest.raises(ValueError, match="min_depth must be >= 1, got 0"):
+        build_model("unet3d", min_depth=0, **TINY)
+
+
 def test_a_volume_is_augmented_slice_by_slice_and_cropped_as_one_band():
     seen = []
 
@@ -153,6 +190,9 @@ def test_a_context_model_trains_and_is_scored_like_a_2d_one(model, tiny_data, tm
         image, pred = npz["image"].astype(np.float32), npz["pred"]
     net = load_model(run.path)
     assert net.name == model
+    if model == "unet3d":  # scored at the depth it trained at: the tiny volumes' 4 slices
+        assert json.loads(run.model_json.read_text())["build_kwargs"]["min_depth"] == 4
+        assert net.min_depth == 4
     again = segment_volume(net, image, torch.device("cpu"), batch_size=3,
                            precision=run.load_params()["precision"])
     assert (again == pred).mean() > 0.99  # float16 images: a few pixels may flip

@@ -98,9 +98,12 @@ class VolumeDataset(Dataset):
     ``own_depth=True``: each volume comes at its own depth, one to a batch
     (:attr:`batch_limit`), so that a subject's prediction does not depend on the other subjects
     of its set (padding reaches the volume's edge slices through the deeper layers) and is the
-    one ``spineseg predict`` gives for the same image. Training augmentation is the 2D runs': each
-    slice goes through ``transform`` as a slice item, independently (the same per-slice
-    probabilities), and ``crop`` cuts the whole volume to one random band around its spine.
+    one ``spineseg predict`` gives for the same image; the model itself then pads it with zero
+    slices to the training depth, as in training
+    (:class:`~spineseg_core.models.base.VolumeSegmentationModel`'s ``min_depth``). Training
+    augmentation is the 2D runs': each slice goes through ``transform`` as a slice item,
+    independently (the same per-slice probabilities), and ``crop`` cuts the whole volume to one
+    random band around its spine.
     """
 
     def __init__(self, volumes: Sequence[Volume], transform: Callable[[SliceItem], SliceItem] | None = None,

@@ -62,7 +62,7 @@ class SegmentationModel(nn.Module):
             raise ValueError(f"{self.name}: expected input (N, {self.in_channels}, "
                              f"{self._AXES}), got {tuple(x.shape)}")
         shape = tuple(x.shape[2:])
-        pads = [(-n) % m for n, m in zip(shape, self._multiples)]
+        pads = self._pads(shape)
         if any(pads):
             # Zero padding: inputs are normalised so that background air is ~0. F.pad takes
             # (before, after) pairs from the last axis backwards.
@@ -84,6 +84,10 @@ class SegmentationModel(nn.Module):
             raise RuntimeError(f"{self.name}: {len(outs)} outputs but {len(weights)} weights")
         return MultiOutput(tuple(outs), tuple(float(w) for w in weights))
 
+    def _pads(self, shape: tuple[int, ...]) -> list[int]:
+        """Zeros added after each spatial axis of an input of ``shape``."""
+        return [(-n) % m for n, m in zip(shape, self._multiples)]
+
     def init_kwargs(self) -> dict:
         """Arguments that rebuild this model with :func:`build_model` (stored in checkpoints)."""
         return dict(getattr(self, "_build_kwargs", {}))
@@ -96,3 +100,23 @@ class VolumeSegmentationModel(SegmentationModel):
     spatial_dims = 3
     _AXES = "D, H, W"
     _RESIZE = "trilinear"
+
+    def __init__(self, net: nn.Module, *, name: str, pad_multiple: int | Sequence[int] = 1,
+                 num_classes: int = 20, in_channels: int = 1, min_depth: int = 1) -> None:
+        """``min_depth``: a volume of fewer slices gets zero slices after its own up to this
+        depth before the multiple's padding. Training pads every volume of a batch to the
+        deepest training volume (:class:`~spineseg_core.data.slices.VolumeDataset`), so the
+        network only ever saw a shallower volume followed by zero slices; a scored volume
+        comes alone at its own depth, and without this padding its last slices meet a
+        boundary the network never trained on (a 12-slice volume's last slice was painted
+        with levels by a 3D U-Net trained among 15-slice ones). The trainer sets it to the
+        training depth, and the checkpoint's build arguments carry it to prediction."""
+        super().__init__(net, name=name, pad_multiple=pad_multiple, num_classes=num_classes,
+                         in_channels=in_channels)
+        if int(min_depth) < 1:
+            raise ValueError(f"{name}: min_depth must be >= 1, got {min_depth}")
+        self.min_depth = int(min_depth)
+
+    def _pads(self, shape: tuple[int, ...]) -> list[int]:
+        depth = max(shape[0], self.min_depth)
+        return [depth - shape[0] + (-depth) % self._multiples[0], *super()._pads(shape)[1:]]

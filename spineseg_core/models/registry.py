@@ -170,14 +170,19 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[canonical_name(name)]
 
 
-def build_model(name: str, in_channels: int | None = None, num_classes: int = 20,
-                **overrides: Any) -> SegmentationModel:
+def build_model(name: str, in_channels: int | None = None, num_classes: int = 20, *,
+                min_depth: int | None = None, **overrides: Any) -> SegmentationModel:
     """Build model ``name`` with fresh (untrained) weights, wrapped for any input size.
 
     ``in_channels`` defaults to the registry's (:attr:`ModelInfo.in_channels`: the context of a
-    2.5D model, else 1)."""
+    2.5D model, else 1). ``min_depth``, for a 3D model only, is the depth its training volumes
+    were padded to (:class:`~spineseg_core.models.base.VolumeSegmentationModel`); ``None``
+    pads nothing beyond the multiple and is not recorded in the build arguments."""
     info = model_info(name)
     name = info.name
+    if min_depth is not None and not info.volumetric:
+        raise ConfigError(f"model {name!r}: min_depth is for a model fed whole volumes, and "
+                          f"{name} is fed {info.input_kind.value}s")
     if in_channels is None:
         in_channels = info.in_channels
     try:
@@ -185,9 +190,10 @@ def build_model(name: str, in_channels: int | None = None, num_classes: int = 20
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: bad override ({exc})") from None
     pad = getattr(net, "pad_multiple", info.pad_multiple)
+    depth = {} if min_depth is None else {"min_depth": min_depth}
     wrapper = VolumeSegmentationModel if info.volumetric else SegmentationModel
     model = wrapper(net, name=name, pad_multiple=pad, num_classes=num_classes,
-                    in_channels=in_channels)
+                    in_channels=in_channels, **depth)
     model._build_kwargs = dict(name=name, in_channels=in_channels, num_classes=num_classes,
-                               **overrides)
+                               **depth, **overrides)
     return model

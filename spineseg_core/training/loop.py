@@ -292,7 +292,9 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                           f"{len(data.val)} validation and {len(data.test)} test slices; need "
                           f"at least one of each")
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, **(cfg.model_kwargs or {})).to(device)
+    # a 3D model is scored on each volume alone: it pads it to the depth it trained at
+    depth = {"min_depth": data.train.depth} if model_info(cfg.model).volumetric else {}
+    model = build_model(cfg.model, **depth, **(cfg.model_kwargs or {})).to(device)
     channels_last = uses_channels_last(cfg)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
