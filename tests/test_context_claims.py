@@ -24,6 +24,7 @@ from spineseg_core.report.context import (
     context_level_claims,
     context_levels,
     context_summary,
+    depth_sentence,
     levels_command,
     status_sentence,
     study_group,
@@ -281,6 +282,24 @@ def test_status_sentence_says_what_is_there_and_what_makes_the_rest():
                           "are empty.")
     assert status_sentence("cpu", study, {"records": 4, "n_subjects": 10}).endswith(
         "The level tables measure 4 of them on 10 test subjects.")
+
+
+def test_depth_sentence_gives_the_scores_both_ways_or_says_they_are_unmeasured():
+    rescore = pd.DataFrame({
+        "model": "unet3d", "steps": 2940, "set": ["validation"] * 2 + ["test"] * 2,
+        "how": ["own depth", "training depth"] * 2, "min_depth": [0, 15, 0, 15],
+        "dice": [0.6087, 0.7069, 0.5450, 0.6266], "bg_recall": [0.96, 0.993, 0.9693, 0.9934]})
+    text = depth_sentence(rescore)
+    assert ("the same weights (the budget seed's run of 2940 optimiser steps, training depth "
+            "15 slices) give a validation Dice of 60.9 % at its own depth against 70.7 % padded "
+            "as in training; a test Dice of 54.5 % at its own depth against 62.7 % padded as in "
+            "training; and a test background recall of 96.9 % at its own depth against 99.3 % "
+            "padded as in training.") in text
+    assert text.endswith("Data: `unet3d_depth.csv` of the budget seed "
+                         "(`scripts/rescore_3d_depth.py`).")
+    unmeasured = depth_sentence(None)
+    assert "how much it cost them has not been measured" in unmeasured
+    assert "%" not in unmeasured and unmeasured.startswith("**How the 3D U-Net was scored.**")
 
 
 def test_status_and_caveats_of_a_study_trained_in_the_main_group(tmp_path):

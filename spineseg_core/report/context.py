@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from spineseg_core.levels.study import Metric, Stage
-from spineseg_core.report.bundle import Bundle
+from spineseg_core.report.bundle import Bundle, pct
 from spineseg_core.report.claims import (
     N_BOOT,
     Claim,
@@ -311,3 +311,42 @@ def context_summary(table: pd.DataFrame | None) -> pd.DataFrame | None:
         out[f"{m}_mean"] = grouped[m].mean()
         out[f"{m}_std"] = grouped[m].std(ddof=1)
     return out.loc[order].reset_index()
+
+
+DEPTH_RESCORE = "unet3d_depth.csv"
+"""A 3D run scored at its own depth and at its training depth (``scripts/rescore_3d_depth.py``),
+in the budget seed's folder (``results/plateau/``)."""
+
+DEPTH_COMMAND = "scripts/rescore_3d_depth.py"
+"""What writes :data:`DEPTH_RESCORE`."""
+
+
+def depth_sentence(rescore: pd.DataFrame | None) -> str:
+    """What the 3D U-Net's recorded scores lost to the depth padding mended in its scoring
+    (:class:`~spineseg_core.models.base.VolumeSegmentationModel`'s ``min_depth``), as Markdown
+    for the context chapter: its runs in the bundles were scored with each volume alone at its
+    own depth, not padded as in training. ``rescore``: :data:`DEPTH_RESCORE`, the same weights
+    scored both ways; without it, the defect is stated without its size."""
+    lead = ("**How the 3D U-Net was scored.** Training pads every volume of a batch with zero "
+            "slices to the deepest training volume's depth, while a scored volume came alone at "
+            "its own depth, so the last slices of a shallower volume met a boundary the network "
+            "had never trained on; the package now pads a scored volume to its training depth "
+            "as well. The 3D U-Net's runs in these bundles were scored before that mend")
+    if rescore is None or not len(rescore):
+        return (lead + f", and how much it cost them has not been measured (`{DEPTH_COMMAND}` "
+                "on a run's checkpoint). Its verdicts here carry that caveat.")
+    by = rescore.set_index(["set", "how"])
+    first = rescore.iloc[0]
+
+    def both(name: str, column: str) -> str:
+        return (f"{pct(by.loc[(name, 'own depth'), column])} % at its own depth against "
+                f"{pct(by.loc[(name, 'training depth'), column])} % padded as in training")
+
+    depth = int(by.loc[("test", "training depth"), "min_depth"])
+    return (lead + f". Scored again both ways, the same weights (the budget seed's run of "
+            f"{int(first['steps'])} optimiser steps, training depth {depth} slices) give a "
+            f"validation Dice of {both('validation', 'dice')}; a test Dice of "
+            f"{both('test', 'dice')}; and a test background recall of "
+            f"{both('test', 'bg_recall')}. So its scores here understate it, and its verdicts "
+            f"are not to be read as what a 3D U-Net reaches until a re-run scores it with the "
+            f"mend. Data: `{DEPTH_RESCORE}` of the budget seed (`{DEPTH_COMMAND}`).")

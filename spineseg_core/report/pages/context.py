@@ -36,14 +36,17 @@ def context_page(b: Bundle) -> Page:
     from spineseg_core.report.claims import comparisons_figure, verdict_table
     from spineseg_core.report.context import (
         ARMS,
+        DEPTH_RESCORE,
         context_claims,
         context_level_claims,
         context_levels,
         context_summary,
+        depth_sentence,
         levels_command,
         status_sentence,
         study_group,
     )
+    from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.aggregate import study_per_case
 
     bundle = b.json("bundle.json") or {}
@@ -61,7 +64,8 @@ def context_page(b: Bundle) -> Page:
     out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
                  "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
                  "cx_level_verdicts": _verdicts_sentence(
-                     level_claims, "no context model's levels have been measured")}
+                     level_claims, "no context model's levels have been measured"),
+                 "cx_depth": MarkdownText(depth_sentence(plateau_bundle(b).csv(DEPTH_RESCORE)))}
     summary = context_summary(table)
     if summary is None:
         out["cx_table"] = Missing(f"context.csv ({name}: scripts/context_study.sh, "
