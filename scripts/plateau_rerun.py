@@ -36,7 +36,9 @@ pin plans from HEAD and writes nothing.
 Records land in ``results/plateau/runs/`` (checkpoints in ``--runs-dir``, ``runs/plateau/``
 by default, never committed) and, unless ``--no-commit``, each is committed at once (only
 ``results/plateau``, under the lock the other study scripts take); a recorded run is skipped,
-so the script continues across sittings and machines. After each record, unless
+so the script continues across sittings and machines. A model the pinned code measures
+wrongly is held (:data:`spineseg_core.study.schedule.HOLDS`): its runs are listed "held", with
+why, and none starts. After each record, unless
 ``--no-aggregate``, the bundle the book reads (``results/plateau``: ``plateau.csv``, the
 curves, the baseline) is remade from the records with this checkout's analysis code (not the
 pinned one: the analysis is not fingerprinted) and committed on its own, its message naming
@@ -83,6 +85,7 @@ from spineseg_core.study.schedule import (
     SEED_ORDER,
     SEED_PART,
     fits_in_turn,
+    held,
     plan_cost,
     plan_rates,
     rerun_plan,
@@ -313,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"plateau_rerun: {e}")
     if pinned_now and not args.no_commit:
         commit(PIN_MESSAGE)
-    todo = [r for r in runs if not r.recorded(records)]
+    holds = held(code.name)
+    todo = [r for r in runs if not r.recorded(records) and r.spec.model not in holds]
     rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
     runs_dir = args.runs_dir.resolve()
     # each checkpoint read once; keyed by id() because a run holds a dict of params (unhashable)
@@ -327,19 +331,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     priced = [r for r in todo if r.spec.model in rate]  # the same price as --hours
     hours = plan_cost(priced, rate, 128, [made[id(r)] for r in priced])
     scaled = f" x {factor:.2f}" if factor is not None else ""
-    print(f"code {code.name}, B = {steps} steps; {len(runs) - len(todo)} of {len(runs)} runs "
+    recorded = sum(r.recorded(records) for r in runs)
+    print(f"code {code.name}, B = {steps} steps; {recorded} of {len(runs)} runs "
           f"recorded; to do, wall-clock hours at the recorded runs' step rates, else the "
           f"committed benchmark's (results/cpu/bench.csv){scaled}, else by the ratio to "
           f"those in results/cpu/context.csv: "
           + ", ".join(f"{p} {h:.1f}" for p, h in hours.items())
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
+    for model in sorted({r.spec.model for r in runs} & set(holds)):
+        print(f"{model} held: {holds[model]}", flush=True)
 
     if args.dry_run:
         fits = fits_in_turn([need(r) for r in todo], math.inf if args.hours is None else args.hours)
         later = {id(r) for r, ok in zip(todo, fits, strict=True) if not ok}
         for r in runs:
-            state = ("recorded" if r.recorded(records) else
-                     f"later (--hours {args.hours:g})" if id(r) in later else "to do")
+            state = ("recorded" if r.recorded(records) else "held" if r.spec.model in holds
+                     else f"later (--hours {args.hours:g})" if id(r) in later else "to do")
             print(f"  {r.part:8} {r.spec.group:18} {r.spec.model:20} seed {r.spec.seed}  {state}")
         return
     clashes = [c for r in todo if (c := budget_clash(r.spec.run_dir(runs_dir), r.steps))]

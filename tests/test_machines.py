@@ -123,6 +123,10 @@ def test_the_first_page_says_where_the_rerun_stands():
     assert "B = 5,880 optimiser steps" in text
     assert ("7 of the 58 runs the re-run needs are recorded (by part of the plan: seed 7 of 34, "
             "main 0 of 24)") in text
+    assert "held" not in text
+    held = study_status(plan.assign(held=[1, 0, 0]))
+    assert ("(wall clock, validation included), and 1 run held until the code version it "
+            "runs from is chosen. Until they are, ") in held
     assert "about 61 hours of training and an unpriced 3D model left" in text
     done = plan.assign(recorded=plan["runs"], to_do=0, hours_left=0.0)
     assert study_status(done) == "" and study_status(None) == ""
@@ -135,9 +139,12 @@ def test_the_plan_table_says_how_its_hours_were_priced():
     plan = pd.DataFrame({
         "part": ["seed", "more"], "what": ["the budget seed", "seeds 3-4"],
         "required": [True, False], "runs": [34, 24], "recorded": [10, 0], "to_do": [24, 24],
-        "hours_left": [25.04, 30.0], "unpriced": ["unet3d", ""], "steps": [5880, 5880],
-        "factor": [0.96, 0.96]})
+        "held": [2, 0], "hours_left": [25.04, 30.0], "unpriced": ["unet3d", ""],
+        "steps": [5880, 5880], "factor": [0.96, 0.96], "held_why": "u3: scored wrongly"})
     html = str(plan_html(plan))
+    assert ("Held (counted in To do, not in the hours; no run of them starts): u3: scored "
+            "wrongly.") in html
+    assert "Held (" not in str(plan_html(plan.assign(held_why="")))
     assert "B = 5,880 steps" in html and "Hours left (wall clock)" in html
     assert "times 0.96, the median ratio" in html and "25.0" in html
     assert "context runs (context.csv)" in html

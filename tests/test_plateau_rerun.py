@@ -284,6 +284,30 @@ def test_the_dry_run_without_hours_lists_an_unpriced_run_to_do(fake, monkeypatch
         ["cpu-half", "unet3d", "to", "do"], ["cpu", "unet3d", "to", "do"]]
 
 
+def test_a_held_model_is_listed_with_why_and_never_started(fake, tmp_path, monkeypatch,
+                                                          capsys):
+    """A hold on the pinned code (``schedule.held`` of its folder's name) keeps the model's runs
+    out of the sitting and of its hours, while the others run as before."""
+    seen = []
+
+    def held(commit: str) -> dict[str, str]:
+        seen.append(commit)
+        return {"miniseg": "measured wrongly by this code"}
+
+    monkeypatch.setattr(rerun, "held", held)
+    rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert seen == ["code"]  # the pinned checkout's folder: the commit's first 12 digits
+    assert lines[0].startswith("code code, B = 2940 steps; 0 of 4 runs recorded; ")
+    assert lines[1] == "miniseg held: measured wrongly by this code"
+    assert [line.split()[1:3] + line.split()[-2:] for line in lines[2:]] == [
+        ["cpu-half", "unet", "to", "do"], ["cpu", "unet", "to", "do"],
+        ["cpu-half", "miniseg", "0", "held"], ["cpu", "miniseg", "0", "held"]]
+    rerun.main(["--parts", "seed", "--models", "unet", "miniseg", "--no-commit",
+                "--no-aggregate", "--runs-dir", str(tmp_path / "runs")])
+    assert [_option(c, "--models") for c, _ in fake.calls if c[3] == "study"] == ["unet", "unet"]
+
+
 def test_a_model_is_priced_the_same_alone_or_with_others(tmp_path):
     """The 3D U-Net is priced by its ratio to other models in the committed context runs,
     whatever the plan holds: ``--models unet3d`` gets the whole seed's price."""

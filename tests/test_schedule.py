@@ -11,12 +11,16 @@ from spineseg_core.errors import ConfigError
 from spineseg_core.study.progress import steps_done
 from spineseg_core.study.runner import RunSpec
 from spineseg_core.study.schedule import (
+    Hold,
     ScheduledRun,
     alternate,
     fits_in_turn,
+    held,
     interleave,
     plan_cost,
+    plan_status,
     run_hours,
+    seed_plan,
 )
 
 FAMILIES = {"u1": "U", "u2": "U", "u3": "U", "b1": "B", "b2": "B", "b3": "B"}
@@ -224,3 +228,25 @@ def test_a_model_without_a_rate_is_priced_by_its_ratio_in_older_records():
     # u3d alone is priced the same: its references need not be in the plan
     alone, _ = plan_rates({"unet": 0.25}, {"unet": 0.5}, older, ["u3d"])
     assert alone == pytest.approx({"u3d": 1.25})
+
+
+def test_a_hold_applies_to_its_pinned_commit_only():
+    holds = (Hold("u3", "ab12cd34ef56", "scored wrongly"),)
+    assert held("ab12cd34ef56", holds) == {"u3": "scored wrongly"}  # a checkout's folder name
+    assert held("ab12cd34ef56" + "0" * 28, holds) == {"u3": "scored wrongly"}  # a full commit
+    assert held("ab12cd34ef57", holds) == {}  # a pin with the mend lifts it
+    assert held("ab12", holds) == {}  # too short to name the commit
+    assert held("main", holds) == {}  # no pin: HEAD's checkout
+
+
+def test_the_plan_counts_a_held_model_as_to_do_but_not_in_its_hours(tmp_path):
+    runs = seed_plan(200, models=["unet", "unet3d"])
+    rate = {"unet": 0.5, "unet3d": 2.0}
+    free = plan_status(runs, tmp_path, rate).iloc[0]
+    status = plan_status(runs, tmp_path, rate, holds={"unet3d": "why"}).iloc[0]
+    assert (free["to_do"], free["held"]) == (4, 0)
+    assert free["hours_left"] == pytest.approx((0.5 + 2.0) * 300 / 3600)
+    assert (status["to_do"], status["held"]) == (4, 2)
+    assert status["hours_left"] == pytest.approx(0.5 * 300 / 3600)
+    unpriced = plan_status(runs, tmp_path, {"unet": 0.5}, holds={"unet3d": "why"}).iloc[0]
+    assert unpriced["unpriced"] == ""  # a held model needs no price

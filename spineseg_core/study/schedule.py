@@ -11,6 +11,8 @@ seed. :func:`interleave` orders the runs so that the families alternate and a mo
 several runs apart (each pass starts at a different place in the order). :func:`plan_cost`
 prices the runs from measured seconds per optimiser step: :func:`wall_rates` those the runs
 at the budget have measured so far (validation included), :func:`wall_priced` the rest.
+:data:`HOLDS` names the models whose runs the pinned code cannot make right (:func:`held`):
+the plan lists them and starts none.
 """
 
 from __future__ import annotations
@@ -146,6 +148,34 @@ SEED_ORDER: tuple[str, ...] = (
 """The budget seed's models in the order fixed when it started: the twelve, the cheap MiniSeg
 and U-Net first so that plateau labels land early, then the context models."""
 
+@dataclass(frozen=True)
+class Hold:
+    """The runs of ``model`` that the plan does not start while the study's code is pinned at
+    a commit beginning with ``commit``, because that code measures them wrongly (``reason``).
+    A pin at another commit, one with the mend, lifts it."""
+
+    model: str
+    commit: str
+    reason: str
+
+
+HOLDS: tuple[Hold, ...] = (
+    Hold("unet3d", "ae16a7c963d1",
+         "the pinned code scores a volume alone at its own depth, not padded with zero slices "
+         "to the depth it trained at (mended in 24c0054, after the pin; what it cost: "
+         "results/plateau/unet3d_depth.csv), so its runs wait for the choice of the code "
+         "version they run from"),
+)
+"""The holds in force (issue 24's closing notes say why each was put)."""
+
+
+def held(commit: str, holds: Sequence[Hold] = HOLDS) -> dict[str, str]:
+    """The models held while the code is pinned at ``commit`` (full, or its first 12 hex
+    digits: the pinned checkout's folder name), each with its reason."""
+    return {h.model: h.reason for h in holds
+            if len(commit) >= len(h.commit) and commit.startswith(h.commit)}
+
+
 RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")
 """The re-run's parts in priority order (:func:`rerun_plan`)."""
 
@@ -273,25 +303,30 @@ def plan_rates(bench_rates: Mapping[str, float], measured: Mapping[str, float],
 
 
 def plan_status(runs: Sequence[ScheduledRun], records_dir: str | Path,
-                rate: Mapping[str, float], image_size: int = 128) -> pd.DataFrame:
+                rate: Mapping[str, float], image_size: int = 128,
+                holds: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Per part of ``runs`` (in :data:`PARTS` order): what it makes, whether the re-run needs
     it (:data:`REQUIRED_PARTS`), its runs, how many are recorded in ``records_dir``, how many
-    are to do, the model-only hours of those at ``rate`` (:func:`plan_cost`) and the models of
-    those left unpriced (no rate)."""
+    are to do, how many of those are held (their model in ``holds``: :func:`held`), the hours
+    of the others at ``rate`` (:func:`plan_cost`) and the models of those left unpriced (no
+    rate)."""
     import pandas as pd
 
+    holds = holds or {}
     rows = []
     for part in [p for p in PARTS if any(r.part == p for r in runs)]:
         mine = [r for r in runs if r.part == part]
         todo = [r for r in mine if not r.recorded(records_dir)]
-        priced = [r for r in todo if r.spec.model in rate]
+        free = [r for r in todo if r.spec.model not in holds]
+        priced = [r for r in free if r.spec.model in rate]
         rows.append({"part": part, "what": PART_TEXT.get(part, part),
                      "required": part in REQUIRED_PARTS, "runs": len(mine),
                      "recorded": len(mine) - len(todo), "to_do": len(todo),
+                     "held": len(todo) - len(free),
                      "hours_left": plan_cost(priced, rate, image_size).get(part, 0.0),
-                     "unpriced": ", ".join(sorted({r.spec.model for r in todo} - set(rate)))})
+                     "unpriced": ", ".join(sorted({r.spec.model for r in free} - set(rate)))})
     return pd.DataFrame(rows, columns=["part", "what", "required", "runs", "recorded", "to_do",
-                                       "hours_left", "unpriced"])
+                                       "held", "hours_left", "unpriced"])
 
 
 def _run(part: str, model: str, seed: int, steps: int, params: Mapping[str, str],

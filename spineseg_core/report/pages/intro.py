@@ -39,12 +39,16 @@ def study_status(plan: pd.DataFrame | None) -> str:
     parts = ", ".join(f"{r.part} {int(r.recorded)} of {int(r.runs)}" for r in needed.itertuples())
     unpriced = any(bool(u) for u in needed["unpriced"])
     hours = needed["hours_left"].sum()
+    held = int(needed["held"].sum()) if "held" in needed else 0
     return (f"**Where the study stands.** Every model is being trained again to "
             f"B = {int(plan['steps'].iloc[0]):,} optimiser steps, the study's budget, set by "
             f"the budget seed to bring the models to their plateau: {done} of the {total} runs the "
             f"re-run needs are recorded (by part of the plan: {parts}), about {hours:.0f} "
             f"hours of training{' and an unpriced 3D model' if unpriced else ''} left at the "
-            "step rates measured so far (wall clock, validation included). Until they are, "
+            "step rates measured so far (wall clock, validation included)"
+            + (f", and {held} run{'s' * (held != 1)} held until the code version "
+               f"{'they run' if held != 1 else 'it runs'} from is chosen" if held else "")
+            + ". Until they are, "
             "the tables of this book are of the runs described above; {doc}`convergence` "
             "shows what the new runs say so far, which models have plateaued at B among them, "
             "and {doc}`reproducibility` the plan part by part.")

@@ -143,13 +143,17 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     rates (``bench.csv``) scaled to them for the models not yet trained, the 3D U-Net by its
     ratio to the others in the bundle's context runs
     (:func:`~spineseg_core.study.schedule.plan_rates`; the factor in column ``factor``);
-    ``None`` before the seed started (no pin) or without a results folder. ``stamps``: those
-    records' :func:`~spineseg_core.study.machines.record_stamps`, read here if not given."""
+    ``None`` before the seed started (no pin) or without a results folder. The models held
+    under the pinned commit (:func:`~spineseg_core.study.schedule.held`) are counted apart,
+    their reasons in the ``held_why`` column. ``stamps``: those records'
+    :func:`~spineseg_core.study.machines.record_stamps`, read here if not given."""
+    from spineseg_core.fingerprint import read_pin
     from spineseg_core.measure.speed import bench_seconds_per_step
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.budget_raise import budget_in_force
     from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import (
+        held,
         plan_rates,
         plan_status,
         rerun_plan,
@@ -168,7 +172,10 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     stamps = record_stamps(folder / "runs") if stamps is None else stamps
     rate, factor = plan_rates(measured, wall_rates(stamps), b.csv("context.csv"),
                               sorted({r.spec.model for r in runs}))
-    return plan_status(runs, folder / "runs", rate).assign(steps=steps, factor=factor)
+    holds = held(read_pin(folder / "CODE")[0])
+    why = "; ".join(f"{model}: {reason}" for model, reason in sorted(holds.items()))
+    return plan_status(runs, folder / "runs", rate, holds=holds).assign(
+        steps=steps, factor=factor, held_why=why)
 
 
 def plan_html(plan: pd.DataFrame | None) -> Any:
@@ -194,10 +201,13 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
              "processor type may be faster or slower."]
     if unpriced:
         notes.append(f"Not priced (no measured rate): {', '.join(unpriced)}.")
+    why = plan["held_why"].iloc[0] if "held_why" in plan else ""
+    if why:
+        notes.append(f"Held (counted in To do, not in the hours; no run of them starts): {why}.")
     return table_html(shown, [
         Column("part", "Part"), Column("what", "What it makes"), Column("need", "For issue 25"),
         Column("runs", "Runs", Kind.INTEGER), Column("recorded", "Recorded", Kind.INTEGER),
-        Column("to_do", "To do", Kind.INTEGER),
+        Column("to_do", "To do", Kind.INTEGER), Column("held", "Held", Kind.INTEGER),
         Column("hours_left", "Hours left (wall clock)", Kind.NUMBER, 1)], notes=notes)
 
 
