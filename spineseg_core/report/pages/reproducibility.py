@@ -196,9 +196,9 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
              "--dry-run gives it run by run). Hours are wall clock, validation included: a "
              "model at the median seconds per step of its own runs recorded at the plateau "
              f"budget (on the machines they name), {scaled}; a model with neither (the 3D "
-             "U-Net) at its seconds per step over each other model's in this bundle's context "
-             "runs (context.csv), times that model's rate, the median of those. Another "
-             "processor type may be faster or slower."]
+             "U-Net before its first run here) at its seconds per step over each other "
+             "model's in this bundle's context runs (context.csv), times that model's rate, "
+             "the median of those. Another processor type may be faster or slower."]
     if unpriced:
         notes.append(f"Not priced (no measured rate): {', '.join(unpriced)}.")
     why = plan["held_why"].iloc[0] if "held_why" in plan else ""
