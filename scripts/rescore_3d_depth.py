@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 from pathlib import Path
 
@@ -32,15 +31,14 @@ from spineseg_core.data.prepare import prepare_data
 from spineseg_core.data.slices import VolumeDataset
 from spineseg_core.io import write_csv
 from spineseg_core.models import build_model, model_info
-from spineseg_core.training.config import TrainConfig
+from spineseg_core.training.config import PARAMETERS, TrainConfig
 from spineseg_core.training.evaluate import evaluate
 from spineseg_core.training.run_folder import RunFolder, load_model
 
 
 def _config(record: Path) -> TrainConfig:
     params = json.loads((record / "params.json").read_text())
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in params.items() if k in names})
+    return TrainConfig(**{k: v for k, v in params.items() if k in PARAMETERS})
 
 
 def rescore(record: Path, checkpoint: Path) -> pd.DataFrame:
