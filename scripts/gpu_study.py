@@ -42,7 +42,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +77,13 @@ def to_part(run) -> Part:
 
 
 def plan_parts(steps: int, steps_given: bool = False, profile: str = "cpu",
-               records_dir: Path | None = None) -> tuple[Part, ...]:
+               records_dir: Path | None = None, own: Collection[str] = ()) -> tuple[Part, ...]:
     """The runs at the plateau budget, in order: the budget seed's
     (:func:`~spineseg_core.study.schedule.seed_plan`), then the re-run's
     (:func:`~spineseg_core.study.schedule.rerun_plan`), as ``scripts/plateau_rerun.py``
-    makes them on the CPU; without :data:`GPU_SKIPS`. A model
+    makes them on the CPU; without :data:`GPU_SKIPS` and the models of ``own``, those run
+    from a pin of their own (:func:`~spineseg_core.study.schedule.mend_pins`), not from this
+    tree's (the study's) code version. A model
     whose seed pair (B/2 and B) has a run recorded in ``records_dir`` is left out of the seed
     part: the device that made one makes the other (the plateau rule compares the two, and a
     GPU run is not the CPU's computation), and the CPU seed may be training it now."""
@@ -93,7 +95,8 @@ def plan_parts(steps: int, steps_given: bool = False, profile: str = "cpu",
                if records_dir is not None and has_record(r.spec.run_dir(records_dir))}
     runs = [r for r in seed if r.spec.model not in started] + rerun_plan(steps, steps_given,
                                                                          profile)
-    return tuple(to_part(r) for r in runs if r.spec.model not in GPU_SKIPS)
+    return tuple(to_part(r) for r in runs
+                 if r.spec.model not in GPU_SKIPS and r.spec.model not in own)
 
 
 DRY_RUN_STEPS = 8
@@ -179,13 +182,17 @@ def train_one(params: dict[str, Any]) -> None:
     run_training(resolve_with_overrides(profile, overrides, **params))
 
 
-def fingerprints(records_dir: Path, groups: Iterable[str]) -> dict[str, int]:
-    """``{source fingerprint: records}`` of the records in ``groups`` of ``records_dir``."""
+def fingerprints(records_dir: Path, groups: Iterable[str],
+                 own: Collection[str] = ()) -> dict[str, int]:
+    """``{source fingerprint: records}`` of the records in ``groups`` of ``records_dir``,
+    without those of the models in ``own`` (run from a pin of their own)."""
     from spineseg_core.fingerprint import UNRECORDED
 
     counts: dict[str, int] = {}
     for group in groups:
         for params in sorted((records_dir / group).glob("*/seed_*/fold_*/params.json")):
+            if params.parents[2].name in own:
+                continue
             try:
                 fp = json.loads(params.read_text())["env"]["source_fingerprint"]
             except (OSError, ValueError, KeyError, TypeError):
@@ -194,13 +201,15 @@ def fingerprints(records_dir: Path, groups: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def check_one_version(records_dir: Path, groups: Iterable[str]) -> None:
-    """Refuse, in one line, to add runs beside records of another code version."""
+def check_one_version(records_dir: Path, groups: Iterable[str],
+                      own: Collection[str] = ()) -> None:
+    """Refuse, in one line, to add runs beside records of another code version (the records
+    of the models in ``own``, run from a pin of their own, left out)."""
     from spineseg_core.errors import ConfigError
     from spineseg_core.fingerprint import describe, short, source_fingerprint
 
     mine = source_fingerprint()
-    other = {fp: n for fp, n in fingerprints(records_dir, groups).items() if fp != mine}
+    other = {fp: n for fp, n in fingerprints(records_dir, groups, own).items() if fp != mine}
     if other:
         seen = describe(dict(sorted(other.items())))
         raise ConfigError(f"--records-dir {records_dir}: its records were made by another "
@@ -438,19 +447,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--jobs {args.jobs} / --limit {args.limit}: expected at least 1")
     records_dir, runs_dir = args.records_dir.resolve(), args.runs_dir.resolve()
     extra = {"device": args.device}
+    own: tuple[str, ...] = ()  # models run from a pin of their own: never from this tree
     if args.dry_run:
         parts = plan_parts(DRY_RUN_STEPS, True, args.profile, records_dir)
     else:
         from spineseg_core.study.budget_raise import budget_in_force
+        from spineseg_core.study.schedule import mend_pins
         from spineseg_core.training.config import CPU_STEPS
 
         check_pin(REPO / "results" / "plateau" / "CODE")
+        own = tuple(mend_pins(REPO / "results" / "plateau"))
         steps = budget_in_force(REPO / "results" / "plateau", CPU_STEPS, args.steps)
-        parts = plan_parts(steps, steps != CPU_STEPS, args.profile, records_dir)
+        parts = plan_parts(steps, steps != CPU_STEPS, args.profile, records_dir, own)
     parts = tuple(p for p in parts if not set(p.models or ()) & set(args.skip))
     todo = planned(args.profile, parts, runs_dir, records_dir, extra, args.models)
     todo = todo[:args.limit] if args.limit else todo
-    check_one_version(records_dir, {p.spec.group for p, _ in todo})
+    check_one_version(records_dir, {p.spec.group for p, _ in todo}, own)
     threads = max(1, (os.cpu_count() or 2) // jobs)
     print(f"gpu_study: {len(todo)} runs to do ({args.profile} profile, {args.device}), {jobs} "
           f"at once, {threads} CPU threads each, budget {args.budget_s:.0f} s", flush=True)

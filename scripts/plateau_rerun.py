@@ -38,7 +38,13 @@ by default, never committed) and, unless ``--no-commit``, each is committed at o
 ``results/plateau``, under the lock the other study scripts take); a recorded run is skipped,
 so the script continues across sittings and machines. A model the pinned code measures
 wrongly is held (:data:`spineseg_core.study.schedule.HOLDS`): its runs are listed "held", with
-why, and none starts. After each record, unless
+why, and none starts, until ``--mend MODEL`` gives it a pin of its own
+(``results/plateau/CODE.<model>``): HEAD, which must hold the hold's mend and have its
+fingerprinted files committed. Its records made from the study's pin move to
+``results/plateau/superseded/<study commit[:12]>/`` (its checkpoints to
+``<runs-dir>-superseded/``), so its runs are all made again, from
+``.study-code/<its commit[:12]>``; every other model's still come from the study's pin.
+``scripts/check_mend.py`` shows what the two code versions share. After each record, unless
 ``--no-aggregate``, the bundle the book reads (``results/plateau``: ``plateau.csv``, the
 curves, the baseline) is remade from the records with this checkout's analysis code (not the
 pinned one: the analysis is not fingerprinted) and committed on its own, its message naming
@@ -86,6 +92,8 @@ from spineseg_core.study.schedule import (
     SEED_PART,
     fits_in_turn,
     held,
+    mend_pin_path,
+    mend_pins,
     plan_cost,
     plan_rates,
     rerun_plan,
@@ -108,6 +116,9 @@ clock = time.monotonic
 """Seconds, for ``--hours`` (a test's fake clock stands in)."""
 
 PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
+SUPERSEDED = "superseded"
+"""Where ``--mend`` moves a model's records made from the study's pin (``results/plateau/``
+``superseded/<commit[:12]>/<group>/<model>``) and its checkpoints (``<runs-dir>-superseded/``)."""
 
 
 def git(*args: str) -> str:
@@ -147,6 +158,59 @@ def pinned_code() -> Path:
     code = checkout(read_pin(pin)[0]) if pin.is_file() else HERE  # verify_pin refuses no pin
     verify_pin(pin, code)
     return code
+
+
+def mended_code(model: str) -> Path:
+    """The checkout of ``model``'s own pin (``results/plateau/CODE.<model>``), made if absent
+    and checked against the fingerprint it pins."""
+    pin = mend_pin_path(PLATEAU, model)
+    code = checkout(read_pin(pin)[0])
+    verify_pin(pin, code)
+    return code
+
+
+def pin_mend(model: str, runs_dir: Path) -> tuple[str, list[Path]]:
+    """Pin HEAD as ``model``'s own code version (:func:`mend_pin_path`), refused (one line)
+    unless the study's pin holds ``model`` (:data:`~spineseg_core.study.schedule.HOLDS`),
+    the model has no pin of its own yet, HEAD holds the hold's mend and its fingerprinted files
+    are committed. Its records from the study's pin move to :data:`SUPERSEDED` under
+    ``results/plateau`` and its checkpoints beside ``runs_dir``. The commit pinned and the
+    record folders moved."""
+    from spineseg_core import io
+    from spineseg_core.study.schedule import HOLDS
+
+    study = read_pin(PLATEAU / "CODE")[0] if (PLATEAU / "CODE").is_file() else None
+    hold = next((h for h in HOLDS if h.model == model and study is not None
+                 and study.startswith(h.commit)), None)
+    if hold is None:
+        raise ConfigError(f"--mend {model}: the study's pin ({PLATEAU / 'CODE'}) does not hold "
+                          f"{model} (study.schedule.HOLDS); it runs from that pin")
+    pin = mend_pin_path(PLATEAU, model)
+    if pin.is_file():
+        raise ConfigError(f"--mend {model}: {pin} already pins it at "
+                          f"{read_pin(pin)[0][:12]}; a pin is made once")
+    head = git("rev-parse", "HEAD")
+    if subprocess.run(["git", "merge-base", "--is-ancestor", hold.mend, head], cwd=HERE,
+                      capture_output=True).returncode != 0:
+        raise ConfigError(f"--mend {model}: HEAD {head[:7]} does not hold the mend "
+                          f"{hold.mend[:7]}; pin a commit after it")
+    pinned, mine = commit_fingerprint(head, HERE), source_fingerprint(HERE)
+    if mine != pinned:
+        raise ConfigError(f"--mend {model}: the fingerprinted files have uncommitted changes "
+                          f"(fingerprint {short(mine)}, HEAD {head[:7]}'s {short(pinned)}); "
+                          "commit them first")
+    moved = []
+    for old, new in ((PLATEAU / "runs", PLATEAU / SUPERSEDED / study[:12]),
+                     (runs_dir, runs_dir.with_name(f"{runs_dir.name}-{SUPERSEDED}"))):
+        for run in sorted(old.glob(f"*/{model}")) if old.is_dir() else []:
+            target = new / run.relative_to(old)
+            if target.exists():
+                raise ConfigError(f"--mend {model}: {target} exists; move it away first")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run.rename(target)
+            moved += [target] if old == PLATEAU / "runs" else []
+    io.write_text(pin, f"{head} {pinned}\n")
+    return head, moved
 
 
 def code_version(seed: bool, dry_run: bool) -> tuple[Path, bool]:
@@ -297,12 +361,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="do not commit the pin and the records as they land")
     ap.add_argument("--no-aggregate", action="store_true",
                     help="do not remake the bundle (results/plateau) after each record")
+    ap.add_argument("--mend", metavar="MODEL",
+                    help="pin HEAD as the code version of MODEL, a model the study's pin holds "
+                    "(study.schedule.HOLDS), move its records from that pin to "
+                    "results/plateau/superseded/, commit, and stop; its runs are then made "
+                    "from HEAD's checkout")
     return ap.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     records = PLATEAU / "runs"
+    runs_dir = args.runs_dir.resolve()
+    if args.mend:
+        mend(args, records, runs_dir)
+        return
     try:
         if args.models:
             check_models(args.models)
@@ -316,10 +389,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"plateau_rerun: {e}")
     if pinned_now and not args.no_commit:
         commit(PIN_MESSAGE)
-    holds = held(code.name)
+    try:
+        codes = {m: mended_code(m) for m in mend_pins(PLATEAU)
+                 if any(r.spec.model == m for r in runs)}
+    except (ConfigError, DataError, OSError) as e:
+        sys.exit(f"plateau_rerun: {e}")
+    holds = held(code.name, mended=codes)
     todo = [r for r in runs if not r.recorded(records) and r.spec.model not in holds]
     rate, factor = seconds_per_step({r.spec.model for r in runs}, records)
-    runs_dir = args.runs_dir.resolve()
     # each checkpoint read once; keyed by id() because a run holds a dict of params (unhashable)
     made = {id(r): steps_done(r.spec.run_dir(runs_dir)) for r in todo}
 
@@ -340,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> None:
           + (f" (not priced: {', '.join(unpriced)})" if unpriced else ""), flush=True)
     for model in sorted({r.spec.model for r in runs} & set(holds)):
         print(f"{model} held: {holds[model]}", flush=True)
+    for model, own in sorted(codes.items()):
+        print(f"{model} runs from its own pin, code {own.name} "
+              f"({mend_pin_path(PLATEAU, model).name})", flush=True)
 
     if args.dry_run:
         fits = fits_in_turn([need(r) for r in todo], math.inf if args.hours is None else args.hours)
@@ -360,15 +440,36 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"it needs about {wanted:.1f} h and {max(left, 0):.1f} h of --hours "
                   f"{args.hours:g} are left", flush=True)
             continue
-        done = spineseg(study_command(r, runs_dir, records), code)
+        own = codes.get(r.spec.model, code)
+        done = spineseg(study_command(r, runs_dir, records), own)
         if done and r.spec.group == r.spec.profile:  # the main group (the context models' too)
-            spineseg(hardcases_command(r.spec.group, runs_dir, records), code, last_line=True)
+            spineseg(hardcases_command(r.spec.group, runs_dir, records), own, last_line=True)
         if not args.no_commit:
             commit(message(r, steps))
         bundled = done and not args.no_aggregate and spineseg(aggregate_command(records), HERE,
                                                               last_line=True)
         if bundled and not args.no_commit:
             commit(bundle_message(r, steps))
+
+
+def mend(args: argparse.Namespace, records: Path, runs_dir: Path) -> None:
+    """``--mend``: :func:`pin_mend`, then (unless ``--no-commit``) commit the pin with the
+    records moved, and remake the bundle without them (unless ``--no-aggregate``)."""
+    try:
+        check_models([args.mend])
+        head, moved = pin_mend(args.mend, runs_dir)
+    except (ConfigError, DataError, OSError) as e:
+        sys.exit(f"plateau_rerun: {e}")
+    where = (f"; its {len(moved)} record{'s' * (len(moved) != 1)} from the study's pin moved to "
+             f"results/plateau/{SUPERSEDED}/" if moved else "")
+    print(f"{args.mend}: pinned at {head[:12]} ({mend_pin_path(PLATEAU, args.mend)}){where}",
+          flush=True)
+    if not args.no_commit:
+        commit(f"Budget seed: {args.mend} runs from its own pin, {head[:7]}, which holds the "
+               f"mend of its hold (results/plateau/CODE.{args.mend}){where}")
+    bundled = not args.no_aggregate and spineseg(aggregate_command(records), HERE, last_line=True)
+    if bundled and not args.no_commit:
+        commit(f"results/plateau: the bundle without {args.mend}'s records from the study's pin")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,13 @@ the depth it trained at (how the package scores it now:
 difference is what the padding mismatch cost the recorded scores, which the context chapter
 shows (:func:`spineseg_core.report.context.depth_sentence`).
 
-    python scripts/rescore_3d_depth.py results/plateau/runs/cpu-half/unet3d/seed_0/fold_0 \
-        --checkpoint runs/plateau/cpu-half/unet3d/seed_0/fold_0 --out results/plateau/unet3d_depth.csv
+    python scripts/rescore_3d_depth.py \
+        results/plateau/superseded/ae16a7c963d1/cpu-half/unet3d/seed_0/fold_0 \
+        --checkpoint runs/plateau-superseded/cpu-half/unet3d/seed_0/fold_0 \
+        --out results/plateau/unet3d_depth.csv
+
+(the 3D U-Net's run at B/2 from the study's pin, moved there when it got a pin of its own:
+``scripts/plateau_rerun.py --mend unet3d``).
 
 The record folder gives the run's parameters; ``--checkpoint`` the folder holding its
 ``checkpoint_best.safetensors`` and ``model.json`` (checkpoints are never committed, so only

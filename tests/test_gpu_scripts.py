@@ -214,6 +214,19 @@ def test_gpu_study_refuses_records_of_another_code_version(tmp_path):
                                           r"this tree: "):
         gpu_study.check_one_version(records, ["cpu"])
     gpu_study.check_one_version(records, ["cpu-os32"])  # another group: not mixed
+    # the records of a model run from a pin of its own are not this tree's to match
+    gpu_study.check_one_version(records, ["cpu"], own=["miniseg"])
+    with pytest.raises(ConfigError, match="another source fingerprint"):
+        gpu_study.check_one_version(records, ["cpu"], own=["unet"])
+
+
+def test_gpu_study_leaves_out_the_models_with_a_pin_of_their_own():
+    every = gpu_study.plan_parts(200)
+    mine = gpu_study.plan_parts(200, own=["miniseg"])
+    assert any("miniseg" in (p.models or ()) for p in every)
+    assert not any("miniseg" in (p.models or ()) for p in mine)
+    assert len(mine) < len(every)
+    assert [p for p in every if "miniseg" not in (p.models or ())] == list(mine)
 
 
 def _todo(tmp_path: Path, n: int):

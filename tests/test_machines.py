@@ -5,6 +5,7 @@ page's sentence on it."""
 
 from __future__ import annotations
 
+import html as html_text
 import json
 
 import pandas as pd
@@ -145,6 +146,12 @@ def test_the_plan_table_says_how_its_hours_were_priced():
     assert ("Held (counted in To do, not in the hours; no run of them starts): u3: scored "
             "wrongly.") in html
     assert "Held (" not in str(plan_html(plan.assign(held_why="")))
+    assert "a pin of its own" not in html
+    own = html_text.unescape(str(plan_html(plan.assign(held_why="", study_pin="ae16a7c",
+                                                       own_pins="u3 24c0054"))))
+    assert ("Every run is made from the study's pinned commit ae16a7c (plateau/CODE) except "
+            "those of a model with a pin of its own, made from the commit that mends its hold: "
+            "u3 24c0054 (plateau/CODE.<model>;") in own
     assert "B = 5,880 steps" in html and "Hours left (wall clock)" in html
     assert "times 0.96, the median ratio" in html and "25.0" in html
     assert "context runs (context.csv)" in html

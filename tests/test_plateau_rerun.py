@@ -290,7 +290,7 @@ def test_a_held_model_is_listed_with_why_and_never_started(fake, tmp_path, monke
     out of the sitting and of its hours, while the others run as before."""
     seen = []
 
-    def held(commit: str) -> dict[str, str]:
+    def held(commit: str, mended: object = ()) -> dict[str, str]:
         seen.append(commit)
         return {"miniseg": "measured wrongly by this code"}
 
@@ -427,6 +427,74 @@ def test_without_a_pin_a_dry_run_plans_from_head_and_the_rest_refuses(repo, caps
     assert spineseg.calls == [] and _log(root) == ["init"]
     with pytest.raises(SystemExit, match="CODE: missing; the budget seed"):
         rerun.main(["--parts", "main", "--dry-run"])
+
+
+def test_mend_gives_a_held_model_its_own_pin_and_its_runs_are_made_from_it(repo, monkeypatch,
+                                                                         tmp_path, capsys):
+    """``--mend``: refused while the study's pin does not hold the model, while HEAD lacks the
+    mend or has uncommitted fingerprinted files, and a second time; otherwise HEAD is pinned
+    in ``CODE.<model>``, the model's records and checkpoints from the study's pin move aside
+    and are committed so, and its runs are made again from its own checkout while the others'
+    come from the study's."""
+    from spineseg_core.study import schedule
+
+    root, spineseg = repo
+    study = _git(root, "rev-parse", "HEAD")
+    rerun.main(["--parts", "seed", "--models", "unet"])  # pins the study at HEAD
+    plateau, runs_dir = root / "results" / "plateau", tmp_path / "ck"
+    old = plateau / "runs" / "cpu-half" / "unet3d" / "seed_0" / "fold_0"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text("{}")
+    (runs_dir / "cpu-half" / "unet3d" / "seed_0" / "fold_0").mkdir(parents=True)
+    commit_all(root, monkeypatch, "a record of unet3d from the study's pin")
+    with pytest.raises(SystemExit, match="does not hold unet3d"):
+        rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 20  # mended\n")
+    commit_all(root, monkeypatch, "the mend")
+    mend = _git(root, "rev-parse", "HEAD")
+    monkeypatch.setattr(schedule, "HOLDS", (schedule.Hold("unet3d", study[:12], mend[:12],
+                                                          "scored wrongly"),))
+    rerun.main(["--parts", "seed", "--models", "unet", "unet3d", "--dry-run"])
+    assert "unet3d held: scored wrongly" in capsys.readouterr().out
+    _git(root, "checkout", "-q", "HEAD~1")
+    with pytest.raises(SystemExit, match=f"does not hold the mend {mend[:7]}"):
+        rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    _git(root, "checkout", "-q", "-")
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 22\n")
+    with pytest.raises(SystemExit, match="uncommitted changes"):
+        rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    (root / "spineseg_core" / "labels.py").write_text("LABELS = 20  # mended\n")
+    assert _git(root, "status", "--porcelain") == ""  # nothing was moved or written
+    spineseg.calls.clear()
+    rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    assert (plateau / "CODE.unet3d").read_text() == f"{mend} {commit_fingerprint(mend, root)}\n"
+    assert (plateau / "CODE").read_text().split()[0] == study
+    assert not old.exists() and not (runs_dir / "cpu-half" / "unet3d").exists()
+    assert (plateau / "superseded" / study[:12] / "cpu-half" / "unet3d" / "seed_0" / "fold_0"
+            / "metrics.json").is_file()
+    assert (tmp_path / "ck-superseded" / "cpu-half" / "unet3d" / "seed_0" / "fold_0").is_dir()
+    assert _log(root)[0] == (f"Budget seed: unet3d runs from its own pin, {mend[:7]}, which "
+                             "holds the mend of its hold (results/plateau/CODE.unet3d); its 1 "
+                             "record from the study's pin moved to results/plateau/superseded/")
+    assert [c[3] for c, _ in spineseg.calls] == ["aggregate"]  # remade: nothing new to commit
+    assert "unet3d" not in (plateau / "bundle.json").read_text()
+    assert _git(root, "status", "--porcelain") == ""
+    with pytest.raises(SystemExit, match=f"already pins it at {mend[:12]}"):
+        rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    spineseg.calls.clear()
+    rerun.main(["--parts", "seed", "--models", "unet", "unet3d", "--runs-dir", str(runs_dir),
+                "--no-aggregate"])
+    assert f"unet3d runs from its own pin, code {mend[:12]} (CODE.unet3d)" in (
+        capsys.readouterr().out)
+    made = [(c[3], _option(c, "--models") or _option(c, "--groups"), code.name)
+            for c, code in spineseg.calls]
+    assert made == [("study", "unet3d", mend[:12]), ("study", "unet3d", mend[:12]),
+                    ("hardcases", "cpu", mend[:12])]  # unet was recorded from the study's pin
+
+
+def test_mend_refuses_a_model_the_registry_does_not_know(repo):
+    with pytest.raises(SystemExit, match="unknown model nonet"):
+        rerun.main(["--mend", "nonet"])
 
 
 # --- the wrapper --------------------------------------------------------------------------

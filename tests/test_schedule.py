@@ -17,6 +17,8 @@ from spineseg_core.study.schedule import (
     fits_in_turn,
     held,
     interleave,
+    mend_pin_path,
+    mend_pins,
     plan_cost,
     plan_status,
     run_hours,
@@ -231,12 +233,28 @@ def test_a_model_without_a_rate_is_priced_by_its_ratio_in_older_records():
 
 
 def test_a_hold_applies_to_its_pinned_commit_only():
-    holds = (Hold("u3", "ab12cd34ef56", "scored wrongly"),)
+    holds = (Hold("u3", "ab12cd34ef56", "fe98", "scored wrongly"),)
     assert held("ab12cd34ef56", holds) == {"u3": "scored wrongly"}  # a checkout's folder name
     assert held("ab12cd34ef56" + "0" * 28, holds) == {"u3": "scored wrongly"}  # a full commit
     assert held("ab12cd34ef57", holds) == {}  # a pin with the mend lifts it
     assert held("ab12", holds) == {}  # too short to name the commit
     assert held("main", holds) == {}  # no pin: HEAD's checkout
+    assert held("ab12cd34ef56", holds, mended={"u3"}) == {}  # a pin of its own lifts it
+    assert held("ab12cd34ef56", holds, mended={"u2"}) == {"u3": "scored wrongly"}
+
+
+def test_a_model_s_own_pin_is_read_beside_the_study_s(tmp_path):
+    holds = (Hold("u3", "ab12cd34ef56", "fe98", "scored wrongly"),
+             Hold("u4", "ab12cd34ef56", "fe98", "scored wrongly"))
+    commit, fingerprint = "c" * 40, "f" * 64
+    assert mend_pin_path(tmp_path, "u3") == tmp_path / "CODE.u3"
+    assert mend_pins(tmp_path, holds) == {}
+    (tmp_path / "CODE.u3").write_text(f"{commit} {fingerprint}\n")
+    (tmp_path / "CODE.unet").write_text(f"{commit} {fingerprint}\n")  # no hold: not read
+    assert mend_pins(tmp_path, holds) == {"u3": (commit, fingerprint)}
+    (tmp_path / "CODE.u4").write_text("not a pin\n")
+    with pytest.raises(ConfigError, match="CODE.u4: expected '<40-hex commit> <64-hex"):
+        mend_pins(tmp_path, holds)
 
 
 def test_the_plan_counts_a_held_model_as_to_do_but_not_in_its_hours(tmp_path):

@@ -12,14 +12,15 @@ several runs apart (each pass starts at a different place in the order). :func:`
 prices the runs from measured seconds per optimiser step: :func:`wall_rates` those the runs
 at the budget have measured so far (validation included), :func:`wall_priced` the rest.
 :data:`HOLDS` names the models whose runs the pinned code cannot make right (:func:`held`):
-the plan lists them and starts none.
+the plan lists them and starts none until such a model has a pin of its own at a commit with
+the mend (:func:`mend_pins`).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -152,28 +153,53 @@ and U-Net first so that plateau labels land early, then the context models."""
 class Hold:
     """The runs of ``model`` that the plan does not start while the study's code is pinned at
     a commit beginning with ``commit``, because that code measures them wrongly (``reason``).
-    A pin at another commit, one with the mend, lifts it."""
+    A pin of the model's own (:func:`mend_pin_path`) at a commit that holds the mend (``mend``,
+    a commit prefix) lifts it: that model's runs are made from its pin, every other model's
+    still from the study's."""
 
     model: str
     commit: str
+    mend: str
     reason: str
 
 
 HOLDS: tuple[Hold, ...] = (
-    Hold("unet3d", "ae16a7c963d1",
+    Hold("unet3d", "ae16a7c963d1", "24c005424b9f",
          "the pinned code scores a volume alone at its own depth, not padded with zero slices "
          "to the depth it trained at (mended in 24c0054, after the pin; what it cost: "
-         "results/plateau/unet3d_depth.csv), so its runs wait for the choice of the code "
-         "version they run from"),
+         "results/plateau/unet3d_depth.csv), so its runs wait for a pin of their own at a "
+         "commit with the mend (scripts/plateau_rerun.py --mend unet3d)"),
 )
 """The holds in force (issue 24's closing notes say why each was put)."""
 
 
-def held(commit: str, holds: Sequence[Hold] = HOLDS) -> dict[str, str]:
-    """The models held while the code is pinned at ``commit`` (full, or its first 12 hex
-    digits: the pinned checkout's folder name), each with its reason."""
-    return {h.model: h.reason for h in holds
-            if len(commit) >= len(h.commit) and commit.startswith(h.commit)}
+def mend_pin_path(folder: str | Path, model: str) -> Path:
+    """The pin of ``model``'s own code version beside the study's ``CODE`` in ``folder``
+    (``CODE.<model>``, the same one line ``<commit> <fingerprint>``:
+    :func:`~spineseg_core.fingerprint.read_pin`), written by ``scripts/plateau_rerun.py
+    --mend``."""
+    return Path(folder) / f"CODE.{model}"
+
+
+def mend_pins(folder: str | Path,
+              holds: Sequence[Hold] | None = None) -> dict[str, tuple[str, str]]:
+    """The models of ``holds`` (default :data:`HOLDS`) that have a pin of their own in
+    ``folder``, each with its ``(commit, fingerprint)``."""
+    from spineseg_core.fingerprint import read_pin
+
+    return {h.model: read_pin(path) for h in (HOLDS if holds is None else holds)
+            if (path := mend_pin_path(folder, h.model)).is_file()}
+
+
+def held(commit: str, holds: Sequence[Hold] | None = None,
+         mended: Collection[str] = ()) -> dict[str, str]:
+    """The models of ``holds`` (default :data:`HOLDS`) held while the code is pinned at
+    ``commit`` (full, or its first 12 hex digits: the pinned checkout's folder name), each with
+    its reason; a model in ``mended`` (:func:`mend_pins`) runs from its own pin and is not
+    held."""
+    return {h.model: h.reason for h in (HOLDS if holds is None else holds)
+            if len(commit) >= len(h.commit) and commit.startswith(h.commit)
+            and h.model not in mended}
 
 
 RERUN_PARTS: tuple[str, ...] = ("main", "loss", "res256", "context", "more")

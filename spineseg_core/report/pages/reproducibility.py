@@ -145,7 +145,9 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     (:func:`~spineseg_core.study.schedule.plan_rates`; the factor in column ``factor``);
     ``None`` before the seed started (no pin) or without a results folder. The models held
     under the pinned commit (:func:`~spineseg_core.study.schedule.held`) are counted apart,
-    their reasons in the ``held_why`` column. ``stamps``: those records'
+    their reasons in the ``held_why`` column; the models with a code version of their own
+    (:func:`~spineseg_core.study.schedule.mend_pins`) in ``own_pins`` (``model commit[:7]``,
+    joined by "; "). ``stamps``: those records'
     :func:`~spineseg_core.study.machines.record_stamps`, read here if not given."""
     from spineseg_core.fingerprint import read_pin
     from spineseg_core.measure.speed import bench_seconds_per_step
@@ -154,6 +156,7 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import (
         held,
+        mend_pins,
         plan_rates,
         plan_status,
         rerun_plan,
@@ -172,10 +175,12 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     stamps = record_stamps(folder / "runs") if stamps is None else stamps
     rate, factor = plan_rates(measured, wall_rates(stamps), b.csv("context.csv"),
                               sorted({r.spec.model for r in runs}))
-    holds = held(read_pin(folder / "CODE")[0])
+    own = mend_pins(folder)
+    holds = held(read_pin(folder / "CODE")[0], mended=own)
     why = "; ".join(f"{model}: {reason}" for model, reason in sorted(holds.items()))
     return plan_status(runs, folder / "runs", rate, holds=holds).assign(
-        steps=steps, factor=factor, held_why=why)
+        steps=steps, factor=factor, held_why=why, study_pin=read_pin(folder / "CODE")[0][:7],
+        own_pins="; ".join(f"{m} {c[:7]}" for m, (c, _) in sorted(own.items())))
 
 
 def plan_html(plan: pd.DataFrame | None) -> Any:
@@ -204,6 +209,13 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
     why = plan["held_why"].iloc[0] if "held_why" in plan else ""
     if why:
         notes.append(f"Held (counted in To do, not in the hours; no run of them starts): {why}.")
+    own = plan["own_pins"].iloc[0] if "own_pins" in plan else ""
+    if own:
+        notes.append(f"Every run is made from the study's pinned commit "
+                     f"{plan['study_pin'].iloc[0]} (plateau/CODE) except those of a model with "
+                     f"a pin of its own, made from the commit that mends its hold: {own} "
+                     "(plateau/CODE.<model>; what the two versions share: plateau/"
+                     "mend_check.csv).")
     return table_html(shown, [
         Column("part", "Part"), Column("what", "What it makes"), Column("need", "For issue 25"),
         Column("runs", "Runs", Kind.INTEGER), Column("recorded", "Recorded", Kind.INTEGER),
