@@ -297,6 +297,12 @@ def test_depth_sentence_gives_the_scores_both_ways_or_says_they_are_unmeasured()
             "padded as in training.") in text
     assert text.endswith("Data: `unet3d_depth.csv` of the budget seed "
                          "(`scripts/rescore_3d_depth.py`).")
+    assert "made again from a code version" not in text
+    pinned = depth_sentence(rescore, "775a7795f394" + "0" * 28)
+    assert ("the mend; its runs at the plateau budget are made again from a code version with "
+            "the mend, commit 775a779 (`CODE.unet3d` of the budget seed); short runs from both "
+            "versions train it to the same weights, bit for bit, and only its scores differ "
+            "(`mend_check.csv`). Data:") in pinned
     unmeasured = depth_sentence(None)
     assert "how much it cost them has not been measured" in unmeasured
     assert "%" not in unmeasured and unmeasured.startswith("**How the 3D U-Net was scored.**")

@@ -321,12 +321,14 @@ DEPTH_COMMAND = "scripts/rescore_3d_depth.py"
 """What writes :data:`DEPTH_RESCORE`."""
 
 
-def depth_sentence(rescore: pd.DataFrame | None) -> str:
+def depth_sentence(rescore: pd.DataFrame | None, own_pin: str | None = None) -> str:
     """What the 3D U-Net's recorded scores lost to the depth padding mended in its scoring
     (:class:`~spineseg_core.models.base.VolumeSegmentationModel`'s ``min_depth``), as Markdown
     for the context chapter: its runs in the bundles were scored with each volume alone at its
     own depth, not padded as in training. ``rescore``: :data:`DEPTH_RESCORE`, the same weights
-    scored both ways; without it, the defect is stated without its size."""
+    scored both ways; without it, the defect is stated without its size. ``own_pin``: the
+    commit of the 3D U-Net's own code version for the runs at the plateau budget
+    (:func:`~spineseg_core.study.schedule.mend_pins`), if it has one."""
     lead = ("**How the 3D U-Net was scored.** Training pads every volume of a batch with zero "
             "slices to the deepest training volume's depth, while a scored volume came alone at "
             "its own depth, so the last slices of a shallower volume met a boundary the network "
@@ -349,4 +351,8 @@ def depth_sentence(rescore: pd.DataFrame | None) -> str:
             f"{both('test', 'dice')}; and a test background recall of "
             f"{both('test', 'bg_recall')}. So its scores here understate it, and its verdicts "
             f"are not to be read as what a 3D U-Net reaches until a re-run scores it with the "
-            f"mend. Data: `{DEPTH_RESCORE}` of the budget seed (`{DEPTH_COMMAND}`).")
+            f"mend" + (f"; its runs at the plateau budget are made again from a code version "
+                       f"with the mend, commit {own_pin[:7]} (`CODE.unet3d` of the budget seed); "
+                       f"short runs from both versions train it to the same weights, bit for "
+                       f"bit, and only its scores differ (`mend_check.csv`)" if own_pin else "")
+            + f". Data: `{DEPTH_RESCORE}` of the budget seed (`{DEPTH_COMMAND}`).")

@@ -48,6 +48,7 @@ def context_page(b: Bundle) -> Page:
     )
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.aggregate import study_per_case
+    from spineseg_core.study.schedule import mend_pins
 
     bundle = b.json("bundle.json") or {}
     profile = b.profile()
@@ -61,11 +62,13 @@ def context_page(b: Bundle) -> Page:
     level_claims = context_level_claims(b.csv(f"{levels}/subjects.csv"),
                                         n_boot=int((about or {}).get("n_boot", 1000)),
                                         convergence=convergence, runs=table)
+    seed = plateau_bundle(b)
+    own = (mend_pins(seed.folder).get("unet3d") or (None,))[0] if seed.folder else None
     out: Page = {"cx_status": MarkdownText(status_sentence(profile, study, about)),
                  "cx_verdicts": _verdicts_sentence(claims, "no context model has been run"),
                  "cx_level_verdicts": _verdicts_sentence(
                      level_claims, "no context model's levels have been measured"),
-                 "cx_depth": MarkdownText(depth_sentence(plateau_bundle(b).csv(DEPTH_RESCORE)))}
+                 "cx_depth": MarkdownText(depth_sentence(seed.csv(DEPTH_RESCORE), own))}
     summary = context_summary(table)
     if summary is None:
         out["cx_table"] = Missing(f"context.csv ({name}: scripts/context_study.sh, "
