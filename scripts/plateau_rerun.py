@@ -83,19 +83,20 @@ from spineseg_core.fingerprint import commit_fingerprint, read_pin, short, sourc
 from spineseg_core.measure.speed import bench_seconds_per_step
 from spineseg_core.study import commits
 from spineseg_core.study.budget_raise import budget_in_force
-from spineseg_core.study.machines import record_stamps
 from spineseg_core.study.progress import steps_done
 from spineseg_core.study.runner import budget_clash
 from spineseg_core.study.schedule import (
     PARTS,
     SEED_ORDER,
     SEED_PART,
+    SUPERSEDED,
     fits_in_turn,
     held,
     mend_pin_path,
     mend_pins,
     plan_cost,
     plan_rates,
+    rate_stamps,
     rerun_plan,
     run_hours,
     seed_plan,
@@ -116,9 +117,6 @@ clock = time.monotonic
 """Seconds, for ``--hours`` (a test's fake clock stands in)."""
 
 PIN_MESSAGE = "Budget seed: the code version it runs from (results/plateau/CODE)"
-SUPERSEDED = "superseded"
-"""Where ``--mend`` moves a model's records made from the study's pin (``results/plateau/``
-``superseded/<commit[:12]>/<group>/<model>``) and its checkpoints (``<runs-dir>-superseded/``)."""
 
 
 def git(*args: str) -> str:
@@ -262,13 +260,14 @@ def plan(parts: Sequence[str], steps: int, raised: bool,
 def seconds_per_step(models: set[str], records: Path
                      ) -> tuple[dict[str, float], float | None]:
     """Wall-clock seconds per step, validation included: a model's own runs in ``records``
-    where it has some, else the committed benchmark's model-only rate
+    (and those moved to :data:`SUPERSEDED` beside it: :func:`~spineseg_core.study.schedule.
+    rate_stamps`) where it has some, else the committed benchmark's model-only rate
     (``results/cpu/bench.csv``) scaled by the factor returned
     (:func:`spineseg_core.study.schedule.wall_priced`); the 3D U-Net, before it has a run
     here, by its ratio to the others in the 6-epoch bundle's context runs (``context.csv``;
     :func:`~spineseg_core.study.schedule.plan_rates`)."""
     return plan_rates(bench_seconds_per_step(pd.read_csv(BENCH)),
-                      wall_rates(record_stamps(records)),
+                      wall_rates(rate_stamps(records.parent)),
                       pd.read_csv(CONTEXT) if CONTEXT.is_file() else None, sorted(models))
 
 

@@ -159,3 +159,17 @@ def test_the_plan_table_says_how_its_hours_were_priced():
     html = str(plan_html(plan.assign(factor=None)))
     assert "no model has both rates yet" in html and "times 0.96" not in html
     assert isinstance(plan_html(None), Missing)
+
+
+def test_the_plan_is_priced_by_the_records_a_model_s_own_pin_superseded_too(tmp_path):
+    """``schedule.rate_stamps``: the records of ``runs`` and of every ``superseded/<commit>``
+    folder beside it; none anywhere is an empty table, as for ``runs`` alone."""
+    from spineseg_core.study.schedule import SUPERSEDED, rate_stamps
+
+    assert rate_stamps(tmp_path).empty
+    _record(tmp_path / "runs", "cpu", "unet", 0, AMX, 3600)
+    _record(tmp_path / SUPERSEDED / "ae16a7c963d1", "cpu-half", "unet3d", 0, AMX, 1800)
+    _record(tmp_path / SUPERSEDED / "ae16a7c963d1", "cpu-half", "danet", 0, AMX, 9, False)
+    stamps = rate_stamps(tmp_path)
+    assert sorted(zip(stamps["group"], stamps["model"], stamps["train_seconds"])) == [
+        ("cpu", "unet", 3600.0), ("cpu-half", "unet3d", 1800.0)]

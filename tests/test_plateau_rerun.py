@@ -263,8 +263,10 @@ def test_the_dry_run_of_the_seed_reads_the_committed_records(tmp_path, monkeypat
     monkeypatch.setattr(rerun, "code_version", lambda seed, dry_run: (tmp_path / "code", False))
     monkeypatch.setattr(rerun, "pinned_steps", lambda code: 2940)
     monkeypatch.setattr(rerun, "spineseg", FakeSpineseg())
+    monkeypatch.setattr(rerun, "mended_code", lambda model: tmp_path / "own" / model)
     rerun.main(["--parts", "seed", "--dry-run"])
-    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]
+             if line.startswith("  seed ")]
     assert [(f[2], f[1]) for f in lines] == [(m, g) for m in SEED_ORDER for g in ("cpu-half", "cpu")]
     records = REPO / "results" / "plateau" / "runs"
     shown = {(f[2], f[1]) for f in lines if f[5] == "recorded"}

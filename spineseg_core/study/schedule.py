@@ -191,6 +191,25 @@ def mend_pins(folder: str | Path,
             if (path := mend_pin_path(folder, h.model)).is_file()}
 
 
+SUPERSEDED = "superseded"
+"""The folder beside ``runs`` in the plateau bundle where ``scripts/plateau_rerun.py --mend``
+moves a model's records made from the study's pin (``superseded/<its commit[:12]>/<group>/
+<model>/...``)."""
+
+
+def rate_stamps(folder: str | Path) -> pd.DataFrame:
+    """The records that price the plan (:func:`wall_rates`): those of ``folder/runs`` and the
+    superseded ones (:data:`SUPERSEDED`), whose training a model's own pin repeats step for
+    step (``scripts/check_mend.py``), so they measured its step rate all the same."""
+    import pandas as pd
+
+    from spineseg_core.study.machines import record_stamps
+
+    found = [record_stamps(Path(folder) / "runs"),
+             *(record_stamps(d) for d in sorted((Path(folder) / SUPERSEDED).glob("*")))]
+    return pd.concat([f for f in found if len(f)] or found[:1], ignore_index=True)
+
+
 def held(commit: str, holds: Sequence[Hold] | None = None,
          mended: Collection[str] = ()) -> dict[str, str]:
     """The models of ``holds`` (default :data:`HOLDS`) held while the code is pinned at

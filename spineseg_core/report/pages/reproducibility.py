@@ -135,11 +135,12 @@ def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> st
             "lands.")
 
 
-def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame | None:
+def plateau_plan(b: Bundle) -> pd.DataFrame | None:
     """Where the runs at the plateau budget stand, per part (:func:`spineseg_core.study.
     schedule.plan_status`): the plan at the budget in force (``budget.json`` of the plateau
     bundle, else the code's ``CPU_STEPS``), the records of ``results/plateau/runs`` and the
-    wall-clock hours left at the step rates those records measured, the bundle's benchmark
+    wall-clock hours left at the step rates those records measured (with the superseded ones:
+    :func:`~spineseg_core.study.schedule.rate_stamps`), the bundle's benchmark
     rates (``bench.csv``) scaled to them for the models not yet trained, the 3D U-Net by its
     ratio to the others in the bundle's context runs
     (:func:`~spineseg_core.study.schedule.plan_rates`; the factor in column ``factor``);
@@ -147,18 +148,17 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     under the pinned commit (:func:`~spineseg_core.study.schedule.held`) are counted apart,
     their reasons in the ``held_why`` column; the models with a code version of their own
     (:func:`~spineseg_core.study.schedule.mend_pins`) in ``own_pins`` (``model commit[:7]``,
-    joined by "; "). ``stamps``: those records'
-    :func:`~spineseg_core.study.machines.record_stamps`, read here if not given."""
+    joined by "; ")."""
     from spineseg_core.fingerprint import read_pin
     from spineseg_core.measure.speed import bench_seconds_per_step
     from spineseg_core.report.pages.convergence import plateau_bundle
     from spineseg_core.study.budget_raise import budget_in_force
-    from spineseg_core.study.machines import record_stamps
     from spineseg_core.study.schedule import (
         held,
         mend_pins,
         plan_rates,
         plan_status,
+        rate_stamps,
         rerun_plan,
         seed_plan,
         wall_rates,
@@ -172,8 +172,7 @@ def plateau_plan(b: Bundle, stamps: pd.DataFrame | None = None) -> pd.DataFrame 
     runs = seed_plan(steps, steps != CPU_STEPS) + rerun_plan(steps, steps != CPU_STEPS)
     bench = b.csv("bench.csv")
     measured = bench_seconds_per_step(bench) if bench is not None and len(bench) else {}
-    stamps = record_stamps(folder / "runs") if stamps is None else stamps
-    rate, factor = plan_rates(measured, wall_rates(stamps), b.csv("context.csv"),
+    rate, factor = plan_rates(measured, wall_rates(rate_stamps(folder)), b.csv("context.csv"),
                               sorted({r.spec.model for r in runs}))
     own = mend_pins(folder)
     holds = held(read_pin(folder / "CODE")[0], mended=own)
@@ -273,7 +272,7 @@ def reproducibility_page(b: Bundle) -> Page:
         "rp_plateau": MarkdownText(plateau_records_text(seed.folder, seed_stamps)
                                    if seed.folder is not None
                                    else "No results folder was found."),
-        "rp_plateau_plan": plan_html(plateau_plan(b, seed_stamps)),
+        "rp_plateau_plan": plan_html(plateau_plan(b)),
         "rp_machines": machines_html(record_stamps(b.folder / "runs" if b.folder is not None
                                                    else None), "this bundle"),
         "rp_plateau_machines": machines_html(seed_stamps, "the runs at the plateau budget"),
