@@ -42,12 +42,12 @@ def test_cosine_and_warm_up_by_hand():
 
 def test_profiles_budget_in_steps_and_an_epoch_budget_on_request():
     cpu = resolve_config("cpu")
-    assert (cpu.steps, str(cpu.scheduler), CPU_STEPS) == (2940, "cosine", 2940)
+    assert (cpu.steps, str(cpu.scheduler), CPU_STEPS) == (5880, "cosine", 5880)
     assert resolve_config("paper", phantom=True).steps == 120 * 435
     assert resolve_config("cpu", epochs=2).steps is None  # an epoch budget replaces it
     assert resolve_config("cpu", epochs=2, steps=10).steps == 10
-    assert planned_epochs(cpu, 98) == 30 and planned_epochs(cpu, 97) == 31
-    assert planned_steps(cpu, 97) == 2940
+    assert planned_epochs(cpu, 98) == 60 and planned_epochs(cpu, 97) == 61
+    assert planned_steps(cpu, 97) == 5880
     assert planned_steps(resolve_config("cpu", epochs=3), 97) == 291
     for model in ("unet", "unet_25d3", "unet3d"):  # 2D, 2.5D, 3D: the same steps
         assert resolve_config("cpu", model=model).steps == CPU_STEPS
@@ -165,7 +165,7 @@ def test_the_study_plans_a_step_budget_without_an_epoch_target(tmp_path):
     assert epoch_target(resolve_config("cpu")) is None
     assert epoch_target(resolve_config("cpu", epochs=4)) == 4
     half = resolve_config("cpu", steps=half_steps(CPU_STEPS))
-    assert (half.steps, epoch_target(half)) == (1470, None)
+    assert (half.steps, epoch_target(half)) == (2940, None)
     plan = plan_study("cpu", ["unet"], [0], [0], tmp_path, variant=HALF_VARIANT,
                       epochs_of=lambda spec: epoch_target(half))
     assert plan[0].spec.epochs is None and plan[0].run_dir == tmp_path / "cpu-half/unet/seed_0/fold_0"

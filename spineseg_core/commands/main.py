@@ -153,9 +153,9 @@ def _dry_run(args: argparse.Namespace, models: list[str], common: list[str],
 def budget_args(profile: str, steps: int | None) -> list[str]:
     """The study's ``-p steps`` for the main job's runs: ``steps`` when given; on the cpu
     profile, the study's budget in force (:func:`~spineseg_core.study.budget_raise.
-    budget_in_force`: the budget seed raised it once from the code's ``CPU_STEPS``), so that
-    ``make main`` trains at the budget the book reports; nothing when that is the profile's
-    own."""
+    budget_in_force`: ``budget.json`` where the budget seed raised it, else the code's
+    ``CPU_STEPS``; on ``main`` the two agree), so that ``make main`` trains at the budget the
+    book reports; nothing when that is the profile's own."""
     from spineseg_core.study.budget_raise import budget_in_force
     from spineseg_core.training.config import CPU_STEPS
 

@@ -36,10 +36,10 @@ STANDARD_STRIDES: tuple[int, ...] = (8, 16, 32)
 
 MIN_MAP_PX = 8
 """``k``: the narrowest deepest map (px, short side of the training input) a model may keep.
-Chosen on validation (``spineseg decide``, ``results/decisions/stride.csv``): over DeepLabv3+,
-DenseASPP, DANet and Inf-Net at 588 steps, seed 0, k = 8 (all four at stride 8 on the 64 px
-band) has a mean best validation Dice of 54.9 %, against 45.9 % for k = 4 (all at 16) and 37.5 %
-for the authors' strides (k = 1, 2); Inf-Net alone does better at 16 (48.3 % against 43.3 %)."""
+Chosen on validation by ``spineseg decide`` over DeepLabv3+, DenseASPP, DANet and Inf-Net
+(seed 0, 588 steps): k = 8 puts all four at stride 8 on the 64 px band and had the highest mean
+best validation Dice. The scores of every candidate are in ``results/decisions/stride.csv``,
+and the book's Table D and ``docs/protocol.md`` show them."""
 
 K_DECIDED = True
 """Whether :data:`MIN_MAP_PX` was chosen on the validation runs of ``scripts/stride_runs.sh``

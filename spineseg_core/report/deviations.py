@@ -153,7 +153,7 @@ def budget_status(plateau: pd.DataFrame | None, raised: dict[str, Any] | None = 
     models = list_models()
     plateau = at_budget(plateau, raised)
     verdict, done, measured = budget_verdict(plateau, models)
-    steps = CPU_STEPS  # the pinned code's; a raised B lives in budget.json, not in the code
+    steps = CPU_STEPS  # before any label; a raised B lives in budget.json, read below
     if plateau is not None and "steps" in plateau and plateau["steps"].notna().any():
         steps = int(plateau["steps"].dropna().median())
     if raised:
