@@ -246,17 +246,32 @@ def test_commit_fingerprint_hashes_the_commit_not_the_work_tree(copy):
 
 def test_the_plateau_records_are_the_pinned_commits_code():
     """Issue 25: the re-run's records (results/plateau/runs, the budget seed and what follows)
-    carry one fingerprint, that of the commit results/plateau/CODE pins."""
+    carry the fingerprint of the commit results/plateau/CODE pins, except those of a model
+    with a pin of its own (CODE.<model>, study.schedule.mend_pins), which carry that one's; the
+    records that pin superseded (results/plateau/superseded/<commit[:12]>) carry the
+    fingerprint of the study's pin they were made from."""
     import subprocess
 
-    pin = REPO / "results/plateau/CODE"
+    from spineseg_core.study.schedule import SUPERSEDED, mend_pins
+
+    plateau = REPO / "results/plateau"
+    pin = plateau / "CODE"
     if not pin.is_file():
         pytest.skip("the budget seed has not pinned its code yet")
     commit, fingerprint = pin.read_text().split()
-    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"],
-                      capture_output=True).returncode != 0:
-        pytest.skip(f"commit {commit[:12]} is not in this clone (shallow?)")
+    own = mend_pins(plateau)
+    for c in [commit, *(c for c, _ in own.values())]:
+        if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{c}^{{commit}}"],
+                          capture_output=True).returncode != 0:
+            pytest.skip(f"commit {c[:12]} is not in this clone (shallow?)")
     assert commit_fingerprint(commit) == fingerprint
-    for params in sorted((REPO / "results/plateau/runs").rglob("params.json")):
+    for model, (c, fp) in own.items():
+        assert commit_fingerprint(c) == fp, model
+    for params in sorted((plateau / "runs").rglob("params.json")):
         got = json.loads(params.read_text())["env"]["source_fingerprint"]
-        assert got == fingerprint, params
+        model = params.parents[2].name
+        assert got == (own[model][1] if model in own else fingerprint), params
+    for params in sorted((plateau / SUPERSEDED).rglob("params.json")):
+        got = json.loads(params.read_text())["env"]["source_fingerprint"]
+        assert got == fingerprint and params.relative_to(plateau / SUPERSEDED).parts[0] == (
+            commit[:12]), params
