@@ -41,7 +41,7 @@ def test_every_option_has_help_with_its_default(name):
 def test_train_help_shows_profile_defaults_and_valid_values():
     text = " ".join(SUBPARSERS["train"].format_help().split())
     assert "(default: 1 (smoke), 6 (cpu), 120 (paper))" in text  # --epochs
-    assert "(default: none (smoke), 2940 (cpu), 52200 (paper))" in text  # --steps
+    assert "(default: none (smoke), 5880 (cpu), 52200 (paper))" in text  # --steps
     assert "--loss {dice,ce,weighted_ce,dice_ce}" in text
     assert "--device {auto,cpu,cuda}" in text
     assert "--keep-last-checkpoint" in text and "transunet" in text

@@ -145,8 +145,8 @@ def test_budget_exceptions_name_what_differs_from_the_profile():
     assert budget_exceptions(params) == []
     params.update(epochs=24, amp=False)  # epochs are not read under a step budget
     assert budget_exceptions(params) == ["amp=False (profile: True)"]
-    params.update(steps=5880)
-    assert budget_exceptions(params) == ["steps=5880 (profile: 2940)", "amp=False (profile: True)"]
+    params.update(steps=2940)  # the budget seed's B/2
+    assert budget_exceptions(params) == ["steps=2940 (profile: 5880)", "amp=False (profile: True)"]
     old = {**params, "epochs": 6, "scheduler": "constant"}  # a record of the epoch budget
     del old["steps"], old["warmup_steps"]
     assert budget_exceptions(old) == ["scheduler='constant' (profile: 'cosine')",
