@@ -199,7 +199,8 @@ def plan_html(plan: pd.DataFrame | None) -> Any:
     notes = [f"The plan at B = {int(plan['steps'].iloc[0]):,} steps (scripts/plateau_rerun.py "
              "--dry-run gives it run by run). Hours are wall clock, validation included: a "
              "model at the median seconds per step of its own runs recorded at the plateau "
-             f"budget (on the machines they name), {scaled}; a model with neither (the 3D "
+             f"budget (on the machines they name; with those a model's own pin superseded, "
+             f"whose training it repeats), {scaled}; a model with neither (the 3D "
              "U-Net before its first run here) at its seconds per step over each other "
              "model's in this bundle's context runs (context.csv), times that model's rate, "
              "the median of those. Another processor type may be faster or slower."]
