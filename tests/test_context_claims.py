@@ -325,6 +325,18 @@ def test_status_and_caveats_of_a_study_trained_in_the_main_group(tmp_path):
     (folder / "bundle.json").write_text(json.dumps({"source_fingerprint": "cd" * 32,
                                                     "studies": {"context": study}}))
     (folder / "dataset.json").write_text(json.dumps({"seeds": [0], "n_test_cases": 8}))
+    two = {**study, "source_fingerprint": None,
+           "source_fingerprints": {"cd" * 32: 4, "ef" * 32: 2}}
+    assert status_sentence("cpu", two, None).startswith(
+        "The study takes 6 runs of 3 models from the main group (`cpu`): the context models, "
+        "trained there beside the paper's models, and their 2D baselines, of more than one code "
+        "version: cdcdcdcdcdcd (4 runs), efefefefefef (2 runs). ")
+    (folder / "bundle.json").write_text(json.dumps({"studies": {"context": two}}))
+    assert ("at the main runs' budget and by more than one version of the code (cdcdcdcdcdcd "
+            "(4 runs), efefefefefef (2 runs); the reproducibility chapter says which model's "
+            "runs come from which); each is compared") in context_caveats(Bundle(folder))[-1]
+    (folder / "bundle.json").write_text(json.dumps({"source_fingerprint": "cd" * 32,
+                                                    "studies": {"context": study}}))
     assert context_caveats(Bundle(folder))[-1].startswith(
         "The context models were trained in the main group, at the main runs' budget and by "
         "the same version of the code (fingerprint `cdcdcdcdcdcd`); each is compared with the "

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from spineseg_core.fingerprint import describe
 from spineseg_core.levels.study import Metric, Stage
 from spineseg_core.report.bundle import Bundle, pct
 from spineseg_core.report.claims import (
@@ -239,12 +240,15 @@ def status_sentence(profile: str, study: dict[str, Any] | None,
                 f"`{levels_command(profile, study)}` measures their levels.")
     models = study.get("models") or []
     code = str(study.get("source_fingerprint") or "")[:12]
+    versions = describe(study.get("source_fingerprints") or {})
     runs = (f"{n_runs} run{'s' * (n_runs != 1)} of {len(models)} "
             f"model{'s' * (len(models) != 1)}")
     text = ((f"The study takes {runs} from the main group (`{name}`): the context models, "
              "trained there beside the paper's models, and their 2D baselines, "
              if name == profile else f"The group (`{name}`) holds {runs}, ")
-            + (f"all of code version `{code}`." if code else "of more than one code version."))
+            + (f"all of code version `{code}`." if code else
+               f"of more than one code version: {versions}." if versions else
+               "of more than one code version."))
     per_model = (about or {}).get("seeds_per_model")
     measured = (sum(len(seeds) for m, seeds in per_model.items() if m in models)
                 if per_model and models else int((about or {}).get("records") or 0))
@@ -270,8 +274,12 @@ def context_caveats(b: Bundle) -> list[str]:
                "when it has, each context model is compared only with the 2D runs of that same "
                "group.")
     elif name == b.profile():
+        version = (f"by the same version of the code (fingerprint `{code}`)" if code else
+                   "by more than one version of the code ("
+                   + describe(study.get("source_fingerprints") or {}) + "; the reproducibility "
+                   "chapter says which model's runs come from which)")
         own = ("The context models were trained in the main group, at the main runs' budget "
-               f"and by the same version of the code (fingerprint `{code}`); each is compared "
+               f"and {version}; each is compared "
                "with the main group's own runs of its 2D baseline, seed for seed, and the "
                "main tables leave the context models out.")
     else:
