@@ -621,3 +621,16 @@ def test_reproducibility_names_the_plateau_pin_and_its_records(tmp_path):
     assert "Beside them, 1 hard-case score." in text
     record("cpu", "pspnet", "ef" * 32, "Xeon")
     assert "1 of them does NOT carry that fingerprint." in plateau_records_text(tmp_path / "plateau")
+    # a model with a pin of its own carries that pin's fingerprint
+    (tmp_path / "plateau/CODE.unet3d").write_text("12" * 20 + " " + "ef" * 32 + "\n")
+    record("cpu", "unet3d", "ef" * 32, "Xeon")
+    old = tmp_path / "plateau/superseded" / ("ab" * 6) / "cpu-half/unet3d/seed_0/fold_0"
+    old.mkdir(parents=True)
+    (old / "params.json").write_text(json.dumps({"env": {"source_fingerprint": "cd" * 32}}))
+    (old / "metrics.json").write_text("{}")
+    text = plateau_records_text(tmp_path / "plateau")
+    assert "1 of them does NOT carry its pinned fingerprint." in text  # PSPNet's, not unet3d's
+    assert ("The 3D U-Net runs from a pin of its own, commit 1212121 (fingerprint efefefefefef, "
+            "`results/plateau/CODE.unet3d`), a commit with the mend of a defect the study's pin "
+            "has on that model's path alone (`scripts/check_mend.py`); the 1 record it "
+            "superseded is kept in `results/plateau/superseded/`.") in text

@@ -98,14 +98,17 @@ PLATEAU_SCRIPTS = ("scripts/budget_seed.sh", "scripts/plateau_rerun.py")
 
 
 def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> str:
-    """The runs at the plateau budget (``folder``: ``results/plateau/``): the commit and fingerprint that
-    ``CODE`` pins, how many records there are per group and per machine type, whether every one
-    carries the pinned fingerprint (hard-case scores counted apart), and the scripts that
-    remake them. ``stamps``: the records' :func:`~spineseg_core.study.machines.record_stamps`,
-    read here when not given."""
+    """The runs at the plateau budget (``folder``: ``results/plateau/``): the commit and
+    fingerprint that ``CODE`` pins, how many records there are per group and per machine type,
+    whether every one carries the pinned fingerprint (its model's own pin's, ``CODE.<model>``,
+    for a model that has one; hard-case scores counted apart), the models with a pin of their
+    own and the records they superseded, and the scripts that remake them. ``stamps``: the
+    records' :func:`~spineseg_core.study.machines.record_stamps`, read here when not given."""
     from spineseg_core.fingerprint import read_pin, short
     from spineseg_core.report.bundle import and_join
     from spineseg_core.study.machines import record_stamps
+    from spineseg_core.models import model_info
+    from spineseg_core.study.schedule import SUPERSEDED, mend_pins
 
     pin = folder / "CODE"
     if not pin.is_file():
@@ -117,16 +120,30 @@ def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> st
     scores = int(stamps["hard"].sum())
     groups = runs["group"].value_counts().to_dict()
     processors = runs["machine"].value_counts().to_dict()
-    off = int((runs["source_fingerprint"] != fingerprint).sum())
+    own = mend_pins(folder)
+    wanted = runs["model"].map(lambda m: own[m][1] if m in own else fingerprint)
+    off = int((runs["source_fingerprint"] != wanted).sum())
     n = sum(groups.values())
-    verdict = ("every one carries that fingerprint." if not off else
-               f"{off} of them {'does' if off == 1 else 'do'} NOT carry that fingerprint.")
+    that = "its pinned fingerprint" if own else "that fingerprint"
+    verdict = (f"every one carries {that}." if not off else
+               f"{off} of them {'does' if off == 1 else 'do'} NOT carry {that}.")
     counted = (f"{n} run record{'s' * (n != 1)} so far ("
                + and_join([f"{k} in group {g}" for g, k in sorted(groups.items())])
                + "), made on " + and_join([f"{p} ({k})" for p, k in sorted(processors.items())])
                + "; " + verdict if n else "no run record yet.")
     if scores:
         counted += f" Beside them, {scores} hard-case score{'s' * (scores != 1)}."
+    if own:
+        old = len(record_stamps(folder / SUPERSEDED / commit[:12]))
+        counted += (" " + and_join([f"The {model_info(m).display_name} runs from a pin of its "
+                                    f"own, commit {c[:7]} "
+                                    f"(fingerprint {short(f)}, `results/plateau/CODE.{m}`)"
+                                    for m, (c, f) in sorted(own.items())])
+                    + ", a commit with the mend of a defect the study's pin has on that model's "
+                    "path alone (`scripts/check_mend.py`)"
+                    + (f"; the {old} record{'s' * (old != 1)} it superseded "
+                       f"{'is' if old == 1 else 'are'} kept in `results/plateau/{SUPERSEDED}/`."
+                       if old else "."))
     return (f"The runs at the plateau budget (the budget seed, then the re-run) are made by "
             f"commit {commit[:7]} (fingerprint {short(fingerprint)}), pinned in "
             f"`results/plateau/CODE`: {counted} `{PLATEAU_SCRIPTS[0]}` and then "
