@@ -105,9 +105,9 @@ def plateau_records_text(folder: Path, stamps: pd.DataFrame | None = None) -> st
     own and the records they superseded, and the scripts that remake them. ``stamps``: the
     records' :func:`~spineseg_core.study.machines.record_stamps`, read here when not given."""
     from spineseg_core.fingerprint import read_pin, short
+    from spineseg_core.models import model_info
     from spineseg_core.report.bundle import and_join
     from spineseg_core.study.machines import record_stamps
-    from spineseg_core.models import model_info
     from spineseg_core.study.schedule import SUPERSEDED, mend_pins
 
     pin = folder / "CODE"
