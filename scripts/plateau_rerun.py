@@ -197,18 +197,18 @@ def pin_mend(model: str, runs_dir: Path) -> tuple[str, list[Path]]:
         raise ConfigError(f"--mend {model}: the fingerprinted files have uncommitted changes "
                           f"(fingerprint {short(mine)}, HEAD {head[:7]}'s {short(pinned)}); "
                           "commit them first")
-    moved = []
-    for old, new in ((PLATEAU / "runs", PLATEAU / SUPERSEDED / study[:12]),
-                     (runs_dir, runs_dir.with_name(f"{runs_dir.name}-{SUPERSEDED}"))):
-        for run in sorted(old.glob(f"*/{model}")) if old.is_dir() else []:
-            target = new / run.relative_to(old)
-            if target.exists():
-                raise ConfigError(f"--mend {model}: {target} exists; move it away first")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            run.rename(target)
-            moved += [target] if old == PLATEAU / "runs" else []
+    moves = [(run, new / run.relative_to(old)) for old, new in (
+        (PLATEAU / "runs", PLATEAU / SUPERSEDED / study[:12]),
+        (runs_dir, runs_dir.with_name(f"{runs_dir.name}-{SUPERSEDED}")))
+        for run in (sorted(old.glob(f"*/{model}")) if old.is_dir() else [])]
+    clash = next((target for _, target in moves if target.exists()), None)
+    if clash is not None:  # checked before anything moves
+        raise ConfigError(f"--mend {model}: {clash} exists; move it away first")
+    for run, target in moves:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run.rename(target)
     io.write_text(pin, f"{head} {pinned}\n")
-    return head, moved
+    return head, [t for _, t in moves if t.is_relative_to(PLATEAU)]
 
 
 def code_version(seed: bool, dry_run: bool) -> tuple[Path, bool]:

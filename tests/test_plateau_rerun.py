@@ -467,6 +467,12 @@ def test_mend_gives_a_held_model_its_own_pin_and_its_runs_are_made_from_it(repo,
         rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
     (root / "spineseg_core" / "labels.py").write_text("LABELS = 20  # mended\n")
     assert _git(root, "status", "--porcelain") == ""  # nothing was moved or written
+    clash = tmp_path / "ck-superseded" / "cpu-half" / "unet3d"
+    clash.mkdir(parents=True)
+    with pytest.raises(SystemExit, match="ck-superseded/cpu-half/unet3d exists; move it away"):
+        rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
+    assert old.is_dir() and _git(root, "status", "--porcelain") == ""  # checked before moving
+    clash.rmdir()
     spineseg.calls.clear()
     rerun.main(["--mend", "unet3d", "--runs-dir", str(runs_dir)])
     assert (plateau / "CODE.unet3d").read_text() == f"{mend} {commit_fingerprint(mend, root)}\n"
