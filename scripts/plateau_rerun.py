@@ -286,9 +286,10 @@ def hardcases_command(group: str, runs_dir: Path, records: Path) -> list[str]:
 
 def aggregate_command(records: Path) -> list[str]:
     """``spineseg aggregate`` remaking the plateau bundle (``results/plateau``) from
-    ``records``, with the no-learning baseline."""
+    ``records``, with the no-learning baseline; a model with a pin of its own there
+    (``CODE.<model>``) is of its own code version (``--pins``)."""
     return [sys.executable, "-m", "spineseg_core", "aggregate", "--profile", "cpu", "--runs-dir",
-            str(records), "--out", str(PLATEAU), "--baseline"]
+            str(records), "--out", str(PLATEAU), "--pins", str(PLATEAU), "--baseline"]
 
 
 def spineseg(command: list[str], code: Path, last_line: bool = False) -> bool:

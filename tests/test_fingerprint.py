@@ -226,6 +226,42 @@ def test_context_models_of_the_main_group_are_a_study_with_the_main_groups_basel
         aggregate("p", runs, out, n_boot=20)
 
 
+def test_a_model_with_a_code_version_of_its_own_is_counted_apart(tmp_path, capsys):
+    """The plateau re-run's 3D U-Net runs from a pin of its own (CODE.unet3d): its runs of that
+    fingerprint are counted apart, the main study keeps one version, and a run of any third
+    version is refused as before; ``spineseg aggregate --pins`` reads the pins."""
+    own = "e" * 64
+    runs = make_fake_study(tmp_path / "runs", profile="p", models=("unet", "miniseg"),
+                           seeds=(0,), losses=())
+    for group in ("p", "p-half"):
+        write_fake_run(runs / group / "unet3d/seed_0/fold_0", "unet3d", 0, profile="p",
+                       fingerprint=own)
+    write_fake_run(runs / "p-half/unet/seed_0/fold_0", "unet", 0, profile="p")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="the runs come from 2 versions of the code"):
+        aggregate("p", runs, out, n_boot=20)
+    bundle = aggregate("p", runs, out, n_boot=20, own_code={"unet3d": own})
+    assert bundle["source_fingerprint"] == FAKE_FINGERPRINT
+    assert bundle["source_fingerprints"] == {FAKE_FINGERPRINT: 3}  # unet, miniseg, half's unet
+    assert bundle["own_code"] == {"unet3d": {"source_fingerprint": own, "runs": 2}}
+    context = bundle["studies"]["context"]
+    assert context["source_fingerprint"] is None  # its 2D baseline from the study's version
+    assert context["source_fingerprints"] == {FAKE_FINGERPRINT: 1, own: 1}
+    assert "own_code" not in aggregate("p", make_fake_study(tmp_path / "r2", profile="p",
+                                                            models=("unet",), seeds=(0,),
+                                                            losses=()), tmp_path / "o2", n_boot=20)
+    pins = tmp_path / "plateau"
+    pins.mkdir()
+    (pins / "CODE.unet3d").write_text(f"{'1' * 40} {own}\n")
+    assert main(["aggregate", "--profile", "p", "--runs-dir", str(runs), "--out", str(out),
+                 "--n-boot", "20", "--pins", str(pins)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"code {FAKE_FINGERPRINT[:12]} (3 runs); unet3d {own[:12]} (2 runs) (its own pin)")
+    write_fake_run(runs / "p/unet3d/seed_1/fold_0", "unet3d", 1, profile="p", fingerprint="d" * 64)
+    with pytest.raises(ConfigError, match="the runs come from 2 versions of the code"):
+        aggregate("p", runs, out, n_boot=20, own_code={"unet3d": own})
+
+
 def test_commit_fingerprint_hashes_the_commit_not_the_work_tree(copy):
     """A commit's fingerprint is that of its files, whatever the work tree holds since."""
     import subprocess

@@ -93,7 +93,8 @@ def test_the_seed_makes_b_half_then_b_with_the_bash_scripts_flags(fake, tmp_path
     hard = [sys.executable, "-m", "spineseg_core", "hardcases", "--runs-dir", str(runs),
             "--groups", "cpu", "--records-dir", str(records)]
     agg = [sys.executable, "-m", "spineseg_core", "aggregate", "--profile", "cpu", "--runs-dir",
-           str(records), "--out", str(tmp_path / "plateau"), "--baseline"]
+           str(records), "--out", str(tmp_path / "plateau"), "--pins", str(tmp_path / "plateau"),
+           "--baseline"]
     got = [cmd for cmd, _ in fake.calls]
     assert got == [
         [sys.executable, "-m", "spineseg_core", "study", "--profile", "cpu", "--models", "unet",

@@ -56,7 +56,11 @@ proves the rule: its group holds its own 2D baselines, its comparisons stay insi
 must be one code version of its own, which ``bundle.json`` records under ``studies``. When
 its models were trained in the main group instead (the plateau re-run), they are one code
 version with the twelve; the main tables leave them out all the same, and the study takes its
-2D baselines from the main group (:func:`context_split`).
+2D baselines from the main group (:func:`context_split`). A model with a code version of its
+own (``own_code``: the plateau re-run's ``CODE.<model>`` pins,
+:func:`spineseg_core.study.schedule.mend_pins`, for a defect mended on that model's path alone)
+is the other exception: its runs of that fingerprint are counted apart (``bundle.json``'s
+``own_code``), and any other fingerprint among them is refused like any mix.
 
 Files another command writes into the same folder (``efficiency.csv``, ``bench.csv``) are
 left alone and hashed into the bundle too.
@@ -68,7 +72,7 @@ import datetime as _dt
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -628,13 +632,19 @@ def groups_per_case(groups: dict[str, list[LoadedRun]]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def code_versions(runs: Sequence[LoadedRun]) -> dict[str, int]:
+def code_versions(runs: Sequence[LoadedRun],
+                  own_code: Mapping[str, str] | None = None) -> dict[str, int]:
     """Number of runs per source fingerprint, most runs first (runs without one count under
-    :data:`spineseg_core.fingerprint.UNRECORDED`)."""
+    :data:`spineseg_core.fingerprint.UNRECORDED`), without the runs of a model of
+    ``own_code`` that carry its own fingerprint there (a model run from a code version of its
+    own)."""
     from spineseg_core.fingerprint import UNRECORDED
 
+    own_code = own_code or {}
     counts: dict[str, int] = {}
     for run in runs:
+        if own_code.get(run.key["model"]) == run.key["source_fingerprint"]:
+            continue
         fp = run.key["source_fingerprint"] or UNRECORDED
         counts[fp] = counts.get(fp, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -705,7 +715,8 @@ def run_data_tables(run: LoadedRun) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path | None = None,
               n_boot: int = 1000, seed: int = 0, allow_mixed_code: bool = False,
-              baseline: bool = False) -> dict[str, Any]:
+              baseline: bool = False, own_code: Mapping[str, str] | None = None
+              ) -> dict[str, Any]:
     """Aggregate every finished run of ``profile``; returns the bundle written.
 
     With ``baseline`` the no-learning baseline of the runs' test set is scored into
@@ -713,7 +724,9 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
 
     Raises :class:`DataError` when the profile has no finished run, and :class:`ConfigError`,
     before writing anything, when its runs (loss-comparison groups included) carry more than
-    one source fingerprint, unless ``allow_mixed_code``.
+    one source fingerprint, unless ``allow_mixed_code``; ``own_code`` (model: fingerprint)
+    names the models run from a code version of their own, whose runs of that fingerprint are
+    counted apart.
     """
     from spineseg_core.envinfo import git_commit
 
@@ -734,8 +747,13 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     variants = variant_groups(runs_dir, profile)
     half = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{HALF_VARIANT}")]
     quarter = [load_run(d) for d in find_runs(runs_dir / f"{profile}-{QUARTER_VARIANT}")]
-    versions = code_versions([*loaded, *half, *quarter,
-                              *(r for g in (*groups.values(), *variants.values()) for r in g)])
+    own_code = dict(own_code or {})
+    everything = [*loaded, *half, *quarter,
+                  *(r for g in (*groups.values(), *variants.values()) for r in g)]
+    versions = code_versions(everything, own_code)
+    own_runs = {m: n for m in own_code
+                if (n := sum(r.key["model"] == m and r.key["source_fingerprint"] == own_code[m]
+                             for r in everything))}
     every = loaded  # the main group's runs, context models included
     loaded, context = context_split(runs_dir, profile, every)
     separate = {STUDY: context} if context is not None else {}
@@ -747,7 +765,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     if not allow_mixed_code:
         check_one_code_version(versions, group)
         for study in separate.values():
-            check_one_code_version(code_versions(study.members), runs_dir / study.group)
+            check_one_code_version(code_versions(study.members, own_code),
+                                   runs_dir / study.group)
     out.mkdir(parents=True, exist_ok=True)
 
     runs = runs_table(loaded, runs_dir)
@@ -829,6 +848,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
         "run_commits": sorted({str(e.get("git_commit")) for e in envs if e.get("git_commit")}),
         "source_fingerprint": next(iter(versions)) if len(versions) == 1 else None,
         "source_fingerprints": versions,
+        **({"own_code": {m: {"source_fingerprint": own_code[m], "runs": n}
+                         for m, n in own_runs.items()}} if own_runs else {}),
         "allow_mixed_code": allow_mixed_code,
         "studies": studies,
         "git_commit": git_commit(),

@@ -298,6 +298,8 @@ def reproducibility_page(b: Bundle) -> Page:
     if bundle:
         info = [(k, (", ".join(map(str, v)) or None) if isinstance(v, list)
                  else describe(v) if k == "source_fingerprints"
+                 else "; ".join(f"{m}: {describe({o['source_fingerprint']: o['runs']})}"
+                                for m, o in v.items()) if k == "own_code"
                  else studies_text(v) if k == "studies" else str(v))
                 for k, v in bundle.items() if k != "files"]
         fields = pd.DataFrame(info, columns=["field", "value"])
