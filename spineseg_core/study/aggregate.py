@@ -643,7 +643,8 @@ def code_versions(runs: Sequence[LoadedRun],
     own_code = own_code or {}
     counts: dict[str, int] = {}
     for run in runs:
-        if own_code.get(run.key["model"]) == run.key["source_fingerprint"]:
+        model = run.key["model"]
+        if model in own_code and own_code[model] == run.key["source_fingerprint"]:
             continue
         fp = run.key["source_fingerprint"] or UNRECORDED
         counts[fp] = counts.get(fp, 0) + 1
@@ -751,8 +752,8 @@ def aggregate(profile: str, runs_dir: str | Path = "runs", out_dir: str | Path |
     everything = [*loaded, *half, *quarter,
                   *(r for g in (*groups.values(), *variants.values()) for r in g)]
     versions = code_versions(everything, own_code)
-    own_runs = {m: n for m in own_code
-                if (n := sum(r.key["model"] == m and r.key["source_fingerprint"] == own_code[m]
+    own_runs = {m: n for m, fp in own_code.items()
+                if (n := sum(r.key["model"] == m and r.key["source_fingerprint"] == fp
                              for r in everything))}
     every = loaded  # the main group's runs, context models included
     loaded, context = context_split(runs_dir, profile, every)
