@@ -135,24 +135,31 @@ def checkout(commit: str) -> Path:
     return code
 
 
+def committed_head(who: str) -> tuple[str, str]:
+    """HEAD and its fingerprint, refused (``who`` first in the line) when the fingerprinted
+    files of this checkout are not HEAD's: a pin names a commit."""
+    head = git("rev-parse", "HEAD")
+    pinned, mine = commit_fingerprint(head, HERE), source_fingerprint(HERE)
+    if mine != pinned:
+        raise ConfigError(f"{who}: the fingerprinted files (fingerprint.SOURCE_PATTERNS) have "
+                          f"uncommitted changes (fingerprint {short(mine)}, HEAD {head[:7]}'s "
+                          f"{short(pinned)}); commit them first, a pin names a commit")
+    return head, pinned
+
+
 def pin_head() -> None:
     """Pin HEAD in ``results/plateau/CODE`` (written atomically), refused when the fingerprinted
     files of this checkout are not HEAD's: the seed's runs would not be of the commit pinned."""
     from spineseg_core import io
 
-    head = git("rev-parse", "HEAD")
-    pinned, mine = commit_fingerprint(head, HERE), source_fingerprint(HERE)
-    if mine != pinned:
-        raise ConfigError(f"{HERE}: the fingerprinted files (fingerprint.SOURCE_PATTERNS) have "
-                          f"uncommitted changes (fingerprint {short(mine)}, HEAD {head[:7]}'s "
-                          f"{short(pinned)}); commit them first, the seed pins a commit")
+    head, pinned = committed_head(f"{HERE}")
     io.write_text(PLATEAU / "CODE", f"{head} {pinned}\n")
 
 
-def pinned_code() -> Path:
+def pinned_code(pin: Path | None = None) -> Path:
     """The pinned checkout (``.study-code/<commit>``), made if absent, checked against the
-    fingerprint pinned in ``results/plateau/CODE`` (refused when that is missing)."""
-    pin = PLATEAU / "CODE"
+    fingerprint pinned in ``pin`` (default ``results/plateau/CODE``; refused when missing)."""
+    pin = PLATEAU / "CODE" if pin is None else pin
     code = checkout(read_pin(pin)[0]) if pin.is_file() else HERE  # verify_pin refuses no pin
     verify_pin(pin, code)
     return code
@@ -161,10 +168,7 @@ def pinned_code() -> Path:
 def mended_code(model: str) -> Path:
     """The checkout of ``model``'s own pin (``results/plateau/CODE.<model>``), made if absent
     and checked against the fingerprint it pins."""
-    pin = mend_pin_path(PLATEAU, model)
-    code = checkout(read_pin(pin)[0])
-    verify_pin(pin, code)
-    return code
+    return pinned_code(mend_pin_path(PLATEAU, model))
 
 
 def pin_mend(model: str, runs_dir: Path) -> tuple[str, list[Path]]:
@@ -192,11 +196,7 @@ def pin_mend(model: str, runs_dir: Path) -> tuple[str, list[Path]]:
                       capture_output=True).returncode != 0:
         raise ConfigError(f"--mend {model}: HEAD {head[:7]} does not hold the mend "
                           f"{hold.mend[:7]}; pin a commit after it")
-    pinned, mine = commit_fingerprint(head, HERE), source_fingerprint(HERE)
-    if mine != pinned:
-        raise ConfigError(f"--mend {model}: the fingerprinted files have uncommitted changes "
-                          f"(fingerprint {short(mine)}, HEAD {head[:7]}'s {short(pinned)}); "
-                          "commit them first")
+    head, pinned = committed_head(f"--mend {model}")
     moves = [(run, new / run.relative_to(old)) for old, new in (
         (PLATEAU / "runs", PLATEAU / SUPERSEDED / study[:12]),
         (runs_dir, runs_dir.with_name(f"{runs_dir.name}-{SUPERSEDED}")))
