@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 
 from spineseg_core.errors import ConfigError
@@ -238,6 +239,60 @@ def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFram
                          "end_val_dice": table["val_dice"],
                          "end_half_val_dice": table["half_val_dice"],
                          "end_gain": table["gain"]})
+
+
+def validation_noise(history: pd.DataFrame) -> pd.DataFrame:
+    """How much validation Dice moves from one epoch to the next in the second half of each run
+    (``history.csv`` rows of one group): one row per ``model`` and ``seed`` (folds averaged)
+    with ``points``, the run's validations, and ``noise_sd``, the standard deviation of one
+    validation about the curve, estimated from successive differences (their SD over sqrt 2:
+    independent noise of SD s gives differences of SD s sqrt 2), so that a steady climb or
+    decline, whose differences are all alike, is not counted as noise; NaN with fewer than
+    three validations in the second half."""
+    lacking = [c for c in ("model", "seed", "dice") if c not in history]
+    if lacking:
+        raise ConfigError(f"history: lacks the columns {lacking}")
+    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
+    ordered = history.sort_values("epoch") if "epoch" in history else history
+    rows = []
+    for key, run in ordered.dropna(subset=["dice"]).groupby(keys, sort=False):
+        dice = run["dice"].to_numpy(dtype=float)
+        steps = np.diff(dice[len(dice) // 2:])
+        sd = float(np.sqrt(steps.var(ddof=1) / 2)) if len(steps) > 1 else math.nan
+        rows.append({"model": key[0], "seed": key[1], "points": len(dice), "noise_sd": sd})
+    runs = pd.DataFrame(rows, columns=["model", "seed", "points", "noise_sd"])
+    return runs.groupby(["model", "seed"], sort=False, as_index=False).agg(
+        points=("points", "max"), noise_sd=("noise_sd", "mean"))
+
+
+def flat_mislabel_rate(noise_sd: float, points: int, half_points: int | None = None,
+                       tolerance: float = PLATEAU_TOLERANCE, trials: int = 20_000,
+                       seed: int = 0) -> float:
+    """How often the rule labels a model that *has* plateaued "not plateaued" from validation
+    noise within its runs alone: the rule's calibration, as the claim rules are calibrated on
+    simulated ties.
+
+    Simulated pairs of runs, at B with ``points`` validations and at B/2 with ``half_points``
+    (default ``points // 2``), whose validation Dice sits on one common level over the second
+    half of each run, with independent Gaussian noise of SD ``noise_sd`` about it (the first
+    halves, lower on a learning curve, never hold the best score). Returns the fraction of
+    ``trials`` pairs in which the best score at B exceeds that at B/2 by more than
+    ``tolerance``. Where the noise is wide against the tolerance it tends to the share of the
+    two runs' flat validations that the run at B holds: a maximum over more draws is higher.
+    A lower bound: the level each run settles on also varies from run to run (as between
+    seeds), which adds to the rate and which one seed cannot measure. The end score
+    (:func:`end_scores`) is not simulated: at the end of an annealed schedule a run's
+    validations hardly move, so its error is that run-to-run spread alone."""
+    half_points = points // 2 if half_points is None else half_points
+    if not (math.isfinite(noise_sd) and noise_sd >= 0):
+        raise ConfigError(f"noise_sd: expected a non-negative Dice SD, got {noise_sd}")
+    if min(points, half_points) < 1 or trials < 1:
+        raise ConfigError(f"points {points}, half_points {half_points}, trials {trials}: "
+                          "expected each at least 1")
+    rng = np.random.default_rng(seed)
+    full = rng.normal(0.0, noise_sd, (trials, points - points // 2)).max(axis=1)
+    half = rng.normal(0.0, noise_sd, (trials, half_points - half_points // 2)).max(axis=1)
+    return float((full - half > tolerance + 1e-12).mean())
 
 
 class Shortfall(StrEnum):

@@ -385,6 +385,12 @@ def shortfall_text(plateau: pd.DataFrame, names: dict[str, str]) -> str:
                       "", *items])
 
 
+FLAT_MISLABEL_BAR = 0.05
+"""A flat model's chance of being labelled not plateaued at or below which the chapter names it
+as one whose label the rule can trust: a firm answer on a tie at most 5 % of the time, as the
+claim rules are held to (:mod:`spineseg_core.study.tie_simulation`)."""
+
+
 def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
                    history: pd.DataFrame | None = None) -> str:
     """How much the labels rest on validation noise: the rule again on each run's
@@ -394,7 +400,7 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
     runs at B (``history``: their curves); empty when ``plateau.csv`` has no such columns or
     none is measured."""
     from spineseg_core.report.bundle import and_join
-    from spineseg_core.study.plateau import END_POINTS, Plateau
+    from spineseg_core.study.plateau import END_POINTS, Plateau, flat_mislabel_rate, validation_noise
 
     if "end_label" not in plateau:
         return ""
@@ -408,18 +414,33 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
         f"{names.get(r.model, r.model)} ({r.label} by the best score, {100 * r.gain:+.1f} "
         f"points; {r.end_label} by the end score, {100 * r.end_gain:+.1f})"
         for r in differ.itertuples()])
-    moves = ""
+    moves = calibration = ""
     if history is not None and {"model", "seed", "dice"} <= set(history.columns):
-        tail = history.dropna(subset=["dice"]).groupby(["model", "seed"])["dice"].apply(
-            lambda d: d.iloc[len(d) // 2:].std()).dropna()
-        if len(tail):
-            moves = (f" (its standard deviation over the second half of each run at B is "
-                     f"{100 * tail.min():.1f} to {100 * tail.max():.1f} points)")
+        noise = validation_noise(history).dropna(subset=["noise_sd"])
+        noise = noise[noise["model"].isin(measured["model"])]
+        if len(noise):
+            moves = (f" (one validation's standard deviation about the curve, over the second "
+                     f"half of each run at B and from successive differences, is "
+                     f"{100 * noise['noise_sd'].min():.1f} to "
+                     f"{100 * noise['noise_sd'].max():.1f} points)")
+            rates = pd.Series([flat_mislabel_rate(r.noise_sd, int(r.points))
+                               for r in noise.itertuples()], index=noise["model"])
+            rates = rates.groupby(level=0, sort=False).mean()  # seeds averaged
+            low = and_join([names.get(m, m) for m in rates[rates <= FLAT_MISLABEL_BAR].index])
+            calibration = (
+                f" Simulated with each model's own noise, a model that is flat over the second "
+                f"half of both its runs is labelled not plateaued by the rule in "
+                f"{100 * rates.min():.0f} to {100 * rates.max():.0f} % of seeds "
+                f"(`spineseg_core.study.plateau.flat_mislabel_rate`), "
+                + (f"and in at most {100 * FLAT_MISLABEL_BAR:.0f} % only for {low}." if low
+                   else f"and in more than {100 * FLAT_MISLABEL_BAR:.0f} % for every model.")
+                + " These rates are lower bounds: the level each run settles on also varies "
+                "from run to run. One seed's label is a weak test.")
     return (f"The rule scores a run by its best validation Dice, a maximum over its "
             f"validations. A run at B validates twice as often as one at B/2, and validation "
             f"Dice moves from one epoch to the next{moves}, so noise alone lifts the "
-            f"maximum at B. Scored instead at the end of each annealed schedule (the mean of "
-            f"its last {END_POINTS} validations), {done} of the {len(measured)} models measured "
+            f"maximum at B.{calibration} Scored instead at the end of each annealed schedule "
+            f"(the mean of its last {END_POINTS} validations), {done} of the {len(measured)} models measured "
             f"plateau"
             + (f"; the label differs for {flips}." if len(differ) else
                ", the same labels as the rule's.")
