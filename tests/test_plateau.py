@@ -268,7 +268,7 @@ def test_the_chapter_says_which_labels_rest_on_noise():
     unet = flat_mislabel_rate(0.02, 6)
     assert 0.05 < unet < 1
     assert (f"labelled not plateaued by the rule in 0 to {100 * unet:.0f} % of seeds" in text
-            and "and in at most 5 % only for DenseASPP." in text)
+            and "it stays at or under 5 % only for DenseASPP." in text)
     same = table.assign(end_label=table["label"])
     assert "the same labels as the rule's" in end_label_text(same, {})
     assert end_label_text(table.drop(columns=["end_label"]), {}) == ""
@@ -311,3 +311,33 @@ def test_a_flat_model_is_mislabelled_by_noise_alone_at_the_hand_computed_rates()
                 dict(noise_sd=0.01, points=0)):
         with pytest.raises(ConfigError):
             flat_mislabel_rate(**bad)
+
+
+def test_the_chance_that_enough_flat_models_pass_by_hand():
+    from spineseg_core.study.plateau import flat_pass_chance
+
+    assert flat_pass_chance([0.0, 0.0], 2) == (1.0, 2.0)
+    assert flat_pass_chance([0.5, 0.5], 2) == (0.25, 1.0)  # both pass: 1/2 x 1/2
+    assert flat_pass_chance([0.5, 0.5], 1) == (0.75, 1.0)  # not both fail
+    assert flat_pass_chance([0.1, 0.2, 0.4], 2)[0] == pytest.approx(
+        0.9 * 0.8 * 0.6 + 0.1 * 0.8 * 0.6 + 0.9 * 0.2 * 0.6 + 0.9 * 0.8 * 0.4)
+    assert flat_pass_chance([0.3], 0)[0] == pytest.approx(1.0)
+    assert flat_pass_chance([0.3], 2)[0] == 0.0  # more than there are models
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        flat_pass_chance([1.2])
+
+
+def test_the_chapter_calibrates_the_budgets_test_on_flat_models(monkeypatch):
+    from spineseg_core.report.pages.convergence import _budget_test_sentence
+
+    monkeypatch.setattr("spineseg_core.study.plateau.MIN_PLATEAUED", 2)
+    rates = pd.Series([0.5, 0.5], index=["unet", "pspnet"])
+    # c unmeasured counts as passing: at least 1 of the 2 measured must pass, 1 - 1/4
+    assert _budget_test_sentence(rates, ["unet", "pspnet", "danet"]) == (
+        " Were the 2 of the paper's models measured all flat, 1.0 of them would be labelled "
+        "plateaued on average, and at least 2 of the 3 would be with a chance of at most 75 % "
+        "(the 1 not yet measured counted as passing).")
+    assert _budget_test_sentence(rates, ["unet", "pspnet"]).endswith(
+        "with a chance of 25 %: at one seed, the budget's test fails most budgets that every "
+        "model has reached.")
+    assert _budget_test_sentence(rates, ["danet"]) == ""

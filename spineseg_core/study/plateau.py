@@ -295,6 +295,24 @@ def flat_mislabel_rate(noise_sd: float, points: int, half_points: int | None = N
     return float((full - half > tolerance + 1e-12).mean())
 
 
+def flat_pass_chance(rates: Sequence[float], minimum: int = MIN_PLATEAUED) -> tuple[float, float]:
+    """Were every model flat, each labelled not plateaued by noise with its chance in ``rates``
+    (:func:`flat_mislabel_rate`, independently): the chance that at least ``minimum`` of them
+    are labelled plateaued, and the number expected to be (the Poisson binomial
+    distribution). The budget's test (at least 10 of the 12 plateau) calibrated as the rule
+    is: a budget every model has reached should pass it almost always."""
+    chances = [float(r) for r in rates]
+    if not all(0.0 <= r <= 1.0 for r in chances):
+        raise ConfigError(f"rates: expected chances between 0 and 1, got {chances}")
+    counts = np.zeros(len(chances) + 1)
+    counts[0] = 1.0
+    for r in chances:  # one model more: it passes with chance 1 - r
+        counts[1:] = counts[1:] * r + counts[:-1] * (1 - r)
+        counts[0] *= r
+    expected = float(sum(1 - r for r in chances))
+    return float(counts[max(minimum, 0):].sum()), expected
+
+
 class Shortfall(StrEnum):
     """Why a model has not plateaued, read from its scores at B/4, B/2 and B (one seed)."""
 

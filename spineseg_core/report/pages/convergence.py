@@ -258,7 +258,7 @@ def budget_seed(b: Bundle) -> Page:
         out["cv_seed_plateau"] = plateau_exhibit(plateau, names)
         if (why := shortfall_text(plateau, names)):
             text.append(why)
-        if (noise := end_label_text(plateau, names, history)):
+        if (noise := end_label_text(plateau, names, history, list(paper))):
             text.append(noise)
         first = seed.csv(FIRST_PLATEAU)
         if first is not None and len(first):
@@ -385,6 +385,27 @@ def shortfall_text(plateau: pd.DataFrame, names: dict[str, str]) -> str:
                       "", *items])
 
 
+def _budget_test_sentence(rates: pd.Series, paper: Sequence[str]) -> str:
+    """The budget's test calibrated: were the ``paper``'s models measured all flat (each
+    mislabelled with its chance in ``rates``), how many would pass on average and how often at
+    least :data:`MIN_PLATEAUED` of the twelve would (those not yet measured counted as passing,
+    so then an upper bound); empty without the paper's models."""
+    from spineseg_core.study.plateau import MIN_PLATEAUED, flat_pass_chance
+
+    ours = rates[rates.index.isin(paper)]
+    if not len(ours):
+        return ""
+    unmeasured = len(paper) - len(ours)
+    chance, expected = flat_pass_chance(ours.to_list(), MIN_PLATEAUED - unmeasured)
+    return (f" Were the {len(ours)} of the paper's models measured all flat, {expected:.1f} of "
+            f"them would be labelled plateaued on average, and at least {MIN_PLATEAUED} of the "
+            f"{len(paper)} would be with a chance of "
+            + (f"at most {100 * chance:.0f} % (the {unmeasured} not yet measured counted as "
+               "passing)" if unmeasured else f"{100 * chance:.0f} %")
+            + (": at one seed, the budget's test fails most budgets that every model has "
+               "reached." if chance < 0.5 else "."))
+
+
 FLAT_MISLABEL_BAR = 0.05
 """A flat model's chance of being labelled not plateaued at or below which the chapter names it
 as one whose label the rule can trust: a firm answer on a tie at most 5 % of the time, as the
@@ -392,13 +413,14 @@ claim rules are held to (:mod:`spineseg_core.study.tie_simulation`)."""
 
 
 def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
-                   history: pd.DataFrame | None = None) -> str:
+                   history: pd.DataFrame | None = None, paper: Sequence[str] = ()) -> str:
     """How much the labels rest on validation noise: the rule again on each run's
     end-of-schedule score (``end_*`` columns of ``plateau.csv``,
     :func:`spineseg_core.study.plateau.end_labels`), the models whose label differs named with
     both gains, and how much validation Dice moves between epochs in the second half of the
-    runs at B (``history``: their curves); empty when ``plateau.csv`` has no such columns or
-    none is measured."""
+    runs at B (``history``: their curves), with how often that noise alone mislabels a flat
+    model and, over the ``paper``'s models, how often the budget's test would pass were all of
+    them flat; empty when ``plateau.csv`` has no such columns or none is measured."""
     from spineseg_core.report.bundle import and_join
     from spineseg_core.study.plateau import END_POINTS, Plateau, flat_mislabel_rate, validation_noise
 
@@ -431,11 +453,12 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
                 f" Simulated with each model's own noise, a model that is flat over the second "
                 f"half of both its runs is labelled not plateaued by the rule in "
                 f"{100 * rates.min():.0f} to {100 * rates.max():.0f} % of seeds "
-                f"(`spineseg_core.study.plateau.flat_mislabel_rate`), "
-                + (f"and in at most {100 * FLAT_MISLABEL_BAR:.0f} % only for {low}." if low
-                   else f"and in more than {100 * FLAT_MISLABEL_BAR:.0f} % for every model.")
+                f"(`spineseg_core.study.plateau.flat_mislabel_rate`); "
+                + (f"it stays at or under {100 * FLAT_MISLABEL_BAR:.0f} % only for {low}." if low
+                   else f"it is over {100 * FLAT_MISLABEL_BAR:.0f} % for every model.")
                 + " These rates are lower bounds: the level each run settles on also varies "
-                "from run to run. One seed's label is a weak test.")
+                "from run to run. One seed's label is a weak test."
+                + _budget_test_sentence(rates, paper))
     return (f"The rule scores a run by its best validation Dice, a maximum over its "
             f"validations. A run at B validates twice as often as one at B/2, and validation "
             f"Dice moves from one epoch to the next{moves}, so noise alone lifts the "
