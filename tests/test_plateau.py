@@ -341,3 +341,36 @@ def test_the_chapter_calibrates_the_budgets_test_on_flat_models(monkeypatch):
         "with a chance of 25 %: at one seed, the budget's test fails most budgets that every "
         "model has reached.")
     assert _budget_test_sentence(rates, ["danet"]) == ""
+
+
+def test_a_gain_stands_out_of_noise_by_hand():
+    from spineseg_core.study.plateau import flat_gain_chance, flat_mislabel_rate
+
+    # one validation each: the flat gain is N(0, 2 s^2); with s = 1 point / sqrt 2 a gain of
+    # 2 points is two SDs out: 1 - Phi(2) = 0.0228
+    s = 0.01 / math.sqrt(2)
+    assert flat_gain_chance(0.02, s, 1, half_points=1, trials=200_000) == pytest.approx(
+        0.0228, abs=0.002)
+    assert flat_gain_chance(0.0, 0.0, 30) == 1.0  # no noise: a gain of 0 is what flat gives
+    assert flat_gain_chance(0.001, 0.0, 30) == 0.0  # ... and any gain stands out
+    assert flat_gain_chance(0.01, 0.02, 30, strict=True) == flat_mislabel_rate(0.02, 30,
+                                                                              tolerance=0.01)
+
+
+def test_the_chapter_says_which_gains_stand_out_of_noise():
+    from spineseg_core.report.pages.convergence import _gain_beyond_noise_sentence
+    from spineseg_core.study.plateau import flat_gain_chance
+
+    plateau = pd.DataFrame({"model": ["miniseg", "danet", "unet"],
+                            "label": ["not plateaued", "not plateaued", "plateaued"],
+                            "gain": [0.12, 0.0102, -0.015]})
+    noise = pd.DataFrame({"model": ["miniseg", "danet", "unet"], "seed": 0, "points": 30,
+                          "noise_sd": [0.004, 0.019, 0.03]})
+    text = _gain_beyond_noise_sentence(plateau, noise, {"miniseg": "MiniSeg", "danet": "DANet"})
+    danet = flat_gain_chance(0.0102, 0.019, 30)
+    assert 0.05 < danet < 0.95
+    assert text == (
+        " Of the 2 models labelled not plateaued, MiniSeg gained more than a flat model with the "
+        f"same noise gains in 95 % of seeds; DANet (+1.0 points, {100 * danet:.0f} %) did not: "
+        "a flat model gains as much in the share of seeds given, so that label may be noise.")
+    assert _gain_beyond_noise_sentence(plateau[plateau["model"] == "unet"], noise, {}) == ""

@@ -283,6 +283,17 @@ def flat_mislabel_rate(noise_sd: float, points: int, half_points: int | None = N
     seeds), which adds to the rate and which one seed cannot measure. The end score
     (:func:`end_scores`) is not simulated: at the end of an annealed schedule a run's
     validations hardly move, so its error is that run-to-run spread alone."""
+    return flat_gain_chance(tolerance + 1e-12, noise_sd, points, half_points, trials, seed,
+                            strict=True)
+
+
+def flat_gain_chance(gain: float, noise_sd: float, points: int, half_points: int | None = None,
+                     trials: int = 20_000, seed: int = 0, strict: bool = False) -> float:
+    """The chance that a flat model (simulated as in :func:`flat_mislabel_rate`) gains at least
+    ``gain`` (more than it where ``strict``) from B/2 to B by the best score: how well a
+    measured gain stands out of its model's validation noise. Small (under 5 %): the gain is
+    more than noise within the runs; a lower bound, as there (the run-to-run spread adds
+    to it), so a small value overstates the evidence against a plateau a little."""
     half_points = points // 2 if half_points is None else half_points
     if not (math.isfinite(noise_sd) and noise_sd >= 0):
         raise ConfigError(f"noise_sd: expected a non-negative Dice SD, got {noise_sd}")
@@ -292,7 +303,8 @@ def flat_mislabel_rate(noise_sd: float, points: int, half_points: int | None = N
     rng = np.random.default_rng(seed)
     full = rng.normal(0.0, noise_sd, (trials, points - points // 2)).max(axis=1)
     half = rng.normal(0.0, noise_sd, (trials, half_points - half_points // 2)).max(axis=1)
-    return float((full - half > tolerance + 1e-12).mean())
+    gains = full - half
+    return float((gains > gain).mean() if strict else (gains >= gain).mean())
 
 
 def flat_pass_chance(rates: Sequence[float], minimum: int = MIN_PLATEAUED) -> tuple[float, float]:

@@ -406,6 +406,38 @@ def _budget_test_sentence(rates: pd.Series, paper: Sequence[str]) -> str:
                "reached." if chance < 0.5 else "."))
 
 
+def _gain_beyond_noise_sentence(plateau: pd.DataFrame, noise: pd.DataFrame,
+                                names: dict[str, str]) -> str:
+    """Which of the models labelled not plateaued gained more than their own validation noise
+    gives a flat model (:func:`spineseg_core.study.plateau.flat_gain_chance` under
+    :data:`FLAT_MISLABEL_BAR`) and which did not, with the chance; ``noise`` is
+    :func:`~spineseg_core.study.plateau.validation_noise`'s (seeds averaged); empty when no
+    model with a noise estimate is labelled not plateaued."""
+    from spineseg_core.report.bundle import and_join
+    from spineseg_core.study.plateau import Plateau, flat_gain_chance
+
+    per_model = noise.groupby("model", sort=False).agg(points=("points", "max"),
+                                                       noise_sd=("noise_sd", "mean"))
+    rows = plateau[(plateau["label"] == str(Plateau.NOT_PLATEAUED))
+                   & plateau["model"].isin(per_model.index)]
+    if not len(rows):
+        return ""
+    chance = {r.model: flat_gain_chance(r.gain, per_model.loc[r.model, "noise_sd"],
+                                        int(per_model.loc[r.model, "points"]))
+              for r in rows.itertuples()}
+    out = [f"{names.get(m, m)}" for m, c in chance.items() if c < FLAT_MISLABEL_BAR]
+    within = [f"{names.get(r.model, r.model)} ({100 * r.gain:+.1f} points, "
+              f"{100 * chance[r.model]:.0f} %)" for r in rows.itertuples()
+              if chance[r.model] >= FLAT_MISLABEL_BAR]
+    return (f" Of the {len(rows)} models labelled not plateaued, "
+            + (f"{and_join(out)} gained more than a flat model with the same noise gains in "
+               f"{100 * (1 - FLAT_MISLABEL_BAR):.0f} % of seeds" if out else "none gained more "
+               "than its noise explains")
+            + (f"; {and_join(within)} did not: a flat model gains as much in the share of "
+               "seeds given, so that label may be noise" if within else "")
+            + ".")
+
+
 FLAT_MISLABEL_BAR = 0.05
 """A flat model's chance of being labelled not plateaued at or below which the chapter names it
 as one whose label the rule can trust: a firm answer on a tie at most 5 % of the time, as the
@@ -436,7 +468,7 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
         f"{names.get(r.model, r.model)} ({r.label} by the best score, {100 * r.gain:+.1f} "
         f"points; {r.end_label} by the end score, {100 * r.end_gain:+.1f})"
         for r in differ.itertuples()])
-    moves = calibration = ""
+    moves = calibration = budget = ""
     if history is not None and {"model", "seed", "dice"} <= set(history.columns):
         noise = validation_noise(history).dropna(subset=["noise_sd"])
         noise = noise[noise["model"].isin(measured["model"])]
@@ -457,19 +489,21 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
                 + (f"it stays at or under {100 * FLAT_MISLABEL_BAR:.0f} % only for {low}." if low
                    else f"it is over {100 * FLAT_MISLABEL_BAR:.0f} % for every model.")
                 + " These rates are lower bounds: the level each run settles on also varies "
-                "from run to run. One seed's label is a weak test."
-                + _budget_test_sentence(rates, paper))
-    return (f"The rule scores a run by its best validation Dice, a maximum over its "
+                "from run to run. One seed's label is a weak test.")
+            budget = (_budget_test_sentence(rates, paper)
+                      + _gain_beyond_noise_sentence(measured, noise, names)).strip()
+    best = (f"The rule scores a run by its best validation Dice, a maximum over its "
             f"validations. A run at B validates twice as often as one at B/2, and validation "
             f"Dice moves from one epoch to the next{moves}, so noise alone lifts the "
-            f"maximum at B.{calibration} Scored instead at the end of each annealed schedule "
-            f"(the mean of its last {END_POINTS} validations), {done} of the {len(measured)} models measured "
-            f"plateau"
-            + (f"; the label differs for {flips}." if len(differ) else
-               ", the same labels as the rule's.")
-            + " The rule's labels stand (the protocol fixed the best score before the seed); "
-            "where the two differ, the label rests on validation noise more than on the "
-            "budget.")
+            f"maximum at B.{calibration}")
+    end = (f"Scored instead at the end of each annealed schedule (the mean of its last "
+           f"{END_POINTS} validations), {done} of the {len(measured)} models measured plateau"
+           + (f"; the label differs for {flips}." if len(differ) else
+              ", the same labels as the rule's.")
+           + " The rule's labels stand (the protocol fixed the best score before the seed); "
+           "where the two differ, the label rests on validation noise more than on the "
+           "budget.")
+    return "\n\n".join(part for part in (best, budget, end) if part)
 
 
 def raise_sentence(record: dict[str, Any] | None) -> str:
