@@ -449,7 +449,7 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
     """How much the labels rest on validation noise: the rule again on each run's
     end-of-schedule score (``end_*`` columns of ``plateau.csv``,
     :func:`spineseg_core.study.plateau.end_labels`), the models whose label differs named with
-    both gains, and how much validation Dice moves between epochs in the second half of the
+    both gains, and how much validation Dice moves between epochs after the first quarter of the
     runs at B (``history``: their curves), with how often that noise alone mislabels a flat
     model and, over the ``paper``'s models, how often the budget's test would pass were all of
     them flat; empty when ``plateau.csv`` has no such columns or none is measured."""
@@ -473,8 +473,8 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
         noise = validation_noise(history).dropna(subset=["noise_sd"])
         noise = noise[noise["model"].isin(measured["model"])]
         if len(noise):
-            moves = (f" (one validation's standard deviation about the curve, over the second "
-                     f"half of each run at B and from successive differences, is "
+            moves = (f" (one validation's standard deviation about the curve, after the first "
+                     f"quarter of each run at B and from successive differences, is "
                      f"{100 * noise['noise_sd'].min():.1f} to "
                      f"{100 * noise['noise_sd'].max():.1f} points)")
             rates = pd.Series([flat_mislabel_rate(r.noise_sd, int(r.points))
@@ -482,8 +482,8 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
             rates = rates.groupby(level=0, sort=False).mean()  # seeds averaged
             low = and_join([names.get(m, m) for m in rates[rates <= FLAT_MISLABEL_BAR].index])
             calibration = (
-                f" Simulated with each model's own noise, a model that is flat over the second "
-                f"half of both its runs is labelled not plateaued by the rule in "
+                f" Simulated with each model's own noise, a model that is flat after the first "
+                f"quarter of both its runs is labelled not plateaued by the rule in "
                 f"{100 * rates.min():.0f} to {100 * rates.max():.0f} % of seeds "
                 f"(`spineseg_core.study.plateau.flat_mislabel_rate`); "
                 + (f"it stays at or under {100 * FLAT_MISLABEL_BAR:.0f} % only for {low}." if low
