@@ -267,6 +267,9 @@ def test_the_chapter_says_which_labels_rest_on_noise():
     from spineseg_core.study.plateau import flat_mislabel_rate
     unet = flat_mislabel_rate(math.sqrt(0.0016 / 3 / 2), 6)
     assert 0.05 < unet < 1
+    unet3 = flat_mislabel_rate(math.sqrt(0.0016 / 3 / 2), 6, seeds=3)
+    assert f"with 3 seeds at both budgets, averaged as the rule does, the rates are 0 to " \
+           f"{100 * unet3:.0f} %" in text
     assert (f"labelled not plateaued by the rule in 0 to {100 * unet:.0f} % of seeds" in text
             and "it stays at or under 5 % only for DenseASPP." in text)
     same = table.assign(end_label=table["label"])
@@ -308,8 +311,14 @@ def test_a_flat_model_is_mislabelled_by_noise_alone_at_the_hand_computed_rates()
     assert flat_mislabel_rate(0.01 / math.sqrt(2), 1, half_points=1, trials=200_000) == \
         pytest.approx(0.1587, abs=0.004)
     assert flat_mislabel_rate(0.02, 30) > flat_mislabel_rate(0.005, 30)  # noisier, worse
+    # three seeds a side, one validation each: the gain is N(0, 2 s^2 / 3); at s = 1 point x
+    # sqrt(3 / 2) the tolerance is again one SD of it
+    assert flat_mislabel_rate(0.01 * math.sqrt(1.5), 1, half_points=1, seeds=3,
+                              trials=200_000) == pytest.approx(0.1587, abs=0.004)
+    # with many validations the best score's bias stays: seeds do not bring the rate down much
+    assert flat_mislabel_rate(0.03, 30, seeds=5) > 0.4
     for bad in (dict(noise_sd=-0.01, points=30), dict(noise_sd=math.nan, points=30),
-                dict(noise_sd=0.01, points=0)):
+                dict(noise_sd=0.01, points=0), dict(noise_sd=0.01, points=30, seeds=0)):
         with pytest.raises(ConfigError):
             flat_mislabel_rate(**bad)
 
