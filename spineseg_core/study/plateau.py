@@ -243,11 +243,10 @@ def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFram
 
 def flat_part(points: int) -> int:
     """How many of a run's ``points`` validations the noise model treats as its flat part: all
-    but its first quarter, the steep start. The best score sits after that quarter in every
-    run of the budget seed at 5880 (epochs 12-25 of 30 at B, 6-15 of 15 at B/2), often in
-    the run's middle, where
-    the learning rate is still high and validation Dice moves most; a window of the second
-    half alone missed those epochs and put the noise at half its size for some models."""
+    but its first quarter, the steep start. A run's best score sits after that quarter (its
+    ``best_epoch`` in ``runs.csv`` says where), often in the run's middle, where the learning
+    rate is still high and validation Dice moves most; a window of the second half alone
+    misses those epochs and understates the noise."""
     return points - points // 4
 
 
@@ -298,8 +297,8 @@ def flat_mislabel_rate(noise_sd: float, points: int, half_points: int | None = N
     the level each run settles on also varies from run to run (as between seeds), which adds
     to the rate and which one seed cannot measure. The end score (:func:`end_scores`) is not
     simulated: it has no maximum's bias, and its error is the run-to-run spread plus the
-    noise of its last validations, which at 5880 is a few hundredths of a point for U-Net
-    but several points for DeepLabv3+ 2.5D (3 slices)."""
+    noise of its last validations, which is tiny for some models and several points for
+    others (``history.csv``)."""
     return flat_gain_chance(tolerance + 1e-12, noise_sd, points, half_points, trials, seed,
                             strict=True, seeds=seeds)
 
