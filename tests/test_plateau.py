@@ -114,6 +114,9 @@ def test_aggregate_writes_plateau_csv_and_keeps_the_half_group_out_of_variants(t
     table = pd.read_csv(tmp_path / "out" / "plateau.csv")
     assert set(table["label"]) == {"plateaued"}  # the same fake runs at both budgets
     assert (table["gain"] == 0).all()
+    # the end of each schedule's validation loss, read from the fake histories at both budgets
+    assert table["end_val_loss"].notna().all()
+    assert (table["end_val_loss"] == table["end_half_val_loss"]).all()
     assert not (tmp_path / "out" / "variants.csv").exists()
     assert "plateau.csv" in json.loads((tmp_path / "out" / "bundle.json").read_text())["files"]
     assert not (tmp_path / "out" / "plateau_first.csv").exists()  # no raised budget
@@ -244,7 +247,43 @@ def test_end_labels_undo_a_spike_in_the_best_score():
     assert ends.loc["denseaspp", "end_label"] == "plateaued"
     assert ends.loc["denseaspp", "end_gain"] == pytest.approx((0.66 + 0.655 + 0.656) / 3 - 0.655)
     assert ends.loc["unet", "end_label"] == "not plateaued"  # a real gain stays one
-    assert list(ends.columns) == ["end_label", "end_val_dice", "end_half_val_dice", "end_gain"]
+    assert list(ends.columns) == ["end_label", "end_val_dice", "end_half_val_dice", "end_gain",
+                                  "end_val_loss", "end_half_val_loss"]
+    assert ends[["end_val_loss", "end_half_val_loss"]].isna().all().all()  # no val_loss column
+
+
+def test_end_labels_carry_the_end_validation_loss_by_hand():
+    from spineseg_core.study.plateau import end_labels
+
+    full = _runs([("miniseg", 0, 0.70, 5880)])
+    half = _runs([("miniseg", 0, 0.58, 2940)])
+    hist_full = _history("miniseg", [0.3, 0.6, 0.7, 0.7]).assign(val_loss=[0.9, 0.6, 0.5, 0.4])
+    hist_half = _history("miniseg", [0.3, 0.5, 0.58, 0.58]).assign(val_loss=[0.9, 0.8, 0.7, 0.7])
+    ends = end_labels(full, half, hist_full, hist_half, points=2).set_index("model")
+    assert ends.loc["miniseg", "end_val_loss"] == pytest.approx(0.45)
+    assert ends.loc["miniseg", "end_half_val_loss"] == pytest.approx(0.70)
+
+
+def test_after_best_by_hand():
+    """U-Net at B in shape: Dice peaks mid-run and ends 4 points lower while the validation
+    loss ends near its lowest (no overfitting); two folds are averaged, the first maximum wins."""
+    from spineseg_core.study.plateau import after_best
+
+    unet = pd.concat([
+        _history("unet", [0.50, 0.89, 0.84, 0.85, 0.84]).assign(
+            fold=0, val_loss=[0.9, 0.40, 0.37, 0.36, 0.35]),
+        _history("unet", [0.50, 0.80, 0.80, 0.80, 0.80]).assign(
+            fold=1, val_loss=[0.9, 0.40, 0.30, 0.40, 0.40])])
+    rows = after_best(unet, points=3).set_index("model")
+    assert rows.loc["unet", "best_val_dice"] == pytest.approx((0.89 + 0.80) / 2)
+    assert rows.loc["unet", "best_epoch"] == 2  # fold 1's flat top: its first epoch there
+    assert rows.loc["unet", "end_val_dice"] == pytest.approx((0.8433333 + 0.80) / 2)
+    assert rows.loc["unet", "drop"] == pytest.approx((0.89 - 0.8433333) / 2)
+    assert rows.loc["unet", "loss_above_min"] == pytest.approx((0.01 + (0.3667 - 0.30)) / 2,
+                                                               abs=1e-4)
+    assert math.isnan(after_best(unet.drop(columns=["val_loss"]))["loss_above_min"].iloc[0])
+    with pytest.raises(ConfigError, match="lacks the columns"):
+        after_best(unet.drop(columns=["dice"]))
 
 
 def test_the_chapter_says_which_labels_rest_on_noise():
@@ -275,6 +314,31 @@ def test_the_chapter_says_which_labels_rest_on_noise():
     same = table.assign(end_label=table["label"])
     assert "the same labels as the rule's" in end_label_text(same, {})
     assert end_label_text(table.drop(columns=["end_label"]), {}) == ""
+
+
+def test_the_chapter_says_where_the_runs_end_by_hand():
+    from spineseg_core.report.pages.convergence import after_best_text
+
+    history = pd.concat([
+        _history("unet", [0.50, 0.89, 0.84, 0.85, 0.84]).assign(
+            val_loss=[0.9, 0.40, 0.37, 0.36, 0.35]),  # best 0.89, ends 0.8433: falls 4.7
+        _history("pspnet", [0.50, 0.80, 0.80, 0.81, 0.80]).assign(
+            val_loss=[0.9, 0.50, 0.45, 0.44, 0.44])])  # best 0.81, ends 0.8033: falls 0.7
+    plateau = pd.DataFrame({
+        "model": ["unet", "pspnet", "unet_25d3"], "end_gain": [-0.057, 0.025, -0.2],
+        "end_val_dice": [0.842, 0.827, 0.5], "end_half_val_dice": [0.899, 0.802, 0.7],
+        "end_val_loss": [0.356, 0.424, 0.3], "end_half_val_loss": [0.347, 0.443, 0.4]})
+    text = after_best_text(plateau, history, {"unet": "U-Net"})
+    assert ("a median 2.7 points below its best (0.7 to 4.7, U-Net most; more than 2 points "
+            "for 1 of the 2 models)") in text
+    assert "its validation loss ends within 0.010 of its lowest" in text  # unet: 0.36 - 0.35
+    # unet_25d3 has no curve at B here: left out of the comparison of the two runs
+    assert ("lowered the validation loss at the end of the schedule for 1 of these 2 models, "
+            "yet it lowered the end score of 1, by up to 5.7 points (U-Net: 89.9 % at B/2 and "
+            "84.2 % at B, validation losses 0.347 and 0.356)") in text
+    assert after_best_text(plateau.drop(columns=["end_val_loss"]), history, {}).endswith(
+        "the checkpoint the test scores is taken there.")
+    assert after_best_text(plateau, None, {}) == ""
 
 
 def test_validation_noise_by_hand_ignores_a_steady_climb():

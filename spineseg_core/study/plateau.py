@@ -196,8 +196,22 @@ def _quarter(quarter: pd.DataFrame | None, model: str, seeds: Sequence[int],
 END_POINTS = 3
 """Validations averaged for a run's end-of-schedule score (:func:`end_scores`)."""
 
-END_COLUMNS: tuple[str, ...] = ("end_label", "end_val_dice", "end_half_val_dice", "end_gain")
+END_COLUMNS: tuple[str, ...] = ("end_label", "end_val_dice", "end_half_val_dice", "end_gain",
+                                 "end_val_loss", "end_half_val_loss")
 """The columns ``spineseg aggregate`` adds to ``plateau.csv`` from :func:`end_labels`."""
+
+
+def _end_means(history: pd.DataFrame, column: str, points: int) -> pd.Series:
+    """The mean ``column`` of each run's last ``points`` validations (rows with a ``dice``),
+    indexed by ``model`` and ``seed`` (folds averaged); NaN where ``history`` lacks it."""
+    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
+    scored = history.dropna(subset=["dice"])
+    if "epoch" in scored:
+        scored = scored.sort_values("epoch", kind="stable")
+    if column not in scored:
+        scored = scored.assign(**{column: math.nan})
+    ends = scored.groupby(keys, sort=False)[column].apply(lambda d: d.iloc[-points:].mean())
+    return ends.groupby(level=["model", "seed"], sort=False).mean()
 
 
 def end_scores(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
@@ -215,11 +229,7 @@ def end_scores(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
     lacking = [c for c in ("model", "seed", "dice") if c not in history]
     if lacking:
         raise ConfigError(f"history: lacks the columns {lacking}")
-    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
-    scored = history.dropna(subset=["dice"])
-    ends = scored.groupby(keys, sort=False)["dice"].apply(lambda d: d.iloc[-points:].mean())
-    ends = ends.rename("val_dice").reset_index()
-    return ends.groupby(["model", "seed"], sort=False, as_index=False)["val_dice"].mean()
+    return _end_means(history, "dice", points).rename("val_dice").reset_index()
 
 
 def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFrame,
@@ -227,18 +237,64 @@ def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFram
                tolerance: float = PLATEAU_TOLERANCE, points: int = END_POINTS) -> pd.DataFrame:
     """The plateau rule applied to the runs' end-of-schedule scores (:func:`end_scores`)
     instead of their best ones: per model, :data:`END_COLUMNS` (the label, both scores and the
-    gain), a check of how much the label rests on validation noise. ``full``/``half`` are the
-    runs at B and B/2 as for :func:`plateau_table`, whose steps checks apply alike."""
+    gain), a check of how much the label rests on validation noise, and the mean validation
+    loss at the end of each schedule (``end_val_loss``, ``end_half_val_loss``; seeds averaged,
+    NaN without a ``val_loss`` column), which settles smoothly where Dice still swings.
+    ``full``/``half`` are the runs at B and B/2 as for :func:`plateau_table`, whose steps
+    checks apply alike."""
     def rescored(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         ends = end_scores(history, points)
         return runs.drop(columns=["val_dice"]).merge(ends, on=["model", "seed"], how="left")
+
+    def end_loss(history: pd.DataFrame) -> pd.Series:
+        return _end_means(history, "val_loss", points).groupby(level="model").mean()
 
     table = plateau_table(rescored(full, full_history), rescored(half, half_history), models,
                           tolerance)
     return pd.DataFrame({"model": table["model"], "end_label": table["label"],
                          "end_val_dice": table["val_dice"],
                          "end_half_val_dice": table["half_val_dice"],
-                         "end_gain": table["gain"]})
+                         "end_gain": table["gain"],
+                         "end_val_loss": table["model"].map(end_loss(full_history)),
+                         "end_half_val_loss": table["model"].map(end_loss(half_history))})
+
+
+def after_best(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
+    """How each run ends against its best validation: one row per ``model`` and ``seed``
+    (folds averaged) with ``best_val_dice`` and its ``best_epoch``, ``end_val_dice`` (the end
+    score, :func:`end_scores`), ``drop`` (best minus end, in Dice) and ``loss_above_min``, the
+    mean validation loss of the last ``points`` validations minus the run's lowest (NaN
+    without a ``val_loss`` column).
+
+    A run whose Dice ends well below its best while its validation loss ends near its lowest
+    has not overfitted (that would raise the loss): its best was a high point of the epochs
+    whose learning rate is high and whose Dice swings, not a level the run holds; the
+    checkpoint the test scores is taken there."""
+    if points < 1:
+        raise ConfigError(f"points: expected at least 1 validation, got {points}")
+    lacking = [c for c in ("model", "seed", "dice") if c not in history]
+    if lacking:
+        raise ConfigError(f"history: lacks the columns {lacking}")
+    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
+    scored = history.dropna(subset=["dice"])
+    if "epoch" in scored:
+        scored = scored.sort_values("epoch", kind="stable")
+    rows = []
+    for key, run in scored.groupby(keys, sort=False):
+        at = int(np.argmax(run["dice"].to_numpy(dtype=float)))
+        loss = (run["val_loss"].to_numpy(dtype=float) if "val_loss" in run
+                else np.full(len(run), math.nan))
+        rows.append({
+            "model": key[0], "seed": key[1], "best_val_dice": float(run["dice"].iloc[at]),
+            "best_epoch": (float(run["epoch"].iloc[at]) if "epoch" in run else float(at + 1)),
+            "end_val_dice": float(run["dice"].iloc[-points:].mean()),
+            "loss_above_min": (float(loss[-points:].mean() - np.nanmin(loss))
+                               if np.isfinite(loss).any() else math.nan)})
+    columns = ["model", "seed", "best_val_dice", "best_epoch", "end_val_dice", "loss_above_min"]
+    runs = pd.DataFrame(rows, columns=columns)
+    runs = runs.groupby(["model", "seed"], sort=False, as_index=False)[columns[2:]].mean()
+    runs.insert(5, "drop", runs["best_val_dice"] - runs["end_val_dice"])
+    return runs
 
 
 def flat_part(points: int) -> int:

@@ -260,6 +260,8 @@ def budget_seed(b: Bundle) -> Page:
             text.append(why)
         if (noise := end_label_text(plateau, names, history, list(paper))):
             text.append(noise)
+        if (ends := after_best_text(plateau, history, names)):
+            text.append(ends)
         first = seed.csv(FIRST_PLATEAU)
         if first is not None and len(first):
             before = int(first["steps"].dropna().median()) if first["steps"].notna().any() \
@@ -514,6 +516,66 @@ def end_label_text(plateau: pd.DataFrame, names: dict[str, str],
            "where the two differ, the label rests on validation noise more than on the "
            "budget.")
     return "\n\n".join(part for part in (best, budget, end) if part)
+
+
+FALL_BAR = 0.02
+"""A fall from a run's best validation Dice to its end score (:func:`spineseg_core.study.
+plateau.after_best`) over which the chapter counts the run as ending well below its best."""
+
+
+def after_best_text(plateau: pd.DataFrame | None, history: pd.DataFrame | None,
+                    names: dict[str, str]) -> str:
+    """Where the runs at B end against their best, one paragraph: how far validation Dice
+    falls from its best to the end of the schedule while the validation loss stays near its
+    lowest (``history``, the runs at B, :func:`spineseg_core.study.plateau.after_best`), and
+    how far the end scores of one model's runs at B and B/2 lie apart against their
+    validation losses (``plateau.csv``'s ``end_*`` columns); empty without the curves."""
+    from spineseg_core.study.plateau import END_POINTS, after_best
+
+    if history is None or not {"model", "seed", "dice"} <= set(history.columns):
+        return ""
+    runs = after_best(history).groupby("model", sort=False)[
+        ["drop", "loss_above_min"]].mean()  # seeds averaged
+    if not len(runs):
+        return ""
+    worst = str(runs["drop"].idxmax())
+    fallen = int((runs["drop"] > FALL_BAR).sum())
+    text = (f"Validation Dice does not stay at its best. A run at B ends (the mean of its last "
+            f"{END_POINTS} validations) a median {100 * runs['drop'].median():.1f} points below "
+            f"its best ({100 * runs['drop'].min():.1f} to {100 * runs['drop'].max():.1f}, "
+            f"{names.get(worst, worst)} most; more than {100 * FALL_BAR:.0f} points for "
+            f"{fallen} of the {len(runs)} models)")
+    loss = runs["loss_above_min"].dropna()
+    if len(loss):
+        text += (f", while its validation loss ends within {loss.max():.3f} of its lowest. "
+                 "Overfitting would raise the loss; instead the best Dice is a high point of "
+                 "the mid-run epochs, whose learning rate is high and whose Dice swings, not a "
+                 "level the run holds, and the checkpoint the test scores is taken there.")
+    else:
+        text += "."
+    if plateau is not None and {"end_gain", "end_val_dice", "end_half_val_dice", "end_val_loss",
+                                "end_half_val_loss"} <= set(plateau.columns):
+        both = plateau[plateau["model"].isin(runs.index)].dropna(
+            subset=["end_gain", "end_val_loss", "end_half_val_loss"])
+        if len(both):
+            lower = int((both["end_val_loss"] < both["end_half_val_loss"]).sum())
+            fell = both[both["end_gain"] < 0]
+            text += (f" Doubling the budget lowered the validation loss at the end of the "
+                     f"schedule for {lower} of these {len(both)} models")
+            if len(fell):
+                r = fell.loc[fell["end_gain"].idxmin()]
+                text += (f", yet it lowered the end score of {len(fell)}, by up to "
+                         f"{-100 * r.end_gain:.1f} points ({names.get(r.model, r.model)}: "
+                         f"{100 * r.end_half_val_dice:.1f} % at B/2 and "
+                         f"{100 * r.end_val_dice:.1f} % at B, validation losses "
+                         f"{r.end_half_val_loss:.3f} and {r.end_val_loss:.3f}). Either the "
+                         "Dice a run settles on varies that much from run to run, or more steps "
+                         "can cost Dice while the loss holds or falls; one seed cannot tell "
+                         "which, and either way its gain or loss of a few points, by either "
+                         "score, says little of the budget.")
+            else:
+                text += "."
+    return text
 
 
 def raise_sentence(record: dict[str, Any] | None) -> str:
