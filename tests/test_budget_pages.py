@@ -17,7 +17,7 @@ from fake_bench import write_fake_bench_monai, write_fake_step_changes, write_fa
 from fake_plateau import SEED_MODELS, write_plateau_bundle
 from spineseg_core.report.bundle import Bundle
 from spineseg_core.report.pages import MarkdownText, build_page, glue_names
-from spineseg_core.report.pages.convergence import NO_SEED
+from spineseg_core.report.pages.convergence import NO_SEED, paper_families
 from spineseg_core.report.pages.efficiency import step_changes, step_rates
 from spineseg_core.report.tables import HTMLTable
 
@@ -260,6 +260,14 @@ def test_a_raised_budget_is_said_with_its_reason(tmp_path):
             "the 8 still to measure), so the raised budget does not stand either; the budget is "
             "raised only once, so it is final") in text
     assert "Why MiniSeg, DenseASPP and PSPNet have not plateaued" in text
+    # every model measured, 3 of 12 plateaued (the seed at 5880): nothing is left to measure
+    twelve = {m: (0.80, 0.80, 300.0) for m in list(paper_families())[:3]}
+    twelve |= {m: (0.70, 0.75, 300.0) for m in list(paper_families())[3:]}
+    write_plateau_bundle(tmp_path / "results/plateau", twelve, steps=5880)
+    text = build_page("convergence", _epoch_runs(tmp_path / "results/cpu"))["cv_seed"]
+    assert ("3 of the paper's 12 models plateaued; the budget B stands when at least 10 of the "
+            "12 do, with every model measured, so the raised budget does not stand either"
+            ) in text
     plt.close("all")
 
 

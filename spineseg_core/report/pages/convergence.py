@@ -234,10 +234,12 @@ def budget_seed(b: Bundle) -> Page:
             stands = {
                 BudgetVerdict.STANDS: "so the raised budget stands",
                 BudgetVerdict.RAISED: (
-                    f"and at most {done + len(paper) - measured} can now (the {done} plateaued "
-                    f"and the {len(paper) - measured} still to measure), so the raised budget "
-                    "does not stand either; the budget is raised only once, so it is final and "
-                    "the models that did not plateau are named below with why"),
+                    (f"and at most {done + len(paper) - measured} can now (the {done} plateaued "
+                     f"and the {len(paper) - measured} still to measure)"
+                     if measured < len(paper) else "with every model measured")
+                    + ", so the raised budget does not stand either; the budget is raised only "
+                    "once, so it is final and the models that did not plateau are named below "
+                    "with why"),
                 BudgetVerdict.PENDING: "and the raised budget is final whatever the labels "
                                        "still to come say"}[verdict]
         unmeasured = len(paper) - measured
