@@ -201,13 +201,22 @@ END_COLUMNS: tuple[str, ...] = ("end_label", "end_val_dice", "end_half_val_dice"
 """The columns ``spineseg aggregate`` adds to ``plateau.csv`` from :func:`end_labels`."""
 
 
+def _validations(history: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``history.csv`` rows that are validations (a ``dice``), in epoch order, and the keys of
+    one run (``model``, ``seed`` and ``fold`` where there is one); one line naming the columns
+    it lacks otherwise."""
+    lacking = [c for c in ("model", "seed", "dice") if c not in history]
+    if lacking:
+        raise ConfigError(f"history: lacks the columns {lacking}")
+    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
+    scored = history.dropna(subset=["dice"])
+    return (scored.sort_values("epoch", kind="stable") if "epoch" in scored else scored), keys
+
+
 def _end_means(history: pd.DataFrame, column: str, points: int) -> pd.Series:
     """The mean ``column`` of each run's last ``points`` validations (rows with a ``dice``),
     indexed by ``model`` and ``seed`` (folds averaged); NaN where ``history`` lacks it."""
-    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
-    scored = history.dropna(subset=["dice"])
-    if "epoch" in scored:
-        scored = scored.sort_values("epoch", kind="stable")
+    scored, keys = _validations(history)
     if column not in scored:
         scored = scored.assign(**{column: math.nan})
     ends = scored.groupby(keys, sort=False)[column].apply(lambda d: d.iloc[-points:].mean())
@@ -226,9 +235,6 @@ def end_scores(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
     """
     if points < 1:
         raise ConfigError(f"points: expected at least 1 validation, got {points}")
-    lacking = [c for c in ("model", "seed", "dice") if c not in history]
-    if lacking:
-        raise ConfigError(f"history: lacks the columns {lacking}")
     return _end_means(history, "dice", points).rename("val_dice").reset_index()
 
 
@@ -261,10 +267,10 @@ def end_labels(full: pd.DataFrame, half: pd.DataFrame, full_history: pd.DataFram
 
 def after_best(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
     """How each run ends against its best validation: one row per ``model`` and ``seed``
-    (folds averaged) with ``best_val_dice`` and its ``best_epoch``, ``end_val_dice`` (the end
-    score, :func:`end_scores`), ``drop`` (best minus end, in Dice) and ``loss_above_min``, the
-    mean validation loss of the last ``points`` validations minus the run's lowest (NaN
-    without a ``val_loss`` column).
+    (folds averaged) with ``best_val_dice``, ``end_val_dice`` (the end score,
+    :func:`end_scores`), ``drop`` (best minus end, in Dice) and ``loss_above_min``, the mean
+    validation loss of the last ``points`` validations minus the run's lowest (NaN without a
+    ``val_loss`` column). Where the best lies is ``runs.csv``'s ``best_epoch``.
 
     A run whose Dice ends well below its best while its validation loss ends near its lowest
     has not overfitted (that would raise the loss): its best was a high point of the epochs
@@ -272,29 +278,17 @@ def after_best(history: pd.DataFrame, points: int = END_POINTS) -> pd.DataFrame:
     checkpoint the test scores is taken there."""
     if points < 1:
         raise ConfigError(f"points: expected at least 1 validation, got {points}")
-    lacking = [c for c in ("model", "seed", "dice") if c not in history]
-    if lacking:
-        raise ConfigError(f"history: lacks the columns {lacking}")
-    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
-    scored = history.dropna(subset=["dice"])
-    if "epoch" in scored:
-        scored = scored.sort_values("epoch", kind="stable")
-    rows = []
-    for key, run in scored.groupby(keys, sort=False):
-        at = int(np.argmax(run["dice"].to_numpy(dtype=float)))
-        loss = (run["val_loss"].to_numpy(dtype=float) if "val_loss" in run
-                else np.full(len(run), math.nan))
-        rows.append({
-            "model": key[0], "seed": key[1], "best_val_dice": float(run["dice"].iloc[at]),
-            "best_epoch": (float(run["epoch"].iloc[at]) if "epoch" in run else float(at + 1)),
-            "end_val_dice": float(run["dice"].iloc[-points:].mean()),
-            "loss_above_min": (float(loss[-points:].mean() - np.nanmin(loss))
-                               if np.isfinite(loss).any() else math.nan)})
-    columns = ["model", "seed", "best_val_dice", "best_epoch", "end_val_dice", "loss_above_min"]
-    runs = pd.DataFrame(rows, columns=columns)
-    runs = runs.groupby(["model", "seed"], sort=False, as_index=False)[columns[2:]].mean()
-    runs.insert(5, "drop", runs["best_val_dice"] - runs["end_val_dice"])
-    return runs
+    scored, keys = _validations(history)
+    if "val_loss" not in scored:
+        scored = scored.assign(val_loss=math.nan)
+    lowest = scored.groupby(keys, sort=False).agg(best=("dice", "max"), low=("val_loss", "min"))
+    lowest = lowest.groupby(level=["model", "seed"], sort=False).mean()
+    runs = pd.DataFrame({
+        "best_val_dice": lowest["best"],
+        "end_val_dice": _end_means(scored, "dice", points),
+        "loss_above_min": _end_means(scored, "val_loss", points) - lowest["low"]})
+    runs.insert(2, "drop", runs["best_val_dice"] - runs["end_val_dice"])
+    return runs.reset_index()
 
 
 def flat_part(points: int) -> int:
@@ -318,13 +312,9 @@ def validation_noise(history: pd.DataFrame) -> pd.DataFrame:
     One SD per run is a simplification: under the decaying schedule, validation Dice moves
     most at mid-run and hardly at the end, so it is too small for the epochs that hold a
     run's best score and too large for its last ones."""
-    lacking = [c for c in ("model", "seed", "dice") if c not in history]
-    if lacking:
-        raise ConfigError(f"history: lacks the columns {lacking}")
-    keys = ["model", "seed", *(["fold"] if "fold" in history else [])]
-    ordered = history.sort_values("epoch") if "epoch" in history else history
+    scored, keys = _validations(history)
     rows = []
-    for key, run in ordered.dropna(subset=["dice"]).groupby(keys, sort=False):
+    for key, run in scored.groupby(keys, sort=False):
         dice = run["dice"].to_numpy(dtype=float)
         steps = np.diff(dice[len(dice) - flat_part(len(dice)):])
         sd = float(np.sqrt(steps.var(ddof=1) / 2)) if len(steps) > 1 else math.nan
